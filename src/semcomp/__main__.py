@@ -1,0 +1,3 @@
+from semcomp.cli import main
+
+main()

@@ -1,0 +1,191 @@
+"""CLIP image embeddings through open_clip, for semantic similarity.
+
+An embedder's identity is the model, the weights tag *and* the preprocessing
+(resize, crop, mean/std), because the same weights with another resize give
+other embeddings (open_clip's pretrained tags carry their preprocessing the
+same way). The store keys cached embeddings by that identity.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from semcomp.config import EmbedderConfig
+from semcomp.errors import ConfigError, ModelUnavailableError
+from semcomp.models import (
+    batches_with_backoff,
+    hub_offline,
+    inference_dtype,
+    load_cached_or_download,
+    release,
+    select_device,
+)
+
+LOCAL_DIR = "local-dir:"
+
+
+def _fetch_hint(config: EmbedderConfig) -> str:
+    return (
+        f"run `semcomp models fetch --clip {config.model} --pretrained {config.pretrained}` "
+        "on a connected machine (or copy its Hugging Face cache here), "
+        "or point the study at local weights with model = 'local-dir:/path'"
+    )
+
+
+def check_model_name(model: str) -> None:
+    """Fail early, with the list of names, for an open_clip model name that does not exist."""
+    if model.startswith((LOCAL_DIR, "hf-hub:")):
+        return
+    import open_clip
+
+    if model.replace("/", "-") not in open_clip.list_models():
+        raise ConfigError(
+            f'open_clip has no model {model!r}; `python -c "import open_clip; '
+            'print(open_clip.list_models())"` lists them'
+        )
+
+
+def load_open_clip(config: EmbedderConfig, device: str) -> Any:
+    """Create the open_clip model with its weights, from the cache or the hub."""
+    import open_clip
+
+    check_model_name(config.model)
+    carries_weights = config.model.startswith((LOCAL_DIR, "hf-hub:"))
+    pretrained = None if carries_weights else config.pretrained
+
+    def load() -> Any:
+        model, _, _ = open_clip.create_model_and_transforms(
+            config.model, pretrained=pretrained, device=device
+        )
+        return model
+
+    if config.model.startswith(LOCAL_DIR):
+        return load()
+    return load_cached_or_download(
+        load, what=f"CLIP model {config.label!r}", fetch_hint=_fetch_hint(config)
+    )
+
+
+class OpenClipEmbedder:
+    """Batched, L2-normalised CLIP image embeddings; load once per stage, then :meth:`close`."""
+
+    def __init__(self, config: EmbedderConfig, *, device: str = "auto", batch_size: int = 32):
+        import torch
+        from open_clip.transform import PreprocessCfg, image_transform_v2
+
+        self.config = config
+        self.device = select_device(device)
+        self.batch_size = batch_size
+        self.model = load_open_clip(config, self.device).eval()
+        self.dtype = inference_dtype(self.device)
+        if self.dtype != torch.float32:
+            self.model = self.model.to(self.dtype)
+        self.preprocess_cfg = dict(self.model.visual.preprocess_cfg)
+        self.preprocess = image_transform_v2(PreprocessCfg(**self.preprocess_cfg), is_train=False)
+
+    def identity(self) -> dict[str, Any]:
+        """The row the store keeps for this embedder: model, weights and preprocessing."""
+        return {
+            "kind": self.config.kind,
+            "model": self.config.model,
+            "pretrained": self.config.pretrained,
+            "preprocess": json.loads(json.dumps(self.preprocess_cfg)),
+            "random_weights": self.config.random_weights,
+        }
+
+    def embed(self, images: list[Image.Image]) -> np.ndarray:
+        """Embeddings of RGB images, one L2-normalised float32 row each."""
+        import torch
+
+        def run(batch: list[Image.Image]) -> np.ndarray:
+            pixels = torch.stack([self.preprocess(image) for image in batch])
+            pixels = pixels.to(self.device, dtype=self.dtype, non_blocking=True)
+            with torch.inference_mode():
+                features = self.model.encode_image(pixels).float()
+            features = torch.nn.functional.normalize(features, dim=-1)
+            return features.cpu().numpy().astype(np.float32)
+
+        parts = [result for _, result in batches_with_backoff(images, self.batch_size, run)]
+        dim = int(self.model.visual.output_dim)
+        return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+
+    def close(self) -> None:
+        self.model = None
+        release()
+
+
+#: A tiny CLIP of the real architecture (ViT image tower, transformer text tower):
+#: what the offline demo and the tests run when real weights cannot be had.
+TINY_CLIP_CONFIG: dict[str, Any] = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+def write_tiny_open_clip(folder: Path, seed: int = 0) -> str:
+    """Write a random-weight tiny CLIP to ``folder`` and return its ``local-dir:`` model id.
+
+    Loaded through :func:`load_open_clip` exactly like real local weights.
+    Deterministic for a given seed.
+    """
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    weights = folder / "open_clip_model.safetensors"
+    if not weights.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(seed)
+        model = open_clip.CLIP(**TINY_CLIP_CONFIG)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        (folder / "open_clip_config.json").write_text(
+            json.dumps({"model_cfg": TINY_CLIP_CONFIG, "preprocess_cfg": {}}, indent=2)
+        )
+        tmp = folder / ".open_clip_model.safetensors.tmp"
+        save_file(state, str(tmp))
+        tmp.replace(weights)
+    return f"{LOCAL_DIR}{folder.resolve()}"
+
+
+def fetch_open_clip_weights(config: EmbedderConfig, *, download: bool = True) -> str:
+    """Path of the weights file for ``config`` (a built-in model and weights tag).
+
+    Looks in the local cache first; downloads only if ``download`` and the hub
+    is reachable. Raises :class:`~semcomp.errors.ModelUnavailableError` otherwise.
+    """
+    import open_clip
+
+    if config.model.startswith((LOCAL_DIR, "hf-hub:")):
+        raise ConfigError(f"{config.model!r} names its weights itself; there is no tag to fetch")
+    check_model_name(config.model)
+    if Path(config.pretrained).is_file():
+        return config.pretrained
+    pretrained_cfg = open_clip.get_pretrained_cfg(config.model.replace("/", "-"), config.pretrained)
+    if not pretrained_cfg:
+        tags = open_clip.list_pretrained_tags_by_model(config.model.replace("/", "-"))
+        raise ConfigError(
+            f"open_clip model {config.model!r} has no weights tag {config.pretrained!r} "
+            f"(tags: {', '.join(tags) or 'none'})"
+        )
+
+    def fetch() -> str:
+        return str(open_clip.download_pretrained(pretrained_cfg))
+
+    if not download:
+        try:
+            with hub_offline():
+                return fetch()
+        except Exception as exc:
+            raise ModelUnavailableError(
+                f"CLIP model {config.label!r} is not in the local cache; {_fetch_hint(config)}"
+            ) from exc
+    return load_cached_or_download(
+        fetch, what=f"CLIP model {config.label!r}", fetch_hint=_fetch_hint(config)
+    )

@@ -1,0 +1,106 @@
+"""Rate–distortion tables: one row per candidate, and summaries per method and operating point.
+
+Rates are exact: ``rate_bits`` is the payload's length in bits; ``bpp`` divides
+by the original image's pixel count.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from semcomp.analysis.stats import mean_ci, median_ci
+from semcomp.store import Store
+
+RATE_UNITS = ("bytes", "bits", "bpp")
+ID_COLUMNS = [
+    "original_id",
+    "original",
+    "category",
+    "method",
+    "codec",
+    "operating_point",
+    "replicate",
+    "seed",
+]
+
+
+def rd_points(store: Store, method_ids: list[str] | None = None) -> pd.DataFrame:
+    """One row per original × method × operating point × replicate, with every metric.
+
+    ``method_ids`` restricts to those methods (the study's configured ones);
+    ``None`` returns every method in the store.
+    """
+    where, params = "", []
+    if method_ids is not None:
+        where = f"WHERE r.method_id IN ({', '.join('?' for _ in method_ids)})"
+        params = list(method_ids)
+    points = store.frame(
+        "SELECT o.id AS original_id, o.name AS original, o.category, o.pixels, "
+        "o.file_bytes AS original_bytes, m.name AS method, m.codec, r.operating_point, "
+        "r.rate_bits, r.meta, c.id AS candidate_id, c.replicate, c.seed "
+        "FROM candidates c JOIN representations r ON r.id = c.representation_id "
+        "JOIN methods m ON m.id = r.method_id JOIN originals o ON o.id = r.original_id "
+        f"{where} ORDER BY m.name, r.operating_point, o.name, c.replicate",
+        params,
+    )
+    if points.empty:
+        return pd.DataFrame(columns=[*ID_COLUMNS, "rate_bytes", "rate_bits", "bpp"])
+    points["rate_bytes"] = points["rate_bits"] / 8
+    points["bpp"] = points["rate_bits"] / points["pixels"]
+    meta = points.pop("meta").map(json.loads)
+    points["quality"] = meta.map(lambda m: m.get("quality"))
+    points["achieved"] = meta.map(lambda m: m.get("achieved"))
+    scores = store.frame("SELECT candidate_id, metric, value FROM scores")
+    if not scores.empty:
+        wide = scores.pivot(index="candidate_id", columns="metric", values="value")
+        points = points.merge(wide, left_on="candidate_id", right_index=True, how="left")
+    return points
+
+
+def metric_columns(points: pd.DataFrame) -> list[str]:
+    """The similarity metric columns of an :func:`rd_points` table."""
+    return [c for c in points.columns if "[" in c and c.endswith("]")]
+
+
+def summarise(points: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Per method and operating point: mean rates; mean and median of each metric with 95 % CIs."""
+    metrics = metric_columns(points)
+    rows = []
+    for (method, operating_point), group in points.groupby(["method", "operating_point"]):
+        row: dict[str, object] = {
+            "method": method,
+            "codec": group["codec"].iloc[0],
+            "operating_point": operating_point,
+            "n": len(group),
+            "rate_bytes_mean": group["rate_bytes"].mean(),
+            "rate_bits_mean": group["rate_bits"].mean(),
+            "bpp_mean": group["bpp"].mean(),
+        }
+        for metric in metrics:
+            values = group[metric].to_numpy(dtype=float)
+            row[f"{metric} mean"] = np.nanmean(values) if np.isfinite(values).any() else np.nan
+            row[f"{metric} mean_ci_low"], row[f"{metric} mean_ci_high"] = mean_ci(values, seed)
+            row[f"{metric} median"] = np.nanmedian(values) if np.isfinite(values).any() else np.nan
+            row[f"{metric} median_ci_low"], row[f"{metric} median_ci_high"] = median_ci(
+                values, seed
+            )
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    return summary.sort_values(["method", "bpp_mean"]).reset_index(drop=True) if rows else summary
+
+
+def compressai_results(summary: pd.DataFrame, method: str, description: str) -> dict:
+    """CompressAI's results JSON for one method: ``{"name", "description", "results"}``."""
+    rows = summary[summary["method"] == method].sort_values("bpp_mean")
+    results: dict[str, list] = {
+        "operating_point": rows["operating_point"].tolist(),
+        "bpp": rows["bpp_mean"].tolist(),
+        "rate_bytes": rows["rate_bytes_mean"].tolist(),
+    }
+    for column in rows.columns:
+        if column.endswith(" mean") and "[" in column:
+            results[column.removesuffix(" mean")] = rows[column].tolist()
+    return {"name": method, "description": description, "results": results}

@@ -1,0 +1,200 @@
+"""``semcomp demo``: a complete study from images the package draws itself.
+
+Nine scenes in three of the textual-transform paper's categories, JPEG and
+WebP sweeps (the paper's ~80 %/~90 % reductions plus a quality ladder), CLIP
+similarity and the report. With the default CLIP weights cached (or the hub
+reachable) it uses them; otherwise it says so in one line and uses a tiny
+random-weight CLIP of the real architecture, and the study and report are
+marked "random weights — numbers are not meaningful".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from semcomp.config import STUDY_FILE, EmbedderConfig
+from semcomp.errors import ModelUnavailableError
+
+SIZE = (512, 384)
+
+DEMO_METHODS_TOML = """
+[[methods]]
+name = "jpeg"
+codec = "jpeg"
+reduction = [0.8, 0.9]
+quality = [5, 15, 30, 50, 75, 90]
+
+[[methods]]
+name = "webp"
+codec = "webp"
+reduction = [0.8, 0.9]
+quality = [5, 15, 30, 50, 75, 90]
+"""
+
+
+def _texture(rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Smooth noise at a few scales, like the texture of a photographed surface."""
+    height, width = SIZE[1], SIZE[0]
+    total = np.zeros((height, width), np.float32)
+    for cells, weight in ((6, 1.0), (24, 0.5), (96, 0.25)):
+        coarse = rng.normal(size=(cells * height // width + 1, cells)).astype(np.float32)
+        image = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
+        total += weight * np.asarray(image)
+    total += rng.normal(scale=0.35, size=total.shape).astype(np.float32)
+    return total * strength
+
+
+def _finish(canvas: Image.Image, rng: np.random.Generator, strength: float = 6.0) -> Image.Image:
+    pixels = np.asarray(canvas, np.float32) + _texture(rng, strength)[..., None]
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).filter(
+        ImageFilter.GaussianBlur(0.6)
+    )
+
+
+def _sky_and_ground(draw: ImageDraw.ImageDraw, sky: tuple, ground: tuple, horizon: int) -> None:
+    width, height = SIZE
+    for y in range(height):
+        top = y < horizon
+        base = sky if top else ground
+        fade = (y / horizon) if top else (y - horizon) / max(1, height - horizon)
+        colour = tuple(int(c * (0.75 + 0.25 * fade)) for c in base)
+        draw.line([(0, y), (width, y)], fill=colour)
+
+
+def _single_object(rng: np.random.Generator, variant: int) -> Image.Image:
+    canvas = Image.new("RGB", SIZE)
+    draw = ImageDraw.Draw(canvas)
+    _sky_and_ground(draw, (200, 190, 170), (120, 90, 60), 250)
+    cx, cy = 256 + rng.integers(-60, 60), 220
+    colour = [(200, 30, 40), (240, 200, 40), (40, 90, 200)][variant]
+    if variant == 0:  # an apple on a table
+        draw.ellipse([cx - 70, cy - 65, cx + 70, cy + 70], fill=colour)
+        draw.rectangle([cx - 4, cy - 95, cx + 4, cy - 60], fill=(90, 60, 20))
+        draw.ellipse([cx + 5, cy - 95, cx + 45, cy - 75], fill=(60, 140, 50))
+    elif variant == 1:  # a mug
+        draw.rectangle([cx - 55, cy - 70, cx + 55, cy + 70], fill=colour)
+        draw.ellipse([cx + 40, cy - 40, cx + 95, cy + 30], outline=colour, width=14)
+        draw.ellipse([cx - 55, cy - 85, cx + 55, cy - 55], fill=(60, 40, 20))
+    else:  # a ball
+        draw.ellipse([cx - 80, cy - 80, cx + 80, cy + 80], fill=colour)
+        draw.arc([cx - 80, cy - 30, cx + 80, cy + 30], 0, 180, fill=(250, 250, 250), width=8)
+    return _finish(canvas, rng)
+
+
+def _multiple_objects(rng: np.random.Generator, variant: int) -> Image.Image:
+    canvas = Image.new("RGB", SIZE)
+    draw = ImageDraw.Draw(canvas)
+    _sky_and_ground(draw, (150, 170, 190), (90, 110, 80), 120 + 40 * variant)
+    palette = [(220, 60, 50), (250, 210, 60), (60, 120, 210), (240, 240, 240), (40, 40, 40)]
+    for _ in range(8 + 4 * variant):
+        x, y = int(rng.integers(20, SIZE[0] - 60)), int(rng.integers(140, SIZE[1] - 40))
+        size = int(rng.integers(18, 55))
+        colour = palette[int(rng.integers(len(palette)))]
+        if rng.random() < 0.5:
+            draw.ellipse([x, y, x + size, y + size], fill=colour)
+        else:
+            draw.rectangle([x, y, x + size, y + int(size * 0.7)], fill=colour)
+    return _finish(canvas, rng)
+
+
+def _landscape(rng: np.random.Generator, variant: int) -> Image.Image:
+    canvas = Image.new("RGB", SIZE)
+    draw = ImageDraw.Draw(canvas)
+    skies = [(110, 160, 220), (240, 150, 90), (40, 50, 90)]
+    _sky_and_ground(draw, skies[variant], (60, 110, 60), 230)
+    width = SIZE[0]
+    for layer, shade in enumerate(((90, 100, 120), (70, 90, 80))):
+        ridge = [(0, 240)]
+        for x in range(0, width + 64, 64):
+            ridge.append((x, int(120 + 40 * layer + rng.integers(-50, 50))))
+        ridge.append((width, 240))
+        draw.polygon(ridge, fill=shade)
+    if variant != 2:  # sun; night gets a moon
+        draw.ellipse([380, 40, 440, 100], fill=(255, 235, 150))
+    else:
+        draw.ellipse([390, 40, 430, 80], fill=(230, 230, 210))
+    draw.polygon([(180, 384), (250, 240), (270, 240), (330, 384)], fill=(120, 160, 200))
+    return _finish(canvas, rng, strength=8.0)
+
+
+SCENES: dict[str, Callable[[np.random.Generator, int], Image.Image]] = {
+    "single_object": _single_object,
+    "multiple_objects": _multiple_objects,
+    "landscape": _landscape,
+}
+
+
+def write_sample_images(folder: Path, seed: int = 0) -> list[Path]:
+    """Draw 3 scenes per category into ``folder/<category>/`` (PNG and high-quality JPEG)."""
+    paths = []
+    for category, draw_scene in SCENES.items():
+        (folder / category).mkdir(parents=True, exist_ok=True)
+        for variant in range(3):
+            rng = np.random.default_rng([seed, variant, len(category)])
+            image = draw_scene(rng, variant)
+            path = folder / category / f"{category}_{variant + 1}.{'png' if variant < 2 else 'jpg'}"
+            if not path.exists():
+                if path.suffix == ".png":
+                    image.save(path, optimize=True)
+                else:
+                    image.save(path, quality=95)
+            paths.append(path)
+    return paths
+
+
+@dataclass
+class DemoOutcome:
+    root: Path
+    random_weights: bool
+    note: str
+
+
+def _similarity_toml(root: Path, say: Callable[[str], None]) -> tuple[str, bool, str]:
+    """The study's similarity section: the real default CLIP if it can be had, else a tiny one."""
+    from semcomp.analysis.clip import fetch_open_clip_weights, write_tiny_open_clip
+
+    default = EmbedderConfig()
+    try:
+        fetch_open_clip_weights(default)
+        return "", False, f"CLIP {default.label}"
+    except ModelUnavailableError:
+        note = (
+            f"CLIP {default.label} weights are not available offline: using a tiny "
+            "random-weight CLIP (random weights — numbers are not meaningful)"
+        )
+        say(note)
+        write_tiny_open_clip(root / "models" / "tiny-clip")
+        toml = (
+            "[similarity]\nbatch_size = 64\n\n[[similarity.models]]\n"
+            "model = 'local-dir:models/tiny-clip'\nname = 'tiny-clip-random'\n"
+            "random_weights = true\n"
+        )
+        return toml, True, note
+
+
+def prepare_demo(root: Path, say: Callable[[str], None] = print) -> DemoOutcome:
+    """Create (or reuse) the demo study folder with its images and ``study.toml``."""
+    from semcomp.study import write_study_file
+
+    root = root.resolve()
+    images = root / "images"
+    write_sample_images(images)
+    if (root / STUDY_FILE).exists():
+        from semcomp.config import load_config
+
+        random_weights = any(m.random_weights for m in load_config(root).similarity.models)
+        return DemoOutcome(root, random_weights, "reusing the existing demo study")
+    similarity, random_weights, note = _similarity_toml(root, say)
+    write_study_file(
+        root,
+        images,
+        name="semcomp demo",
+        methods_toml=DEMO_METHODS_TOML,
+        similarity_toml=similarity,
+    )
+    return DemoOutcome(root, random_weights, note)

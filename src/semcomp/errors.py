@@ -1,0 +1,33 @@
+"""Exceptions whose messages a user can act on.
+
+The CLI prints a :class:`SemcompError` as one line (no traceback) and exits
+non-zero; anything else is a bug and keeps its traceback.
+"""
+
+
+class SemcompError(Exception):
+    """Base class for errors that are the user's to fix, not bugs."""
+
+
+class ConfigError(SemcompError):
+    """A study file or method preset is invalid; the message names the key and the file."""
+
+
+class StoreError(SemcompError):
+    """The study database cannot be opened or migrated."""
+
+
+class ImageError(SemcompError):
+    """An image cannot be read or normalised; recorded as a failure, never fatal to a run."""
+
+
+class ModelUnavailableError(SemcompError):
+    """Model weights are neither cached locally nor reachable on the hub."""
+
+
+class TargetUnreachableError(SemcompError):
+    """No codec setting meets a rate target; carries the closest achievable result."""
+
+    def __init__(self, message: str, closest: dict):
+        super().__init__(message)
+        self.closest = closest

@@ -1,0 +1,138 @@
+"""Loading models once per stage: device, dtype, offline errors, memory.
+
+Heavy libraries (torch, open_clip, huggingface_hub) are imported inside the
+functions here, never at module import, so ``semcomp --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+from semcomp.errors import ConfigError, ModelUnavailableError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_HUB = "https://huggingface.co"
+
+
+def select_device(preference: str = "auto") -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; explicit names are checked."""
+    import torch
+
+    if preference == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if preference.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {preference!r} was asked for but torch sees no CUDA device")
+    return preference
+
+
+def inference_dtype(device: str) -> Any:
+    """fp16 on CUDA (what the reference models are released in), fp32 on CPU."""
+    import torch
+
+    return torch.float16 if device.startswith("cuda") else torch.float32
+
+
+@contextmanager
+def hub_offline() -> Iterator[None]:
+    """Make huggingface_hub use its local cache only, without network round trips."""
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def hub_offline_requested() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection within ``timeout`` seconds.
+
+    Checked before any download so an offline machine fails in seconds instead
+    of through huggingface_hub's minute of retries.
+    """
+    if hub_offline_requested():
+        return False
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", DEFAULT_HUB))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def load_cached_or_download(load: Callable[[], T], *, what: str, fetch_hint: str) -> T:
+    """Load from the local cache first; download only when the hub is reachable.
+
+    Any failure to find the weights becomes one :class:`ModelUnavailableError`
+    naming ``what`` and how to get it, instead of a library traceback.
+    """
+    try:
+        with hub_offline():
+            return load()
+    except Exception as exc:  # the libraries raise RuntimeError, OSError, ValueError, ...
+        cache_miss = exc
+    if not hub_reachable():
+        raise ModelUnavailableError(
+            f"{what} is not in the local cache and the hub is unreachable; {fetch_hint}"
+        ) from cache_miss
+    try:
+        return load()
+    except Exception as exc:
+        raise ModelUnavailableError(
+            f"{what} could not be downloaded ({exc}); {fetch_hint}"
+        ) from exc
+
+
+def release() -> None:
+    """Collect freed models and hand cached GPU memory back (call after dropping a model)."""
+    gc.collect()
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def batches_with_backoff(
+    items: Sequence[T], batch_size: int, run: Callable[[Sequence[T]], R]
+) -> Iterator[tuple[Sequence[T], R]]:
+    """Yield ``(batch, run(batch))`` over ``items``; halve the batch on out-of-memory.
+
+    The batch that ran out of memory is retried at half the size, down to one
+    item; the smaller size is kept for the rest of the stage.
+    """
+    start = 0
+    size = max(1, batch_size)
+    while start < len(items):
+        batch = items[start : start + size]
+        try:
+            result = run(batch)
+        except RuntimeError as exc:
+            if size == 1 or not is_out_of_memory(exc):
+                raise
+            size //= 2
+            release()
+            continue
+        yield batch, result
+        start += len(batch)

@@ -1,0 +1,442 @@
+"""The study store: ``study.db`` (SQLite, WAL) and content-addressed ``artifacts/``.
+
+Every result a figure shows is a row here. Writes are idempotent upserts keyed
+by content hashes and method parameters, each inside a transaction, so a run
+killed at any point and started again neither duplicates nor loses rows.
+Artifacts are written to a temporary name and renamed into place before the
+row that names them is committed; an artifact without a row is harmless and
+is simply reused by the next run.
+
+The schema version lives in ``PRAGMA user_version``; :data:`MIGRATIONS` holds
+one script per version and only ever grows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from semcomp.errors import StoreError
+from semcomp.images import sha256_hex
+
+DB_NAME = "study.db"
+ARTIFACTS_DIR = "artifacts"
+
+MIGRATIONS: list[str] = [
+    # version 1: the foundation schema
+    """
+    CREATE TABLE study_info (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at      TEXT NOT NULL,
+        finished_at     TEXT,
+        status          TEXT NOT NULL,
+        command         TEXT NOT NULL,
+        semcomp_version TEXT NOT NULL,
+        packages        TEXT NOT NULL,
+        config          TEXT NOT NULL,
+        seed            INTEGER,
+        summary         TEXT
+    );
+    CREATE TABLE artifacts (
+        hash       TEXT PRIMARY KEY,
+        relpath    TEXT NOT NULL,
+        bytes      INTEGER NOT NULL,
+        media_type TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE originals (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL,
+        category      TEXT NOT NULL,
+        source_path   TEXT NOT NULL,
+        width         INTEGER NOT NULL,
+        height        INTEGER NOT NULL,
+        pixels        INTEGER NOT NULL,
+        file_bytes    INTEGER NOT NULL,
+        format        TEXT NOT NULL,
+        source_mode   TEXT NOT NULL,
+        frames        INTEGER NOT NULL,
+        artifact_hash TEXT NOT NULL REFERENCES artifacts(hash),
+        run_id        INTEGER REFERENCES runs(id),
+        created_at    TEXT NOT NULL
+    );
+    CREATE TABLE sources (
+        path        TEXT PRIMARY KEY,
+        size        INTEGER NOT NULL,
+        mtime_ns    INTEGER NOT NULL,
+        category    TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        original_id TEXT REFERENCES originals(id)
+    );
+    CREATE TABLE methods (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        codec      TEXT NOT NULL,
+        params     TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE representations (
+        id              TEXT PRIMARY KEY,
+        original_id     TEXT NOT NULL REFERENCES originals(id),
+        method_id       TEXT NOT NULL REFERENCES methods(id),
+        operating_point TEXT NOT NULL,
+        payload_hash    TEXT NOT NULL REFERENCES artifacts(hash),
+        rate_bits       INTEGER NOT NULL,
+        meta            TEXT NOT NULL,
+        run_id          INTEGER REFERENCES runs(id),
+        created_at      TEXT NOT NULL,
+        UNIQUE (original_id, method_id, operating_point)
+    );
+    CREATE TABLE candidates (
+        id                TEXT PRIMARY KEY,
+        representation_id TEXT NOT NULL REFERENCES representations(id),
+        replicate         INTEGER NOT NULL,
+        seed              INTEGER,
+        artifact_hash     TEXT NOT NULL REFERENCES artifacts(hash),
+        meta              TEXT NOT NULL,
+        run_id            INTEGER REFERENCES runs(id),
+        created_at        TEXT NOT NULL,
+        UNIQUE (representation_id, replicate)
+    );
+    CREATE TABLE embedders (
+        id          TEXT PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        model       TEXT NOT NULL,
+        pretrained  TEXT NOT NULL,
+        preprocess  TEXT NOT NULL,
+        random_weights INTEGER NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+    CREATE TABLE embeddings (
+        artifact_hash TEXT NOT NULL REFERENCES artifacts(hash),
+        embedder_id   TEXT NOT NULL REFERENCES embedders(id),
+        dim           INTEGER NOT NULL,
+        vector        BLOB NOT NULL,
+        run_id        INTEGER REFERENCES runs(id),
+        created_at    TEXT NOT NULL,
+        PRIMARY KEY (artifact_hash, embedder_id)
+    );
+    CREATE TABLE metrics (
+        name        TEXT PRIMARY KEY,
+        embedder_id TEXT REFERENCES embedders(id),
+        formula     TEXT NOT NULL,
+        description TEXT NOT NULL
+    );
+    CREATE TABLE scores (
+        candidate_id TEXT NOT NULL REFERENCES candidates(id),
+        metric       TEXT NOT NULL REFERENCES metrics(name),
+        value        REAL NOT NULL,
+        run_id       INTEGER REFERENCES runs(id),
+        created_at   TEXT NOT NULL,
+        PRIMARY KEY (candidate_id, metric)
+    );
+    CREATE TABLE failures (
+        stage      TEXT NOT NULL,
+        item       TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        retryable  INTEGER NOT NULL,
+        detail     TEXT NOT NULL,
+        run_id     INTEGER REFERENCES runs(id),
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (stage, item)
+    );
+    CREATE INDEX representations_by_method ON representations(method_id);
+    CREATE INDEX candidates_by_artifact ON candidates(artifact_hash);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def to_json(value: Any) -> str:
+    """Canonical JSON (sorted keys, no spaces) so equal content has equal text and hash."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def content_key(*parts: Any) -> str:
+    """A short stable key from JSON-able parts: method ids, representation ids, ..."""
+    return sha256_hex(to_json(list(parts)).encode("utf-8"))[:24]
+
+
+class Store:
+    """One study's database and artifact folder."""
+
+    def __init__(self, root: Path, *, read_only: bool = False, migrations: Sequence[str] = ()):
+        self.root = Path(root)
+        self.db_path = self.root / DB_NAME
+        self.artifacts_dir = self.root / ARTIFACTS_DIR
+        self.read_only = read_only
+        self._migrations = list(migrations) or MIGRATIONS
+        if read_only:
+            if not self.db_path.exists():
+                raise StoreError(f"no study database at {self.db_path}")
+            uri = f"file:{self.db_path.resolve()}?mode=ro"
+            self.conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30.0)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute("PRAGMA busy_timeout=30000")
+        self._migrate()
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        current, latest = self.schema_version, len(self._migrations)
+        if current > latest:
+            raise StoreError(
+                f"{self.db_path} has schema version {current}, newer than this semcomp "
+                f"understands ({latest}); upgrade semcomp to open it"
+            )
+        if current == latest:
+            return
+        if self.read_only:
+            raise StoreError(
+                f"{self.db_path} has schema version {current}, older than {latest}; "
+                "open it once with `semcomp status` to migrate it"
+            )
+        for version in range(current + 1, latest + 1):
+            script = self._migrations[version - 1]
+            try:
+                self.conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;"
+                )
+            except sqlite3.Error as exc:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise StoreError(
+                    f"migrating {self.db_path} to schema version {version} failed: {exc}"
+                ) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All writes inside commit together or not at all."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # ---- generic upsert --------------------------------------------------------------
+
+    def upsert(self, table: str, row: Mapping[str, Any], key: Sequence[str]) -> None:
+        """Insert ``row``, or update its non-key columns if ``key`` already exists.
+
+        ``created_at`` keeps the first insertion's time.
+        """
+        columns = list(row)
+        updates = [c for c in columns if c not in key and c != "created_at"]
+        action = (
+            "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updates)
+            if updates
+            else "DO NOTHING"
+        )
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)}) "
+            f"ON CONFLICT ({', '.join(key)}) {action}"
+        )
+        self.conn.execute(sql, [row[c] for c in columns])
+
+    # ---- artifacts ---------------------------------------------------------------------
+
+    def artifact_path(self, relpath: str) -> Path:
+        return self.artifacts_dir / relpath
+
+    def put_artifact(self, data: bytes, *, suffix: str, media_type: str) -> str:
+        """Store bytes under their SHA-256 and return the hash.
+
+        The file is written to a temporary name in the same folder and renamed,
+        so a reader never sees a partial file. Call inside a transaction so the
+        row commits with whatever refers to it.
+        """
+        digest = sha256_hex(data)
+        relpath = f"{digest[:2]}/{digest}{suffix}"
+        target = self.artifact_path(relpath)
+        if not (target.exists() and target.stat().st_size == len(data)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=suffix)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        self.upsert(
+            "artifacts",
+            {
+                "hash": digest,
+                "relpath": relpath,
+                "bytes": len(data),
+                "media_type": media_type,
+                "created_at": utc_now(),
+            },
+            key=("hash",),
+        )
+        return digest
+
+    def read_artifact(self, digest: str) -> bytes:
+        row = self.conn.execute(
+            "SELECT relpath FROM artifacts WHERE hash = ?", (digest,)
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"artifact {digest} is not in the store")
+        return self.artifact_path(row["relpath"]).read_bytes()
+
+    # ---- study info ----------------------------------------------------------------------
+
+    def set_info(self, key: str, value: Any) -> None:
+        self.upsert("study_info", {"key": key, "value": to_json(value)}, key=("key",))
+
+    def get_info(self, key: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT value FROM study_info WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row["value"])
+
+    # ---- failures ------------------------------------------------------------------------
+
+    def record_failure(
+        self,
+        stage: str,
+        item: str,
+        reason: str,
+        *,
+        retryable: bool,
+        run_id: int | None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.upsert(
+            "failures",
+            {
+                "stage": stage,
+                "item": item,
+                "reason": reason,
+                "retryable": int(retryable),
+                "detail": to_json(dict(detail or {})),
+                "run_id": run_id,
+                "created_at": utc_now(),
+            },
+            key=("stage", "item"),
+        )
+
+    def clear_failure(self, stage: str, item: str) -> None:
+        self.conn.execute("DELETE FROM failures WHERE stage = ? AND item = ?", (stage, item))
+
+    def settled_failures(self, stage: str) -> set[str]:
+        """Items of ``stage`` that failed for a reason a re-run cannot change."""
+        rows = self.conn.execute(
+            "SELECT item FROM failures WHERE stage = ? AND retryable = 0", (stage,)
+        )
+        return {r["item"] for r in rows}
+
+    # ---- runs (provenance) ---------------------------------------------------------------
+
+    def start_run(
+        self,
+        *,
+        command: str,
+        semcomp_version: str,
+        packages: Mapping[str, str],
+        config: Mapping[str, Any],
+        seed: int | None,
+    ) -> int:
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO runs (started_at, status, command, semcomp_version, packages, "
+                "config, seed) VALUES (?, 'running', ?, ?, ?, ?, ?)",
+                (utc_now(), command, semcomp_version, to_json(packages), to_json(config), seed),
+            )
+        return int(cursor.lastrowid)
+
+    def finish_run(self, run_id: int, *, status: str, summary: Mapping[str, Any]) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE id = ?",
+                (utc_now(), status, to_json(summary), run_id),
+            )
+
+    # ---- embeddings ----------------------------------------------------------------------
+
+    def put_embeddings(
+        self,
+        embedder_id: str,
+        items: Iterable[tuple[str, np.ndarray]],
+        run_id: int | None,
+    ) -> None:
+        now = utc_now()
+        for artifact_hash, vector in items:
+            vector = np.ascontiguousarray(vector, dtype=np.float32)
+            self.upsert(
+                "embeddings",
+                {
+                    "artifact_hash": artifact_hash,
+                    "embedder_id": embedder_id,
+                    "dim": int(vector.shape[0]),
+                    "vector": vector.tobytes(),
+                    "run_id": run_id,
+                    "created_at": now,
+                },
+                key=("artifact_hash", "embedder_id"),
+            )
+
+    def embeddings(self, embedder_id: str, artifact_hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        wanted = list(dict.fromkeys(artifact_hashes))
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = self.conn.execute(
+                f"SELECT artifact_hash, vector FROM embeddings WHERE embedder_id = ? "
+                f"AND artifact_hash IN ({', '.join('?' for _ in chunk)})",
+                [embedder_id, *chunk],
+            )
+            for row in rows:
+                found[row["artifact_hash"]] = np.frombuffer(row["vector"], dtype=np.float32)
+        return found
+
+    # ---- reads for analysis ----------------------------------------------------------------
+
+    def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """Run a query and return a DataFrame (the form every analysis read takes)."""
+        cursor = self.conn.execute(sql, params)
+        columns = [d[0] for d in cursor.description]
+        return pd.DataFrame([tuple(r) for r in cursor.fetchall()], columns=columns)
+
+    def count(self, table: str) -> int:
+        return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
