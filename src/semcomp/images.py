@@ -78,7 +78,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         if mode == "F" and values.max(initial=0) <= 1.0:
             top = 1.0
         grey = np.clip(np.rint(values / top * 255.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, mode="L").convert("RGB")
+        return Image.fromarray(grey).convert("RGB")
     return image.convert("RGB")
 
 

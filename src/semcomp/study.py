@@ -545,6 +545,16 @@ class Study:
         where, ids = self._in_methods("r.method_id")
         for embedder_config in self.config.similarity.models:
             metrics = clip_metrics(embedder_config)
+            pending = store.conn.execute(
+                "SELECT c.id, c.artifact_hash, o.artifact_hash AS original_hash FROM candidates c "
+                "JOIN representations r ON r.id = c.representation_id "
+                "JOIN originals o ON o.id = r.original_id "
+                f"WHERE {where} AND NOT EXISTS (SELECT 1 FROM scores s "
+                "WHERE s.candidate_id = c.id AND s.metric = ?)",
+                [*ids, metrics[-1].name],
+            ).fetchall()
+            if not pending:
+                continue
             with store.transaction():
                 for metric in metrics:
                     store.upsert(
@@ -557,16 +567,6 @@ class Study:
                         },
                         key=("name",),
                     )
-            pending = store.conn.execute(
-                "SELECT c.id, c.artifact_hash, o.artifact_hash AS original_hash FROM candidates c "
-                "JOIN representations r ON r.id = c.representation_id "
-                "JOIN originals o ON o.id = r.original_id "
-                f"WHERE {where} AND NOT EXISTS (SELECT 1 FROM scores s "
-                "WHERE s.candidate_id = c.id AND s.metric = ?)",
-                [*ids, metrics[-1].name],
-            ).fetchall()
-            if not pending:
-                continue
             vectors = store.embeddings(
                 embedder_config.embedder_id,
                 [r["artifact_hash"] for r in pending] + [r["original_hash"] for r in pending],

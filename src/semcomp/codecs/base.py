@@ -56,11 +56,14 @@ class OperatingPoint:
         """The largest payload that meets this target, or None for a fixed setting."""
         if self.kind == "quality":
             return None
-        if self.kind == "reduction":
-            return math.floor((1.0 - self.value) * original.file_bytes)
         if self.kind == "bytes":
             return int(self.value)
-        return math.floor(self.value * original.pixels / 8)
+        if self.kind == "reduction":
+            limit = (1.0 - self.value) * original.file_bytes
+        else:
+            limit = self.value * original.pixels / 8
+        # round first so that 0.1 * 10_000 = 999.9999999 still allows 1000 bytes
+        return math.floor(round(limit, 6))
 
     def achieved(self, payload_bytes: int, original: OriginalFacts) -> float:
         """The value of this target's quantity that a payload of this size reaches."""

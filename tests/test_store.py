@@ -1,0 +1,116 @@
+"""The study store: migrations, idempotent upserts, atomic artifacts, transactions."""
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from semcomp.errors import StoreError
+from semcomp.store import MIGRATIONS, SCHEMA_VERSION, Store
+
+
+def test_new_store_is_at_the_latest_schema_in_wal_mode(tmp_path: Path):
+    with Store(tmp_path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_forward_migration_keeps_rows(tmp_path: Path):
+    with Store(tmp_path) as store:
+        store.set_info("name", "before")
+    upgraded = [*MIGRATIONS, "ALTER TABLE study_info ADD COLUMN note TEXT DEFAULT 'added';"]
+    with Store(tmp_path, migrations=upgraded) as store:
+        assert store.schema_version == SCHEMA_VERSION + 1
+        assert store.get_info("name") == "before"
+        note = store.conn.execute("SELECT note FROM study_info WHERE key = 'name'").fetchone()[0]
+        assert note == "added"
+
+
+def test_failed_migration_rolls_back_and_says_so(tmp_path: Path):
+    Store(tmp_path).close()
+    broken = [*MIGRATIONS, "CREATE TABLE fine (x INTEGER); THIS IS NOT SQL;"]
+    with pytest.raises(StoreError, match="schema version 2 failed"):
+        Store(tmp_path, migrations=broken)
+    with Store(tmp_path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
+        assert "fine" not in tables
+
+
+def test_newer_database_is_refused(tmp_path: Path):
+    Store(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / "study.db")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this semcomp"):
+        Store(tmp_path)
+
+
+def test_read_only_store_cannot_write(tmp_path: Path):
+    Store(tmp_path).close()
+    with Store(tmp_path, read_only=True) as store, pytest.raises(sqlite3.OperationalError):
+        store.set_info("x", 1)
+    with pytest.raises(StoreError, match="no study database"):
+        Store(tmp_path / "missing", read_only=True)
+
+
+def test_upsert_is_idempotent_and_keeps_created_at(tmp_path: Path):
+    with Store(tmp_path) as store:
+        row = {"id": "m1", "name": "jpeg", "codec": "jpeg", "params": "{}", "created_at": "t0"}
+        store.upsert("methods", row, key=("id",))
+        store.upsert("methods", row | {"name": "renamed", "created_at": "t1"}, key=("id",))
+        rows = store.frame("SELECT * FROM methods")
+        assert len(rows) == 1
+        assert rows.loc[0, "name"] == "renamed" and rows.loc[0, "created_at"] == "t0"
+
+
+def test_artifacts_are_content_addressed_and_leave_no_temporary_files(tmp_path: Path):
+    with Store(tmp_path) as store:
+        with store.transaction():
+            first = store.put_artifact(b"payload", suffix=".bin", media_type="x/y")
+            second = store.put_artifact(b"payload", suffix=".bin", media_type="x/y")
+        assert first == second and store.count("artifacts") == 1
+        assert store.read_artifact(first) == b"payload"
+        assert not list(store.artifacts_dir.rglob(".tmp-*"))
+
+
+def test_transaction_rolls_back_on_error(tmp_path: Path):
+    with Store(tmp_path) as store:
+        with pytest.raises(RuntimeError), store.transaction():
+            store.set_info("half", "written")
+            raise RuntimeError("killed mid-transaction")
+        assert store.get_info("half") is None
+
+
+def test_embeddings_round_trip_as_float32(tmp_path: Path):
+    with Store(tmp_path) as store:
+        with store.transaction():
+            digest = store.put_artifact(b"img", suffix=".png", media_type="image/png")
+            store.upsert(
+                "embedders",
+                {
+                    "id": "e",
+                    "kind": "open_clip",
+                    "model": "m",
+                    "pretrained": "p",
+                    "preprocess": "{}",
+                    "random_weights": 1,
+                    "created_at": "t",
+                },
+                key=("id",),
+            )
+            store.put_embeddings("e", [(digest, np.array([0.6, 0.8]))], run_id=None)
+        (vector,) = store.embeddings("e", [digest]).values()
+        assert vector.dtype == np.float32 and np.allclose(vector, [0.6, 0.8])
+
+
+def test_failures_are_keyed_by_stage_and_item(tmp_path: Path):
+    with Store(tmp_path) as store:
+        store.record_failure("ingest", "a.png", "first", retryable=False, run_id=None)
+        store.record_failure("ingest", "a.png", "second", retryable=False, run_id=None)
+        store.record_failure("ingest", "b.png", "flaky", retryable=True, run_id=None)
+        assert store.count("failures") == 2
+        assert store.settled_failures("ingest") == {"a.png"}
+        store.clear_failure("ingest", "a.png")
+        assert store.settled_failures("ingest") == set()

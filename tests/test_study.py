@@ -1,0 +1,152 @@
+"""The pipeline end to end on tiny models: stages, failures, incremental and no-op re-runs."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import photo, write_study
+from semcomp.analysis import EMBEDDERS
+from semcomp.analysis.report import write_report
+from semcomp.study import Study
+
+
+def run(root: Path):
+    with Study.open(root) as study:
+        return study.run(progress=False)
+
+
+def test_full_run_scores_every_candidate(tmp_path, image_folder, tiny_clip):
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    summary = run(root)
+    assert summary.status == "finished" and not summary.failures
+    with Study.open(root) as study:
+        store = study.store
+        assert store.count("originals") == 4
+        assert store.count("representations") == 4 * 2
+        assert store.count("candidates") == 8
+        assert store.count("scores") == 8 * 2  # raw cosine and scaled
+        scores = store.frame("SELECT metric, value FROM scores")
+        scaled = scores[scores.metric == "clip_scaled[tiny]"].value
+        assert scaled.between(0, 1).all()
+        rates = store.frame(
+            "SELECT r.rate_bits, a.bytes FROM representations r "
+            "JOIN artifacts a ON a.hash = r.payload_hash"
+        )
+        assert (rates.rate_bits == 8 * rates.bytes).all()
+        run_row = store.frame("SELECT * FROM runs").iloc[0]
+        assert run_row.status == "finished"
+        packages = json.loads(run_row.packages)
+        assert {"torch", "open_clip_torch", "pillow", "libjpg"} <= set(packages)
+        embedder = store.frame("SELECT * FROM embedders").iloc[0]
+        assert json.loads(embedder.preprocess)["size"] in (32, [32, 32])
+
+
+def test_rerun_of_a_finished_study_loads_no_model(tmp_path, image_folder, tiny_clip, monkeypatch):
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    run(root)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a finished study must not load a model")
+
+    monkeypatch.setattr(EMBEDDERS, "get", no_model)
+    summary = run(root)
+    assert summary.models_loaded == []
+    assert all(stage.done == 0 for stage in summary.stages)
+    with Study.open(root) as study:
+        assert study.store.count("representations") == 8
+
+
+def test_new_image_and_new_operating_point_are_the_only_new_work(tmp_path, image_folder, tiny_clip):
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    run(root)
+    photo(160, 120, seed=9).save(image_folder / "landscape" / "new.png")
+    summary = run(root)
+    encode = next(s for s in summary.stages if s.stage == "encode")
+    assert (encode.done, encode.skipped) == (2, 8)
+    toml = (root / "study.toml").read_text().replace("quality = [30, 70]", "quality = [30, 70, 90]")
+    (root / "study.toml").write_text(toml)
+    summary = run(root)
+    encode = next(s for s in summary.stages if s.stage == "encode")
+    embed = next(s for s in summary.stages if s.stage == "embed")
+    assert encode.done == 5 and embed.done == 5
+
+
+def test_hostile_inputs_become_named_failures_and_the_run_goes_on(
+    tmp_path, image_folder, tiny_clip
+):
+    (image_folder / "landscape" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    good = image_folder / "landscape" / "img1.png"
+    (image_folder / "landscape" / "truncated.png").write_bytes(good.read_bytes()[:300])
+    methods = '[[methods]]\nname = "jpeg"\ncodec = "jpeg"\nquality = [50]\nbytes = [40]\n'
+    root = write_study(tmp_path / "s", image_folder, tiny_clip, methods=methods)
+    summary = run(root)
+    assert summary.status == "finished"
+    stages = {(stage, item.rsplit("/", 1)[-1]) for stage, item, _ in summary.failures}
+    assert ("ingest", "broken.jpg") in stages and ("ingest", "truncated.png") in stages
+    unreachable = [f for f in summary.failures if f[0] == "encode"]
+    assert len(unreachable) == 4 and all("bytes=40" in f[1] for f in unreachable)
+    assert "smallest file" in unreachable[0][2]
+    with Study.open(root) as study:
+        assert study.store.count("originals") == 4 and study.store.count("scores") == 4 * 2
+        status = {row.what: row for row in study.status()}
+        assert status["ingest: originals"].failed == 2
+        assert status["encode: jpeg"].failed == 4 and status["encode: jpeg"].pending == 0
+    # settled failures are not retried
+    again = run(root)
+    assert not again.failures and all(s.failed == 0 for s in again.stages)
+
+
+def test_categories_restrict_ingest(tmp_path, image_folder, tiny_clip):
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    text = (
+        (root / "study.toml")
+        .read_text()
+        .replace("[images]\n", '[images]\ncategories = ["landscape"]\n')
+    )
+    (root / "study.toml").write_text(text)
+    summary = run(root)
+    assert sum(1 for f in summary.failures if "not one of" in f[2]) == 2
+
+
+def test_same_file_twice_is_one_original(tmp_path, image_folder, tiny_clip):
+    data = (image_folder / "landscape" / "img1.png").read_bytes()
+    (image_folder / "single_object" / "copy.png").write_bytes(data)
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    run(root)
+    with Study.open(root) as study:
+        assert study.store.count("originals") == 4 and study.store.count("sources") == 5
+
+
+def test_report_files(tmp_path, image_folder, tiny_clip):
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    run(root)
+    with Study.open(root, read_only=True) as study:
+        files = write_report(study)
+    import pandas as pd
+
+    rd = pd.read_csv(files.rd_csv)
+    assert len(rd) == 8
+    assert {"rate_bytes", "rate_bits", "bpp", "clip_cosine[tiny]", "clip_scaled[tiny]"} <= set(
+        rd.columns
+    )
+    assert (rd.bpp == rd.rate_bits / rd.pixels).all()
+    summary = pd.read_csv(files.summary_csv)
+    assert list(summary.operating_point) == ["quality=30", "quality=70"]
+    assert (summary["clip_scaled[tiny] mean_ci_low"] <= summary["clip_scaled[tiny] mean"]).all()
+    result = json.loads(files.method_json[0].read_text())
+    assert result["name"] == "jpeg" and len(result["results"]["bpp"]) == 2
+    assert "random weights" in result["description"]
+    assert all(path.stat().st_size > 0 for path in files.figures)
+    assert "random weights" in (files.folder / "README.txt").read_text()
+
+
+@pytest.mark.parametrize("read_only", [True])
+def test_empty_study_reports_without_error(tmp_path, tiny_clip, read_only):
+    images = tmp_path / "images"
+    images.mkdir()
+    root = write_study(tmp_path / "s", images, tiny_clip)
+    run(root)
+    with Study.open(root, read_only=read_only) as study:
+        files = write_report(study)
+    assert files.rows == 0 and files.figures[0].exists()
