@@ -32,7 +32,7 @@ def test_plain_jpeg_is_recorded_with_its_facts():
 
 def test_truncated_jpeg_fails_with_reason():
     data = encoded(photo(256, 192), "JPEG", quality=90)
-    with pytest.raises(ImageError, match="truncated|corrupt"):
+    with pytest.raises(ImageError, match=r"truncated|corrupt"):
         decode_image(data[: len(data) // 2])
 
 

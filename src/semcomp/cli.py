@@ -63,12 +63,19 @@ def init(
 def run(
     study: Path = STUDY_ARGUMENT,
     progress: bool = typer.Option(True, help="Show progress bars."),
+    stage: list[str] = typer.Option(
+        None, help="Run only this stage (repeatable): ingest, encode, decode, embed, score."
+    ),
 ) -> None:
     """Run every pending stage (ingest, encode, decode, embed, score); resumable."""
     from semcomp.study import Study
 
     with Study.open(study) as opened:
-        summary = opened.run(progress=progress, command=" ".join(["semcomp", *sys.argv[1:]]))
+        summary = opened.run(
+            progress=progress,
+            command=" ".join(["semcomp", *sys.argv[1:]]),
+            stages=stage or None,
+        )
     _print_run(summary)
 
 

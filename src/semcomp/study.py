@@ -127,8 +127,21 @@ class Study:
 
     # ---- running ---------------------------------------------------------------------
 
-    def run(self, *, progress: bool = True, command: str = "semcomp run") -> RunSummary:
-        """Run every pending stage; failures of single items are recorded, not raised."""
+    def run(
+        self,
+        *,
+        progress: bool = True,
+        command: str = "semcomp run",
+        stages: Iterable[str] | None = None,
+    ) -> RunSummary:
+        """Run the pending work of every stage (or of ``stages`` only, in pipeline order).
+
+        Failures of single items are recorded, not raised.
+        """
+        selected = set(STAGES if stages is None else stages)
+        unknown = selected - set(STAGES)
+        if unknown:
+            raise ConfigError(f"unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
         run_id = self.store.start_run(
             command=command,
             semcomp_version=__version__,
@@ -139,7 +152,7 @@ class Study:
         with self.store.transaction():
             self.store.set_info("name", self.config.name)
             self.store.set_info("random_weights", self.random_weights)
-        stages: list[StageReport] = []
+        reports: list[StageReport] = []
         status = "failed"
         try:
             for stage, work in (
@@ -149,11 +162,13 @@ class Study:
                 ("embed", self._embed),
                 ("score", self._score),
             ):
+                if stage not in selected:
+                    continue
                 report = StageReport(stage)
                 started = time.perf_counter()
                 work(run_id, report, progress)
                 report.seconds = time.perf_counter() - started
-                stages.append(report)
+                reports.append(report)
             status = "finished"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -171,11 +186,11 @@ class Study:
                 run_id,
                 status=status,
                 summary={
-                    "stages": [vars(s) for s in stages],
+                    "stages": [vars(s) for s in reports],
                     "failures": len(failures),
                 },
             )
-        return RunSummary(run_id=run_id, status=status, stages=stages, failures=failures)
+        return RunSummary(run_id=run_id, status=status, stages=reports, failures=failures)
 
     @staticmethod
     def _failure_label(item: str, detail_json: str) -> str:

@@ -1,0 +1,48 @@
+"""Shared set-up for the benchmarks: offline mode, a tiny CLIP, photo-like images."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+from PIL import Image
+
+
+def photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Smooth colour fields plus sensor-like noise: compresses like a photograph."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(
+        0, 256, size=(max(2, height // 64), max(2, width // 64), 3), dtype=np.uint8
+    )
+    base = np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC))
+    noise = rng.normal(scale=6, size=(height, width, 3))
+    return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+
+
+def timed(work: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = work()
+    return time.perf_counter() - started, result
+
+
+def write_tiny_study(root: Path, images: Path, methods: str) -> Path:
+    from semcomp.analysis.clip import write_tiny_open_clip
+
+    model = write_tiny_open_clip(root / "models" / "tiny-clip")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "study.toml").write_text(
+        f'name = "bench"\n[images]\nsource = "{images.as_posix()}"\n\n{methods}\n'
+        f"[similarity]\nbatch_size = 32\n\n[[similarity.models]]\nmodel = '{model}'\n"
+        "name = 'tiny'\nrandom_weights = true\n"
+    )
+    return root

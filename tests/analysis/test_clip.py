@@ -1,0 +1,71 @@
+"""CLIP embedder: loads through the production path, batches, and fails clearly offline."""
+
+import time
+
+import numpy as np
+import pytest
+
+from helpers import photo
+from semcomp.analysis.clip import OpenClipEmbedder, fetch_open_clip_weights
+from semcomp.config import EmbedderConfig
+from semcomp.errors import ConfigError, ModelUnavailableError
+from semcomp.models import batches_with_backoff
+
+
+def test_tiny_clip_embeddings_are_normalised_and_deterministic(tiny_clip):
+    config = EmbedderConfig(model=tiny_clip, name="tiny")
+    images = [photo(40, 30, seed) for seed in range(5)]
+    embedder = OpenClipEmbedder(config, device="cpu", batch_size=2)
+    try:
+        first = embedder.embed(images)
+        second = embedder.embed(images[::-1])[::-1]
+        identity = embedder.identity()
+    finally:
+        embedder.close()
+    assert first.shape == (5, 32) and first.dtype == np.float32
+    assert np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-5)
+    assert np.allclose(first, second, atol=1e-5)
+    assert identity["preprocess"]["resize_mode"] == "shortest"
+
+
+def test_missing_default_weights_fail_fast_with_one_clear_message():
+    started = time.perf_counter()
+    with pytest.raises(ModelUnavailableError) as raised:
+        fetch_open_clip_weights(EmbedderConfig())
+    message = str(raised.value)
+    assert time.perf_counter() - started < 10
+    assert "ViT-L-14-336/openai" in message and "semcomp models fetch" in message
+
+
+def test_embedder_reports_missing_weights_without_a_library_traceback():
+    with pytest.raises(ModelUnavailableError, match="hub is unreachable"):
+        OpenClipEmbedder(EmbedderConfig(model="ViT-B-32", pretrained="openai"), device="cpu")
+
+
+def test_unknown_model_and_tag_are_config_errors():
+    with pytest.raises(ConfigError, match="no model 'ViT-Q-99'"):
+        OpenClipEmbedder(EmbedderConfig(model="ViT-Q-99"), device="cpu")
+    with pytest.raises(ConfigError, match="no weights tag 'nonsense'"):
+        fetch_open_clip_weights(EmbedderConfig(model="ViT-B-32", pretrained="nonsense"))
+
+
+def test_batches_halve_on_out_of_memory():
+    sizes = []
+
+    def run(batch):
+        sizes.append(len(batch))
+        if len(batch) > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return sum(batch)
+
+    results = [result for _, result in batches_with_backoff(list(range(10)), 8, run)]
+    assert sum(results) == sum(range(10))
+    assert sizes[:3] == [8, 4, 2] and max(sizes[3:]) == 2
+
+
+def test_other_errors_are_not_swallowed():
+    def run(batch):
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        list(batches_with_backoff([1, 2], 2, run))

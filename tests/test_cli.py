@@ -1,0 +1,59 @@
+"""The command line: thin, light to import, one-line errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from helpers import write_study
+from semcomp.cli import main
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys\nfrom semcomp.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'open_clip', 'pandas', 'matplotlib') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout
+    assert "demo" in out.stdout and "report" in out.stdout
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(["run", str(tmp_path / "nowhere")])
+    assert raised.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "semcomp init" in err and "Traceback" not in err
+
+
+def test_init_run_status_report(tmp_path, image_folder, tiny_clip, capsys):
+    study = tmp_path / "study"
+    with pytest.raises(SystemExit) as raised:
+        main(["init", str(study), "--images", str(image_folder)])
+    assert raised.value.code == 0
+    text = (study / "study.toml").read_text()
+    assert 'codec = "jpeg"' in text and "reduction = [0.8, 0.9]" in text
+    # run with the tiny CLIP instead of the default (no network here)
+    (study / "study.toml").unlink()
+    write_study(study, image_folder, tiny_clip)
+    for command in (["run", str(study), "--no-progress"], ["status", str(study)]):
+        with pytest.raises(SystemExit) as raised:
+            main(command)
+        assert raised.value.code == 0
+    out = capsys.readouterr().out
+    assert "run 1: finished" in out and "encode: jpeg" in out
+    with pytest.raises(SystemExit) as raised:
+        main(["report", str(study), "--rate", "bytes"])
+    assert raised.value.code == 0
+    assert (study / "report" / "rd.pdf").exists()
+
+
+def test_init_refuses_to_overwrite(tmp_path, image_folder, capsys):
+    for expected in (0, 1):
+        with pytest.raises(SystemExit) as raised:
+            main(["init", str(tmp_path / "s"), "--images", str(image_folder)])
+        assert raised.value.code == expected
+    assert "already exists" in capsys.readouterr().err

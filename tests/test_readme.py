@@ -1,0 +1,78 @@
+"""The README's commands work as written (and CI runs the same test command)."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def bash_blocks() -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+
+
+def setup_commands() -> tuple[str, str]:
+    main_job, tests = (block.strip() for block in bash_blocks()[:2])
+    return main_job, tests
+
+
+def test_two_setup_commands_install_then_run():
+    main_job, tests = setup_commands()
+    assert "pip install" in main_job and main_job.endswith("semcomp demo")
+    assert "pip install" in tests and tests.endswith("pytest")
+
+
+def test_ci_runs_the_readme_test_command():
+    _, tests = setup_commands()
+    assert tests in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def semcomp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "semcomp", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+    )
+
+
+@pytest.mark.slow
+def test_demo_then_tour_commands(tmp_path: Path):
+    demo_dir = tmp_path / "semcomp-demo"
+    started = time.perf_counter()
+    demo = semcomp("demo", "--dir", str(demo_dir), "--no-progress")
+    elapsed = time.perf_counter() - started
+    assert demo.returncode == 0, demo.stderr
+    assert elapsed < 120
+    assert "not available offline" in demo.stdout
+    assert "random weights — numbers are not meaningful" in demo.stdout
+    assert (demo_dir / "report" / "rd.png").exists()
+    assert "0 failed" in demo.stdout and "failure" not in demo.stdout
+
+    tour = [line.split("#")[0].split() for line in bash_blocks()[2].splitlines()]
+    for words in tour:
+        command = words[1]
+        if command in {"status", "report"}:
+            result = semcomp(command, str(demo_dir), *words[3:])
+            assert result.returncode == 0, result.stderr
+        elif command == "init":
+            images = demo_dir / "images"
+            result = semcomp("init", str(tmp_path / "my-study"), "--images", str(images))
+            assert result.returncode == 0, result.stderr
+        elif command == "run":
+            continue  # run below, on the finished demo study
+        elif command == "models":
+            result = semcomp(*words[1:], timeout=60)
+            assert result.returncode == 1 and "hub is unreachable" in result.stderr
+        else:
+            pytest.fail(f"README tour has an untested command: {words}")
+    # re-running the finished demo loads no model
+    again = semcomp("run", str(demo_dir), "--no-progress")
+    assert again.returncode == 0 and "loaded" not in again.stdout
