@@ -18,6 +18,7 @@ from semcomp.codecs import CODECS
 from semcomp.codecs.base import TARGET_KINDS, OperatingPoint
 from semcomp.errors import ConfigError
 from semcomp.images import DEFAULT_MAX_PIXELS
+from semcomp.registry import Registry
 from semcomp.store import content_key
 
 if sys.version_info >= (3, 11):
@@ -28,6 +29,15 @@ else:  # pragma: no cover - exercised on 3.10 only
 STUDY_FILE = "study.toml"
 DEFAULT_CLIP_MODEL = "ViT-L-14-336"
 DEFAULT_CLIP_PRETRAINED = "openai"
+
+
+def _registered(registry: Registry, name: str) -> str:
+    """``name`` if ``registry`` has it; else a ValueError, which pydantic places at the key."""
+    try:
+        registry.check(name)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return name
 
 
 class Section(BaseModel):
@@ -57,11 +67,7 @@ class MethodConfig(Section):
     @field_validator("codec")
     @classmethod
     def _known_codec(cls, codec: str) -> str:
-        try:
-            CODECS.check(codec)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return codec
+        return _registered(CODECS, codec)
 
     @field_validator("reduction")
     @classmethod
@@ -135,11 +141,7 @@ class EmbedderConfig(Section):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str) -> str:
-        try:
-            EMBEDDERS.check(kind)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        return kind
+        return _registered(EMBEDDERS, kind)
 
     @property
     def label(self) -> str:

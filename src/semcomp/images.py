@@ -121,15 +121,6 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     return DecodedImage(rgb=rgb, format=fmt, source_mode=source_mode, frames=frames)
 
 
-def load_rgb(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Read a file and return it as upright 8-bit RGB (see :func:`decode_image`)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return decode_image(data, max_pixels).rgb
-
-
 @dataclass(frozen=True)
 class SourceImage:
     """One image file named by a folder scan or a manifest row."""

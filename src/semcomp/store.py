@@ -187,7 +187,9 @@ class Store:
         self._migrations = list(migrations) or MIGRATIONS
         if read_only:
             if not self.db_path.exists():
-                raise StoreError(f"no study database at {self.db_path}")
+                raise StoreError(
+                    f"no study database at {self.db_path}; run `semcomp run {self.root}` first"
+                )
             uri = f"file:{self.db_path.resolve()}?mode=ro"
             self.conn = sqlite3.connect(uri, uri=True, isolation_level=None)
         else:
@@ -437,6 +439,15 @@ class Store:
         cursor = self.conn.execute(sql, params)
         columns = [d[0] for d in cursor.description]
         return pd.DataFrame([tuple(r) for r in cursor.fetchall()], columns=columns)
+
+    def originals(self) -> pd.DataFrame:
+        return self.frame("SELECT * FROM originals ORDER BY category, name")
+
+    def failures(self) -> pd.DataFrame:
+        return self.frame("SELECT * FROM failures ORDER BY stage, item")
+
+    def runs(self) -> pd.DataFrame:
+        return self.frame("SELECT * FROM runs ORDER BY id")
 
     def count(self, table: str) -> int:
         return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])

@@ -446,7 +446,7 @@ class Study:
                     # candidate artifact is the payload: decoding here checks it, storing a PNG
                     # of the same pixels would only double the disk use.
                     codec.decode(store.read_artifact(row["payload_hash"]))
-                except OSError as exc:
+                except (OSError, ValueError, SyntaxError) as exc:
                     self._fail("decode", row["id"], f"cannot decode: {exc}", run_id, report)
                     continue
                 with store.transaction():

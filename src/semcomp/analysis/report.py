@@ -54,7 +54,7 @@ def write_report(study: Study, out: Path | None = None, *, rate: str = "bpp") ->
     figures = rd_figure(
         points, summary, folder / "rd", rate=rate, title=config.name, random_weights=random_weights
     )
-    failures = study.store.frame("SELECT stage, item, reason, detail, created_at FROM failures")
+    failures = study.store.failures()
     failures_csv = folder / "failures.csv"
     failures.to_csv(failures_csv, index=False)
     notes = [f"study: {config.name}", f"candidates: {len(points)}", f"failures: {len(failures)}"]
