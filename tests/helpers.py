@@ -1,5 +1,6 @@
 """Helpers the tests share (images that compress like photos, study files)."""
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -36,3 +37,45 @@ def write_study(
         f"model = '{tiny_clip}'\nname = 'tiny'\nrandom_weights = true\n"
     )
     return root
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    """The bytes of ``image`` saved in format ``fmt``."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def write_hostile_images(folder: Path) -> dict[str, bool]:
+    """Real-world awkward files in ``folder``; returns file name → whether it should ingest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    palette = Image.new("P", (16, 16), 0)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 0, 255))]
+    gif = io.BytesIO()
+    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:])
+    jpeg = encoded(photo(200, 150), "JPEG", quality=90)
+    files = {
+        "truncated.jpg": (jpeg[: len(jpeg) // 2], False),
+        "cmyk.jpg": (encoded(Image.new("CMYK", (32, 24), (0, 255, 255, 0)), "JPEG"), True),
+        "sixteen_bit.png": (
+            encoded(
+                Image.fromarray((np.arange(64 * 48, dtype=np.uint16) * 20).reshape(48, 64)), "PNG"
+            ),
+            True,
+        ),
+        "palette_transparent.png": (encoded(palette, "PNG", transparency=0), True),
+        "rotated.jpg": (encoded(photo(60, 20), "JPEG", exif=exif.tobytes()), True),
+        "animated.gif": (gif.getvalue(), True),
+        "one_pixel.png": (encoded(Image.new("RGB", (1, 1)), "PNG"), True),
+        "not_an_image.jpg": (b"plain text pretending to be a JPEG", False),
+        "bomb.png": (encoded(Image.new("1", (10_000, 8_000)), "PNG"), False),
+        "photo.tiff": (encoded(photo(40, 30), "TIFF"), True),
+        "photo.bmp": (encoded(photo(40, 30), "BMP"), True),
+        "photo.webp": (encoded(photo(40, 30), "WEBP"), True),
+    }
+    for name, (data, _) in files.items():
+        (folder / name).write_bytes(data)
+    return {name: ok for name, (_, ok) in files.items()}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import photo
+from helpers import encoded, photo
 from semcomp.errors import ImageError
 from semcomp.images import (
     UNCATEGORISED,
@@ -16,12 +16,6 @@ from semcomp.images import (
     decode_image,
     find_sources,
 )
-
-
-def encoded(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
 
 
 def test_plain_jpeg_is_recorded_with_its_facts():

@@ -95,6 +95,7 @@ def test_embeddings_round_trip_as_float32(tmp_path: Path):
                     "model": "m",
                     "pretrained": "p",
                     "preprocess": "{}",
+                    "weights": "w",
                     "random_weights": 1,
                     "created_at": "t",
                 },

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import photo, write_study
+from helpers import photo, write_hostile_images, write_study
 from semcomp.analysis import EMBEDDERS
 from semcomp.analysis.report import write_report
 from semcomp.study import Study
@@ -27,7 +27,7 @@ def test_full_run_scores_every_candidate(tmp_path, image_folder, tiny_clip):
         assert store.count("candidates") == 8
         assert store.count("scores") == 8 * 2  # raw cosine and scaled
         scores = store.frame("SELECT metric, value FROM scores")
-        scaled = scores[scores.metric == "clip_scaled[tiny]"].value
+        scaled = scores[scores.metric == "clip_(cos+1)/2[tiny]"].value
         assert scaled.between(0, 1).all()
         rates = store.frame(
             "SELECT r.rate_bits, a.bytes FROM representations r "
@@ -127,13 +127,15 @@ def test_report_files(tmp_path, image_folder, tiny_clip):
 
     rd = pd.read_csv(files.rd_csv)
     assert len(rd) == 8
-    assert {"rate_bytes", "rate_bits", "bpp", "clip_cosine[tiny]", "clip_scaled[tiny]"} <= set(
+    assert {"rate_bytes", "rate_bits", "bpp", "clip_cos[tiny]", "clip_(cos+1)/2[tiny]"} <= set(
         rd.columns
     )
     assert (rd.bpp == rd.rate_bits / rd.pixels).all()
     summary = pd.read_csv(files.summary_csv)
     assert list(summary.operating_point) == ["quality=30", "quality=70"]
-    assert (summary["clip_scaled[tiny] mean_ci_low"] <= summary["clip_scaled[tiny] mean"]).all()
+    assert (
+        summary["clip_(cos+1)/2[tiny] mean_ci_low"] <= summary["clip_(cos+1)/2[tiny] mean"]
+    ).all()
     result = json.loads(files.method_json[0].read_text())
     assert result["name"] == "jpeg" and len(result["results"]["bpp"]) == 2
     assert "random weights" in result["description"]
@@ -150,3 +152,22 @@ def test_empty_study_reports_without_error(tmp_path, tiny_clip, read_only):
     with Study.open(root, read_only=read_only) as study:
         files = write_report(study)
     assert files.rows == 0 and files.figures[0].exists()
+
+
+def test_every_hostile_file_ingests_or_fails_with_its_reason(tmp_path, tiny_clip):
+    expected = write_hostile_images(tmp_path / "images" / "hostile")
+    methods = '[[methods]]\nname = "jpeg"\ncodec = "jpeg"\nquality = [50]\n'
+    root = write_study(tmp_path / "s", tmp_path / "images", tiny_clip, methods=methods)
+    summary = run(root)
+    failed = {Path(item).name: reason for stage, item, reason in summary.failures}
+    assert set(failed) == {name for name, ok in expected.items() if not ok}
+    assert "truncated" in failed["truncated.jpg"] or "corrupt" in failed["truncated.jpg"]
+    assert "not an image" in failed["not_an_image.jpg"]
+    assert "decompression bomb" in failed["bomb.png"]
+    with Study.open(root) as study:
+        originals = study.store.originals().set_index("name")
+        assert len(originals) == sum(expected.values())
+        assert study.store.count("scores") == 2 * len(originals)
+    assert (originals.loc["rotated", ["width", "height"]] == [20, 60]).all()
+    assert originals.loc["animated", "frames"] == 2
+    assert originals.loc["cmyk", "source_mode"] == "CMYK"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -133,6 +133,11 @@ class EmbedderConfig(Section):
     #: an open_clip weights tag (``openai``, ``laion2b_s32b_b82k``, ...) or a checkpoint path;
     #: ignored by ``hf-hub:`` and ``local-dir:`` models, which carry their weights
     pretrained: str = DEFAULT_CLIP_PRETRAINED
+    #: preprocessing overrides (None = the weights' own): how a non-square image meets the
+    #: square input: ``shortest`` resizes and centre-crops (CLIP's default), ``longest``
+    #: pads, ``squash`` distorts the aspect ratio
+    resize_mode: Literal["shortest", "longest", "squash"] | None = None
+    interpolation: Literal["bicubic", "bilinear", "nearest"] | None = None
     #: short name used in metric names; defaults to ``model/pretrained`` (or the folder name)
     name: str | None = None
     #: set when the weights are random (the offline demo): numbers are not meaningful
@@ -153,7 +158,10 @@ class EmbedderConfig(Section):
 
     @property
     def embedder_id(self) -> str:
-        return content_key("embedder", self.kind, self.model, self.pretrained)
+        """Identity of the embeddings: model, weights and preprocessing overrides."""
+        overrides = {"resize_mode": self.resize_mode, "interpolation": self.interpolation}
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        return content_key("embedder", self.kind, self.model, self.pretrained, overrides)
 
 
 class SimilarityConfig(Section):

@@ -118,6 +118,7 @@ MIGRATIONS: list[str] = [
         model       TEXT NOT NULL,
         pretrained  TEXT NOT NULL,
         preprocess  TEXT NOT NULL,
+        weights     TEXT NOT NULL,
         random_weights INTEGER NOT NULL,
         created_at  TEXT NOT NULL
     );

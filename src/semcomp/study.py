@@ -517,6 +517,7 @@ class Study:
                             "model": identity["model"],
                             "pretrained": identity["pretrained"],
                             "preprocess": to_json(identity["preprocess"]),
+                            "weights": identity["weights"],
                             "random_weights": int(identity["random_weights"]),
                             "created_at": utc_now(),
                         },

@@ -69,3 +69,18 @@ def test_other_errors_are_not_swallowed():
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
         list(batches_with_backoff([1, 2], 2, run))
+
+
+def test_preprocessing_overrides_change_the_identity(tiny_clip):
+    default = EmbedderConfig(model=tiny_clip)
+    squashed = EmbedderConfig(model=tiny_clip, resize_mode="squash")
+    assert default.embedder_id != squashed.embedder_id
+    embedder = OpenClipEmbedder(squashed, device="cpu")
+    try:
+        identity = embedder.identity()
+        wide = embedder.embed([photo(120, 30)])
+    finally:
+        embedder.close()
+    assert identity["preprocess"]["resize_mode"] == "squash"
+    assert identity["weights"] == tiny_clip
+    assert wide.shape == (1, 32)

@@ -60,7 +60,11 @@ def load_open_clip(config: EmbedderConfig, device: str) -> Any:
 
     def load() -> Any:
         model, _, _ = open_clip.create_model_and_transforms(
-            config.model, pretrained=pretrained, device=device
+            config.model,
+            pretrained=pretrained,
+            device=device,
+            image_resize_mode=config.resize_mode,
+            image_interpolation=config.interpolation,
         )
         return model
 
@@ -69,6 +73,17 @@ def load_open_clip(config: EmbedderConfig, device: str) -> Any:
     return load_cached_or_download(
         load, what=f"CLIP model {config.label!r}", fetch_hint=_fetch_hint(config)
     )
+
+
+def weights_location(config: EmbedderConfig) -> str:
+    """Where the loaded weights came from, for provenance.
+
+    A hub-cache path names the snapshot (commit) it holds; ``local-dir:`` and
+    ``hf-hub:`` models name their folder or repository.
+    """
+    if config.model.startswith((LOCAL_DIR, "hf-hub:")):
+        return config.model
+    return fetch_open_clip_weights(config, download=False)
 
 
 class OpenClipEmbedder:
@@ -87,6 +102,7 @@ class OpenClipEmbedder:
             self.model = self.model.to(self.dtype)
         self.preprocess_cfg = dict(self.model.visual.preprocess_cfg)
         self.preprocess = image_transform_v2(PreprocessCfg(**self.preprocess_cfg), is_train=False)
+        self.weights = weights_location(config)
 
     def identity(self) -> dict[str, Any]:
         """The row the store keeps for this embedder: model, weights and preprocessing."""
@@ -95,6 +111,7 @@ class OpenClipEmbedder:
             "model": self.config.model,
             "pretrained": self.config.pretrained,
             "preprocess": json.loads(json.dumps(self.preprocess_cfg)),
+            "weights": self.weights,
             "random_weights": self.config.random_weights,
         }
 

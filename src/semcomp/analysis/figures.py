@@ -14,6 +14,7 @@ RATE_AXES = {
     "bpp": ("bpp", "bpp_mean", "rate (bits per pixel)"),
 }
 RANDOM_WEIGHTS_NOTE = "random weights — numbers are not meaningful"
+SCALED_CLIP = "clip_(cos+1)/2["
 
 
 def rd_figure(
@@ -35,9 +36,8 @@ def rd_figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metrics = [m for m in metric_columns(points) if m.startswith("clip_scaled")] or metric_columns(
-        points
-    )
+    metrics = [m for m in metric_columns(points) if m.startswith(SCALED_CLIP)]
+    metrics = metrics or metric_columns(points)
     point_rate, mean_rate, rate_label = RATE_AXES[rate]
     panels = max(1, len(metrics))
     figure, axes = plt.subplots(1, panels, figsize=(5.0 * panels, 3.8), squeeze=False)

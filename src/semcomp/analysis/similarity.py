@@ -29,12 +29,12 @@ def clip_metrics(embedder: EmbedderConfig) -> list[SimilarityMetric]:
     label = embedder.label
     return [
         SimilarityMetric(
-            name=f"clip_cosine[{label}]",
+            name=f"clip_cos[{label}]",
             formula="cos",
             description=f"cosine similarity of {label} image embeddings, in [-1, 1]",
         ),
         SimilarityMetric(
-            name=f"clip_scaled[{label}]",
+            name=f"clip_(cos+1)/2[{label}]",
             formula="(cos+1)/2",
             description=f"cosine similarity of {label} image embeddings scaled to [0, 1]",
         ),
