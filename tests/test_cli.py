@@ -44,7 +44,7 @@ def test_init_run_status_report(tmp_path, image_folder, tiny_clip, capsys):
             main(command)
         assert raised.value.code == 0
     out = capsys.readouterr().out
-    assert "run 1: finished" in out and "encode: jpeg" in out
+    assert "run 1: finished" in out and "represent: jpeg" in out
     with pytest.raises(SystemExit) as raised:
         main(["report", str(study), "--rate", "bytes"])
     assert raised.value.code == 0

@@ -57,7 +57,14 @@ def test_read_only_store_cannot_write(tmp_path: Path):
 
 def test_upsert_is_idempotent_and_keeps_created_at(tmp_path: Path):
     with Store(tmp_path) as store:
-        row = {"id": "m1", "name": "jpeg", "codec": "jpeg", "params": "{}", "created_at": "t0"}
+        row = {
+            "id": "m1",
+            "name": "jpeg",
+            "kind": "pixel",
+            "codec": "jpeg",
+            "params": "{}",
+            "created_at": "t0",
+        }
         store.upsert("methods", row, key=("id",))
         store.upsert("methods", row | {"name": "renamed", "created_at": "t1"}, key=("id",))
         rows = store.frame("SELECT * FROM methods")

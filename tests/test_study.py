@@ -91,7 +91,7 @@ def test_hostile_inputs_become_named_failures_and_the_run_goes_on(
         assert study.store.count("originals") == 4 and study.store.count("scores") == 4 * 2
         status = {row.what: row for row in study.status()}
         assert status["ingest: originals"].failed == 2
-        assert status["encode: jpeg"].failed == 4 and status["encode: jpeg"].pending == 0
+        assert status["represent: jpeg"].failed == 4 and status["represent: jpeg"].pending == 0
     # settled failures are not retried
     again = run(root)
     assert not again.failures and all(s.failed == 0 for s in again.stages)

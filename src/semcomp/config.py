@@ -11,14 +11,21 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from semcomp.analysis import EMBEDDERS
-from semcomp.codecs import CODECS
-from semcomp.codecs.base import TARGET_KINDS, OperatingPoint
 from semcomp.errors import ConfigError
 from semcomp.images import DEFAULT_MAX_PIXELS
-from semcomp.registry import Registry
+from semcomp.methods import (
+    ExternalMethod,
+    MethodConfig,
+    PixelMethod,
+    Section,
+    TextualMethod,
+    describe_errors,
+    registered,
+)
+from semcomp.params import StudyPath
 from semcomp.store import content_key
 
 if sys.version_info >= (3, 11):
@@ -31,96 +38,13 @@ DEFAULT_CLIP_MODEL = "ViT-L-14-336"
 DEFAULT_CLIP_PRETRAINED = "openai"
 
 
-def _registered(registry: Registry, name: str) -> str:
-    """``name`` if ``registry`` has it; else a ValueError, which pydantic places at the key."""
-    try:
-        registry.check(name)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
-    return name
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 class ImagesConfig(Section):
     #: a folder (recursive; category = first-level subfolder) or a CSV manifest
-    source: Path
+    source: StudyPath
     #: if given, every image's category must be one of these
     categories: list[str] | None = None
     #: decompression-bomb guard
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)
-
-
-class MethodConfig(Section):
-    """A codec, its fixed parameters, and the operating points to encode at."""
-
-    name: str = Field(min_length=1)
-    codec: str
-    quality: list[int] = Field(default_factory=list)
-    reduction: list[float] = Field(default_factory=list)
-    bytes: list[int] = Field(default_factory=list)
-    bpp: list[float] = Field(default_factory=list)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("codec")
-    @classmethod
-    def _known_codec(cls, codec: str) -> str:
-        return _registered(CODECS, codec)
-
-    @field_validator("reduction")
-    @classmethod
-    def _reduction_in_range(cls, values: list[float]) -> list[float]:
-        for value in values:
-            if not 0.0 < value < 1.0:
-                raise ValueError(f"reduction {value} must lie strictly between 0 and 1")
-        return values
-
-    @field_validator("bytes", "bpp")
-    @classmethod
-    def _positive(cls, values: list[float]) -> list[float]:
-        for value in values:
-            if value <= 0:
-                raise ValueError(f"rate target {value} must be positive")
-        return values
-
-    @model_validator(mode="after")
-    def _check_against_codec(self) -> MethodConfig:
-        codec_class = CODECS.get(self.codec)
-        try:
-            validated = codec_class.Params.model_validate(self.params)
-        except ValidationError as exc:
-            raise ValueError(_describe_errors(exc, prefix="params")) from None
-        self.params = validated.model_dump(mode="json")
-        low, high = getattr(codec_class, "quality_range", (None, None))
-        for quality in self.quality:
-            if low is not None and not low <= quality <= high:
-                raise ValueError(f"quality {quality} is outside {self.codec}'s range {low}..{high}")
-        points = self.operating_points()
-        if not points:
-            raise ValueError(
-                f"method {self.name!r} gives no operating point ({', '.join(TARGET_KINDS)})"
-            )
-        unsupported = sorted({p.kind for p in points} - set(codec_class.target_kinds))
-        if unsupported:
-            raise ValueError(
-                f"codec {self.codec!r} does not support {', '.join(unsupported)} targets"
-            )
-        return self
-
-    def operating_points(self) -> list[OperatingPoint]:
-        points = [
-            OperatingPoint(kind, float(value))
-            for kind in TARGET_KINDS
-            for value in getattr(self, kind)
-        ]
-        return list(dict.fromkeys(points))
-
-    @property
-    def method_id(self) -> str:
-        """Identity of the method: codec and validated parameters (not the display name)."""
-        return content_key("method", self.codec, self.params)
 
 
 class EmbedderConfig(Section):
@@ -146,7 +70,7 @@ class EmbedderConfig(Section):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str) -> str:
-        return _registered(EMBEDDERS, kind)
+        return registered(EMBEDDERS, kind)
 
     @property
     def label(self) -> str:
@@ -197,8 +121,6 @@ class StudyConfig(Section):
 
     def resolve_paths(self, study_dir: Path) -> StudyConfig:
         """Make relative paths absolute against the study folder."""
-        if not self.images.source.is_absolute():
-            self.images.source = (study_dir / self.images.source).resolve()
         for embedder in self.similarity.models:
             prefix, _, folder = embedder.model.partition(":")
             if prefix == "local-dir" and not Path(folder).is_absolute():
@@ -206,29 +128,12 @@ class StudyConfig(Section):
         return self
 
 
-def _describe_errors(exc: ValidationError, prefix: str = "") -> str:
-    messages = []
-    for error in exc.errors():
-        parts = [prefix] if prefix else []
-        for part in error["loc"]:
-            if isinstance(part, int):
-                parts[-1:] = [f"{parts[-1]}[{part}]"] if parts else [f"[{part}]"]
-            else:
-                parts.append(str(part))
-        where = ".".join(parts) or "(top level)"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        message = message.removeprefix("Value error, ")
-        messages.append(f"{where}: {message}")
-    return "; ".join(messages)
-
-
-def parse_config(data: dict[str, Any], source: str) -> StudyConfig:
+def parse_config(data: dict[str, Any], source: str, study_dir: Path | None = None) -> StudyConfig:
+    context = {"study_dir": study_dir} if study_dir is not None else None
     try:
-        return StudyConfig.model_validate(data)
+        return StudyConfig.model_validate(data, context=context)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe_errors(exc)}") from None
+        raise ConfigError(f"{source}: {describe_errors(exc)}") from None
 
 
 def load_config(study_dir: Path) -> StudyConfig:
@@ -240,4 +145,19 @@ def load_config(study_dir: Path) -> StudyConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, str(path)).resolve_paths(path.parent)
+    return parse_config(data, str(path), path.parent).resolve_paths(path.parent)
+
+
+__all__ = [
+    "STUDY_FILE",
+    "EmbedderConfig",
+    "ExternalMethod",
+    "ImagesConfig",
+    "MethodConfig",
+    "PixelMethod",
+    "SimilarityConfig",
+    "StudyConfig",
+    "TextualMethod",
+    "load_config",
+    "parse_config",
+]

@@ -85,21 +85,48 @@ MIGRATIONS: list[str] = [
     CREATE TABLE methods (
         id         TEXT PRIMARY KEY,
         name       TEXT NOT NULL,
+        kind       TEXT NOT NULL,
         codec      TEXT NOT NULL,
         params     TEXT NOT NULL,
         created_at TEXT NOT NULL
+    );
+    CREATE TABLE captions (
+        id            TEXT PRIMARY KEY,
+        original_id   TEXT NOT NULL REFERENCES originals(id),
+        captioner_key TEXT NOT NULL,
+        captioner     TEXT NOT NULL,
+        params        TEXT NOT NULL,
+        variant       INTEGER NOT NULL,
+        text          TEXT NOT NULL,
+        author        TEXT,
+        meta          TEXT NOT NULL,
+        run_id        INTEGER REFERENCES runs(id),
+        created_at    TEXT NOT NULL,
+        UNIQUE (original_id, captioner_key, variant)
     );
     CREATE TABLE representations (
         id              TEXT PRIMARY KEY,
         original_id     TEXT NOT NULL REFERENCES originals(id),
         method_id       TEXT NOT NULL REFERENCES methods(id),
         operating_point TEXT NOT NULL,
+        variant         INTEGER NOT NULL,
         payload_hash    TEXT NOT NULL REFERENCES artifacts(hash),
-        rate_bits       INTEGER NOT NULL,
+        rate_bits       INTEGER,
         meta            TEXT NOT NULL,
         run_id          INTEGER REFERENCES runs(id),
         created_at      TEXT NOT NULL,
-        UNIQUE (original_id, method_id, operating_point)
+        UNIQUE (original_id, method_id, operating_point, variant)
+    );
+    CREATE TABLE reconstructions (
+        key               TEXT PRIMARY KEY,
+        reconstructor_key TEXT NOT NULL,
+        prompt            TEXT NOT NULL,
+        seed              INTEGER,
+        replicate         INTEGER NOT NULL,
+        artifact_hash     TEXT NOT NULL REFERENCES artifacts(hash),
+        meta              TEXT NOT NULL,
+        run_id            INTEGER REFERENCES runs(id),
+        created_at        TEXT NOT NULL
     );
     CREATE TABLE candidates (
         id                TEXT PRIMARY KEY,

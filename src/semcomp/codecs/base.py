@@ -14,17 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict
+
+from semcomp.params import PluginParams
 
 TargetKind = Literal["quality", "reduction", "bytes", "bpp"]
 #: The operating-point keys a method may give, in the order they are listed.
 TARGET_KINDS: tuple[TargetKind, ...] = ("quality", "reduction", "bytes", "bpp")
 
 
-class CodecParams(BaseModel):
-    """Base for a codec's fixed parameters; unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+#: Base for a codec's fixed parameters; unknown keys are errors.
+CodecParams = PluginParams
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,105 @@
+"""Human captions imported from a CSV: columns ``image``, ``caption`` and optional ``author``.
+
+``image`` is an original's file name (with or without suffix), its display
+name, or its id (the SHA-256 of the file). Several rows for one image give
+several captions, each its own representation (``variant``). Malformed rows
+are reported with their line numbers and skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+from PIL import Image
+
+from semcomp.captioners.base import Caption, Captioner, CaptionFailure, OriginalRef
+from semcomp.errors import ConfigError
+from semcomp.params import PluginParams, StudyPath
+
+COLUMNS = ("image", "caption", "author")
+
+
+class HumanParams(PluginParams):
+    csv: StudyPath
+    #: the protocol the captioners followed (recorded, e.g. "a-f" from the paper)
+    protocol: str = ""
+
+
+def read_caption_rows(path: Path) -> tuple[dict[str, list[Caption]], list[tuple[str, str]]]:
+    """Captions by image reference, and (``file:line``, reason) for every malformed row."""
+    by_image: dict[str, list[Caption]] = defaultdict(list)
+    problems: list[tuple[str, str]] = []
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"cannot read captions CSV {path}: {exc.strerror}") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip().lower() for h in reader.fieldnames or []]
+        missing = [c for c in ("image", "caption") if c not in header]
+        unknown = [c for c in header if c not in COLUMNS]
+        if missing or unknown:
+            raise ConfigError(
+                f"{path}: captions CSV needs columns image, caption (optional author); "
+                f"missing {missing}, unknown {unknown}"
+            )
+        reader.fieldnames = header
+        for row in reader:
+            line = f"{path.name}:{reader.line_num}"
+            if None in row:
+                problems.append((line, "row has more fields than the header"))
+                continue
+            image = (row.get("image") or "").strip()
+            text = row.get("caption")
+            if not image:
+                problems.append((line, "empty image reference"))
+                continue
+            if text is None:
+                problems.append((line, "row has no caption field"))
+                continue
+            author = (row.get("author") or "").strip() or None
+            by_image[image].append(Caption(text=text, author=author))
+    return dict(by_image), problems
+
+
+def references(original: OriginalRef) -> list[str]:
+    """The ways a CSV may name an original: id, display name, file name, file stem."""
+    path = Path(original.source_path)
+    return [original.id, original.name, path.name, path.stem]
+
+
+class HumanCaptioner(Captioner):
+    name = "human"
+    Params = HumanParams
+    needs_images = False
+
+    def __init__(self, params: HumanParams, **kwargs):
+        super().__init__(params, **kwargs)
+        self.by_image, self._problems = read_caption_rows(params.csv)
+
+    def caption(
+        self, originals: list[OriginalRef], images: list[Image.Image | None]
+    ) -> list[list[Caption] | Exception]:
+        results: list[list[Caption] | Exception] = []
+        for original in originals:
+            captions = next(
+                (self.by_image[ref] for ref in references(original) if ref in self.by_image), None
+            )
+            if captions is None:
+                results.append(
+                    CaptionFailure(
+                        f"no caption for {original.name!r} in {self.params.csv.name}",
+                        retryable=True,
+                    )
+                )
+            else:
+                results.append(captions)
+        return results
+
+    def identity(self) -> dict:
+        return {"captioner": "human", "csv": str(self.params.csv), "protocol": self.params.protocol}
+
+    def problems(self) -> list[tuple[str, str]]:
+        return list(self._problems)

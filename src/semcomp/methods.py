@@ -1,0 +1,373 @@
+"""Methods: what a study compresses with, and each method's identity.
+
+Three kinds, told apart by their keys in ``study.toml`` (or an explicit ``kind``):
+
+- ``pixel``: an image codec (``codec = "jpeg"``) at operating points;
+- ``textual``: captioner → text payload codec → reconstructor (``captioner = "blip"``);
+- ``external``: reconstructions made elsewhere, imported from a folder (``folder = ...``).
+
+A method's identity (``method_id``) is a hash of everything that changes its
+results, never of its display name, so renaming a method keeps its rows.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from semcomp.captioners import CAPTIONERS
+from semcomp.codecs import CODECS, TEXT_CODECS
+from semcomp.codecs.base import TARGET_KINDS, OperatingPoint
+from semcomp.errors import ConfigError
+from semcomp.params import StudyPath
+from semcomp.reconstructors import RECONSTRUCTORS
+from semcomp.registry import Registry
+from semcomp.store import content_key
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def registered(registry: Registry, name: str) -> str:
+    """``name`` if ``registry`` has it; else a ValueError, which pydantic places at the key."""
+    try:
+        registry.check(name)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return name
+
+
+def describe_errors(exc: ValidationError, prefix: str = "") -> str:
+    """Pydantic errors as ``key.path: message`` (method-kind tags left out of the path)."""
+    messages = []
+    for error in exc.errors():
+        parts = [prefix] if prefix else []
+        for part in error["loc"]:
+            if isinstance(part, int):
+                parts[-1:] = [f"{parts[-1]}[{part}]"] if parts else [f"[{part}]"]
+            elif part not in METHOD_KINDS:
+                parts.append(str(part))
+        where = ".".join(parts) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        messages.append(f"{where}: {message.removeprefix('Value error, ')}")
+    return "; ".join(messages)
+
+
+def validated_params(
+    registry: Registry, name: str, params: dict[str, Any], key: str, info: ValidationInfo
+) -> dict:
+    """A plugin's parameters validated by its ``Params`` model, defaults filled in.
+
+    Paths come back absolute (resolved against the study folder).
+    """
+    plugin = registry.get(name)
+    try:
+        validated = plugin.Params.model_validate(params, context=info.context)
+        return validated.model_dump(mode="json")
+    except ValidationError as exc:
+        raise ValueError(describe_errors(exc, prefix=key)) from None
+
+
+class MethodBase(Section):
+    name: str = Field(min_length=1)
+
+    @property
+    def method_id(self) -> str:
+        raise NotImplementedError
+
+    def operating_point_labels(self) -> list[str]:
+        raise NotImplementedError
+
+
+class PixelMethod(MethodBase):
+    """An image codec, its fixed parameters, and the operating points to encode at."""
+
+    kind: Literal["pixel"] = "pixel"
+    codec: str
+    quality: list[int] = Field(default_factory=list)
+    reduction: list[float] = Field(default_factory=list)
+    bytes: list[int] = Field(default_factory=list)
+    bpp: list[float] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("codec")
+    @classmethod
+    def _known_codec(cls, codec: str) -> str:
+        return registered(CODECS, codec)
+
+    @field_validator("reduction")
+    @classmethod
+    def _reduction_in_range(cls, values: list[float]) -> list[float]:
+        for value in values:
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"reduction {value} must lie strictly between 0 and 1")
+        return values
+
+    @field_validator("bytes", "bpp")
+    @classmethod
+    def _positive(cls, values: list[float]) -> list[float]:
+        for value in values:
+            if value <= 0:
+                raise ValueError(f"rate target {value} must be positive")
+        return values
+
+    @model_validator(mode="after")
+    def _check_against_codec(self, info: ValidationInfo) -> PixelMethod:
+        codec_class = CODECS.get(self.codec)
+        self.params = validated_params(CODECS, self.codec, self.params, "params", info)
+        low, high = getattr(codec_class, "quality_range", (None, None))
+        for quality in self.quality:
+            if low is not None and not low <= quality <= high:
+                raise ValueError(f"quality {quality} is outside {self.codec}'s range {low}..{high}")
+        points = self.operating_points()
+        if not points:
+            kinds = ", ".join(TARGET_KINDS)
+            raise ValueError(f"method {self.name!r} gives no operating point ({kinds})")
+        unsupported = sorted({p.kind for p in points} - set(codec_class.target_kinds))
+        if unsupported:
+            kinds = ", ".join(unsupported)
+            raise ValueError(f"codec {self.codec!r} does not support {kinds} targets")
+        return self
+
+    def operating_points(self) -> list[OperatingPoint]:
+        points = [
+            OperatingPoint(kind, float(value))
+            for kind in TARGET_KINDS
+            for value in getattr(self, kind)
+        ]
+        return list(dict.fromkeys(points))
+
+    def operating_point_labels(self) -> list[str]:
+        return [p.label for p in self.operating_points()]
+
+    @property
+    def method_id(self) -> str:
+        """Codec and validated parameters (not the display name, not the operating points)."""
+        return content_key("method", self.codec, self.params)
+
+
+#: The label of the single operating point of a textual method without a sweep.
+CAPTION_POINT = "caption"
+
+
+class CaptionPoint(BaseModel):
+    """One operating point of a textual method: a label and the captioner parameters."""
+
+    label: str
+    captioner_params: dict[str, Any]
+    captioner_key: str
+
+
+class TextualMethod(MethodBase):
+    """A textual transform: caption the image, send the text, reconstruct an image from it."""
+
+    kind: Literal["textual"] = "textual"
+    captioner: str
+    captioner_params: dict[str, Any] = Field(default_factory=dict)
+    #: one captioner parameter swept over values, each an operating point
+    #: (e.g. ``{ max_words = [10, 20, 40] }`` for a rate sweep)
+    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+    text_codec: str = "utf8"
+    text_codec_params: dict[str, Any] = Field(default_factory=dict)
+    reconstructor: str = "diffusers"
+    reconstructor_params: dict[str, Any] = Field(default_factory=dict)
+    #: reconstructions per caption (different seeds), to show diffusion randomness
+    replicates: int = Field(default=1, ge=1)
+    #: images per model call for the captioner and the reconstructor (halved on out-of-memory)
+    batch_size: int = Field(default=8, ge=1)
+    #: ``auto`` picks CUDA (fp16) when available, else CPU
+    device: str = "auto"
+
+    _points: list[CaptionPoint] = PrivateAttr(default_factory=list)
+
+    @field_validator("captioner")
+    @classmethod
+    def _known_captioner(cls, name: str) -> str:
+        return registered(CAPTIONERS, name)
+
+    @field_validator("text_codec")
+    @classmethod
+    def _known_text_codec(cls, name: str) -> str:
+        return registered(TEXT_CODECS, name)
+
+    @field_validator("reconstructor")
+    @classmethod
+    def _known_reconstructor(cls, name: str) -> str:
+        return registered(RECONSTRUCTORS, name)
+
+    @field_validator("sweep")
+    @classmethod
+    def _one_swept_parameter(cls, sweep: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if len(sweep) > 1:
+            raise ValueError(f"sweep one captioner parameter at a time, not {sorted(sweep)}")
+        for key, values in sweep.items():
+            if not values:
+                raise ValueError(f"sweep of {key!r} has no values")
+        return sweep
+
+    @model_validator(mode="after")
+    def _validate_plugins(self, info: ValidationInfo) -> TextualMethod:
+        self.text_codec_params = validated_params(
+            TEXT_CODECS, self.text_codec, self.text_codec_params, "text_codec_params", info
+        )
+        self.reconstructor_params = validated_params(
+            RECONSTRUCTORS,
+            self.reconstructor,
+            self.reconstructor_params,
+            "reconstructor_params",
+            info,
+        )
+        base = self.captioner_params
+        if self.sweep:
+            ((key, values),) = self.sweep.items()
+            variants = [(f"{key}={value}", base | {key: value}, f"sweep.{key}") for value in values]
+        else:
+            variants = [(CAPTION_POINT, base, "captioner_params")]
+        points = []
+        for label, raw, where in variants:
+            params = validated_params(CAPTIONERS, self.captioner, raw, where, info)
+            key = content_key("captioner", self.captioner, params)
+            points.append(CaptionPoint(label=label, captioner_params=params, captioner_key=key))
+        self._points = points
+        return self
+
+    def caption_points(self) -> list[CaptionPoint]:
+        return list(self._points)
+
+    def operating_point_labels(self) -> list[str]:
+        return [p.label for p in self._points]
+
+    @property
+    def reconstructor_key(self) -> str:
+        return content_key("reconstructor", self.reconstructor, self.reconstructor_params)
+
+    @property
+    def method_id(self) -> str:
+        return content_key(
+            "method",
+            "textual",
+            [p.captioner_key for p in self._points],
+            self.text_codec,
+            self.text_codec_params,
+            self.reconstructor_key,
+        )
+
+    def reconstruction_key(self, point: CaptionPoint) -> str:
+        """What a reconstruction's seed derives from: caption source and reconstructor.
+
+        The text codec is left out: it changes the rate, never the caption, so
+        methods that differ only in payload codec reconstruct the same images.
+        """
+        return content_key(point.captioner_key, self.reconstructor_key)
+
+
+#: placeholders an external method's file pattern may use
+PATTERN_FIELDS = ("name", "id", "stem")
+
+
+class ExternalMethod(MethodBase):
+    """Reconstructions made elsewhere (by hand, by a service), imported from a folder.
+
+    ``pattern`` names each original's reconstruction, e.g. ``"{name}_gr.png"``
+    for the textual-transform paper's DALL-E images. With ``captions`` (a CSV
+    with columns ``image`` and ``caption``) the rate is the caption's bytes
+    under ``text_codec``; without, the rate is unknown and the points have no
+    x-coordinate.
+    """
+
+    kind: Literal["external"] = "external"
+    folder: StudyPath
+    pattern: str = "{name}.png"
+    captions: StudyPath | None = None
+    text_codec: str = "utf8"
+    text_codec_params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("pattern")
+    @classmethod
+    def _known_fields(cls, pattern: str) -> str:
+        import string
+
+        fields = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
+        unknown = fields - set(PATTERN_FIELDS)
+        if unknown or not fields:
+            raise ValueError(
+                f"pattern must use {{name}}, {{id}} or {{stem}} and nothing else (got {pattern!r})"
+            )
+        return pattern
+
+    @field_validator("text_codec")
+    @classmethod
+    def _known_text_codec(cls, name: str) -> str:
+        return registered(TEXT_CODECS, name)
+
+    @model_validator(mode="after")
+    def _validate_codec(self, info: ValidationInfo) -> ExternalMethod:
+        self.text_codec_params = validated_params(
+            TEXT_CODECS, self.text_codec, self.text_codec_params, "text_codec_params", info
+        )
+        return self
+
+    def operating_point_labels(self) -> list[str]:
+        return [CAPTION_POINT]
+
+    @property
+    def method_id(self) -> str:
+        return content_key(
+            "method",
+            "external",
+            str(self.folder),
+            self.pattern,
+            str(self.captions) if self.captions else None,
+            self.text_codec,
+            self.text_codec_params,
+        )
+
+
+METHOD_KINDS = ("pixel", "textual", "external")
+
+
+def method_kind(data: Any) -> str:
+    """Which kind a method table is: its ``kind``, else told by its keys."""
+    if isinstance(data, dict):
+        if "kind" in data:
+            return str(data["kind"])
+        if "captioner" in data:
+            return "textual"
+        if "folder" in data:
+            return "external"
+        return "pixel"
+    return getattr(data, "kind", "pixel")
+
+
+MethodConfig = Annotated[
+    Annotated[PixelMethod, Tag("pixel")]
+    | Annotated[TextualMethod, Tag("textual")]
+    | Annotated[ExternalMethod, Tag("external")],
+    Discriminator(method_kind),
+]
+
+__all__ = [
+    "CAPTION_POINT",
+    "METHOD_KINDS",
+    "CaptionPoint",
+    "ExternalMethod",
+    "MethodConfig",
+    "PixelMethod",
+    "TextualMethod",
+    "describe_errors",
+]

@@ -1,0 +1,10 @@
+"""Text → image. ``RECONSTRUCTORS`` is the one table of reconstructor names."""
+
+from semcomp.registry import Registry
+
+RECONSTRUCTORS = Registry("reconstructor", entry_point_group="semcomp.reconstructors")
+RECONSTRUCTORS.register("diffusers", "semcomp.reconstructors.diffusers:DiffusersReconstructor")
+RECONSTRUCTORS.register("image-api", "semcomp.reconstructors.image_api:ImageApiReconstructor")
+RECONSTRUCTORS.register("solid-colour", "semcomp.reconstructors.solid:SolidColourReconstructor")
+
+__all__ = ["RECONSTRUCTORS"]

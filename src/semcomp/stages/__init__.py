@@ -1,0 +1,176 @@
+"""The pipeline's stages, in order. Each module has ``run(ctx)``.
+
+Every stage works out what is pending from the store alone (so a finished study
+re-runs with no model work), writes each batch of results in one transaction
+(so a killed run resumes with nothing lost or duplicated), and loads at most
+one model at a time, freeing it before the next.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from PIL import Image
+from tqdm.auto import tqdm
+
+from semcomp.config import StudyConfig
+from semcomp.images import decode_image
+from semcomp.store import Store, content_key, to_json, utc_now
+
+#: stage name → module under ``semcomp.stages``, in pipeline order
+STAGES = ("ingest", "encode", "caption", "decode", "reconstruct", "embed", "score")
+
+M = TypeVar("M")
+
+
+@dataclass
+class StageReport:
+    """What one stage did in one run."""
+
+    stage: str
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    models_loaded: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StageContext:
+    """What a stage works with: the store, the validated config, this run, its report."""
+
+    store: Store
+    config: StudyConfig
+    run_id: int
+    progress: bool
+    report: StageReport
+
+    def fail(
+        self, item: str, reason: str, *, retryable: bool = True, detail: dict | None = None
+    ) -> None:
+        """Record that ``item`` failed in this stage; ``retryable=False`` settles it."""
+        self.store.record_failure(
+            self.report.stage,
+            item,
+            reason,
+            retryable=retryable,
+            run_id=self.run_id,
+            detail=detail,
+        )
+        self.report.failed += 1
+
+    def clear(self, item: str) -> None:
+        self.store.clear_failure(self.report.stage, item)
+
+    def settled(self) -> set[str]:
+        return self.store.settled_failures(self.report.stage)
+
+    def bar(self, total: int, unit: str) -> Any:
+        return tqdm(
+            total=total,
+            desc=f"{self.report.stage:<11}",
+            unit=unit,
+            disable=not self.progress or total == 0,
+        )
+
+    def methods(self, kind: type[M]) -> list[M]:
+        return [m for m in self.config.methods if isinstance(m, kind)]
+
+    def method_filter(self, column: str) -> tuple[str, list[str]]:
+        """SQL restricting ``column`` to the configured methods' ids, and its parameters."""
+        ids = [m.method_id for m in self.config.methods]
+        return f"{column} IN ({', '.join('?' for _ in ids)})", ids
+
+    def originals(self) -> list[sqlite3.Row]:
+        return self.store.conn.execute(
+            "SELECT id, name, category, source_path, file_bytes, pixels, artifact_hash "
+            "FROM originals ORDER BY id"
+        ).fetchall()
+
+    def original_image(self, original: sqlite3.Row) -> Image.Image:
+        return decode_image(self.store.read_artifact(original["artifact_hash"])).rgb
+
+
+def representation_id(original_id: str, method_id: str, label: str, variant: int) -> str:
+    return content_key("representation", original_id, method_id, label, variant)
+
+
+def store_representation(
+    ctx: StageContext,
+    *,
+    original_id: str,
+    method_id: str,
+    label: str,
+    variant: int,
+    payload: bytes,
+    suffix: str,
+    media_type: str,
+    rate_bits: int | None,
+    meta: dict[str, Any],
+) -> str:
+    """Write a payload artifact and its representation row (call inside a transaction)."""
+    payload_hash = ctx.store.put_artifact(payload, suffix=suffix, media_type=media_type)
+    rid = representation_id(original_id, method_id, label, variant)
+    ctx.store.upsert(
+        "representations",
+        {
+            "id": rid,
+            "original_id": original_id,
+            "method_id": method_id,
+            "operating_point": label,
+            "variant": variant,
+            "payload_hash": payload_hash,
+            "rate_bits": rate_bits,
+            "meta": to_json(meta),
+            "run_id": ctx.run_id,
+            "created_at": utc_now(),
+        },
+        key=("id",),
+    )
+    return rid
+
+
+def store_candidate(
+    ctx: StageContext,
+    *,
+    representation_id: str,
+    replicate: int,
+    seed: int | None,
+    artifact_hash: str,
+    meta: dict[str, Any],
+) -> None:
+    """Write a candidate row (call inside a transaction)."""
+    ctx.store.upsert(
+        "candidates",
+        {
+            "id": content_key("candidate", representation_id, replicate),
+            "representation_id": representation_id,
+            "replicate": replicate,
+            "seed": seed,
+            "artifact_hash": artifact_hash,
+            "meta": to_json(meta),
+            "run_id": ctx.run_id,
+            "created_at": utc_now(),
+        },
+        key=("id",),
+    )
+
+
+def failure_label(item: str, detail_json: str | None) -> str:
+    """The human-readable name a failure row carries in its detail, else its item key."""
+    detail = json.loads(detail_json or "{}")
+    return str(detail.get("label", item))
+
+
+__all__ = [
+    "STAGES",
+    "StageContext",
+    "StageReport",
+    "failure_label",
+    "representation_id",
+    "store_candidate",
+    "store_representation",
+]

@@ -1,0 +1,299 @@
+"""Stage 3: textual methods caption every original, then pack each caption as a payload.
+
+All pending originals are captioned by one captioner (loaded once, freed after)
+before the next; captions are cached by (original, captioner and parameters),
+so two methods that differ only in text codec or reconstructor never caption
+twice. External methods get their representations here too (their captions,
+if given, come from a CSV).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from semcomp.captioners import CAPTIONERS
+from semcomp.captioners.base import Captioner, OriginalRef
+from semcomp.captioners.human import read_caption_rows, references
+from semcomp.codecs import TEXT_CODECS
+from semcomp.codecs.text import TextCodec, Utf8Codec, normalise_caption
+from semcomp.errors import ImageError
+from semcomp.methods import CAPTION_POINT, ExternalMethod, TextualMethod
+from semcomp.reconstructors import RECONSTRUCTORS
+from semcomp.stages import StageContext, representation_id, store_representation
+from semcomp.store import content_key, to_json, utc_now
+
+
+def run(ctx: StageContext) -> None:
+    textual = ctx.methods(TextualMethod)
+    if textual:
+        caption_pending(ctx, textual)
+        for method in textual:
+            represent_captions(ctx, method)
+    for method in ctx.methods(ExternalMethod):
+        represent_external(ctx, method)
+
+
+def text_codec_for(name: str, params: dict[str, Any]) -> TextCodec:
+    codec_class = TEXT_CODECS.get(name)
+    return codec_class(codec_class.Params.model_validate(params))
+
+
+def original_ref(row: sqlite3.Row) -> OriginalRef:
+    return OriginalRef(
+        id=row["id"], name=row["name"], category=row["category"], source_path=row["source_path"]
+    )
+
+
+# ---- captions -----------------------------------------------------------------------------
+
+
+def caption_pending(ctx: StageContext, methods: list[TextualMethod]) -> None:
+    """Caption every original that lacks a caption from each captioner configuration."""
+    store = ctx.store
+    configurations: dict[str, tuple[TextualMethod, dict[str, Any]]] = {}
+    for method in methods:
+        for point in method.caption_points():
+            configurations.setdefault(point.captioner_key, (method, point.captioner_params))
+    have = {
+        (r[0], r[1])
+        for r in store.conn.execute("SELECT DISTINCT original_id, captioner_key FROM captions")
+    }
+    settled = ctx.settled()
+    originals = ctx.originals()
+    for key, (method, params) in configurations.items():
+        pending = [
+            o for o in originals if (o["id"], key) not in have and f"{o['id']}|{key}" not in settled
+        ]
+        ctx.report.skipped += len(originals) - len(pending)
+        if not pending:
+            continue
+        captioner_class = CAPTIONERS.get(method.captioner)
+        captioner: Captioner = captioner_class(
+            captioner_class.Params.model_validate(params),
+            device=method.device,
+            batch_size=method.batch_size,
+        )
+        ctx.report.models_loaded.append(method.captioner)
+        try:
+            with store.transaction():
+                for item, reason in captioner.problems():
+                    ctx.fail(item, reason, retryable=False)
+            caption_with(ctx, captioner, key, params, pending)
+        finally:
+            captioner.close()
+
+
+def caption_with(
+    ctx: StageContext,
+    captioner: Captioner,
+    key: str,
+    params: dict[str, Any],
+    pending: list[sqlite3.Row],
+) -> None:
+    store = ctx.store
+    identity = captioner.identity()
+    chunk = max(1, getattr(captioner, "chunk_size", captioner.batch_size))
+    with ctx.bar(len(pending), "img") as bar:
+        for start in range(0, len(pending), chunk):
+            rows, images = [], []
+            for row in pending[start : start + chunk]:
+                try:
+                    images.append(ctx.original_image(row) if captioner.needs_images else None)
+                    rows.append(row)
+                except ImageError as exc:
+                    ctx.fail(f"{row['id']}|{key}", str(exc), retryable=False)
+            results = captioner.caption([original_ref(r) for r in rows], images) if rows else []
+            with store.transaction():
+                for row, result in zip(rows, results, strict=True):
+                    item = f"{row['id']}|{key}"
+                    if isinstance(result, Exception):
+                        ctx.fail(
+                            item,
+                            str(result),
+                            retryable=getattr(result, "retryable", True),
+                            detail=getattr(result, "detail", {})
+                            | {"label": row["name"], "captioner_key": key},
+                        )
+                        continue
+                    for variant, caption in enumerate(result):
+                        store.upsert(
+                            "captions",
+                            {
+                                "id": content_key("caption", row["id"], key, variant),
+                                "original_id": row["id"],
+                                "captioner_key": key,
+                                "captioner": captioner.name,
+                                "params": to_json(params),
+                                "variant": variant,
+                                "text": caption.text,
+                                "author": caption.author,
+                                "meta": to_json(identity | caption.meta),
+                                "run_id": ctx.run_id,
+                                "created_at": utc_now(),
+                            },
+                            key=("id",),
+                        )
+                    ctx.clear(item)
+                    ctx.report.done += 1
+            bar.update(len(pending[start : start + chunk]))
+
+
+# ---- payloads -----------------------------------------------------------------------------
+
+
+def payload_meta(
+    codec: TextCodec, caption: str, read_prompt: Callable[[str], Any] | None
+) -> dict[str, Any]:
+    """What a caption payload records: the text, its codec, and what the decoder reads of it."""
+    text = normalise_caption(caption)
+    meta: dict[str, Any] = {
+        "caption": text,
+        "caption_chars": len(text),
+        "caption_utf8_bytes": len(text.encode("utf-8")),
+        "text_codec": codec.name,
+    }
+    side = codec.side_information()
+    if side:
+        meta["side_information"] = side
+    if read_prompt is not None:
+        use = read_prompt(text)
+        consumed = text[: use.consumed_chars]
+        meta |= {
+            "prompt_tokens": use.tokens,
+            "prompt_token_limit": use.limit,
+            "consumed_chars": use.consumed_chars,
+            "consumed_utf8_bytes": len(consumed.encode("utf-8")),
+            "truncated": use.truncated,
+        }
+    return meta
+
+
+def represent_captions(ctx: StageContext, method: TextualMethod) -> None:
+    """Pack every new caption of ``method`` with its text codec into a representation."""
+    store = ctx.store
+    codec = text_codec_for(method.text_codec, method.text_codec_params)
+    read_prompt: Callable[[str], Any] | None = None
+    prompt_reader_loaded = False
+    settled = ctx.settled()
+    for point in method.caption_points():
+        existing = {
+            (r[0], r[1])
+            for r in store.conn.execute(
+                "SELECT original_id, variant FROM representations "
+                "WHERE method_id = ? AND operating_point = ?",
+                (method.method_id, point.label),
+            )
+        }
+        captions = store.conn.execute(
+            "SELECT c.original_id, c.variant, c.text, c.id, o.name FROM captions c "
+            "JOIN originals o ON o.id = c.original_id WHERE c.captioner_key = ? "
+            "ORDER BY c.original_id, c.variant",
+            (point.captioner_key,),
+        ).fetchall()
+        pending = [c for c in captions if (c["original_id"], c["variant"]) not in existing]
+        ctx.report.skipped += len(captions) - len(pending)
+        if not pending:
+            continue
+        if not prompt_reader_loaded:
+            reconstructor = RECONSTRUCTORS.get(method.reconstructor)
+            params = reconstructor.Params.model_validate(method.reconstructor_params)
+            read_prompt = reconstructor.prompt_reader(params)
+            prompt_reader_loaded = True
+        with store.transaction():
+            for caption in pending:
+                item = representation_id(
+                    caption["original_id"], method.method_id, point.label, caption["variant"]
+                )
+                if item in settled:
+                    continue
+                payload = codec.encode(caption["text"])
+                if codec.decode(payload) != normalise_caption(caption["text"]):
+                    ctx.fail(
+                        item,
+                        f"{codec.name} payload does not decode to the caption",
+                        detail={"method_id": method.method_id},
+                    )
+                    continue
+                meta = payload_meta(codec, caption["text"], read_prompt)
+                store_representation(
+                    ctx,
+                    original_id=caption["original_id"],
+                    method_id=method.method_id,
+                    label=point.label,
+                    variant=caption["variant"],
+                    payload=payload,
+                    suffix=".txt" if isinstance(codec, Utf8Codec) else f".{codec.name}",
+                    media_type="text/plain; charset=utf-8"
+                    if isinstance(codec, Utf8Codec)
+                    else "application/octet-stream",
+                    rate_bits=8 * len(payload),
+                    meta=meta | {"caption_id": caption["id"]},
+                )
+                ctx.report.done += 1
+
+
+def external_file(method: ExternalMethod, name: str, original_id: str, source_path: str) -> Path:
+    """Where ``method``'s folder holds the reconstruction of one original."""
+    stem = Path(source_path).stem
+    return method.folder / method.pattern.format(name=name, id=original_id, stem=stem)
+
+
+def represent_external(ctx: StageContext, method: ExternalMethod) -> None:
+    """One representation per original that has a reconstruction file in the folder."""
+    store = ctx.store
+    codec = text_codec_for(method.text_codec, method.text_codec_params)
+    captions: dict[str, list] = {}
+    if method.captions is not None:
+        captions, problems = read_caption_rows(method.captions)
+        with store.transaction():
+            for item, reason in problems:
+                ctx.fail(item, reason, retryable=False)
+    existing = {
+        r[0]
+        for r in store.conn.execute(
+            "SELECT original_id FROM representations WHERE method_id = ?", (method.method_id,)
+        )
+    }
+    with store.transaction():
+        for original in ctx.originals():
+            if original["id"] in existing:
+                ctx.report.skipped += 1
+                continue
+            item = representation_id(original["id"], method.method_id, CAPTION_POINT, 0)
+            path = external_file(method, original["name"], original["id"], original["source_path"])
+            if not path.is_file():
+                ctx.fail(
+                    item,
+                    f"no reconstruction {path.name} in {method.folder}",
+                    detail={
+                        "label": f"{original['name']} · {method.name}",
+                        "method_id": method.method_id,
+                    },
+                )
+                continue
+            texts = next(
+                (captions[ref] for ref in references(original_ref(original)) if ref in captions),
+                None,
+            )
+            text = texts[0].text if texts else None
+            payload = codec.encode(text) if text is not None else b""
+            meta: dict[str, Any] = {"file": str(path), "pattern": method.pattern}
+            if text is not None:
+                meta |= payload_meta(codec, text, None)
+            store_representation(
+                ctx,
+                original_id=original["id"],
+                method_id=method.method_id,
+                label=CAPTION_POINT,
+                variant=0,
+                payload=payload,
+                suffix=".txt",
+                media_type="application/octet-stream",
+                rate_bits=8 * len(payload) if text is not None else None,
+                meta=meta,
+            )
+            ctx.clear(item)
+            ctx.report.done += 1

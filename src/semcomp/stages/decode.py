@@ -1,0 +1,56 @@
+"""Stage 4: pixel payloads decode into candidate images.
+
+The payload of a pixel codec is itself the decodable image file, so the
+candidate artifact *is* the payload: decoding here checks it, and storing a PNG
+of the same pixels would only double the disk use.
+"""
+
+from __future__ import annotations
+
+from semcomp.methods import PixelMethod
+from semcomp.stages import StageContext, store_candidate
+from semcomp.stages.encode import codec_for
+
+
+def run(ctx: StageContext) -> None:
+    methods = {m.method_id: m for m in ctx.methods(PixelMethod)}
+    if not methods:
+        return
+    store = ctx.store
+    ids = list(methods)
+    pending = store.conn.execute(
+        "SELECT r.id, r.method_id, r.payload_hash FROM representations r "
+        "LEFT JOIN candidates c ON c.representation_id = r.id AND c.replicate = 0 "
+        f"WHERE c.id IS NULL AND r.method_id IN ({', '.join('?' for _ in ids)})",
+        ids,
+    ).fetchall()
+    settled = ctx.settled()
+    codecs = {method_id: codec_for(method) for method_id, method in methods.items()}
+    with ctx.bar(len(pending), "img") as bar:
+        for row in pending:
+            bar.update()
+            if row["id"] in settled:
+                ctx.report.skipped += 1
+                continue
+            codec = codecs[row["method_id"]]
+            try:
+                codec.decode(store.read_artifact(row["payload_hash"]))
+            except (OSError, ValueError, SyntaxError) as exc:
+                ctx.fail(
+                    row["id"],
+                    f"cannot decode: {exc}",
+                    retryable=False,
+                    detail={"method_id": row["method_id"]},
+                )
+                continue
+            with store.transaction():
+                store_candidate(
+                    ctx,
+                    representation_id=row["id"],
+                    replicate=0,
+                    seed=None,
+                    artifact_hash=row["payload_hash"],
+                    meta={"decoder": codec.name},
+                )
+                ctx.clear(row["id"])
+            ctx.report.done += 1

@@ -1,0 +1,103 @@
+"""Stage 2: pixel codecs encode every original at every operating point."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from semcomp.codecs import CODECS, ImageCodec, OperatingPoint, OriginalFacts
+from semcomp.errors import ImageError
+from semcomp.methods import PixelMethod
+from semcomp.stages import StageContext, store_representation
+
+
+def codec_for(method: PixelMethod) -> ImageCodec:
+    codec_class = CODECS.get(method.codec)
+    return codec_class(codec_class.Params.model_validate(method.params))
+
+
+def item_key(original_id: str, method: PixelMethod, label: str) -> str:
+    return f"{original_id}|{method.method_id}|{label}"
+
+
+def run(ctx: StageContext) -> None:
+    methods = ctx.methods(PixelMethod)
+    if not methods:
+        return
+    store = ctx.store
+    existing = {
+        (r[0], r[1], r[2])
+        for r in store.conn.execute(
+            "SELECT original_id, method_id, operating_point FROM representations"
+        )
+    }
+    settled = ctx.settled()
+    originals = ctx.originals()
+    plan: dict[str, list[tuple[PixelMethod, list[OperatingPoint]]]] = defaultdict(list)
+    total = 0
+    for original in originals:
+        for method in methods:
+            points = [
+                p
+                for p in method.operating_points()
+                if (original["id"], method.method_id, p.label) not in existing
+                and item_key(original["id"], method, p.label) not in settled
+            ]
+            ctx.report.skipped += len(method.operating_points()) - len(points)
+            if points:
+                plan[original["id"]].append((method, points))
+                total += len(points)
+    codecs = {m.method_id: codec_for(m) for m in methods}
+    by_id = {o["id"]: o for o in originals}
+    with ctx.bar(total, "rep") as bar:
+        for original_id, work in plan.items():
+            original = by_id[original_id]
+            facts = OriginalFacts(file_bytes=original["file_bytes"], pixels=original["pixels"])
+            try:
+                image = ctx.original_image(original)
+            except ImageError as exc:
+                for method, points in work:
+                    for point in points:
+                        fail(ctx, original, method, point.label, str(exc))
+                bar.update(sum(len(points) for _, points in work))
+                continue
+            for method, points in work:
+                codec = codecs[method.method_id]
+                results = codec.encode(image, points, facts)
+                with store.transaction():
+                    for point, result in zip(points, results, strict=True):
+                        if isinstance(result, Exception):
+                            detail = getattr(result, "closest", {})
+                            fail(ctx, original, method, point.label, str(result), detail)
+                            continue
+                        store_representation(
+                            ctx,
+                            original_id=original_id,
+                            method_id=method.method_id,
+                            label=point.label,
+                            variant=0,
+                            payload=result.payload,
+                            suffix=codec.suffix,
+                            media_type=codec.media_type,
+                            rate_bits=result.rate_bits,
+                            meta=result.meta | {"target": point.kind, "target_value": point.value},
+                        )
+                        ctx.clear(item_key(original_id, method, point.label))
+                        ctx.report.done += 1
+                bar.update(len(points))
+
+
+def fail(
+    ctx: StageContext,
+    original: dict,
+    method: PixelMethod,
+    label: str,
+    reason: str,
+    detail: dict | None = None,
+) -> None:
+    ctx.fail(
+        item_key(original["id"], method, label),
+        reason,
+        retryable=False,
+        detail=(detail or {})
+        | {"label": f"{original['name']} · {method.name} · {label}", "method_id": method.method_id},
+    )

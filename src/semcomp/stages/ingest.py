@@ -1,0 +1,90 @@
+"""Stage 1: originals from a folder or manifest (id = SHA-256 of the file)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from semcomp.errors import ImageError
+from semcomp.images import SourceImage, SourceProblem, decode_image, find_sources
+from semcomp.stages import StageContext
+from semcomp.store import utc_now
+
+
+def run(ctx: StageContext) -> None:
+    store = ctx.store
+    known = {
+        r["path"]: (r["size"], r["mtime_ns"], r["original_id"])
+        for r in store.conn.execute("SELECT path, size, mtime_ns, original_id FROM sources")
+    }
+    settled = ctx.settled()
+    found = list(find_sources(ctx.config.images.source))
+    with ctx.bar(len(found), "img") as bar:
+        for source in found:
+            bar.update()
+            if isinstance(source, SourceProblem):
+                ctx.fail(source.item, source.reason, retryable=False)
+                continue
+            key = str(source.path)
+            try:
+                stat = source.path.stat()
+            except OSError as exc:
+                ctx.fail(key, f"cannot read: {exc.strerror}")
+                continue
+            seen = known.get(key)
+            unchanged = seen is not None and seen[:2] == (stat.st_size, stat.st_mtime_ns)
+            if unchanged and (seen[2] is not None or key in settled):
+                ctx.report.skipped += 1
+                continue
+            ingest_one(ctx, source, stat)
+
+
+def ingest_one(ctx: StageContext, source: SourceImage, stat: os.stat_result) -> None:
+    store, images = ctx.store, ctx.config.images
+    key = str(source.path)
+    source_row: dict[str, Any] = {
+        "path": key,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "category": source.category,
+        "name": source.name,
+        "original_id": None,
+    }
+    if images.categories is not None and source.category not in images.categories:
+        ctx.fail(key, f"category {source.category!r} is not one of {images.categories}")
+        return
+    try:
+        data = source.path.read_bytes()
+        decoded = decode_image(data, images.max_pixels)
+    except (OSError, ImageError) as exc:
+        with store.transaction():
+            store.upsert("sources", source_row, key=("path",))
+            ctx.fail(key, str(exc), retryable=False)
+        return
+    with store.transaction():
+        digest = store.put_artifact(
+            data, suffix=source.path.suffix.lower(), media_type=f"image/{decoded.format.lower()}"
+        )
+        store.upsert(
+            "originals",
+            {
+                "id": digest,
+                "name": source.name,
+                "category": source.category,
+                "source_path": key,
+                "width": decoded.width,
+                "height": decoded.height,
+                "pixels": decoded.pixels,
+                "file_bytes": len(data),
+                "format": decoded.format,
+                "source_mode": decoded.source_mode,
+                "frames": decoded.frames,
+                "artifact_hash": digest,
+                "run_id": ctx.run_id,
+                "created_at": utc_now(),
+            },
+            key=("id",),
+        )
+        store.upsert("sources", source_row | {"original_id": digest}, key=("path",))
+        ctx.clear(key)
+    ctx.report.done += 1

@@ -1,0 +1,242 @@
+"""Stage 5: textual methods reconstruct images from their captions; external ones are imported.
+
+Reconstructions are cached by (reconstructor and parameters, prompt, seed), so
+methods that differ only in text codec share their images, and a re-run loads
+no model. Seeds derive from (study seed, original, caption source and
+reconstructor, replicate) and are stored with every candidate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+
+from semcomp.errors import ImageError
+from semcomp.images import decode_image
+from semcomp.methods import ExternalMethod, TextualMethod
+from semcomp.reconstructors import RECONSTRUCTORS
+from semcomp.reconstructors.base import Reconstructor
+from semcomp.stages import StageContext, store_candidate
+from semcomp.stages.caption import external_file, text_codec_for
+from semcomp.store import content_key, to_json, utc_now
+
+
+def derive_seed(study_seed: int, original_id: str, reconstruction_key: str, replicate: int) -> int:
+    """A 32-bit seed from its inputs: reproducible anywhere, distinct per replicate."""
+    digest = hashlib.sha256(
+        to_json([study_seed, original_id, reconstruction_key, replicate]).encode()
+    ).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+@dataclass(frozen=True)
+class Job:
+    method_id: str
+    representation_id: str
+    label: str
+    prompt: str
+    seed: int | None
+    replicate: int
+    cache_key: str
+
+
+def run(ctx: StageContext) -> None:
+    textual = ctx.methods(TextualMethod)
+    if textual:
+        reconstruct_pending(ctx, textual)
+    for method in ctx.methods(ExternalMethod):
+        import_external(ctx, method)
+
+
+def pending_jobs(ctx: StageContext, method: TextualMethod) -> list[Job]:
+    store = ctx.store
+    codec = text_codec_for(method.text_codec, method.text_codec_params)
+    reconstructor = RECONSTRUCTORS.get(method.reconstructor)
+    points = {p.label: p for p in method.caption_points()}
+    settled = ctx.settled()
+    done = {
+        (r[0], r[1])
+        for r in store.conn.execute(
+            "SELECT c.representation_id, c.replicate FROM candidates c "
+            "JOIN representations r ON r.id = c.representation_id WHERE r.method_id = ?",
+            (method.method_id,),
+        )
+    }
+    jobs = []
+    for row in store.conn.execute(
+        "SELECT r.id, r.original_id, r.operating_point, r.payload_hash, o.name "
+        "FROM representations r JOIN originals o ON o.id = r.original_id "
+        "WHERE r.method_id = ? ORDER BY r.id",
+        (method.method_id,),
+    ).fetchall():
+        point = points.get(row["operating_point"])
+        if point is None:
+            continue
+        prompt: str | None = None
+        for replicate in range(method.replicates):
+            if (row["id"], replicate) in done or f"{row['id']}|{replicate}" in settled:
+                ctx.report.skipped += 1
+                continue
+            if prompt is None:  # the decoder reads what was sent, not the stored caption
+                prompt = codec.decode(store.read_artifact(row["payload_hash"]))
+            seed = derive_seed(
+                ctx.config.seed, row["original_id"], method.reconstruction_key(point), replicate
+            )
+            seed_or_none = seed if reconstructor.seeded else None
+            jobs.append(
+                Job(
+                    method_id=method.method_id,
+                    representation_id=row["id"],
+                    label=f"{row['name']} · {method.name} · {row['operating_point']}",
+                    prompt=prompt,
+                    seed=seed_or_none,
+                    replicate=replicate,
+                    cache_key=content_key(
+                        "reconstruction",
+                        method.reconstructor_key,
+                        prompt,
+                        seed_or_none if reconstructor.seeded else replicate,
+                    ),
+                )
+            )
+    return jobs
+
+
+def reconstruct_pending(ctx: StageContext, methods: list[TextualMethod]) -> None:
+    store = ctx.store
+    groups: dict[str, tuple[TextualMethod, list[Job]]] = {}
+    for method in methods:
+        jobs = pending_jobs(ctx, method)
+        if jobs:
+            groups.setdefault(method.reconstructor_key, (method, []))[1].extend(jobs)
+    for reconstructor_key, (method, jobs) in groups.items():
+        cached = {
+            r["key"]: r["artifact_hash"]
+            for r in store.conn.execute(
+                "SELECT key, artifact_hash FROM reconstructions WHERE reconstructor_key = ?",
+                (reconstructor_key,),
+            )
+        }
+        with store.transaction():
+            for job in jobs:
+                if job.cache_key in cached:
+                    link(ctx, job, cached[job.cache_key], {"cached": True})
+        remaining = [job for job in jobs if job.cache_key not in cached]
+        unique: dict[str, list[Job]] = defaultdict(list)
+        for job in remaining:
+            unique[job.cache_key].append(job)
+        if not unique:
+            continue
+        reconstructor_class = RECONSTRUCTORS.get(method.reconstructor)
+        reconstructor: Reconstructor = reconstructor_class(
+            reconstructor_class.Params.model_validate(method.reconstructor_params),
+            device=method.device,
+            batch_size=method.batch_size,
+        )
+        ctx.report.models_loaded.append(method.reconstructor)
+        try:
+            run_reconstructor(ctx, reconstructor, reconstructor_key, unique)
+        finally:
+            reconstructor.close()
+
+
+def run_reconstructor(
+    ctx: StageContext,
+    reconstructor: Reconstructor,
+    reconstructor_key: str,
+    unique: dict[str, list[Job]],
+) -> None:
+    store = ctx.store
+    keys = list(unique)
+    identity = reconstructor.identity()
+    chunk = max(1, getattr(reconstructor, "chunk_size", reconstructor.batch_size))
+    with ctx.bar(len(keys), "img") as bar:
+        for start in range(0, len(keys), chunk):
+            batch = [unique[key][0] for key in keys[start : start + chunk]]
+            results = reconstructor.reconstruct(
+                [job.prompt for job in batch], [job.seed for job in batch]
+            )
+            with store.transaction():
+                for job, result in zip(batch, results, strict=True):
+                    waiting = unique[job.cache_key]
+                    if isinstance(result, Exception):
+                        for each in waiting:
+                            ctx.fail(
+                                f"{each.representation_id}|{each.replicate}",
+                                str(result),
+                                retryable=getattr(result, "retryable", True),
+                                detail={"label": each.label, "method_id": each.method_id},
+                            )
+                        continue
+                    digest = store.put_artifact(result.png, suffix=".png", media_type="image/png")
+                    store.upsert(
+                        "reconstructions",
+                        {
+                            "key": job.cache_key,
+                            "reconstructor_key": reconstructor_key,
+                            "prompt": job.prompt,
+                            "seed": job.seed,
+                            "replicate": job.replicate,
+                            "artifact_hash": digest,
+                            "meta": to_json(identity | result.meta),
+                            "run_id": ctx.run_id,
+                            "created_at": utc_now(),
+                        },
+                        key=("key",),
+                    )
+                    for each in waiting:
+                        link(ctx, each, digest, result.meta)
+            bar.update(len(batch))
+
+
+def link(ctx: StageContext, job: Job, artifact_hash: str, meta: dict) -> None:
+    store_candidate(
+        ctx,
+        representation_id=job.representation_id,
+        replicate=job.replicate,
+        seed=job.seed,
+        artifact_hash=artifact_hash,
+        meta=meta,
+    )
+    ctx.clear(f"{job.representation_id}|{job.replicate}")
+    ctx.report.done += 1
+
+
+def import_external(ctx: StageContext, method: ExternalMethod) -> None:
+    """Copy each external reconstruction into the artifact store as the method's candidate."""
+    store = ctx.store
+    pending = store.conn.execute(
+        "SELECT r.id, o.id AS original_id, o.name, o.source_path FROM representations r "
+        "JOIN originals o ON o.id = r.original_id "
+        "LEFT JOIN candidates c ON c.representation_id = r.id "
+        "WHERE r.method_id = ? AND c.id IS NULL",
+        (method.method_id,),
+    ).fetchall()
+    for row in pending:
+        item = f"{row['id']}|0"
+        path = external_file(method, row["name"], row["original_id"], row["source_path"])
+        try:
+            data = path.read_bytes()
+            decode_image(data)
+        except (OSError, ImageError) as exc:
+            ctx.fail(
+                item,
+                f"{path.name}: {exc}",
+                detail={"label": f"{row['name']} · {method.name}", "method_id": method.method_id},
+            )
+            continue
+        with store.transaction():
+            digest = store.put_artifact(
+                data, suffix=path.suffix.lower(), media_type=f"image/{path.suffix.lstrip('.')}"
+            )
+            store_candidate(
+                ctx,
+                representation_id=row["id"],
+                replicate=0,
+                seed=None,
+                artifact_hash=digest,
+                meta={"file": str(path)},
+            )
+            ctx.clear(item)
+        ctx.report.done += 1
