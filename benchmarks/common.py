@@ -36,7 +36,7 @@ def timed(work: Callable[[], object]) -> tuple[float, object]:
 
 
 def write_tiny_study(root: Path, images: Path, methods: str) -> Path:
-    from semcomp.analysis.clip import write_tiny_open_clip
+    from semcomp.tiny_models import write_tiny_open_clip
 
     model = write_tiny_open_clip(root / "models" / "tiny-clip")
     root.mkdir(parents=True, exist_ok=True)

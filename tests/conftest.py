@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import photo
-from semcomp.analysis.clip import write_tiny_open_clip
+from semcomp.tiny_models import write_tiny_open_clip
 
 
 @pytest.fixture(scope="session")

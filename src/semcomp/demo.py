@@ -156,7 +156,8 @@ class DemoOutcome:
 
 def _similarity_toml(root: Path, say: Callable[[str], None]) -> tuple[str, bool, str]:
     """The study's similarity section: the real default CLIP if it can be had, else a tiny one."""
-    from semcomp.analysis.clip import fetch_open_clip_weights, write_tiny_open_clip
+    from semcomp.analysis.clip import fetch_open_clip_weights
+    from semcomp.tiny_models import write_tiny_open_clip
 
     default = EmbedderConfig()
     try:

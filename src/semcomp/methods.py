@@ -31,7 +31,7 @@ from semcomp.captioners import CAPTIONERS
 from semcomp.codecs import CODECS, TEXT_CODECS
 from semcomp.codecs.base import TARGET_KINDS, OperatingPoint
 from semcomp.errors import ConfigError
-from semcomp.params import StudyPath
+from semcomp.params import PluginParams, StudyPath
 from semcomp.reconstructors import RECONSTRUCTORS
 from semcomp.registry import Registry
 from semcomp.store import content_key
@@ -70,15 +70,14 @@ def describe_errors(exc: ValidationError, prefix: str = "") -> str:
 
 def validated_params(
     registry: Registry, name: str, params: dict[str, Any], key: str, info: ValidationInfo
-) -> dict:
+) -> PluginParams:
     """A plugin's parameters validated by its ``Params`` model, defaults filled in.
 
     Paths come back absolute (resolved against the study folder).
     """
     plugin = registry.get(name)
     try:
-        validated = plugin.Params.model_validate(params, context=info.context)
-        return validated.model_dump(mode="json")
+        return plugin.Params.model_validate(params, context=info.context)
     except ValidationError as exc:
         raise ValueError(describe_errors(exc, prefix=key)) from None
 
@@ -129,7 +128,9 @@ class PixelMethod(MethodBase):
     @model_validator(mode="after")
     def _check_against_codec(self, info: ValidationInfo) -> PixelMethod:
         codec_class = CODECS.get(self.codec)
-        self.params = validated_params(CODECS, self.codec, self.params, "params", info)
+        self.params = validated_params(CODECS, self.codec, self.params, "params", info).model_dump(
+            mode="json"
+        )
         low, high = getattr(codec_class, "quality_range", (None, None))
         for quality in self.quality:
             if low is not None and not low <= quality <= high:
@@ -194,6 +195,8 @@ class TextualMethod(MethodBase):
     device: str = "auto"
 
     _points: list[CaptionPoint] = PrivateAttr(default_factory=list)
+    _text_codec_identity: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _reconstructor_identity: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @field_validator("captioner")
     @classmethod
@@ -222,16 +225,20 @@ class TextualMethod(MethodBase):
 
     @model_validator(mode="after")
     def _validate_plugins(self, info: ValidationInfo) -> TextualMethod:
-        self.text_codec_params = validated_params(
+        text_codec = validated_params(
             TEXT_CODECS, self.text_codec, self.text_codec_params, "text_codec_params", info
         )
-        self.reconstructor_params = validated_params(
+        reconstructor = validated_params(
             RECONSTRUCTORS,
             self.reconstructor,
             self.reconstructor_params,
             "reconstructor_params",
             info,
         )
+        self.text_codec_params = text_codec.model_dump(mode="json")
+        self.reconstructor_params = reconstructor.model_dump(mode="json")
+        self._text_codec_identity = text_codec.identity()
+        self._reconstructor_identity = reconstructor.identity()
         base = self.captioner_params
         if self.sweep:
             ((key, values),) = self.sweep.items()
@@ -241,8 +248,14 @@ class TextualMethod(MethodBase):
         points = []
         for label, raw, where in variants:
             params = validated_params(CAPTIONERS, self.captioner, raw, where, info)
-            key = content_key("captioner", self.captioner, params)
-            points.append(CaptionPoint(label=label, captioner_params=params, captioner_key=key))
+            key = content_key("captioner", self.captioner, params.identity())
+            points.append(
+                CaptionPoint(
+                    label=label,
+                    captioner_params=params.model_dump(mode="json"),
+                    captioner_key=key,
+                )
+            )
         self._points = points
         return self
 
@@ -254,7 +267,7 @@ class TextualMethod(MethodBase):
 
     @property
     def reconstructor_key(self) -> str:
-        return content_key("reconstructor", self.reconstructor, self.reconstructor_params)
+        return content_key("reconstructor", self.reconstructor, self._reconstructor_identity)
 
     @property
     def method_id(self) -> str:
@@ -263,7 +276,7 @@ class TextualMethod(MethodBase):
             "textual",
             [p.captioner_key for p in self._points],
             self.text_codec,
-            self.text_codec_params,
+            self._text_codec_identity,
             self.reconstructor_key,
         )
 
@@ -297,6 +310,8 @@ class ExternalMethod(MethodBase):
     text_codec: str = "utf8"
     text_codec_params: dict[str, Any] = Field(default_factory=dict)
 
+    _text_codec_identity: dict[str, Any] = PrivateAttr(default_factory=dict)
+
     @field_validator("pattern")
     @classmethod
     def _known_fields(cls, pattern: str) -> str:
@@ -317,9 +332,11 @@ class ExternalMethod(MethodBase):
 
     @model_validator(mode="after")
     def _validate_codec(self, info: ValidationInfo) -> ExternalMethod:
-        self.text_codec_params = validated_params(
+        text_codec = validated_params(
             TEXT_CODECS, self.text_codec, self.text_codec_params, "text_codec_params", info
         )
+        self.text_codec_params = text_codec.model_dump(mode="json")
+        self._text_codec_identity = text_codec.identity()
         return self
 
     def operating_point_labels(self) -> list[str]:
@@ -334,7 +351,7 @@ class ExternalMethod(MethodBase):
             self.pattern,
             str(self.captions) if self.captions else None,
             self.text_codec,
-            self.text_codec_params,
+            self._text_codec_identity,
         )
 
 

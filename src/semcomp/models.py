@@ -9,12 +9,14 @@ from __future__ import annotations
 import gc
 import os
 import socket
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from semcomp.errors import ConfigError, ModelUnavailableError
+from semcomp.errors import ConfigError, ModelUnavailableError, SemcompError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -83,6 +85,8 @@ def load_cached_or_download(load: Callable[[], T], *, what: str, fetch_hint: str
     try:
         with hub_offline():
             return load()
+    except SemcompError:
+        raise
     except Exception as exc:  # the libraries raise RuntimeError, OSError, ValueError, ...
         cache_miss = exc
     if not hub_reachable():
@@ -95,6 +99,38 @@ def load_cached_or_download(load: Callable[[], T], *, what: str, fetch_hint: str
         raise ModelUnavailableError(
             f"{what} could not be downloaded ({exc}); {fetch_hint}"
         ) from exc
+
+
+def quiet_hf_libraries() -> None:
+    """Silence transformers' and diffusers' own progress bars and chatter (stages show theirs)."""
+    import transformers
+
+    libraries = [transformers]
+    if "diffusers" in sys.modules:
+        libraries.append(sys.modules["diffusers"])
+    for library in libraries:
+        library.utils.logging.set_verbosity_error()
+        library.utils.logging.disable_progress_bar()
+
+
+def load_pretrained(load: Callable[[], T], source: str, *, what: str) -> T:
+    """``load()`` a Hugging Face model from a local folder, the cache, or the hub.
+
+    A folder loads as is; a hub id is looked up in the cache first and
+    downloaded only if the hub is reachable, with one clear message otherwise.
+    """
+    quiet_hf_libraries()
+    if Path(source).exists():
+        try:
+            return load()
+        except OSError as exc:
+            raise ModelUnavailableError(f"{what} cannot be loaded from {source}: {exc}") from None
+    return load_cached_or_download(
+        load,
+        what=f"{what} {source!r}",
+        fetch_hint=f"run `semcomp models fetch --hf {source}` on a connected machine "
+        "(or copy its Hugging Face cache here), or give a local folder",
+    )
 
 
 def release() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
@@ -12,6 +12,14 @@ class PluginParams(BaseModel):
     """Base of a plugin's parameters: unknown keys are errors; values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: fields that change how the work runs (concurrency, timeouts, where the key is), not
+    #: what it produces: left out of the identity, so changing them redoes nothing
+    operational: ClassVar[frozenset[str]] = frozenset()
+
+    def identity(self) -> dict[str, Any]:
+        """The parameters that determine results, for cache keys and method ids."""
+        return self.model_dump(mode="json", exclude=set(self.operational))
 
 
 def _resolve_in_study(path: Path, info: ValidationInfo) -> Path:

@@ -136,41 +136,6 @@ class OpenClipEmbedder:
         release()
 
 
-#: A tiny CLIP of the real architecture (ViT image tower, transformer text tower):
-#: what the offline demo and the tests run when real weights cannot be had.
-TINY_CLIP_CONFIG: dict[str, Any] = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-}
-
-
-def write_tiny_open_clip(folder: Path, seed: int = 0) -> str:
-    """Write a random-weight tiny CLIP to ``folder`` and return its ``local-dir:`` model id.
-
-    Loaded through :func:`load_open_clip` exactly like real local weights.
-    Deterministic for a given seed.
-    """
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    weights = folder / "open_clip_model.safetensors"
-    if not weights.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(seed)
-        model = open_clip.CLIP(**TINY_CLIP_CONFIG)
-        state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        (folder / "open_clip_config.json").write_text(
-            json.dumps({"model_cfg": TINY_CLIP_CONFIG, "preprocess_cfg": {}}, indent=2)
-        )
-        tmp = folder / ".open_clip_model.safetensors.tmp"
-        save_file(state, str(tmp))
-        tmp.replace(weights)
-    return f"{LOCAL_DIR}{folder.resolve()}"
-
-
 def fetch_open_clip_weights(config: EmbedderConfig, *, download: bool = True) -> str:
     """Path of the weights file for ``config`` (a built-in model and weights tag).
 

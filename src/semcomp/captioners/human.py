@@ -9,10 +9,13 @@ are reported with their line numbers and skipped.
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections import defaultdict
 from pathlib import Path
+from typing import ClassVar
 
 from PIL import Image
+from pydantic import model_validator
 
 from semcomp.captioners.base import Caption, Captioner, CaptionFailure, OriginalRef
 from semcomp.errors import ConfigError
@@ -25,6 +28,19 @@ class HumanParams(PluginParams):
     csv: StudyPath
     #: the protocol the captioners followed (recorded, e.g. "a-f" from the paper)
     protocol: str = ""
+    #: filled in from the file: edited captions are new captions
+    csv_sha256: str | None = None
+
+    operational: ClassVar[frozenset[str]] = frozenset({"csv"})
+
+    @model_validator(mode="after")
+    def _hash_file(self) -> HumanParams:
+        try:
+            digest = hashlib.sha256(self.csv.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise ValueError(f"cannot read captions CSV: {exc}") from None
+        object.__setattr__(self, "csv_sha256", digest)
+        return self
 
 
 def read_caption_rows(path: Path) -> tuple[dict[str, list[Caption]], list[tuple[str, str]]]:
@@ -88,10 +104,11 @@ class HumanCaptioner(Captioner):
                 (self.by_image[ref] for ref in references(original) if ref in self.by_image), None
             )
             if captions is None:
+                # settled: the captioner key changes with the file, so an edit retries
                 results.append(
                     CaptionFailure(
                         f"no caption for {original.name!r} in {self.params.csv.name}",
-                        retryable=True,
+                        retryable=False,
                     )
                 )
             else:

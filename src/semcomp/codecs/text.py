@@ -119,6 +119,9 @@ class ZstdParams(PluginParams):
     #: filled in from the file: the dictionary is part of the method's identity
     dictionary_captions_sha256: str | None = None
 
+    #: the file's content (its hash) is the identity, not where it lies
+    operational: ClassVar[frozenset[str]] = frozenset({"dictionary_captions"})
+
     @model_validator(mode="after")
     def _hash_dictionary_source(self) -> ZstdParams:
         if self.dictionary_captions is None:

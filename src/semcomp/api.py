@@ -1,0 +1,244 @@
+"""Calling OpenAI-compatible APIs at research scale: concurrency, retries, secrets.
+
+One place for what the API captioner and the image-API reconstructor share:
+
+- the key comes from an environment variable *named* in the study file and is
+  scrubbed from every message that could reach the store, logs or reports;
+- requests run concurrently (asyncio, bounded by a semaphore) through the
+  official ``openai`` client with its own retries off;
+- 429, 5xx, timeouts, dropped connections and malformed bodies are retried with
+  exponential backoff and jitter, waiting at least what ``Retry-After`` asks
+  (a 429 pauses every worker, not just the one that got it);
+- an invalid key (401) stops the whole batch at once with one clear message,
+  instead of failing every item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import Field
+
+from semcomp.errors import ConfigError, SemcompError
+from semcomp.params import PluginParams
+
+T = TypeVar("T")
+
+_SECRET_PATTERN = re.compile(r"(sk-[A-Za-z0-9_\-*]{6,}|Bearer\s+[^\s\"']+)")
+
+
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` with every secret, and anything shaped like an API key, replaced."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[REDACTED]")
+    return _SECRET_PATTERN.sub("[REDACTED]", text)
+
+
+class ApiKeyRejected(SemcompError):
+    """The endpoint refused the key (401/403): nothing else in the batch can succeed."""
+
+
+class ApiItemFailure(Exception):
+    """One request failed for good (after retries, or a refusal); the message is redacted."""
+
+    def __init__(self, reason: str, *, retryable: bool, detail: dict | None = None):
+        super().__init__(reason)
+        self.retryable = retryable
+        self.detail = detail or {}
+
+
+class MalformedResponse(Exception):
+    """The endpoint answered 200 with something that is not the expected response."""
+
+
+class ApiParams(PluginParams):
+    """Connection settings every API-backed plugin shares."""
+
+    #: an OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, ...); None = OpenAI's
+    base_url: str | None = None
+    #: the NAME of the environment variable holding the key (the key itself never goes in a file)
+    api_key_env: str = "OPENAI_API_KEY"
+    #: requests in flight at once
+    concurrency: int = Field(default=8, ge=1, le=256)
+    #: seconds before one request is abandoned (and retried)
+    timeout: float = Field(default=120.0, gt=0)
+    #: attempts per item, the first included
+    max_attempts: int = Field(default=6, ge=1, le=20)
+    #: first backoff in seconds; doubles per attempt, with jitter, up to ``max_backoff``
+    backoff: float = Field(default=1.0, ge=0)
+    max_backoff: float = Field(default=60.0, ge=0)
+
+    operational: ClassVar[frozenset[str]] = frozenset(
+        {"api_key_env", "concurrency", "timeout", "max_attempts", "backoff", "max_backoff"}
+    )
+
+
+def api_key(params: ApiParams) -> str:
+    key = os.environ.get(params.api_key_env, "")
+    if not key:
+        raise ConfigError(
+            f"environment variable {params.api_key_env} is not set; export the API key there "
+            "(the study file names the variable, never the key)"
+        )
+    return key
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The delay a response asks for: ``retry-after-ms``, ``retry-after`` seconds or HTTP date."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    headers = response.headers
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            return max(0.0, float(milliseconds) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def make_client(params: ApiParams, key: str) -> Any:
+    """An ``openai.AsyncOpenAI`` with retries off (ours are in :class:`ApiRunner`).
+
+    The connection pool is at least the concurrency, and waiting for a pooled
+    connection is not bounded by the read timeout.
+    """
+    import httpx2
+    import openai
+
+    connections = max(16, params.concurrency)
+    http_client = openai.DefaultAsyncHttpxClient(
+        limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
+    )
+    return openai.AsyncOpenAI(
+        base_url=params.base_url,
+        api_key=key,
+        max_retries=0,
+        http_client=http_client,
+        timeout=httpx2.Timeout(params.timeout, connect=min(10.0, params.timeout), pool=None),
+    )
+
+
+class ApiRunner:
+    """Runs many requests concurrently with shared backoff and an abort on a rejected key.
+
+    Reads the key on construction, so a missing variable fails before any work.
+    """
+
+    def __init__(self, params: ApiParams):
+        self.params = params
+        self._key = api_key(params)
+        self._secrets = [self._key]
+        self._cooldown_until = 0.0
+        self._rejected: str | None = None
+
+    def _retryable(self) -> tuple[type[BaseException], ...]:
+        import openai
+
+        return (
+            openai.RateLimitError,
+            openai.InternalServerError,
+            openai.APIConnectionError,  # timeouts are a subclass
+            openai.APIResponseValidationError,
+            json.JSONDecodeError,
+            MalformedResponse,
+        )
+
+    def _delay(self, attempt: int, exc: BaseException) -> float:
+        exponential = min(self.params.max_backoff, self.params.backoff * 2 ** (attempt - 1))
+        jittered = random.uniform(exponential / 2, exponential)
+        asked = retry_after_seconds(exc)
+        return jittered if asked is None else max(asked, jittered)
+
+    async def call(
+        self,
+        semaphore: asyncio.Semaphore,
+        request: Callable[[], Awaitable[Any]],
+        check: Callable[[Any], T],
+    ) -> T | ApiItemFailure:
+        """One item: ``check(await request())`` with retries; failures come back, not raised."""
+        import openai
+
+        retryable = self._retryable()
+        last = "no attempt made"
+        for attempt in range(1, self.params.max_attempts + 1):
+            if self._rejected is not None:
+                return ApiItemFailure(self._rejected, retryable=True)
+            wait = self._cooldown_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                async with semaphore:
+                    if self._rejected is not None:
+                        return ApiItemFailure(self._rejected, retryable=True)
+                    response = await request()
+                return check(response)
+            except ApiItemFailure as failure:
+                return failure
+            except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+                self._rejected = redact(f"the API rejected the key: {exc}", self._secrets)
+                return ApiItemFailure(self._rejected, retryable=True)
+            except retryable as exc:
+                last = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+                if attempt == self.params.max_attempts:
+                    break
+                delay = self._delay(attempt, exc)
+                if isinstance(exc, openai.RateLimitError):
+                    self._cooldown_until = max(self._cooldown_until, time.monotonic() + delay)
+                await asyncio.sleep(delay)
+            except openai.APIStatusError as exc:  # other 4xx: the request itself is wrong
+                reason = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+                return ApiItemFailure(reason, retryable=False)
+        return ApiItemFailure(
+            f"gave up after {self.params.max_attempts} attempts: {last}", retryable=True
+        )
+
+    def run_all(
+        self,
+        make_requests: Callable[[Any], Sequence[Callable[[], Awaitable[Any]]]],
+        check: Callable[[Any], T],
+    ) -> list[T | ApiItemFailure]:
+        """Run ``make_requests(client)`` (at most ``concurrency`` at once), each checked.
+
+        Raises :class:`ApiKeyRejected` if the endpoint refused the key.
+        """
+
+        async def main() -> list[T | ApiItemFailure]:
+            client = make_client(self.params, self._key)
+            semaphore = asyncio.Semaphore(self.params.concurrency)
+            try:
+                return await asyncio.gather(
+                    *(self.call(semaphore, request, check) for request in make_requests(client))
+                )
+            finally:
+                await client.close()
+
+        results = asyncio.run(main())
+        if self._rejected is not None:
+            raise ApiKeyRejected(
+                f"{self._rejected} (variable {self.params.api_key_env}); stopping before "
+                "the rest of the batch"
+            )
+        return results
+
+    def redact(self, text: str) -> str:
+        return redact(text, self._secrets)

@@ -1,0 +1,118 @@
+"""BLIP and BLIP-2 captions through transformers (any hub id or local folder).
+
+``Salesforce/blip-image-captioning-large`` is the default, the BLIP the
+textual-transform paper used. One generic path loads both families
+(``AutoModelForImageTextToText``); captions are generated in batches, in fp16
+on CUDA. An optional text ``prefix`` conditions the caption and is part of it
+(the decoded text starts with it, and it is sent like every other byte).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PIL import Image
+from pydantic import Field
+
+from semcomp.captioners.base import Caption, Captioner, OriginalRef
+from semcomp.errors import ConfigError
+from semcomp.models import (
+    batches_with_backoff,
+    inference_dtype,
+    load_pretrained,
+    release,
+    select_device,
+)
+from semcomp.params import PluginParams
+
+BLIP_MODEL_TYPES = ("blip", "blip-2")
+
+
+class BlipParams(PluginParams):
+    model: str = "Salesforce/blip-image-captioning-large"
+    #: a hub revision (branch, tag or commit) to pin the weights
+    revision: str | None = None
+    num_beams: int = Field(default=3, ge=1)
+    max_new_tokens: int = Field(default=30, ge=1)
+    min_new_tokens: int = Field(default=5, ge=0)
+    #: conditional captioning, e.g. "a photograph of" (kept in the caption)
+    prefix: str = ""
+
+
+class BlipCaptioner(Captioner):
+    name = "blip"
+    Params = BlipParams
+
+    def __init__(self, params: BlipParams, **kwargs: Any):
+        super().__init__(params, **kwargs)
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+        self.torch_device = select_device(self.device)
+        dtype = inference_dtype(self.torch_device)
+        revision = {"revision": params.revision} if params.revision else {}
+
+        def load() -> tuple[Any, Any, Any]:
+            config = AutoConfig.from_pretrained(params.model, **revision)
+            if config.model_type not in BLIP_MODEL_TYPES:
+                raise ConfigError(
+                    f"{params.model} is a {config.model_type!r} model, not BLIP or BLIP-2"
+                )
+            processor = AutoProcessor.from_pretrained(params.model, **revision)
+            model = AutoModelForImageTextToText.from_pretrained(
+                params.model, dtype=dtype, **revision
+            )
+            return config, processor, model
+
+        config, self.processor, model = load_pretrained(load, params.model, what="BLIP model")
+        self.model = model.to(self.torch_device).eval()
+        self.model_type = config.model_type
+        self.commit = getattr(config, "_commit_hash", None)
+        if self.model_type == "blip-2":
+            # BLIP-2 generates after the prompt: pad on the left so batched = one at a time
+            self.processor.tokenizer.padding_side = "left"
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "captioner": self.name,
+            "model": self.params.model,
+            "model_type": self.model_type,
+            "revision": self.params.revision or self.commit,
+        }
+
+    def _generate(self, images: list[Image.Image]) -> list[str]:
+        import torch
+
+        params: BlipParams = self.params
+        if params.prefix:  # one prefix per image: a single string would caption one image
+            inputs = self.processor(
+                images=images, text=[params.prefix] * len(images), return_tensors="pt", padding=True
+            )
+        else:
+            inputs = self.processor(images=images, return_tensors="pt")
+        inputs = inputs.to(self.torch_device)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.vision_model.dtype)
+        with torch.inference_mode():
+            output = self.model.generate(
+                **inputs,
+                num_beams=params.num_beams,
+                max_new_tokens=params.max_new_tokens,
+                min_new_tokens=params.min_new_tokens,
+            )
+        return [
+            text.strip() for text in self.processor.batch_decode(output, skip_special_tokens=True)
+        ]
+
+    def caption(
+        self, originals: list[OriginalRef], images: list[Image.Image | None]
+    ) -> list[list[Caption] | Exception]:
+        usable = [image for image in images if image is not None]
+        texts = [
+            text
+            for _, batch in batches_with_backoff(usable, self.batch_size, self._generate)
+            for text in batch
+        ]
+        return [[Caption(text)] for text in texts]
+
+    def close(self) -> None:
+        self.model = None
+        release()

@@ -1,0 +1,171 @@
+"""Captions from a vision LLM behind any OpenAI-compatible Chat Completions endpoint.
+
+OpenAI, vLLM, Ollama, ... through the official ``openai`` client. Each image is
+downscaled to ``max_side`` and sent as a base64 data URL with a prompt preset
+(the textual-transform paper's "in a way DALL-E 2 would understand", the
+paper's human protocol, or a length-targeted ``max_words`` prompt for a rate
+sweep). Token usage and, when prices are given, the estimated cost are
+recorded with every caption; refusals and empty answers are failures, never
+captions. Concurrency, retries and key handling live in :mod:`semcomp.api`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any, ClassVar, Literal
+
+from PIL import Image
+from pydantic import Field, model_validator
+
+from semcomp.api import ApiItemFailure, ApiParams, ApiRunner, MalformedResponse
+from semcomp.captioners.base import Caption, Captioner, OriginalRef
+from semcomp.captioners.prompts import load_preset
+from semcomp.errors import ConfigError
+
+
+class LlmApiParams(ApiParams):
+    model: str
+    #: a built-in preset (``dalle2``, ``human_protocol``, ``max_words``) or a preset TOML path
+    prompt: str = "dalle2"
+    #: values for the preset's ``{variables}``
+    prompt_variables: dict[str, str | int | float] = Field(default_factory=dict)
+    #: the ``max_words`` preset's length target (sweep it: ``sweep = { max_words = [...] }``)
+    max_words: int | None = Field(default=None, ge=1)
+    #: None leaves the endpoint's default (some reasoning models accept no other)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int = Field(default=300, ge=1)
+    #: ``max_completion_tokens`` (OpenAI) or ``max_tokens`` (older servers)
+    max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
+    #: images are downscaled so their longest side is at most this many pixels
+    max_side: int = Field(default=1024, ge=32)
+    image_format: Literal["jpeg", "png"] = "jpeg"
+    detail: Literal["auto", "low", "high"] = "auto"
+    #: list prices, to estimate the cost of each caption (none recorded when omitted)
+    price_per_million_input_tokens: float | None = Field(default=None, ge=0)
+    price_per_million_output_tokens: float | None = Field(default=None, ge=0)
+
+    operational: ClassVar[frozenset[str]] = ApiParams.operational | {
+        "price_per_million_input_tokens",
+        "price_per_million_output_tokens",
+    }
+
+    @model_validator(mode="after")
+    def _prompt_renders(self) -> LlmApiParams:
+        try:
+            self.prompt_text()
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def prompt_text(self) -> str:
+        values: dict[str, object] = dict(self.prompt_variables)
+        if self.max_words is not None:
+            values["max_words"] = self.max_words
+        return load_preset(self.prompt).render(values)
+
+
+def data_url(image: Image.Image, max_side: int, image_format: str) -> str:
+    """The image, downscaled to ``max_side`` on its longest side, as a base64 data URL."""
+    image = image.copy()
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    if image_format == "jpeg":
+        image.save(buffer, format="JPEG", quality=90)
+    else:
+        image.save(buffer, format="PNG")
+    return f"data:image/{image_format};base64,{base64.b64encode(buffer.getvalue()).decode()}"
+
+
+class LlmApiCaptioner(Captioner):
+    name = "llm-api"
+    Params = LlmApiParams
+
+    def __init__(self, params: LlmApiParams, **kwargs: Any):
+        super().__init__(params, **kwargs)
+        self.runner = ApiRunner(params)
+        self.preset = load_preset(params.prompt)
+        self.prompt = params.prompt_text()
+        #: originals per batch written to the store: several rounds of concurrent requests
+        self.chunk_size = params.concurrency * 4
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "captioner": self.name,
+            "model": self.params.model,
+            "base_url": self.params.base_url or "https://api.openai.com/v1",
+            "prompt": self.prompt,
+        }
+
+    def _messages(self, image: Image.Image) -> list[dict[str, Any]]:
+        params: LlmApiParams = self.params
+        content = [
+            {"type": "text", "text": self.prompt},
+            {
+                "type": "image_url",
+                "image_url": {
+                    "url": data_url(image, params.max_side, params.image_format),
+                    "detail": params.detail,
+                },
+            },
+        ]
+        messages: list[dict[str, Any]] = []
+        if self.preset.system:
+            messages.append({"role": "system", "content": self.preset.system})
+        messages.append({"role": "user", "content": content})
+        return messages
+
+    def _cost(self, input_tokens: int, output_tokens: int) -> float | None:
+        params: LlmApiParams = self.params
+        if params.price_per_million_input_tokens is None:
+            return None
+        output_price = params.price_per_million_output_tokens or 0.0
+        return (
+            input_tokens * params.price_per_million_input_tokens + output_tokens * output_price
+        ) / 1e6
+
+    def _check(self, response: Any) -> Caption:
+        import openai
+
+        if not isinstance(response, openai.types.chat.ChatCompletion) or not response.choices:
+            raise MalformedResponse(f"not a chat completion ({type(response).__name__})")
+        choice = response.choices[0]
+        usage = response.usage
+        input_tokens = usage.prompt_tokens if usage else 0
+        output_tokens = usage.completion_tokens if usage else 0
+        meta = {
+            "response_model": response.model,
+            "finish_reason": choice.finish_reason,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "estimated_cost_usd": self._cost(input_tokens, output_tokens),
+        }
+        message = choice.message
+        if message.refusal:
+            reason = f"refused: {self.runner.redact(message.refusal)}"
+            raise ApiItemFailure(reason, retryable=False, detail=meta)
+        text = (message.content or "").strip()
+        if not text:
+            reason = f"empty answer (finish_reason={choice.finish_reason})"
+            raise ApiItemFailure(reason, retryable=False, detail=meta)
+        return Caption(text=text, meta=meta)
+
+    def caption(
+        self, originals: list[OriginalRef], images: list[Image.Image | None]
+    ) -> list[list[Caption] | Exception]:
+        params: LlmApiParams = self.params
+        options: dict[str, Any] = {params.max_tokens_field: params.max_tokens}
+        if params.temperature is not None:
+            options["temperature"] = params.temperature
+        all_messages = [self._messages(image) for image in images if image is not None]
+
+        def make_requests(client: Any) -> list[Any]:
+            return [
+                lambda messages=messages: client.chat.completions.create(
+                    model=params.model, messages=messages, **options
+                )
+                for messages in all_messages
+            ]
+
+        results = self.runner.run_all(make_requests, self._check)
+        return [[r] if isinstance(r, Caption) else r for r in results]

@@ -1,0 +1,99 @@
+"""Reconstructions from the OpenAI Images API (or a compatible endpoint).
+
+The textual-transform paper reconstructed with DALL-E 2; OpenAI retired DALL-E
+2 and 3 on 2026-05-12 and GPT Image 1 on 2026-10-23 (openai 3.54's model
+notes), so the default is ``gpt-image-2``; any model name the endpoint serves
+can be given. Images APIs take no seed: each replicate is a separate request
+and the seed column stays empty. Concurrency, retries, the key and the abort on
+a rejected key come from :mod:`semcomp.api`; a content-policy refusal is a
+settled failure of that item.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any, ClassVar
+
+from PIL import Image
+from pydantic import Field
+
+from semcomp.api import ApiItemFailure, ApiParams, ApiRunner, MalformedResponse
+from semcomp.reconstructors.base import Reconstruction, Reconstructor
+
+
+class ImageApiParams(ApiParams):
+    model: str = "gpt-image-2"
+    size: str = "1024x1024"
+    #: ``standard``/``hd`` for DALL-E 3, ``low``/``medium``/``high``/``auto`` for GPT Image
+    quality: str | None = None
+    #: list price per image, to estimate the cost of each reconstruction
+    price_per_image: float | None = Field(default=None, ge=0)
+
+    operational: ClassVar[frozenset[str]] = ApiParams.operational | {"price_per_image"}
+
+
+def as_png(data: bytes) -> bytes:
+    """The image re-encoded as PNG if it is not one already."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data
+    with Image.open(io.BytesIO(data)) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+class ImageApiReconstructor(Reconstructor):
+    name = "image-api"
+    Params = ImageApiParams
+    seeded = False
+
+    def __init__(self, params: ImageApiParams, **kwargs: Any):
+        super().__init__(params, **kwargs)
+        self.runner = ApiRunner(params)
+        self.chunk_size = params.concurrency * 4
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "reconstructor": self.name,
+            "model": self.params.model,
+            "base_url": self.params.base_url or "https://api.openai.com/v1",
+        }
+
+    def _check(self, response: Any) -> Reconstruction:
+        import openai
+
+        if not isinstance(response, openai.types.ImagesResponse) or not response.data:
+            raise MalformedResponse(f"not an images response ({type(response).__name__})")
+        first = response.data[0]
+        if not first.b64_json:
+            raise MalformedResponse("images response without b64_json")
+        try:
+            png = as_png(base64.b64decode(first.b64_json))
+        except (ValueError, OSError) as exc:
+            raise ApiItemFailure(
+                f"the returned image does not decode: {exc}", retryable=True
+            ) from None
+        meta: dict[str, Any] = {"estimated_cost_usd": self.params.price_per_image}
+        if getattr(first, "revised_prompt", None):
+            meta["revised_prompt"] = first.revised_prompt
+        usage = getattr(response, "usage", None)
+        if usage is not None:
+            meta |= {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
+        return Reconstruction(png=png, meta=meta)
+
+    def reconstruct(self, prompts: list[str], seeds: list[int]) -> list[Reconstruction | Exception]:
+        params: ImageApiParams = self.params
+        options: dict[str, Any] = {"model": params.model, "size": params.size, "n": 1}
+        if params.model.startswith("dall-e"):
+            options["response_format"] = "b64_json"  # GPT Image models always answer in base64
+        if params.quality is not None:
+            options["quality"] = params.quality
+
+        def make_requests(client: Any) -> list[Any]:
+            return [
+                lambda prompt=prompt: client.images.generate(prompt=prompt, **options)
+                for prompt in prompts
+            ]
+
+        return self.runner.run_all(make_requests, self._check)

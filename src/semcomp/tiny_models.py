@@ -1,0 +1,293 @@
+"""Tiny random-weight models of the real architectures, written to local folders.
+
+They are what the offline demo and the tests run when real weights cannot be
+had, and they load through exactly the production loading code
+(``local-dir:`` for open_clip, ``from_pretrained(folder)`` for transformers and
+diffusers). Their outputs are meaningless; everything made with them is
+labelled "random weights". Each builder is deterministic for a seed and does
+nothing if the folder is already complete.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+TINY_CLIP_CONFIG: dict[str, Any] = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+#: words (and BERT word pieces) the tiny captioners can say
+_WORD_LIST = """
+a an the of on in with and at to is are by for from its near two three some
+man woman person people dog cat bird horse car bus train boat plane bike
+table chair bed couch room street road field grass tree sky water beach snow
+red blue green white black yellow brown small large big old young apple mug ball
+sitting standing walking riding holding eating playing looking lying flying
+picture photo image view group front top side next close up over under mountain
+##s ##ing ##ed ##er ##ly ##y . , building city park kitchen food plate sun moon
+wall window door light sign
+"""
+WORDS = _WORD_LIST.split()
+
+
+def _done(folder: Path, marker: str) -> bool:
+    return (folder / marker).exists()
+
+
+def write_tiny_open_clip(folder: Path, seed: int = 0) -> str:
+    """A tiny CLIP (ViT image tower, transformer text tower); returns its ``local-dir:`` id."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    weights = folder / "open_clip_model.safetensors"
+    if not weights.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(seed)
+        model = open_clip.CLIP(**TINY_CLIP_CONFIG)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        (folder / "open_clip_config.json").write_text(
+            json.dumps({"model_cfg": TINY_CLIP_CONFIG, "preprocess_cfg": {}}, indent=2)
+        )
+        tmp = folder / ".open_clip_model.safetensors.tmp"
+        save_file(state, str(tmp))
+        tmp.replace(weights)
+    return f"local-dir:{folder.resolve()}"
+
+
+def write_tiny_blip(folder: Path, seed: int = 0) -> Path:
+    """A tiny BLIP captioner (BlipForConditionalGeneration) saved with its processor."""
+    import torch
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
+
+    folder = Path(folder)
+    if _done(folder, "model.safetensors"):
+        return folder
+    with tempfile.TemporaryDirectory() as scratch:
+        vocab = Path(scratch) / "vocab.txt"
+        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
+        vocab.write_text("\n".join(dict.fromkeys(specials + WORDS)) + "\n")
+        # the vocabulary path goes positionally: transformers 5 ignores vocab_file=
+        tokenizer = BertTokenizer(str(vocab), bos_token="[DEC]", model_max_length=64)
+    processor = BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer)
+    config = BlipConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 64,
+            "initializer_range": 0.5,  # so that different images get different captions
+            "bos_token_id": tokenizer.bos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+            "sep_token_id": tokenizer.sep_token_id,
+            "eos_token_id": tokenizer.sep_token_id,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+            "initializer_range": 0.02,  # the default (1e-10) gives every image one caption
+        },
+        projection_dim=32,
+        image_text_hidden_size=32,
+    )
+    torch.manual_seed(seed)
+    model = BlipForConditionalGeneration(config).eval()
+    processor.save_pretrained(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def write_tiny_blip2(folder: Path, seed: int = 0, num_query_tokens: int = 4) -> Path:
+    """A tiny BLIP-2 (ViT, Q-Former, OPT) saved with its processor."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        BlipImageProcessor,
+        GPT2Tokenizer,
+    )
+
+    folder = Path(folder)
+    if _done(folder, "model.safetensors"):
+        return folder
+    words = [w for w in WORDS if not w.startswith("##")]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        [" ".join(words)] * 50,
+        vocab_size=1000,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+        show_progress=False,
+    )
+    model_json = json.loads(bpe._tokenizer.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_json["merges"]]
+    tokenizer = GPT2Tokenizer(
+        vocab=model_json["vocab"],
+        merges=merges,
+        unk_token="<unk>",
+        bos_token="</s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        add_bos_token=True,
+        model_max_length=64,
+    )
+    processor = Blip2Processor(
+        BlipImageProcessor(size={"height": 32, "width": 32}),
+        tokenizer,
+        num_query_tokens=num_query_tokens,
+    )
+    small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2}
+    config = Blip2Config(
+        vision_config=small
+        | {"intermediate_size": 64, "image_size": 32, "patch_size": 8, "initializer_range": 0.02},
+        qformer_config=small
+        | {
+            "vocab_size": len(tokenizer),
+            "intermediate_size": 64,
+            "max_position_embeddings": 64,
+            "encoder_hidden_size": 32,
+            "cross_attention_frequency": 1,
+            "initializer_range": 0.02,
+        },
+        text_config=small
+        | {
+            "model_type": "opt",
+            "vocab_size": len(tokenizer),
+            "ffn_dim": 64,
+            "max_position_embeddings": 64,
+            "word_embed_proj_dim": 32,
+            "init_std": 0.5,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        num_query_tokens=num_query_tokens,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        initializer_range=0.5,
+    )
+    torch.manual_seed(seed)
+    model = Blip2ForConditionalGeneration(config).eval()
+    processor.save_pretrained(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+def _byte_symbols() -> list[str]:
+    """The 256 printable stand-ins for bytes that CLIP's byte-level BPE works on."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    printable += range(ord("®"), ord("ÿ") + 1)
+    codes, extra = list(printable), 0
+    for byte in range(256):
+        if byte not in printable:
+            codes.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in codes]
+
+
+def write_tiny_stable_diffusion(folder: Path, seed: int = 0) -> Path:
+    """A tiny Stable Diffusion 1.x pipeline (CLIP text encoder, UNet, VAE with the real ×8)."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    folder = Path(folder)
+    if _done(folder, "model_index.json"):
+        return folder
+    with tempfile.TemporaryDirectory() as scratch:
+        vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+        for symbol in _byte_symbols():
+            vocab[symbol] = len(vocab)
+        for symbol in _byte_symbols():
+            vocab[symbol + "</w>"] = len(vocab)
+        merges = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("an", "d</w>"), ("i", "n")]
+        for left, right in merges:
+            vocab.setdefault(left + right, len(vocab))
+        vocab_path, merges_path = Path(scratch) / "vocab.json", Path(scratch) / "merges.txt"
+        vocab_path.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        merges_path.write_text(
+            "#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n", encoding="utf-8"
+        )
+        # vocab=/merges= (not *_file=) in transformers 5; model_max_length is required
+        tokenizer = CLIPTokenizer(
+            vocab=str(vocab_path), merges=str(merges_path), model_max_length=77
+        )
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 8, 8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=64,
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipeline = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(folder)
+    return folder
