@@ -34,7 +34,7 @@ from semcomp.errors import ConfigError
 from semcomp.params import PluginParams, StudyPath
 from semcomp.reconstructors import RECONSTRUCTORS
 from semcomp.registry import Registry
-from semcomp.store import content_key
+from semcomp.store import content_key, to_json
 
 
 class Section(BaseModel):
@@ -90,6 +90,10 @@ class MethodBase(Section):
         raise NotImplementedError
 
     def operating_point_labels(self) -> list[str]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for reports: what the method does, with its parameters."""
         raise NotImplementedError
 
 
@@ -155,6 +159,9 @@ class PixelMethod(MethodBase):
 
     def operating_point_labels(self) -> list[str]:
         return [p.label for p in self.operating_points()]
+
+    def describe(self) -> str:
+        return f"{self.codec} {to_json(self.params)}"
 
     @property
     def method_id(self) -> str:
@@ -265,6 +272,16 @@ class TextualMethod(MethodBase):
     def operating_point_labels(self) -> list[str]:
         return [p.label for p in self._points]
 
+    def describe(self) -> str:
+        model = self.captioner_params.get("model")
+        captioner = f"{self.captioner} ({model})" if model else self.captioner
+        sweep = f" sweeping {to_json(self.sweep)}" if self.sweep else ""
+        target = self.reconstructor_params.get("model", "")
+        return (
+            f"textual transform: {captioner}{sweep} -> {self.text_codec} -> "
+            f"{self.reconstructor} {target}, {self.replicates} replicate(s)"
+        ).strip()
+
     @property
     def reconstructor_key(self) -> str:
         return content_key("reconstructor", self.reconstructor, self._reconstructor_identity)
@@ -341,6 +358,10 @@ class ExternalMethod(MethodBase):
 
     def operating_point_labels(self) -> list[str]:
         return [CAPTION_POINT]
+
+    def describe(self) -> str:
+        captions = f", captions from {self.captions.name}" if self.captions else ", rate unknown"
+        return f"external reconstructions {self.folder / self.pattern}{captions}"
 
     @property
     def method_id(self) -> str:

@@ -31,3 +31,16 @@ def _resolve_in_study(path: Path, info: ValidationInfo) -> Path:
 
 #: A path in ``study.toml``: relative paths are relative to the study folder.
 StudyPath = Annotated[Path, AfterValidator(_resolve_in_study)]
+
+
+def _local_folder_or_hub_id(source: str, info: ValidationInfo) -> str:
+    study_dir = (info.context or {}).get("study_dir")
+    if study_dir is not None and not Path(source).is_absolute():
+        local = Path(study_dir) / source
+        if local.exists():
+            return str(local.resolve())
+    return source
+
+
+#: A model source: a hub id (``org/name``) or a folder (relative to the study folder).
+ModelSource = Annotated[str, AfterValidator(_local_folder_or_hub_id)]

@@ -20,11 +20,23 @@ ID_COLUMNS = [
     "original",
     "category",
     "method",
+    "kind",
     "codec",
     "operating_point",
+    "variant",
     "replicate",
     "seed",
 ]
+#: representation details copied from its metadata into the table, when present
+META_COLUMNS = (
+    "quality",
+    "achieved",
+    "caption",
+    "text_codec",
+    "prompt_tokens",
+    "consumed_utf8_bytes",
+    "truncated",
+)
 
 
 def rd_points(store: Store, method_ids: list[str] | None = None) -> pd.DataFrame:
@@ -39,20 +51,24 @@ def rd_points(store: Store, method_ids: list[str] | None = None) -> pd.DataFrame
         params = list(method_ids)
     points = store.frame(
         "SELECT o.id AS original_id, o.name AS original, o.category, o.pixels, "
-        "o.file_bytes AS original_bytes, m.name AS method, m.codec, r.operating_point, "
-        "r.rate_bits, r.meta, c.id AS candidate_id, c.replicate, c.seed "
+        "o.file_bytes AS original_bytes, m.name AS method, m.kind, m.codec, r.operating_point, "
+        "r.variant, r.rate_bits, r.meta, c.id AS candidate_id, c.replicate, c.seed "
         "FROM candidates c JOIN representations r ON r.id = c.representation_id "
         "JOIN methods m ON m.id = r.method_id JOIN originals o ON o.id = r.original_id "
-        f"{where} ORDER BY m.name, r.operating_point, o.name, c.replicate",
+        f"{where} ORDER BY m.name, r.operating_point, o.name, r.variant, c.replicate",
         params,
     )
     if points.empty:
         return pd.DataFrame(columns=[*ID_COLUMNS, "rate_bytes", "rate_bits", "bpp"])
+    points["rate_bits"] = points["rate_bits"].astype("Int64")  # <NA>: rate unknown
+    points["seed"] = points["seed"].astype("Int64")  # <NA>: deterministic codec
     points["rate_bytes"] = points["rate_bits"] / 8
     points["bpp"] = points["rate_bits"] / points["pixels"]
     meta = points.pop("meta").map(json.loads)
-    points["quality"] = meta.map(lambda m: m.get("quality"))
-    points["achieved"] = meta.map(lambda m: m.get("achieved"))
+    for column in META_COLUMNS:
+        values = meta.map(lambda m, column=column: m.get(column))
+        if values.notna().any():
+            points[column] = values
     scores = store.frame("SELECT candidate_id, metric, value FROM scores")
     if not scores.empty:
         wide = scores.pivot(index="candidate_id", columns="metric", values="value")

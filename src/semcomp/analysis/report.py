@@ -40,7 +40,7 @@ def write_report(study: Study, out: Path | None = None, *, rate: str = "bpp") ->
     summary.to_csv(summary_csv, index=False)
     method_json = []
     for method in config.methods:
-        description = f"{method.codec} {json.dumps(method.params, sort_keys=True)}"
+        description = method.describe()
         if random_weights:
             description += f"; {RANDOM_WEIGHTS_NOTE}"
         path = folder / "methods" / f"{_file_name(method.name)}.json"

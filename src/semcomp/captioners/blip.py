@@ -23,13 +23,13 @@ from semcomp.models import (
     release,
     select_device,
 )
-from semcomp.params import PluginParams
+from semcomp.params import ModelSource, PluginParams
 
 BLIP_MODEL_TYPES = ("blip", "blip-2")
 
 
 class BlipParams(PluginParams):
-    model: str = "Salesforce/blip-image-captioning-large"
+    model: ModelSource = "Salesforce/blip-image-captioning-large"
     #: a hub revision (branch, tag or commit) to pin the weights
     revision: str | None = None
     num_beams: int = Field(default=3, ge=1)

@@ -28,12 +28,12 @@ from semcomp.models import (
     release,
     select_device,
 )
-from semcomp.params import PluginParams
+from semcomp.params import ModelSource, PluginParams
 from semcomp.reconstructors.base import PromptUse, Reconstruction, Reconstructor
 
 
 class DiffusersParams(PluginParams):
-    model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    model: ModelSource = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     revision: str | None = None
     steps: int = Field(default=25, ge=1)
     guidance: float = Field(default=7.5, ge=0)
