@@ -32,3 +32,33 @@ def image_folder(tmp_path: Path) -> Path:
         for seed in seeds:
             photo(160, 120, seed).save(root / category / f"img{seed}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from semcomp.tiny_models import write_tiny_blip
+
+    return write_tiny_blip(tmp_path_factory.mktemp("models") / "tiny-blip")
+
+
+@pytest.fixture(scope="session")
+def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from semcomp.tiny_models import write_tiny_blip2
+
+    return write_tiny_blip2(tmp_path_factory.mktemp("models") / "tiny-blip2")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from semcomp.tiny_models import write_tiny_stable_diffusion
+
+    return write_tiny_stable_diffusion(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture
+def fake_openai():
+    """An OpenAI-compatible server on 127.0.0.1 (see fake_openai.py)."""
+    from fake_openai import FakeOpenAIServer
+
+    with FakeOpenAIServer() as server:
+        yield server

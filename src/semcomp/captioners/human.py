@@ -100,10 +100,12 @@ class HumanCaptioner(Captioner):
     ) -> list[list[Caption] | Exception]:
         results: list[list[Caption] | Exception] = []
         for original in originals:
-            captions = next(
-                (self.by_image[ref] for ref in references(original) if ref in self.by_image), None
-            )
-            if captions is None:
+            captions = [
+                caption
+                for ref in dict.fromkeys(references(original))
+                for caption in self.by_image.get(ref, [])
+            ]
+            if not captions:
                 # settled: the captioner key changes with the file, so an edit retries
                 results.append(
                     CaptionFailure(

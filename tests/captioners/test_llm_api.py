@@ -1,0 +1,121 @@
+"""The vision-LLM captioner against a loopback OpenAI-compatible server, faults included."""
+
+import base64
+import io
+import time
+
+import pytest
+from PIL import Image
+
+from fake_openai import Fault, closed_port_url
+from helpers import photo
+from semcomp.api import ApiKeyRejected
+from semcomp.captioners.base import OriginalRef
+from semcomp.captioners.llm_api import LlmApiCaptioner, LlmApiParams
+from semcomp.errors import ConfigError
+
+KEY = "sk-proj-TESTKEY0123456789abcdefSECRET"
+IMAGES = [photo(400, 300, seed) for seed in range(4)]
+REFS = [
+    OriginalRef(id=str(i), name=f"img{i}", category="c", source_path=f"{i}.png") for i in range(4)
+]
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv("TEST_OPENAI_KEY", KEY)
+
+
+def captioner(server_url: str, **params) -> LlmApiCaptioner:
+    defaults = {
+        "base_url": server_url,
+        "model": "vision-model",
+        "api_key_env": "TEST_OPENAI_KEY",
+        "timeout": 2.0,
+        "backoff": 0.05,
+        "max_attempts": 4,
+        "max_side": 128,
+    }
+    return LlmApiCaptioner(LlmApiParams(**(defaults | params)), device="cpu", batch_size=4)
+
+
+def test_captions_usage_cost_and_the_request(fake_openai):
+    subject = captioner(
+        fake_openai.base_url,
+        price_per_million_input_tokens=2.5,
+        price_per_million_output_tokens=10,
+    )
+    results = subject.caption(REFS, IMAGES)
+    assert all(isinstance(r, list) and r[0].text.startswith("a photo") for r in results)
+    meta = results[0][0].meta
+    assert meta["input_tokens"] > 0 and meta["estimated_cost_usd"] > 0
+    request = fake_openai.requests[0]
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    content = request.json["messages"][0]["content"]
+    assert "DALL-E 2 would understand" in content[0]["text"]
+    url = content[1]["image_url"]["url"]
+    assert url.startswith("data:image/jpeg;base64,")
+    sent = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    assert max(sent.size) == 128
+    assert request.json["max_completion_tokens"] == 300
+
+
+def test_length_targeted_prompt(fake_openai):
+    subject = captioner(fake_openai.base_url, prompt="max_words", max_words=12)
+    subject.caption(REFS[:1], IMAGES[:1])
+    assert "at most 12 words" in fake_openai.requests[0].json["messages"][0]["content"][0]["text"]
+    with pytest.raises(ValueError, match="max_words"):
+        LlmApiParams(model="m", prompt="max_words")
+
+
+def test_transient_faults_are_retried(fake_openai):
+    fake_openai.enqueue(
+        Fault.rate_limit(retry_after=1),
+        Fault.server_error(500),
+        Fault.slow(3.0),  # beyond the 2 s timeout
+        Fault.malformed_json(),
+    )
+    started = time.perf_counter()
+    subject = captioner(fake_openai.base_url, concurrency=1, max_attempts=5)
+    results = subject.caption(REFS[:1], IMAGES[:1])
+    assert isinstance(results[0], list)
+    assert len(fake_openai.requests) == 5
+    assert time.perf_counter() - started >= 1.0  # waited for Retry-After
+
+
+def test_refusals_and_empty_answers_are_failures_not_captions(fake_openai):
+    fake_openai.enqueue(Fault.refusal(), Fault.empty())
+    results = captioner(fake_openai.base_url, concurrency=1).caption(REFS[:3], IMAGES[:3])
+    refused, empty, fine = results
+    assert isinstance(refused, Exception) and "refused" in str(refused) and not refused.retryable
+    assert isinstance(empty, Exception) and "empty answer" in str(empty)
+    assert isinstance(fine, list)
+    assert len(fake_openai.requests) == 3  # neither was retried
+
+
+def test_unreachable_endpoint_gives_up_with_a_reason():
+    results = captioner(closed_port_url(), max_attempts=2).caption(REFS[:1], IMAGES[:1])
+    assert isinstance(results[0], Exception) and "APIConnectionError" in str(results[0])
+    assert results[0].retryable
+
+
+def test_invalid_key_stops_the_batch_with_one_redacted_message(fake_openai):
+    fake_openai.api_key = "sk-the-right-key-0000"
+    subject = captioner(fake_openai.base_url, concurrency=2)
+    with pytest.raises(ApiKeyRejected) as raised:
+        subject.caption(REFS * 5, IMAGES * 5)
+    assert KEY not in str(raised.value) and "[REDACTED]" in str(raised.value)
+    assert "TEST_OPENAI_KEY" in str(raised.value)
+    assert len(fake_openai.requests) <= 2  # the other 18 were never sent
+
+
+def test_concurrency_is_bounded(fake_openai):
+    fake_openai.latency = 0.1
+    captioner(fake_openai.base_url, concurrency=3).caption(REFS * 3, IMAGES * 3)
+    assert fake_openai.max_inflight == 3
+
+
+def test_missing_key_variable_is_a_config_error(monkeypatch, fake_openai):
+    monkeypatch.delenv("TEST_OPENAI_KEY")
+    with pytest.raises(ConfigError, match="TEST_OPENAI_KEY is not set"):
+        captioner(fake_openai.base_url)

@@ -1,0 +1,189 @@
+"""Textual transforms through the whole pipeline: captions, payloads, reconstructions, scores."""
+
+import json
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from fake_openai import FakeOpenAIServer
+from helpers import photo, write_study
+from semcomp.analysis.report import write_report
+from semcomp.cli import main
+from semcomp.study import Study
+
+KEY_ENV = "TEST_OPENAI_KEY"
+LONG = "a red apple on a wooden table next to a window " * 220  # ~10,500 characters
+
+
+@pytest.fixture
+def textual_study(tmp_path, image_folder, tiny_clip, tiny_blip, tiny_sd):
+    (tmp_path / "captions.csv").write_text(
+        "image,caption,author\n"
+        "img1,a valley under a blue sky,ann\n"
+        "img1.png,a green valley 🌄 with mountains,bob\n"  # a second caption for img1
+        f"img2,{LONG},ann\n"
+        "img3,一只红苹果,cho\n"
+        ",caption without an image,x\n"  # malformed: line 6
+        "img4,,ann\n"  # an empty caption is a caption (0 bytes)
+    )
+    external = tmp_path / "dalle"
+    external.mkdir()
+    photo(64, 64, 7).save(external / "img1_gr.png")
+    photo(64, 64, 8).save(external / "img3_gr.png")
+    (tmp_path / "gpt.csv").write_text("image,caption\nimg1,a wide valley\nimg3,an apple\n")
+    sd = f'model = "{tiny_sd}", steps = 2, width = 64, height = 64'
+    methods = f"""
+[[methods]]
+name = "blip"
+captioner = "blip"
+captioner_params = {{ model = "{tiny_blip}", max_new_tokens = 10 }}
+reconstructor_params = {{ {sd} }}
+replicates = 2
+
+[[methods]]
+name = "blip-zstd"
+captioner = "blip"
+captioner_params = {{ model = "{tiny_blip}", max_new_tokens = 10 }}
+text_codec = "zstd"
+reconstructor_params = {{ {sd} }}
+replicates = 2
+
+[[methods]]
+name = "human"
+captioner = "human"
+captioner_params = {{ csv = "{tmp_path / "captions.csv"}" }}
+reconstructor_params = {{ {sd} }}
+
+[[methods]]
+name = "dalle"
+folder = "{external}"
+pattern = "{{name}}_gr.png"
+captions = "{tmp_path / "gpt.csv"}"
+
+[[methods]]
+name = "jpeg"
+codec = "jpeg"
+quality = [50]
+"""
+    return write_study(tmp_path / "study", image_folder, tiny_clip, methods=methods)
+
+
+def test_textual_methods_end_to_end(textual_study, monkeypatch):
+    with Study.open(textual_study) as study:
+        summary = study.run(progress=False)
+        store = study.store
+        failures = {(stage, reason) for stage, _, reason in summary.failures}
+        # BLIP captions every image once, although two methods use it
+        blip_captions = store.frame("SELECT * FROM captions WHERE captioner = 'blip'")
+        assert len(blip_captions) == 4
+        shared = store.frame(
+            "SELECT m.name, c.artifact_hash FROM candidates c "
+            "JOIN representations r ON r.id = c.representation_id "
+            "JOIN methods m ON m.id = r.method_id WHERE m.name LIKE 'blip%'"
+        )
+        by_method = shared.groupby("name")["artifact_hash"].apply(set)
+        assert by_method["blip"] == by_method["blip-zstd"]  # same images, different rates
+        with Study.open(textual_study, read_only=True) as readonly:
+            files = write_report(readonly)
+    assert ("caption", "empty image reference") in failures
+    assert any("captions.csv:6" in item for _, item, _ in summary.failures)
+    assert sum("no reconstruction img2_gr.png" in reason for _, reason in failures) == 1
+    rd = pd.read_csv(files.rd_csv, keep_default_na=False, na_values=[""])
+    blip = rd[rd.method == "blip"]
+    assert len(blip) == 8 and set(blip.replicate) == {0, 1}
+    assert blip.seed.notna().all() and blip.seed.nunique() == 8
+    human = rd[rd.method == "human"]
+    assert sorted(human.variant) == [0, 0, 0, 0, 1]
+    long = human[human.caption.str.len() > 10_000].iloc[0]
+    assert long.truncated == True and long.consumed_utf8_bytes < long.rate_bytes  # noqa: E712
+    empty = human[human.rate_bits == 0]
+    assert len(empty) == 1
+    emoji = human[human.caption.str.contains("🌄", na=False)].iloc[0]
+    assert emoji.rate_bytes == len(emoji.caption.encode())
+    dalle = rd[rd.method == "dalle"]
+    assert len(dalle) == 2 and set(dalle.rate_bytes) == {len(b"a wide valley"), len(b"an apple")}
+    zstd = rd[rd.method == "blip-zstd"]
+    assert (zstd.text_codec == "zstd").all()
+    summary_json = json.loads((files.folder / "methods" / "blip.json").read_text())
+    assert summary_json["results"]["bpp"]
+
+
+def test_rerun_does_no_model_or_api_work(textual_study, monkeypatch):
+    with Study.open(textual_study) as study:
+        study.run(progress=False)
+    with Study.open(textual_study) as study:
+        again = study.run(progress=False)
+    assert again.models_loaded == [] and all(s.done == 0 for s in again.stages)
+
+
+def test_api_captions_are_never_requested_twice(tmp_path, image_folder, tiny_clip, monkeypatch):
+    monkeypatch.setenv("TEST_OPENAI_KEY", "sk-test-key-000000")
+    with FakeOpenAIServer() as server:
+        methods = f"""
+[[methods]]
+name = "gpt"
+captioner = "llm-api"
+captioner_params = {{ base_url = "{server.base_url}", model = "m", api_key_env = "{KEY_ENV}" }}
+sweep = {{ max_words = [5, 10] }}
+reconstructor = "solid-colour"
+"""
+        root = write_study(tmp_path / "s", image_folder, tiny_clip, methods=methods)
+        toml = (
+            (root / "study.toml")
+            .read_text()
+            .replace(
+                'api_key_env = "TEST_OPENAI_KEY" }',
+                'api_key_env = "TEST_OPENAI_KEY", prompt = "max_words" }',
+            )
+        )
+        (root / "study.toml").write_text(toml)
+        with Study.open(root) as study:
+            study.run(progress=False)
+            assert len(server.requests) == 8  # 4 images x 2 operating points
+            # changing only operational settings (concurrency) keeps the captions
+            toml = (
+                (root / "study.toml")
+                .read_text()
+                .replace('model = "m"', 'model = "m", concurrency = 2')
+            )
+            (root / "study.toml").write_text(toml)
+        with Study.open(root) as study:
+            study.run(progress=False)
+            labels = set(
+                study.store.frame("SELECT operating_point FROM representations").operating_point
+            )
+        assert len(server.requests) == 8
+        assert labels == {"max_words=5", "max_words=10"}
+
+
+def test_api_key_never_reaches_store_logs_or_reports(
+    tmp_path, image_folder, tiny_clip, monkeypatch, capsys, caplog
+):
+    key = "sk-proj-SUPERSECRET0123456789abcdef"
+    monkeypatch.setenv("TEST_OPENAI_KEY", key)
+    with FakeOpenAIServer(api_key="sk-the-right-one-000") as server:
+        methods = f"""
+[[methods]]
+name = "gpt"
+captioner = "llm-api"
+captioner_params = {{ base_url = "{server.base_url}", model = "m", api_key_env = "{KEY_ENV}" }}
+reconstructor = "solid-colour"
+"""
+        root = write_study(tmp_path / "s", image_folder, tiny_clip, methods=methods)
+        with pytest.raises(SystemExit) as raised:
+            main(["run", str(root), "--no-progress"])
+        assert raised.value.code == 1
+        with pytest.raises(SystemExit):
+            main(["report", str(root)])
+    out = capsys.readouterr()
+    assert "API rejected the key" in out.err and "TEST_OPENAI_KEY" in out.err
+    assert len(server.requests) <= 8
+    secret = key.encode()
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_bytes(), path
+    conn = sqlite3.connect(root / "study.db")
+    dump = "\n".join(conn.iterdump())
+    assert key not in dump
+    assert key not in out.out + out.err + caplog.text
