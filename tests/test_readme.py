@@ -33,6 +33,25 @@ def test_ci_runs_the_readme_test_command():
     assert tests in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
+def test_the_study_file_example_is_valid(tmp_path: Path):
+    from semcomp.config import parse_config
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    (example,) = re.findall(r"```toml\n(.*?)```", README, flags=re.S)
+    config = parse_config(tomllib.loads(example), "README.md", tmp_path)
+    kinds = [method.kind for method in config.methods]
+    assert kinds == ["pixel", "pixel", "textual", "textual", "external"]
+    assert config.methods[3].operating_point_labels() == [
+        "max_words=8",
+        "max_words=16",
+        "max_words=32",
+    ]
+
+
 def semcomp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "semcomp", *args],

@@ -35,7 +35,7 @@ def _print_run(summary: object) -> None:
     for stage in summary.stages:
         models = f", loaded {', '.join(stage.models_loaded)}" if stage.models_loaded else ""
         typer.echo(
-            f"  {stage.stage:<6} {stage.done:>6} done {stage.skipped:>6} already done "
+            f"  {stage.stage:<11} {stage.done:>6} done {stage.skipped:>6} already done "
             f"{stage.failed:>4} failed  {stage.seconds:6.1f} s{models}"
         )
     if summary.failures:
@@ -148,15 +148,24 @@ def demo(
 
 @models_app.command("fetch")
 def models_fetch(
-    clip: str = typer.Option("ViT-L-14-336", help="open_clip model name."),
-    pretrained: str = typer.Option("openai", help="open_clip weights tag."),
+    clip: str = typer.Option(None, help="open_clip model name, e.g. ViT-L-14-336."),
+    pretrained: str = typer.Option("openai", help="open_clip weights tag (with --clip)."),
+    hf: list[str] = typer.Option(
+        None, help="Hugging Face model id (BLIP, diffusers pipelines, ...); repeatable."
+    ),
 ) -> None:
-    """Download CLIP weights into the local cache (run where there is a network)."""
+    """Download model weights into the local cache (run where there is a network)."""
     from semcomp.analysis.clip import fetch_open_clip_weights
     from semcomp.config import EmbedderConfig
+    from semcomp.models import fetch_hf_model
 
-    path = fetch_open_clip_weights(EmbedderConfig(model=clip, pretrained=pretrained))
-    typer.echo(f"{clip}/{pretrained}: {path}")
+    if not clip and not hf:
+        raise SemcompError("name a model: --clip NAME [--pretrained TAG] and/or --hf ORG/NAME")
+    if clip:
+        path = fetch_open_clip_weights(EmbedderConfig(model=clip, pretrained=pretrained))
+        typer.echo(f"{clip}/{pretrained}: {path}")
+    for repo_id in hf or []:
+        typer.echo(f"{repo_id}: {fetch_hf_model(repo_id)}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,15 +1,20 @@
 """``semcomp demo``: a complete study from images the package draws itself.
 
-Nine scenes in three of the textual-transform paper's categories, JPEG and
-WebP sweeps (the paper's ~80 %/~90 % reductions plus a quality ladder), CLIP
-similarity and the report. With the default CLIP weights cached (or the hub
-reachable) it uses them; otherwise it says so in one line and uses a tiny
-random-weight CLIP of the real architecture, and the study and report are
-marked "random weights — numbers are not meaningful".
+Nine scenes in three of the textual-transform paper's categories; JPEG and
+WebP sweeps (the paper's ~80 %/~90 % reductions plus a quality ladder); two
+textual transforms, human captions written for the scenes and BLIP captions,
+both reconstructed with a diffusion model; CLIP similarity and the report.
+
+Each model family uses the real default when its weights are cached or the hub
+is reachable (CLIP ViT-L/14@336px, BLIP base, SD-Turbo); otherwise the demo
+says so in one line and uses a tiny random-weight model of the same
+architecture, and the study and report are marked "random weights — numbers
+are not meaningful".
 """
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +152,73 @@ def write_sample_images(folder: Path, seed: int = 0) -> list[Path]:
     return paths
 
 
+#: captions written for the scenes by a person, following the paper's protocol (a-f)
+SCENE_CAPTIONS = {
+    "single_object_1": "a red apple with a short stem and a green leaf on a brown wooden table "
+    "against a beige wall",
+    "single_object_2": "a yellow mug of coffee on a brown wooden table against a beige wall",
+    "single_object_3": "a blue ball with a white stripe on a brown wooden table against a beige "
+    "wall",
+    "multiple_objects_1": "small red, yellow, blue and white balls and boxes scattered on green "
+    "grass under a grey sky",
+    "multiple_objects_2": "colourful balls and boxes scattered on a green lawn under a pale sky",
+    "multiple_objects_3": "many red, yellow, black and white balls and boxes scattered on a green "
+    "field under a grey sky",
+    "landscape_1": "grey mountains and a blue river in a green valley under a blue sky with a "
+    "pale sun",
+    "landscape_2": "dark mountains and a river in a green valley under an orange sunset sky",
+    "landscape_3": "dark mountains and a river in a valley at night under a navy sky with a moon",
+}
+
+DEMO_CAPTIONER = "Salesforce/blip-image-captioning-base"
+DEMO_RECONSTRUCTOR = "stabilityai/sd-turbo"
+
+
+def _textual_methods_toml(root: Path, say: Callable[[str], None]) -> tuple[str, bool]:
+    """Human-caption and BLIP methods; tiny random-weight models when the real ones are absent."""
+    from semcomp.models import hf_model_available
+    from semcomp.tiny_models import write_tiny_blip, write_tiny_stable_diffusion
+
+    captions = root / "captions.csv"
+    with captions.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "caption", "author"])
+        for name, text in SCENE_CAPTIONS.items():
+            writer.writerow([name, text, "semcomp demo"])
+    random_weights = False
+    if hf_model_available(DEMO_CAPTIONER):
+        blip = DEMO_CAPTIONER
+    else:
+        say(f"{DEMO_CAPTIONER} is not available offline: using a tiny random-weight BLIP")
+        blip, random_weights = "models/tiny-blip", True
+        write_tiny_blip(root / blip)
+    if hf_model_available(DEMO_RECONSTRUCTOR):
+        diffusion = f'model = "{DEMO_RECONSTRUCTOR}", steps = 1, guidance = 0.0'
+    else:
+        say(
+            f"{DEMO_RECONSTRUCTOR} is not available offline: using a tiny random-weight "
+            "Stable Diffusion"
+        )
+        write_tiny_stable_diffusion(root / "models" / "tiny-sd")
+        diffusion = 'model = "models/tiny-sd", steps = 2, width = 64, height = 64'
+        random_weights = True
+    flag = "random_weights = true\n" if random_weights else ""
+    toml = f"""
+[[methods]]
+name = "human-captions"
+captioner = "human"
+captioner_params = {{ csv = "captions.csv", protocol = "Arikan & Weissman a-f" }}
+reconstructor_params = {{ {diffusion} }}
+{flag}
+[[methods]]
+name = "blip"
+captioner = "blip"
+captioner_params = {{ model = "{blip}" }}
+reconstructor_params = {{ {diffusion} }}
+{flag}"""
+    return toml, random_weights
+
+
 @dataclass
 class DemoOutcome:
     root: Path
@@ -188,14 +260,19 @@ def prepare_demo(root: Path, say: Callable[[str], None] = print) -> DemoOutcome:
     if (root / STUDY_FILE).exists():
         from semcomp.config import load_config
 
-        random_weights = any(m.random_weights for m in load_config(root).similarity.models)
+        config = load_config(root)
+        random_weights = any(m.random_weights for m in config.similarity.models) or any(
+            m.random_weights for m in config.methods
+        )
         return DemoOutcome(root, random_weights, "reusing the existing demo study")
-    similarity, random_weights, note = _similarity_toml(root, say)
+    similarity, random_similarity, note = _similarity_toml(root, say)
+    textual, random_textual = _textual_methods_toml(root, say)
     write_study_file(
         root,
         images,
         name="semcomp demo",
-        methods_toml=DEMO_METHODS_TOML,
+        methods_toml=DEMO_METHODS_TOML + textual,
         similarity_toml=similarity,
     )
+    random_weights = random_similarity or random_textual
     return DemoOutcome(root, random_weights, note)

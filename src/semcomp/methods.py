@@ -84,6 +84,9 @@ def validated_params(
 
 class MethodBase(Section):
     name: str = Field(min_length=1)
+    #: set when the method runs random-weight models (the offline demo): its numbers are
+    #: not meaningful, and reports say so
+    random_weights: bool = False
 
     @property
     def method_id(self) -> str:

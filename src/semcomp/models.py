@@ -101,6 +101,29 @@ def load_cached_or_download(load: Callable[[], T], *, what: str, fetch_hint: str
         ) from exc
 
 
+def hf_model_available(repo_id: str) -> bool:
+    """Whether a hub model is in the local cache, or the hub is reachable to fetch it."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        with hub_offline():
+            snapshot_download(repo_id)
+        return True
+    except Exception:  # not cached (LocalEntryNotFoundError and friends)
+        return hub_reachable()
+
+
+def fetch_hf_model(repo_id: str) -> str:
+    """Download a whole hub model into the local cache and return its folder."""
+    from huggingface_hub import snapshot_download
+
+    return load_cached_or_download(
+        lambda: snapshot_download(repo_id),
+        what=f"model {repo_id!r}",
+        fetch_hint="check the id, or run this where the hub is reachable",
+    )
+
+
 def quiet_hf_libraries() -> None:
     """Silence transformers' and diffusers' own progress bars and chatter (stages show theirs)."""
     import transformers

@@ -108,7 +108,9 @@ class Study:
 
     @property
     def random_weights(self) -> bool:
-        return any(m.random_weights for m in self.config.similarity.models)
+        return any(m.random_weights for m in self.config.similarity.models) or any(
+            m.random_weights for m in self.config.methods
+        )
 
     # ---- running ---------------------------------------------------------------------
 
@@ -176,7 +178,7 @@ class Study:
     def _register_methods(self) -> None:
         with self.store.transaction():
             for method in self.config.methods:
-                described = method.model_dump(mode="json", exclude={"name"})
+                described = method.model_dump(mode="json", exclude={"name", "random_weights"})
                 self.store.upsert(
                     "methods",
                     {

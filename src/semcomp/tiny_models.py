@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from semcomp.models import quiet_hf_libraries
+
 TINY_CLIP_CONFIG: dict[str, Any] = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
@@ -72,6 +74,7 @@ def write_tiny_blip(folder: Path, seed: int = 0) -> Path:
         BlipProcessor,
     )
 
+    quiet_hf_libraries()
     folder = Path(folder)
     if _done(folder, "model.safetensors"):
         return folder
@@ -127,6 +130,7 @@ def write_tiny_blip2(folder: Path, seed: int = 0, num_query_tokens: int = 4) -> 
         GPT2Tokenizer,
     )
 
+    quiet_hf_libraries()
     folder = Path(folder)
     if _done(folder, "model.safetensors"):
         return folder
@@ -215,6 +219,7 @@ def write_tiny_stable_diffusion(folder: Path, seed: int = 0) -> Path:
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+    quiet_hf_libraries()
     folder = Path(folder)
     if _done(folder, "model_index.json"):
         return folder
