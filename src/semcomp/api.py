@@ -122,19 +122,23 @@ def make_client(params: ApiParams, key: str) -> Any:
     The connection pool is at least the concurrency, and waiting for a pooled
     connection is not bounded by the read timeout.
     """
-    import httpx2
     import openai
+
+    try:  # openai 3 sends through httpx2; earlier releases through httpx
+        import httpx2 as httpx
+    except ImportError:  # pragma: no cover
+        import httpx
 
     connections = max(16, params.concurrency)
     http_client = openai.DefaultAsyncHttpxClient(
-        limits=httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     )
     return openai.AsyncOpenAI(
         base_url=params.base_url,
         api_key=key,
         max_retries=0,
         http_client=http_client,
-        timeout=httpx2.Timeout(params.timeout, connect=min(10.0, params.timeout), pool=None),
+        timeout=httpx.Timeout(params.timeout, connect=min(10.0, params.timeout), pool=None),
     )
 
 
