@@ -171,3 +171,53 @@ def test_every_hostile_file_ingests_or_fails_with_its_reason(tmp_path, tiny_clip
     assert (originals.loc["rotated", ["width", "height"]] == [20, 60]).all()
     assert originals.loc["animated", "frames"] == 2
     assert originals.loc["cmyk", "source_mode"] == "CMYK"
+
+
+def test_truncated_gif_is_a_failure_not_a_crash(tmp_path, image_folder, tiny_clip):
+    import io
+
+    from PIL import Image
+
+    frames = [Image.new("RGB", (32, 32), c) for c in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    for cut in (40, 200, len(buffer.getvalue()) - 30):
+        (image_folder / "landscape" / f"cut{cut}.gif").write_bytes(buffer.getvalue()[:cut])
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    summary = run(root)
+    assert summary.status == "finished"
+
+
+def test_raising_max_pixels_lets_a_refused_image_in(tmp_path, image_folder, tiny_clip):
+    photo(300, 300).save(image_folder / "landscape" / "big.png")
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    toml = (root / "study.toml").read_text()
+    (root / "study.toml").write_text(toml.replace("[images]\n", "[images]\nmax_pixels = 50000\n"))
+    summary = run(root)
+    assert any("decompression bomb guard" in reason for _, _, reason in summary.failures)
+    (root / "study.toml").write_text(toml.replace("[images]\n", "[images]\nmax_pixels = 100000\n"))
+    run(root)
+    with Study.open(root) as study:
+        assert study.store.count("originals") == 5
+
+
+def test_removed_operating_points_leave_the_report(tmp_path, image_folder, tiny_clip):
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    run(root)
+    toml = (root / "study.toml").read_text().replace("quality = [30, 70]", "quality = [70]")
+    (root / "study.toml").write_text(toml)
+    run(root)
+    with Study.open(root, read_only=True) as study:
+        files = write_report(study)
+    import pandas as pd
+
+    assert set(pd.read_csv(files.rd_csv).operating_point) == {"quality=70"}
+
+
+def test_init_escapes_the_study_name(tmp_path, image_folder):
+    from semcomp.config import load_config
+    from semcomp.study import init_study
+
+    with init_study(tmp_path / "s", image_folder, name='Bob\'s "study"') as study:
+        assert study.config.name == 'Bob\'s "study"'
+    assert load_config(tmp_path / "s").name == 'Bob\'s "study"'

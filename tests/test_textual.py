@@ -187,3 +187,33 @@ reconstructor = "solid-colour"
     dump = "\n".join(conn.iterdump())
     assert key not in dump
     assert key not in out.out + out.err + caplog.text
+
+
+def test_external_reconstructions_without_captions_have_no_rate(tmp_path, image_folder, tiny_clip):
+    external = tmp_path / "elsewhere"
+    external.mkdir()
+    photo(64, 64, 7).save(external / "img1.png")
+    methods = f'[[methods]]\nname = "ext"\nfolder = "{external}"\n'
+    root = write_study(tmp_path / "s", image_folder, tiny_clip, methods=methods)
+    with Study.open(root) as study:
+        study.run(progress=False)
+    with Study.open(root, read_only=True) as study:
+        files = write_report(study)
+    rd = pd.read_csv(files.rd_csv)
+    assert len(rd) == 1 and rd.rate_bits.isna().all()
+
+
+def test_a_key_pasted_as_the_variable_name_is_refused(tmp_path, image_folder, tiny_clip):
+    from semcomp.errors import ConfigError
+
+    methods = """
+[[methods]]
+name = "gpt"
+captioner = "llm-api"
+captioner_params = { model = "m", api_key_env = "sk-proj-abcdefghijklmnop" }
+reconstructor = "solid-colour"
+"""
+    root = write_study(tmp_path / "s", image_folder, tiny_clip, methods=methods)
+    with pytest.raises(ConfigError, match="NAME of an environment variable") as raised:
+        Study.open(root)
+    assert "sk-proj-abcdefghijklmnop" not in str(raised.value)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from semcomp.errors import ConfigError, SemcompError
 from semcomp.params import PluginParams
@@ -41,6 +41,10 @@ def redact(text: str, secrets: Sequence[str] = ()) -> str:
         if secret:
             text = text.replace(secret, "[REDACTED]")
     return _SECRET_PATTERN.sub("[REDACTED]", text)
+
+
+#: 4xx statuses that mean "try again later" (timeout, conflict, too early)
+TRANSIENT_STATUS = frozenset({408, 409, 425})
 
 
 class ApiKeyRejected(SemcompError):
@@ -80,6 +84,16 @@ class ApiParams(PluginParams):
     operational: ClassVar[frozenset[str]] = frozenset(
         {"api_key_env", "concurrency", "timeout", "max_attempts", "backoff", "max_backoff"}
     )
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_name_not_a_key(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or _SECRET_PATTERN.search(name):
+            raise ValueError(
+                "api_key_env takes the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                "never the key itself"
+            )
+        return name
 
 
 def api_key(params: ApiParams) -> str:
@@ -194,6 +208,10 @@ class ApiRunner:
                 async with semaphore:
                     if self._rejected is not None:
                         return ApiItemFailure(self._rejected, retryable=True)
+                    # a 429 elsewhere may have started a pause while this task queued
+                    wait = self._cooldown_until - time.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                     response = await request()
                 return check(response)
             except ApiItemFailure as failure:
@@ -209,9 +227,14 @@ class ApiRunner:
                 if isinstance(exc, openai.RateLimitError):
                     self._cooldown_until = max(self._cooldown_until, time.monotonic() + delay)
                 await asyncio.sleep(delay)
-            except openai.APIStatusError as exc:  # other 4xx: the request itself is wrong
+            except openai.APIStatusError as exc:
                 reason = redact(f"{type(exc).__name__}: {exc}", self._secrets)
-                return ApiItemFailure(reason, retryable=False)
+                if exc.status_code in TRANSIENT_STATUS and attempt < self.params.max_attempts:
+                    last = reason
+                    await asyncio.sleep(self._delay(attempt, exc))
+                    continue
+                # other 4xx: the request itself is wrong (a refusal, a bad parameter)
+                return ApiItemFailure(reason, retryable=exc.status_code in TRANSIENT_STATUS)
         return ApiItemFailure(
             f"gave up after {self.params.max_attempts} attempts: {last}", retryable=True
         )
@@ -236,7 +259,15 @@ class ApiRunner:
             finally:
                 await client.close()
 
-        results = asyncio.run(main())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            results = asyncio.run(main())
+        else:  # called from inside an event loop (a notebook): run ours in a thread
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                results = pool.submit(asyncio.run, main()).result()
         if self._rejected is not None:
             raise ApiKeyRejected(
                 f"{self._rejected} (variable {self.params.api_key_env}); stopping before "

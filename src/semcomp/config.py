@@ -74,11 +74,15 @@ class EmbedderConfig(Section):
 
     @property
     def label(self) -> str:
+        """The name metrics carry: model and weights, plus any preprocessing override."""
         if self.name:
             return self.name
         if self.model.startswith(("local-dir:", "hf-hub:")):
-            return Path(self.model.partition(":")[2]).name
-        return f"{self.model}/{self.pretrained}"
+            label = Path(self.model.partition(":")[2]).name
+        else:
+            label = f"{self.model}/{self.pretrained}"
+        overrides = [value for value in (self.resize_mode, self.interpolation) if value]
+        return "+".join([label, *overrides])
 
     @property
     def embedder_id(self) -> str:
@@ -93,6 +97,14 @@ class SimilarityConfig(Section):
     batch_size: int = Field(default=32, gt=0)
     #: ``auto`` picks CUDA when available, else CPU
     device: str = "auto"
+
+    @model_validator(mode="after")
+    def _distinct_labels(self) -> SimilarityConfig:
+        labels = [m.label for m in self.models]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"similarity models share the label(s) {repeated}: give each a name")
+        return self
 
 
 class StudyConfig(Section):

@@ -21,6 +21,10 @@ class ImageError(SemcompError):
     """An image cannot be read or normalised; recorded as a failure, never fatal to a run."""
 
 
+class PixelLimitError(ImageError):
+    """An image is larger than ``images.max_pixels``: raising the limit changes the outcome."""
+
+
 class ModelUnavailableError(SemcompError):
     """Model weights are neither cached locally nor reachable on the hub."""
 

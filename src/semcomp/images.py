@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from semcomp.errors import ImageError
+from semcomp.errors import ImageError, PixelLimitError
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".dib"}
@@ -96,28 +96,32 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
         except UnidentifiedImageError:
             raise ImageError("not an image Pillow can identify") from None
         except Image.DecompressionBombError as exc:
-            raise ImageError(f"decompression bomb guard: {exc}") from None
-        except OSError as exc:
-            raise ImageError(f"cannot open image: {exc}") from None
+            raise PixelLimitError(f"decompression bomb guard: {exc}") from None
+        except Exception as exc:  # Pillow's parsers raise OSError, ValueError, struct.error, ...
+            raise ImageError(f"cannot open image: {type(exc).__name__}: {exc}") from None
         width, height = image.size
         if width * height > max_pixels:
-            raise ImageError(
+            raise PixelLimitError(
                 f"decompression bomb guard: {width}×{height} = {width * height:,} pixels "
                 f"exceeds the limit of {max_pixels:,} (raise images.max_pixels to allow it)"
             )
         if width < 1 or height < 1:
             raise ImageError(f"image has no pixels ({width}×{height})")
         fmt = image.format or "unknown"
-        frames = getattr(image, "n_frames", 1)
         source_mode = image.mode
         try:
+            frames = getattr(image, "n_frames", 1)
             image.seek(0)
             image.load()
             upright = ImageOps.exif_transpose(image)
             rgb = _to_rgb(upright)
             rgb.load()
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise ImageError(f"corrupt or truncated {fmt} data: {exc}") from None
+        except Image.DecompressionBombError as exc:
+            raise PixelLimitError(f"decompression bomb guard: {exc}") from None
+        except Exception as exc:  # a corrupt file can make any parser step fail
+            raise ImageError(
+                f"corrupt or truncated {fmt} data: {type(exc).__name__}: {exc}"
+            ) from None
     return DecodedImage(rgb=rgb, format=fmt, source_mode=source_mode, frames=frames)
 
 
@@ -165,29 +169,40 @@ def read_manifest(manifest: Path) -> Iterator[SourceImage | SourceProblem]:
     """Rows of a CSV manifest with columns ``path``, ``category`` and optional ``id``.
 
     Paths are relative to the manifest's folder and must stay inside it. A
-    malformed row is yielded as a :class:`SourceProblem` naming its line.
+    malformed row is yielded as a :class:`SourceProblem` naming its line; a
+    file that is not UTF-8 is one problem naming the file.
     """
+    try:
+        yield from _manifest_rows(manifest)
+    except UnicodeDecodeError as exc:
+        yield SourceProblem(
+            item=f"{manifest}:0",
+            reason=f"manifest is not UTF-8 text ({exc.reason}); save it as UTF-8",
+        )
+
+
+def _manifest_rows(manifest: Path) -> Iterator[SourceImage | SourceProblem]:
     root = manifest.parent.resolve()
     with manifest.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
         if "path" not in header:
             yield SourceProblem(
-                item=f"{manifest.name}:1",
+                item=f"{manifest}:1",
                 reason=f"manifest has no 'path' column (columns: {', '.join(header) or 'none'})",
             )
             return
         unknown = sorted(set(header) - set(MANIFEST_COLUMNS))
         if unknown:
             yield SourceProblem(
-                item=f"{manifest.name}:1",
+                item=f"{manifest}:1",
                 reason=f"unknown manifest column(s) {', '.join(unknown)}; "
                 f"expected {', '.join(MANIFEST_COLUMNS)}",
             )
             return
         reader.fieldnames = header
         for row in reader:
-            line = f"{manifest.name}:{reader.line_num}"
+            line = f"{manifest}:{reader.line_num}"
             if None in row:
                 yield SourceProblem(item=line, reason="row has more fields than the header")
                 continue

@@ -16,6 +16,7 @@ Each stage holds at most one model, loaded once and freed before the next.
 from __future__ import annotations
 
 import importlib
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -175,6 +176,13 @@ class Study:
             )
         return RunSummary(run_id=run_id, status=status, stages=reports, failures=failures)
 
+    def scope(self) -> dict[str, tuple[list[str], int]]:
+        """What the study file asks for: method id → (operating point labels, replicates)."""
+        return {
+            m.method_id: (m.operating_point_labels(), getattr(m, "replicates", 1))
+            for m in self.config.methods
+        }
+
     def _register_methods(self) -> None:
         with self.store.transaction():
             for method in self.config.methods:
@@ -208,7 +216,9 @@ class Study:
                 [*stages, *values],
             )
 
-        originals = self.store.count("originals")
+        originals = int(
+            conn.execute("SELECT COUNT(DISTINCT original_id) FROM sources").fetchone()[0]
+        )
         ingested = {r[0] for r in conn.execute("SELECT path FROM sources")}
         failed_paths = {
             r[0] for r in conn.execute("SELECT item FROM failures WHERE stage = 'ingest'")
@@ -301,7 +311,9 @@ def write_study_file(
         source = images.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         source = images.resolve().as_posix()
-    text = f'name = "{name}"\nseed = 0\n\n[images]\nsource = "{source}"\n\n{methods_toml.strip()}\n'
+    # JSON strings are valid TOML basic strings: quotes and backslashes come out escaped
+    head = f"name = {json.dumps(name)}\nseed = 0\n\n[images]\nsource = {json.dumps(source)}\n\n"
+    text = head + f"{methods_toml.strip()}\n"
     if similarity_toml:
         text += f"\n{similarity_toml.strip()}\n"
     path.write_text(text, encoding="utf-8")

@@ -115,21 +115,43 @@ class OpenClipEmbedder:
             "random_weights": self.config.random_weights,
         }
 
+    def embed_pixels(self, pixels: Any) -> np.ndarray:
+        """Embeddings of a batch already preprocessed by :attr:`preprocess` (N, 3, H, W)."""
+        import torch
+
+        pixels = pixels.to(self.device, dtype=self.dtype, non_blocking=True)
+        with torch.inference_mode():
+            features = self.model.encode_image(pixels).float()
+        features = torch.nn.functional.normalize(features, dim=-1)
+        return features.cpu().numpy().astype(np.float32)
+
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         """Embeddings of RGB images, one L2-normalised float32 row each."""
         import torch
 
         def run(batch: list[Image.Image]) -> np.ndarray:
-            pixels = torch.stack([self.preprocess(image) for image in batch])
-            pixels = pixels.to(self.device, dtype=self.dtype, non_blocking=True)
-            with torch.inference_mode():
-                features = self.model.encode_image(pixels).float()
-            features = torch.nn.functional.normalize(features, dim=-1)
-            return features.cpu().numpy().astype(np.float32)
+            return self.embed_pixels(torch.stack([self.preprocess(image) for image in batch]))
 
         parts = [result for _, result in batches_with_backoff(images, self.batch_size, run)]
-        dim = int(self.model.visual.output_dim)
-        return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.visual.output_dim)
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised text embeddings (for zero-shot class prompts)."""
+        import open_clip
+        import torch
+
+        tokenizer = open_clip.get_tokenizer(self.config.model)
+        rows = []
+        for start in range(0, len(texts), 256):
+            tokens = tokenizer(texts[start : start + 256]).to(self.device)
+            with torch.inference_mode():
+                features = self.model.encode_text(tokens).float()
+            rows.append(torch.nn.functional.normalize(features, dim=-1).cpu().numpy())
+        return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, self.dim))
 
     def close(self) -> None:
         self.model = None

@@ -7,6 +7,7 @@ by the original image's pixel count.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -39,31 +40,44 @@ META_COLUMNS = (
 )
 
 
-def rd_points(store: Store, method_ids: list[str] | None = None) -> pd.DataFrame:
+#: what a report covers: method id → (operating point labels, replicates)
+Scope = Mapping[str, tuple[list[str], int]]
+
+
+def rd_points(store: Store, scope: Scope | None = None) -> pd.DataFrame:
     """One row per original × method × operating point × replicate, with every metric.
 
-    ``method_ids`` restricts to those methods (the study's configured ones);
-    ``None`` returns every method in the store.
+    ``scope`` restricts to the study's configured methods, operating points and
+    replicates (rows of points or replicates since removed from the study file
+    stay in the store but not in the table); ``None`` returns everything. Only
+    current originals count: a source file edited in place replaces its old
+    original.
     """
-    where, params = "", []
-    if method_ids is not None:
-        where = f"WHERE r.method_id IN ({', '.join('?' for _ in method_ids)})"
-        params = list(method_ids)
     points = store.frame(
         "SELECT o.id AS original_id, o.name AS original, o.category, o.pixels, "
-        "o.file_bytes AS original_bytes, m.name AS method, m.kind, m.codec, r.operating_point, "
-        "r.variant, r.rate_bits, r.meta, c.id AS candidate_id, c.replicate, c.seed "
-        "FROM candidates c JOIN representations r ON r.id = c.representation_id "
+        "o.file_bytes AS original_bytes, m.id AS method_id, m.name AS method, m.kind, m.codec, "
+        "r.operating_point, r.variant, r.rate_bits, r.meta, c.id AS candidate_id, c.replicate, "
+        "c.seed FROM candidates c JOIN representations r ON r.id = c.representation_id "
         "JOIN methods m ON m.id = r.method_id JOIN originals o ON o.id = r.original_id "
-        f"{where} ORDER BY m.name, r.operating_point, o.name, r.variant, c.replicate",
-        params,
+        "WHERE o.id IN (SELECT original_id FROM sources) "
+        "ORDER BY m.name, r.operating_point, o.name, r.variant, c.replicate"
     )
+    if scope is not None and not points.empty:
+        keep = [
+            method in scope and point in scope[method][0] and replicate < scope[method][1]
+            for method, point, replicate in zip(
+                points["method_id"], points["operating_point"], points["replicate"], strict=True
+            )
+        ]
+        points = points[keep].reset_index(drop=True)
+    points = points.drop(columns=["method_id"])
     if points.empty:
         return pd.DataFrame(columns=[*ID_COLUMNS, "rate_bytes", "rate_bits", "bpp"])
     points["rate_bits"] = points["rate_bits"].astype("Int64")  # <NA>: rate unknown
     points["seed"] = points["seed"].astype("Int64")  # <NA>: deterministic codec
-    points["rate_bytes"] = points["rate_bits"] / 8
-    points["bpp"] = points["rate_bits"] / points["pixels"]
+    rate_bits = points["rate_bits"].astype("float64")  # NaN where the rate is unknown
+    points["rate_bytes"] = rate_bits / 8
+    points["bpp"] = rate_bits / points["pixels"]
     meta = points.pop("meta").map(json.loads)
     for column in META_COLUMNS:
         values = meta.map(lambda m, column=column: m.get(column))

@@ -33,7 +33,7 @@ def write_report(study: Study, out: Path | None = None, *, rate: str = "bpp") ->
     (folder / "methods").mkdir(parents=True, exist_ok=True)
     config = study.config
     random_weights = study.random_weights
-    points = rd_points(study.store, [m.method_id for m in config.methods])
+    points = rd_points(study.store, study.scope())
     summary = summarise(points, seed=config.seed)
     rd_csv, summary_csv = folder / "rd.csv", folder / "summary.csv"
     points.drop(columns=["candidate_id"], errors="ignore").to_csv(rd_csv, index=False)

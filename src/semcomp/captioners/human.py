@@ -45,6 +45,13 @@ class HumanParams(PluginParams):
 
 def read_caption_rows(path: Path) -> tuple[dict[str, list[Caption]], list[tuple[str, str]]]:
     """Captions by image reference, and (``file:line``, reason) for every malformed row."""
+    try:
+        return _caption_rows(path)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+
+
+def _caption_rows(path: Path) -> tuple[dict[str, list[Caption]], list[tuple[str, str]]]:
     by_image: dict[str, list[Caption]] = defaultdict(list)
     problems: list[tuple[str, str]] = []
     try:
@@ -63,7 +70,7 @@ def read_caption_rows(path: Path) -> tuple[dict[str, list[Caption]], list[tuple[
             )
         reader.fieldnames = header
         for row in reader:
-            line = f"{path.name}:{reader.line_num}"
+            line = f"{path}:{reader.line_num}"
             if None in row:
                 problems.append((line, "row has more fields than the header"))
                 continue

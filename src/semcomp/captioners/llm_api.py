@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from PIL import Image
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from semcomp.api import ApiItemFailure, ApiParams, ApiRunner, MalformedResponse
 from semcomp.captioners.base import Caption, Captioner, OriginalRef
@@ -49,6 +50,19 @@ class LlmApiParams(ApiParams):
         "price_per_million_input_tokens",
         "price_per_million_output_tokens",
     }
+
+    @field_validator("prompt")
+    @classmethod
+    def _preset_file_in_study(cls, prompt: str, info: ValidationInfo) -> str:
+        study_dir = (info.context or {}).get("study_dir")
+        if prompt.endswith(".toml") and study_dir is not None and not Path(prompt).is_absolute():
+            return str((Path(study_dir) / prompt).resolve())
+        return prompt
+
+    def identity(self) -> dict[str, Any]:
+        """The rendered prompt is the identity: editing a preset file is a new captioner."""
+        preset = load_preset(self.prompt)
+        return super().identity() | {"prompt_text": self.prompt_text(), "system": preset.system}
 
     @model_validator(mode="after")
     def _prompt_renders(self) -> LlmApiParams:

@@ -55,8 +55,22 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
 
 
-@cache
 def load_preset(name_or_path: str) -> PromptPreset:
+    """A built-in preset by name (``dalle2``, ``human_protocol``, ``max_words``) or a TOML path.
+
+    Files are read afresh (an edited preset is a new prompt); built-ins are cached.
+    """
+    if name_or_path.endswith(".toml"):
+        return _load_preset(name_or_path)
+    return _builtin_preset(name_or_path)
+
+
+@cache
+def _builtin_preset(name: str) -> PromptPreset:
+    return _load_preset(name)
+
+
+def _load_preset(name_or_path: str) -> PromptPreset:
     """A built-in preset by name (``dalle2``, ``human_protocol``, ``max_words``) or a TOML path."""
     path = Path(name_or_path)
     if path.suffix != ".toml":

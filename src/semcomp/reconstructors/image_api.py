@@ -15,10 +15,11 @@ import base64
 import io
 from typing import Any, ClassVar
 
-from PIL import Image
 from pydantic import Field
 
-from semcomp.api import ApiItemFailure, ApiParams, ApiRunner, MalformedResponse
+from semcomp.api import ApiParams, ApiRunner, MalformedResponse
+from semcomp.errors import ImageError
+from semcomp.images import decode_image
 from semcomp.reconstructors.base import Reconstruction, Reconstructor
 
 
@@ -34,13 +35,13 @@ class ImageApiParams(ApiParams):
 
 
 def as_png(data: bytes) -> bytes:
-    """The image re-encoded as PNG if it is not one already."""
+    """The image, fully decoded (a truncated file fails here), as PNG bytes."""
+    decoded = decode_image(data).rgb
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         return data
-    with Image.open(io.BytesIO(data)) as image:
-        buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, format="PNG")
-        return buffer.getvalue()
+    buffer = io.BytesIO()
+    decoded.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 class ImageApiReconstructor(Reconstructor):
@@ -70,10 +71,8 @@ class ImageApiReconstructor(Reconstructor):
             raise MalformedResponse("images response without b64_json")
         try:
             png = as_png(base64.b64decode(first.b64_json))
-        except (ValueError, OSError) as exc:
-            raise ApiItemFailure(
-                f"the returned image does not decode: {exc}", retryable=True
-            ) from None
+        except (ValueError, ImageError) as exc:  # retried: a fresh request may decode
+            raise MalformedResponse(f"the returned image does not decode: {exc}") from None
         meta: dict[str, Any] = {"estimated_cost_usd": self.params.price_per_image}
         if getattr(first, "revised_prompt", None):
             meta["revised_prompt"] = first.revised_prompt

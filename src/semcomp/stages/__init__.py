@@ -65,6 +65,13 @@ class StageContext:
     def clear(self, item: str) -> None:
         self.store.clear_failure(self.report.stage, item)
 
+    def clear_prefix(self, prefix: str) -> None:
+        """Forget this stage's failures whose item starts with ``prefix`` (a re-read file)."""
+        self.store.conn.execute(
+            "DELETE FROM failures WHERE stage = ? AND substr(item, 1, ?) = ?",
+            (self.report.stage, len(prefix), prefix),
+        )
+
     def settled(self) -> set[str]:
         return self.store.settled_failures(self.report.stage)
 
@@ -87,11 +94,12 @@ class StageContext:
     def originals(self) -> list[sqlite3.Row]:
         return self.store.conn.execute(
             "SELECT id, name, category, source_path, file_bytes, pixels, artifact_hash "
-            "FROM originals ORDER BY id"
+            "FROM originals WHERE id IN (SELECT original_id FROM sources) ORDER BY id"
         ).fetchall()
 
     def original_image(self, original: sqlite3.Row) -> Image.Image:
-        return decode_image(self.store.read_artifact(original["artifact_hash"])).rgb
+        data = self.store.read_artifact(original["artifact_hash"])
+        return decode_image(data, self.config.images.max_pixels).rgb
 
 
 def representation_id(original_id: str, method_id: str, label: str, variant: int) -> str:

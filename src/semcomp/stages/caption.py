@@ -79,6 +79,9 @@ def caption_pending(ctx: StageContext, methods: list[TextualMethod]) -> None:
         ctx.report.models_loaded.append(method.captioner)
         try:
             with store.transaction():
+                csv_path = getattr(captioner.params, "csv", None)
+                if csv_path is not None:
+                    ctx.clear_prefix(f"{csv_path}:")
                 for item, reason in captioner.problems():
                     ctx.fail(item, reason, retryable=False)
             caption_with(ctx, captioner, key, params, pending)
@@ -104,7 +107,12 @@ def caption_with(
                     images.append(ctx.original_image(row) if captioner.needs_images else None)
                     rows.append(row)
                 except ImageError as exc:
-                    ctx.fail(f"{row['id']}|{key}", str(exc), retryable=False)
+                    ctx.fail(
+                        f"{row['id']}|{key}",
+                        str(exc),
+                        retryable=False,
+                        detail={"label": row["name"], "captioner_key": key},
+                    )
             results = captioner.caption([original_ref(r) for r in rows], images) if rows else []
             with store.transaction():
                 for row, result in zip(rows, results, strict=True):
@@ -214,6 +222,7 @@ def represent_captions(ctx: StageContext, method: TextualMethod) -> None:
                     ctx.fail(
                         item,
                         f"{codec.name} payload does not decode to the caption",
+                        retryable=False,
                         detail={"method_id": method.method_id},
                     )
                     continue
@@ -249,6 +258,7 @@ def represent_external(ctx: StageContext, method: ExternalMethod) -> None:
     if method.captions is not None:
         captions, problems = read_caption_rows(method.captions)
         with store.transaction():
+            ctx.clear_prefix(f"{method.captions}:")
             for item, reason in problems:
                 ctx.fail(item, reason, retryable=False)
     existing = {

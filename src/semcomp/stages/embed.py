@@ -14,10 +14,13 @@ from semcomp.store import to_json, utc_now
 def artifacts_to_score(ctx: StageContext) -> list[str]:
     """Artifacts similarity needs: every original and every configured method's candidate."""
     where, ids = ctx.method_filter("r.method_id")
+    current = "IN (SELECT original_id FROM sources)"
     rows = ctx.store.conn.execute(
-        "SELECT artifact_hash FROM originals UNION "
+        f"SELECT artifact_hash FROM originals WHERE id {current} UNION "
         "SELECT c.artifact_hash FROM candidates c "
-        f"JOIN representations r ON r.id = c.representation_id WHERE {where}",
+        "JOIN representations r ON r.id = c.representation_id "
+        "JOIN artifacts a ON a.hash = c.artifact_hash "
+        f"WHERE {where} AND r.original_id {current} AND a.media_type LIKE 'image/%'",
         ids,
     )
     return sorted(r[0] for r in rows)
@@ -73,7 +76,8 @@ def embed_pending(ctx: StageContext, embedder: Any, embedder_id: str, pending: l
             hashes, images = [], []
             for digest in pending[start : start + chunk]:
                 try:
-                    images.append(decode_image(store.read_artifact(digest)).rgb)
+                    data = store.read_artifact(digest)
+                    images.append(decode_image(data, ctx.config.images.max_pixels).rgb)
                     hashes.append(digest)
                 except ImageError as exc:
                     ctx.fail(f"{digest}|{embedder_id}", str(exc), retryable=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from semcomp.errors import ImageError
+from semcomp.errors import ImageError, PixelLimitError
 from semcomp.images import SourceImage, SourceProblem, decode_image, find_sources
 from semcomp.stages import StageContext
 from semcomp.store import utc_now
@@ -18,7 +18,10 @@ def run(ctx: StageContext) -> None:
         for r in store.conn.execute("SELECT path, size, mtime_ns, original_id FROM sources")
     }
     settled = ctx.settled()
-    found = list(find_sources(ctx.config.images.source))
+    source = ctx.config.images.source
+    found = list(find_sources(source))
+    if source.is_file():  # the manifest is read afresh: its old row problems are replaced
+        ctx.clear_prefix(f"{source}:")
     with ctx.bar(len(found), "img") as bar:
         for source in found:
             bar.update()
@@ -59,7 +62,8 @@ def ingest_one(ctx: StageContext, source: SourceImage, stat: os.stat_result) -> 
     except (OSError, ImageError) as exc:
         with store.transaction():
             store.upsert("sources", source_row, key=("path",))
-            ctx.fail(key, str(exc), retryable=False)
+            # over the pixel limit: settled only until the limit is raised
+            ctx.fail(key, str(exc), retryable=isinstance(exc, PixelLimitError))
         return
     with store.transaction():
         digest = store.put_artifact(
