@@ -75,7 +75,7 @@ def read_metadata(path: Path) -> dict[str, str]:
     try:
         with safe_open(str(path), framework="pt") as handle:
             return dict(handle.metadata() or {})
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # safetensors raises its own SafetensorError for foreign files
         raise ConfigError(f"{path} is not a readable safetensors checkpoint: {exc}") from None
 
 

@@ -1,0 +1,246 @@
+"""PQVAE-shared on synthetic CLIP-like embeddings: learning, rates, exact bitstreams."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from semcomp.analysis.zeroshot import zero_shot
+from semcomp.codecs.pqvae.bitstream import CODERS, HuffmanCoder, smoothed
+from semcomp.codecs.pqvae.checkpoint import load_checkpoint
+from semcomp.codecs.pqvae.codec import EmbeddingCodec
+from semcomp.codecs.pqvae.data import EmbeddingSet, load_embeddings
+from semcomp.codecs.pqvae.model import PAPER_PRESET, EmbeddingCodecModel, PQVAEConfig
+from semcomp.codecs.pqvae.train import TrainConfig, Trainer
+from semcomp.errors import ConfigError
+
+SMALL = PQVAEConfig(input_dim=64, hidden=(64, 32), residual_hidden=16, channels=16, d_sub=4)
+
+
+def synthetic(classes=40, per=30, dim=64, rank=8, noise=0.3, seed=0):
+    """Class means on a low-rank sphere plus noise; text prototypes near the means."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.normal(size=(dim, rank)))[0]
+    means = rng.normal(size=(classes, rank))
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(classes), per)
+    z = means[labels] + noise * rng.normal(size=(len(labels), rank)) / np.sqrt(rank)
+    x = z @ basis.T + 0.05 * rng.normal(size=(len(labels), dim)) / np.sqrt(dim)
+    text = (means + 0.1 * rng.normal(size=means.shape) / np.sqrt(rank)) @ basis.T
+    return EmbeddingSet(x, labels, [f"class {i}" for i in range(classes)]), text
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic()
+
+
+TRAIN = TrainConfig(epochs=12, lr=3e-3, validation=0.25, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    embeddings, text = data
+    out = tmp_path_factory.mktemp("pqvae")
+    trainer = Trainer(SMALL, TRAIN, embeddings, text, out, progress=False, log=lambda _: None)
+    return trainer, trainer.train(), out
+
+
+def test_paper_preset_is_400_bits():
+    assert PAPER_PRESET.symbols == 200 and PAPER_PRESET.raw_bits == 400
+    assert PAPER_PRESET.raw_bits / PAPER_PRESET.input_dim == pytest.approx(0.52, abs=0.01)
+    assert PAPER_PRESET.model_copy(update={"codebook_size": 8}).raw_bits == 600
+    latent = EmbeddingCodecModel(PAPER_PRESET).encoder(torch.randn(2, 768))
+    assert latent.shape == (2, 128, 5, 5)
+    assert torch.allclose(latent.norm(dim=1), torch.ones(2, 5, 5), atol=1e-5)
+
+
+def test_training_beats_chance_by_far(trained):
+    trainer, checkpoint, out = trained
+    last = trainer.history[-1]
+    chance = 1 / len(trainer.val_classes)
+    assert last.val_top1 >= 0.8 > 5 * chance and last.val_cosine > 0.8
+    assert (out / "history.csv").exists() and (out / "best.safetensors").exists()
+    assert checkpoint.training["val_classes"] == [int(c) for c in trainer.val_classes]
+
+
+@pytest.mark.parametrize("coder", CODERS)
+def test_every_coder_round_trips_exactly(data, trained, coder):
+    embeddings, _ = data
+    _, checkpoint, _ = trained
+    codec = EmbeddingCodec(checkpoint, coder)
+    streams = codec.encode(embeddings.embeddings[:100])
+    assert all(isinstance(s, bytes) for s in streams)
+    decoded = codec.decode(streams)
+    assert np.array_equal(decoded, codec.reconstruct(embeddings.embeddings[:100]))
+
+
+def test_rates_against_the_ideal_code_length(data, trained):
+    embeddings, _ = data
+    _, checkpoint, _ = trained
+    rows = embeddings.embeddings[:200]
+    fixed = EmbeddingCodec(checkpoint, "fixed").encode_batch(rows)
+    assert (fixed.bits == 8 * math.ceil(checkpoint.config.raw_bits / 8)).all()
+    huffman = EmbeddingCodec(checkpoint, "huffman")
+    encoded = huffman.encode_batch(rows)
+    code_length = huffman.coder.code_length(huffman.indices(rows))
+    p, lengths = huffman.coder.probabilities, huffman.coder.lengths
+    entropy = -(p * np.log2(p)).sum()
+    assert entropy <= (p * lengths).sum() < entropy + 1  # Huffman: H <= L < H + 1 per symbol
+    assert code_length.mean() >= 0.98 * encoded.ideal_bits.mean()
+    assert (encoded.bits == 8 * np.ceil(code_length / 8)).all()
+    for name in ("ans", "ans-positional"):
+        ans = EmbeddingCodec(checkpoint, name).encode_batch(rows)
+        # rANS: within 1 % of the ideal length plus its fixed state flush (≤ 64 bits)
+        assert (ans.bits <= 1.01 * ans.ideal_bits + 64).all()
+
+
+def test_huffman_code_is_prefix_free_and_optimal_for_dyadic_sources():
+    coder = HuffmanCoder(4, 4, np.array([0.5, 0.25, 0.125, 0.125]))
+    assert list(coder.lengths) == [1, 2, 3, 3]
+    indices = np.random.default_rng(0).integers(0, 4, size=(10, 4))
+    assert np.array_equal(coder.decode(coder.encode(indices)), indices)
+    assert smoothed(np.array([0, 0, 2])).min() > 0
+
+
+def test_cosine_distortion_falls_as_bits_rise(data, tmp_path):
+    embeddings, text = data
+    distortions = []
+    for size in (2, 16):
+        config = SMALL.model_copy(update={"codebook_size": size})
+        trainer = Trainer(
+            config,
+            TRAIN,
+            embeddings,
+            text,
+            tmp_path / f"k{size}",
+            progress=False,
+            log=lambda _: None,
+        )
+        trainer.train()
+        distortions.append(1 - trainer.history[-1].val_cosine)
+    assert distortions[1] < distortions[0]
+
+
+def test_baselines_share_the_interface(data, tmp_path):
+    embeddings, text = data
+    rows = embeddings.embeddings[:20]
+    for update in (
+        {"architecture": "vqvae-kmeans"},
+        {"architecture": "scalar", "scalar_bits": 2},
+        {"architecture": "float16"},
+        {"architecture": "float32"},
+    ):
+        config = SMALL.model_copy(update=update)
+        training = TRAIN.model_copy(update={"epochs": 2})
+        trainer = Trainer(
+            config,
+            training,
+            embeddings,
+            text,
+            tmp_path / update["architecture"],
+            progress=False,
+            log=lambda _: None,
+        )
+        codec = EmbeddingCodec(trainer.train(), "huffman")
+        decoded = codec.decode(codec.encode(rows))
+        assert np.array_equal(decoded, codec.reconstruct(rows))
+    assert len(codec.encode(rows)[0]) == 64 * 4  # float32 sends 32 bpd
+    scalar = SMALL.model_copy(update={"architecture": "scalar", "scalar_bits": 2})
+    assert scalar.raw_bits / scalar.input_dim == 2
+
+
+def test_training_resumes_and_is_deterministic(data, tmp_path):
+    embeddings, text = data
+    short = TRAIN.model_copy(update={"epochs": 2})
+    Trainer(
+        SMALL, short, embeddings, text, tmp_path / "a", progress=False, log=lambda _: None
+    ).train()
+    resumed = Trainer(
+        SMALL,
+        TRAIN.model_copy(update={"epochs": 4}),
+        embeddings,
+        text,
+        tmp_path / "a",
+        progress=False,
+        log=lambda _: None,
+    )
+    resumed.train()
+    straight = Trainer(
+        SMALL,
+        TRAIN.model_copy(update={"epochs": 4}),
+        embeddings,
+        text,
+        tmp_path / "b",
+        progress=False,
+        log=lambda _: None,
+    )
+    straight.train()
+    assert [r.epoch for r in resumed.history] == [1, 2, 3, 4]
+    assert resumed.history[-1].val_cosine == pytest.approx(
+        straight.history[-1].val_cosine, abs=1e-6
+    )
+
+
+def test_dead_codewords_are_revived(data, tmp_path):
+    embeddings, text = data
+    config = SMALL.model_copy(update={"codebook_size": 16})
+    trainer = Trainer(
+        config,
+        TRAIN.model_copy(update={"epochs": 3, "kmeans_init": True, "reinit_dead": True}),
+        embeddings,
+        text,
+        tmp_path,
+        progress=False,
+        log=lambda _: None,
+    )
+    trainer.train()
+    assert trainer.history[-1].utilisation > 0.5
+
+
+def test_checkpoints_load_without_unpickling(trained, tmp_path):
+    _, _, out = trained
+    loaded = load_checkpoint(out / "best.safetensors")
+    assert loaded.config == SMALL and loaded.prior.shape == (SMALL.codebook_size,)
+    bogus = tmp_path / "evil.pt"
+    torch.save({"embeddings": torch.zeros(2, 4), "labels": torch.zeros(2), "x": object()}, bogus)
+    with pytest.raises(ConfigError, match="weights_only"):
+        load_embeddings(bogus)
+    with pytest.raises(ConfigError, match=r"not a semcomp PQVAE checkpoint|not a readable"):
+        load_checkpoint(bogus)
+
+
+def test_embedding_file_formats(data, tmp_path):
+    embeddings, _ = data
+    np.savez(tmp_path / "e.npz", embeddings=embeddings.embeddings, labels=embeddings.labels)
+    np.save(tmp_path / "e.npy", embeddings.embeddings)
+    np.save(tmp_path / "l.npy", embeddings.labels)
+    import pandas as pd
+
+    pd.DataFrame({"embedding": list(embeddings.embeddings), "label": embeddings.labels}).to_parquet(
+        tmp_path / "e.parquet"
+    )
+    torch.save(
+        {
+            "embeddings": torch.from_numpy(embeddings.embeddings),
+            "labels": torch.from_numpy(embeddings.labels),
+        },
+        tmp_path / "e.pt",
+    )
+    for name, labels in (
+        ("e.npz", None),
+        ("e.npy", tmp_path / "l.npy"),
+        ("e.parquet", None),
+        ("e.pt", None),
+    ):
+        loaded = load_embeddings(tmp_path / name, labels)
+        assert np.allclose(loaded.embeddings, embeddings.embeddings)
+        assert np.array_equal(loaded.labels, embeddings.labels)
+
+
+def test_zero_shot_counts_only_the_given_classes():
+    images = np.eye(3)
+    text = np.eye(3)
+    assert zero_shot(images, np.array([0, 1, 2]), text).top1 == 1.0
+    assert zero_shot(images[:2], np.array([0, 1]), text, np.array([0, 1])).classes == 2
