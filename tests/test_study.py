@@ -221,3 +221,64 @@ def test_init_escapes_the_study_name(tmp_path, image_folder):
     with init_study(tmp_path / "s", image_folder, name='Bob\'s "study"') as study:
         assert study.config.name == 'Bob\'s "study"'
     assert load_config(tmp_path / "s").name == 'Bob\'s "study"'
+
+
+def test_pqvae_method_in_a_study(tmp_path, image_folder, tiny_clip):
+    """An embedding codec next to JPEG: exact stream bits as rate, cosine to the original."""
+    import numpy as np
+
+    from semcomp.codecs.pqvae.data import EmbeddingSet
+    from semcomp.codecs.pqvae.model import PQVAEConfig
+    from semcomp.codecs.pqvae.train import TrainConfig, Trainer
+
+    rng = np.random.default_rng(0)
+    training = EmbeddingSet(rng.normal(size=(256, 32)), rng.integers(0, 8, 256))
+    config = PQVAEConfig(input_dim=32, hidden=(32, 16), residual_hidden=8, channels=8, d_sub=4)
+    trainer = Trainer(
+        config,
+        TrainConfig(epochs=2, lr=1e-3, split="random"),
+        training,
+        None,
+        tmp_path / "codec",
+        clip={"model": tiny_clip, "pretrained": "openai"},
+        progress=False,
+        log=lambda _: None,
+    )
+    trainer.train()
+    methods = (
+        '[[methods]]\nname = "jpeg"\ncodec = "jpeg"\nquality = [50]\n\n'
+        f'[[methods]]\nname = "pqvae"\ncheckpoint = "{tmp_path / "codec" / "best.safetensors"}"\n'
+    )
+    root = write_study(tmp_path / "s", image_folder, tiny_clip, methods=methods)
+    assert run(root).status == "finished"
+    with Study.open(root, read_only=True) as study:
+        files = write_report(study)
+    import pandas as pd
+
+    rd = pd.read_csv(files.rd_csv)
+    pq = rd[rd.method == "pqvae"]
+    assert len(pq) == 4 and (pq.rate_bits % 32 == 0).all()  # rANS words
+    assert pq["clip_(cos+1)/2[tiny]"].notna().all() and (pq.bpd == pq.rate_bits / 32).all()
+    again = run(root)
+    assert again.models_loaded == [] and all(s.done == 0 for s in again.stages)
+
+
+def test_a_codec_for_another_clip_is_refused(tmp_path, image_folder, tiny_clip):
+    import numpy as np
+
+    from semcomp.codecs.pqvae.checkpoint import Checkpoint
+    from semcomp.codecs.pqvae.model import EmbeddingCodecModel, PQVAEConfig
+    from semcomp.errors import ConfigError
+
+    config = PQVAEConfig(architecture="float16", input_dim=32)
+    Checkpoint(
+        config,
+        EmbeddingCodecModel(config),
+        np.ones(2),
+        np.ones((1, 2)),
+        {"model": "ViT-B-32", "pretrained": "laion2b_s34b_b79k"},
+    ).save(tmp_path / "other.safetensors")
+    methods = f'[[methods]]\nname = "pq"\ncheckpoint = "{tmp_path / "other.safetensors"}"\n'
+    root = write_study(tmp_path / "s", image_folder, tiny_clip, methods=methods)
+    with pytest.raises(ConfigError, match="ViT-B-32/laion2b_s34b_b79k, which is not one"):
+        Study.open(root)

@@ -24,6 +24,12 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Fetch model weights on a connected machine.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+pqvae_app = typer.Typer(
+    help="PQVAE-shared: train, evaluate and sweep the CLIP-embedding codec.", no_args_is_help=True
+)
+app.add_typer(pqvae_app, name="pqvae")
+features_app = typer.Typer(help="CLIP features of image folders.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
 
 STUDY_ARGUMENT = typer.Argument(..., help="Study folder (holds study.toml).", show_default=False)
 
@@ -166,6 +172,174 @@ def models_fetch(
         typer.echo(f"{clip}/{pretrained}: {path}")
     for repo_id in hf or []:
         typer.echo(f"{repo_id}: {fetch_hf_model(repo_id)}")
+
+
+@features_app.command("extract")
+def features_extract(
+    images: Path = typer.Argument(..., help="Folder of class subfolders: IMAGES/<class>/<file>."),
+    out: Path = typer.Argument(..., help="Output folder (images/ shards, text.safetensors)."),
+    model: str = typer.Option("ViT-L-14-336", help="open_clip model (or local-dir:/path)."),
+    pretrained: str = typer.Option("openai", help="open_clip weights tag."),
+    batch_size: int = typer.Option(64, help="Images per forward pass."),
+    workers: int = typer.Option(2, help="DataLoader worker processes (decode, preprocess)."),
+    shard_size: int = typer.Option(10_000, help="Images per output shard."),
+    templates: str = typer.Option("ensemble", help="Class prompt templates: single or ensemble."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Embed an image folder (resumable, in shards) and its class names as text prompts."""
+    from semcomp.analysis.features import extract_features
+    from semcomp.config import EmbedderConfig
+
+    summary = extract_features(
+        images,
+        out,
+        EmbedderConfig(model=model, pretrained=pretrained),
+        batch_size=batch_size,
+        workers=workers,
+        shard_size=shard_size,
+        templates=templates,
+        device=device,
+        progress=progress,
+    )
+    typer.echo(
+        f"{summary.images} images in {summary.classes} classes: {summary.shards_written} shard(s) "
+        f"written, {summary.shards_skipped} already there, {summary.failures} unreadable -> "
+        f"{summary.out}"
+    )
+
+
+def _model_config(
+    preset: str, architecture: str, d_sub: int | None, k: int | None, bits: int, dim: int
+) -> object:
+    from semcomp.codecs.pqvae.model import PAPER_PRESET
+
+    if preset != "paper":
+        raise SemcompError(f"unknown preset {preset!r} (presets: paper)")
+    update: dict = {"architecture": architecture, "input_dim": dim, "scalar_bits": bits}
+    if d_sub is not None:
+        update["d_sub"] = d_sub
+    if k is not None:
+        update["codebook_size"] = k
+    return PAPER_PRESET.model_copy(update=update)
+
+
+@pqvae_app.command("train")
+def pqvae_train(
+    data: Path = typer.Argument(..., help="Embeddings (.safetensors/.npz/.npy/.parquet/.pt)."),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, history)."),
+    text: Path = typer.Option(None, help="Class text embeddings, for zero-shot per epoch."),
+    labels: Path = typer.Option(None, help="Labels .npy (with a .npy of embeddings)."),
+    preset: str = typer.Option("paper", help="Model preset (paper: 5x5x128, d_sub 16, K 4)."),
+    architecture: str = typer.Option(
+        "pqvae-shared", help="pqvae-shared, vqvae-kmeans, scalar, float32 or float16."
+    ),
+    d_sub: int = typer.Option(None, help="Subvector size (overrides the preset)."),
+    k: int = typer.Option(None, "--k", help="Codebook size (overrides the preset)."),
+    scalar_bits: int = typer.Option(1, help="Bits per dimension for the scalar baseline."),
+    epochs: int = typer.Option(60),
+    batch_size: int = typer.Option(64),
+    lr: float = typer.Option(1e-5),
+    split: str = typer.Option("class", help="class (hold out whole classes) or random."),
+    validation: float = typer.Option(0.2, help="Fraction held out (the paper: 200 of 1000)."),
+    seed: int = typer.Option(0),
+    patience: int = typer.Option(10, help="Epochs without improvement before stopping."),
+    kmeans_init: bool = typer.Option(False, help="Initialise codebooks by k-means."),
+    reinit_dead: bool = typer.Option(False, help="Re-initialise unused codewords each epoch."),
+    device: str = typer.Option("cpu"),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Train an embedding codec; resumes when --out holds an unfinished run."""
+    from semcomp.codecs.pqvae.data import load_embeddings, load_text_embeddings
+    from semcomp.codecs.pqvae.train import TrainConfig, Trainer
+
+    embeddings = load_embeddings(data, labels)
+    config = _model_config(preset, architecture, d_sub, k, scalar_bits, embeddings.dim)
+    training = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        split=split,
+        validation=validation,
+        seed=seed,
+        patience=patience,
+        kmeans_init=kmeans_init,
+        reinit_dead=reinit_dead,
+        device=device,
+    )
+    class_text = load_text_embeddings(text) if text else None
+    trainer = Trainer(
+        config, training, embeddings, class_text, out, log=typer.echo, progress=progress
+    )
+    trainer.train()
+
+
+@pqvae_app.command("eval")
+def pqvae_eval(
+    checkpoint: Path = typer.Argument(..., help="A best.safetensors from `semcomp pqvae train`."),
+    data: Path = typer.Argument(..., help="Embeddings to evaluate."),
+    text: Path = typer.Option(None, help="Class text embeddings for zero-shot accuracy."),
+    labels: Path = typer.Option(None, help="Labels .npy (with a .npy of embeddings)."),
+    coder: str = typer.Option("ans", help="fixed, huffman, ans or ans-positional."),
+    all_rows: bool = typer.Option(False, help="Use every row, not only held-out classes."),
+    out: Path = typer.Option(None, help="Write the result as JSON here."),
+) -> None:
+    """Zero-shot accuracy of decoded embeddings vs raw, cosine distortion and exact rate."""
+    import json
+    from dataclasses import asdict
+
+    from semcomp.codecs.pqvae.checkpoint import load_checkpoint
+    from semcomp.codecs.pqvae.data import load_embeddings, load_text_embeddings
+    from semcomp.codecs.pqvae.evaluate import evaluate, held_out
+
+    loaded = load_checkpoint(checkpoint)
+    embeddings = load_embeddings(data, labels)
+    classes = None
+    if not all_rows:
+        embeddings, classes = held_out(loaded, embeddings)
+    result = evaluate(
+        loaded, embeddings, load_text_embeddings(text) if text else None, coder, classes
+    )
+    for key, value in asdict(result).items():
+        typer.echo(f"{key:>16}: {value}")
+    if out:
+        out.write_text(json.dumps(asdict(result), indent=2))
+
+
+@pqvae_app.command("sweep")
+def pqvae_sweep(
+    data: Path = typer.Argument(..., help="Embeddings to train and evaluate on."),
+    out: Path = typer.Option(..., "--out", help="Sweep folder (runs, results, Table 1)."),
+    text: Path = typer.Option(None, help="Class text embeddings for zero-shot accuracy."),
+    d_sub: list[int] = typer.Option([8, 16, 32], help="Subvector sizes (repeatable)."),
+    k: list[int] = typer.Option([2, 4, 8, 16], "--k", help="Codebook sizes (repeatable)."),
+    epochs: int = typer.Option(30),
+    lr: float = typer.Option(1e-5),
+    coder: str = typer.Option("ans"),
+    seed: int = typer.Option(0),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Train over a (d_sub, K) grid with the baselines; write Table 1 and the ablation."""
+    from semcomp.codecs.pqvae.data import load_embeddings, load_text_embeddings
+    from semcomp.codecs.pqvae.evaluate import sweep
+    from semcomp.codecs.pqvae.model import PAPER_PRESET
+    from semcomp.codecs.pqvae.train import TrainConfig
+
+    embeddings = load_embeddings(data)
+    results = sweep(
+        embeddings,
+        load_text_embeddings(text) if text else None,
+        out,
+        d_subs=d_sub,
+        sizes=k,
+        base=PAPER_PRESET,
+        train_config=TrainConfig(epochs=epochs, lr=lr, seed=seed),
+        coder=coder,
+        log=typer.echo,
+        progress=progress,
+    )
+    typer.echo(results[["method", "bpd", "top1", "cosine"]].to_string(index=False))
+    typer.echo(f"written: {out / 'results.csv'}, {out / 'table1.csv'}, {out / 'ablation.png'}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,6 +17,7 @@ from semcomp.analysis import EMBEDDERS
 from semcomp.errors import ConfigError
 from semcomp.images import DEFAULT_MAX_PIXELS
 from semcomp.methods import (
+    EmbeddingMethod,
     ExternalMethod,
     MethodConfig,
     PixelMethod,
@@ -114,6 +115,36 @@ class StudyConfig(Section):
     images: ImagesConfig
     methods: list[MethodConfig] = Field(min_length=1)
     similarity: SimilarityConfig = Field(default_factory=SimilarityConfig)
+
+    @model_validator(mode="after")
+    def _embedding_codecs_match_a_clip(self) -> StudyConfig:
+        for method in self.methods:
+            if not isinstance(method, EmbeddingMethod):
+                continue
+            if self.embedder_for(method) is None:
+                have = [f"{m.model}/{m.pretrained}" for m in self.similarity.models]
+                raise ValueError(
+                    f"method {method.name!r}: its checkpoint compresses embeddings of CLIP "
+                    f"{method.clip.get('model')}/{method.clip.get('pretrained')}, which is not one "
+                    f"of the similarity models {have}; add it to [[similarity.models]]"
+                )
+        return self
+
+    def embedder_for(self, method: EmbeddingMethod) -> EmbedderConfig | None:
+        """The similarity model whose embeddings ``method``'s checkpoint compresses."""
+        clip = method.clip
+        for model in self.similarity.models:
+            carries_weights = model.model.startswith(("local-dir:", "hf-hub:"))
+            same_model = (
+                Path(model.model.partition(":")[2]).resolve()
+                == Path(clip.get("model", "").partition(":")[2]).resolve()
+                if carries_weights
+                else model.model == clip.get("model")
+            )
+            same_weights = carries_weights or model.pretrained == clip.get("pretrained")
+            if same_model and same_weights and not (model.resize_mode or model.interpolation):
+                return model
+        return None
 
     @model_validator(mode="after")
     def _unique_methods(self) -> StudyConfig:

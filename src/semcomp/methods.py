@@ -99,6 +99,15 @@ class MethodBase(Section):
         """One line for reports: what the method does, with its parameters."""
         raise NotImplementedError
 
+    @property
+    def payload_codec(self) -> str:
+        """What turns the representation into bytes (an image codec, text codec, coder)."""
+        for field in ("codec", "text_codec", "entropy_coder"):
+            value = getattr(self, field, None)
+            if value:
+                return str(value)
+        return ""
+
 
 class PixelMethod(MethodBase):
     """An image codec, its fixed parameters, and the operating points to encode at."""
@@ -379,7 +388,57 @@ class ExternalMethod(MethodBase):
         )
 
 
-METHOD_KINDS = ("pixel", "textual", "external")
+class EmbeddingMethod(MethodBase):
+    """A CLIP-embedding codec (PQVAE-shared or a baseline) from a trained checkpoint.
+
+    Its candidates are decoded embeddings, not images: similarity is the cosine
+    between the original's CLIP embedding and the decoded one, under the CLIP
+    model the checkpoint was trained for (which must be a similarity model).
+    """
+
+    kind: Literal["embedding"] = "embedding"
+    checkpoint: StudyPath
+    entropy_coder: Literal["fixed", "huffman", "ans", "ans-positional"] = "ans"
+
+    _checkpoint_sha256: str = PrivateAttr(default="")
+    _clip: dict[str, str] = PrivateAttr(default_factory=dict)
+    _architecture: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def _read_checkpoint(self) -> EmbeddingMethod:
+        import hashlib
+        import json
+
+        from semcomp.codecs.pqvae.checkpoint import FORMAT, read_metadata
+
+        try:
+            metadata = read_metadata(self.checkpoint)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        if metadata.get("format") != FORMAT:
+            raise ValueError(f"{self.checkpoint} is not a semcomp PQVAE checkpoint")
+        self._clip = json.loads(metadata.get("clip", "{}"))
+        self._architecture = json.loads(metadata["config"])["architecture"]
+        self._checkpoint_sha256 = hashlib.sha256(self.checkpoint.read_bytes()).hexdigest()
+        return self
+
+    @property
+    def clip(self) -> dict[str, str]:
+        """The CLIP identity the checkpoint compresses: ``{"model": ..., "pretrained": ...}``."""
+        return dict(self._clip)
+
+    def operating_point_labels(self) -> list[str]:
+        return [self.entropy_coder]
+
+    def describe(self) -> str:
+        return f"{self._architecture} embedding codec {self.checkpoint.name}, {self.entropy_coder}"
+
+    @property
+    def method_id(self) -> str:
+        return content_key("method", "embedding", self._checkpoint_sha256, self.entropy_coder)
+
+
+METHOD_KINDS = ("pixel", "textual", "external", "embedding")
 
 
 def method_kind(data: Any) -> str:
@@ -391,6 +450,8 @@ def method_kind(data: Any) -> str:
             return "textual"
         if "folder" in data:
             return "external"
+        if "checkpoint" in data:
+            return "embedding"
         return "pixel"
     return getattr(data, "kind", "pixel")
 
@@ -398,7 +459,8 @@ def method_kind(data: Any) -> str:
 MethodConfig = Annotated[
     Annotated[PixelMethod, Tag("pixel")]
     | Annotated[TextualMethod, Tag("textual")]
-    | Annotated[ExternalMethod, Tag("external")],
+    | Annotated[ExternalMethod, Tag("external")]
+    | Annotated[EmbeddingMethod, Tag("embedding")],
     Discriminator(method_kind),
 ]
 

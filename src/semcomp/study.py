@@ -193,7 +193,7 @@ class Study:
                         "id": method.method_id,
                         "name": method.name,
                         "kind": method.kind,
-                        "codec": getattr(method, "codec", None) or method.text_codec,
+                        "codec": method.payload_codec,
                         "params": to_json(described),
                         "created_at": utc_now(),
                     },

@@ -37,6 +37,8 @@ META_COLUMNS = (
     "prompt_tokens",
     "consumed_utf8_bytes",
     "truncated",
+    "entropy_coder",
+    "bpd",
 )
 
 

@@ -21,7 +21,16 @@ from semcomp.images import decode_image
 from semcomp.store import Store, content_key, to_json, utc_now
 
 #: stage name → module under ``semcomp.stages``, in pipeline order
-STAGES = ("ingest", "encode", "caption", "decode", "reconstruct", "embed", "score")
+STAGES = (
+    "ingest",
+    "encode",
+    "caption",
+    "decode",
+    "reconstruct",
+    "embed",
+    "embedding_codecs",
+    "score",
+)
 
 M = TypeVar("M")
 
