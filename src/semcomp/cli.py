@@ -41,7 +41,7 @@ def _print_run(summary: object) -> None:
     for stage in summary.stages:
         models = f", loaded {', '.join(stage.models_loaded)}" if stage.models_loaded else ""
         typer.echo(
-            f"  {stage.stage:<11} {stage.done:>6} done {stage.skipped:>6} already done "
+            f"  {stage.stage:<16} {stage.done:>6} done {stage.skipped:>6} already done "
             f"{stage.failed:>4} failed  {stage.seconds:6.1f} s{models}"
         )
     if summary.failures:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from semcomp.analysis import EMBEDDERS
 from semcomp.errors import ConfigError
@@ -67,6 +67,15 @@ class EmbedderConfig(Section):
     name: str | None = None
     #: set when the weights are random (the offline demo): numbers are not meaningful
     random_weights: bool = False
+
+    @field_validator("model")
+    @classmethod
+    def _local_dir_in_study(cls, model: str, info: ValidationInfo) -> str:
+        prefix, _, folder = model.partition(":")
+        study_dir = (info.context or {}).get("study_dir")
+        if prefix == "local-dir" and study_dir is not None and not Path(folder).is_absolute():
+            return f"local-dir:{(Path(study_dir) / folder).resolve()}"
+        return model
 
     @field_validator("kind")
     @classmethod
@@ -162,14 +171,6 @@ class StudyConfig(Section):
             seen_ids[method.method_id] = method.name
         return self
 
-    def resolve_paths(self, study_dir: Path) -> StudyConfig:
-        """Make relative paths absolute against the study folder."""
-        for embedder in self.similarity.models:
-            prefix, _, folder = embedder.model.partition(":")
-            if prefix == "local-dir" and not Path(folder).is_absolute():
-                embedder.model = f"local-dir:{(study_dir / folder).resolve()}"
-        return self
-
 
 def parse_config(data: dict[str, Any], source: str, study_dir: Path | None = None) -> StudyConfig:
     context = {"study_dir": study_dir} if study_dir is not None else None
@@ -188,7 +189,7 @@ def load_config(study_dir: Path) -> StudyConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, str(path), path.parent).resolve_paths(path.parent)
+    return parse_config(data, str(path), path.parent)
 
 
 __all__ = [

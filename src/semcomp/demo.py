@@ -15,6 +15,7 @@ are not meaningful".
 from __future__ import annotations
 
 import csv
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from semcomp.config import STUDY_FILE, EmbedderConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 from semcomp.errors import ModelUnavailableError
 
 SIZE = (512, 384)
@@ -219,6 +225,72 @@ reconstructor_params = {{ {diffusion} }}
     return toml, random_weights
 
 
+def _pqvae_method_toml(
+    root: Path, similarity_toml: str, random_weights: bool, say: Callable[[str], None]
+) -> str:
+    """A small PQVAE-shared trained here, in seconds, on CLIP embeddings of drawn scenes.
+
+    A toy codec (a few hundred training embeddings, a small network, 200 bits):
+    it shows an embedding codec on the rate axis next to JPEG and captions, not
+    the paper's numbers; its checkpoint records how it was made.
+    """
+    from semcomp.analysis.clip import OpenClipEmbedder
+    from semcomp.codecs.pqvae.data import EmbeddingSet
+    from semcomp.codecs.pqvae.model import PQVAEConfig
+    from semcomp.codecs.pqvae.train import TrainConfig, Trainer
+    from semcomp.config import parse_config
+
+    checkpoint = root / "models" / "pqvae" / "best.safetensors"
+    if not checkpoint.exists():
+        data = {
+            "images": {"source": "."},
+            "methods": [{"name": "x", "codec": "jpeg", "quality": [1]}],
+        }
+        if similarity_toml:
+            data |= tomllib.loads(similarity_toml)
+        embedder_config = parse_config(data, "demo", root).similarity.models[0]
+        images, labels = [], []
+        for label, draw_scene in enumerate(SCENES.values()):
+            for seed in range(1, 31):
+                rng = np.random.default_rng([seed, label, 7])
+                images.append(draw_scene(rng, seed % 3).resize((128, 96)))
+                labels.append(label)
+        say(f"training a small PQVAE-shared codec on {len(images)} CLIP embeddings of drawn scenes")
+        embedder = OpenClipEmbedder(embedder_config, device="auto", batch_size=32)
+        try:
+            embeddings = embedder.embed(images)
+        finally:
+            embedder.close()
+        config = PQVAEConfig(
+            input_dim=embeddings.shape[1], hidden=(64, 32), residual_hidden=16, channels=16, d_sub=4
+        )
+        Trainer(
+            config,
+            TrainConfig(
+                epochs=15,
+                lr=3e-3,
+                split="random",
+                validation=0.2,
+                patience=5,
+                kmeans_init=True,
+                reinit_dead=True,
+            ),
+            EmbeddingSet(embeddings, np.array(labels), list(SCENES)),
+            None,
+            checkpoint.parent,
+            clip={"model": embedder_config.model, "pretrained": embedder_config.pretrained},
+            log=lambda _: None,
+            progress=False,
+        ).train()
+    flag = "random_weights = true\n" if random_weights else ""
+    return f"""
+[[methods]]
+name = "pqvae-demo"
+checkpoint = "models/pqvae/best.safetensors"
+entropy_coder = "ans"
+{flag}"""
+
+
 @dataclass
 class DemoOutcome:
     root: Path
@@ -267,11 +339,12 @@ def prepare_demo(root: Path, say: Callable[[str], None] = print) -> DemoOutcome:
         return DemoOutcome(root, random_weights, "reusing the existing demo study")
     similarity, random_similarity, note = _similarity_toml(root, say)
     textual, random_textual = _textual_methods_toml(root, say)
+    embedding = _pqvae_method_toml(root, similarity, random_similarity, say)
     write_study_file(
         root,
         images,
         name="semcomp demo",
-        methods_toml=DEMO_METHODS_TOML + textual,
+        methods_toml=DEMO_METHODS_TOML + textual + embedding,
         similarity_toml=similarity,
     )
     random_weights = random_similarity or random_textual
