@@ -95,3 +95,15 @@ def test_demo_then_tour_commands(tmp_path: Path):
     # re-running the finished demo loads no model
     again = semcomp("run", str(demo_dir), "--no-progress")
     assert again.returncode == 0 and "loaded" not in again.stdout
+
+
+def test_pqvae_commands_in_the_readme_exist():
+    """The PQVAE block's commands run for real in test_pqvae_cli.py; here: names and options."""
+    block = bash_blocks()[3]
+    for line in block.strip().splitlines():
+        words = line.split("#")[0].split()
+        assert words[0] == "semcomp"
+        result = semcomp(words[1], words[2], "--help", timeout=60)
+        assert result.returncode == 0, result.stderr
+        for option in (w for w in words if w.startswith("--")):
+            assert option in result.stdout, (option, line)
