@@ -217,3 +217,29 @@ reconstructor = "solid-colour"
     with pytest.raises(ConfigError, match="NAME of an environment variable") as raised:
         Study.open(root)
     assert "sk-proj-abcdefghijklmnop" not in str(raised.value)
+
+
+def test_an_ambiguous_caption_reference_is_attached_to_no_image(tmp_path, tiny_clip):
+    images = tmp_path / "images"
+    for category, seed in (("landscape", 1), ("person", 2)):
+        (images / category).mkdir(parents=True)
+        photo(64, 48, seed).save(images / category / "1.png")
+    from semcomp.images import sha256_hex
+
+    person_id = sha256_hex((images / "person" / "1.png").read_bytes())
+    (tmp_path / "captions.csv").write_text(
+        f"image,caption\n1.png,a valley\n{person_id},a person waving\n"
+    )
+    methods = f"""
+[[methods]]
+name = "human"
+captioner = "human"
+captioner_params = {{ csv = "{tmp_path / "captions.csv"}" }}
+reconstructor = "solid-colour"
+"""
+    root = write_study(tmp_path / "s", images, tiny_clip, methods=methods)
+    with Study.open(root) as study:
+        summary = study.run(progress=False)
+        texts = set(study.store.frame("SELECT text FROM captions").text)
+    assert texts == {"a person waving"}
+    assert any("matches several originals" in reason for _, _, reason in summary.failures)

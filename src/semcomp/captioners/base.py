@@ -58,6 +58,9 @@ class Captioner(ABC):
         """Captions for each original: usually one, several for human captions,
         or an exception whose message is the reason for that item."""
 
+    def prepare(self, originals: list[OriginalRef]) -> None:  # noqa: B027 - optional hook
+        """Called once with every current original before captioning (nothing by default)."""
+
     def identity(self) -> dict[str, Any]:
         """Model id and revision (recorded with every caption)."""
         return {"captioner": self.name}

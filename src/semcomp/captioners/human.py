@@ -90,7 +90,38 @@ def _caption_rows(path: Path) -> tuple[dict[str, list[Caption]], list[tuple[str,
 def references(original: OriginalRef) -> list[str]:
     """The ways a CSV may name an original: id, display name, file name, file stem."""
     path = Path(original.source_path)
-    return [original.id, original.name, path.name, path.stem]
+    return list(dict.fromkeys([original.id, original.name, path.name, path.stem]))
+
+
+def reference_owners(originals: list[OriginalRef]) -> dict[str, set[str]]:
+    """Which originals each reference could name (more than one: ambiguous)."""
+    owners: dict[str, set[str]] = defaultdict(set)
+    for original in originals:
+        for ref in references(original):
+            owners[ref].add(original.id)
+    return owners
+
+
+def match_captions(
+    by_image: dict[str, list[Caption]],
+    original: OriginalRef,
+    owners: dict[str, set[str]],
+) -> tuple[list[Caption], list[str]]:
+    """Captions naming ``original`` unambiguously, and the ambiguous references skipped.
+
+    ``1.jpg`` in two category folders names both: such a row is not attached to
+    either; the id (or a unique display name) must be used instead.
+    """
+    captions: list[Caption] = []
+    ambiguous: list[str] = []
+    for ref in references(original):
+        if ref not in by_image:
+            continue
+        if len(owners.get(ref, {original.id})) > 1:
+            ambiguous.append(ref)
+        else:
+            captions += by_image[ref]
+    return captions, ambiguous
 
 
 class HumanCaptioner(Captioner):
@@ -101,18 +132,26 @@ class HumanCaptioner(Captioner):
     def __init__(self, params: HumanParams, **kwargs):
         super().__init__(params, **kwargs)
         self.by_image, self._problems = read_caption_rows(params.csv)
+        self.owners: dict[str, set[str]] = {}
+
+    def prepare(self, originals: list[OriginalRef]) -> None:
+        self.owners = reference_owners(originals)
 
     def caption(
         self, originals: list[OriginalRef], images: list[Image.Image | None]
     ) -> list[list[Caption] | Exception]:
         results: list[list[Caption] | Exception] = []
         for original in originals:
-            captions = [
-                caption
-                for ref in dict.fromkeys(references(original))
-                for caption in self.by_image.get(ref, [])
-            ]
-            if not captions:
+            captions, ambiguous = match_captions(self.by_image, original, self.owners)
+            if not captions and ambiguous:
+                results.append(
+                    CaptionFailure(
+                        f"{self.params.csv.name} names {ambiguous[0]!r}, which matches several "
+                        "originals; name this one by its id or a unique name",
+                        retryable=False,
+                    )
+                )
+            elif not captions:
                 # settled: the captioner key changes with the file, so an edit retries
                 results.append(
                     CaptionFailure(

@@ -16,7 +16,7 @@ from typing import Any
 
 from semcomp.captioners import CAPTIONERS
 from semcomp.captioners.base import Captioner, OriginalRef
-from semcomp.captioners.human import read_caption_rows, references
+from semcomp.captioners.human import match_captions, read_caption_rows, reference_owners
 from semcomp.codecs import TEXT_CODECS
 from semcomp.codecs.text import TextCodec, Utf8Codec, normalise_caption
 from semcomp.errors import ImageError
@@ -78,6 +78,7 @@ def caption_pending(ctx: StageContext, methods: list[TextualMethod]) -> None:
         )
         ctx.report.models_loaded.append(method.captioner)
         try:
+            captioner.prepare([original_ref(o) for o in originals])
             with store.transaction():
                 csv_path = getattr(captioner.params, "csv", None)
                 if csv_path is not None:
@@ -267,8 +268,10 @@ def represent_external(ctx: StageContext, method: ExternalMethod) -> None:
             "SELECT original_id FROM representations WHERE method_id = ?", (method.method_id,)
         )
     }
+    originals = ctx.originals()
+    owners = reference_owners([original_ref(o) for o in originals])
     with store.transaction():
-        for original in ctx.originals():
+        for original in originals:
             if original["id"] in existing:
                 ctx.report.skipped += 1
                 continue
@@ -284,10 +287,15 @@ def represent_external(ctx: StageContext, method: ExternalMethod) -> None:
                     },
                 )
                 continue
-            texts = next(
-                (captions[ref] for ref in references(original_ref(original)) if ref in captions),
-                None,
-            )
+            texts, ambiguous = match_captions(captions, original_ref(original), owners)
+            if not texts and ambiguous:
+                ctx.fail(
+                    item,
+                    f"{method.captions.name} names {ambiguous[0]!r}, which matches several "
+                    "originals; name this one by its id or a unique name",
+                    detail={"label": original["name"], "method_id": method.method_id},
+                )
+                continue
             text = texts[0].text if texts else None
             payload = codec.encode(text) if text is not None else b""
             meta: dict[str, Any] = {"file": str(path), "pattern": method.pattern}

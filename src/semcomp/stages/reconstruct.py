@@ -79,7 +79,15 @@ def pending_jobs(ctx: StageContext, method: TextualMethod) -> list[Job]:
                 ctx.report.skipped += 1
                 continue
             if prompt is None:  # the decoder reads what was sent, not the stored caption
-                prompt = codec.decode(store.read_artifact(row["payload_hash"]))
+                try:
+                    prompt = codec.decode(store.read_artifact(row["payload_hash"]))
+                except Exception as exc:  # e.g. a zstd dictionary that no longer matches
+                    ctx.fail(
+                        f"{row['id']}|{replicate}",
+                        f"{method.text_codec} payload does not decode: {exc}",
+                        detail={"method_id": method.method_id},
+                    )
+                    break
             seed = derive_seed(
                 ctx.config.seed, row["original_id"], method.reconstruction_key(point), replicate
             )
