@@ -243,3 +243,21 @@ reconstructor = "solid-colour"
         texts = set(study.store.frame("SELECT text FROM captions").text)
     assert texts == {"a person waving"}
     assert any("matches several originals" in reason for _, _, reason in summary.failures)
+
+
+def test_edited_external_captions_give_new_rates(tmp_path, image_folder, tiny_clip):
+    external = tmp_path / "elsewhere"
+    external.mkdir()
+    photo(64, 64, 7).save(external / "img1.png")
+    captions = tmp_path / "captions.csv"
+    captions.write_text("image,caption\nimg1,a\n")
+    methods = f'[[methods]]\nname = "ext"\nfolder = "{external}"\ncaptions = "{captions}"\n'
+    root = write_study(tmp_path / "s", image_folder, tiny_clip, methods=methods)
+    rates = []
+    for text in ("a", "a much longer caption"):
+        captions.write_text(f"image,caption\nimg1,{text}\n")
+        with Study.open(root) as study:
+            study.run(progress=False)
+        with Study.open(root, read_only=True) as study:
+            rates.append(pd.read_csv(write_report(study).rd_csv).rate_bytes.tolist())
+    assert rates == [[1.0], [len("a much longer caption")]]

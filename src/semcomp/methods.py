@@ -340,6 +340,7 @@ class ExternalMethod(MethodBase):
     text_codec_params: dict[str, Any] = Field(default_factory=dict)
 
     _text_codec_identity: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _captions_sha256: str | None = PrivateAttr(default=None)
 
     @field_validator("pattern")
     @classmethod
@@ -366,6 +367,13 @@ class ExternalMethod(MethodBase):
         )
         self.text_codec_params = text_codec.model_dump(mode="json")
         self._text_codec_identity = text_codec.identity()
+        if self.captions is not None:
+            import hashlib
+
+            try:
+                self._captions_sha256 = hashlib.sha256(self.captions.read_bytes()).hexdigest()
+            except OSError as exc:
+                raise ValueError(f"cannot read captions CSV: {exc}") from None
         return self
 
     def operating_point_labels(self) -> list[str]:
@@ -382,7 +390,7 @@ class ExternalMethod(MethodBase):
             "external",
             str(self.folder),
             self.pattern,
-            str(self.captions) if self.captions else None,
+            self._captions_sha256,  # edited captions are new rates
             self.text_codec,
             self._text_codec_identity,
         )
