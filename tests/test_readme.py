@@ -42,6 +42,8 @@ def test_the_study_file_example_is_valid(tmp_path: Path):
         import tomli as tomllib
 
     (example,) = re.findall(r"```toml\n(.*?)```", README, flags=re.S)
+    (tmp_path / "paper").mkdir()  # the user's files the example names
+    (tmp_path / "paper" / "gpt4_captions.csv").write_text("image,caption\nObject 3,a red apple\n")
     config = parse_config(tomllib.loads(example), "README.md", tmp_path)
     kinds = [method.kind for method in config.methods]
     assert kinds == ["pixel", "pixel", "textual", "textual", "external"]
