@@ -31,7 +31,7 @@ from semcomp.captioners import CAPTIONERS
 from semcomp.codecs import CODECS, TEXT_CODECS
 from semcomp.codecs.base import TARGET_KINDS, OperatingPoint
 from semcomp.errors import ConfigError
-from semcomp.params import PluginParams, StudyPath
+from semcomp.params import PluginParams, StudyPath, file_sha256
 from semcomp.reconstructors import RECONSTRUCTORS
 from semcomp.registry import Registry
 from semcomp.store import content_key, to_json
@@ -368,12 +368,7 @@ class ExternalMethod(MethodBase):
         self.text_codec_params = text_codec.model_dump(mode="json")
         self._text_codec_identity = text_codec.identity()
         if self.captions is not None:
-            import hashlib
-
-            try:
-                self._captions_sha256 = hashlib.sha256(self.captions.read_bytes()).hexdigest()
-            except OSError as exc:
-                raise ValueError(f"cannot read captions CSV: {exc}") from None
+            self._captions_sha256 = file_sha256(self.captions, "captions CSV")
         return self
 
     def operating_point_labels(self) -> list[str]:
@@ -414,7 +409,6 @@ class EmbeddingMethod(MethodBase):
 
     @model_validator(mode="after")
     def _read_checkpoint(self) -> EmbeddingMethod:
-        import hashlib
         import json
 
         from semcomp.codecs.pqvae.checkpoint import FORMAT, read_metadata
@@ -427,7 +421,7 @@ class EmbeddingMethod(MethodBase):
             raise ValueError(f"{self.checkpoint} is not a semcomp PQVAE checkpoint")
         self._clip = json.loads(metadata.get("clip", "{}"))
         self._architecture = json.loads(metadata["config"])["architecture"]
-        self._checkpoint_sha256 = hashlib.sha256(self.checkpoint.read_bytes()).hexdigest()
+        self._checkpoint_sha256 = file_sha256(self.checkpoint, "checkpoint")
         return self
 
     @property

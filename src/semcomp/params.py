@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -20,6 +21,21 @@ class PluginParams(BaseModel):
     def identity(self) -> dict[str, Any]:
         """The parameters that determine results, for cache keys and method ids."""
         return self.model_dump(mode="json", exclude=set(self.operational))
+
+
+def file_sha256(path: Path, what: str) -> str:
+    """Content hash of a file a parameter names, so that editing the file changes identities.
+
+    Raises ValueError (which pydantic reports at the key) if the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    try:
+        with Path(path).open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise ValueError(f"cannot read {what}: {exc}") from None
+    return digest.hexdigest()
 
 
 def _resolve_in_study(path: Path, info: ValidationInfo) -> Path:

@@ -36,6 +36,11 @@ def data():
     return synthetic()
 
 
+def quiet_trainer(config, training, data, text, out):
+    """A trainer that prints nothing (the tests read its history)."""
+    return Trainer(config, training, data, text, out, progress=False, log=lambda _: None)
+
+
 TRAIN = TrainConfig(epochs=12, lr=3e-3, validation=0.25, batch_size=64)
 
 
@@ -43,7 +48,7 @@ TRAIN = TrainConfig(epochs=12, lr=3e-3, validation=0.25, batch_size=64)
 def trained(data, tmp_path_factory):
     embeddings, text = data
     out = tmp_path_factory.mktemp("pqvae")
-    trainer = Trainer(SMALL, TRAIN, embeddings, text, out, progress=False, log=lambda _: None)
+    trainer = quiet_trainer(SMALL, TRAIN, embeddings, text, out)
     return trainer, trainer.train(), out
 
 
@@ -109,15 +114,7 @@ def test_cosine_distortion_falls_as_bits_rise(data, tmp_path):
     distortions = []
     for size in (2, 16):
         config = SMALL.model_copy(update={"codebook_size": size})
-        trainer = Trainer(
-            config,
-            TRAIN,
-            embeddings,
-            text,
-            tmp_path / f"k{size}",
-            progress=False,
-            log=lambda _: None,
-        )
+        trainer = quiet_trainer(config, TRAIN, embeddings, text, tmp_path / f"k{size}")
         trainer.train()
         distortions.append(1 - trainer.history[-1].val_cosine)
     assert distortions[1] < distortions[0]
@@ -134,14 +131,8 @@ def test_baselines_share_the_interface(data, tmp_path):
     ):
         config = SMALL.model_copy(update=update)
         training = TRAIN.model_copy(update={"epochs": 2})
-        trainer = Trainer(
-            config,
-            training,
-            embeddings,
-            text,
-            tmp_path / update["architecture"],
-            progress=False,
-            log=lambda _: None,
+        trainer = quiet_trainer(
+            config, training, embeddings, text, tmp_path / update["architecture"]
         )
         codec = EmbeddingCodec(trainer.train(), "huffman")
         decoded = codec.decode(codec.encode(rows))
@@ -154,27 +145,13 @@ def test_baselines_share_the_interface(data, tmp_path):
 def test_training_resumes_and_is_deterministic(data, tmp_path):
     embeddings, text = data
     short = TRAIN.model_copy(update={"epochs": 2})
-    Trainer(
-        SMALL, short, embeddings, text, tmp_path / "a", progress=False, log=lambda _: None
-    ).train()
-    resumed = Trainer(
-        SMALL,
-        TRAIN.model_copy(update={"epochs": 4}),
-        embeddings,
-        text,
-        tmp_path / "a",
-        progress=False,
-        log=lambda _: None,
+    quiet_trainer(SMALL, short, embeddings, text, tmp_path / "a").train()
+    resumed = quiet_trainer(
+        SMALL, TRAIN.model_copy(update={"epochs": 4}), embeddings, text, tmp_path / "a"
     )
     resumed.train()
-    straight = Trainer(
-        SMALL,
-        TRAIN.model_copy(update={"epochs": 4}),
-        embeddings,
-        text,
-        tmp_path / "b",
-        progress=False,
-        log=lambda _: None,
+    straight = quiet_trainer(
+        SMALL, TRAIN.model_copy(update={"epochs": 4}), embeddings, text, tmp_path / "b"
     )
     straight.train()
     assert [r.epoch for r in resumed.history] == [1, 2, 3, 4]
@@ -186,14 +163,12 @@ def test_training_resumes_and_is_deterministic(data, tmp_path):
 def test_dead_codewords_are_revived(data, tmp_path):
     embeddings, text = data
     config = SMALL.model_copy(update={"codebook_size": 16})
-    trainer = Trainer(
+    trainer = quiet_trainer(
         config,
         TRAIN.model_copy(update={"epochs": 3, "kmeans_init": True, "reinit_dead": True}),
         embeddings,
         text,
         tmp_path,
-        progress=False,
-        log=lambda _: None,
     )
     trainer.train()
     assert trainer.history[-1].utilisation > 0.5

@@ -50,6 +50,9 @@ class Captioner(ABC):
         self.params = params
         self.device = device
         self.batch_size = batch_size
+        #: items per call of the stage (and per transaction): a model's batch; API
+        #: plugins raise it to keep their concurrent requests busy
+        self.chunk_size = batch_size
 
     @abstractmethod
     def caption(

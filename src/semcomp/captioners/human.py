@@ -9,7 +9,6 @@ are reported with their line numbers and skipped.
 from __future__ import annotations
 
 import csv
-import hashlib
 from collections import defaultdict
 from pathlib import Path
 from typing import ClassVar
@@ -19,7 +18,7 @@ from pydantic import model_validator
 
 from semcomp.captioners.base import Caption, Captioner, CaptionFailure, OriginalRef
 from semcomp.errors import ConfigError
-from semcomp.params import PluginParams, StudyPath
+from semcomp.params import PluginParams, StudyPath, file_sha256
 
 COLUMNS = ("image", "caption", "author")
 
@@ -35,11 +34,7 @@ class HumanParams(PluginParams):
 
     @model_validator(mode="after")
     def _hash_file(self) -> HumanParams:
-        try:
-            digest = hashlib.sha256(self.csv.read_bytes()).hexdigest()
-        except OSError as exc:
-            raise ValueError(f"cannot read captions CSV: {exc}") from None
-        object.__setattr__(self, "csv_sha256", digest)
+        object.__setattr__(self, "csv_sha256", file_sha256(self.csv, "captions CSV"))
         return self
 
 

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from semcomp.errors import ConfigError
-from semcomp.params import PluginParams, StudyPath
+from semcomp.params import PluginParams, StudyPath, file_sha256
 
 #: zstd frames are decoded with this output bound (captions are far smaller)
 MAX_CAPTION_BYTES = 16 * 1024 * 1024
@@ -126,10 +126,7 @@ class ZstdParams(PluginParams):
     def _hash_dictionary_source(self) -> ZstdParams:
         if self.dictionary_captions is None:
             return self
-        try:
-            digest = hashlib.sha256(self.dictionary_captions.read_bytes()).hexdigest()
-        except OSError as exc:
-            raise ValueError(f"cannot read dictionary_captions: {exc}") from None
+        digest = file_sha256(self.dictionary_captions, "dictionary_captions")
         if self.dictionary_captions_sha256 not in (None, digest):
             raise ValueError("dictionary_captions changed since dictionary_captions_sha256 was set")
         object.__setattr__(self, "dictionary_captions_sha256", digest)

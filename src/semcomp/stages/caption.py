@@ -99,7 +99,7 @@ def caption_with(
 ) -> None:
     store = ctx.store
     identity = captioner.identity()
-    chunk = max(1, getattr(captioner, "chunk_size", captioner.batch_size))
+    chunk = max(1, captioner.chunk_size)
     with ctx.bar(len(pending), "img") as bar:
         for start in range(0, len(pending), chunk):
             rows, images = [], []

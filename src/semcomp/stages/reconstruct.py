@@ -158,7 +158,7 @@ def run_reconstructor(
     store = ctx.store
     keys = list(unique)
     identity = reconstructor.identity()
-    chunk = max(1, getattr(reconstructor, "chunk_size", reconstructor.batch_size))
+    chunk = max(1, reconstructor.chunk_size)
     with ctx.bar(len(keys), "img") as bar:
         for start in range(0, len(keys), chunk):
             batch = [unique[key][0] for key in keys[start : start + chunk]]
