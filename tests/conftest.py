@@ -62,3 +62,35 @@ def fake_openai():
 
     with FakeOpenAIServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def all_methods_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished study with every kind of method and human ratings, built once per session.
+
+    The demo study (JPEG and WebP sweeps, human captions and BLIP through a tiny
+    Stable Diffusion, a tiny PQVAE-shared) plus imported external reconstructions
+    with captions, and human score rows for every image candidate.
+    """
+    from helpers import add_human_scores
+    from semcomp.demo import SCENE_CAPTIONS, prepare_demo
+    from semcomp.study import Study
+
+    root = tmp_path_factory.mktemp("all-methods") / "study"
+    prepare_demo(root, say=lambda _: None)
+    external = root / "external"
+    external.mkdir()
+    names = sorted(SCENE_CAPTIONS)[:6]
+    for seed, name in enumerate(names):
+        photo(96, 72, seed).save(external / f"{name}_gr.png")
+    lines = [f"{name},{SCENE_CAPTIONS[name][:40]}" for name in names]
+    (root / "external.csv").write_text("image,caption\n" + "\n".join(lines) + "\n")
+    with (root / "study.toml").open("a") as handle:
+        handle.write(
+            '\n[[methods]]\nname = "external-gr"\nfolder = "external"\n'
+            'pattern = "{name}_gr.png"\ncaptions = "external.csv"\n'
+        )
+    with Study.open(root) as study:
+        study.run(progress=False)
+    add_human_scores(root)
+    return root

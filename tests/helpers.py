@@ -79,3 +79,63 @@ def write_hostile_images(folder: Path) -> dict[str, bool]:
     for name, (data, _) in files.items():
         (folder / name).write_bytes(data)
     return {name: ok for name, (_, ok) in files.items()}
+
+
+HUMAN_METRICS = {
+    "human.A.median[similarity]": "median Survey A rating (1-10): semantic satisfaction index",
+    "human.A.mean[similarity]": "mean Survey A rating (1-10)",
+    "human.B.mean[objects]": "mean Survey B rating (1-5): same objects/elements/people",
+}
+
+
+def add_human_scores(root: Path, seed: int = 0, methods: tuple[str, ...] | None = None) -> int:
+    """Insert human-rating score rows (as the MTurk import writes them) for image candidates.
+
+    Ratings follow the candidate's CLIP score plus noise, so agreement is positive
+    but imperfect; returns the number of candidates rated.
+    """
+    from semcomp.store import Store, utc_now
+
+    rng = np.random.default_rng(seed)
+    with Store(root) as store, store.transaction():
+        for name, description in HUMAN_METRICS.items():
+            store.upsert(
+                "metrics",
+                {
+                    "name": name,
+                    "embedder_id": None,
+                    "formula": name.split("[")[0],
+                    "description": description,
+                },
+                key=("name",),
+            )
+        rows = store.frame(
+            "SELECT c.id, m.name AS method, s.value FROM candidates c "
+            "JOIN representations r ON r.id = c.representation_id "
+            "JOIN methods m ON m.id = r.method_id "
+            "JOIN scores s ON s.candidate_id = c.id AND s.metric LIKE 'clip_cos[%' "
+            "WHERE m.kind != 'embedding'"
+        )
+        if methods is not None:
+            rows = rows[rows["method"].isin(methods)]
+        ranks = rows["value"].rank(pct=True).to_numpy()
+        for candidate, rank in zip(rows["id"], ranks, strict=True):
+            ratings = np.clip(np.round(1 + 9 * rank + rng.normal(0, 1.5, 20)), 1, 10)
+            values = {
+                "human.A.median[similarity]": float(np.median(ratings)),
+                "human.A.mean[similarity]": float(ratings.mean()),
+                "human.B.mean[objects]": float(np.clip(1 + 4 * rank + rng.normal(0, 0.5), 1, 5)),
+            }
+            for metric, value in values.items():
+                store.upsert(
+                    "scores",
+                    {
+                        "candidate_id": candidate,
+                        "metric": metric,
+                        "value": value,
+                        "run_id": None,
+                        "created_at": utc_now(),
+                    },
+                    key=("candidate_id", "metric"),
+                )
+    return len(rows)

@@ -35,3 +35,7 @@ class TargetUnreachableError(SemcompError):
     def __init__(self, message: str, closest: dict):
         super().__init__(message)
         self.closest = closest
+
+
+class AnalysisError(SemcompError):
+    """An analysis cannot be computed from the data at hand (too few points, no overlap)."""

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
-from semcomp.analysis.rd import metric_columns
+from semcomp.analysis.rd import (
+    RATE_COLUMNS,
+    SCALED_CLIP,
+    SUMMARY_RATE_COLUMNS,
+    metric_columns,
+)
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+RATE_LABELS = {
+    "bytes": "rate (bytes)",
+    "bits": "rate (bits)",
+    "bpp": "rate (bits per pixel)",
+}
 RATE_AXES = {
-    "bytes": ("rate_bytes", "rate_bytes_mean", "rate (bytes)"),
-    "bits": ("rate_bits", "rate_bits_mean", "rate (bits)"),
-    "bpp": ("bpp", "bpp_mean", "rate (bits per pixel)"),
+    unit: (RATE_COLUMNS[unit], SUMMARY_RATE_COLUMNS[unit], label)
+    for unit, label in RATE_LABELS.items()
 }
 RANDOM_WEIGHTS_NOTE = "random weights — numbers are not meaningful"
-SCALED_CLIP = "clip_(cos+1)/2["
+#: a single-column paper figure is about 3.5 in wide; two columns about 7 in
+PAPER_WIDTH = 7.0
 
 
 def rd_figure(
@@ -79,3 +95,244 @@ def rd_figure(
         written.append(path)
     plt.close(figure)
     return written
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure: Figure, out_stem: Path) -> list[Path]:
+    """Write ``figure`` as PNG (150 dpi) and PDF next to each other and close it."""
+    written = []
+    for suffix in (".png", ".pdf"):
+        path = out_stem.with_suffix(suffix)
+        figure.savefig(path, dpi=150, bbox_inches="tight")
+        written.append(path)
+    _pyplot().close(figure)
+    return written
+
+
+def png_bytes(figure: Figure) -> bytes:
+    """``figure`` as PNG bytes (for a download button), closing it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=150, bbox_inches="tight")
+    _pyplot().close(figure)
+    return buffer.getvalue()
+
+
+def _colours(keys: list) -> dict:
+    return {key: f"C{index % 10}" for index, key in enumerate(sorted(map(str, keys)))}
+
+
+def rd_chart(
+    points: pd.DataFrame,
+    summary: pd.DataFrame,
+    metric: str,
+    *,
+    rate: str = "bytes",
+    colour_by: str = "method",
+    aggregated: bool = True,
+    iso_level: float | None = None,
+    pareto: bool = False,
+    title: str = "",
+    random_weights: bool = False,
+) -> Figure:
+    """One rate–similarity panel: every codec, log rate axis, as the app draws it.
+
+    ``colour_by`` is ``method`` or ``category`` (the textual-transform paper's
+    Fig. 5); ``aggregated`` draws per-operating-point means with 95 % CI bands
+    over faint per-candidate dots (colour by method only), otherwise only the
+    candidates. ``iso_level`` draws the iso-satisfaction line and marks where
+    each method first reaches it; ``pareto`` draws the front across methods.
+    """
+    from semcomp.analysis.curves import iso_satisfaction, pareto_front
+
+    plt = _pyplot()
+    point_rate, mean_rate, rate_label = RATE_AXES[rate]
+    figure, axis = plt.subplots(figsize=(PAPER_WIDTH * 0.75, 3.6))
+    usable = points.dropna(subset=[point_rate, metric]) if metric in points else points.iloc[:0]
+    usable = usable[usable[point_rate] > 0]
+    if usable.empty:
+        axis.text(0.5, 0.5, f"no {metric} scores with a rate", ha="center", va="center")
+        axis.set_axis_off()
+        return figure
+    colours = _colours(usable[colour_by].unique())
+    by_method = aggregated and colour_by == "method" and f"{metric} mean" in summary
+    for key, dots in usable.groupby(colour_by):
+        axis.scatter(
+            dots[point_rate],
+            dots[metric],
+            s=10,
+            alpha=0.3 if by_method else 0.8,
+            color=colours[str(key)],
+            lw=0,
+            label=None if by_method else str(key),
+        )
+    if by_method:
+        for method, rows in summary.groupby("method"):
+            if str(method) not in colours:
+                continue
+            rows = rows.dropna(subset=[mean_rate, f"{metric} mean"]).sort_values(mean_rate)
+            colour = colours[str(method)]
+            axis.plot(
+                rows[mean_rate], rows[f"{metric} mean"], "o-", ms=4, color=colour, label=str(method)
+            )
+            axis.fill_between(
+                rows[mean_rate],
+                rows[f"{metric} mean_ci_low"].fillna(rows[f"{metric} mean"]),
+                rows[f"{metric} mean_ci_high"].fillna(rows[f"{metric} mean"]),
+                color=colour,
+                alpha=0.15,
+                lw=0,
+            )
+    if pareto:
+        source = summary if by_method else usable
+        front = pareto_front(
+            source,
+            mean_rate if by_method else point_rate,
+            f"{metric} mean" if by_method else metric,
+        )
+        axis.step(
+            front[mean_rate if by_method else point_rate],
+            front[f"{metric} mean" if by_method else metric],
+            where="post",
+            color="black",
+            ls=":",
+            lw=1.2,
+            label="Pareto front",
+        )
+    if iso_level is not None:
+        axis.axhline(iso_level, color="magenta", lw=1, label=f"iso-satisfaction {iso_level:g}")
+        _, per_method = iso_satisfaction(usable, metric, iso_level, rate)
+        reached = per_method.dropna(subset=[f"smallest_min_{point_rate}"])
+        axis.scatter(
+            reached[f"smallest_min_{point_rate}"],
+            np.full(len(reached), iso_level),
+            marker="D",
+            s=30,
+            color="magenta",
+            zorder=5,
+        )
+    axis.set_xscale("log")
+    axis.set_xlabel(rate_label)
+    axis.set_ylabel(metric)
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize="x-small", loc="best")
+    heading = title + (f" ({RANDOM_WEIGHTS_NOTE})" if random_weights else "")
+    if heading:
+        axis.set_title(heading, fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
+def table1_figure(table: pd.DataFrame, satisfaction_metric: str | None) -> Figure:
+    """Table 1 as two bar panels: mean size (log) and mean satisfaction (or CLIP), 95 % CIs."""
+    plt = _pyplot()
+    figure, (size_axis, score_axis) = plt.subplots(1, 2, figsize=(PAPER_WIDTH, 3.2))
+    if table.empty:
+        for axis in (size_axis, score_axis):
+            axis.text(0.5, 0.5, "no candidates yet", ha="center", va="center")
+            axis.set_axis_off()
+        return figure
+    labels = [
+        f"{m}\n{p}" if (table["method"] == m).sum() > 1 else str(m)
+        for m, p in zip(table["method"], table["operating_point"], strict=True)
+    ]
+    positions = np.arange(len(table))
+
+    def bars(axis, mean, low, high, label):
+        error = np.vstack([(mean - low).clip(lower=0), (high - mean).clip(lower=0)])
+        axis.bar(positions, mean, yerr=np.nan_to_num(error), capsize=2, color="C0")
+        axis.set_xticks(positions, labels, rotation=60, ha="right", fontsize="x-small")
+        axis.set_ylabel(label, fontsize="small")
+        axis.grid(True, axis="y", alpha=0.3)
+
+    bars(
+        size_axis,
+        table["size_bytes_mean"],
+        table["size_ci_low"],
+        table["size_ci_high"],
+        "mean size (bytes)",
+    )
+    size_axis.set_yscale("log")
+    if satisfaction_metric:
+        bars(
+            score_axis,
+            table["satisfaction_mean"],
+            table["satisfaction_ci_low"],
+            table["satisfaction_ci_high"],
+            f"mean of {satisfaction_metric}",
+        )
+    else:
+        clip = [c.removesuffix(" mean") for c in table.columns if c.endswith(" mean")]
+        if clip:
+            name = clip[0]
+            bars(
+                score_axis,
+                table[f"{name} mean"],
+                table[f"{name} ci_low"],
+                table[f"{name} ci_high"],
+                f"mean {name}\n(no human ratings yet)",
+            )
+    figure.tight_layout()
+    return figure
+
+
+def agreement_figure(
+    points: pd.DataFrame, model_metric: str, human_metric: str, correlations: pd.DataFrame
+) -> Figure:
+    """Human rating against CLIP similarity, one colour per method, ρ and τ in the title."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(PAPER_WIDTH / 2, 3.2))
+    both = points.dropna(subset=[model_metric, human_metric])
+    colours = _colours(both["method"].unique())
+    for method, rows in both.groupby("method"):
+        axis.scatter(
+            rows[model_metric],
+            rows[human_metric],
+            s=12,
+            alpha=0.7,
+            color=colours[str(method)],
+            lw=0,
+            label=str(method),
+        )
+    overall = correlations[correlations["method"] == "all methods"]
+    if not overall.empty:
+        row = overall.iloc[0]
+        axis.set_title(
+            f"Spearman ρ = {row['spearman']:.2f} [{row['spearman_ci_low']:.2f}, "
+            f"{row['spearman_ci_high']:.2f}]\nKendall τ = {row['kendall']:.2f} "
+            f"[{row['kendall_ci_low']:.2f}, {row['kendall_ci_high']:.2f}]  (n = {int(row['n'])})",
+            fontsize="x-small",
+        )
+    axis.set_xlabel(model_metric, fontsize="small")
+    axis.set_ylabel(human_metric, fontsize="small")
+    axis.grid(True, alpha=0.3)
+    if len(colours):
+        axis.legend(fontsize="x-small")
+    figure.tight_layout()
+    return figure
+
+
+def embedding_figure(results: pd.DataFrame) -> Figure:
+    """Zero-shot top-1 accuracy (or cosine) of decoded embeddings against bpd, per family."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(PAPER_WIDTH / 2, 3.2))
+    value = "top1" if "top1" in results and results["top1"].notna().any() else "cosine"
+    family = results["method"].astype(str).str.replace(r" \(.*\)", "", regex=True)
+    for name, rows in results.assign(family=family).groupby("family"):
+        rows = rows.sort_values("bpd")
+        axis.plot(rows["bpd"], rows[value], "o-", ms=4, label=str(name))
+    if value == "top1" and "raw_top1" in results and results["raw_top1"].notna().any():
+        axis.axhline(results["raw_top1"].max(), color="grey", ls="--", label="raw (32 bpd)")
+    axis.set_xlabel("bits per feature dimension (bpd)")
+    axis.set_ylabel("zero-shot top-1 accuracy" if value == "top1" else "mean cosine")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize="x-small")
+    figure.tight_layout()
+    return figure

@@ -16,6 +16,15 @@ from semcomp.analysis.stats import mean_ci, median_ci
 from semcomp.store import Store
 
 RATE_UNITS = ("bytes", "bits", "bpp")
+#: rate unit → column of an :func:`rd_points` table and of a :func:`summarise` table
+RATE_COLUMNS = {"bytes": "rate_bytes", "bits": "rate_bits", "bpp": "bpp"}
+SUMMARY_RATE_COLUMNS = {"bytes": "rate_bytes_mean", "bits": "rate_bits_mean", "bpp": "bpp_mean"}
+#: human-rating metrics are named ``human.<SURVEY>.<stat>[<question>]`` (surveys import)
+HUMAN_PREFIX = "human."
+#: the textual-transform paper's semantic satisfaction index: median Survey A rating
+SATISFACTION_PREFIX = "human.A.median["
+#: CLIP similarity scaled to [0, 1], as in the textual-transform paper
+SCALED_CLIP = "clip_(cos+1)/2["
 ID_COLUMNS = [
     "original_id",
     "original",
@@ -95,6 +104,24 @@ def rd_points(store: Store, scope: Scope | None = None) -> pd.DataFrame:
 def metric_columns(points: pd.DataFrame) -> list[str]:
     """The similarity metric columns of an :func:`rd_points` table."""
     return [c for c in points.columns if "[" in c and c.endswith("]")]
+
+
+def human_metrics(points: pd.DataFrame) -> list[str]:
+    """Metric columns that hold human ratings (``human.A.median[similarity]``, ...)."""
+    return [c for c in metric_columns(points) if c.startswith(HUMAN_PREFIX)]
+
+
+def clip_metrics(points: pd.DataFrame) -> list[str]:
+    """Metric columns computed by a model (CLIP similarity and any other embedder)."""
+    return [c for c in metric_columns(points) if not c.startswith(HUMAN_PREFIX)]
+
+
+def rate_column(rate: str, *, summary: bool = False) -> str:
+    """The column holding ``rate`` (bytes, bits or bpp) in a points or summary table."""
+    columns = SUMMARY_RATE_COLUMNS if summary else RATE_COLUMNS
+    if rate not in columns:
+        raise ValueError(f"rate must be one of {', '.join(RATE_UNITS)}, not {rate!r}")
+    return columns[rate]
 
 
 def summarise(points: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

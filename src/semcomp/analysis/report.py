@@ -7,8 +7,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from semcomp.analysis.figures import RANDOM_WEIGHTS_NOTE, rd_figure
-from semcomp.analysis.rd import compressai_results, rd_points, summarise
+from semcomp.analysis.rd import (
+    SCALED_CLIP,
+    clip_metrics,
+    compressai_results,
+    human_metrics,
+    rd_points,
+    summarise,
+)
+from semcomp.errors import AnalysisError
 from semcomp.study import Study
 
 
@@ -21,14 +31,147 @@ class ReportFiles:
     figures: list[Path]
     failures_csv: Path
     rows: int
+    #: tables and figures of the comparisons (Table 1, iso-satisfaction, ...), in order written
+    extra: list[Path]
+    #: what could not be drawn and why (no human ratings, too few points for BD-rate, ...)
+    notes: list[str]
 
 
 def _file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "method"
 
 
-def write_report(study: Study, out: Path | None = None, *, rate: str = "bpp") -> ReportFiles:
-    """Write ``rd.csv``, ``summary.csv``, CompressAI-style JSON per method, ``rd.png/pdf``."""
+def headline_metric(points: pd.DataFrame) -> str | None:
+    """The metric a comparison leads with: Survey A satisfaction, else scaled CLIP, else any."""
+    humans = human_metrics(points)
+    satisfaction = [m for m in humans if m.startswith("human.A.median[")]
+    clip = clip_metrics(points)
+    scaled = [m for m in clip if m.startswith(SCALED_CLIP)]
+    for candidates in (satisfaction, scaled, clip, humans):
+        if candidates:
+            return candidates[0]
+    return None
+
+
+def bd_rate_table(summary: pd.DataFrame, metric: str, rate: str) -> pd.DataFrame:
+    """BD-rate of every method against every other on ``metric``, or why it is undefined."""
+    from semcomp.analysis.curves import bd_rate
+
+    methods = sorted(summary["method"].unique()) if not summary.empty else []
+    rows = []
+    for anchor in methods:
+        for test in methods:
+            if anchor == test:
+                continue
+            try:
+                value, reason = bd_rate(summary, anchor, test, metric, rate), ""
+            except AnalysisError as exc:
+                value, reason = float("nan"), str(exc)
+            rows.append(
+                {
+                    "anchor": anchor,
+                    "test": test,
+                    "metric": metric,
+                    "rate": rate,
+                    "bd_rate_percent": value,
+                    "reason": reason,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def write_comparisons(
+    study: Study,
+    points: pd.DataFrame,
+    summary: pd.DataFrame,
+    folder: Path,
+    *,
+    rate: str,
+    pqvae_results: list[Path] | tuple[Path, ...] = (),
+) -> tuple[list[Path], list[str]]:
+    """Table 1, iso-satisfaction, Pareto front, BD-rate, agreement and embedding-codec files."""
+    from semcomp.analysis.agreement import MISSING_HUMAN, agreement
+    from semcomp.analysis.curves import default_iso_level, iso_satisfaction, pareto_front
+    from semcomp.analysis.embedding_results import find_result_files, load_embedding_results
+    from semcomp.analysis.figures import (
+        RATE_AXES,
+        agreement_figure,
+        embedding_figure,
+        rd_chart,
+        save_figure,
+        table1_figure,
+    )
+    from semcomp.analysis.table1 import table1
+
+    seed, random_weights = study.config.seed, study.random_weights
+    written: list[Path] = []
+    notes: list[str] = []
+
+    def table(frame: pd.DataFrame, name: str) -> None:
+        path = folder / name
+        frame.to_csv(path, index=False)
+        written.append(path)
+
+    first = table1(points, seed=seed)
+    table(first.table, "table1.csv")
+    written += save_figure(table1_figure(first.table, first.satisfaction_metric), folder / "table1")
+    notes.append(f"Table 1: {first.note}")
+    metric = headline_metric(points)
+    if metric is None:
+        notes.append("no similarity scores yet: no iso-satisfaction, Pareto front or BD-rate")
+    else:
+        level = default_iso_level(points, metric)
+        per_image, per_method = iso_satisfaction(points, metric, level, rate)
+        table(per_image, "iso_satisfaction_images.csv")
+        table(per_method, "iso_satisfaction.csv")
+        _, mean_rate, _ = RATE_AXES[rate]
+        table(pareto_front(summary, mean_rate, f"{metric} mean"), "pareto.csv")
+        bd = bd_rate_table(summary, metric, rate)
+        table(bd, "bd_rate.csv")
+        if not bd.empty and bd["bd_rate_percent"].isna().all():
+            notes.append(f"BD-rate undefined for every pair: {bd['reason'].iloc[0]}")
+        figure = rd_chart(
+            points,
+            summary,
+            metric,
+            rate=rate,
+            iso_level=level,
+            pareto=True,
+            title=study.config.name,
+            random_weights=random_weights,
+        )
+        written += save_figure(figure, folder / "rd_iso_pareto")
+    humans, models = human_metrics(points), clip_metrics(points)
+    if humans and models:
+        human = next((m for m in humans if m.startswith("human.A.median[")), humans[0])
+        correlations = agreement(points, models[0], human, seed=seed)
+        table(correlations, "agreement.csv")
+        figure = agreement_figure(points, models[0], human, correlations)
+        written += save_figure(figure, folder / "agreement")
+    else:
+        notes.append(f"agreement: {MISSING_HUMAN}")
+    embedding = load_embedding_results(find_result_files(study.root, pqvae_results))
+    notes += [f"PQVAE results {path}: {reason}" for path, reason in embedding.problems]
+    if not embedding.table.empty:
+        table(embedding.table, "embedding_codecs.csv")
+        written += save_figure(embedding_figure(embedding.table), folder / "embedding_codecs")
+    return written, notes
+
+
+def write_report(
+    study: Study,
+    out: Path | None = None,
+    *,
+    rate: str = "bpp",
+    pqvae_results: list[Path] | tuple[Path, ...] = (),
+) -> ReportFiles:
+    """Write ``rd.csv``, ``summary.csv``, CompressAI-style JSON per method, ``rd.png/pdf``.
+
+    Plus the comparisons of :func:`write_comparisons`: ``table1.csv/png/pdf``,
+    ``iso_satisfaction*.csv``, ``pareto.csv``, ``bd_rate.csv``,
+    ``rd_iso_pareto.png/pdf``, ``agreement.csv/png/pdf`` (with human ratings) and
+    ``embedding_codecs.csv/png/pdf`` (with PQVAE evaluation files).
+    """
     folder = Path(out) if out else study.root / "report"
     (folder / "methods").mkdir(parents=True, exist_ok=True)
     config = study.config
@@ -54,12 +197,16 @@ def write_report(study: Study, out: Path | None = None, *, rate: str = "bpp") ->
     figures = rd_figure(
         points, summary, folder / "rd", rate=rate, title=config.name, random_weights=random_weights
     )
+    extra, comparison_notes = write_comparisons(
+        study, points, summary, folder, rate=rate, pqvae_results=pqvae_results
+    )
     failures = study.store.failures()
     failures_csv = folder / "failures.csv"
     failures.to_csv(failures_csv, index=False)
     notes = [f"study: {config.name}", f"candidates: {len(points)}", f"failures: {len(failures)}"]
     if random_weights:
         notes.insert(1, f"WARNING: {RANDOM_WEIGHTS_NOTE}")
+    notes += comparison_notes
     (folder / "README.txt").write_text("\n".join(notes) + "\n", encoding="utf-8")
     return ReportFiles(
         folder=folder,
@@ -69,4 +216,6 @@ def write_report(study: Study, out: Path | None = None, *, rate: str = "bpp") ->
         figures=figures,
         failures_csv=failures_csv,
         rows=len(points),
+        extra=extra,
+        notes=comparison_notes,
     )

@@ -52,3 +52,32 @@ def mean_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
 
 def median_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
     return bootstrap_ci(values, lambda x, axis=-1: np.median(x, axis=axis), seed=seed)
+
+
+def paired_bootstrap_ci(
+    x: np.ndarray,
+    y: np.ndarray,
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    *,
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``statistic(x, y)``, resampling (x, y) pairs together.
+
+    NaN with fewer than 3 pairs; resamples on which the statistic is undefined
+    (e.g. a constant resample for a correlation) are dropped.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.size < 3:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, x.size, size=(N_RESAMPLES, x.size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        values = np.array([statistic(x[i], y[i]) for i in indices])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(values, [alpha, 1 - alpha])
+    return float(low), float(high)

@@ -1,0 +1,185 @@
+"""Comparing rate–distortion curves: iso-satisfaction, the Pareto front, BD-rate.
+
+All three work on the tables of :mod:`semcomp.analysis.rd` — per-candidate
+points (``rd_points``) or per-operating-point summaries (``summarise``) — for
+any similarity metric (CLIP or human) and any rate unit (bytes, bits, bpp).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from semcomp.analysis.rd import SATISFACTION_PREFIX, rate_column
+from semcomp.errors import AnalysisError
+
+#: operating points per curve that BD-rate's piecewise-cubic fit needs (the classic four)
+BD_MIN_POINTS = 4
+
+
+#: the textual-transform paper's iso-satisfaction level (median Survey A rating, 1–10)
+PAPER_ISO_LEVEL = 8.5
+
+
+def default_iso_level(points: pd.DataFrame, metric: str) -> float:
+    """8.5 for the Survey A satisfaction index (the paper's Fig. 3), else the metric's median.
+
+    The median of all candidates' scores is a level that some methods reach
+    and others do not, whatever the metric's scale.
+    """
+    if metric.startswith(SATISFACTION_PREFIX):
+        return PAPER_ISO_LEVEL
+    values = points[metric].dropna() if metric in points else pd.Series(dtype=float)
+    return float(values.median()) if not values.empty else float("nan")
+
+
+def per_image_points(points: pd.DataFrame, metric: str, rate: str = "bytes") -> pd.DataFrame:
+    """One row per original × method × operating point: mean rate and ``metric``.
+
+    Replicates (diffusion seeds) and caption variants of one operating point are
+    averaged, so an image "reaches" a level when its candidates do on average.
+    """
+    column = rate_column(rate)
+    usable = points.dropna(subset=[column, metric])
+    if usable.empty:
+        return pd.DataFrame(
+            columns=["original", "category", "method", "operating_point", column, metric]
+        )
+    return (
+        usable.groupby(["original", "category", "method", "operating_point"], as_index=False)
+        .agg({column: "mean", metric: "mean"})
+        .sort_values(["original", "method", column])
+        .reset_index(drop=True)
+    )
+
+
+def iso_satisfaction(
+    points: pd.DataFrame, metric: str, level: float, rate: str = "bytes"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The smallest rate at which each method reaches ``metric ≥ level``.
+
+    As the magenta iso-satisfaction curve of the textual-transform paper's
+    Fig. 3: per image, the cheapest operating point of each method whose
+    (replicate-averaged) score reaches the level; per method, how many images
+    reach it, the median and smallest of those per-image rates, and the
+    smallest mean rate of an operating point whose mean score reaches it.
+
+    Returns ``(per_image, per_method)``; rates are NaN where the level is never reached.
+    """
+    column = rate_column(rate)
+    images = per_image_points(points, metric, rate)
+    reached = images[images[metric] >= level]
+    cheapest = (
+        reached.sort_values(column)
+        .groupby(["original", "method"], as_index=False)
+        .first()
+        .rename(columns={column: f"min_{column}"})
+    )
+    every = images[["original", "category", "method"]].drop_duplicates()
+    per_image = every.merge(
+        cheapest[["original", "method", "operating_point", f"min_{column}", metric]],
+        on=["original", "method"],
+        how="left",
+    ).sort_values(["method", "original"])
+    rows = []
+    for method, group in images.groupby("method"):
+        per_point = group.groupby("operating_point").agg({column: "mean", metric: "mean"})
+        passing = per_point[per_point[metric] >= level]
+        mins = per_image.loc[per_image["method"] == method, f"min_{column}"]
+        rows.append(
+            {
+                "method": method,
+                "level": level,
+                "images": int(group["original"].nunique()),
+                "images_reaching": int(mins.notna().sum()),
+                f"median_min_{column}": float(mins.median()) if mins.notna().any() else np.nan,
+                f"smallest_min_{column}": float(mins.min()) if mins.notna().any() else np.nan,
+                f"curve_{column}": float(passing[column].min()) if not passing.empty else np.nan,
+                "curve_operating_point": passing[column].idxmin() if not passing.empty else None,
+            }
+        )
+    per_method = pd.DataFrame(rows)
+    return per_image.reset_index(drop=True), per_method
+
+
+def pareto_front(frame: pd.DataFrame, rate_col: str, metric: str) -> pd.DataFrame:
+    """Rows no other row beats: none has a lower-or-equal rate with a higher score.
+
+    Works on points or summaries across methods; returned in increasing rate.
+    """
+    usable = frame.dropna(subset=[rate_col, metric]).sort_values(
+        [rate_col, metric], ascending=[True, False]
+    )
+    keep, best = [], -np.inf
+    for index, score in zip(usable.index, usable[metric], strict=True):
+        if score > best:
+            keep.append(index)
+            best = score
+    return usable.loc[keep]
+
+
+def bd_rate(
+    summary: pd.DataFrame,
+    anchor: str,
+    test: str,
+    metric: str,
+    rate: str = "bpp",
+    *,
+    statistic: str = "mean",
+    interpolation: str = "pchip",
+) -> float:
+    """Bjøntegaard-delta rate (%) of method ``test`` against ``anchor`` on ``metric``.
+
+    Uses the ``bjontegaard`` package on each method's operating points
+    (``summary`` from :func:`semcomp.analysis.rd.summarise`); negative means
+    ``test`` needs fewer bits for the same similarity. Raises
+    :class:`AnalysisError` when a curve has too few points, is not monotone
+    enough to invert, or the curves do not overlap in similarity.
+    """
+    import bjontegaard
+
+    rate_col = rate_column(rate, summary=True)
+    score_col = f"{metric} {statistic}"
+    if score_col not in summary.columns:
+        raise AnalysisError(f"no {statistic} of {metric} in the summary")
+    curves = {}
+    for method in (anchor, test):
+        rows = summary[summary["method"] == method].dropna(subset=[rate_col, score_col])
+        rows = rows[rows[rate_col] > 0].sort_values(rate_col)
+        if len(rows) < BD_MIN_POINTS:
+            raise AnalysisError(
+                f"BD-rate needs at least {BD_MIN_POINTS} operating points per method; "
+                f"{method!r} has {len(rows)} with a rate and a {metric} score"
+            )
+        curves[method] = rows
+    low = max(curves[m][score_col].min() for m in curves)
+    high = min(curves[m][score_col].max() for m in curves)
+    if high <= low:
+        raise AnalysisError(
+            f"the {metric} ranges of {anchor!r} and {test!r} do not overlap; BD-rate compares "
+            "rates at equal similarity, so it is undefined here"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            value = bjontegaard.bd_rate(
+                curves[anchor][rate_col].to_numpy(),
+                curves[anchor][score_col].to_numpy(),
+                curves[test][rate_col].to_numpy(),
+                curves[test][score_col].to_numpy(),
+                method=interpolation,
+                require_matching_points=False,
+            )
+        except (ValueError, ZeroDivisionError, np.linalg.LinAlgError) as exc:
+            raise AnalysisError(
+                f"BD-rate of {test!r} against {anchor!r} failed: {exc} (BD-rate needs each "
+                "curve's similarity to rise strictly with rate)"
+            ) from exc
+    if not np.isfinite(value):
+        raise AnalysisError(
+            f"BD-rate of {test!r} against {anchor!r} on {metric} is not finite "
+            "(a curve's similarity is not monotone in rate)"
+        )
+    return float(value)

@@ -1,0 +1,162 @@
+"""Rate–distortion comparisons: iso-satisfaction, Pareto front, BD-rate, Table 1, agreement."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from semcomp.analysis.agreement import ALL, agreement
+from semcomp.analysis.curves import bd_rate, iso_satisfaction, pareto_front
+from semcomp.analysis.embedding_results import find_result_files, load_embedding_results
+from semcomp.analysis.rd import human_metrics, rd_points, summarise
+from semcomp.analysis.table1 import MISSING_HUMAN, table1
+from semcomp.errors import AnalysisError
+from semcomp.store import Store
+
+SAT = "human.A.median[similarity]"
+CLIP = "clip_(cos+1)/2[m]"
+
+
+def synthetic_points() -> pd.DataFrame:
+    """Two images; a 4-point pixel codec and a 1-point caption codec with two replicates."""
+    rows = []
+    for image in ("a", "b"):
+        for point, (rate, score) in enumerate(((1000, 6.0), (2000, 7.5), (4000, 9.0), (8000, 10))):
+            rows.append((image, "jpeg", f"q{point}", 0, rate + (image == "b") * 100, score))
+        rows.append((image, "caption", "caption", 0, 50, 8.0 if image == "a" else 6.0))
+        rows.append((image, "caption", "caption", 1, 50, 9.0 if image == "a" else 7.0))
+    frame = pd.DataFrame(
+        rows, columns=["original", "method", "operating_point", "replicate", "rate_bytes", SAT]
+    )
+    frame["original_id"] = frame["original"]
+    frame["category"] = "landscape"
+    frame["codec"] = frame["method"]
+    frame["rate_bits"] = frame["rate_bytes"] * 8
+    frame["bpp"] = frame["rate_bits"] / 10_000
+    frame[CLIP] = frame[SAT] / 10 + np.linspace(0, 0.01, len(frame))
+    return frame
+
+
+def test_iso_satisfaction_finds_the_cheapest_point_reaching_the_level():
+    per_image, per_method = iso_satisfaction(synthetic_points(), SAT, 8.5, "bytes")
+    jpeg = per_image[per_image.method == "jpeg"].set_index("original")
+    assert jpeg.loc["a", "min_rate_bytes"] == 4000 and jpeg.loc["b", "min_rate_bytes"] == 4100
+    caption = per_image[per_image.method == "caption"].set_index("original")
+    assert caption.loc["a", "min_rate_bytes"] == 50  # replicates averaged: 8.5
+    assert np.isnan(caption.loc["b", "min_rate_bytes"])  # 6.5 never reaches 8.5
+    summary = per_method.set_index("method")
+    assert summary.loc["caption", "images_reaching"] == 1
+    assert summary.loc["jpeg", "curve_rate_bytes"] == 4050
+    assert summary.loc["jpeg", "curve_operating_point"] == "q2"
+    assert np.isnan(summary.loc["caption", "curve_rate_bytes"])  # mean 7.5 < 8.5
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    summary = summarise(synthetic_points())
+    front = pareto_front(summary, "rate_bytes_mean", f"{SAT} mean")
+    assert list(zip(front.method, front.operating_point, strict=True)) == [
+        ("caption", "caption"),
+        ("jpeg", "q2"),
+        ("jpeg", "q3"),
+    ]
+
+
+def test_bd_rate_of_a_curve_against_itself_shifted():
+    summary = summarise(synthetic_points())
+    cheaper = summary[summary.method == "jpeg"].assign(method="half")
+    cheaper[["rate_bytes_mean", "bpp_mean"]] /= 2
+    both = pd.concat([summary, cheaper])
+    assert bd_rate(both, "jpeg", "half", SAT, "bytes") == pytest.approx(-50, abs=0.5)
+    with pytest.raises(AnalysisError, match=r"at least 4 operating points.*'caption' has 1"):
+        bd_rate(both, "jpeg", "caption", SAT, "bytes")
+    apart = cheaper.assign(**{f"{SAT} mean": cheaper[f"{SAT} mean"] + 20})
+    with pytest.raises(AnalysisError, match="do not overlap"):
+        bd_rate(pd.concat([summary, apart]), "jpeg", "half", SAT, "bytes")
+
+
+def test_table1_means_of_medians_with_cis():
+    result = table1(synthetic_points())
+    rows = result.table.set_index(["method", "operating_point"])
+    assert result.satisfaction_metric == SAT
+    caption = rows.loc[("caption", "caption")]
+    assert caption["size_bytes_mean"] == 50
+    assert caption["satisfaction_mean"] == pytest.approx(7.5)  # images 8.5 and 6.5
+    assert caption["satisfaction_ci_low"] <= 7.5 <= caption["satisfaction_ci_high"]
+    assert rows.loc[("jpeg", "q3"), "size_bytes_mean"] == 8050
+    no_humans = table1(synthetic_points().drop(columns=[SAT]))
+    assert no_humans.satisfaction_metric is None and no_humans.note == MISSING_HUMAN
+    assert f"{CLIP} mean" in no_humans.table.columns
+
+
+def test_agreement_reports_rank_correlations_with_cis():
+    rng = np.random.default_rng(0)
+    clip = rng.uniform(0, 1, 60)
+    points = pd.DataFrame(
+        {
+            "method": np.repeat(["x", "y"], 30),
+            "clip_cos[m]": clip,
+            "human.A.mean[similarity]": clip * 9 + 1 + rng.normal(0, 0.5, 60),
+        }
+    )
+    table = agreement(points).set_index("method")
+    overall = table.loc[ALL]
+    assert overall["n"] == 60 and 0.8 < overall["spearman"] <= 1
+    assert overall["spearman_ci_low"] < overall["spearman"] < overall["spearman_ci_high"]
+    assert 0.6 < overall["kendall"] < overall["spearman"]
+    assert overall["spearman_p"] < 1e-6
+    assert set(table.index) == {ALL, "x", "y"}
+    assert agreement(points.drop(columns=["human.A.mean[similarity]"])).empty
+
+
+def test_embedding_results_from_sweep_and_eval_files(tmp_path):
+    folder = tmp_path / "pqvae" / "sweep"
+    folder.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "method": ["pqvae-shared (d_sub=16, K=4)", "scalar (1 bit)"],
+            "bpd": [0.52, 1.0],
+            "top1": [0.8, 0.7],
+            "raw_top1": [0.9, 0.9],
+            "cosine": [0.9, 0.8],
+        }
+    ).to_csv(folder / "results.csv", index=False)
+    (tmp_path / "pqvae" / "eval.json").write_text('{"method": "float16", "bpd": 16, "top1": 0.9}')
+    (tmp_path / "pqvae" / "notes.json").write_text('{"hello": 1}')
+    found = find_result_files(tmp_path, [tmp_path / "missing.csv"])
+    results = load_embedding_results(found)
+    assert sorted(results.table["method"]) == [
+        "float16",
+        "pqvae-shared (d_sub=16, K=4)",
+        "scalar (1 bit)",
+    ]
+    problems = {path.name: reason for path, reason in results.problems}
+    assert "no column method" in problems["notes.json"] and problems["missing.csv"]
+
+
+def test_report_writes_every_comparison_for_a_study_with_every_method(all_methods_study):
+    from semcomp.analysis.report import write_report
+    from semcomp.study import Study
+
+    with Study.open(all_methods_study, read_only=True) as study:
+        files = write_report(study, all_methods_study / "report-test", rate="bytes")
+        points = rd_points(study.store, study.scope())
+    names = {path.name for path in files.extra}
+    assert {
+        "table1.csv",
+        "table1.png",
+        "table1.pdf",
+        "iso_satisfaction.csv",
+        "pareto.csv",
+        "bd_rate.csv",
+        "rd_iso_pareto.png",
+        "agreement.csv",
+        "agreement.pdf",
+    } <= names
+    assert set(points["kind"]) == {"pixel", "textual", "external", "embedding"}
+    assert SAT in human_metrics(points)
+    table = pd.read_csv(files.folder / "table1.csv")
+    assert table["satisfaction_mean"].notna().sum() > 0
+    assert table.loc[table.method == "pqvae-demo", "rated_images"].eq(0).all()
+    agree = pd.read_csv(files.folder / "agreement.csv")
+    assert agree.loc[agree.method == ALL, "spearman"].iloc[0] > 0.5
+    with Store(all_methods_study, read_only=True) as store:
+        assert store.count("scores") > 0
