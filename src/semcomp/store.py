@@ -218,8 +218,7 @@ class Store:
                 raise StoreError(
                     f"no study database at {self.db_path}; run `semcomp run {self.root}` first"
                 )
-            uri = f"file:{self.db_path.resolve()}?mode=ro"
-            self.conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+            self.conn = sqlite3.connect(self._read_only_uri(), uri=True, isolation_level=None)
         else:
             self.root.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30.0)
@@ -229,6 +228,9 @@ class Store:
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA busy_timeout=30000")
         self._migrate()
+
+    def _read_only_uri(self) -> str:
+        return f"file:{self.db_path.resolve()}?mode=ro"
 
     # ---- lifecycle -------------------------------------------------------------------
 

@@ -57,24 +57,26 @@ def median_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
 def paired_bootstrap_ci(
     x: np.ndarray,
     y: np.ndarray,
-    statistic: Callable[[np.ndarray, np.ndarray], float],
+    statistic: Callable[[np.ndarray, np.ndarray], np.ndarray],
     *,
     seed: int = 0,
     confidence: float = CONFIDENCE,
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of ``statistic(x, y)``, resampling (x, y) pairs together.
+    """Percentile bootstrap CI of a paired statistic, resampling (x, y) pairs together.
 
-    NaN with fewer than 3 pairs; resamples on which the statistic is undefined
-    (e.g. a constant resample for a correlation) are dropped.
+    ``statistic(xs, ys)`` is vectorised: it takes ``(resamples, n)`` arrays and
+    returns one value per row. Written out rather than ``scipy.stats.bootstrap``
+    because resamples on which a correlation is undefined (constant ratings) must
+    be dropped, not turn the whole interval into NaN. NaN with fewer than 3 pairs.
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.size < 3:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     indices = rng.integers(0, x.size, size=(N_RESAMPLES, x.size))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        values = np.array([statistic(x[i], y[i]) for i in indices])
+        values = np.asarray(statistic(x[indices], y[indices]), dtype=float)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return float("nan"), float("nan")

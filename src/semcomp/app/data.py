@@ -1,0 +1,248 @@
+"""Reading a study for the app: cached, read-only, and honest about what is missing.
+
+Every read opens ``Store(root, read_only=True)`` (SQLite ``mode=ro``), reads
+into DataFrames and closes it, inside a ``st.cache_data`` function keyed by the
+study folder and the database's signature (size and mtime of ``study.db`` and
+its WAL), so switching pages or filters does not query again, while results a
+running ``semcomp run`` commits appear on the next rerun. Connections are never
+shared between Streamlit's script threads.
+
+Side files: a ``mode=ro`` connection to a WAL database creates empty ``-wal``
+and ``-shm`` files when they are absent, and ``immutable=1`` alone would give
+torn reads of a study that a run is writing. So :class:`SnapshotStore` opens
+``immutable`` only while no ``-wal`` exists (no writer has the database open:
+a writer creates it on opening), and :func:`load_study` checks the database's
+signature after reading; if it changed during the read, it reads again through
+plain ``mode=ro``, whose locking makes a running study's reads consistent.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from semcomp.analysis.rd import clip_metrics, human_metrics, metric_columns, rd_points, summarise
+from semcomp.errors import SemcompError
+from semcomp.store import DB_NAME, Store
+
+from . import PQVAE_RESULTS_ENV, STUDY_ENV
+
+
+@dataclass
+class StudyData:
+    """Everything the pages show, read once per database state."""
+
+    root: Path
+    name: str
+    random_weights: bool
+    points: pd.DataFrame
+    originals: pd.DataFrame
+    methods: pd.DataFrame
+    failures: pd.DataFrame
+    #: candidate id → (artifact file path, media type)
+    artifacts: pd.DataFrame
+    counts: dict[str, int]
+    #: problems that do not stop the app (study.toml unreadable, ...)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> list[str]:
+        return metric_columns(self.points)
+
+    @property
+    def clip_metrics(self) -> list[str]:
+        return clip_metrics(self.points)
+
+    @property
+    def human_metrics(self) -> list[str]:
+        return human_metrics(self.points)
+
+
+def study_root() -> Path | None:
+    """The study folder the app was started on (``semcomp app STUDY``)."""
+    value = os.environ.get(STUDY_ENV)
+    return Path(value).resolve() if value else None
+
+
+def pqvae_result_paths() -> list[Path]:
+    value = os.environ.get(PQVAE_RESULTS_ENV, "")
+    return [Path(p) for p in value.split(os.pathsep) if p]
+
+
+def signature(root: Path) -> tuple:
+    """Changes whenever the database does (a commit touches the WAL or the file)."""
+    parts = []
+    for suffix in ("", "-wal"):
+        path = root / (DB_NAME + suffix)
+        stat = path.stat() if path.exists() else None
+        parts.append((stat.st_size, stat.st_mtime_ns) if stat else None)
+    return tuple(parts)
+
+
+class SnapshotStore(Store):
+    """A read-only store that creates no ``-wal``/``-shm`` files when nothing is writing."""
+
+    def __init__(self, root: Path):
+        super().__init__(root, read_only=True)
+
+    def _read_only_uri(self) -> str:
+        uri = super()._read_only_uri()
+        quiescent = not self.db_path.with_name(self.db_path.name + "-wal").exists()
+        return uri + "&immutable=1" if quiescent else uri
+
+
+@st.cache_data(show_spinner="reading the study…", max_entries=4)
+def load_study(root: str, db_signature: tuple) -> StudyData:
+    """Read the study at ``root`` (read-only); ``db_signature`` is :func:`signature`."""
+    folder = Path(root)
+    data = _read_study(folder, SnapshotStore(folder))
+    if signature(folder) != db_signature:  # written while we read: read again, with locking
+        data = _read_study(folder, Store(folder, read_only=True))
+    return data
+
+
+def _read_study(folder: Path, store: Store) -> StudyData:
+    from semcomp.config import load_config
+    from semcomp.study import Study
+
+    notes: list[str] = []
+    try:
+        study = Study(folder, load_config(folder), store)
+        name, scope, random_weights = study.config.name, study.scope(), study.random_weights
+    except SemcompError as exc:
+        notes.append(f"study.toml could not be read ({exc}); showing every row in the store")
+        name, scope, random_weights = folder.name, None, False
+    with store:
+        points = rd_points(store, scope)
+        originals = store.originals()
+        methods = store.frame("SELECT id, name, kind, codec, params FROM methods ORDER BY name")
+        failures = store.failures()
+        artifacts = store.frame(
+            "SELECT c.id AS candidate_id, a.relpath, a.media_type, a.bytes FROM candidates c "
+            "JOIN artifacts a ON a.hash = c.artifact_hash"
+        )
+        original_files = store.frame(
+            "SELECT o.id AS original_id, a.relpath FROM originals o "
+            "JOIN artifacts a ON a.hash = o.artifact_hash"
+        )
+        counts = {
+            table: store.count(table)
+            for table in ("originals", "representations", "candidates", "scores", "failures")
+        }
+        random_weights = random_weights or bool(store.get_info("random_weights", False))
+    artifacts["path"] = [str(store.artifacts_dir / p) for p in artifacts.pop("relpath")]
+    originals = originals.merge(original_files, left_on="id", right_on="original_id", how="left")
+    originals["path"] = [str(store.artifacts_dir / p) for p in originals.pop("relpath")]
+    return StudyData(
+        root=folder,
+        name=name,
+        random_weights=random_weights,
+        points=points,
+        originals=originals,
+        methods=methods,
+        failures=failures,
+        artifacts=artifacts,
+        counts=counts,
+        notes=notes,
+    )
+
+
+def current_study() -> StudyData | None:
+    """The study's data, or ``None`` after telling the user why there is none."""
+    root = study_root()
+    if root is None:
+        st.error("no study given: start the app with `semcomp app STUDY`")
+        return None
+    if not (root / DB_NAME).exists():
+        st.info(
+            f"{root} has no results yet (no {DB_NAME}). Run `semcomp run {root}` and reload "
+            "this page."
+        )
+        return None
+    try:
+        return load_study(str(root), signature(root))
+    except SemcompError as exc:
+        st.error(str(exc))
+        return None
+
+
+@st.cache_data(show_spinner="summarising…", max_entries=32)
+def cached_summary(
+    root: str, db_signature: tuple, categories: tuple[str, ...], methods: tuple[str, ...]
+) -> pd.DataFrame:
+    """Per method and operating point means and medians with bootstrap CIs, of the filtered rows."""
+    points = load_study(root, db_signature).points
+    return summarise(select(points, categories, methods))
+
+
+def select(
+    points: pd.DataFrame, categories: tuple[str, ...], methods: tuple[str, ...]
+) -> pd.DataFrame:
+    """The rows of the chosen categories and methods (all when a choice is empty)."""
+    keep = pd.Series(True, index=points.index)
+    if categories:
+        keep &= points["category"].isin(categories)
+    if methods:
+        keep &= points["method"].isin(methods)
+    return points[keep]
+
+
+def _table1(points: pd.DataFrame) -> tuple[pd.DataFrame, str | None, str]:
+    from semcomp.analysis.table1 import table1
+
+    result = table1(points)
+    return result.table, result.satisfaction_metric, result.note
+
+
+def _agreement(points: pd.DataFrame, model_metric: str, human_metric: str) -> pd.DataFrame:
+    from semcomp.analysis.agreement import agreement
+
+    return agreement(points, model_metric, human_metric)
+
+
+def _iso(points: pd.DataFrame, metric: str, level: float, rate: str) -> tuple:
+    from semcomp.analysis.curves import iso_satisfaction
+
+    return iso_satisfaction(points, metric, level, rate)
+
+
+def _rd_png(points: pd.DataFrame, **options) -> bytes:
+    from semcomp.analysis.figures import png_bytes, rd_chart
+
+    return png_bytes(rd_chart(points, summarise(points), **options))
+
+
+def _agreement_png(
+    points: pd.DataFrame, model_metric: str, human_metric: str, correlations: pd.DataFrame
+) -> bytes:
+    from semcomp.analysis.figures import agreement_figure, png_bytes
+
+    return png_bytes(agreement_figure(points, model_metric, human_metric, correlations))
+
+
+#: analyses of the filtered rows the pages cache (one table of names)
+ANALYSES = {
+    "table1": _table1,
+    "agreement": _agreement,
+    "iso": _iso,
+    "rd_png": _rd_png,
+    "agreement_png": _agreement_png,
+}
+
+
+@st.cache_data(show_spinner="computing…", max_entries=64)
+def cached_analysis(
+    name: str,
+    root: str,
+    db_signature: tuple,
+    categories: tuple[str, ...],
+    methods: tuple[str, ...],
+    **options,
+):
+    """``ANALYSES[name]`` of the filtered rows, cached by study state, filters and options."""
+    points = select(load_study(root, db_signature).points, categories, methods)
+    return ANALYSES[name](points, **options)

@@ -1,0 +1,91 @@
+"""The filters every page shares (category, method, metric), drawn once in the sidebar.
+
+They live in ``st.session_state`` under fixed keys, so a choice made on one page
+holds on the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+
+from semcomp.analysis.report import headline_metric
+
+from .data import StudyData, cached_analysis, cached_summary, select, signature
+
+CATEGORIES, METHODS, METRIC = "filter_categories", "filter_methods", "filter_metric"
+
+
+@dataclass
+class Filters:
+    categories: tuple[str, ...]
+    methods: tuple[str, ...]
+    metric: str | None
+
+    def points(self, study: StudyData) -> pd.DataFrame:
+        return select(study.points, self.categories, self.methods)
+
+    def summary(self, study: StudyData) -> pd.DataFrame:
+        return cached_summary(str(study.root), signature(study.root), self.categories, self.methods)
+
+    def analysis(self, study: StudyData, name: str, **options):
+        """A cached analysis (``data.ANALYSES``) of the filtered rows."""
+        return cached_analysis(
+            name, str(study.root), signature(study.root), self.categories, self.methods, **options
+        )
+
+
+def sidebar(study: StudyData) -> Filters:
+    """Draw the shared filters; empty category/method choices mean "all"."""
+    points = study.points
+    with st.sidebar:
+        st.caption(f"study: **{study.name}**")
+        categories = sorted(points["category"].dropna().unique()) if not points.empty else []
+        methods = sorted(points["method"].dropna().unique()) if not points.empty else []
+        chosen_categories = st.multiselect(
+            "Categories", categories, key=CATEGORIES, placeholder="all categories"
+        )
+        chosen_methods = st.multiselect("Methods", methods, key=METHODS, placeholder="all methods")
+        metrics = study.metrics
+        metric = None
+        if metrics:
+            default = headline_metric(points)
+            if st.session_state.get(METRIC) not in metrics:
+                st.session_state[METRIC] = default
+            metric = st.selectbox(
+                "Metric", metrics, key=METRIC, help="CLIP similarity or a human rating (human.*)"
+            )
+        if study.random_weights:
+            st.warning("random weights — numbers are not meaningful")
+    return Filters(tuple(chosen_categories), tuple(chosen_methods), metric)
+
+
+def context() -> tuple[StudyData, Filters]:
+    """The study and the filters chosen in the sidebar (main.py sets both before a page runs)."""
+    return st.session_state["study"], st.session_state["filters"]
+
+
+def download_csv(frame: pd.DataFrame, file_name: str, key: str) -> None:
+    """A download button for the table on screen."""
+    st.download_button(
+        "Download table (CSV)",
+        frame.to_csv(index=False).encode("utf-8"),
+        file_name=file_name,
+        mime="text/csv",
+        key=key,
+        icon=":material/download:",
+    )
+
+
+def download_png(data: bytes, file_name: str, key: str) -> None:
+    """A download button for a chart, rendered as PNG by the report's matplotlib code."""
+    st.download_button(
+        "Download chart (PNG)",
+        data,
+        file_name=file_name,
+        mime="image/png",
+        key=key,
+        icon=":material/image:",
+    )

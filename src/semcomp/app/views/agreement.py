@@ -1,0 +1,50 @@
+"""Agreement: CLIP similarity against human ratings, with rank correlations."""
+
+import plotly.express as px
+import streamlit as st
+
+from semcomp.analysis.agreement import MISSING_CLIP, MISSING_HUMAN
+from semcomp.app.filters import context, download_csv, download_png
+
+study, filters = context()
+st.title("Agreement of CLIP and human ratings")
+points = filters.points(study)
+if not study.human_metrics:
+    st.info(MISSING_HUMAN + " (Survey A/B aggregates are imported as `human.*` scores)")
+    st.stop()
+if not study.clip_metrics:
+    st.info(MISSING_CLIP)
+    st.stop()
+pick = st.columns(2)
+model_metric = pick[0].selectbox("Model metric", study.clip_metrics, key="agree_model")
+humans = study.human_metrics
+preferred = next((i for i, m in enumerate(humans) if m.startswith("human.A.median[")), 0)
+human_metric = pick[1].selectbox("Human metric", humans, index=preferred, key="agree_human")
+both = points.dropna(subset=[model_metric, human_metric])
+if both.empty:
+    st.info("no candidate has both scores (with these filters)")
+    st.stop()
+figure = px.scatter(
+    both,
+    x=model_metric,
+    y=human_metric,
+    color="method",
+    hover_data=["original", "operating_point", "rate_bytes"],
+    height=480,
+)
+st.plotly_chart(figure, key="agreement_chart")
+table = filters.analysis(study, "agreement", model_metric=model_metric, human_metric=human_metric)
+st.subheader("Rank correlations (95 % bootstrap CIs)")
+st.dataframe(table, hide_index=True)
+buttons = st.columns(2)
+with buttons[0]:
+    download_csv(table, "agreement.csv", "agreement_csv")
+with buttons[1]:
+    png = filters.analysis(
+        study,
+        "agreement_png",
+        model_metric=model_metric,
+        human_metric=human_metric,
+        correlations=table,
+    )
+    download_png(png, "agreement.png", "agreement_png")

@@ -1,0 +1,89 @@
+"""Overview: what the study holds, what failed, what is missing, and Table 1."""
+
+import pandas as pd
+import streamlit as st
+
+from semcomp.app.filters import context, download_csv
+
+study, filters = context()
+points = filters.points(study)
+st.title(study.name)
+st.caption(str(study.root))
+
+counts = study.counts
+columns = st.columns(5)
+for column, (label, table) in zip(
+    columns,
+    [
+        ("originals", "originals"),
+        ("encoded", "representations"),
+        ("candidates", "candidates"),
+        ("scores", "scores"),
+        ("failures", "failures"),
+    ],
+    strict=True,
+):
+    column.metric(label, f"{counts[table]:,}")
+
+missing = []
+if counts["originals"] == 0:
+    missing.append("no originals ingested yet — run `semcomp run STUDY`")
+if counts["candidates"] == 0:
+    missing.append("no candidates yet (nothing encoded and decoded)")
+if study.points.empty or not study.metrics:
+    missing.append("no similarity scores yet — the score stage has not run")
+if not study.human_metrics:
+    missing.append("no human ratings (human.* scores) yet — import MTurk results")
+for line in missing:
+    st.info(line)
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Originals by category")
+    if study.originals.empty:
+        st.write("none")
+    else:
+        st.dataframe(
+            study.originals.groupby("category").size().rename("originals").reset_index(),
+            hide_index=True,
+        )
+with right:
+    st.subheader("Methods")
+    if study.methods.empty:
+        st.write("none registered yet")
+    else:
+        per_method = (
+            study.points.groupby("method")
+            .agg(
+                operating_points=("operating_point", "nunique"),
+                candidates=("candidate_id", "size"),
+                mean_bytes=("rate_bytes", "mean"),
+            )
+            .reset_index()
+            if not study.points.empty
+            else pd.DataFrame(columns=["method"])
+        )
+        methods = study.methods[["name", "kind", "codec"]].merge(
+            per_method, left_on="name", right_on="method", how="left"
+        )
+        st.dataframe(methods.drop(columns=["method"]), hide_index=True)
+
+st.subheader("Table 1: mean size and semantic satisfaction")
+if points.empty:
+    st.info("no candidates match the filters")
+else:
+    table, _, note = filters.analysis(study, "table1")
+    st.caption(note)
+    st.dataframe(table, hide_index=True)
+    download_csv(table, "table1.csv", "table1_csv")
+
+st.subheader("Failures")
+if study.failures.empty:
+    st.write("none recorded")
+else:
+    st.dataframe(
+        study.failures.groupby(["stage", "reason"]).size().rename("items").reset_index(),
+        hide_index=True,
+    )
+    with st.expander(f"all {len(study.failures)} failures"):
+        st.dataframe(study.failures[["stage", "item", "reason", "retryable"]], hide_index=True)

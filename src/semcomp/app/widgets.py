@@ -1,0 +1,78 @@
+"""Pieces several pages draw: a grid of candidates with their images and numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from .data import StudyData
+
+COLUMNS = 4
+
+
+def show_original(study: StudyData, original_id: str) -> None:
+    row = study.originals[study.originals["id"] == original_id]
+    if row.empty:
+        st.write("original not found")
+        return
+    row = row.iloc[0]
+    st.image(
+        row["path"],
+        caption=f"original: {row['name']} ({row['category']}, {row['file_bytes']:,} bytes)",
+    )
+
+
+def _describe(candidate: pd.Series, metrics: list[str]) -> str:
+    lines = [f"**{candidate['method']}** · {candidate['operating_point']}"]
+    if pd.notna(candidate.get("rate_bytes")):
+        lines.append(f"{candidate['rate_bytes']:,.0f} bytes · {candidate['bpp']:.4g} bpp")
+    else:
+        lines.append("rate unknown")
+    caption = candidate.get("caption")
+    if isinstance(caption, str) and caption:
+        lines.append(f"“{caption}”")
+    for metric in metrics:
+        value = candidate.get(metric)
+        if pd.notna(value):
+            lines.append(f"{metric}: {value:.4f}")
+    return "  \n".join(lines)
+
+
+def candidate_grid(
+    study: StudyData, candidates: pd.DataFrame, metric: str | None, *, with_original: bool
+) -> None:
+    """Images (or a note for decoded embeddings) with method, rate, caption and scores."""
+    files = study.artifacts.set_index("candidate_id")
+    metrics = [metric] if metric else []
+    metrics += [m for m in study.metrics if m not in metrics]
+    cells = []
+    if with_original:
+        cells += [("original", original) for original in candidates["original_id"].unique()]
+    cells += [("candidate", row) for _, row in candidates.iterrows()]
+    for start in range(0, len(cells), COLUMNS):
+        for column, (kind, item) in zip(
+            st.columns(COLUMNS), cells[start : start + COLUMNS], strict=False
+        ):
+            with column:
+                if kind == "original":
+                    show_original(study, item)
+                    continue
+                artifact = (
+                    files.loc[item["candidate_id"]] if item["candidate_id"] in files.index else None
+                )
+                if (
+                    artifact is not None
+                    and str(artifact["media_type"]).startswith("image/")
+                    and Path(artifact["path"]).exists()
+                ):
+                    st.image(artifact["path"])
+                elif artifact is not None and "embedding" in str(artifact["media_type"]):
+                    st.markdown(
+                        ":material/memory: *decoded embedding — no image; scores compare "
+                        "it with the original's embedding*"
+                    )
+                else:
+                    st.markdown(":material/broken_image: *image file missing*")
+                st.markdown(_describe(item, metrics))

@@ -1,0 +1,169 @@
+"""The Streamlit app on a study with every kind of method, a partial study and an empty one."""
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from helpers import write_study
+from semcomp.app import MAIN_SCRIPT, PAGES, PQVAE_RESULTS_ENV, STUDY_ENV
+from semcomp.study import Study
+
+TIMEOUT = 120
+
+
+def app_on(study: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv(STUDY_ENV, str(study))
+    return AppTest.from_file(str(MAIN_SCRIPT), default_timeout=TIMEOUT)
+
+
+def open_page(app: AppTest, script: str) -> AppTest:
+    app.switch_page(f"views/{script}")
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def texts(app: AppTest, kind: str) -> str:
+    return "\n".join(str(element.value) for element in app.get(kind))
+
+
+def fingerprint(root: Path) -> dict[str, str]:
+    """Every file of the study except SQLite's WAL index, by content hash."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not path.name.endswith("-shm")
+    }
+
+
+def test_every_page_on_a_study_with_every_kind_of_method(all_methods_study, monkeypatch):
+    before = fingerprint(all_methods_study)
+    app = app_on(all_methods_study, monkeypatch)
+    open_page(app, "overview.py")
+    assert "no human ratings" not in texts(app, "info")
+    tables = [element.value for element in app.dataframe]
+    table1 = next(t for t in tables if "satisfaction_mean" in t.columns)
+    assert {"jpeg", "blip", "human-captions", "external-gr", "pqvae-demo"} <= set(table1.method)
+    assert [b.proto.label for b in app.get("download_button")] == ["Download table (CSV)"]
+
+    open_page(app, "rate_distortion.py")
+    assert len(app.get("plotly_chart")) == 1
+    labels = [b.proto.label for b in app.get("download_button")]
+    assert labels == ["Download table (CSV)", "Download chart (PNG)"]
+    app.checkbox(key="rd_iso").check()
+    app.checkbox(key="rd_pareto").check()
+    app.radio(key="rd_view").set_value("per-image points")
+    app.radio(key="rd_rate").set_value("bpp").run()
+    assert not app.exception
+    assert any("Iso-satisfaction" in s.value for s in app.subheader)
+
+    open_page(app, "explorer.py")
+    assert app.get("image"), "the explorer shows the original and its candidates"
+    markdown = texts(app, "markdown")
+    assert "decoded embedding" in markdown and "bytes" in markdown
+
+    open_page(app, "agreement.py")
+    agreement = app.dataframe[0].value
+    assert "all methods" in set(agreement.method) and agreement.spearman.notna().any()
+    assert len(app.get("plotly_chart")) == 1
+
+    open_page(app, "embedding_codecs.py")
+    assert "no PQVAE evaluation files" in texts(app, "info")
+    assert fingerprint(all_methods_study) == before, "the app wrote to the study"
+
+
+def test_filters_are_shared_and_pages_do_not_query_again(all_methods_study, monkeypatch):
+    from semcomp import store
+
+    opened = []
+    original_init = store.Store.__init__
+
+    def counting_init(self, *args, **kwargs):
+        opened.append(kwargs.get("read_only"))
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(store.Store, "__init__", counting_init)
+    app = app_on(all_methods_study, monkeypatch)
+    app.run()  # a fresh cache may or may not hold this study: count from here
+    app.multiselect(key="filter_methods").select("jpeg").run()
+    opened.clear()
+    for script, *_ in PAGES:
+        open_page(app, script)
+        assert app.multiselect(key="filter_methods").value == ["jpeg"]
+    assert opened == [], "switching pages re-read the study"
+    assert all(flag is True for flag in opened)
+
+
+def test_embedding_codec_results_from_pqvae_files(all_methods_study, monkeypatch, tmp_path):
+    results = tmp_path / "results.csv"
+    pd.DataFrame(
+        {
+            "method": ["pqvae-shared (d_sub=16, K=4)", "pqvae-shared (d_sub=16, K=8)"],
+            "bpd": [0.52, 0.78],
+            "top1": [0.8, 0.83],
+            "raw_top1": [0.9, 0.9],
+        }
+    ).to_csv(results, index=False)
+    monkeypatch.setenv(PQVAE_RESULTS_ENV, str(results))
+    app = open_page(app_on(all_methods_study, monkeypatch), "embedding_codecs.py")
+    assert len(app.get("plotly_chart")) == 1
+    assert len(app.dataframe[0].value) == 2
+
+
+@pytest.fixture
+def partial_study(tmp_path, image_folder, tiny_clip):
+    """JPEGs encoded and decoded, nothing scored, no human ratings."""
+    root = write_study(tmp_path / "partial", image_folder, tiny_clip)
+    with Study.open(root) as study:
+        study.run(progress=False, stages=["ingest", "encode", "decode"])
+    return root
+
+
+@pytest.mark.parametrize("script", [script for script, *_ in PAGES])
+def test_pages_of_a_partial_study_say_what_is_missing(partial_study, monkeypatch, script):
+    app = open_page(app_on(partial_study, monkeypatch), script)
+    messages = texts(app, "info")
+    if script == "overview.py":
+        assert "no similarity scores yet" in messages and "no human ratings" in messages
+    elif script == "rate_distortion.py":
+        assert "no similarity scores to plot yet" in messages
+    elif script == "explorer.py":
+        assert app.get("image")
+    elif script == "agreement.py":
+        assert "no human ratings" in messages
+    else:
+        assert "no PQVAE evaluation files" in messages
+
+
+@pytest.mark.parametrize("script", [script for script, *_ in PAGES])
+def test_pages_of_an_empty_study_say_so(tmp_path, image_folder, tiny_clip, monkeypatch, script):
+    root = write_study(tmp_path / "empty", image_folder, tiny_clip)
+    app = open_page(app_on(root, monkeypatch), script)
+    assert "no results yet" in texts(app, "info")  # no study.db at all
+    Study.open(root).close()  # an empty store
+    app = open_page(app_on(root, monkeypatch), script)
+    assert texts(app, "info"), "an empty study gets a message"
+
+
+def test_a_study_being_written_is_read_consistently_and_freshly(partial_study):
+    from semcomp.app.data import SnapshotStore, load_study, signature
+    from semcomp.store import Store
+
+    quiet = SnapshotStore(partial_study)
+    assert "immutable=1" in quiet._read_only_uri()  # nothing writing: no side files
+    quiet.close()
+    assert not (partial_study / "study.db-wal").exists()
+    with Store(partial_study) as writer:  # a run in progress holds the WAL open
+        reader = SnapshotStore(partial_study)
+        assert "immutable" not in reader._read_only_uri()
+        with pytest.raises(Exception, match="readonly"):
+            reader.conn.execute("DELETE FROM failures")
+        reader.close()
+        first = load_study(str(partial_study), signature(partial_study))
+        with writer.transaction():
+            writer.record_failure("score", "x", "a new failure", retryable=False, run_id=None)
+        second = load_study(str(partial_study), signature(partial_study))
+    assert second.counts["failures"] == first.counts["failures"] + 1
