@@ -110,8 +110,11 @@ def report(
     study: Path = STUDY_ARGUMENT,
     out: Path = typer.Option(None, help="Output folder (default: STUDY/report)."),
     rate: str = typer.Option("bpp", help="Rate axis of the figure: bytes, bits or bpp."),
+    pqvae_results: list[Path] = typer.Option(
+        None, help="PQVAE eval/sweep result files or folders (besides STUDY/pqvae/)."
+    ),
 ) -> None:
-    """Write rd.csv, summary.csv, per-method JSON and the rate–similarity figure."""
+    """Write rd.csv, summary.csv, per-method JSON, Table 1, comparisons and their figures."""
     from semcomp.analysis.figures import RATE_AXES
     from semcomp.analysis.report import write_report
     from semcomp.study import Study
@@ -119,10 +122,12 @@ def report(
     if rate not in RATE_AXES:
         raise SemcompError(f"--rate must be one of {', '.join(RATE_AXES)}, not {rate!r}")
     with Study.open(study, read_only=True) as opened:
-        files = write_report(opened, out, rate=rate)
+        files = write_report(opened, out, rate=rate, pqvae_results=pqvae_results or ())
     typer.echo(f"report of {files.rows} candidates in {files.folder}")
-    for path in [files.rd_csv, files.summary_csv, *files.method_json, *files.figures]:
+    for path in [files.rd_csv, files.summary_csv, *files.method_json, *files.figures, *files.extra]:
         typer.echo(f"  {path}")
+    for note in files.notes:
+        typer.echo(f"note: {note}")
 
 
 @app.command()
@@ -150,6 +155,45 @@ def demo(
     if outcome.random_weights:
         typer.echo("  note:    random weights — numbers are not meaningful")
     typer.echo(f"done in {time.perf_counter() - started:.1f} s")
+
+
+@app.command("app")
+def app_command(
+    study: Path = STUDY_ARGUMENT,
+    port: int = typer.Option(8501, help="Port on 127.0.0.1."),
+    browser: bool = typer.Option(True, help="Open a browser tab (--no-browser: serve only)."),
+    pqvae_results: list[Path] = typer.Option(
+        None, help="PQVAE eval/sweep result files or folders (besides STUDY/pqvae/)."
+    ),
+) -> None:
+    """Explore a study's results in the browser (Streamlit, localhost only, read-only)."""
+    import os
+    import subprocess
+
+    from semcomp.app import MAIN_SCRIPT, PQVAE_RESULTS_ENV, STUDY_ENV
+    from semcomp.config import STUDY_FILE
+
+    root = study.resolve()
+    if not (root / STUDY_FILE).exists() and not (root / "study.db").exists():
+        raise SemcompError(f"{study} is not a study folder (no {STUDY_FILE}, no study.db)")
+    env = dict(os.environ)
+    env[STUDY_ENV] = str(root)
+    env[PQVAE_RESULTS_ENV] = os.pathsep.join(str(p.resolve()) for p in pqvae_results or [])
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(MAIN_SCRIPT),
+        "--server.address", "127.0.0.1",
+        "--server.port", str(port),
+        "--server.headless", "false" if browser else "true",
+        "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+        "--global.developmentMode", "false",
+        "--client.toolbarMode", "minimal",
+    ]  # fmt: skip
+    typer.echo(f"semcomp app: http://127.0.0.1:{port} (Ctrl-C to stop)")
+    try:
+        raise SystemExit(subprocess.call(command, env=env))
+    except KeyboardInterrupt:
+        raise SystemExit(0) from None
 
 
 @models_app.command("fetch")

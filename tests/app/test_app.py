@@ -167,3 +167,12 @@ def test_a_study_being_written_is_read_consistently_and_freshly(partial_study):
             writer.record_failure("score", "x", "a new failure", retryable=False, run_id=None)
         second = load_study(str(partial_study), signature(partial_study))
     assert second.counts["failures"] == first.counts["failures"] + 1
+
+
+def test_semcomp_app_refuses_a_folder_that_is_not_a_study(tmp_path, capsys):
+    from semcomp.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["app", str(tmp_path), "--no-browser"])
+    assert stopped.value.code == 1
+    assert "is not a study folder" in capsys.readouterr().err
