@@ -160,3 +160,26 @@ def test_report_writes_every_comparison_for_a_study_with_every_method(all_method
     assert agree.loc[agree.method == ALL, "spearman"].iloc[0] > 0.5
     with Store(all_methods_study, read_only=True) as store:
         assert store.count("scores") > 0
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"rate": "bytes", "colour_by": "method", "aggregated": True},
+        {"rate": "bpp", "colour_by": "category", "aggregated": False, "pareto": True},
+        {"rate": "bits", "iso_level": 8.5, "pareto": True, "random_weights": True},
+    ],
+)
+def test_rd_chart_draws_every_option_as_png(options):
+    from semcomp.analysis.figures import png_bytes, rd_chart
+
+    points = synthetic_points()
+    figure = rd_chart(points, summarise(points), SAT, **options)
+    axis = figure.axes[0]
+    assert axis.get_xscale() == "log" and axis.get_ylabel() == SAT
+    labels = axis.get_legend_handles_labels()[1]
+    if options.get("pareto"):
+        assert "Pareto front" in labels
+    if options.get("iso_level"):
+        assert "iso-satisfaction 8.5" in labels
+    assert png_bytes(figure).startswith(b"\x89PNG")

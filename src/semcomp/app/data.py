@@ -210,27 +210,11 @@ def _iso(points: pd.DataFrame, metric: str, level: float, rate: str) -> tuple:
     return iso_satisfaction(points, metric, level, rate)
 
 
-def _rd_png(points: pd.DataFrame, **options) -> bytes:
-    from semcomp.analysis.figures import png_bytes, rd_chart
-
-    return png_bytes(rd_chart(points, summarise(points), **options))
-
-
-def _agreement_png(
-    points: pd.DataFrame, model_metric: str, human_metric: str, correlations: pd.DataFrame
-) -> bytes:
-    from semcomp.analysis.figures import agreement_figure, png_bytes
-
-    return png_bytes(agreement_figure(points, model_metric, human_metric, correlations))
-
-
 #: analyses of the filtered rows the pages cache (one table of names)
 ANALYSES = {
     "table1": _table1,
     "agreement": _agreement,
     "iso": _iso,
-    "rd_png": _rd_png,
-    "agreement_png": _agreement_png,
 }
 
 

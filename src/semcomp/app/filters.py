@@ -6,12 +6,17 @@ holds on the others.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
 
 from semcomp.analysis.report import headline_metric
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 from .data import StudyData, cached_analysis, cached_summary, select, signature
 
@@ -79,11 +84,13 @@ def download_csv(frame: pd.DataFrame, file_name: str, key: str) -> None:
     )
 
 
-def download_png(data: bytes, file_name: str, key: str) -> None:
-    """A download button for a chart, rendered as PNG by the report's matplotlib code."""
+def download_png(draw: Callable[[], Figure], file_name: str, key: str) -> None:
+    """A download button for a chart, drawn by the report's matplotlib code when clicked."""
+    from semcomp.analysis.figures import png_bytes
+
     st.download_button(
         "Download chart (PNG)",
-        data,
+        lambda: png_bytes(draw()),
         file_name=file_name,
         mime="image/png",
         key=key,

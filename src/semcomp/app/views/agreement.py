@@ -4,6 +4,7 @@ import plotly.express as px
 import streamlit as st
 
 from semcomp.analysis.agreement import MISSING_CLIP, MISSING_HUMAN
+from semcomp.analysis.figures import agreement_figure
 from semcomp.app.filters import context, download_csv, download_png
 
 study, filters = context()
@@ -40,11 +41,8 @@ buttons = st.columns(2)
 with buttons[0]:
     download_csv(table, "agreement.csv", "agreement_csv")
 with buttons[1]:
-    png = filters.analysis(
-        study,
+    download_png(
+        lambda: agreement_figure(both, model_metric, human_metric, table),
+        "agreement.png",
         "agreement_png",
-        model_metric=model_metric,
-        human_metric=human_metric,
-        correlations=table,
     )
-    download_png(png, "agreement.png", "agreement_png")

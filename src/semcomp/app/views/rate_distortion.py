@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from semcomp.analysis.curves import bd_rate, default_iso_level, pareto_front
-from semcomp.analysis.figures import RATE_AXES
+from semcomp.analysis.figures import RATE_AXES, rd_chart
 from semcomp.app.filters import context, download_csv, download_png
 from semcomp.app.widgets import candidate_grid
 from semcomp.errors import AnalysisError
@@ -68,10 +68,15 @@ if show_iso:
 
 summary = filters.summary(study)
 summary = summary[summary["method"].isin(usable["method"].unique())]
-colours = {key: PALETTE[i % len(PALETTE)] for i, key in enumerate(sorted(usable[colour_by]))}
+colours = {
+    key: PALETTE[i % len(PALETTE)] for i, key in enumerate(sorted(usable[colour_by].unique()))
+}
 figure = go.Figure()
 for key, rows in usable.groupby(colour_by):
-    captions = rows["caption"].fillna("").str.slice(0, 80) if "caption" in rows else ""
+    hover = rows[["candidate_id", "original", "method", "operating_point", "rate_bytes"]].copy()
+    hover.insert(
+        4, "caption", rows["caption"].fillna("").str.slice(0, 80) if "caption" in rows else ""
+    )
     figure.add_trace(
         go.Scattergl(
             x=rows[point_rate],
@@ -81,17 +86,7 @@ for key, rows in usable.groupby(colour_by):
             legendgroup=str(key),
             showlegend=not aggregated,
             marker={"color": colours[key], "size": 6, "opacity": 0.25 if aggregated else 0.75},
-            customdata=list(
-                zip(
-                    rows["candidate_id"],
-                    rows["original"],
-                    rows["method"],
-                    rows["operating_point"],
-                    captions,
-                    rows["rate_bytes"],
-                    strict=True,
-                )
-            ),
+            customdata=hover.to_numpy(),
             hovertemplate="<b>%{customdata[1]}</b> · %{customdata[2]} · %{customdata[3]}<br>"
             "%{customdata[4]}<br>%{customdata[5]:,.0f} bytes · x %{x:.4g} · y %{y:.4f}"
             "<extra></extra>",
@@ -189,19 +184,22 @@ buttons = st.columns(2)
 with buttons[0]:
     download_csv(table, f"rd_{rate}.csv", "rd_csv")
 with buttons[1]:
-    png = filters.analysis(
-        study,
+    download_png(
+        lambda: rd_chart(
+            usable,
+            summary,
+            metric,
+            rate=rate,
+            colour_by=colour_by,
+            aggregated=aggregated,
+            iso_level=level,
+            pareto=show_pareto,
+            title=study.name,
+            random_weights=study.random_weights,
+        ),
+        f"rd_{rate}.png",
         "rd_png",
-        metric=metric,
-        rate=rate,
-        colour_by=colour_by,
-        aggregated=aggregated,
-        iso_level=level,
-        pareto=show_pareto,
-        title=study.name,
-        random_weights=study.random_weights,
     )
-    download_png(png, f"rd_{rate}.png", "rd_png")
 
 selected = event.selection.points if event and event.selection else []
 if selected:

@@ -1,0 +1,197 @@
+"""Rendering the app's rate–distortion page on a study with 50,000 score rows.
+
+    python benchmarks/app_render.py [--originals 500]
+
+A synthetic store (500 originals × 25 candidates: JPEG and WebP at 10 qualities,
+human captions with 4 diffusion replicates, external reconstructions; 4 metrics:
+two CLIP and two human) is written directly, then the page is rendered with
+Streamlit's AppTest: cold (empty caches: read the store, summarise with bootstrap
+CIs, draw) and warm (same page again; then back from another page).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from common import machine, timed
+
+QUALITIES = [5, 10, 20, 30, 40, 50, 60, 70, 80, 90]
+METRICS = {
+    "clip_cos[bench]": "cos",
+    "clip_(cos+1)/2[bench]": "(cos+1)/2",
+    "human.A.median[similarity]": "human.A.median",
+    "human.A.mean[similarity]": "human.A.mean",
+}
+
+
+def build_study(root: Path, originals: int) -> int:
+    """Write study.toml and a store with ``originals`` × 25 candidates × 4 scores."""
+    from semcomp.config import load_config
+    from semcomp.store import Store, content_key, utc_now
+
+    root.mkdir(parents=True)
+    (root / "images").mkdir()
+    (root / "external").mkdir()
+    (root / "captions.csv").write_text("image,caption\n")
+    qualities = ", ".join(map(str, QUALITIES))
+    (root / "study.toml").write_text(
+        f'name = "bench-50k"\n[images]\nsource = "images"\n\n'
+        f'[[methods]]\nname = "jpeg"\ncodec = "jpeg"\nquality = [{qualities}]\n\n'
+        f'[[methods]]\nname = "webp"\ncodec = "webp"\nquality = [{qualities}]\n\n'
+        '[[methods]]\nname = "human-sd"\ncaptioner = "human"\n'
+        'captioner_params = { csv = "captions.csv" }\nreplicates = 4\n\n'
+        '[[methods]]\nname = "dalle"\nfolder = "external"\n'
+    )
+    config = load_config(root)
+    rng = np.random.default_rng(0)
+    now = utc_now()
+    with Store(root) as store, store.transaction():
+        store.upsert(
+            "artifacts",
+            {
+                "hash": "0" * 64,
+                "relpath": "none.png",
+                "bytes": 0,
+                "media_type": "image/png",
+                "created_at": now,
+            },
+            key=("hash",),
+        )
+        for method in config.methods:
+            store.upsert(
+                "methods",
+                {
+                    "id": method.method_id,
+                    "name": method.name,
+                    "kind": method.kind,
+                    "codec": method.payload_codec,
+                    "params": "{}",
+                    "created_at": now,
+                },
+                key=("id",),
+            )
+        for name, formula in METRICS.items():
+            store.upsert(
+                "metrics",
+                {"name": name, "embedder_id": None, "formula": formula, "description": name},
+                key=("name",),
+            )
+        originals_rows, sources, representations, candidates, scores = [], [], [], [], []
+        for index in range(originals):
+            original = content_key("original", index)
+            category = f"category_{index % 5}"
+            originals_rows.append(
+                (
+                    original,
+                    f"img{index:04d}",
+                    category,
+                    f"images/{index}.png",
+                    640,
+                    480,
+                    307200,
+                    200_000,
+                    "PNG",
+                    "RGB",
+                    1,
+                    "0" * 64,
+                    now,
+                )
+            )
+            sources.append((f"images/{index}.png", 1, 1, category, f"img{index:04d}", original))
+            for method in config.methods:
+                replicates = getattr(method, "replicates", 1)
+                for point_index, point in enumerate(method.operating_point_labels()):
+                    representation = content_key(original, method.method_id, point)
+                    rate_bits = (
+                        8 * int(rng.integers(40, 200))
+                        if method.kind != "pixel"
+                        else int(8 * 2000 * (1.3**point_index) * rng.uniform(0.8, 1.2))
+                    )
+                    representations.append(
+                        (
+                            representation,
+                            original,
+                            method.method_id,
+                            point,
+                            0,
+                            "0" * 64,
+                            rate_bits,
+                            '{"caption": "a photo of something"}',
+                            now,
+                        )
+                    )
+                    for replicate in range(replicates):
+                        candidate = content_key(representation, replicate)
+                        candidates.append(
+                            (candidate, representation, replicate, None, "0" * 64, "{}", now)
+                        )
+                        cos = float(np.clip(0.5 + 0.04 * point_index + rng.normal(0, 0.1), -1, 1))
+                        rating = float(np.clip(round(1 + 9 * (cos + 1) / 2 + rng.normal()), 1, 10))
+                        for name, value in zip(
+                            METRICS,
+                            (cos, (cos + 1) / 2, rating, rating + rng.normal(0, 0.3)),
+                            strict=True,
+                        ):
+                            scores.append((candidate, name, value, None, now))
+        conn = store.conn
+        conn.executemany(
+            "INSERT INTO originals (id, name, category, source_path, width, height, pixels, "
+            "file_bytes, format, source_mode, frames, artifact_hash, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            originals_rows,
+        )
+        conn.executemany("INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?)", sources)
+        conn.executemany(
+            "INSERT INTO representations VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)", representations
+        )
+        conn.executemany("INSERT INTO candidates VALUES (?, ?, ?, ?, ?, ?, NULL, ?)", candidates)
+        conn.executemany("INSERT INTO scores VALUES (?, ?, ?, ?, ?)", scores)
+    return len(scores)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--originals", type=int, default=500)
+    args = parser.parse_args()
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from semcomp.app import MAIN_SCRIPT, STUDY_ENV
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "study"
+        build_s, rows = timed(lambda: build_study(root, args.originals))
+        os.environ[STUDY_ENV] = str(root)
+        st.cache_data.clear()
+        app = AppTest.from_file(str(MAIN_SCRIPT), default_timeout=600)
+        app.switch_page("views/rate_distortion.py")
+        cold_s, _ = timed(app.run)
+        assert not app.exception, app.exception
+        charts = len(app.get("plotly_chart"))
+        warm_s, _ = timed(app.run)
+        app.switch_page("views/overview.py")
+        overview_s, _ = timed(app.run)
+        app.switch_page("views/rate_distortion.py")
+        back_s, _ = timed(app.run)
+        app.radio(key="rd_view").set_value("per-image points")
+        points_s, _ = timed(app.run)
+    print(f"machine: {machine()}")
+    print(
+        f"score rows: {rows:,} ({args.originals} originals x 25 candidates x 4 metrics); "
+        f"built in {build_s:.1f} s"
+    )
+    print(f"rate–distortion page, cold (read + summarise + draw): {cold_s:7.2f} s ({charts} chart)")
+    print(f"rate–distortion page, warm (same page again):         {warm_s:7.2f} s")
+    print(f"overview page, first visit (Table 1 computed):        {overview_s:7.2f} s")
+    print(f"rate–distortion page, back from overview (warm):      {back_s:7.2f} s")
+    print(f"rate–distortion page, per-image points (warm data):   {points_s:7.2f} s")
+    print(f"cold / warm: {cold_s / warm_s:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
