@@ -66,7 +66,10 @@ def test_bd_rate_of_a_curve_against_itself_shifted():
     cheaper[["rate_bytes_mean", "bpp_mean"]] /= 2
     both = pd.concat([summary, cheaper])
     assert bd_rate(both, "jpeg", "half", SAT, "bytes") == pytest.approx(-50, abs=0.5)
-    with pytest.raises(AnalysisError, match=r"at least 4 operating points.*'caption' has 1"):
+    wasteful = cheaper.iloc[[0]].assign(rate_bytes_mean=10_000, operating_point="waste")
+    with_waste = pd.concat([both, wasteful])  # costs most, scores least: never chosen
+    assert bd_rate(with_waste, "jpeg", "half", SAT, "bytes") == pytest.approx(-50, abs=0.5)
+    with pytest.raises(AnalysisError, match=r"4 efficient operating points.*'caption' has 1"):
         bd_rate(both, "jpeg", "caption", SAT, "bytes")
     apart = cheaper.assign(**{f"{SAT} mean": cheaper[f"{SAT} mean"] + 20})
     with pytest.raises(AnalysisError, match="do not overlap"):

@@ -113,11 +113,11 @@ def pareto_front(frame: pd.DataFrame, rate_col: str, metric: str) -> pd.DataFram
         [rate_col, metric], ascending=[True, False]
     )
     keep, best = [], -np.inf
-    for index, score in zip(usable.index, usable[metric], strict=True):
+    for position, score in enumerate(usable[metric]):
         if score > best:
-            keep.append(index)
+            keep.append(position)
             best = score
-    return usable.loc[keep]
+    return usable.iloc[keep]
 
 
 def bd_rate(
@@ -132,8 +132,11 @@ def bd_rate(
 ) -> float:
     """Bjøntegaard-delta rate (%) of method ``test`` against ``anchor`` on ``metric``.
 
-    Uses the ``bjontegaard`` package on each method's operating points
-    (``summary`` from :func:`semcomp.analysis.rd.summarise`); negative means
+    Uses the ``bjontegaard`` package on each method's efficient operating points
+    (``summary`` from :func:`semcomp.analysis.rd.summarise`): the method's own
+    Pareto front, since a setting that costs more for less similarity is one
+    nobody would choose and BD-rate's interpolation needs similarity strictly
+    rising with rate. Negative means
     ``test`` needs fewer bits for the same similarity. Raises
     :class:`AnalysisError` when a curve has too few points, is not monotone
     enough to invert, or the curves do not overlap in similarity.
@@ -147,11 +150,12 @@ def bd_rate(
     curves = {}
     for method in (anchor, test):
         rows = summary[summary["method"] == method].dropna(subset=[rate_col, score_col])
-        rows = rows[rows[rate_col] > 0].sort_values(rate_col)
+        rows = pareto_front(rows[rows[rate_col] > 0], rate_col, score_col)
         if len(rows) < BD_MIN_POINTS:
             raise AnalysisError(
-                f"BD-rate needs at least {BD_MIN_POINTS} operating points per method; "
-                f"{method!r} has {len(rows)} with a rate and a {metric} score"
+                f"BD-rate needs at least {BD_MIN_POINTS} efficient operating points per method "
+                f"(similarity rising with rate); {method!r} has {len(rows)} with a rate and a "
+                f"{metric} score"
             )
         curves[method] = rows
     low = max(curves[m][score_col].min() for m in curves)

@@ -240,7 +240,7 @@ def table1_figure(table: pd.DataFrame, satisfaction_metric: str | None) -> Figur
             axis.set_axis_off()
         return figure
     labels = [
-        f"{m}\n{p}" if (table["method"] == m).sum() > 1 else str(m)
+        f"{m} · {p}" if (table["method"] == m).sum() > 1 else str(m)
         for m, p in zip(table["method"], table["operating_point"], strict=True)
     ]
     positions = np.arange(len(table))
@@ -248,7 +248,9 @@ def table1_figure(table: pd.DataFrame, satisfaction_metric: str | None) -> Figur
     def bars(axis, mean, low, high, label):
         error = np.vstack([(mean - low).clip(lower=0), (high - mean).clip(lower=0)])
         axis.bar(positions, mean, yerr=np.nan_to_num(error), capsize=2, color="C0")
-        axis.set_xticks(positions, labels, rotation=60, ha="right", fontsize="x-small")
+        axis.set_xticks(
+            positions, labels, rotation=60, ha="right", rotation_mode="anchor", fontsize="x-small"
+        )
         axis.set_ylabel(label, fontsize="small")
         axis.grid(True, axis="y", alpha=0.3)
 
