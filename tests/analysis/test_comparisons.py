@@ -186,3 +186,20 @@ def test_rd_chart_draws_every_option_as_png(options):
     if options.get("iso_level"):
         assert "iso-satisfaction 8.5" in labels
     assert png_bytes(figure).startswith(b"\x89PNG")
+
+
+def test_report_of_a_study_without_scores_says_what_is_missing(tmp_path, image_folder, tiny_clip):
+    from helpers import write_study
+    from semcomp.analysis.report import write_report
+    from semcomp.study import Study
+
+    root = write_study(tmp_path / "partial", image_folder, tiny_clip)
+    with Study.open(root) as study:
+        study.run(progress=False, stages=["ingest", "encode", "decode"])
+    with Study.open(root, read_only=True) as study:
+        files = write_report(study)
+    notes = "\n".join(files.notes)
+    assert "no human ratings" in notes and "no similarity scores yet" in notes
+    assert "agreement" in notes
+    assert (files.folder / "table1.png").exists()
+    assert len(pd.read_csv(files.folder / "table1.csv")) == 2  # jpeg at two qualities

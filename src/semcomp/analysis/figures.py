@@ -261,7 +261,8 @@ def table1_figure(table: pd.DataFrame, satisfaction_metric: str | None) -> Figur
         table["size_ci_high"],
         "mean size (bytes)",
     )
-    size_axis.set_yscale("log")
+    if (table["size_bytes_mean"] > 0).any():  # external methods without captions: no rate
+        size_axis.set_yscale("log")
     if satisfaction_metric:
         bars(
             score_axis,
