@@ -159,7 +159,8 @@ def dimension_summary(store: Store, survey: str = "B", by: str = "method") -> pd
         index=keys, columns="question", values="value", aggfunc=["mean", "std"], dropna=False
     )
     stats.columns = [f"{question} {stat}" for stat, question in stats.columns]
-    order = list(dict.fromkeys(ratings["question"]))
+    asked = set(ratings["question"])
+    order = [q.id for q in survey_definitions(store)[survey].questions if q.id in asked]
     ordered = [f"{q} {s}" for q in order for s in ("mean", "std")]
     counts = ratings.groupby(keys)["assignment_id"].nunique().rename("n")
     return stats[ordered].join(counts).reset_index()
@@ -241,23 +242,37 @@ def answer_items(
 
 
 def top_answers(
-    store: Store, survey: str = "C", *, top: int = 3, synonyms: dict[str, str] | None = None
+    store: Store,
+    survey: str = "C",
+    *,
+    top: int = 3,
+    synonyms: dict[str, str] | None = None,
+    by: str = "method",
 ) -> pd.DataFrame:
-    """The ``top`` most frequent normalised answers per method and question (ties broken
-    alphabetically), with their count and share of that method's answers."""
+    """The ``top`` most frequent normalised answers per method (or ``by="operating_point"``,
+    ``"category"``) and question (ties broken alphabetically), with their count and share of
+    that group's answers."""
     items = answer_items(store, survey, synonyms)
-    columns = ["method", "question", "rank", "answer", "count", "share"]
+    _check_group(by)
+    columns = [by, "question", "rank", "answer", "count", "share"]
     if items.empty:
         return pd.DataFrame(columns=columns)
-    counts = items.groupby(["method", "question", "answer"]).size().rename("count").reset_index()
-    totals = items.groupby(["method", "question"]).size().rename("total")
-    counts = counts.join(totals, on=["method", "question"])
+    items[by] = items[by].fillna("")
+    keys = [by, "question"]
+    counts = items.groupby([*keys, "answer"]).size().rename("count").reset_index()
+    counts = counts.join(items.groupby(keys).size().rename("total"), on=keys)
     counts["share"] = counts["count"] / counts["total"]
-    counts = counts.sort_values(
-        ["method", "question", "count", "answer"], ascending=[True, True, False, True]
-    )
-    counts["rank"] = counts.groupby(["method", "question"]).cumcount() + 1
+    counts = counts.sort_values([*keys, "count", "answer"], ascending=[True, True, False, True])
+    counts["rank"] = counts.groupby(keys).cumcount() + 1
     return counts[counts["rank"] <= top][columns].reset_index(drop=True)
+
+
+GROUPS = ("method", "operating_point", "category")
+
+
+def _check_group(by: str) -> None:
+    if by not in GROUPS:
+        raise ConfigError(f"by must be one of {', '.join(GROUPS)}, not {by!r}")
 
 
 def answer_overlap(
@@ -266,33 +281,31 @@ def answer_overlap(
     *,
     top: int | None = None,
     synonyms: dict[str, str] | None = None,
+    by: str = "method",
 ) -> pd.DataFrame:
-    """Per question and pair of methods: the distinct normalised answers both gave, as a
-    percentage of the distinct answers either gave (|A ∩ B| / |A ∪ B| × 100). With ``top``,
-    only each method's ``top`` most frequent answers count (the paper compares its top 3)."""
-    columns = ["question", "method_a", "method_b", "shared", "distinct", "overlap_percent"]
+    """Per question and pair of methods (or of ``by`` groups): the distinct normalised answers
+    both gave, as a percentage of the distinct answers either gave (|A ∩ B| / |A ∪ B| × 100).
+    With ``top``, only each group's ``top`` most frequent answers count (the paper compares
+    its top 3)."""
+    _check_group(by)
+    columns = ["question", f"{by}_a", f"{by}_b", "shared", "distinct", "overlap_percent"]
     if top is not None:
-        answers = top_answers(store, survey, top=top, synonyms=synonyms)
+        answers = top_answers(store, survey, top=top, synonyms=synonyms, by=by)
     else:
         answers = answer_items(store, survey, synonyms)
     if answers.empty:
         return pd.DataFrame(columns=columns)
+    answers[by] = answers[by].fillna("")
     rows = []
     for question, group in answers.groupby("question"):
-        sets = {m: set(g["answer"]) for m, g in group.groupby("method")}
+        sets = {name: set(g["answer"]) for name, g in group.groupby(by)}
         for first, second in combinations(sorted(sets), 2):
             union = sets[first] | sets[second]
             shared = sets[first] & sets[second]
             rows.append(
-                [
-                    question,
-                    first,
-                    second,
-                    len(shared),
-                    len(union),
-                    100.0 * len(shared) / len(union) if union else np.nan,
-                ]
-            )
+                [question, first, second, len(shared), len(union),
+                 100.0 * len(shared) / len(union) if union else np.nan]
+            )  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
 
 
