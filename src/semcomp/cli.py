@@ -367,14 +367,14 @@ def ratings_import(
     include_rejected: bool = typer.Option(False, help="Keep rejected assignments."),
 ) -> None:
     """Import ratings with quality control; prints the import summary."""
-    from semcomp.store import Store
+    from semcomp.study import Study
     from semcomp.surveys.definitions import load_survey
     from semcomp.surveys.importer import import_ratings
 
     definition = load_survey(survey)
-    with Store(study) as store:
+    with Study.open(study) as opened:
         summary = import_ratings(
-            store,
+            opened.store,
             results,
             definition,
             mapping=mapping,
@@ -393,10 +393,11 @@ def ratings_summary(
     synonyms: Path = typer.Option(None, help="Synonym map TOML for free answers (Survey C)."),
 ) -> None:
     """Per-method tables (mean of medians with 95 % CI; B dimensions; C top answers), alpha."""
-    from semcomp.store import Store
+    from semcomp.study import Study
     from semcomp.surveys import aggregate
 
-    with Store(study, read_only=True) as store:
+    with Study.open(study, read_only=True) as opened:
+        store = opened.store
         definitions = aggregate.survey_definitions(store)
         if survey not in definitions:
             known = ", ".join(definitions) or "none"
@@ -440,14 +441,14 @@ def survey_make(
     method: list[str] = typer.Option(None, help="Only candidates of this method (repeatable)."),
 ) -> None:
     """Write an MTurk HIT input CSV, an HTML template and the images to upload."""
-    from semcomp.store import Store
+    from semcomp.study import Study
     from semcomp.surveys.definitions import load_survey
     from semcomp.surveys.make import make_survey
 
     definition = load_survey(survey)
-    with Store(study) as store:
+    with Study.open(study) as opened:
         made = make_survey(
-            store,
+            opened.store,
             definition,
             base_url=base_url,
             out=out,

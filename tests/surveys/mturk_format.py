@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from pathlib import Path
 
 from semcomp.store import Store
+from semcomp.surveys.definitions import slug
+from semcomp.surveys.make import answer_name
 
 STANDARD = [
     "HITId", "HITTypeId", "Title", "Description", "Keywords", "Reward", "CreationTime",
@@ -112,3 +115,51 @@ def candidates(store: Store) -> list[dict]:
         }
         for r in rows
     ]
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def simulate(out: Path, survey, workers: int, seed: int = 1) -> tuple[list[dict], set]:
+    """MTurk assignments answering every HIT of ``out/hits.csv``; checks answered correctly.
+    Returns the assignments and the simulated (worker, original, candidate, question, answer)."""
+    rng = random.Random(seed)
+    items = {row["item_id"]: row for row in read_csv(out / "items.csv")}
+    assignments, expected = [], set()
+    for hit_number, hit in enumerate(read_csv(out / "hits.csv")):
+        for w in range(workers):
+            worker = f"A{w:03d}WORKER"
+            answers: dict = {}
+            for key, item_id in hit.items():
+                if not key.endswith("_id"):
+                    continue
+                slot = key[len("item") : -len("_id")]
+                item = items[item_id]
+                for question in survey.questions:
+                    name = answer_name(int(slot), question.id)
+                    if question.kind == "scale":
+                        value = (
+                            question.high
+                            if item["check"] == "1"
+                            else rng.randint(question.low, question.high)
+                        )
+                        answers[name] = str(value)
+                        answer = float(value)
+                    elif question.kind == "text":
+                        answer = ", ".join(rng.sample(["dog", "tree", "sky", "car"], 2))
+                        answers[name] = answer
+                    else:
+                        chosen = sorted(rng.sample(range(len(question.options)), 2))
+                        for index in chosen:
+                            answers[f"{name}__{slug(question.options[index])}"] = {"on": True}
+                        answer = ", ".join(question.options[i] for i in chosen)
+                    if item["check"] == "0":
+                        expected.add(
+                            (worker, item["original_id"], item["candidate_id"], question.id, answer)
+                        )
+            assignments.append(
+                assignment(len(assignments), worker, hit, answers, hit=f"3HIT{hit_number:05d}")
+            )
+    return assignments, expected
