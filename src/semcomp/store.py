@@ -266,6 +266,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX ratings_by_survey ON ratings(survey, question);
     CREATE INDEX ratings_by_candidate ON ratings(candidate_id);
+    CREATE INDEX ratings_by_worker ON ratings(survey, worker_id, original_id);
+    CREATE INDEX ratings_by_file ON ratings(source_file);
     """,
 ]
 

@@ -305,3 +305,19 @@ def test_human_scores_follow_new_imports(store, tmp_path):
         "human.A.median[similarity]": 8.0,
         "human.A.mean[similarity]": pytest.approx(np.mean([2, 8, 9])),
     }
+
+
+def test_writing_in_small_chunks_gives_the_same_result(store, tmp_path, monkeypatch):
+    from semcomp.surveys import importer
+
+    monkeypatch.setattr(importer, "FLUSH_ANSWERS", 1)
+    found = candidates(store)
+    lines = ["rater,original,candidate,question,value"]
+    for question, value in (("objects", 3), ("color", 4), ("objects", 5)):
+        lines.append(f"r1,{found[0]['original_file']},{found[0]['id']},{question},{value}")
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(lines) + "\n")
+    summary = import_ratings(store, path, B, format="long")
+    assert (summary.assignments_new, summary.kept, len(summary.failed)) == (1, 2, 1)
+    again = import_ratings(store, path, B, format="long")
+    assert (again.assignments_new, again.assignments_unchanged, again.ratings_new) == (0, 1, 0)

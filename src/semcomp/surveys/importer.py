@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import csv
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -255,7 +255,8 @@ class _Reader:
         )
         self.source = str(path.resolve())
         self.batch = _Batch()
-        self.seen_ratings: dict[tuple[str, str, str], int] = {}
+        #: long format only: one assignment spans rows, so an answer can repeat
+        self.seen_ratings: dict[tuple[str, str, str], int] | None = None
         self.gold = self._gold()
 
     def _gold(self) -> dict[tuple[str, str | None], dict[str, tuple[float | None, float | None]]]:
@@ -365,7 +366,7 @@ class _Reader:
                     )
                 continue
             key = (row.assignment_id, slot, question.id)
-            if key in self.seen_ratings:
+            if self.seen_ratings is not None and key in self.seen_ratings:
                 self.fail(
                     row.line,
                     f"Answer.{name}",
@@ -373,7 +374,8 @@ class _Reader:
                     f"duplicated answer (first on line {self.seen_ratings[key]})",
                 )
                 continue
-            self.seen_ratings[key] = row.line
+            if self.seen_ratings is not None:
+                self.seen_ratings[key] = row.line
             passed = None
             if resolved.is_check and question.id in resolved.bounds and answer.value is not None:
                 low, high = resolved.bounds[question.id]
@@ -402,35 +404,43 @@ class _Reader:
             )
 
 
-def _mturk(reader: _Reader, rows: Iterable[AssignmentRow | tuple[int, str]]) -> int:
-    seen: dict[str, int] = {}
-    count = 0
-    for row in rows:
-        count += 1
-        if isinstance(row, tuple):
-            reader.fail(row[0], "row", "", row[1])
-            continue
-        required = {
-            "AssignmentId": row.assignment_id,
-            "WorkerId": row.worker_id,
-            "HITId": row.hit_id,
-        }
-        missing = [name for name, value in required.items() if not value]
-        if missing:
-            reader.fail(row.line, missing[0], "", f"blank {', '.join(missing)}")
-            continue
-        if row.assignment_id in seen:
-            reader.fail(
-                row.line,
-                "AssignmentId",
-                row.assignment_id,
-                f"duplicated assignment (first on line {seen[row.assignment_id]}); row skipped",
-            )
-            continue
-        seen[row.assignment_id] = row.line
-        reader.assignment(row)
-        reader.items(row, absent_is_blank=True)
-    return count
+def _mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
+    if isinstance(row, tuple):
+        reader.fail(row[0], "row", "", row[1])
+        return
+    required = {"AssignmentId": row.assignment_id, "WorkerId": row.worker_id, "HITId": row.hit_id}
+    missing = [name for name, value in required.items() if not value]
+    if missing:
+        reader.fail(row.line, missing[0], "", f"blank {', '.join(missing)}")
+        return
+    if row.assignment_id in seen:
+        reader.fail(
+            row.line,
+            "AssignmentId",
+            row.assignment_id,
+            f"duplicated assignment (first on line {seen[row.assignment_id]}); row skipped",
+        )
+        return
+    seen[row.assignment_id] = row.line
+    reader.assignment(row)
+    reader.items(row, absent_is_blank=True)
+
+
+def _long_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
+    if isinstance(row, tuple):
+        reader.fail(row[0], "row", "", row[1])
+        return
+    question = next(iter(row.answers))
+    if question not in {q.id for q in reader.survey.questions}:
+        reader.fail(
+            row.line,
+            "question",
+            question,
+            f"survey {reader.survey.id} has no question {question!r}",
+        )
+        return
+    reader.assignment(row)
+    reader.items(row, absent_is_blank=False)
 
 
 def _long_rows(path: Path, survey: SurveyDefinition) -> Iterator[AssignmentRow | tuple[int, str]]:
@@ -515,26 +525,16 @@ def import_ratings(
         chosen = chosen or generated_mapping(batch.input_columns) or Mapping()
         _check_columns(chosen, batch.input_columns, path)
         reader = _Reader(path, survey, index, chosen, now)
-        summary.rows = _mturk(reader, batch.rows)
+        rows, handle = batch.rows, _mturk_row
     else:
         summary.encoding = csv_encoding(path)
         chosen = load_mapping(mapping, survey) if mapping else Mapping()
         reader = _Reader(path, survey, index, chosen.model_copy(update={"questions": {}}), now)
-        summary.rows = _long(reader, _long_rows(path, survey))
-    written = reader.batch
-    written.assignments = list({a[0]: a for a in written.assignments}.values())
+        reader.seen_ratings = {}
+        rows, handle = _long_rows(path, survey), _long_row
     source = reader.source
-    existing = _existing_statuses(store, [a[0] for a in written.assignments])
-    for assignment in written.assignments:
-        status = existing.get(assignment[0])
-        if status is None:
-            summary.assignments_new += 1
-        elif status != assignment[4]:
-            summary.assignments_updated += 1
-        else:
-            summary.assignments_unchanged += 1
-    before = store.count("ratings")
     options = {"min_work_seconds": min_work_seconds, "include_rejected": include_rejected}
+    before = store.count("ratings")
     with store.transaction():
         register_survey(store, survey)
         cursor = store.conn.execute(
@@ -542,33 +542,24 @@ def import_ratings(
             "imported_at) VALUES (?, ?, ?, ?, ?, '{}', ?)",
             (survey.id, source, file_sha256(path, "ratings file"), format, to_json(options), now),
         )
-        import_id = cursor.lastrowid
-        store.upsert_many(
-            "assignments",
-            ASSIGNMENT_COLUMNS,
-            ((*a[:11], import_id, *a[12:]) for a in written.assignments),
-            key=("assignment_id",),
-        )
-        store.upsert_many("ratings", RATING_COLUMNS, written.ratings, key=RATING_COLUMNS[:3])
-        store.upsert_many(
-            "ratings_unmatched", UNMATCHED_COLUMNS, written.unmatched, key=("assignment_id", "item")
-        )
+        import_id = int(cursor.lastrowid)
         store.conn.execute(
             "DELETE FROM failures WHERE stage = ? AND substr(item, 1, ?) = ?",
             (STAGE, len(source) + 1, source + ":"),
         )
-        for item, reason, detail in written.failures:
-            store.record_failure(STAGE, item, reason, retryable=False, run_id=None, detail=detail)
+        seen: dict[str, int] = {}
+        counted: set[str] = set()
+        for row in rows:
+            summary.rows += 1
+            handle(reader, row, seen)
+            if len(reader.batch.ratings) >= FLUSH_ANSWERS:
+                _flush(store, reader, summary, import_id, counted)
+        _flush(store, reader, summary, import_id, counted)
         store.set_info(f"surveys.{survey.id}.quality_control", options)
         apply_quality_control(store, survey.id, **options)
         summary.scores_written = write_human_scores(store, survey)
         summary.ratings_new = store.count("ratings") - before
         _file_counts(store, survey.id, source, summary)
-        summary.failed = [(d["label"], reason) for _, reason, d in written.failures]
-        summary.unmatched = [
-            (f"{path.name} line {u[9]}" + (f", item {u[1]}" if u[1] else ""), u[6])
-            for u in written.unmatched
-        ]
         store.conn.execute(
             "UPDATE rating_imports SET summary = ? WHERE id = ?",
             (to_json({k: v for k, v in vars(summary).items() if k not in ("failed",)}), import_id),
@@ -576,25 +567,41 @@ def import_ratings(
     return summary
 
 
-def _long(reader: _Reader, rows: Iterable[AssignmentRow | tuple[int, str]]) -> int:
-    count = 0
-    for row in rows:
-        count += 1
-        if isinstance(row, tuple):
-            reader.fail(row[0], "row", "", row[1])
-            continue
-        question = next(iter(row.answers))
-        if question not in {q.id for q in reader.survey.questions}:
-            reader.fail(
-                row.line,
-                "question",
-                question,
-                f"survey {reader.survey.id} has no question {question!r}",
-            )
-            continue
-        reader.assignment(row)
-        reader.items(row, absent_is_blank=False)
-    return count
+#: answers held in memory before they are written (all in the import's one transaction)
+FLUSH_ANSWERS = 20_000
+
+
+def _flush(
+    store: Store, reader: _Reader, summary: ImportSummary, import_id: int, counted: set[str]
+) -> None:
+    """Write what the reader has collected; count new, updated and unchanged assignments."""
+    written, reader.batch = reader.batch, _Batch()
+    assignments = {a[0]: (*a[:11], import_id, *a[12:]) for a in written.assignments}
+    fresh = [a for a in assignments if a not in counted]
+    existing = _existing_statuses(store, fresh)
+    for assignment_id in fresh:
+        status = existing.get(assignment_id)
+        if status is None:
+            summary.assignments_new += 1
+        elif status != assignments[assignment_id][4]:
+            summary.assignments_updated += 1
+        else:
+            summary.assignments_unchanged += 1
+    counted.update(fresh)
+    store.upsert_many(
+        "assignments", ASSIGNMENT_COLUMNS, assignments.values(), key=("assignment_id",)
+    )
+    store.upsert_many("ratings", RATING_COLUMNS, written.ratings, key=RATING_COLUMNS[:3])
+    store.upsert_many(
+        "ratings_unmatched", UNMATCHED_COLUMNS, written.unmatched, key=("assignment_id", "item")
+    )
+    for item, reason, detail in written.failures:
+        store.record_failure(STAGE, item, reason, retryable=False, run_id=None, detail=detail)
+    summary.failed += [(d["label"], reason) for _, reason, d in written.failures]
+    summary.unmatched += [
+        (f"{reader.path.name} line {u[9]}" + (f", item {u[1]}" if u[1] else ""), u[6])
+        for u in written.unmatched
+    ]
 
 
 def _check_columns(mapping: Mapping, input_columns: list[str], path: Path) -> None:
