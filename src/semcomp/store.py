@@ -264,10 +264,7 @@ MIGRATIONS: list[str] = [
         created_at    TEXT NOT NULL,
         PRIMARY KEY (assignment_id, item)
     );
-    CREATE INDEX ratings_by_survey ON ratings(survey, question);
-    CREATE INDEX ratings_by_candidate ON ratings(candidate_id);
     CREATE INDEX ratings_by_worker ON ratings(survey, worker_id, original_id);
-    CREATE INDEX ratings_by_file ON ratings(source_file);
     """,
 ]
 

@@ -37,42 +37,69 @@ class AnswerError(ValueError):
         self.column = column
 
 
-def answer_parts(answers: dict[str, str], name: str) -> tuple[str | None, list[str], str]:
+#: what separates a field's name from an option in flattened answer names
+SEPARATORS = (".", "__")
+
+
+def option_entries(answers: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+    """Every ``field<separator>option`` entry of a form, by field name (all prefixes).
+
+    ``item1__adjectives__busy.on`` is listed under ``item1`` (``adjectives__busy.on``),
+    ``item1__adjectives`` (``busy.on``) and ``item1__adjectives__busy`` (``on``). Built
+    once per form so that finding a field's options does not scan every answer.
+    """
+    entries: dict[str, list[tuple[str, str]]] = {}
+    for key, value in answers.items():
+        start = 0
+        while True:
+            cuts = [(key.find(sep, start), sep) for sep in SEPARATORS]
+            cuts = [(at, sep) for at, sep in cuts if at > 0]
+            if not cuts:
+                break
+            at, sep = min(cuts)
+            entries.setdefault(key[:at], []).append((key[at + len(sep) :], value))
+            start = at + len(sep)
+    return entries
+
+
+def answer_parts(
+    answers: dict[str, str], name: str, entries: dict[str, list[tuple[str, str]]] | None = None
+) -> tuple[str | None, list[str], str]:
     """(direct text, chosen option suffixes, column label) of field ``name``.
 
-    ``None`` as the direct text means the field is not there at all.
+    ``None`` as the direct text means the field is not there at all. ``entries`` is
+    :func:`option_entries` of ``answers`` (computed here when not given).
     """
+    entries = option_entries(answers) if entries is None else entries
     direct = answers.get(name)
     label = answers.get(f"{name}.label")
     if label is not None and (direct is None or not direct.strip()):
         direct = label
-    chosen: list[str] = []
-    for key, value in answers.items():
-        for separator in (".", "__"):
-            prefix = name + separator
-            if key.startswith(prefix) and key != f"{name}.label":
-                suffix = key[len(prefix) :]
-                if suffix.endswith(".on"):
-                    suffix = suffix[: -len(".on")]
-                if str(value).strip().lower() in TRUE:
-                    chosen.append(suffix)
-                break
-    has_options = any(k.startswith((f"{name}.", f"{name}__")) for k in answers)
-    if direct is None and has_options:
+    options = [(suffix, value) for suffix, value in entries.get(name, []) if suffix != "label"]
+    chosen = [
+        suffix.removesuffix(".on")
+        for suffix, value in options
+        if str(value).strip().lower() in TRUE
+    ]
+    if direct is None and options:
         direct = ""
     return direct, chosen, f"Answer.{name}"
 
 
 def read_answer(
-    question: Question, answers: dict[str, str], name: str, values: dict[str, float | str]
+    question: Question,
+    answers: dict[str, str],
+    name: str,
+    values: dict[str, float | str],
+    entries: dict[str, list[tuple[str, str]]] | None = None,
 ) -> Answer | None:
     """The answer to ``question`` in field ``name``; ``None`` if the field is absent.
 
     ``values`` maps answer texts or option names to values (a mapping file's
     option-to-value map). Raises :class:`AnswerError` for blank, out-of-range and
-    unreadable answers.
+    unreadable answers. ``entries``: :func:`option_entries` of ``answers``, when known.
     """
-    direct, chosen, column = answer_parts(answers, name)
+    direct, chosen, column = answer_parts(answers, name, entries)
     if direct is None and not chosen:
         return None
     raw = "; ".join([*([direct] if direct and direct.strip() else []), *chosen])

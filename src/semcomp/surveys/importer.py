@@ -30,7 +30,7 @@ from semcomp.csvtext import csv_encoding, open_csv
 from semcomp.errors import ConfigError
 from semcomp.params import file_sha256
 from semcomp.store import Store, content_key, to_json, utc_now
-from semcomp.surveys.answers import AnswerError, read_answer
+from semcomp.surveys.answers import AnswerError, option_entries, read_answer
 from semcomp.surveys.definitions import SurveyDefinition
 from semcomp.surveys.mapping import Mapping, generated_mapping, load_mapping, reference_keys
 from semcomp.surveys.mturk import AssignmentRow, read_batch_results
@@ -300,10 +300,17 @@ class _Reader:
     def items(self, row: AssignmentRow, *, absent_is_blank: bool) -> None:
         for column, value, reason in row.problems:
             self.fail(row.line, column, value, reason, assignment=row.assignment_id)
+        entries = option_entries(row.answers)
         for slot in self.mapping.slots:
-            self._item(row, slot, absent_is_blank)
+            self._item(row, slot, absent_is_blank, entries)
 
-    def _item(self, row: AssignmentRow, slot: str, absent_is_blank: bool) -> None:
+    def _item(
+        self,
+        row: AssignmentRow,
+        slot: str,
+        absent_is_blank: bool,
+        entries: dict[str, list[tuple[str, str]]],
+    ) -> None:
         mapping = self.mapping
         if mapping.item_id:
             item_id = row.inputs.get(mapping.column(mapping.item_id, slot), "").strip()
@@ -351,7 +358,7 @@ class _Reader:
         for question in self.survey.questions:
             name, values = mapping.field(question.id, slot)
             try:
-                answer = read_answer(question, row.answers, name, values)
+                answer = read_answer(question, row.answers, name, values, entries)
             except AnswerError as exc:
                 self.fail(row.line, exc.column, exc.raw, exc.reason, assignment=row.assignment_id)
                 continue
