@@ -1,5 +1,7 @@
 """`semcomp survey ...` and `semcomp ratings ...` on the command line, and survey definitions."""
 
+from pathlib import Path
+
 import pytest
 from mturk_format import simulate, write_batch_results
 
@@ -86,3 +88,31 @@ def test_custom_definition_and_its_errors(tmp_path):
         load_survey(bad)
     with pytest.raises(ConfigError, match="built-in surveys are A, B, C"):
         load_survey("D")
+
+
+def test_readme_survey_commands(study, tmp_path, capsys, monkeypatch):
+    """The README's survey block, run as written on a test study (results simulated)."""
+    import re
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (block,) = [
+        b for b in re.findall(r"```bash\n(.*?)```", readme, flags=re.S) if "survey make" in b
+    ]
+    commands = [line.split("#")[0].strip() for line in block.splitlines()]
+    commands = [shlex.split(c)[1:] for c in commands if c]
+    assert [c[:2] for c in commands] == [
+        ["survey", "make"],
+        ["ratings", "import"],
+        ["ratings", "summary"],
+    ]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my-study").symlink_to(study)
+    code, out, err = run(commands[0], capsys)
+    assert code == 0, err
+    assignments, _ = simulate(tmp_path / "hits-a", load_survey("A"), workers=2)
+    write_batch_results(tmp_path / "Batch_123_batch_results.csv", assignments)
+    for command in commands[1:]:
+        code, out, err = run(command, capsys)
+        assert code == 0, err
+    assert "median_mean" in out
