@@ -389,13 +389,17 @@ def ratings_import(
 @ratings_app.command("summary")
 def ratings_summary(
     study: Path = STUDY_ARGUMENT,
-    survey: str = typer.Option("A", help="Survey id (A, B, C or a custom survey's id)."),
+    survey: str = typer.Option("A", help="Survey A, B or C, or a survey definition .toml."),
     synonyms: Path = typer.Option(None, help="Synonym map TOML for free answers (Survey C)."),
 ) -> None:
     """Per-method tables (mean of medians with 95 % CI; B dimensions; C top answers), alpha."""
     from semcomp.study import Study
     from semcomp.surveys import aggregate
 
+    if survey.lower().endswith(".toml"):
+        from semcomp.surveys.definitions import load_survey
+
+        survey = load_survey(survey).id
     with Study.open(study, read_only=True) as opened:
         store = opened.store
         definitions = aggregate.survey_definitions(store)

@@ -321,3 +321,58 @@ def test_writing_in_small_chunks_gives_the_same_result(store, tmp_path, monkeypa
     assert (summary.assignments_new, summary.kept, len(summary.failed)) == (1, 2, 1)
     again = import_ratings(store, path, B, format="long")
     assert (again.assignments_new, again.assignments_unchanged, again.ratings_new) == (0, 1, 0)
+
+
+MAPPING_C = """
+candidate = "Input.image_url"
+
+[questions.objects]
+field = "standout"
+
+[questions.relation]
+field = "relation"
+
+[questions.adjectives]
+field = "adj"
+"""
+
+
+@pytest.mark.parametrize("layout", ["json", "flat"])
+def test_survey_c_with_a_mapping_checkboxes_and_choice_limits(store, tmp_path, layout):
+    found = candidates(store)
+    adjectives = {"busy": True, "eerie": True, "calm": False, "warm": False}
+    rows = [
+        assignment(
+            1,
+            "W1",
+            {"image_url": found[0]["url"]},
+            {"standout": "Dogs, a ball", "relation": "chasing", "adj": adjectives},
+        ),
+        assignment(
+            2,
+            "W2",
+            {"image_url": found[1]["url"]},
+            {"standout": "tree", "relation": "", "adj": dict.fromkeys(adjectives, True)},
+        ),
+        assignment(
+            3,
+            "W3",
+            {"image_url": found[2]["url"]},
+            {"standout": "sky", "relation": "above", "adj": {"spooky": True}},
+        ),
+    ]
+    results = write_batch_results(tmp_path / "c.csv", rows, layout=layout)
+    mapping = write_mapping(tmp_path, MAPPING_C)
+    summary = import_ratings(store, results, load_survey("C"), mapping=mapping)
+    failed = sorted(reason for _, reason in summary.failed)
+    assert failed[0].startswith("'spooky' is not one of the options (Busy, Calm, Cheerful")
+    assert failed[1:] == ["4 options chosen, at most 3 allowed", "blank answer"]
+    texts = store.frame(
+        "SELECT worker_id, question, text FROM ratings ORDER BY worker_id, question"
+    ).values.tolist()
+    assert texts[:3] == [
+        ["W1", "adjectives", "Busy, Eerie"],
+        ["W1", "objects", "Dogs, a ball"],
+        ["W1", "relation", "chasing"],
+    ]
+    assert summary.kept == 6 and summary.scores_written == 0

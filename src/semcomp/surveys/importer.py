@@ -32,7 +32,13 @@ from semcomp.params import file_sha256
 from semcomp.store import Store, content_key, to_json, utc_now
 from semcomp.surveys.answers import AnswerError, option_entries, read_answer
 from semcomp.surveys.definitions import SurveyDefinition
-from semcomp.surveys.mapping import Mapping, generated_mapping, load_mapping, reference_keys
+from semcomp.surveys.mapping import (
+    Mapping,
+    default_mapping,
+    generated_mapping,
+    load_mapping,
+    reference_keys,
+)
 from semcomp.surveys.mturk import AssignmentRow, read_batch_results
 
 STAGE = "ratings"
@@ -529,14 +535,16 @@ def import_ratings(
         batch = read_batch_results(path)
         summary.encoding, summary.unknown_columns = batch.encoding, batch.unknown_columns
         chosen = load_mapping(mapping, survey) if mapping else None
-        chosen = chosen or generated_mapping(batch.input_columns) or Mapping()
+        chosen = chosen or generated_mapping(batch.input_columns) or default_mapping(survey)
         _check_columns(chosen, batch.input_columns, path)
         reader = _Reader(path, survey, index, chosen, now)
         rows, handle = batch.rows, _mturk_row
     else:
         summary.encoding = csv_encoding(path)
         chosen = load_mapping(mapping, survey) if mapping else Mapping()
-        reader = _Reader(path, survey, index, chosen.model_copy(update={"questions": {}}), now)
+        # the long format's own columns; a mapping file contributes its gold items
+        long_columns = {"original": "original", "candidate": "candidate", "questions": {}}
+        reader = _Reader(path, survey, index, chosen.model_copy(update=long_columns), now)
         reader.seen_ratings = {}
         rows, handle = _long_rows(path, survey), _long_row
     source = reader.source

@@ -19,8 +19,8 @@ A mapping file (TOML) for a HIT made outside semcomp::
 Surveys made by ``semcomp survey make`` need no mapping: their HITs carry
 ``Input.item<k>_id`` columns with opaque item ids the store maps back to
 (original, candidate), and their answers are named ``item<k>__<question>``.
-Without a mapping and without item ids, the defaults are ``Input.original`` and
-``Input.candidate`` and answers named by question id.
+Without a mapping and without item ids, the defaults are ``Input.original`` (pair
+surveys) and ``Input.candidate`` and answers named by question id.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ class GoldItem(BaseModel):
 class Mapping(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    original: str | None = "Input.original"
-    candidate: str | None = "Input.candidate"
+    original: str | None = None
+    candidate: str | None = None
     #: generated surveys: the column of the opaque item id
     item_id: str | None = None
     slots: tuple[str, ...] = ("",)
@@ -112,9 +112,16 @@ def load_mapping(path: Path, survey: SurveyDefinition) -> Mapping:
             f"mapping {path} names question(s) {unknown} that survey {survey.id} does not ask "
             f"(questions: {', '.join(sorted(known))})"
         )
-    if survey.subject == "pair" and not mapping.candidate:
-        raise ConfigError(f"mapping {path}: survey {survey.id} compares pairs; set `candidate`")
+    if not mapping.candidate:
+        raise ConfigError(f"mapping {path}: set `candidate`, the column naming the candidate")
     return mapping
+
+
+def default_mapping(survey: SurveyDefinition) -> Mapping:
+    """Without a mapping file: ``Input.original`` (pair surveys) and ``Input.candidate``,
+    answers named by question id."""
+    original = "Input.original" if survey.subject == "pair" else None
+    return Mapping(original=original, candidate="Input.candidate")
 
 
 def generated_mapping(input_columns: list[str]) -> Mapping | None:
