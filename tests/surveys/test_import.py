@@ -376,3 +376,15 @@ def test_survey_c_with_a_mapping_checkboxes_and_choice_limits(store, tmp_path, l
         ["W1", "relation", "chasing"],
     ]
     assert summary.kept == 6 and summary.scores_written == 0
+
+
+def test_unreadable_task_answers_is_one_failure(store, tmp_path):
+    rows = survey_a_rows(store, {(0, "W1"): 5, (1, "W2"): 6})
+    results = write_batch_results(tmp_path / "broken.csv", rows)
+    text = results.read_text().replace('[{""Q1"": ""6""}]', '[{""Q1"": ""6""')
+    results.write_text(text)
+    summary = import_ratings(store, results, A, mapping=write_mapping(tmp_path))
+    assert summary.kept == 1
+    assert len(summary.failed) == 1
+    where, reason = summary.failed[0]
+    assert where == "broken.csv line 3, Answer.taskAnswers" and reason.startswith("not JSON")

@@ -42,7 +42,7 @@ from semcomp.surveys.mapping import (
     load_mapping,
     reference_keys,
 )
-from semcomp.surveys.mturk import AssignmentRow, read_batch_results
+from semcomp.surveys.mturk import TASK_ANSWERS, AssignmentRow, read_batch_results
 
 STAGE = "ratings"
 FORMATS = ("mturk", "long")
@@ -255,13 +255,11 @@ class _Reader:
     def __init__(
         self, path: Path, survey: SurveyDefinition, index: StudyIndex, mapping: Mapping, now: str
     ):
-        self.path, self.survey, self.index, self.mapping, self.now = (
-            path,
-            survey,
-            index,
-            mapping,
-            now,
-        )
+        self.path = path
+        self.survey = survey
+        self.index = index
+        self.mapping = mapping
+        self.now = now
         self.source = str(path.resolve())
         self.batch = _Batch()
         #: long format only: one assignment spans rows, so an answer can repeat
@@ -309,6 +307,8 @@ class _Reader:
     def items(self, row: AssignmentRow, *, absent_is_blank: bool) -> None:
         for column, value, reason in row.problems:
             self.fail(row.line, column, value, reason, assignment=row.assignment_id)
+        if any(column == f"Answer.{TASK_ANSWERS}" for column, _, _ in row.problems):
+            return  # its answers are unreadable: one failure says so, not one per question
         entries = option_entries(row.answers)
         for slot in self.mapping.slots:
             self._item(row, slot, absent_is_blank, entries)
