@@ -460,6 +460,7 @@ def survey_make(
             checks=checks,
             seed=seed,
             methods=method or None,
+            scope=opened.scope(),
         )
     typer.echo(
         f"survey {definition.id}: {made.hits} HITs of {items_per_hit} items "

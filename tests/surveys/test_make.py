@@ -109,3 +109,23 @@ def test_template_has_exact_wording_and_escapes_text(tmp_path):
     assert "Is &quot;A&quot; &lt; B?" in html and "Mine &lt;b&gt;" in html
     for adjective in ("Busy", "Cheerful", "Eerie", "Pleasing"):
         assert f">{adjective}</crowd-checkbox>" in render_template(load_survey("C"), 1)
+
+
+def test_make_covers_what_the_study_file_asks_for(study, store, tmp_path):
+    from semcomp.study import Study
+
+    with Study.open(study, read_only=True) as opened:
+        scope = opened.scope()
+    ((method_id, (points, replicates)),) = scope.items()
+    narrowed = {method_id: (points[:1], replicates)}
+    made = make_survey(
+        store, load_survey("C"), base_url=BASE, out=tmp_path, items_per_hit=4, scope=narrowed
+    )
+    assert (made.items, made.repeats) == (4, 0)  # 4 photos at one of the two qualities
+    assert made_items_of(store, made.batch) == 4
+
+
+def made_items_of(store, batch: str) -> int:
+    return store.conn.execute(
+        "SELECT COUNT(DISTINCT candidate_id) FROM survey_items WHERE batch = ?", (batch,)
+    ).fetchone()[0]

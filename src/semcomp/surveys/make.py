@@ -26,6 +26,7 @@ import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from semcomp.errors import ConfigError
@@ -34,6 +35,9 @@ from semcomp.store import Store, content_key, utc_now
 from semcomp.surveys.definitions import Question, SurveyDefinition, slug
 from semcomp.surveys.importer import register_survey
 from semcomp.surveys.mapping import GENERATED_FIELD
+
+if TYPE_CHECKING:
+    from semcomp.analysis.rd import Scope
 
 CROWD_ELEMENTS = "https://assets.crowd.aws/crowd-html-elements.js"
 
@@ -67,10 +71,11 @@ def answer_name(slot: int, question_id: str) -> str:
     return GENERATED_FIELD.replace("{slot}", str(slot)).replace("{question}", question_id)
 
 
-def _study_candidates(store: Store, methods: list[str] | None) -> list[dict]:
+def _study_candidates(store: Store, methods: list[str] | None, scope: Scope | None) -> list[dict]:
     rows = store.conn.execute(
         "SELECT c.id AS candidate_id, c.artifact_hash, ca.relpath AS candidate_path, "
-        "o.id AS original_id, oa.relpath AS original_path, m.name AS method "
+        "o.id AS original_id, oa.relpath AS original_path, m.name AS method, "
+        "m.id AS method_id, r.operating_point, c.replicate "
         "FROM candidates c JOIN representations r ON r.id = c.representation_id "
         "JOIN methods m ON m.id = r.method_id JOIN originals o ON o.id = r.original_id "
         "JOIN artifacts ca ON ca.hash = c.artifact_hash "
@@ -78,6 +83,14 @@ def _study_candidates(store: Store, methods: list[str] | None) -> list[dict]:
         "WHERE o.id IN (SELECT original_id FROM sources) ORDER BY c.id"
     ).fetchall()
     found = [dict(r) for r in rows]
+    if scope is not None:  # what the study file asks for now (as in the report)
+        found = [
+            r
+            for r in found
+            if r["method_id"] in scope
+            and r["operating_point"] in scope[r["method_id"]][0]
+            and r["replicate"] < scope[r["method_id"]][1]
+        ]
     if methods:
         known = {r["method"] for r in found}
         unknown = sorted(set(methods) - known)
@@ -102,8 +115,13 @@ def make_survey(
     checks: int | None = None,
     seed: int = 0,
     methods: list[str] | None = None,
+    scope: Scope | None = None,
 ) -> MadeSurvey:
-    """Write the survey files for every current candidate of the study (or of ``methods``)."""
+    """Write the survey files for every current candidate of the study (or of ``methods``).
+
+    ``scope`` (``Study.scope()``) leaves out methods, operating points and replicates no
+    longer in the study file, as the report does.
+    """
     if not base_url.strip():
         raise ConfigError("--base-url is required: where the images folder will be served")
     checks = (1 if survey.has_checks else 0) if checks is None else checks
@@ -117,7 +135,7 @@ def make_survey(
             f"--items-per-hit ({items_per_hit}) must be at least 1 and more than --checks "
             f"({checks})"
         )
-    candidates = _study_candidates(store, methods)
+    candidates = _study_candidates(store, methods, scope)
     rng = random.Random(seed)
     batch = content_key(
         survey.id, seed, items_per_hit, checks, [c["candidate_id"] for c in candidates]
