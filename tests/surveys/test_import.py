@@ -249,6 +249,12 @@ def test_answers_for_unknown_candidates_are_kept_aside(store, tmp_path):
     aside = store.frame("SELECT * FROM ratings_unmatched ORDER BY source_line")
     assert aside.worker_id.tolist() == ["W2", "W3"]
     assert json.loads(aside.answers[0]) == {"Q1": "8"}
+    # once the answer names a known candidate, importing again matches it and clears it
+    rows[1]["inputs"]["image_B_url"] = found[0]["url"]
+    write_batch_results(results, rows)
+    again = import_ratings(store, results, A, mapping=write_mapping(tmp_path))
+    assert again.kept == 2 and len(again.unmatched) == 1
+    assert store.frame("SELECT worker_id FROM ratings_unmatched").worker_id.tolist() == ["W3"]
 
 
 def test_long_format(store, tmp_path):

@@ -564,10 +564,13 @@ def import_ratings(
             (survey.id, source, file_sha256(path, "ratings file"), format, to_json(options), now),
         )
         import_id = int(cursor.lastrowid)
+        # this file's earlier failures and unmatched answers are replaced by what it holds now
+        # (an answer whose candidate the study has since gained is matched this time)
         store.conn.execute(
             "DELETE FROM failures WHERE stage = ? AND substr(item, 1, ?) = ?",
             (STAGE, len(source) + 1, source + ":"),
         )
+        store.conn.execute("DELETE FROM ratings_unmatched WHERE source_file = ?", (source,))
         seen: dict[str, int] = {}
         counted: set[str] = set()
         for row in rows:
