@@ -147,14 +147,14 @@ def method_summary(
 def dimension_summary(store: Store, survey: str = "B", by: str = "method") -> pd.DataFrame:
     """Survey B: mean and standard deviation of every question over kept ratings, per method
     (``by="method"``) or per method and category (``by="category"``); one row per group,
-    columns ``<question> mean``, ``<question> std`` and ``n``."""
+    columns ``<question> mean``, ``<question> std`` and ``assignments`` (how many answered)."""
     if by not in ("method", "category"):
         raise ConfigError(f"by must be 'method' or 'category', not {by!r}")
     ratings = kept_ratings(store, survey)
     ratings = ratings[ratings["value"].notna()]
     keys = ["method"] if by == "method" else ["method", "category"]
     if ratings.empty:
-        return pd.DataFrame(columns=[*keys, "n"])
+        return pd.DataFrame(columns=[*keys, "assignments"])
     stats = ratings.pivot_table(
         index=keys, columns="question", values="value", aggfunc=["mean", "std"], dropna=False
     )
@@ -162,7 +162,7 @@ def dimension_summary(store: Store, survey: str = "B", by: str = "method") -> pd
     asked = set(ratings["question"])
     order = [q.id for q in survey_definitions(store)[survey].questions if q.id in asked]
     ordered = [f"{q} {s}" for q in order for s in ("mean", "std")]
-    counts = ratings.groupby(keys)["assignment_id"].nunique().rename("n")
+    counts = ratings.groupby(keys)["assignment_id"].nunique().rename("assignments")
     return stats[ordered].join(counts).reset_index()
 
 
