@@ -88,6 +88,13 @@ def test_custom_definition_and_its_errors(tmp_path):
         load_survey(bad)
     with pytest.raises(ConfigError, match="built-in surveys are A, B, C"):
         load_survey("D")
+    bad.write_text(
+        good.read_text().replace('id = "mood"', 'id = "tone"')
+        + '[[questions]]\nid = "words"\nkind = "choice"\ntext = "Pick"\n'
+        'options = ["Calm!", "calm"]\n'
+    )
+    with pytest.raises(ConfigError, match="options must differ"):
+        load_survey(bad)
 
 
 def test_readme_survey_commands(study, tmp_path, capsys, monkeypatch):

@@ -56,6 +56,12 @@ class Question(BaseModel):
             raise ValueError(f"{self.kind} question {self.id!r} takes no low/high/check_min")
         if self.kind == "choice" and len(self.options) < 2:
             raise ValueError(f"choice question {self.id!r} needs at least two options")
+        slugs = [slug(option) for option in self.options]
+        if len(set(slugs)) < len(slugs) or not all(slugs):
+            raise ValueError(
+                f"choice question {self.id!r}: options must differ in their letters and digits "
+                "(they name form fields)"
+            )
         if self.kind != "choice" and self.options:
             raise ValueError(f"{self.kind} question {self.id!r} takes no options")
         if self.max_items < 1:

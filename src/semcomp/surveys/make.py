@@ -316,10 +316,8 @@ def _question_html(question: Question, slot: int) -> str:
         parts.append("</div>")
     elif question.kind == "text":
         hint = f"up to {question.max_items}, separated by commas" if question.max_items > 1 else ""
-        parts.append(
-            f'<crowd-input name="{name}" label="{html.escape(hint, quote=True)}" required>'
-            "</crowd-input>"
-        )
+        label = f' label="{html.escape(hint, quote=True)}"' if hint else ""
+        parts.append(f'<crowd-input name="{name}"{label} required></crowd-input>')
     else:
         parts.append(f'<div class="choice" data-max="{question.max_items}">')
         for option in question.options:
@@ -366,10 +364,11 @@ def render_template(survey: SurveyDefinition, items_per_hit: int) -> str:
 _LIMIT_SCRIPT = """<script>
 document.querySelector('crowd-form').addEventListener('submit', function (event) {
   document.querySelectorAll('.choice').forEach(function (group) {
-    var chosen = group.querySelectorAll('crowd-checkbox[checked]').length;
+    var boxes = Array.prototype.slice.call(group.querySelectorAll('crowd-checkbox'));
+    var chosen = boxes.filter(function (box) { return box.checked; }).length;
     if (chosen > Number(group.dataset.max)) {
       event.preventDefault();
-      alert('Please choose at most ' + group.dataset.max + ' adjectives.');
+      alert('Please choose at most ' + group.dataset.max + ' options in each list.');
     }
   });
 });
