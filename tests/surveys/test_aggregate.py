@@ -161,3 +161,21 @@ def test_read_api_works_on_a_read_only_store(store, study, tmp_path):
             assert isinstance(frame, pd.DataFrame)
         assert len(aggregate.kept_ratings(readonly, "A")) == 2
         assert set(aggregate.survey_definitions(readonly)) == {"A"}
+
+
+def test_read_api_on_a_study_without_ratings(study):
+    with Store(study, read_only=True) as readonly:
+        for read in (
+            aggregate.kept_ratings,
+            aggregate.pair_summary,
+            aggregate.method_summary,
+            aggregate.dimension_summary,
+            aggregate.answer_items,
+            aggregate.top_answers,
+            aggregate.answer_overlap,
+            aggregate.reliability,
+            aggregate.unmatched_answers,
+            aggregate.imports,
+        ):
+            frame = read(readonly)
+            assert frame.empty and len(frame.columns) >= 2, read.__name__
