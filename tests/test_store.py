@@ -30,7 +30,7 @@ def test_forward_migration_keeps_rows(tmp_path: Path):
 def test_failed_migration_rolls_back_and_says_so(tmp_path: Path):
     Store(tmp_path).close()
     broken = [*MIGRATIONS, "CREATE TABLE fine (x INTEGER); THIS IS NOT SQL;"]
-    with pytest.raises(StoreError, match="schema version 2 failed"):
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1} failed"):
         Store(tmp_path, migrations=broken)
     with Store(tmp_path) as store:
         assert store.schema_version == SCHEMA_VERSION

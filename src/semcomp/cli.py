@@ -386,6 +386,135 @@ def pqvae_sweep(
     typer.echo(f"written: {out / 'results.csv'}, {out / 'table1.csv'}, {out / 'ablation.png'}")
 
 
+# ---- human ratings: `semcomp ratings ...` and `semcomp survey ...` -----------------------
+
+ratings_app = typer.Typer(
+    help="Human ratings: import MTurk or long-format results, summarise them.",
+    no_args_is_help=True,
+)
+app.add_typer(ratings_app, name="ratings")
+survey_app = typer.Typer(help="Survey definitions and MTurk survey files.", no_args_is_help=True)
+app.add_typer(survey_app, name="survey")
+SURVEY_OPTION = typer.Option(
+    ..., "--survey", help="Built-in survey A, B or C, or a survey definition .toml."
+)
+
+
+@ratings_app.command("import")
+def ratings_import(
+    study: Path = STUDY_ARGUMENT,
+    results: Path = typer.Argument(..., help="MTurk batch-results CSV, or a long-format CSV."),
+    survey: str = SURVEY_OPTION,
+    mapping: Path = typer.Option(None, help="Mapping TOML (not needed for generated surveys)."),
+    format: str = typer.Option("mturk", "--format", help="mturk or long."),
+    min_work_seconds: float = typer.Option(None, help="Exclude shorter assignments."),
+    include_rejected: bool = typer.Option(False, help="Keep rejected assignments."),
+) -> None:
+    """Import ratings with quality control; prints the import summary."""
+    from semcomp.study import Study
+    from semcomp.surveys.definitions import load_survey
+    from semcomp.surveys.importer import import_ratings
+
+    definition = load_survey(survey)
+    with Study.open(study) as opened:
+        summary = import_ratings(
+            opened.store,
+            results,
+            definition,
+            mapping=mapping,
+            format=format,
+            min_work_seconds=min_work_seconds,
+            include_rejected=include_rejected,
+        )
+    for line in summary.lines():
+        typer.echo(line)
+
+
+@ratings_app.command("summary")
+def ratings_summary(
+    study: Path = STUDY_ARGUMENT,
+    survey: str = typer.Option("A", help="Survey A, B or C, or a survey definition .toml."),
+    synonyms: Path = typer.Option(None, help="Synonym map TOML for free answers (Survey C)."),
+) -> None:
+    """Per-method tables (mean of medians with 95 % CI; B dimensions; C top answers), alpha."""
+    from semcomp.study import Study
+    from semcomp.surveys import aggregate
+
+    if survey.lower().endswith(".toml"):
+        from semcomp.surveys.definitions import load_survey
+
+        survey = load_survey(survey).id
+    with Study.open(study, read_only=True) as opened:
+        store = opened.store
+        definitions = aggregate.survey_definitions(store)
+        if survey not in definitions:
+            known = ", ".join(definitions) or "none"
+            raise SemcompError(f"no ratings for survey {survey!r} in {study} (surveys: {known})")
+        definition = definitions[survey]
+        synonym_map = aggregate.load_synonyms(synonyms)
+        if any(q.numeric for q in definition.questions):
+            typer.echo(aggregate.method_summary(store, survey).to_string(index=False))
+        if survey == "B":
+            typer.echo(aggregate.dimension_summary(store, survey).to_string(index=False))
+        if any(not q.numeric for q in definition.questions):
+            typer.echo(
+                aggregate.top_answers(store, survey, synonyms=synonym_map).to_string(index=False)
+            )
+            overlap = aggregate.answer_overlap(store, survey, synonyms=synonym_map)
+            typer.echo(overlap.to_string(index=False))
+        typer.echo(aggregate.reliability(store, survey, synonym_map).to_string(index=False))
+
+
+@survey_app.command("list")
+def survey_list() -> None:
+    """The built-in survey definitions and their questions."""
+    from semcomp.surveys.definitions import builtin_surveys
+
+    for definition in builtin_surveys().values():
+        typer.echo(f"{definition.id}: {definition.name} ({definition.subject})")
+        for question in definition.questions:
+            scale = f" [{question.low}-{question.high}]" if question.kind == "scale" else ""
+            typer.echo(f"  {question.id:<11} {question.kind}{scale}: {question.text}")
+
+
+@survey_app.command("make")
+def survey_make(
+    study: Path = STUDY_ARGUMENT,
+    survey: str = SURVEY_OPTION,
+    base_url: str = typer.Option(..., help="URL where the images/ folder will be served."),
+    out: Path = typer.Option(..., "--out", help="Output folder (hits.csv, template.html, ...)."),
+    items_per_hit: int = typer.Option(5, help="Items per HIT, attention checks included."),
+    checks: int = typer.Option(None, help="Attention checks per HIT (default 1; 0 for C)."),
+    seed: int = typer.Option(0, help="Seed of the shuffles and side orders."),
+    method: list[str] = typer.Option(None, help="Only candidates of this method (repeatable)."),
+) -> None:
+    """Write an MTurk HIT input CSV, an HTML template and the images to upload."""
+    from semcomp.study import Study
+    from semcomp.surveys.definitions import load_survey
+    from semcomp.surveys.make import make_survey
+
+    definition = load_survey(survey)
+    with Study.open(study) as opened:
+        made = make_survey(
+            opened.store,
+            definition,
+            base_url=base_url,
+            out=out,
+            items_per_hit=items_per_hit,
+            checks=checks,
+            seed=seed,
+            methods=method or None,
+            scope=opened.scope(),
+        )
+    typer.echo(
+        f"survey {definition.id}: {made.hits} HITs of {items_per_hit} items "
+        f"({made.checks} attention checks, {made.repeats} repeated items to fill the last HIT)"
+    )
+    typer.echo(f"  upload {made.images} so that {base_url.rstrip('/')}/<file> serves each file")
+    typer.echo(f"  HIT input CSV: {made.hits_csv}")
+    typer.echo(f"  HIT template:  {made.template}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point; ``main([...])`` is callable from tests. User errors print one line."""
     try:

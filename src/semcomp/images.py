@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from semcomp.csvtext import csv_encoding, open_csv
 from semcomp.errors import ImageError, PixelLimitError
 
 IMAGE_SUFFIXES = frozenset(
@@ -169,21 +170,12 @@ def read_manifest(manifest: Path) -> Iterator[SourceImage | SourceProblem]:
     """Rows of a CSV manifest with columns ``path``, ``category`` and optional ``id``.
 
     Paths are relative to the manifest's folder and must stay inside it. A
-    malformed row is yielded as a :class:`SourceProblem` naming its line; a
-    file that is not UTF-8 is one problem naming the file.
+    malformed row is yielded as a :class:`SourceProblem` naming its line. The
+    file is UTF-8 (with or without a byte-order mark) or, failing that,
+    Windows-1252 (Excel's plain "CSV").
     """
-    try:
-        yield from _manifest_rows(manifest)
-    except UnicodeDecodeError as exc:
-        yield SourceProblem(
-            item=f"{manifest}:0",
-            reason=f"manifest is not UTF-8 text ({exc.reason}); save it as UTF-8",
-        )
-
-
-def _manifest_rows(manifest: Path) -> Iterator[SourceImage | SourceProblem]:
     root = manifest.parent.resolve()
-    with manifest.open(newline="", encoding="utf-8-sig") as handle:
+    with open_csv(manifest, csv_encoding(manifest)) as handle:
         reader = csv.DictReader(handle)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
         if "path" not in header:

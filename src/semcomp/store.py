@@ -185,6 +185,87 @@ MIGRATIONS: list[str] = [
     CREATE INDEX representations_by_method ON representations(method_id);
     CREATE INDEX candidates_by_artifact ON candidates(artifact_hash);
     """,
+    # version 2: human ratings (semcomp.surveys): survey definitions, generated survey items,
+    # imported files, MTurk assignments, one row per answer, answers for unknown candidates
+    """
+    CREATE TABLE surveys (
+        id         TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE survey_items (
+        id           TEXT PRIMARY KEY,
+        survey       TEXT NOT NULL REFERENCES surveys(id),
+        batch        TEXT NOT NULL,
+        hit          INTEGER NOT NULL,
+        slot         INTEGER NOT NULL,
+        original_id  TEXT NOT NULL REFERENCES originals(id),
+        candidate_id TEXT REFERENCES candidates(id),
+        left_side    TEXT NOT NULL,
+        is_check     INTEGER NOT NULL,
+        created_at   TEXT NOT NULL
+    );
+    CREATE TABLE rating_imports (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        survey      TEXT NOT NULL REFERENCES surveys(id),
+        file        TEXT NOT NULL,
+        sha256      TEXT NOT NULL,
+        format      TEXT NOT NULL,
+        options     TEXT NOT NULL,
+        summary     TEXT NOT NULL,
+        imported_at TEXT NOT NULL
+    );
+    CREATE TABLE assignments (
+        assignment_id TEXT PRIMARY KEY,
+        survey        TEXT NOT NULL REFERENCES surveys(id),
+        hit_id        TEXT NOT NULL,
+        worker_id     TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        accept_time   TEXT,
+        submit_time   TEXT,
+        work_seconds  REAL,
+        approval_rate TEXT,
+        source_file   TEXT NOT NULL,
+        source_line   INTEGER NOT NULL,
+        import_id     INTEGER REFERENCES rating_imports(id),
+        created_at    TEXT NOT NULL
+    );
+    CREATE TABLE ratings (
+        assignment_id TEXT NOT NULL REFERENCES assignments(assignment_id),
+        item          TEXT NOT NULL,
+        question      TEXT NOT NULL,
+        survey        TEXT NOT NULL REFERENCES surveys(id),
+        worker_id     TEXT NOT NULL,
+        item_id       TEXT REFERENCES survey_items(id),
+        original_id   TEXT NOT NULL REFERENCES originals(id),
+        candidate_id  TEXT REFERENCES candidates(id),
+        is_check      INTEGER NOT NULL,
+        check_passed  INTEGER,
+        value         REAL,
+        text          TEXT,
+        raw           TEXT NOT NULL,
+        excluded      TEXT,
+        source_file   TEXT NOT NULL,
+        source_line   INTEGER NOT NULL,
+        created_at    TEXT NOT NULL,
+        PRIMARY KEY (assignment_id, item, question)
+    );
+    CREATE TABLE ratings_unmatched (
+        assignment_id TEXT NOT NULL,
+        item          TEXT NOT NULL,
+        survey        TEXT NOT NULL,
+        worker_id     TEXT NOT NULL,
+        original_ref  TEXT,
+        candidate_ref TEXT,
+        reason        TEXT NOT NULL,
+        answers       TEXT NOT NULL,
+        source_file   TEXT NOT NULL,
+        source_line   INTEGER NOT NULL,
+        created_at    TEXT NOT NULL,
+        PRIMARY KEY (assignment_id, item)
+    );
+    CREATE INDEX ratings_by_worker ON ratings(survey, worker_id, original_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -202,6 +283,20 @@ def to_json(value: Any) -> str:
 def content_key(*parts: Any) -> str:
     """A short stable key from JSON-able parts: method ids, representation ids, ..."""
     return sha256_hex(to_json(list(parts)).encode("utf-8"))[:24]
+
+
+def _upsert_sql(table: str, columns: list[str], key: Sequence[str]) -> str:
+    updates = [c for c in columns if c not in key and c != "created_at"]
+    action = (
+        "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updates)
+        if updates
+        else "DO NOTHING"
+    )
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' for _ in columns)}) "
+        f"ON CONFLICT ({', '.join(key)}) {action}"
+    )
 
 
 class Store:
@@ -294,18 +389,13 @@ class Store:
         ``created_at`` keeps the first insertion's time.
         """
         columns = list(row)
-        updates = [c for c in columns if c not in key and c != "created_at"]
-        action = (
-            "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updates)
-            if updates
-            else "DO NOTHING"
-        )
-        sql = (
-            f"INSERT INTO {table} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)}) "
-            f"ON CONFLICT ({', '.join(key)}) {action}"
-        )
-        self.conn.execute(sql, [row[c] for c in columns])
+        self.conn.execute(_upsert_sql(table, columns, key), [row[c] for c in columns])
+
+    def upsert_many(
+        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], key: Sequence[str]
+    ) -> None:
+        """:meth:`upsert` for many rows at once (values in ``columns`` order)."""
+        self.conn.executemany(_upsert_sql(table, list(columns), key), rows)
 
     # ---- artifacts ---------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from PIL import Image
 from pydantic import model_validator
 
 from semcomp.captioners.base import Caption, Captioner, CaptionFailure, OriginalRef
+from semcomp.csvtext import csv_encoding, open_csv
 from semcomp.errors import ConfigError
 from semcomp.params import PluginParams, StudyPath, file_sha256
 
@@ -39,18 +40,15 @@ class HumanParams(PluginParams):
 
 
 def read_caption_rows(path: Path) -> tuple[dict[str, list[Caption]], list[tuple[str, str]]]:
-    """Captions by image reference, and (``file:line``, reason) for every malformed row."""
-    try:
-        return _caption_rows(path)
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+    """Captions by image reference, and (``file:line``, reason) for every malformed row.
 
-
-def _caption_rows(path: Path) -> tuple[dict[str, list[Caption]], list[tuple[str, str]]]:
+    UTF-8 (with or without a byte-order mark) or, failing that, Windows-1252 text
+    (Excel's plain "CSV"); the caption's rate is always its UTF-8 bytes.
+    """
     by_image: dict[str, list[Caption]] = defaultdict(list)
     problems: list[tuple[str, str]] = []
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")
+        handle = open_csv(path, csv_encoding(path))
     except OSError as exc:
         raise ConfigError(f"cannot read captions CSV {path}: {exc.strerror}") from None
     with handle:

@@ -1,0 +1,214 @@
+"""Importing a 200,000-row MTurk batch-results file: time and peak memory.
+
+    python benchmarks/survey_import.py [--rows 200000]
+
+A study of 15 photos (5 categories × 3) with JPEG at two qualities (30 candidates);
+`survey make` for Survey A (5 items per HIT, one of them an attention check: 8 HITs);
+then a results file in MTurk's exact format with ``--rows`` assignments (workers × 8 HITs,
+about 2 % of workers failing the check, 1 % of assignments rejected, random work times),
+in the default ``Answer.taskAnswers`` layout and in the flattened layout. Each import
+runs in its own process so that its peak resident memory is its own. Printed side by
+side: parsing the same file with ``pandas.read_csv`` (a floor: reading only), the import
+of each layout, and importing the same file again (idempotent: adds nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import machine, photo
+
+STANDARD = {
+    "HITTypeId": "3XYZTYPE0000000000000000000000",
+    "Title": "How similar is the feeling or meaning of these images?",
+    "Description": "Rate five pairs of images on a scale of 1 to 10",
+    "Keywords": "image, similarity, rating, survey",
+    "Reward": "$0.25",
+    "CreationTime": "Fri Jun 08 09:00:00 PDT 2012",
+    "MaxAssignments": "25000",
+    "RequesterAnnotation": "BatchId:1234567;OriginalHitTemplateId:98765;",
+    "AssignmentDurationInSeconds": "3600",
+    "AutoApprovalDelayInSeconds": "259200",
+    "Expiration": "Fri Jun 15 09:00:00 PDT 2012",
+    "NumberOfSimilarHITs": "",
+    "LifetimeInSeconds": "",
+}
+TAIL = ["AutoApprovalTime", "ApprovalTime", "RejectionTime", "RequesterFeedback"]
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_study(root: Path) -> None:
+    from semcomp.study import Study
+
+    images = root / "images"
+    for index in range(15):
+        folder = images / f"category_{index % 5}"
+        folder.mkdir(parents=True, exist_ok=True)
+        photo(256, 192, seed=index).save(folder / f"{index:02d}.png")
+    (root / "study").mkdir()
+    (root / "study" / "study.toml").write_text(
+        f'name = "bench"\n[images]\nsource = "{images.as_posix()}"\n\n'
+        '[[methods]]\nname = "jpeg"\ncodec = "jpeg"\nquality = [30, 70]\n'
+    )
+    with Study.open(root / "study") as study:
+        study.run(progress=False, stages=["ingest", "encode", "decode"])
+
+
+def write_results(hits_csv: Path, items_csv: Path, out: Path, rows: int, layout: str) -> None:
+    """``rows`` assignments over the HITs of ``hits_csv`` in MTurk's batch-results format."""
+    rng = random.Random(0)
+    with hits_csv.open(newline="") as handle:
+        hits = list(csv.DictReader(handle))
+    with items_csv.open(newline="") as handle:
+        checks = {row["item_id"] for row in csv.DictReader(handle) if row["check"] == "1"}
+    slots = [k[len("item") : -len("_id")] for k in hits[0] if k.endswith("_id")]
+    answer_names = [f"item{s}__similarity" for s in slots]
+    inputs = list(hits[0])
+    if layout == "json":
+        answer_columns = ["Answer.taskAnswers"]
+    else:
+        answer_columns = [f"Answer.{name}" for name in answer_names]
+    header = ["HITId", *STANDARD, "AssignmentId", "WorkerId", "AssignmentStatus", "AcceptTime",
+              "SubmitTime", *TAIL, "WorkTimeInSeconds", "LifetimeApprovalRate",
+              "Last30DaysApprovalRate", "Last7DaysApprovalRate", *[f"Input.{c}" for c in inputs],
+              *answer_columns, "Approve", "Reject"]  # fmt: skip
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, quoting=csv.QUOTE_ALL)
+        writer.writerow(header)
+        for number in range(rows):
+            hit_index, worker_index = number % len(hits), number // len(hits)
+            hit = hits[hit_index]
+            careless = worker_index % 50 == 0
+            answers = {}
+            for slot, name in zip(slots, answer_names, strict=True):
+                is_check = hit[f"item{slot}_id"] in checks
+                value = (2 if careless else 10) if is_check else rng.randint(1, 10)
+                answers[name] = str(value)
+            minute, second = divmod(number % 3600, 60)
+            row = {
+                "HITId": f"3HIT{hit_index:026d}",
+                **STANDARD,
+                "AssignmentId": f"3ASG{number:026d}",
+                "WorkerId": f"A{worker_index:013d}",
+                "AssignmentStatus": "Rejected" if number % 100 == 7 else "Approved",
+                "AcceptTime": f"Sat Jun 09 10:{minute:02d}:{second:02d} PDT 2012",
+                "SubmitTime": f"Sat Jun 09 11:{minute:02d}:{second:02d} PDT 2012",
+                "WorkTimeInSeconds": str(rng.randint(10, 400)),
+                "LifetimeApprovalRate": "99% (990/1000)",
+                "Last30DaysApprovalRate": "100% (30/30)",
+                "Last7DaysApprovalRate": "100% (7/7)",
+                **{f"Input.{c}": hit[c] for c in inputs},
+            }
+            if layout == "json":
+                row["Answer.taskAnswers"] = json.dumps([answers])
+            else:
+                row |= {f"Answer.{k}": v for k, v in answers.items()}
+            writer.writerow([row.get(c, "") for c in header])
+
+
+def child(kind: str, study: str, results: str) -> None:
+    """One measurement in this process: prints a JSON line."""
+    started = time.perf_counter()
+    if kind == "pandas":
+        import pandas as pd
+
+        frame = pd.read_csv(results, dtype=str, keep_default_na=False)
+        outcome = {"rows": len(frame)}
+    else:
+        from semcomp.store import Store
+        from semcomp.surveys.definitions import load_survey
+        from semcomp.surveys.importer import import_ratings
+
+        with Store(Path(study)) as store:
+            summary = import_ratings(store, Path(results), load_survey("A"), min_work_seconds=30)
+            outcome = {
+                "rows": summary.rows,
+                "new": summary.ratings_new,
+                "kept": summary.kept,
+                "excluded": summary.excluded,
+                "failed": len(summary.failed),
+                "scores": summary.scores_written,
+            }
+    outcome |= {"seconds": time.perf_counter() - started, "peak_mib": peak_mib()}
+    print(json.dumps(outcome))
+
+
+def measure(kind: str, study: Path, results: Path) -> dict:
+    command = [sys.executable, __file__, "--child", kind, str(study), str(results)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--child", nargs=3, metavar=("KIND", "STUDY", "RESULTS"))
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    from semcomp.store import Store
+    from semcomp.surveys.definitions import load_survey
+    from semcomp.surveys.make import make_survey
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        build_study(root)
+        with Store(root / "study") as store:
+            made = make_survey(
+                store,
+                load_survey("A"),
+                base_url="https://bucket.example.org/semcomp-survey-a",
+                out=root / "survey",
+                items_per_hit=5,
+            )
+        files = {}
+        for layout in ("json", "flat"):
+            files[layout] = root / f"results-{layout}.csv"
+            started = time.perf_counter()
+            items_csv = root / "survey" / "items.csv"
+            write_results(made.hits_csv, items_csv, files[layout], args.rows, layout)
+            size = files[layout].stat().st_size / 2**20
+            print(f"wrote {layout} layout: {size:.0f} MiB in {time.perf_counter() - started:.1f} s")
+            shutil.copytree(root / "study", root / f"study-{layout}")
+        floor = measure("pandas", root / "study", files["json"])
+        first = measure("import", root / "study-json", files["json"])
+        again = measure("import", root / "study-json", files["json"])
+        flat = measure("import", root / "study-flat", files["flat"])
+    print(f"machine: {machine()}")
+    print(
+        f"{args.rows} assignments x {made.items // made.hits} items ({made.hits} HITs, "
+        "1 attention check each); QC: rejected, work time < 30 s, failed checks, repeats"
+    )
+    print(f"{'what':<34} {'seconds':>8} {'rows/s':>9} {'peak MiB':>9}  outcome")
+    for label, result in (
+        ("pandas.read_csv (parse only)", floor),
+        ("import, taskAnswers JSON layout", first),
+        ("import again (same file)", again),
+        ("import, flattened layout", flat),
+    ):
+        outcome = {k: v for k, v in result.items() if k not in ("seconds", "peak_mib", "rows")}
+        print(
+            f"{label:<34} {result['seconds']:8.1f} {result['rows'] / result['seconds']:9.0f} "
+            f"{result['peak_mib']:9.0f}  {outcome}"
+        )
+    print(f"ratio import / pandas parse: {first['seconds'] / floor['seconds']:.1f}x")
+    print(f"ratio flattened / JSON layout: {flat['seconds'] / first['seconds']:.2f}x")
+    print(f"ratio re-import / first import: {again['seconds'] / first['seconds']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,386 @@
+"""Reading human ratings: the public read API (pandas DataFrames; nothing is written).
+
+Every function takes a :class:`~semcomp.store.Store`, which may be opened
+read-only (``Store(root, read_only=True)``), and returns a DataFrame:
+
+- :func:`kept_ratings` — the answers kept by quality control, in long form
+  (survey, question, original_id, original, category, candidate_id, method,
+  operating_point, worker_id, value, text, assignment_id);
+- :func:`pair_summary` — per (survey, question, original, candidate): n, median
+  (Survey A's median is the paper's *semantic satisfaction index*), mean, std, IQR;
+- :func:`method_summary` — per method and operating point: the mean of the pair
+  medians with a bootstrap 95 % CI (the paper's Table 1 statistic);
+- :func:`dimension_summary` — Survey B: mean and standard deviation of each
+  question per method, or per method and category;
+- :func:`top_answers` and :func:`answer_overlap` — Survey C: the most frequent
+  normalised answers per method and question, and the overlap of distinct answers
+  between methods (the paper's comparison);
+- :func:`reliability` — Krippendorff's alpha per question (ordinal for scales,
+  nominal for choices and normalised free text);
+- :func:`unmatched_answers`, :func:`imports` — what was kept aside, what was imported.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from semcomp.analysis.stats import mean_ci
+from semcomp.errors import ConfigError
+from semcomp.store import Store
+from semcomp.surveys.definitions import SurveyDefinition
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PAIR_COLUMNS = [
+    "survey",
+    "question",
+    "original_id",
+    "original",
+    "category",
+    "candidate_id",
+    "method",
+    "operating_point",
+]
+
+
+def survey_definitions(store: Store) -> dict[str, SurveyDefinition]:
+    """The surveys the study has ratings or generated items for, by id."""
+    return {
+        row["id"]: SurveyDefinition(**json.loads(row["definition"]))
+        for row in store.conn.execute("SELECT id, definition FROM surveys ORDER BY id")
+    }
+
+
+def kept_ratings(
+    store: Store, survey: str | None = None, *, include_excluded: bool = False
+) -> pd.DataFrame:
+    """Answers in long form; attention checks and excluded answers are left out unless
+    ``include_excluded`` (then the ``excluded`` column says why, NULL when kept)."""
+    where = ["1 = 1"] if include_excluded else ["r.excluded IS NULL", "r.is_check = 0"]
+    params: list[str] = []
+    if survey is not None:
+        where.append("r.survey = ?")
+        params.append(survey)
+    return store.frame(
+        "SELECT r.survey, r.question, r.original_id, o.name AS original, o.category, "
+        "r.candidate_id, m.name AS method, rep.operating_point, r.worker_id, r.value, r.text, "
+        "r.assignment_id, r.item, r.is_check, r.excluded, r.source_file, r.source_line "
+        "FROM ratings r JOIN originals o ON o.id = r.original_id "
+        "LEFT JOIN candidates c ON c.id = r.candidate_id "
+        "LEFT JOIN representations rep ON rep.id = c.representation_id "
+        "LEFT JOIN methods m ON m.id = rep.method_id "
+        f"WHERE {' AND '.join(where)} "
+        "ORDER BY r.survey, r.question, o.name, m.name, rep.operating_point, r.worker_id",
+        params,
+    )
+
+
+def _iqr(values: pd.Series) -> float:
+    return float(values.quantile(0.75) - values.quantile(0.25))
+
+
+def pair_summary(store: Store, survey: str | None = None) -> pd.DataFrame:
+    """Per (survey, question, original, candidate) of numeric answers: n, median, mean, std,
+    iqr (std with n − 1; NaN for one rating)."""
+    ratings = kept_ratings(store, survey)
+    ratings = ratings[ratings["value"].notna()]
+    columns = [*PAIR_COLUMNS, "n", "median", "mean", "std", "iqr"]
+    if ratings.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = ratings.groupby(PAIR_COLUMNS, dropna=False)["value"]
+    summary = grouped.agg(n="count", median="median", mean="mean", std="std", iqr=_iqr)
+    return summary.reset_index()[columns]
+
+
+def method_summary(
+    store: Store, survey: str = "A", question: str | None = None, *, seed: int = 0
+) -> pd.DataFrame:
+    """Per (question, method, operating point): the mean of the pair medians with a bootstrap
+    95 % CI over pairs (Table 1 of the textual-transform paper), and the mean of pair means."""
+    pairs = pair_summary(store, survey)
+    if question is not None:
+        pairs = pairs[pairs["question"] == question]
+    columns = [
+        "survey",
+        "question",
+        "method",
+        "operating_point",
+        "pairs",
+        "ratings",
+        "median_mean",
+        "median_ci_low",
+        "median_ci_high",
+        "mean_mean",
+    ]
+    rows = []
+    keys = ["survey", "question", "method", "operating_point"]
+    for (survey_id, question_id, method, point), group in pairs.groupby(keys, dropna=False):
+        medians = group["median"].to_numpy(dtype=float)
+        low, high = mean_ci(medians, seed)
+        rows.append(
+            [
+                survey_id,
+                question_id,
+                method,
+                point,
+                len(group),
+                int(group["n"].sum()),
+                float(np.mean(medians)),
+                low,
+                high,
+                float(group["mean"].mean()),
+            ]
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def dimension_summary(store: Store, survey: str = "B", by: str = "method") -> pd.DataFrame:
+    """Survey B: mean and standard deviation of every question over kept ratings, per method
+    (``by="method"``) or per method and category (``by="category"``); one row per group,
+    columns ``<question> mean``, ``<question> std`` and ``assignments`` (how many answered)."""
+    if by not in ("method", "category"):
+        raise ConfigError(f"by must be 'method' or 'category', not {by!r}")
+    ratings = kept_ratings(store, survey)
+    ratings = ratings[ratings["value"].notna()]
+    keys = ["method"] if by == "method" else ["method", "category"]
+    if ratings.empty:
+        return pd.DataFrame(columns=[*keys, "assignments"])
+    stats = ratings.pivot_table(
+        index=keys, columns="question", values="value", aggfunc=["mean", "std"], dropna=False
+    )
+    stats.columns = [f"{question} {stat}" for stat, question in stats.columns]
+    asked = set(ratings["question"])
+    order = [q.id for q in survey_definitions(store)[survey].questions if q.id in asked]
+    ordered = [f"{q} {s}" for q in order for s in ("mean", "std")]
+    counts = ratings.groupby(keys)["assignment_id"].nunique().rename("assignments")
+    return stats[ordered].join(counts).reset_index()
+
+
+# ---- Survey C: free answers -------------------------------------------------------------
+
+_ARTICLES = re.compile(r"^(?:a|an|the)\s+")
+_SPACE = re.compile(r"\s+")
+
+
+def singular(word: str) -> str:
+    """A simple English plural-to-singular: ``puppies``→``puppy``, ``boxes``→``box``,
+    ``dogs``→``dog``; words ending in ss, us, is are left alone."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("ches", "shes", "sses", "xes", "zes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def normalise_answer(text: str, synonyms: dict[str, str] | None = None) -> str:
+    """Lower case, one space, no surrounding punctuation or leading article, last word
+    singular, then the synonym map (variant → canonical answer)."""
+    cleaned = _SPACE.sub(" ", text.strip().lower()).strip(" .;:!?\"'()[]")
+    cleaned = _ARTICLES.sub("", cleaned)
+    if cleaned:
+        words = cleaned.split(" ")
+        words[-1] = singular(words[-1])
+        cleaned = " ".join(words)
+    return (synonyms or {}).get(cleaned, cleaned)
+
+
+def load_synonyms(path: Path | None) -> dict[str, str]:
+    """A synonym map from TOML, ``canonical = ["variant", ...]``: variant → canonical.
+    Variants are normalised the same way answers are."""
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read synonyms {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"synonyms {path} is not valid TOML: {exc}") from None
+    synonyms: dict[str, str] = {}
+    for canonical, variants in data.items():
+        if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
+            raise ConfigError(f"synonyms {path}: {canonical!r} must be a list of strings")
+        target = normalise_answer(canonical)
+        for variant in [canonical, *variants]:
+            synonyms[normalise_answer(variant)] = target
+    return synonyms
+
+
+def answer_items(
+    store: Store, survey: str = "C", synonyms: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """Kept text and choice answers split into items (at most the question's ``max_items``,
+    in the order given) and normalised; one row per item with its ``rank``."""
+    definitions = survey_definitions(store)
+    ratings = kept_ratings(store, survey)
+    ratings = ratings[ratings["text"].notna()]
+    columns = [*PAIR_COLUMNS, "worker_id", "rank", "answer"]
+    if ratings.empty or survey not in definitions:
+        return pd.DataFrame(columns=columns)
+    limits = {q.id: q.max_items for q in definitions[survey].questions}
+    rows = []
+    for record in ratings.itertuples(index=False):
+        parts = [p for p in str(record.text).split(",") if p.strip()]
+        for rank, part in enumerate(parts[: limits.get(record.question, len(parts))], start=1):
+            answer = normalise_answer(part, synonyms)
+            if answer:
+                rows.append(
+                    [*(getattr(record, c) for c in PAIR_COLUMNS), record.worker_id, rank, answer]
+                )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def top_answers(
+    store: Store,
+    survey: str = "C",
+    *,
+    top: int = 3,
+    synonyms: dict[str, str] | None = None,
+    by: str = "method",
+) -> pd.DataFrame:
+    """The ``top`` most frequent normalised answers per method (or ``by="operating_point"``,
+    ``"category"``) and question (ties broken alphabetically), with their count and share of
+    that group's answers."""
+    items = answer_items(store, survey, synonyms)
+    _check_group(by)
+    columns = [by, "question", "rank", "answer", "count", "share"]
+    if items.empty:
+        return pd.DataFrame(columns=columns)
+    items[by] = items[by].fillna("")
+    keys = [by, "question"]
+    counts = items.groupby([*keys, "answer"]).size().rename("count").reset_index()
+    counts = counts.join(items.groupby(keys).size().rename("total"), on=keys)
+    counts["share"] = counts["count"] / counts["total"]
+    counts = counts.sort_values([*keys, "count", "answer"], ascending=[True, True, False, True])
+    counts["rank"] = counts.groupby(keys).cumcount() + 1
+    return counts[counts["rank"] <= top][columns].reset_index(drop=True)
+
+
+GROUPS = ("method", "operating_point", "category")
+
+
+def _check_group(by: str) -> None:
+    if by not in GROUPS:
+        raise ConfigError(f"by must be one of {', '.join(GROUPS)}, not {by!r}")
+
+
+def answer_overlap(
+    store: Store,
+    survey: str = "C",
+    *,
+    top: int | None = None,
+    synonyms: dict[str, str] | None = None,
+    by: str = "method",
+) -> pd.DataFrame:
+    """Per question and pair of methods (or of ``by`` groups): the distinct normalised answers
+    both gave, as a percentage of the distinct answers either gave (|A ∩ B| / |A ∪ B| × 100).
+    With ``top``, only each group's ``top`` most frequent answers count (the paper compares
+    its top 3)."""
+    _check_group(by)
+    columns = ["question", f"{by}_a", f"{by}_b", "shared", "distinct", "overlap_percent"]
+    if top is not None:
+        answers = top_answers(store, survey, top=top, synonyms=synonyms, by=by)
+    else:
+        answers = answer_items(store, survey, synonyms)
+    if answers.empty:
+        return pd.DataFrame(columns=columns)
+    answers[by] = answers[by].fillna("")
+    rows = []
+    for question, group in answers.groupby("question"):
+        sets = {name: set(g["answer"]) for name, g in group.groupby(by)}
+        for first, second in combinations(sorted(sets), 2):
+            union = sets[first] | sets[second]
+            shared = sets[first] & sets[second]
+            rows.append(
+                [question, first, second, len(shared), len(union),
+                 100.0 * len(shared) / len(union) if union else np.nan]
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ---- inter-rater reliability --------------------------------------------------------
+
+
+def reliability(
+    store: Store, survey: str | None = None, synonyms: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """Krippendorff's alpha per (survey, question), with the ``krippendorff`` package.
+
+    Scales are ordinal over the scale's values. A choice question (Survey C's adjectives)
+    becomes one nominal yes/no unit per (item, option). A text question is nominal on the
+    first normalised item (the most important object). Units are (original, candidate)
+    items; alpha is NaN when fewer than two units have two or more ratings.
+    """
+    import krippendorff
+
+    definitions = survey_definitions(store)
+    ratings = kept_ratings(store, survey)
+    columns = ["survey", "question", "level", "alpha", "units", "pairable_units", "ratings"]
+    rows = []
+    for survey_id, definition in definitions.items():
+        if survey is not None and survey_id != survey:
+            continue
+        of_survey = ratings[ratings["survey"] == survey_id]
+        for question in definition.questions:
+            answers = of_survey[of_survey["question"] == question.id]
+            if answers.empty:
+                continue
+            unit = answers["original_id"] + "|" + answers["candidate_id"].fillna("")
+            if question.kind == "scale":
+                level, domain = "ordinal", list(range(question.low, question.high + 1))
+                units, values = unit, answers["value"].astype(int)
+            elif question.kind == "choice":
+                level, domain = "nominal", [0, 1]
+                chosen = answers["text"].fillna("").map(lambda t: {p.strip() for p in t.split(",")})
+                units = pd.concat([unit + "|" + option for option in question.options])
+                values = pd.concat(
+                    [chosen.map(lambda s, o=option: int(o in s)) for option in question.options]
+                )
+            else:
+                level = "nominal"
+                values = (
+                    answers["text"]
+                    .fillna("")
+                    .map(lambda t: normalise_answer(t.split(",")[0], synonyms))
+                )
+                domain = sorted(set(values))
+                units = unit
+            counts = pd.crosstab(units.to_numpy(), values.to_numpy()).reindex(
+                columns=domain, fill_value=0
+            )
+            pairable = int((counts.sum(axis=1) >= 2).sum())
+            alpha = np.nan
+            if pairable >= 2 and len(domain) >= 2:
+                alpha = float(
+                    krippendorff.alpha(
+                        value_counts=counts.to_numpy(),
+                        value_domain=list(range(len(domain))) if level == "nominal" else domain,
+                        level_of_measurement=level,
+                    )
+                )
+            rows.append([survey_id, question.id, level, alpha, len(counts), pairable, len(answers)])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def unmatched_answers(store: Store, survey: str | None = None) -> pd.DataFrame:
+    """Answers about images the study does not know, kept aside at import."""
+    where, params = ("WHERE survey = ?", [survey]) if survey else ("", [])
+    return store.frame(
+        f"SELECT * FROM ratings_unmatched {where} ORDER BY source_file, source_line", params
+    )
+
+
+def imports(store: Store) -> pd.DataFrame:
+    """Every import: file, its SHA-256, survey, format, QC options and summary."""
+    return store.frame("SELECT * FROM rating_imports ORDER BY id")

@@ -1,0 +1,788 @@
+"""Importing ratings into a study: MTurk batch results or a long-format CSV, with QC.
+
+Every answer is kept as a row of ``ratings`` keyed on (AssignmentId, item slot,
+question), so importing the same file again adds nothing, and a file with the
+same assignments but changed statuses (an approval, a rejection) updates them.
+After each import the quality-control rules are applied again to the whole
+survey and the ``human.<survey>.<stat>[<question>]`` scores are recomputed:
+
+- rejected assignments are excluded (unless ``include_rejected``);
+- assignments shorter than ``min_work_seconds`` are excluded;
+- a worker who fails an attention check (an image next to itself, or a mapping's
+  gold item) is excluded from the survey;
+- a worker who rated the same pair twice keeps the first rating (by submit time).
+
+The rules of the latest import apply to the survey and are recorded with it.
+Blank, out-of-range and unreadable answers are failures (stage ``ratings``, with
+file, line, column and value); answers about images the study does not know are
+kept aside in ``ratings_unmatched`` and reported.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+
+import numpy as np
+
+from semcomp.csvtext import csv_encoding, open_csv
+from semcomp.errors import ConfigError
+from semcomp.params import file_sha256
+from semcomp.store import Store, content_key, to_json, utc_now
+from semcomp.surveys.answers import AnswerError, option_entries, read_answer
+from semcomp.surveys.definitions import SurveyDefinition
+from semcomp.surveys.mapping import (
+    Mapping,
+    default_mapping,
+    generated_mapping,
+    load_mapping,
+    reference_keys,
+)
+from semcomp.surveys.mturk import TASK_ANSWERS, AssignmentRow, read_batch_results
+
+STAGE = "ratings"
+FORMATS = ("mturk", "long")
+LONG_COLUMNS = ("rater", "original", "candidate", "question", "value")
+ASSIGNMENT_COLUMNS = (
+    "assignment_id",
+    "survey",
+    "hit_id",
+    "worker_id",
+    "status",
+    "accept_time",
+    "submit_time",
+    "work_seconds",
+    "approval_rate",
+    "source_file",
+    "source_line",
+    "import_id",
+    "created_at",
+)
+RATING_COLUMNS = (
+    "assignment_id",
+    "item",
+    "question",
+    "survey",
+    "worker_id",
+    "item_id",
+    "original_id",
+    "candidate_id",
+    "is_check",
+    "check_passed",
+    "value",
+    "text",
+    "raw",
+    "source_file",
+    "source_line",
+    "created_at",
+)
+UNMATCHED_COLUMNS = (
+    "assignment_id",
+    "item",
+    "survey",
+    "worker_id",
+    "original_ref",
+    "candidate_ref",
+    "reason",
+    "answers",
+    "source_file",
+    "source_line",
+    "created_at",
+)
+
+
+@dataclass
+class ImportSummary:
+    """What one import did; :meth:`lines` is what the CLI prints."""
+
+    file: str
+    survey: str
+    format: str
+    encoding: str
+    rows: int = 0
+    assignments_new: int = 0
+    assignments_updated: int = 0
+    assignments_unchanged: int = 0
+    ratings_new: int = 0
+    #: answers of this file kept after quality control (attention checks not counted)
+    kept: int = 0
+    #: answers of this file excluded, by rule
+    excluded: dict[str, int] = field(default_factory=dict)
+    #: (where, reason) for every answer or row that could not be read
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    #: (where, reason) for items about originals/candidates the study does not know
+    unmatched: list[tuple[str, str]] = field(default_factory=list)
+    #: workers who rated a pair twice: the later rating is excluded
+    duplicates: list[str] = field(default_factory=list)
+    unknown_columns: list[str] = field(default_factory=list)
+    scores_written: int = 0
+
+    def lines(self, limit: int = 20) -> list[str]:
+        excluded = ", ".join(f"{n} {rule}" for rule, n in sorted(self.excluded.items())) or "none"
+        out = [
+            f"{self.file} ({self.format}, {self.encoding}) → survey {self.survey}: "
+            f"{self.rows} rows; assignments {self.assignments_new} new, "
+            f"{self.assignments_updated} updated, {self.assignments_unchanged} unchanged; "
+            f"{self.ratings_new} new answers",
+            f"  kept {self.kept} answers; excluded: {excluded}; failed {len(self.failed)}; "
+            f"unknown images {len(self.unmatched)}; {self.scores_written} human score rows",
+        ]
+        if self.unknown_columns:
+            out.append(f"  ignored unknown columns: {', '.join(self.unknown_columns)}")
+        for title, entries in (
+            ("failed", self.failed),
+            ("unknown images (kept aside in ratings_unmatched)", self.unmatched),
+        ):
+            if entries:
+                out.append(f"  {title}:")
+                out += [f"    {where}: {reason}" for where, reason in entries[:limit]]
+                if len(entries) > limit:
+                    out.append(f"    ... and {len(entries) - limit} more")
+        if self.duplicates:
+            out.append("  pairs rated twice by one worker (first rating kept):")
+            out += [f"    {d}" for d in self.duplicates[:limit]]
+            if len(self.duplicates) > limit:
+                out.append(f"    ... and {len(self.duplicates) - limit} more")
+        return out
+
+
+# ---- the study's images, by every name a results file may use ------------------------
+
+
+@dataclass
+class Resolved:
+    original_id: str
+    candidate_id: str | None
+    item_id: str | None = None
+    is_check: bool = False
+    #: question id → (min, max) an attention check must meet
+    bounds: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+
+
+class StudyIndex:
+    """Originals, candidates and generated survey items by id, file name or URL."""
+
+    def __init__(self, store: Store, survey: SurveyDefinition):
+        self.originals: dict[str, set[str]] = defaultdict(set)
+        self.candidates: dict[str, set[str]] = defaultdict(set)
+        self.candidate_original: dict[str, str] = {}
+        rows = store.conn.execute(
+            "SELECT o.id, o.name, o.source_path, a.relpath FROM originals o "
+            "JOIN artifacts a ON a.hash = o.artifact_hash"
+        )
+        for row in rows:
+            for ref in [row["id"], row["name"], *reference_keys(row["source_path"])]:
+                self.originals[ref].add(row["id"])
+            for ref in reference_keys(row["relpath"])[1:]:
+                self.originals[ref].add(row["id"])
+        rows = store.conn.execute(
+            "SELECT c.id, c.artifact_hash, r.original_id, a.relpath FROM candidates c "
+            "JOIN representations r ON r.id = c.representation_id "
+            "JOIN artifacts a ON a.hash = c.artifact_hash"
+        )
+        for row in rows:
+            self.candidate_original[row["id"]] = row["original_id"]
+            for ref in [row["id"], row["artifact_hash"], *reference_keys(row["relpath"])[1:]]:
+                self.candidates[ref].add(row["id"])
+        checks = {q.id: (q.check_min, None) for q in survey.questions if q.check_min is not None}
+        self.items = {
+            row["id"]: Resolved(
+                original_id=row["original_id"],
+                candidate_id=row["candidate_id"],
+                item_id=row["id"],
+                is_check=bool(row["is_check"]),
+                bounds=checks if row["is_check"] else {},
+            )
+            for row in store.conn.execute(
+                "SELECT id, original_id, candidate_id, is_check FROM survey_items WHERE survey = ?",
+                (survey.id,),
+            )
+        }
+
+    def _one(self, table: dict[str, set[str]], ref: str, what: str) -> tuple[str | None, str]:
+        found: set[str] = set()
+        for key in reference_keys(ref):
+            found = table.get(key, set())
+            if found:
+                break
+        if len(found) == 1:
+            return next(iter(found)), ""
+        if not found:
+            return None, f"{what} {ref!r} is not in the study"
+        return None, f"{what} {ref!r} names {len(found)} images; use its id"
+
+    def resolve(
+        self, original_ref: str | None, candidate_ref: str | None, subject: str
+    ) -> tuple[Resolved | None, str]:
+        original_id = candidate_id = None
+        if original_ref:
+            original_id, reason = self._one(self.originals, original_ref, "original")
+            if original_id is None:
+                return None, reason
+        if candidate_ref:
+            candidate_id, reason = self._one(self.candidates, candidate_ref, "candidate")
+            if candidate_id is None:
+                same, _ = self._one(self.originals, candidate_ref, "original")
+                if same is not None and same == original_id:  # an image next to itself
+                    return Resolved(original_id=same, candidate_id=None), ""
+                return None, reason
+            owner = self.candidate_original[candidate_id]
+            if original_id is not None and owner != original_id:
+                return None, f"candidate {candidate_ref!r} is not a candidate of {original_ref!r}"
+            return Resolved(original_id=owner, candidate_id=candidate_id), ""
+        if subject == "candidate" or original_id is None:
+            return None, "no candidate named"
+        return None, "no candidate named for the pair"
+
+
+# ---- reading -------------------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    assignments: list[tuple] = field(default_factory=list)
+    ratings: list[tuple] = field(default_factory=list)
+    unmatched: list[tuple] = field(default_factory=list)
+    #: (item key, reason, detail)
+    failures: list[tuple[str, str, dict]] = field(default_factory=list)
+
+
+class _Reader:
+    def __init__(
+        self, path: Path, survey: SurveyDefinition, index: StudyIndex, mapping: Mapping, now: str
+    ):
+        self.path = path
+        self.survey = survey
+        self.index = index
+        self.mapping = mapping
+        self.now = now
+        self.source = str(path.resolve())
+        self.batch = _Batch()
+        #: long format only: one assignment spans rows, so an answer can repeat
+        self.seen_ratings: dict[tuple[str, str, str], int] | None = None
+        self.gold = self._gold()
+
+    def _gold(self) -> dict[tuple[str, str | None], dict[str, tuple[float | None, float | None]]]:
+        gold: dict[tuple[str, str | None], dict] = defaultdict(dict)
+        for check in self.mapping.checks:
+            resolved, reason = self.index.resolve(
+                check.original, check.candidate, self.survey.subject
+            )
+            if resolved is None:
+                raise ConfigError(f"gold item {check.original!r}/{check.candidate!r}: {reason}")
+            key = (resolved.original_id, resolved.candidate_id)
+            gold[key][check.question] = (check.min, check.max)
+        return gold
+
+    def fail(self, line: int, column: str, value: str, reason: str, **extra: object) -> None:
+        item = f"{self.source}:{line}:{column}"
+        label = f"{self.path.name} line {line}, {column}"
+        detail = {"label": label, "file": self.source, "line": line, "column": column}
+        detail |= {"value": value[:500], **extra}
+        self.batch.failures.append((item, reason, detail))
+
+    def assignment(self, row: AssignmentRow) -> None:
+        self.batch.assignments.append(
+            (
+                row.assignment_id,
+                self.survey.id,
+                row.hit_id,
+                row.worker_id,
+                row.status,
+                row.accept_time,
+                row.submit_time,
+                row.work_seconds,
+                row.approval_rate,
+                self.source,
+                row.line,
+                None,
+                self.now,
+            )
+        )
+
+    def items(self, row: AssignmentRow, *, absent_is_blank: bool) -> None:
+        for column, value, reason in row.problems:
+            self.fail(row.line, column, value, reason, assignment=row.assignment_id)
+        if any(column == f"Answer.{TASK_ANSWERS}" for column, _, _ in row.problems):
+            return  # its answers are unreadable: one failure says so, not one per question
+        entries = option_entries(row.answers)
+        for slot in self.mapping.slots:
+            self._item(row, slot, absent_is_blank, entries)
+
+    def _item(
+        self,
+        row: AssignmentRow,
+        slot: str,
+        absent_is_blank: bool,
+        entries: dict[str, list[tuple[str, str]]],
+    ) -> None:
+        mapping = self.mapping
+        if mapping.item_id:
+            item_id = row.inputs.get(mapping.column(mapping.item_id, slot), "").strip()
+            if not item_id:
+                return  # an unused slot
+            resolved = self.index.items.get(item_id)
+            references: tuple[str | None, str | None] = (None, item_id)
+            reason = "" if resolved else f"item id {item_id!r} was not made for this study"
+        else:
+            original_ref = row.inputs.get(mapping.column(mapping.original, slot) or "", "").strip()
+            candidate_ref = row.inputs.get(mapping.column(mapping.candidate, slot) or "", "")
+            candidate_ref = candidate_ref.strip()
+            if not original_ref and not candidate_ref:
+                return
+            references = (original_ref or None, candidate_ref or None)
+            resolved, reason = self.index.resolve(*references, self.survey.subject)
+            if resolved is not None:
+                bounds = self.gold.get((resolved.original_id, resolved.candidate_id))
+                if bounds:
+                    resolved.is_check, resolved.bounds = True, bounds
+                elif resolved.candidate_id is None:
+                    resolved, reason = None, "an image compared with itself is not a gold item"
+        if resolved is None:
+            answers = {
+                k: v
+                for k, v in row.answers.items()
+                if not mapping.item_id or k.startswith(f"item{slot}__")
+            }
+            self.batch.unmatched.append(
+                (
+                    row.assignment_id,
+                    slot,
+                    self.survey.id,
+                    row.worker_id,
+                    references[0],
+                    references[1],
+                    reason,
+                    to_json(answers),
+                    self.source,
+                    row.line,
+                    self.now,
+                )
+            )
+            return
+        for question in self.survey.questions:
+            name, values = mapping.field(question.id, slot)
+            try:
+                answer = read_answer(question, row.answers, name, values, entries)
+            except AnswerError as exc:
+                self.fail(row.line, exc.column, exc.raw, exc.reason, assignment=row.assignment_id)
+                continue
+            if answer is None:
+                if absent_is_blank:
+                    self.fail(
+                        row.line,
+                        f"Answer.{name}",
+                        "",
+                        "no answer (field missing)",
+                        assignment=row.assignment_id,
+                    )
+                continue
+            key = (row.assignment_id, slot, question.id)
+            if self.seen_ratings is not None and key in self.seen_ratings:
+                self.fail(
+                    row.line,
+                    f"Answer.{name}",
+                    answer.raw,
+                    f"duplicated answer (first on line {self.seen_ratings[key]})",
+                )
+                continue
+            if self.seen_ratings is not None:
+                self.seen_ratings[key] = row.line
+            passed = None
+            if resolved.is_check and question.id in resolved.bounds and answer.value is not None:
+                low, high = resolved.bounds[question.id]
+                passed = int(
+                    (low is None or answer.value >= low) and (high is None or answer.value <= high)
+                )
+            self.batch.ratings.append(
+                (
+                    row.assignment_id,
+                    slot,
+                    question.id,
+                    self.survey.id,
+                    row.worker_id,
+                    resolved.item_id,
+                    resolved.original_id,
+                    resolved.candidate_id,
+                    int(resolved.is_check),
+                    passed,
+                    answer.value,
+                    answer.text,
+                    answer.raw,
+                    self.source,
+                    row.line,
+                    self.now,
+                )
+            )
+
+
+def _mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
+    if isinstance(row, tuple):
+        reader.fail(row[0], "row", "", row[1])
+        return
+    required = {"AssignmentId": row.assignment_id, "WorkerId": row.worker_id, "HITId": row.hit_id}
+    missing = [name for name, value in required.items() if not value]
+    if missing:
+        reader.fail(row.line, missing[0], "", f"blank {', '.join(missing)}")
+        return
+    if row.assignment_id in seen:
+        reader.fail(
+            row.line,
+            "AssignmentId",
+            row.assignment_id,
+            f"duplicated assignment (first on line {seen[row.assignment_id]}); row skipped",
+        )
+        return
+    seen[row.assignment_id] = row.line
+    reader.assignment(row)
+    reader.items(row, absent_is_blank=True)
+
+
+def _long_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
+    if isinstance(row, tuple):
+        reader.fail(row[0], "row", "", row[1])
+        return
+    question = next(iter(row.answers))
+    if question not in {q.id for q in reader.survey.questions}:
+        reader.fail(
+            row.line,
+            "question",
+            question,
+            f"survey {reader.survey.id} has no question {question!r}",
+        )
+        return
+    reader.assignment(row)
+    reader.items(row, absent_is_blank=False)
+
+
+def _long_rows(path: Path, survey: SurveyDefinition) -> Iterator[AssignmentRow | tuple[int, str]]:
+    """Long-format rows as one-answer assignments keyed by (rater, original, candidate)."""
+    encoding = csv_encoding(path)
+    with open_csv(path, encoding) as handle:
+        reader = csv.reader(handle)
+        header = [h.strip().lower() for h in next(reader, [])]
+        missing = [c for c in LONG_COLUMNS if c not in header]
+        if missing:
+            raise ConfigError(
+                f"{path}: a long-format ratings CSV needs columns {', '.join(LONG_COLUMNS)}; "
+                f"missing {', '.join(missing)}; found {', '.join(header) or 'none'}"
+            )
+        at = {name: header.index(name) for name in LONG_COLUMNS}
+        start = reader.line_num
+        for cells in reader:
+            line, start = start + 1, reader.line_num
+            if not any(c.strip() for c in cells):
+                continue
+            if len(cells) != len(header):
+                yield (line, f"row has {len(cells)} fields, the header has {len(header)}")
+                continue
+            rater, original, candidate, question, value = (cells[at[c]].strip() for c in at)
+            if not rater:
+                yield (line, "blank rater")
+                continue
+            yield AssignmentRow(
+                line=line,
+                hit_id="long-format",
+                assignment_id="long:" + content_key(survey.id, rater, original, candidate),
+                worker_id=rater,
+                status="Approved",
+                accept_time=None,
+                submit_time=None,
+                work_seconds=None,
+                approval_rate="",
+                inputs={"original": original, "candidate": candidate},
+                answers={question: value},
+            )
+
+
+# ---- writing, quality control, scores ------------------------------------------------
+
+
+def register_survey(store: Store, survey: SurveyDefinition) -> None:
+    """Record a survey's definition so reads know its questions (call in a transaction)."""
+    store.upsert(
+        "surveys",
+        {
+            "id": survey.id,
+            "definition": to_json(survey.model_dump(mode="json", exclude={"source"})),
+            "created_at": utc_now(),
+        },
+        key=("id",),
+    )
+
+
+def import_ratings(
+    store: Store,
+    path: Path,
+    survey: SurveyDefinition,
+    *,
+    mapping: Path | None = None,
+    format: str = "mturk",
+    min_work_seconds: float | None = None,
+    include_rejected: bool = False,
+) -> ImportSummary:
+    """Import one results file into the study store; see the module docstring."""
+    path = Path(path)
+    if format not in FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if not path.is_file():
+        raise ConfigError(f"no ratings file at {path}")
+    index = StudyIndex(store, survey)
+    now = utc_now()
+    summary = ImportSummary(file=str(path), survey=survey.id, format=format, encoding="")
+    if format == "mturk":
+        batch = read_batch_results(path)
+        summary.encoding, summary.unknown_columns = batch.encoding, batch.unknown_columns
+        chosen = load_mapping(mapping, survey) if mapping else None
+        chosen = chosen or generated_mapping(batch.input_columns) or default_mapping(survey)
+        _check_columns(chosen, batch.input_columns, path)
+        reader = _Reader(path, survey, index, chosen, now)
+        rows, handle = batch.rows, _mturk_row
+    else:
+        summary.encoding = csv_encoding(path)
+        chosen = load_mapping(mapping, survey) if mapping else Mapping()
+        # the long format's own columns; a mapping file contributes its gold items
+        long_columns = {"original": "original", "candidate": "candidate", "questions": {}}
+        reader = _Reader(path, survey, index, chosen.model_copy(update=long_columns), now)
+        reader.seen_ratings = {}
+        rows, handle = _long_rows(path, survey), _long_row
+    source = reader.source
+    options = {"min_work_seconds": min_work_seconds, "include_rejected": include_rejected}
+    before = store.count("ratings")
+    # a 64 MiB page cache (SQLite's default is 2 MiB) keeps the ratings indexes in memory
+    # while a large file is upserted: about a fifth faster at 300,000 answers
+    store.conn.execute("PRAGMA cache_size = -65536")
+    with store.transaction():
+        register_survey(store, survey)
+        cursor = store.conn.execute(
+            "INSERT INTO rating_imports (survey, file, sha256, format, options, summary, "
+            "imported_at) VALUES (?, ?, ?, ?, ?, '{}', ?)",
+            (survey.id, source, file_sha256(path, "ratings file"), format, to_json(options), now),
+        )
+        import_id = int(cursor.lastrowid)
+        # this file's earlier failures and unmatched answers are replaced by what it holds now
+        # (an answer whose candidate the study has since gained is matched this time)
+        store.conn.execute(
+            "DELETE FROM failures WHERE stage = ? AND substr(item, 1, ?) = ?",
+            (STAGE, len(source) + 1, source + ":"),
+        )
+        store.conn.execute("DELETE FROM ratings_unmatched WHERE source_file = ?", (source,))
+        seen: dict[str, int] = {}
+        counted: set[str] = set()
+        for row in rows:
+            summary.rows += 1
+            handle(reader, row, seen)
+            if len(reader.batch.ratings) >= FLUSH_ANSWERS:
+                _flush(store, reader, summary, import_id, counted)
+        _flush(store, reader, summary, import_id, counted)
+        store.set_info(f"surveys.{survey.id}.quality_control", options)
+        apply_quality_control(store, survey.id, **options)
+        summary.scores_written = write_human_scores(store, survey)
+        summary.ratings_new = store.count("ratings") - before
+        _file_counts(store, survey.id, source, summary)
+        store.conn.execute(
+            "UPDATE rating_imports SET summary = ? WHERE id = ?",
+            (to_json({k: v for k, v in vars(summary).items() if k not in ("failed",)}), import_id),
+        )
+    return summary
+
+
+#: answers held in memory before they are written (all in the import's one transaction)
+FLUSH_ANSWERS = 20_000
+
+
+def _flush(
+    store: Store, reader: _Reader, summary: ImportSummary, import_id: int, counted: set[str]
+) -> None:
+    """Write what the reader has collected; count new, updated and unchanged assignments."""
+    written, reader.batch = reader.batch, _Batch()
+    assignments = {a[0]: (*a[:11], import_id, *a[12:]) for a in written.assignments}
+    fresh = [a for a in assignments if a not in counted]
+    existing = _existing_statuses(store, fresh)
+    for assignment_id in fresh:
+        status = existing.get(assignment_id)
+        if status is None:
+            summary.assignments_new += 1
+        elif status != assignments[assignment_id][4]:
+            summary.assignments_updated += 1
+        else:
+            summary.assignments_unchanged += 1
+    counted.update(fresh)
+    store.upsert_many(
+        "assignments", ASSIGNMENT_COLUMNS, assignments.values(), key=("assignment_id",)
+    )
+    store.upsert_many("ratings", RATING_COLUMNS, written.ratings, key=RATING_COLUMNS[:3])
+    store.upsert_many(
+        "ratings_unmatched", UNMATCHED_COLUMNS, written.unmatched, key=("assignment_id", "item")
+    )
+    for item, reason, detail in written.failures:
+        store.record_failure(STAGE, item, reason, retryable=False, run_id=None, detail=detail)
+    summary.failed += [(d["label"], reason) for _, reason, d in written.failures]
+    summary.unmatched += [
+        (f"{reader.path.name} line {u[9]}" + (f", item {u[1]}" if u[1] else ""), u[6])
+        for u in written.unmatched
+    ]
+
+
+def _check_columns(mapping: Mapping, input_columns: list[str], path: Path) -> None:
+    present = {c.removeprefix("Input.") for c in input_columns}
+    wanted = {
+        mapping.column(template, slot)
+        for template in (mapping.item_id, mapping.original, mapping.candidate)
+        if template
+        for slot in mapping.slots
+    }
+    missing = sorted(c for c in wanted if c and c not in present)
+    if missing:
+        named = ", ".join("Input." + c for c in missing)
+        found = ", ".join(sorted(input_columns)) or "no Input.* columns"
+        raise ConfigError(
+            f"{path}: the mapping names input column(s) {named} that the file lacks; found {found}"
+            " (give --mapping FILE.toml to say which columns name the original and the candidate)"
+        )
+
+
+def _existing_statuses(store: Store, assignment_ids: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for start in range(0, len(assignment_ids), 900):
+        chunk = assignment_ids[start : start + 900]
+        rows = store.conn.execute(
+            f"SELECT assignment_id, status FROM assignments "
+            f"WHERE assignment_id IN ({', '.join('?' for _ in chunk)})",
+            chunk,
+        )
+        found.update((r[0], r[1]) for r in rows)
+    return found
+
+
+def _file_counts(store: Store, survey_id: str, source: str, summary: ImportSummary) -> None:
+    rows = store.conn.execute(
+        "SELECT COALESCE(excluded, '') AS rule, COUNT(*) FROM ratings "
+        "WHERE survey = ? AND source_file = ? AND is_check = 0 GROUP BY rule",
+        (survey_id, source),
+    )
+    for rule, count in rows:
+        if rule:
+            summary.excluded[rule] = count
+        else:
+            summary.kept = count
+    summary.duplicates = [
+        f"worker {worker} on line {line} (item {item or '-'}): already rated in "
+        f"{Path(first_file).name} line {first_line}"
+        for worker, line, item, first_file, first_line in store.conn.execute(
+            "SELECT DISTINCT d.worker_id, d.source_line, d.item, k.source_file, k.source_line "
+            "FROM ratings d JOIN ratings k ON k.survey = d.survey AND k.worker_id = d.worker_id "
+            "AND k.original_id = d.original_id AND k.candidate_id IS d.candidate_id "
+            "AND k.question = d.question AND k.excluded IS NULL "
+            "WHERE d.survey = ? AND d.source_file = ? AND d.excluded = 'duplicate' "
+            "ORDER BY d.source_line",
+            (survey_id, source),
+        )
+    ]
+
+
+def apply_quality_control(
+    store: Store, survey_id: str, *, min_work_seconds: float | None, include_rejected: bool
+) -> None:
+    """Set ``ratings.excluded`` for every answer of the survey (NULL: kept). In a transaction."""
+    conn = store.conn
+    conn.execute("UPDATE ratings SET excluded = NULL WHERE survey = ?", (survey_id,))
+    in_assignments = (
+        "UPDATE ratings SET excluded = ? WHERE survey = ? AND excluded IS NULL AND assignment_id "
+        "IN (SELECT assignment_id FROM assignments WHERE survey = ? AND {})"
+    )
+    if not include_rejected:
+        conn.execute(
+            in_assignments.format("lower(status) = 'rejected'"), ("rejected", survey_id, survey_id)
+        )
+    if min_work_seconds is not None:
+        conn.execute(
+            in_assignments.format("work_seconds IS NOT NULL AND work_seconds < ?"),
+            ("work_time", survey_id, survey_id, min_work_seconds),
+        )
+    conn.execute(
+        "UPDATE ratings SET excluded = 'attention_check' WHERE survey = ? AND excluded IS NULL "
+        "AND worker_id IN (SELECT worker_id FROM ratings WHERE survey = ? AND check_passed = 0)",
+        (survey_id, survey_id),
+    )
+    # one worker, one pair: the first item (by submit time, assignment, slot) counts
+    conn.execute(
+        "UPDATE ratings SET excluded = 'duplicate' WHERE rowid IN ("
+        " SELECT r.rowid FROM ratings r JOIN assignments a ON a.assignment_id = r.assignment_id"
+        " JOIN (SELECT worker_id, original_id, candidate_id, MIN(first_key) AS first_key FROM ("
+        "   SELECT r2.worker_id, r2.original_id, r2.candidate_id,"
+        "   COALESCE(a2.submit_time, '') || '|' || r2.assignment_id || '|' || r2.item AS first_key"
+        "   FROM ratings r2 JOIN assignments a2 ON a2.assignment_id = r2.assignment_id"
+        "   WHERE r2.survey = ? AND r2.excluded IS NULL AND r2.is_check = 0)"
+        "  GROUP BY worker_id, original_id, candidate_id) f"
+        " ON f.worker_id = r.worker_id AND f.original_id = r.original_id"
+        " AND f.candidate_id IS r.candidate_id"
+        " WHERE r.survey = ? AND r.excluded IS NULL AND r.is_check = 0"
+        " AND COALESCE(a.submit_time, '') || '|' || r.assignment_id || '|' || r.item"
+        "  <> f.first_key)",
+        (survey_id, survey_id),
+    )
+
+
+def human_metric(survey_id: str, stat: str, question_id: str) -> str:
+    return f"human.{survey_id}.{stat}[{question_id}]"
+
+
+#: the statistics written as scores (``human.<survey>.<stat>[<question>]``)
+SCORE_STATS = {
+    "median": (np.median, "median of the kept ratings"),
+    "mean": (np.mean, "mean of the kept ratings"),
+}
+
+
+def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
+    """Replace the survey's ``human.*`` score rows with the current kept ratings. In a
+    transaction; returns the number of score rows written.
+
+    Ratings stream from the store one (candidate, question) group at a time, so memory
+    holds one group's values, not the survey's.
+    """
+    prefix = f"human.{survey.id}."
+    store.conn.execute("DELETE FROM scores WHERE substr(metric, 1, ?) = ?", (len(prefix), prefix))
+    numeric = [q for q in survey.questions if q.numeric]
+    if not numeric:
+        return 0
+    for question in numeric:
+        for stat, (_, description) in SCORE_STATS.items():
+            store.upsert(
+                "metrics",
+                {
+                    "name": human_metric(survey.id, stat, question.id),
+                    "embedder_id": None,
+                    "formula": f"{stat}(ratings of survey {survey.id} question "
+                    f"{question.id}, {question.low}–{question.high})",
+                    "description": f"Survey {survey.id} ({survey.name}): {description} of "
+                    f"“{question.text}” per (original, candidate) after quality control",
+                },
+                key=("name",),
+            )
+    placeholders = ", ".join("?" for _ in numeric)
+    cursor = store.conn.execute(
+        "SELECT candidate_id, question, value FROM ratings WHERE survey = ? AND excluded IS NULL "
+        f"AND is_check = 0 AND candidate_id IS NOT NULL AND value IS NOT NULL "
+        f"AND question IN ({placeholders}) ORDER BY candidate_id, question",
+        (survey.id, *[q.id for q in numeric]),
+    )
+    now = utc_now()
+    rows = []
+    for (candidate_id, question_id), group in groupby(cursor, key=lambda r: (r[0], r[1])):
+        values = np.fromiter((r[2] for r in group), dtype=float)
+        for stat, (function, _) in SCORE_STATS.items():
+            metric = human_metric(survey.id, stat, question_id)
+            rows.append((candidate_id, metric, float(function(values)), None, now))
+    store.upsert_many(
+        "scores",
+        ("candidate_id", "metric", "value", "run_id", "created_at"),
+        rows,
+        key=("candidate_id", "metric"),
+    )
+    return len(rows)

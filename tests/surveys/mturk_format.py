@@ -1,0 +1,165 @@
+"""Writing files in the exact format of MTurk batch results (both answer layouts)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+from semcomp.store import Store
+from semcomp.surveys.definitions import slug
+from semcomp.surveys.make import answer_name
+
+STANDARD = [
+    "HITId", "HITTypeId", "Title", "Description", "Keywords", "Reward", "CreationTime",
+    "MaxAssignments", "RequesterAnnotation", "AssignmentDurationInSeconds",
+    "AutoApprovalDelayInSeconds", "Expiration", "NumberOfSimilarHITs", "LifetimeInSeconds",
+    "AssignmentId", "WorkerId", "AssignmentStatus", "AcceptTime", "SubmitTime",
+    "AutoApprovalTime", "ApprovalTime", "RejectionTime", "RequesterFeedback",
+    "WorkTimeInSeconds", "LifetimeApprovalRate", "Last30DaysApprovalRate", "Last7DaysApprovalRate",
+]  # fmt: skip
+
+
+def flatten(answer: dict, prefix: str = "") -> dict[str, str]:
+    """A crowd-form answer object as MTurk's flattened ``Answer.*`` columns."""
+    flat: dict[str, str] = {}
+    for key, value in answer.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict):
+            flat |= flatten(value, name)
+        elif isinstance(value, bool):
+            flat[name] = "true" if value else "false"
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def assignment(
+    number: int,
+    worker: str,
+    inputs: dict[str, str],
+    answers: dict,
+    *,
+    hit: str = "",
+    status: str = "Submitted",
+    seconds: int = 120,
+    minute: int | None = None,
+) -> dict:
+    minute = number % 60 if minute is None else minute
+    return {
+        "HITId": hit or f"3HIT{number // 10:06d}",
+        "AssignmentId": f"3ASSIGN{number:08d}",
+        "WorkerId": worker,
+        "AssignmentStatus": status,
+        "AcceptTime": f"Fri Jun 08 09:{minute:02d}:00 PDT 2012",
+        "SubmitTime": f"Fri Jun 08 10:{minute:02d}:50 PDT 2012",
+        "WorkTimeInSeconds": str(seconds),
+        "LifetimeApprovalRate": "100% (12/12)",
+        "inputs": inputs,
+        "answers": answers,
+    }
+
+
+def write_batch_results(
+    path: Path,
+    assignments: list[dict],
+    *,
+    layout: str = "json",
+    encoding: str = "utf-8",
+    extra_columns: dict[str, str] | None = None,
+) -> Path:
+    """``layout``: ``json`` (one Answer.taskAnswers column) or ``flat`` (Answer.<name>...)."""
+    inputs = list(dict.fromkeys(k for a in assignments for k in a["inputs"]))
+    if layout == "json":
+        answer_columns = ["taskAnswers"]
+    else:
+        answer_columns = sorted({k for a in assignments for k in flatten(a["answers"])})
+    extra = extra_columns or {}
+    header = [*STANDARD, *[f"Input.{k}" for k in inputs],
+              *[f"Answer.{k}" for k in answer_columns], *extra, "Approve", "Reject"]  # fmt: skip
+    with path.open("w", newline="", encoding=encoding) as handle:
+        writer = csv.writer(handle, quoting=csv.QUOTE_ALL)
+        writer.writerow(header)
+        for a in assignments:
+            row = {c: "" for c in header}
+            row |= {k: v for k, v in a.items() if k in STANDARD}
+            row["Title"] = "Rate how similar two images are"
+            row["Reward"] = "$0.10"
+            row["CreationTime"] = "Fri Jun 08 09:00:00 PDT 2012"
+            row |= {f"Input.{k}": v for k, v in a["inputs"].items()}
+            if layout == "json":
+                row["Answer.taskAnswers"] = json.dumps([a["answers"]])
+            else:
+                for key in answer_columns:
+                    row[f"Answer.{key}"] = flatten(a["answers"]).get(key, "")
+            row |= extra
+            writer.writerow([row[c] for c in header])
+    return path
+
+
+def candidates(store: Store) -> list[dict]:
+    """The study's candidates with their original's file name and a URL of the candidate."""
+    rows = store.conn.execute(
+        "SELECT c.id, c.artifact_hash, o.id AS original_id, o.source_path, a.relpath, "
+        "m.name AS method, r.operating_point FROM candidates c "
+        "JOIN representations r ON r.id = c.representation_id "
+        "JOIN methods m ON m.id = r.method_id JOIN originals o ON o.id = r.original_id "
+        "JOIN artifacts a ON a.hash = c.artifact_hash ORDER BY c.id"
+    )
+    return [
+        dict(r)
+        | {
+            "original_file": Path(r["source_path"]).name,
+            "url": f"https://images.example.org/study/{Path(r['relpath']).name}",
+        }
+        for r in rows
+    ]
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def simulate(out: Path, survey, workers: int, seed: int = 1) -> tuple[list[dict], set]:
+    """MTurk assignments answering every HIT of ``out/hits.csv``; checks answered correctly.
+    Returns the assignments and the simulated (worker, original, candidate, question, answer)."""
+    rng = random.Random(seed)
+    items = {row["item_id"]: row for row in read_csv(out / "items.csv")}
+    assignments, expected = [], set()
+    for hit_number, hit in enumerate(read_csv(out / "hits.csv")):
+        for w in range(workers):
+            worker = f"A{w:03d}WORKER"
+            answers: dict = {}
+            for key, item_id in hit.items():
+                if not key.endswith("_id"):
+                    continue
+                slot = key[len("item") : -len("_id")]
+                item = items[item_id]
+                for question in survey.questions:
+                    name = answer_name(int(slot), question.id)
+                    if question.kind == "scale":
+                        value = (
+                            question.high
+                            if item["check"] == "1"
+                            else rng.randint(question.low, question.high)
+                        )
+                        answers[name] = str(value)
+                        answer = float(value)
+                    elif question.kind == "text":
+                        answer = ", ".join(rng.sample(["dog", "tree", "sky", "car"], 2))
+                        answers[name] = answer
+                    else:
+                        chosen = sorted(rng.sample(range(len(question.options)), 2))
+                        for index in chosen:
+                            answers[f"{name}__{slug(question.options[index])}"] = {"on": True}
+                        answer = ", ".join(question.options[i] for i in chosen)
+                    if item["check"] == "0":
+                        expected.add(
+                            (worker, item["original_id"], item["candidate_id"], question.id, answer)
+                        )
+            assignments.append(
+                assignment(len(assignments), worker, hit, answers, hit=f"3HIT{hit_number:05d}")
+            )
+    return assignments, expected

@@ -1,0 +1,181 @@
+"""The read API: summaries, Survey B dimensions, Survey C answers, Krippendorff's alpha."""
+
+import krippendorff
+import numpy as np
+import pandas as pd
+import pytest
+from mturk_format import candidates
+
+from semcomp.errors import ConfigError
+from semcomp.store import Store
+from semcomp.surveys import aggregate
+from semcomp.surveys.definitions import load_survey
+from semcomp.surveys.importer import import_ratings
+
+
+def import_long(store, tmp_path, survey: str, rows: list[tuple], name: str = "long.csv"):
+    """rows: (rater, candidate index, question, value)."""
+    found = candidates(store)
+    lines = ["rater,original,candidate,question,value"]
+    for rater, index, question, value in rows:
+        value = f'"{value}"' if "," in str(value) else value
+        lines.append(
+            f"{rater},{found[index]['original_id']},{found[index]['id']},{question},{value}"
+        )
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return import_ratings(store, path, load_survey(survey), format="long"), found
+
+
+def test_pair_and_method_summaries(store, tmp_path):
+    ratings = {0: [3, 5, 9, 6], 1: [8, 8, 7], 2: [1, 2]}
+    rows = [
+        (f"r{i}", c, "similarity", v) for c, values in ratings.items() for i, v in enumerate(values)
+    ]
+    _, found = import_long(store, tmp_path, "A", rows)
+    pairs = aggregate.pair_summary(store, "A").set_index("candidate_id")
+    first = pairs.loc[found[0]["id"]]
+    assert (first.n, first["median"], first["mean"]) == (4, 5.5, 5.75)
+    assert first["std"] == pytest.approx(np.std([3, 5, 9, 6], ddof=1))
+    assert first.iqr == pytest.approx(
+        np.percentile([3, 5, 9, 6], 75) - np.percentile([3, 5, 9, 6], 25)
+    )
+    assert {"original", "category", "method", "operating_point"} <= set(pairs.columns)
+    table = aggregate.method_summary(store, "A")
+    expected = pairs.groupby(["method", "operating_point"])["median"].mean()
+    for row in table.itertuples():
+        assert row.median_mean == pytest.approx(expected[(row.method, row.operating_point)])
+        assert row.median_ci_low <= row.median_mean <= row.median_ci_high or np.isnan(
+            row.median_ci_low
+        )
+    assert table.ratings.sum() == 9
+
+
+def test_dimension_summary_per_method_and_category(store, tmp_path):
+    rows = []
+    for rater in ("r1", "r2"):
+        for index in range(4):
+            for q, value in zip(["objects", "appearance", "position", "background", "color"],
+                                [5, 4, 3, 2, 1], strict=True):  # fmt: skip
+                rows.append((rater, index, q, value if rater == "r1" else value - (q != "color")))
+    import_long(store, tmp_path, "B", rows)
+    by_method = aggregate.dimension_summary(store, "B")
+    assert list(by_method.columns[:3]) == ["method", "objects mean", "objects std"]
+    ratings = aggregate.kept_ratings(store, "B")
+    expected = (
+        ratings[ratings.question == "objects"].groupby("method")["value"].agg(["mean", "std"])
+    )
+    for row in by_method.itertuples(index=False, name=None):
+        assert row[1:3] == pytest.approx(tuple(expected.loc[row[0]]))
+    by_category = aggregate.dimension_summary(store, "B", by="category")
+    assert {"method", "category"} <= set(by_category.columns)
+    assert set(by_category.category) == {c for c in ratings.category}
+    with pytest.raises(ConfigError):
+        aggregate.dimension_summary(store, "B", by="worker")
+
+
+def test_survey_c_normalised_top_answers_and_overlap(store, tmp_path):
+    rows = [
+        ("r1", 0, "objects", "Dogs, a Tree,  SKY"),
+        ("r2", 0, "objects", "dog, puppies, boxes"),
+        ("r3", 0, "objects", "The dog, puppy"),
+        ("r1", 1, "objects", "dog, grass"),
+        ("r1", 0, "adjectives", "Busy, Eerie"),
+        ("r2", 1, "adjectives", "eerie"),
+    ]
+    import_long(store, tmp_path, "C", rows)
+    synonyms_file = tmp_path / "synonyms.toml"
+    synonyms_file.write_text('dog = ["puppy", "hound"]\n')
+    synonyms = aggregate.load_synonyms(synonyms_file)
+    items = aggregate.answer_items(store, "C", synonyms)
+    assert set(items[items.question == "objects"].answer) == {"dog", "tree", "sky", "box", "grass"}
+    top = aggregate.top_answers(store, "C", synonyms=synonyms)
+    methods = sorted(top.method.unique())
+    first = top[(top.method == methods[0]) & (top.question == "objects")]
+    assert first.answer.iloc[0] == "dog" and len(first) <= 3
+    assert aggregate.normalise_answer("  The  Boxes. ") == "box"
+    assert aggregate.normalise_answer("glass") == "glass"
+    assert aggregate.normalise_answer("running dogs") == "running dog"
+
+
+def test_overlap_of_distinct_answers_between_groups(store, tmp_path):
+    found = candidates(store)
+    points = sorted({c["operating_point"] for c in found})
+    first = next(i for i, c in enumerate(found) if c["operating_point"] == points[0])
+    second = next(i for i, c in enumerate(found) if c["operating_point"] == points[1])
+    rows = [
+        ("r1", first, "objects", "dog, tree"),
+        ("r2", first, "objects", "dogs"),
+        ("r1", second, "objects", "dog, car, sky"),
+        ("r2", second, "objects", "Dog"),
+    ]
+    import_long(store, tmp_path, "C", rows)
+    overlap = aggregate.answer_overlap(store, "C", by="operating_point")
+    row = overlap.iloc[0]
+    # {dog, tree} and {dog, car, sky}: one shared of four distinct answers
+    assert (row.operating_point_a, row.operating_point_b) == tuple(points)
+    assert (row.shared, row.distinct, row.overlap_percent) == (1, 4, 25.0)
+    top_one = aggregate.answer_overlap(store, "C", by="operating_point", top=1)
+    assert top_one.iloc[0].overlap_percent == 100.0  # both groups' top answer is "dog"
+    assert aggregate.answer_overlap(store, "C").empty  # one method: nothing to compare
+
+
+def test_krippendorff_alpha_matches_the_library(store, tmp_path):
+    values = {"r1": [1, 5, 9, 10], "r2": [2, 5, 8, 10], "r3": [1, 6, 9, 9]}
+    rows = [(r, c, "similarity", v) for r, vs in values.items() for c, v in enumerate(vs)]
+    import_long(store, tmp_path, "A", rows)
+    table = aggregate.reliability(store, "A").iloc[0]
+    direct = krippendorff.alpha(
+        reliability_data=np.array(list(values.values()), dtype=float),
+        level_of_measurement="ordinal",
+        value_domain=list(range(1, 11)),
+    )
+    assert table.level == "ordinal" and table.alpha == pytest.approx(direct)
+    assert (table.units, table.pairable_units, table.ratings) == (4, 4, 12)
+
+
+def test_adjective_alpha_is_nominal_and_perfect_agreement_is_one(store, tmp_path):
+    rows = [
+        (r, c, "adjectives", adj)
+        for r in ("r1", "r2")
+        for c, adj in ((0, "Busy"), (1, "Calm, Eerie"))
+    ]
+    import_long(store, tmp_path, "C", rows)
+    table = aggregate.reliability(store, "C").set_index("question")
+    assert table.loc["adjectives", "level"] == "nominal"
+    assert table.loc["adjectives", "alpha"] == pytest.approx(1.0)
+
+
+def test_read_api_works_on_a_read_only_store(store, study, tmp_path):
+    import_long(store, tmp_path, "A", [("r1", 0, "similarity", 4), ("r2", 0, "similarity", 6)])
+    store.close()
+    with Store(study, read_only=True) as readonly:
+        for frame in (
+            aggregate.kept_ratings(readonly),
+            aggregate.pair_summary(readonly),
+            aggregate.method_summary(readonly),
+            aggregate.reliability(readonly),
+            aggregate.imports(readonly),
+            aggregate.unmatched_answers(readonly),
+        ):
+            assert isinstance(frame, pd.DataFrame)
+        assert len(aggregate.kept_ratings(readonly, "A")) == 2
+        assert set(aggregate.survey_definitions(readonly)) == {"A"}
+
+
+def test_read_api_on_a_study_without_ratings(study):
+    with Store(study, read_only=True) as readonly:
+        for read in (
+            aggregate.kept_ratings,
+            aggregate.pair_summary,
+            aggregate.method_summary,
+            aggregate.dimension_summary,
+            aggregate.answer_items,
+            aggregate.top_answers,
+            aggregate.answer_overlap,
+            aggregate.reliability,
+            aggregate.unmatched_answers,
+            aggregate.imports,
+        ):
+            frame = read(readonly)
+            assert frame.empty and len(frame.columns) >= 2, read.__name__
