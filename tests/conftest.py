@@ -55,6 +55,28 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_stable_diffusion(tmp_path_factory.mktemp("models") / "tiny-sd")
 
 
+@pytest.fixture(scope="session")
+def jpeg_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small study with candidates (JPEG at two qualities of four photos), built once.
+
+    Not scored (no CLIP model is loaded); tests that write to it copy it first.
+    """
+    from helpers import write_study
+    from semcomp.study import Study
+
+    base = tmp_path_factory.mktemp("jpeg-study")
+    images = base / "images"
+    for category, seeds in (("landscape", (1, 2)), ("single_object", (3, 4))):
+        (images / category).mkdir(parents=True)
+        for seed in seeds:
+            photo(96, 64, seed).save(images / category / f"img{seed}.png")
+    root = write_study(base / "study", images, "unused-clip-model")
+    with Study.open(root) as study:
+        summary = study.run(progress=False, stages=["ingest", "encode", "decode"])
+    assert summary.status == "finished" and not summary.failures
+    return root
+
+
 @pytest.fixture
 def fake_openai():
     """An OpenAI-compatible server on 127.0.0.1 (see fake_openai.py)."""

@@ -72,6 +72,9 @@ def test_every_page_on_a_study_with_every_kind_of_method(all_methods_study, monk
 
     open_page(app, "embedding_codecs.py")
     assert "no PQVAE evaluation files" in texts(app, "info")
+
+    open_page(app, "surveys.py")  # human scores here were not imported from survey answers
+    assert "No human ratings imported yet" in texts(app, "info")
     assert fingerprint(all_methods_study) == before, "the app wrote to the study"
 
 
@@ -96,7 +99,10 @@ def test_filters_are_shared_and_pages_do_not_query_again(all_methods_study, monk
     for script, *_ in PAGES:
         open_page(app, script)
         assert app.multiselect(key="filter_methods").value == ["jpeg"]
-    assert opened == [True], "switching pages or filters re-read the study"
+    assert opened == [True, True], "the study once, and the ratings once (Surveys page)"
+    for script, *_ in PAGES:
+        open_page(app, script)
+    assert opened == [True, True], "switching pages or filters re-read the study"
 
 
 def test_embedding_codec_results_from_pqvae_files(all_methods_study, monkeypatch, tmp_path):
@@ -134,8 +140,8 @@ def test_pages_of_a_partial_study_say_what_is_missing(partial_study, monkeypatch
         assert "no similarity scores to plot yet" in messages
     elif script == "explorer.py":
         assert app.get("image")
-    elif script == "agreement.py":
-        assert "no human ratings" in messages
+    elif script in ("agreement.py", "surveys.py"):
+        assert "no human ratings" in messages.lower()
     else:
         assert "no PQVAE evaluation files" in messages
 

@@ -4,8 +4,8 @@ import krippendorff
 import numpy as np
 import pandas as pd
 import pytest
-from mturk_format import candidates
 
+from mturk_format import candidates
 from semcomp.errors import ConfigError
 from semcomp.store import Store
 from semcomp.surveys import aggregate

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import pytest
-from mturk_format import simulate, write_batch_results
 
+from mturk_format import simulate, write_batch_results
 from semcomp.cli import main
 from semcomp.errors import ConfigError
 from semcomp.surveys.definitions import builtin_surveys, load_survey

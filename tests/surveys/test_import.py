@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 import pytest
-from mturk_format import assignment, candidates, write_batch_results
 
+from mturk_format import assignment, candidates, write_batch_results
 from semcomp.analysis.rd import metric_columns, rd_points
 from semcomp.errors import ConfigError
 from semcomp.surveys.definitions import load_survey

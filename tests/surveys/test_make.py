@@ -1,8 +1,8 @@
 """Survey generation and the round trip: survey make → simulated MTurk results → import."""
 
 import pytest
-from mturk_format import read_csv, simulate, write_batch_results
 
+from mturk_format import read_csv, simulate, write_batch_results
 from semcomp.errors import ConfigError
 from semcomp.surveys import aggregate
 from semcomp.surveys.definitions import load_survey

@@ -19,6 +19,8 @@ from semcomp.analysis.rd import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from semcomp.surveys.definitions import SurveyDefinition
+
 RATE_LABELS = {
     "bytes": "rate (bytes)",
     "bits": "rate (bits)",
@@ -337,5 +339,39 @@ def embedding_figure(results: pd.DataFrame) -> Figure:
     axis.set_ylabel("zero-shot top-1 accuracy" if value == "top1" else "mean cosine")
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize="x-small")
+    figure.tight_layout()
+    return figure
+
+
+def survey_dimensions_figure(dimensions: pd.DataFrame, survey: SurveyDefinition) -> Figure:
+    """Mean rating of each scale question per method, ± one standard deviation (Survey B:
+    objects, appearance, position, background, colour; the paper's Figures 1G–4G)."""
+    plt = _pyplot()
+    questions = [q for q in survey.questions if q.kind == "scale" and f"{q.id} mean" in dimensions]
+    figure, axis = plt.subplots(figsize=(PAPER_WIDTH, 3.0))
+    methods = [str(m) for m in dimensions["method"]]
+    colours = _colours(methods)
+    width = 0.8 / max(len(methods), 1)
+    positions = np.arange(len(questions))
+    for index, method in enumerate(methods):
+        row = dimensions.iloc[index]
+        means = [row[f"{q.id} mean"] for q in questions]
+        spreads = np.nan_to_num([row[f"{q.id} std"] for q in questions])
+        axis.bar(
+            positions + (index - (len(methods) - 1) / 2) * width,
+            means,
+            width,
+            yerr=spreads,
+            capsize=2,
+            color=colours[method],
+            label=method,
+        )
+    axis.set_xticks(positions, [q.id for q in questions])
+    highs = [q.high for q in questions if q.high is not None]
+    if highs:
+        axis.set_ylim(0, max(highs) + 0.5)
+    axis.set_ylabel(f"mean rating (Survey {survey.id})", fontsize="small")
+    axis.grid(True, axis="y", alpha=0.3)
+    axis.legend(fontsize="x-small", ncols=min(len(methods), 4) or 1)
     figure.tight_layout()
     return figure

@@ -170,7 +170,9 @@ def write_report(
     Plus the comparisons of :func:`write_comparisons`: ``table1.csv/png/pdf``,
     ``iso_satisfaction*.csv``, ``pareto.csv``, ``bd_rate.csv``,
     ``rd_iso_pareto.png/pdf``, ``agreement.csv/png/pdf`` (with human ratings) and
-    ``embedding_codecs.csv/png/pdf`` (with PQVAE evaluation files).
+    ``embedding_codecs.csv/png/pdf`` (with PQVAE evaluation files); and per survey with
+    imported ratings ``survey_<id>_*.csv`` (method means of medians, dimensions, top
+    answers, overlap, reliability) and ``survey_<id>_dimensions.png/pdf`` (Survey B).
     """
     folder = Path(out) if out else study.root / "report"
     (folder / "methods").mkdir(parents=True, exist_ok=True)
@@ -197,9 +199,14 @@ def write_report(
     figures = rd_figure(
         points, summary, folder / "rd", rate=rate, title=config.name, random_weights=random_weights
     )
+    from semcomp.surveys.tables import write_survey_files
+
     extra, comparison_notes = write_comparisons(
         study, points, summary, folder, rate=rate, pqvae_results=pqvae_results
     )
+    survey_files, survey_notes = write_survey_files(study.store, folder, seed=config.seed)
+    extra += survey_files
+    comparison_notes += survey_notes
     failures = study.store.failures()
     failures_csv = folder / "failures.csv"
     failures.to_csv(failures_csv, index=False)

@@ -19,6 +19,7 @@ PAGES = [
     ("overview.py", "Overview", ":material/dashboard:"),
     ("rate_distortion.py", "Rate–distortion", ":material/show_chart:"),
     ("explorer.py", "Image explorer", ":material/photo_library:"),
+    ("surveys.py", "Surveys", ":material/how_to_vote:"),
     ("agreement.py", "Agreement", ":material/compare_arrows:"),
     ("embedding_codecs.py", "Embedding codecs", ":material/memory:"),
 ]

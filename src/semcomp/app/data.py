@@ -19,8 +19,10 @@ plain ``mode=ro``, whose locking makes a running study's reads consistent.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -30,6 +32,12 @@ from semcomp.errors import SemcompError
 from semcomp.store import DB_NAME, Store
 
 from . import PQVAE_RESULTS_ENV, STUDY_ENV
+
+if TYPE_CHECKING:
+    from semcomp.surveys.definitions import SurveyDefinition
+    from semcomp.surveys.tables import SurveyTables
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -48,6 +56,8 @@ class StudyData:
     counts: dict[str, int]
     #: problems that do not stop the app (study.toml unreadable, ...)
     notes: list[str] = field(default_factory=list)
+    #: the study's seed (bootstrap resampling), as ``semcomp report`` uses it
+    seed: int = 0
 
     @property
     def metrics(self) -> list[str]:
@@ -95,14 +105,19 @@ class SnapshotStore(Store):
         return uri + "&immutable=1" if quiescent else uri
 
 
+def read_consistently(folder: Path, db_signature: tuple, read: Callable[[Path, Store], T]) -> T:
+    """``read(folder, store)`` through a :class:`SnapshotStore`, again through a locking
+    read-only store if the database changed while it read."""
+    data = read(folder, SnapshotStore(folder))
+    if signature(folder) != db_signature:  # written while we read: read again, with locking
+        data = read(folder, Store(folder, read_only=True))
+    return data
+
+
 @st.cache_data(show_spinner="reading the study…", max_entries=4)
 def load_study(root: str, db_signature: tuple) -> StudyData:
     """Read the study at ``root`` (read-only); ``db_signature`` is :func:`signature`."""
-    folder = Path(root)
-    data = _read_study(folder, SnapshotStore(folder))
-    if signature(folder) != db_signature:  # written while we read: read again, with locking
-        data = _read_study(folder, Store(folder, read_only=True))
-    return data
+    return read_consistently(Path(root), db_signature, _read_study)
 
 
 def _read_study(folder: Path, store: Store) -> StudyData:
@@ -113,9 +128,10 @@ def _read_study(folder: Path, store: Store) -> StudyData:
     try:
         study = Study(folder, load_config(folder), store)
         name, scope, random_weights = study.config.name, study.scope(), study.random_weights
+        seed = study.config.seed
     except SemcompError as exc:
         notes.append(f"study.toml could not be read ({exc}); showing every row in the store")
-        name, scope, random_weights = folder.name, None, False
+        name, scope, random_weights, seed = folder.name, None, False, 0
     with store:
         points = rd_points(store, scope)
         originals = store.originals()
@@ -148,6 +164,7 @@ def _read_study(folder: Path, store: Store) -> StudyData:
         artifacts=artifacts,
         counts=counts,
         notes=notes,
+        seed=seed,
     )
 
 
@@ -175,8 +192,8 @@ def cached_summary(
     root: str, db_signature: tuple, categories: tuple[str, ...], methods: tuple[str, ...]
 ) -> pd.DataFrame:
     """Per method and operating point means and medians with bootstrap CIs, of the filtered rows."""
-    points = load_study(root, db_signature).points
-    return summarise(select(points, categories, methods))
+    study = load_study(root, db_signature)
+    return summarise(select(study.points, categories, methods), seed=study.seed)
 
 
 def select(
@@ -191,26 +208,31 @@ def select(
     return points[keep]
 
 
-def _table1(points: pd.DataFrame) -> tuple[pd.DataFrame, str | None, str]:
+def _table1(points: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, str | None, str]:
     from semcomp.analysis.table1 import table1
 
-    result = table1(points)
+    result = table1(points, seed=seed)
     return result.table, result.satisfaction_metric, result.note
 
 
-def _agreement(points: pd.DataFrame, model_metric: str, human_metric: str) -> pd.DataFrame:
+def _agreement(
+    points: pd.DataFrame, seed: int, model_metric: str, human_metric: str
+) -> pd.DataFrame:
     from semcomp.analysis.agreement import agreement
 
-    return agreement(points, model_metric, human_metric)
+    return agreement(points, model_metric, human_metric, seed=seed)
 
 
-def _iso(points: pd.DataFrame, metric: str, level: float, rate: str) -> tuple:
+def _iso(points: pd.DataFrame, seed: int, metric: str, level: float, rate: str) -> tuple:
     from semcomp.analysis.curves import iso_satisfaction
+
+    del seed  # no resampling
 
     return iso_satisfaction(points, metric, level, rate)
 
 
-#: analyses of the filtered rows the pages cache (one table of names)
+#: analyses of the filtered rows the pages cache (one table of names); each takes the rows
+#: and the study's seed (for bootstrap CIs, as ``semcomp report`` uses it), then options
 ANALYSES = {
     "table1": _table1,
     "agreement": _agreement,
@@ -228,5 +250,59 @@ def cached_analysis(
     **options,
 ):
     """``ANALYSES[name]`` of the filtered rows, cached by study state, filters and options."""
-    points = select(load_study(root, db_signature).points, categories, methods)
-    return ANALYSES[name](points, **options)
+    study = load_study(root, db_signature)
+    points = select(study.points, categories, methods)
+    return ANALYSES[name](points, study.seed, **options)
+
+
+@dataclass
+class SurveyData:
+    """The study's imported human ratings, read once per database state."""
+
+    definitions: dict[str, SurveyDefinition]
+    #: every answer, excluded ones too (``excluded``: the rule, None when kept; ``is_check``)
+    answers: pd.DataFrame
+    #: answers about images the study does not know, kept aside at import
+    unmatched: pd.DataFrame
+    #: one row per imported file
+    imports: pd.DataFrame
+
+    def kept(self, survey: str) -> pd.DataFrame:
+        answers = self.answers[self.answers["survey"] == survey]
+        return answers[answers["excluded"].isna() & (answers["is_check"] == 0)]
+
+
+def _read_surveys(folder: Path, store: Store) -> SurveyData:
+    from semcomp.surveys import aggregate
+
+    with store:
+        return SurveyData(
+            definitions=aggregate.survey_definitions(store),
+            answers=aggregate.kept_ratings(store, include_excluded=True),
+            unmatched=aggregate.unmatched_answers(store),
+            imports=aggregate.imports(store),
+        )
+
+
+@st.cache_data(show_spinner="reading the ratings…", max_entries=4)
+def load_surveys(root: str, db_signature: tuple) -> SurveyData:
+    """The human ratings of the study at ``root`` (read-only), like :func:`load_study`."""
+    return read_consistently(Path(root), db_signature, _read_surveys)
+
+
+@st.cache_data(show_spinner="summarising the ratings…", max_entries=32)
+def cached_survey_tables(
+    root: str,
+    db_signature: tuple,
+    survey: str,
+    categories: tuple[str, ...],
+    methods: tuple[str, ...],
+) -> SurveyTables:
+    """Every table of ``survey`` (:func:`semcomp.surveys.tables.survey_tables`) of the
+    kept answers in the chosen categories and methods."""
+    from semcomp.surveys.tables import survey_tables
+
+    surveys = load_surveys(root, db_signature)
+    kept = select(surveys.kept(survey), categories, methods)
+    seed = load_study(root, db_signature).seed
+    return survey_tables(kept, surveys.definitions[survey], seed=seed)

@@ -18,7 +18,16 @@ from semcomp.analysis.report import headline_metric
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-from .data import StudyData, cached_analysis, cached_summary, select, signature
+    from semcomp.surveys.tables import SurveyTables
+
+from .data import (
+    StudyData,
+    cached_analysis,
+    cached_summary,
+    cached_survey_tables,
+    select,
+    signature,
+)
 
 CATEGORIES, METHODS, METRIC = "filter_categories", "filter_methods", "filter_metric"
 
@@ -34,6 +43,12 @@ class Filters:
 
     def summary(self, study: StudyData) -> pd.DataFrame:
         return cached_summary(str(study.root), signature(study.root), self.categories, self.methods)
+
+    def survey_tables(self, study: StudyData, survey: str) -> SurveyTables:
+        """The tables of one survey's kept answers in the chosen categories and methods."""
+        return cached_survey_tables(
+            str(study.root), signature(study.root), survey, self.categories, self.methods
+        )
 
     def analysis(self, study: StudyData, name: str, **options):
         """A cached analysis (``data.ANALYSES``) of the filtered rows."""

@@ -18,6 +18,12 @@ read-only (``Store(root, read_only=True)``), and returns a DataFrame:
 - :func:`reliability` — Krippendorff's alpha per question (ordinal for scales,
   nominal for choices and normalised free text);
 - :func:`unmatched_answers`, :func:`imports` — what was kept aside, what was imported.
+
+The computations also take tables instead of a store (``pair_summary_of``,
+``method_summary_of``, ``dimension_summary_of``, ``answer_items_of``,
+``top_answers_of``, ``answer_overlap_of``, ``reliability_of``), so a caller that
+has already read :func:`kept_ratings` and filtered it (the app's category and
+method filters) gets the same statistics of the rows it shows.
 """
 
 from __future__ import annotations
@@ -92,7 +98,11 @@ def _iqr(values: pd.Series) -> float:
 def pair_summary(store: Store, survey: str | None = None) -> pd.DataFrame:
     """Per (survey, question, original, candidate) of numeric answers: n, median, mean, std,
     iqr (std with n − 1; NaN for one rating)."""
-    ratings = kept_ratings(store, survey)
+    return pair_summary_of(kept_ratings(store, survey))
+
+
+def pair_summary_of(ratings: pd.DataFrame) -> pd.DataFrame:
+    """:func:`pair_summary` of a :func:`kept_ratings` table (perhaps filtered)."""
     ratings = ratings[ratings["value"].notna()]
     columns = [*PAIR_COLUMNS, "n", "median", "mean", "std", "iqr"]
     if ratings.empty:
@@ -110,6 +120,11 @@ def method_summary(
     pairs = pair_summary(store, survey)
     if question is not None:
         pairs = pairs[pairs["question"] == question]
+    return method_summary_of(pairs, seed=seed)
+
+
+def method_summary_of(pairs: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+    """:func:`method_summary` of a :func:`pair_summary` table (perhaps filtered)."""
     columns = [
         "survey",
         "question",
@@ -148,9 +163,18 @@ def dimension_summary(store: Store, survey: str = "B", by: str = "method") -> pd
     """Survey B: mean and standard deviation of every question over kept ratings, per method
     (``by="method"``) or per method and category (``by="category"``); one row per group,
     columns ``<question> mean``, ``<question> std`` and ``assignments`` (how many answered)."""
+    definition = survey_definitions(store).get(survey)
+    order = [q.id for q in definition.questions] if definition else []
+    return dimension_summary_of(kept_ratings(store, survey), order, by)
+
+
+def dimension_summary_of(
+    ratings: pd.DataFrame, order: list[str], by: str = "method"
+) -> pd.DataFrame:
+    """:func:`dimension_summary` of one survey's :func:`kept_ratings` (perhaps filtered);
+    ``order`` is the survey's question ids in the order it asks them."""
     if by not in ("method", "category"):
         raise ConfigError(f"by must be 'method' or 'category', not {by!r}")
-    ratings = kept_ratings(store, survey)
     ratings = ratings[ratings["value"].notna()]
     keys = ["method"] if by == "method" else ["method", "category"]
     if ratings.empty:
@@ -160,8 +184,7 @@ def dimension_summary(store: Store, survey: str = "B", by: str = "method") -> pd
     )
     stats.columns = [f"{question} {stat}" for stat, question in stats.columns]
     asked = set(ratings["question"])
-    order = [q.id for q in survey_definitions(store)[survey].questions if q.id in asked]
-    ordered = [f"{q} {s}" for q in order for s in ("mean", "std")]
+    ordered = [f"{q} {s}" for q in order if q in asked for s in ("mean", "std")]
     counts = ratings.groupby(keys)["assignment_id"].nunique().rename("assignments")
     return stats[ordered].join(counts).reset_index()
 
@@ -222,13 +245,22 @@ def answer_items(
 ) -> pd.DataFrame:
     """Kept text and choice answers split into items (at most the question's ``max_items``,
     in the order given) and normalised; one row per item with its ``rank``."""
-    definitions = survey_definitions(store)
-    ratings = kept_ratings(store, survey)
+    definition = survey_definitions(store).get(survey)
+    if definition is None:
+        return answer_items_of(kept_ratings(store, survey).iloc[:0], {}, synonyms)
+    limits = {q.id: q.max_items for q in definition.questions}
+    return answer_items_of(kept_ratings(store, survey), limits, synonyms)
+
+
+def answer_items_of(
+    ratings: pd.DataFrame, limits: dict[str, int], synonyms: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """:func:`answer_items` of one survey's :func:`kept_ratings` (perhaps filtered);
+    ``limits`` maps question id → how many items count (``max_items``)."""
     ratings = ratings[ratings["text"].notna()]
     columns = [*PAIR_COLUMNS, "worker_id", "rank", "answer"]
-    if ratings.empty or survey not in definitions:
+    if ratings.empty:
         return pd.DataFrame(columns=columns)
-    limits = {q.id: q.max_items for q in definitions[survey].questions}
     rows = []
     for record in ratings.itertuples(index=False):
         parts = [p for p in str(record.text).split(",") if p.strip()]
@@ -252,12 +284,16 @@ def top_answers(
     """The ``top`` most frequent normalised answers per method (or ``by="operating_point"``,
     ``"category"``) and question (ties broken alphabetically), with their count and share of
     that group's answers."""
-    items = answer_items(store, survey, synonyms)
+    return top_answers_of(answer_items(store, survey, synonyms), top=top, by=by)
+
+
+def top_answers_of(items: pd.DataFrame, *, top: int = 3, by: str = "method") -> pd.DataFrame:
+    """:func:`top_answers` of an :func:`answer_items` table (perhaps filtered)."""
     _check_group(by)
     columns = [by, "question", "rank", "answer", "count", "share"]
     if items.empty:
         return pd.DataFrame(columns=columns)
-    items[by] = items[by].fillna("")
+    items = items.assign(**{by: items[by].fillna("")})
     keys = [by, "question"]
     counts = items.groupby([*keys, "answer"]).size().rename("count").reset_index()
     counts = counts.join(items.groupby(keys).size().rename("total"), on=keys)
@@ -287,15 +323,19 @@ def answer_overlap(
     both gave, as a percentage of the distinct answers either gave (|A ∩ B| / |A ∪ B| × 100).
     With ``top``, only each group's ``top`` most frequent answers count (the paper compares
     its top 3)."""
+    return answer_overlap_of(answer_items(store, survey, synonyms), top=top, by=by)
+
+
+def answer_overlap_of(
+    items: pd.DataFrame, *, top: int | None = None, by: str = "method"
+) -> pd.DataFrame:
+    """:func:`answer_overlap` of an :func:`answer_items` table (perhaps filtered)."""
     _check_group(by)
     columns = ["question", f"{by}_a", f"{by}_b", "shared", "distinct", "overlap_percent"]
-    if top is not None:
-        answers = top_answers(store, survey, top=top, synonyms=synonyms, by=by)
-    else:
-        answers = answer_items(store, survey, synonyms)
+    answers = items if top is None else top_answers_of(items, top=top, by=by)
     if answers.empty:
         return pd.DataFrame(columns=columns)
-    answers[by] = answers[by].fillna("")
+    answers = answers.assign(**{by: answers[by].fillna("")})
     rows = []
     for question, group in answers.groupby("question"):
         sets = {name: set(g["answer"]) for name, g in group.groupby(by)}
@@ -322,15 +362,24 @@ def reliability(
     first normalised item (the most important object). Units are (original, candidate)
     items; alpha is NaN when fewer than two units have two or more ratings.
     """
+    definitions = survey_definitions(store)
+    if survey is not None:
+        definitions = {k: v for k, v in definitions.items() if k == survey}
+    return reliability_of(kept_ratings(store, survey), definitions, synonyms)
+
+
+def reliability_of(
+    ratings: pd.DataFrame,
+    definitions: dict[str, SurveyDefinition],
+    synonyms: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """:func:`reliability` of a :func:`kept_ratings` table (perhaps filtered) for the
+    surveys in ``definitions``."""
     import krippendorff
 
-    definitions = survey_definitions(store)
-    ratings = kept_ratings(store, survey)
     columns = ["survey", "question", "level", "alpha", "units", "pairable_units", "ratings"]
     rows = []
     for survey_id, definition in definitions.items():
-        if survey is not None and survey_id != survey:
-            continue
         of_survey = ratings[ratings["survey"] == survey_id]
         for question in definition.questions:
             answers = of_survey[of_survey["question"] == question.id]

@@ -163,3 +163,19 @@ def simulate(out: Path, survey, workers: int, seed: int = 1) -> tuple[list[dict]
                 assignment(len(assignments), worker, hit, answers, hit=f"3HIT{hit_number:05d}")
             )
     return assignments, expected
+
+
+def import_simulated_survey(
+    store: Store, survey_id: str, folder: Path, *, workers: int = 3, layout: str = "json"
+):
+    """``survey make`` for every candidate, simulated MTurk answers, and their import."""
+    from semcomp.surveys.definitions import load_survey
+    from semcomp.surveys.importer import import_ratings
+    from semcomp.surveys.make import make_survey
+
+    survey = load_survey(survey_id)
+    out = folder / f"survey-{survey_id}"
+    make_survey(store, survey, base_url="https://images.example.org", out=out, items_per_hit=3)
+    assignments, _ = simulate(out, survey, workers=workers)
+    results = write_batch_results(folder / f"results-{survey_id}.csv", assignments, layout=layout)
+    return import_ratings(store, results, survey)

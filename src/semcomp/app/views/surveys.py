@@ -1,0 +1,156 @@
+"""Surveys: rating distributions, Survey B dimensions, Survey C answers, reliability."""
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from semcomp.analysis.figures import survey_dimensions_figure
+from semcomp.app.data import load_surveys, select, signature
+from semcomp.app.filters import context, download_csv, download_png
+from semcomp.surveys.importer import STAGE
+
+NO_RATINGS = (
+    "No human ratings imported yet. Make the surveys with `semcomp survey make STUDY "
+    "--survey A` and import MTurk's results with `semcomp ratings import STUDY results.csv "
+    "--survey A`."
+)
+
+study, filters = context()
+st.title("Surveys")
+surveys = load_surveys(str(study.root), signature(study.root))
+rated = [s for s in surveys.definitions if not surveys.kept(s).empty]
+if not rated:
+    st.info(NO_RATINGS)
+    st.stop()
+definitions = surveys.definitions
+survey_id = st.selectbox(
+    "Survey", rated, format_func=lambda s: f"{s} — {definitions[s].name}", key="survey_pick"
+)
+survey = definitions[survey_id]
+
+# ---- what was imported and what quality control left out ------------------------------
+answers = surveys.answers[surveys.answers["survey"] == survey_id]
+kept = surveys.kept(survey_id)
+checks = answers[answers["is_check"] == 1]
+excluded = answers[answers["excluded"].notna()]
+failed = study.failures[study.failures["stage"] == STAGE] if not study.failures.empty else None
+unmatched = surveys.unmatched
+if not unmatched.empty and "survey" in unmatched:
+    unmatched = unmatched[unmatched["survey"] == survey_id]
+numbers = st.columns(5)
+numbers[0].metric("kept answers", len(kept))
+numbers[1].metric("workers", kept["worker_id"].nunique())
+numbers[2].metric("excluded by QC", len(excluded))
+numbers[3].metric("attention-check answers", len(checks))
+numbers[4].metric("about unknown images", len(unmatched))
+if not excluded.empty:
+    st.caption(
+        "excluded: "
+        + ", ".join(f"{n} {rule}" for rule, n in excluded["excluded"].value_counts().items())
+    )
+if failed is not None and not failed.empty:
+    st.warning(f"{len(failed)} answers could not be read (see the Overview's failures)")
+
+chosen = select(kept, filters.categories, filters.methods)
+if chosen.empty:
+    st.info("no kept answers in the chosen categories and methods")
+    st.stop()
+tables = filters.survey_tables(study, survey_id)
+
+# ---- scale questions: distributions and the mean of medians per method ----------------
+scales = [q for q in survey.questions if q.kind == "scale"]
+if scales:
+    st.header("Rating distributions")
+    question = scales[0]
+    if len(scales) > 1:
+        question = st.selectbox(
+            "Question", scales, format_func=lambda q: f"{q.id}: {q.text}", key="survey_question"
+        )
+    else:
+        st.caption(question.text)
+    values = chosen[(chosen["question"] == question.id) & chosen["value"].notna()]
+    shares = (
+        values.groupby("method")["value"].value_counts(normalize=True).rename("share").reset_index()
+    )
+    shares["share"] *= 100
+    chart = px.bar(
+        shares,
+        x="value",
+        y="share",
+        color="method",
+        barmode="group",
+        labels={"value": f"rating ({question.low}–{question.high})", "share": "% of answers"},
+        height=380,
+    )
+    chart.update_xaxes(dtick=1, range=[question.low - 0.5, question.high + 0.5])
+    st.plotly_chart(chart, key="survey_distribution")
+    st.subheader("Mean of pair medians per method (95 % bootstrap CI)")
+    methods = tables.methods[tables.methods["question"] == question.id]
+    st.dataframe(methods, hide_index=True)
+    download_csv(tables.methods, f"survey_{survey_id}_methods.csv", "survey_methods_csv")
+
+if len(scales) > 1 and not tables.dimensions.empty:
+    st.header("Per-dimension means (± std)")
+    by = st.radio("Per", ["method", "category"], horizontal=True, key="survey_by")
+    table = tables.dimensions if by == "method" else tables.dimensions_by_category
+    keys = ["method"] if by == "method" else ["method", "category"]
+    long = pd.DataFrame(
+        [
+            {**{k: row[k] for k in keys}, "question": q.id, "mean": row[f"{q.id} mean"],
+             "std": row[f"{q.id} std"]}
+            for _, row in table.iterrows()
+            for q in scales
+            if f"{q.id} mean" in table
+        ]
+    )  # fmt: skip
+    bars = px.bar(
+        long,
+        x="question",
+        y="mean",
+        error_y="std",
+        color="method",
+        barmode="group",
+        facet_col="category" if by == "category" else None,
+        facet_col_wrap=3,
+        height=420,
+    )
+    st.plotly_chart(bars, key="survey_dimensions")
+    buttons = st.columns(2)
+    with buttons[0]:
+        download_csv(table, f"survey_{survey_id}_dimensions.csv", "survey_dimensions_csv")
+    with buttons[1]:
+        download_png(
+            lambda: survey_dimensions_figure(tables.dimensions, survey),
+            f"survey_{survey_id}_dimensions.png",
+            "survey_dimensions_png",
+        )
+
+# ---- free answers (Survey C): top three and overlap between methods ---------------------
+free = [q for q in survey.questions if q.kind != "scale"]
+if free:
+    st.header("Most frequent answers")
+    st.caption(
+        "Answers are normalised (case, spacing, leading article, plural to singular); "
+        "`semcomp ratings summary --synonyms FILE` also merges synonyms."
+    )
+    for question in free:
+        st.subheader(question.id)
+        st.caption(question.text)
+        top = tables.top_answers[tables.top_answers["question"] == question.id]
+        overlap = tables.overlap[tables.overlap["question"] == question.id]
+        columns = st.columns(2)
+        columns[0].dataframe(top.drop(columns=["question"]), hide_index=True)
+        if overlap.empty:
+            columns[1].info("overlap needs answers from two methods or more")
+        else:
+            columns[1].dataframe(overlap.drop(columns=["question"]), hide_index=True)
+    buttons = st.columns(2)
+    with buttons[0]:
+        download_csv(tables.top_answers, f"survey_{survey_id}_top_answers.csv", "survey_top_csv")
+    with buttons[1]:
+        download_csv(tables.overlap, f"survey_{survey_id}_overlap.csv", "survey_overlap_csv")
+
+# ---- inter-rater reliability ------------------------------------------------------------
+st.header("Inter-rater reliability (Krippendorff's α)")
+st.dataframe(tables.reliability, hide_index=True)
+download_csv(tables.reliability, f"survey_{survey_id}_reliability.csv", "survey_alpha_csv")
