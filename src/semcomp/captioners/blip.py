@@ -42,6 +42,7 @@ class BlipParams(PluginParams):
 class BlipCaptioner(Captioner):
     name = "blip"
     Params = BlipParams
+    scalable = True
 
     def __init__(self, params: BlipParams, **kwargs: Any):
         super().__init__(params, **kwargs)
