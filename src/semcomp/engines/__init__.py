@@ -260,6 +260,28 @@ class LocalEngine(Engine):
         yield from loader
 
 
+def profile_lines(stages: Sequence[Any]) -> list[str]:
+    """Per-stage throughput and time split, for ``semcomp run --profile``.
+
+    ``stages`` are stage reports; only stages that ran batches through a model
+    appear. Phase seconds are summed over batches (several Ray actors work at
+    once, so they can add up to more than the stage's wall time).
+    """
+    lines = []
+    header = f"  {'stage':<12} {'items':>7} {'items/s':>9} " + " ".join(
+        f"{name:>16}" for name in PHASES
+    )
+    for stage in stages:
+        if not stage.items:
+            continue
+        total = sum(stage.phases.get(name, 0.0) for name in PHASES) or 1.0
+        seconds = [stage.phases.get(name, 0.0) for name in PHASES]
+        split = " ".join(f"{s:8.2f} s {100 * s / total:4.0f}%" for s in seconds)
+        rate = stage.items / stage.seconds if stage.seconds > 0 else 0.0
+        lines.append(f"  {stage.stage:<12} {stage.items:>7} {rate:>9.2f} {split}")
+    return [header, *lines] if lines else ["  no stage ran a model in this run"]
+
+
 def ray_missing_message() -> str:
     return 'the Ray engine needs Ray: pip install "semcomp[ray]"'
 
@@ -297,4 +319,5 @@ __all__ = [
     "PluginFactory",
     "make_engine",
     "phase",
+    "profile_lines",
 ]

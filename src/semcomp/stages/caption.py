@@ -110,7 +110,7 @@ class CaptionOriginals(BatchTask):
     """(original, image file) pairs → captions; an unreadable image fails its item only."""
 
     needs_images: bool
-    max_pixels: int | None
+    max_pixels: int
     #: every current original, for captioners that look captions up (human CSV)
     originals: tuple[OriginalRef, ...] = ()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from semcomp.engines import BatchTask, PluginFactory, phase
 from semcomp.errors import ImageError
-from semcomp.images import decode_image
+from semcomp.images import DEFAULT_MAX_PIXELS, decode_image
 from semcomp.stages import StageContext
 from semcomp.store import to_json, utc_now
 
@@ -38,7 +38,7 @@ class EmbedImages(BatchTask):
     left and runs the embedder. Shared by the embed stage and ``features extract``.
     """
 
-    max_pixels: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def context(self, model: Any) -> Any:
         return model.preprocess
