@@ -148,9 +148,18 @@ class BatchOutcome:
 
 
 class ModelWorker:
-    """One built model running a task's batches: in this process or as a Ray actor."""
+    """One built model running a task's batches: in this process or as a Ray actor.
 
-    def __init__(self, factory: PluginFactory, task: BatchTask):
+    ``threads`` sets torch's intra-op threads first: CPU results depend on it (a
+    batched UNet on one thread and on two can differ by one grey level), so Ray
+    actors use the driver's count and give the local engine's results bit for bit.
+    """
+
+    def __init__(self, factory: PluginFactory, task: BatchTask, threads: int | None = None):
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         self.model = factory()
         self.task = task
         self.identity = self.model.identity()

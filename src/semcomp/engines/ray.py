@@ -73,8 +73,8 @@ def _load(rows: dict[str, Any], task: BatchTask) -> dict[str, Any]:
 class _Infer:
     """Ray Data actor: builds the plugin once, then runs each loaded batch on it."""
 
-    def __init__(self, factory: PluginFactory, task: BatchTask):
-        self.worker = ModelWorker(factory, task)
+    def __init__(self, factory: PluginFactory, task: BatchTask, threads: int):
+        self.worker = ModelWorker(factory, task, threads)
 
     def __call__(self, rows: dict[str, Any]) -> dict[str, Any]:
         outcomes = [self.worker.run(*pickle.loads(blob)) for blob in rows["loaded"]]
@@ -135,6 +135,8 @@ class RayEngine(Engine):
     ) -> Iterator[BatchOutcome]:
         if not batches:
             return
+        import torch
+
         self._connect()
         data = self.ray.data
         context = data.DataContext.get_current()
@@ -154,7 +156,7 @@ class RayEngine(Engine):
             .map_batches(_load, fn_kwargs={"task": task}, batch_size=1, num_cpus=min(1.0, cpus / 2))
             .map_batches(
                 _Infer,
-                fn_constructor_args=(factory, task),
+                fn_constructor_args=(factory, task, torch.get_num_threads()),
                 batch_size=1,
                 compute=data.ActorPoolStrategy(size=actors),
                 num_gpus=gpus,
