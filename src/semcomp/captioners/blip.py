@@ -15,6 +15,7 @@ from PIL import Image
 from pydantic import Field
 
 from semcomp.captioners.base import Caption, Captioner, OriginalRef
+from semcomp.engines import phase
 from semcomp.errors import ConfigError
 from semcomp.models import (
     batches_with_backoff,
@@ -84,12 +85,16 @@ class BlipCaptioner(Captioner):
         import torch
 
         params: BlipParams = self.params
-        if params.prefix:  # one prefix per image: a single string would caption one image
-            inputs = self.processor(
-                images=images, text=[params.prefix] * len(images), return_tensors="pt", padding=True
-            )
-        else:
-            inputs = self.processor(images=images, return_tensors="pt")
+        with phase("preprocess"):
+            if params.prefix:  # one prefix per image: a single string would caption one image
+                inputs = self.processor(
+                    images=images,
+                    text=[params.prefix] * len(images),
+                    return_tensors="pt",
+                    padding=True,
+                )
+            else:
+                inputs = self.processor(images=images, return_tensors="pt")
         inputs = inputs.to(self.torch_device)
         inputs["pixel_values"] = inputs["pixel_values"].to(self.model.vision_model.dtype)
         with torch.inference_mode():
