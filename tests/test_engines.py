@@ -115,12 +115,35 @@ def test_ray_engine_gives_the_local_engines_rows(textual_reference, ray_cluster)
     assert again.models_loaded == [] and all(s.done == 0 for s in again.stages)
 
 
-def test_ray_run_resumes_a_partial_local_run(textual_reference, ray_cluster):
-    """Stages finished locally are skipped; the rest runs on Ray; nothing is duplicated."""
+def test_ray_run_resumes_a_partial_local_run(textual_reference, ray_cluster, monkeypatch):
+    """Captions done locally; a Ray run interrupted mid-reconstruction (after its first
+    batch was written); a second Ray run finishes: the rows equal an uninterrupted run's."""
+    from semcomp.store import Store
+
     reference, _, fresh = textual_reference
     partial = fresh("partial")
     with Study.open(partial) as study:
         study.run(progress=False, stages=["ingest", "encode", "caption"])
+    put_artifact = Store.put_artifact
+    written = []
+
+    def interrupted(self, data, *, suffix, media_type):
+        if suffix == ".png" and len(written) == 3:  # the first batch of 3 is in
+            raise KeyboardInterrupt
+        written.append(suffix)
+        return put_artifact(self, data, suffix=suffix, media_type=media_type)
+
+    monkeypatch.setattr(Store, "put_artifact", interrupted)
+    with (
+        pytest.raises(KeyboardInterrupt),
+        make_engine("ray") as engine,
+        Study.open(partial) as study,
+    ):
+        study.run(progress=False, engine=engine)
+    monkeypatch.setattr(Store, "put_artifact", put_artifact)
+    with Study.open(partial, read_only=True) as study:
+        assert study.store.count("reconstructions") == 3
+        assert study.store.runs().iloc[-1]["status"] == "interrupted"
     with make_engine("ray") as engine, Study.open(partial) as study:
         summary = study.run(progress=False, engine=engine)
     assert summary.models_loaded == ["diffusers", "tiny"]

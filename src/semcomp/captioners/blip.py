@@ -5,6 +5,9 @@ textual-transform paper used. One generic path loads both families
 (``AutoModelForImageTextToText``); captions are generated in batches, in fp16
 on CUDA. An optional text ``prefix`` conditions the caption and is part of it
 (the decoded text starts with it, and it is sent like every other byte).
+
+Attention: BLIP-2 runs PyTorch's fused SDPA attention (transformers' default for models
+that support it); transformers implements BLIP's attention in eager mode only.
 """
 
 from __future__ import annotations
