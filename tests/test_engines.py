@@ -107,6 +107,9 @@ def test_ray_engine_gives_the_local_engines_rows(textual_reference, ray_cluster)
         assert got[table] == expected[table], table
     assert [s.done for s in remote.stages] == [s.done for s in local.stages]
     assert remote.models_loaded == local.models_loaded == ["blip", "diffusers", "tiny"]
+    for stage in (s for s in remote.stages if s.stage in {"caption", "reconstruct", "embed"}):
+        assert stage.items > 0 and {"decode", "model", "write"} <= set(stage.phases)
+        assert all(seconds >= 0 for seconds in stage.phases.values()), stage.phases
     with Study.open(on_ray, read_only=True) as study:
         assert json.loads(study.store.runs().iloc[-1]["summary"])["engine"] == "ray"
     # a finished study re-run on Ray does no model work
