@@ -20,49 +20,9 @@ from semcomp.reconstructors.diffusers import DiffusersParams, DiffusersReconstru
 
 def random_sd15(folder: Path) -> Path:
     """SD 1.5's architecture (UNet, VAE, CLIP ViT-L/14 text encoder) with random weights."""
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     from semcomp.tiny_models import write_tiny_stable_diffusion
 
-    tiny = write_tiny_stable_diffusion(folder / "tiny")
-    tokenizer = StableDiffusionPipeline.from_pretrained(tiny).tokenizer
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            max_position_embeddings=77,
-        )
-    )
-    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)  # SD 1.5 defaults
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        layers_per_block=2,
-        sample_size=512,
-    )
-    pipeline = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipeline.save_pretrained(folder / "sd15-random")
-    return folder / "sd15-random"
+    return write_tiny_stable_diffusion(folder / "sd15-random", full_size=True)
 
 
 def main() -> None:

@@ -72,17 +72,44 @@ def run(
     stage: list[str] = typer.Option(
         None, help="Run only this stage (repeatable): ingest, encode, decode, embed, score."
     ),
+    engine: str = typer.Option(
+        "local", help="Where batch stages run their models: local, or ray (a Ray cluster)."
+    ),
+    address: str = typer.Option(
+        None, help="Ray cluster: auto or ray://host:port (default: start a local Ray)."
+    ),
+    actors: int = typer.Option(None, help="Ray model actors (default: one per GPU, else 1)."),
+    gpus_per_actor: float = typer.Option(
+        None, help="GPUs each Ray actor holds (default: 1 if the cluster has GPUs, else 0)."
+    ),
+    workers: int = typer.Option(
+        0, help="Local engine: DataLoader processes that decode and preprocess images."
+    ),
+    profile: bool = typer.Option(
+        False, help="Print per-stage throughput and time split (decode, preprocess, model, write)."
+    ),
 ) -> None:
     """Run every pending stage (ingest, encode, decode, embed, score); resumable."""
+    from semcomp.engines import make_engine, profile_lines
     from semcomp.study import Study
 
-    with Study.open(study) as opened:
+    with (
+        make_engine(
+            engine, workers=workers, address=address, actors=actors, gpus_per_actor=gpus_per_actor
+        ) as chosen,
+        Study.open(study) as opened,
+    ):
         summary = opened.run(
             progress=progress,
             command=" ".join(["semcomp", *sys.argv[1:]]),
             stages=stage or None,
+            engine=chosen,
         )
     _print_run(summary)
+    if profile:
+        typer.echo(f"profile ({chosen.name} engine):")
+        for line in profile_lines(summary.stages):
+            typer.echo(line)
 
 
 @app.command()
@@ -230,22 +257,33 @@ def features_extract(
     templates: str = typer.Option("ensemble", help="Class prompt templates: single or ensemble."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    engine: str = typer.Option("local", help="local, or ray (a Ray cluster)."),
+    address: str = typer.Option(
+        None, help="Ray cluster: auto or ray://host:port (default: start a local Ray)."
+    ),
+    actors: int = typer.Option(None, help="Ray model actors (default: one per GPU, else 1)."),
+    gpus_per_actor: float = typer.Option(None, help="GPUs each Ray actor holds."),
 ) -> None:
     """Embed an image folder (resumable, in shards) and its class names as text prompts."""
     from semcomp.analysis.features import extract_features
     from semcomp.config import EmbedderConfig
+    from semcomp.engines import make_engine
 
-    summary = extract_features(
-        images,
-        out,
-        EmbedderConfig(model=model, pretrained=pretrained),
-        batch_size=batch_size,
-        workers=workers,
-        shard_size=shard_size,
-        templates=templates,
-        device=device,
-        progress=progress,
-    )
+    with make_engine(
+        engine, workers=workers, address=address, actors=actors, gpus_per_actor=gpus_per_actor
+    ) as chosen:
+        summary = extract_features(
+            images,
+            out,
+            EmbedderConfig(model=model, pretrained=pretrained),
+            batch_size=batch_size,
+            workers=workers,
+            shard_size=shard_size,
+            templates=templates,
+            device=device,
+            progress=progress,
+            engine=chosen,
+        )
     typer.echo(
         f"{summary.images} images in {summary.classes} classes: {summary.shards_written} shard(s) "
         f"written, {summary.shards_skipped} already there, {summary.failures} unreadable -> "

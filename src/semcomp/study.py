@@ -26,6 +26,7 @@ from pathlib import Path
 from semcomp import __version__
 from semcomp.analysis.similarity import clip_metrics
 from semcomp.config import STUDY_FILE, StudyConfig, load_config
+from semcomp.engines import Engine, LocalEngine
 from semcomp.errors import ConfigError
 from semcomp.images import SourceProblem, find_sources
 from semcomp.methods import TextualMethod
@@ -121,11 +122,15 @@ class Study:
         progress: bool = True,
         command: str = "semcomp run",
         stages: Iterable[str] | None = None,
+        engine: Engine | None = None,
     ) -> RunSummary:
         """Run the pending work of every stage (or of ``stages`` only, in pipeline order).
 
-        Failures of single items are recorded, not raised.
+        Batch stages run their models on ``engine`` (default: this process; see
+        :mod:`semcomp.engines`); the results are the same either way. Failures
+        of single items are recorded, not raised.
         """
+        engine = engine or LocalEngine()
         selected = set(STAGES if stages is None else stages)
         unknown = selected - set(STAGES)
         if unknown:
@@ -148,7 +153,7 @@ class Study:
                 if stage not in selected:
                     continue
                 report = StageReport(stage)
-                context = StageContext(self.store, self.config, run_id, progress, report)
+                context = StageContext(self.store, self.config, run_id, progress, report, engine)
                 started = time.perf_counter()
                 importlib.import_module(f"semcomp.stages.{stage}").run(context)
                 report.seconds = time.perf_counter() - started
@@ -172,6 +177,7 @@ class Study:
                 summary={
                     "stages": [vars(s) for s in reports],
                     "failures": len(failures),
+                    "engine": engine.name,
                 },
             )
         return RunSummary(run_id=run_id, status=status, stages=reports, failures=failures)

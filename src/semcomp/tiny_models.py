@@ -6,6 +6,12 @@ had, and they load through exactly the production loading code
 diffusers). Their outputs are meaningless; everything made with them is
 labelled "random weights". Each builder is deterministic for a seed and does
 nothing if the folder is already complete.
+
+With ``full_size=True`` the same builders write random-weight models at the
+real sizes (CLIP ViT-L/14@336px, BLIP-large, Stable Diffusion 1.5), built from
+config numbers alone, for throughput benchmarks on a GPU without downloads.
+Their tokenizers keep the tiny vocabularies (the embedding tables shrink with
+them; everything else has the real shape).
 """
 
 from __future__ import annotations
@@ -41,8 +47,53 @@ def _done(folder: Path, marker: str) -> bool:
     return (folder / marker).exists()
 
 
-def write_tiny_open_clip(folder: Path, seed: int = 0) -> str:
-    """A tiny CLIP (ViT image tower, transformer text tower); returns its ``local-dir:`` id."""
+#: the real SD 1.5 UNet, VAE and text encoder sizes (runwayml/stable-diffusion-v1-5 configs)
+SD15_UNET: dict[str, Any] = {
+    "sample_size": 64,
+    "layers_per_block": 2,
+    "block_out_channels": (320, 640, 1280, 1280),
+    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+    "norm_num_groups": 32,
+}
+SD15_VAE: dict[str, Any] = {
+    "block_out_channels": (128, 256, 512, 512),
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "sample_size": 512,
+}
+SD15_TEXT: dict[str, Any] = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+}
+#: BLIP-large (Salesforce/blip-image-captioning-large): ViT-L/16 at 384 px, BERT-base decoder
+BLIP_LARGE_VISION: dict[str, Any] = {
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "image_size": 384,
+    "patch_size": 16,
+}
+BLIP_LARGE_TEXT: dict[str, Any] = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "max_position_embeddings": 512,
+    "encoder_hidden_size": 1024,
+}
+
+
+def write_tiny_open_clip(folder: Path, seed: int = 0, *, full_size: bool = False) -> str:
+    """A tiny CLIP (ViT image tower, transformer text tower); returns its ``local-dir:`` id.
+
+    ``full_size``: ViT-L/14 at 336 px (open_clip's ``ViT-L-14-336`` config) instead.
+    """
     import open_clip
     import torch
     from safetensors.torch import save_file
@@ -52,10 +103,11 @@ def write_tiny_open_clip(folder: Path, seed: int = 0) -> str:
     if not weights.exists():
         folder.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(seed)
-        model = open_clip.CLIP(**TINY_CLIP_CONFIG)
+        config = open_clip.get_model_config("ViT-L-14-336") if full_size else TINY_CLIP_CONFIG
+        model = open_clip.CLIP(**config)
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
         (folder / "open_clip_config.json").write_text(
-            json.dumps({"model_cfg": TINY_CLIP_CONFIG, "preprocess_cfg": {}}, indent=2)
+            json.dumps({"model_cfg": config, "preprocess_cfg": {}}, indent=2)
         )
         tmp = folder / ".open_clip_model.safetensors.tmp"
         save_file(state, str(tmp))
@@ -63,8 +115,11 @@ def write_tiny_open_clip(folder: Path, seed: int = 0) -> str:
     return f"local-dir:{folder.resolve()}"
 
 
-def write_tiny_blip(folder: Path, seed: int = 0) -> Path:
-    """A tiny BLIP captioner (BlipForConditionalGeneration) saved with its processor."""
+def write_tiny_blip(folder: Path, seed: int = 0, *, full_size: bool = False) -> Path:
+    """A tiny BLIP captioner (BlipForConditionalGeneration) saved with its processor.
+
+    ``full_size``: BLIP-large's vision and text sizes (384 px input) instead.
+    """
     import torch
     from transformers import (
         BertTokenizer,
@@ -84,32 +139,40 @@ def write_tiny_blip(folder: Path, seed: int = 0) -> Path:
         vocab.write_text("\n".join(dict.fromkeys(specials + WORDS)) + "\n")
         # the vocabulary path goes positionally: transformers 5 ignores vocab_file=
         tokenizer = BertTokenizer(str(vocab), bos_token="[DEC]", model_max_length=64)
-    processor = BlipProcessor(BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer)
+    text = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 64,
+        "encoder_hidden_size": 32,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+    }
+    if full_size:
+        text, vision = dict(BLIP_LARGE_TEXT), dict(BLIP_LARGE_VISION)
+    side = vision["image_size"]
+    processor = BlipProcessor(BlipImageProcessor(size={"height": side, "width": side}), tokenizer)
     config = BlipConfig(
-        text_config={
+        text_config=text
+        | {
             "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "max_position_embeddings": 64,
             "initializer_range": 0.5,  # so that different images get different captions
             "bos_token_id": tokenizer.bos_token_id,
             "pad_token_id": tokenizer.pad_token_id,
             "sep_token_id": tokenizer.sep_token_id,
             "eos_token_id": tokenizer.sep_token_id,
         },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": 32,
-            "patch_size": 8,
-            "initializer_range": 0.02,  # the default (1e-10) gives every image one caption
-        },
-        projection_dim=32,
-        image_text_hidden_size=32,
+        # the default initializer_range (1e-10) gives every image one caption
+        vision_config=vision | {"initializer_range": 0.02},
+        projection_dim=text["hidden_size"] if full_size else 32,
+        image_text_hidden_size=text["hidden_size"] if full_size else 32,
     )
     torch.manual_seed(seed)
     model = BlipForConditionalGeneration(config).eval()
@@ -208,8 +271,11 @@ def _byte_symbols() -> list[str]:
     return [chr(c) for c in codes]
 
 
-def write_tiny_stable_diffusion(folder: Path, seed: int = 0) -> Path:
-    """A tiny Stable Diffusion 1.x pipeline (CLIP text encoder, UNet, VAE with the real ×8)."""
+def write_tiny_stable_diffusion(folder: Path, seed: int = 0, *, full_size: bool = False) -> Path:
+    """A tiny Stable Diffusion 1.x pipeline (CLIP text encoder, UNet, VAE with the real ×8).
+
+    ``full_size``: SD 1.5's UNet, VAE and text encoder sizes (512×512 images) instead.
+    """
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -241,40 +307,47 @@ def write_tiny_stable_diffusion(folder: Path, seed: int = 0) -> Path:
         tokenizer = CLIPTokenizer(
             vocab=str(vocab_path), merges=str(merges_path), model_max_length=77
         )
+    text: dict[str, Any] = {
+        "hidden_size": 32,
+        "intermediate_size": 37,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+    }
+    unet_config: dict[str, Any] = {
+        "sample_size": 8,
+        "layers_per_block": 1,
+        "block_out_channels": (32, 64),
+        "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+        "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+        "cross_attention_dim": 32,
+        "attention_head_dim": 8,
+        "norm_num_groups": 32,
+    }
+    vae_config: dict[str, Any] = {
+        "block_out_channels": (8, 8, 8, 8),
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+        "sample_size": 64,
+    }
+    if full_size:
+        text, unet_config, vae_config = dict(SD15_TEXT), dict(SD15_UNET), dict(SD15_VAE)
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
             max_position_embeddings=77,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
+            **text,
         )
     )
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=32,
-    )
+    unet = UNet2DConditionModel(in_channels=4, out_channels=4, **unet_config)
     vae = AutoencoderKL(
-        block_out_channels=(8, 8, 8, 8),
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
         latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=8,
-        sample_size=64,
+        **vae_config,
     )
     scheduler = DDIMScheduler(
         beta_start=0.00085,

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from semcomp.config import EmbedderConfig
+from semcomp.engines import phase
 from semcomp.errors import ConfigError, ModelUnavailableError
 from semcomp.models import (
     batches_with_backoff,
@@ -89,6 +90,9 @@ def weights_location(config: EmbedderConfig) -> str:
 class OpenClipEmbedder:
     """Batched, L2-normalised CLIP image embeddings; load once per stage, then :meth:`close`."""
 
+    #: a local model: ``--engine ray`` runs it in actors
+    scalable = True
+
     def __init__(self, config: EmbedderConfig, *, device: str = "auto", batch_size: int = 32):
         import torch
         from open_clip.transform import PreprocessCfg, image_transform_v2
@@ -127,12 +131,21 @@ class OpenClipEmbedder:
 
     def embed(self, images: list[Image.Image]) -> np.ndarray:
         """Embeddings of RGB images, one L2-normalised float32 row each."""
+        with phase("preprocess"):
+            pixels = [self.preprocess(image) for image in images]
+        return self.embed_preprocessed(pixels)
+
+    def embed_preprocessed(self, pixels: list[Any]) -> np.ndarray:
+        """Embeddings of images already transformed by :attr:`preprocess` (3×H×W each).
+
+        Runs in batches of ``batch_size``, halved on out-of-memory.
+        """
         import torch
 
-        def run(batch: list[Image.Image]) -> np.ndarray:
-            return self.embed_pixels(torch.stack([self.preprocess(image) for image in batch]))
+        def run(batch: list[Any]) -> np.ndarray:
+            return self.embed_pixels(torch.stack(batch))
 
-        parts = [result for _, result in batches_with_backoff(images, self.batch_size, run)]
+        parts = [result for _, result in batches_with_backoff(pixels, self.batch_size, run)]
         return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
 
     @property

@@ -1,6 +1,7 @@
 """``semcomp features extract``: CLIP embeddings of a class-subfolder image folder.
 
-Images are decoded and preprocessed in DataLoader workers, embedded in batches,
+Images are decoded and preprocessed in DataLoader workers (or Ray CPU tasks
+with ``--engine ray``), embedded in batches by the engine's model,
 and written in shards (``images/shard-00000.safetensors``: ``embeddings``,
 ``labels``, class names and CLIP identity in the metadata, the file list
 beside it). A shard that exists is skipped, so an interrupted extraction
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from semcomp.config import EmbedderConfig
-from semcomp.errors import ConfigError, ImageError
-from semcomp.images import IMAGE_SUFFIXES, decode_image
+from semcomp.engines import BatchTask, Engine, LocalEngine
+from semcomp.errors import ConfigError
+from semcomp.images import IMAGE_SUFFIXES
 
 TEMPLATES: dict[str, list[str]] = {
     "single": ["a photo of a {}."],
@@ -53,31 +55,22 @@ def class_folder_files(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     return classes, files
 
 
-class ImageFiles:
-    """A map-style dataset: preprocessed pixels, or None for an unreadable file."""
+@dataclass(frozen=True)
+class ClassTexts(BatchTask):
+    """Class names → one L2-normalised text embedding each, averaged over the templates."""
 
-    def __init__(self, files: list[tuple[Path, int]], preprocess: Callable[[Any], Any]):
-        self.files = files
-        self.preprocess = preprocess
+    templates: tuple[str, ...]
 
-    def __len__(self) -> int:
-        return len(self.files)
+    def load(self, batch: Sequence[str], context: Any) -> Sequence[str]:
+        return batch
 
-    def __getitem__(self, index: int) -> tuple[int, Any, str | None]:
-        path, _ = self.files[index]
-        try:
-            return index, self.preprocess(decode_image(path.read_bytes()).rgb), None
-        except (OSError, ImageError) as exc:
-            return index, None, str(exc)
-
-
-def _collate(items: list[tuple[int, Any, str | None]]) -> tuple[list[int], Any, list]:
-    import torch
-
-    good = [(i, pixels) for i, pixels, _ in items if pixels is not None]
-    bad = [(i, error) for i, pixels, error in items if pixels is None]
-    pixels = torch.stack([p for _, p in good]) if good else None
-    return [i for i, _ in good], pixels, bad
+    def infer(self, model: Any, loaded: Sequence[str], context: Any) -> list[Any]:
+        rows = []
+        for name in loaded:
+            readable = name.replace("_", " ")
+            mean = model.embed_texts([t.format(readable) for t in self.templates]).mean(0)
+            rows.append(mean / np.linalg.norm(mean))
+        return rows
 
 
 @dataclass
@@ -101,15 +94,23 @@ def extract_features(
     templates: str = "ensemble",
     device: str = "auto",
     progress: bool = True,
+    engine: Engine | None = None,
 ) -> ExtractionSummary:
-    import torch
+    """Embed ``root``'s images into shards under ``out`` (see the module docstring).
+
+    ``engine`` runs the model (default: this process, decoding and
+    preprocessing in ``workers`` DataLoader processes); every pending shard's
+    batches go through it in one pass, so a Ray actor pool loads the model once,
+    and each shard is written as soon as its last batch is back.
+    """
     from safetensors.numpy import save_file
     from tqdm.auto import tqdm
 
-    from semcomp.analysis.clip import OpenClipEmbedder
+    from semcomp.stages.embed import EmbedImages, embedder_factory
 
     if templates not in TEMPLATES:
         raise ConfigError(f"templates must be one of {', '.join(TEMPLATES)}")
+    engine = engine or LocalEngine(workers=workers)
     classes, files = class_folder_files(Path(root))
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -121,57 +122,47 @@ def extract_features(
     ]
     clip = {"model": embedder_config.model, "pretrained": embedder_config.pretrained}
     metadata = {"class_names": json.dumps(classes), "clip": json.dumps(clip)}
+    factory = embedder_factory(embedder_config, device=device, batch_size=batch_size)
+    # (shard number, position of the batch's first file in the shard) per batch
+    where: list[tuple[int, int]] = []
+    batches: list[list[Path]] = []
+    for number in pending:
+        for start in range(0, len(shards[number]), batch_size):
+            where.append((number, start))
+            batches.append([path for path, _ in shards[number][start : start + batch_size]])
+    waiting = {number: -(-len(shards[number]) // batch_size) for number in pending}
+    results: dict[int, dict[int, list[Any]]] = {number: {} for number in pending}
     failures: list[tuple[str, str]] = []
-    embedder = OpenClipEmbedder(embedder_config, device=device, batch_size=batch_size)
-    try:
-        for number in pending:
-            shard = shards[number]
-            loader = torch.utils.data.DataLoader(
-                ImageFiles(shard, embedder.preprocess),
-                batch_size=batch_size,
-                num_workers=workers,
-                collate_fn=_collate,
-                pin_memory=embedder.device.startswith("cuda"),
-            )
-            kept, vectors = [], []
-            for indices, pixels, bad in tqdm(
-                loader, desc=f"shard {number}", disable=not progress, unit="batch"
-            ):
-                failures += [(str(shard[i][0]), error) for i, error in bad]
-                if pixels is not None:
-                    vectors.append(embedder.embed_pixels(pixels))
-                    kept += indices
-            embeddings = np.concatenate(vectors) if vectors else np.zeros((0, embedder.dim))
-            labels = np.array([shard[i][1] for i in kept], dtype=np.int64)
-            target = out / "images" / f"shard-{number:05d}.safetensors"
-            (target.with_suffix(".paths.txt")).write_text(
-                "\n".join(str(shard[i][0]) for i in kept) + "\n", encoding="utf-8"
-            )
-            tmp = target.with_name(f".{target.name}.tmp")
-            save_file(
-                {"embeddings": embeddings.astype(np.float32), "labels": labels},
-                str(tmp),
-                metadata=metadata,
-            )
-            tmp.replace(target)
-        text_path = out / "text.safetensors"
-        if not text_path.exists():
-            prompts = TEMPLATES[templates]
-            rows = []
-            for name in classes:
-                readable = name.replace("_", " ")
-                mean = embedder.embed_texts([t.format(readable) for t in prompts]).mean(0)
-                rows.append(mean / np.linalg.norm(mean))
-            save_file(
-                {
-                    "embeddings": np.stack(rows).astype(np.float32),
-                    "labels": np.arange(len(classes)),
-                },
-                str(text_path),
-                metadata=metadata | {"templates": json.dumps(prompts)},
-            )
-    finally:
-        embedder.close()
+    task = EmbedImages()
+    dim = 0  # of the vectors seen, for the shape of a shard whose every image failed
+    with tqdm(total=len(batches), desc="features", disable=not progress, unit="batch") as bar:
+        for outcome in engine.run(factory, task, batches):
+            number, start = where[outcome.index]
+            results[number][start] = outcome.results
+            dim = next((len(r) for r in outcome.results if not isinstance(r, Exception)), dim)
+            waiting[number] -= 1
+            bar.update()
+            if waiting[number] == 0:
+                failures += write_shard(
+                    out, number, shards[number], results.pop(number), metadata, dim
+                )
+    text_path = out / "text.safetensors"
+    if not text_path.exists():
+        prompts = TEMPLATES[templates]
+        names = [classes[i : i + 256] for i in range(0, len(classes), 256)]
+        rows: dict[int, list[Any]] = {}
+        for outcome in engine.run(factory, ClassTexts(tuple(prompts)), names):
+            rows[outcome.index] = outcome.results
+        save_file(
+            {
+                "embeddings": np.stack([r for i in sorted(rows) for r in rows[i]]).astype(
+                    np.float32
+                ),
+                "labels": np.arange(len(classes)),
+            },
+            str(text_path),
+            metadata=metadata | {"templates": json.dumps(prompts)},
+        )
     (out / "classes.json").write_text(json.dumps(classes, indent=2))
     if failures:
         with (out / "failures.csv").open("a", newline="", encoding="utf-8") as handle:
@@ -184,3 +175,39 @@ def extract_features(
         failures=len(failures),
         classes=len(classes),
     )
+
+
+def write_shard(
+    out: Path,
+    number: int,
+    shard: list[tuple[Path, int]],
+    results: dict[int, list[Any]],
+    metadata: dict[str, str],
+    dim: int,
+) -> list[tuple[str, str]]:
+    """Write one shard atomically (file list, then embeddings); return its unreadable files."""
+    from safetensors.numpy import save_file
+
+    kept, vectors, failures = [], [], []
+    for start in sorted(results):
+        for offset, result in enumerate(results[start]):
+            path, label = shard[start + offset]
+            if isinstance(result, Exception):
+                failures.append((str(path), str(result)))
+            else:
+                kept.append((path, label))
+                vectors.append(result)
+    embeddings = np.stack(vectors) if vectors else np.zeros((0, dim), np.float32)
+    labels = np.array([label for _, label in kept], dtype=np.int64)
+    target = out / "images" / f"shard-{number:05d}.safetensors"
+    target.with_suffix(".paths.txt").write_text(
+        "\n".join(str(path) for path, _ in kept) + "\n", encoding="utf-8"
+    )
+    tmp = target.with_name(f".{target.name}.tmp")
+    save_file(
+        {"embeddings": embeddings.astype(np.float32), "labels": labels},
+        str(tmp),
+        metadata=metadata,
+    )
+    tmp.replace(target)
+    return failures

@@ -45,14 +45,20 @@ class Captioner(ABC):
     Params: ClassVar[type[PluginParams]]
     #: whether :meth:`caption` needs the decoded images (human captions do not)
     needs_images: ClassVar[bool] = True
+    #: whether it runs a local model that ``--engine ray`` should run in actors (not an API)
+    scalable: ClassVar[bool] = False
 
     def __init__(self, params: PluginParams, *, device: str = "auto", batch_size: int = 8):
         self.params = params
         self.device = device
         self.batch_size = batch_size
-        #: items per call of the stage (and per transaction): a model's batch; API
-        #: plugins raise it to keep their concurrent requests busy
-        self.chunk_size = batch_size
+        self.chunk_size = self.chunk_for(params, batch_size)
+
+    @classmethod
+    def chunk_for(cls, params: PluginParams, batch_size: int) -> int:
+        """Items per call of the stage (and per transaction): a model's batch; API
+        plugins raise it to keep their concurrent requests busy."""
+        return batch_size
 
     @abstractmethod
     def caption(

@@ -5,6 +5,9 @@ textual-transform paper used. One generic path loads both families
 (``AutoModelForImageTextToText``); captions are generated in batches, in fp16
 on CUDA. An optional text ``prefix`` conditions the caption and is part of it
 (the decoded text starts with it, and it is sent like every other byte).
+
+Attention: BLIP-2 runs PyTorch's fused SDPA attention (transformers' default for models
+that support it); transformers implements BLIP's attention in eager mode only.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from PIL import Image
 from pydantic import Field
 
 from semcomp.captioners.base import Caption, Captioner, OriginalRef
+from semcomp.engines import phase
 from semcomp.errors import ConfigError
 from semcomp.models import (
     batches_with_backoff,
@@ -42,6 +46,7 @@ class BlipParams(PluginParams):
 class BlipCaptioner(Captioner):
     name = "blip"
     Params = BlipParams
+    scalable = True
 
     def __init__(self, params: BlipParams, **kwargs: Any):
         super().__init__(params, **kwargs)
@@ -83,12 +88,16 @@ class BlipCaptioner(Captioner):
         import torch
 
         params: BlipParams = self.params
-        if params.prefix:  # one prefix per image: a single string would caption one image
-            inputs = self.processor(
-                images=images, text=[params.prefix] * len(images), return_tensors="pt", padding=True
-            )
-        else:
-            inputs = self.processor(images=images, return_tensors="pt")
+        with phase("preprocess"):
+            if params.prefix:  # one prefix per image: a single string would caption one image
+                inputs = self.processor(
+                    images=images,
+                    text=[params.prefix] * len(images),
+                    return_tensors="pt",
+                    padding=True,
+                )
+            else:
+                inputs = self.processor(images=images, return_tensors="pt")
         inputs = inputs.to(self.torch_device)
         inputs["pixel_values"] = inputs["pixel_values"].to(self.model.vision_model.dtype)
         with torch.inference_mode():

@@ -100,8 +100,11 @@ class LlmApiCaptioner(Captioner):
         self.runner = ApiRunner(params)
         self.preset = load_preset(params.prompt)
         self.prompt = params.prompt_text()
-        #: originals per batch written to the store: several rounds of concurrent requests
-        self.chunk_size = params.concurrency * 4
+
+    @classmethod
+    def chunk_for(cls, params: LlmApiParams, batch_size: int) -> int:
+        """Originals per batch written to the store: several rounds of concurrent requests."""
+        return params.concurrency * 4
 
     def identity(self) -> dict[str, Any]:
         return {

@@ -40,14 +40,20 @@ class Reconstructor(ABC):
     Params: ClassVar[type[PluginParams]]
     #: whether a seed makes the output reproducible (an image API has none)
     seeded: ClassVar[bool] = True
+    #: whether it runs a local model that ``--engine ray`` should run in actors (not an API)
+    scalable: ClassVar[bool] = False
 
     def __init__(self, params: PluginParams, *, device: str = "auto", batch_size: int = 4):
         self.params = params
         self.device = device
         self.batch_size = batch_size
-        #: items per call of the stage (and per transaction): a model's batch; API
-        #: plugins raise it to keep their concurrent requests busy
-        self.chunk_size = batch_size
+        self.chunk_size = self.chunk_for(params, batch_size)
+
+    @classmethod
+    def chunk_for(cls, params: PluginParams, batch_size: int) -> int:
+        """Items per call of the stage (and per transaction): a model's batch; API
+        plugins raise it to keep their concurrent requests busy."""
+        return batch_size
 
     @classmethod
     def prompt_reader(cls, params: PluginParams) -> Any:

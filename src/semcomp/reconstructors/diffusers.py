@@ -66,6 +66,7 @@ def consumed_prefix(tokenizer: Any, text: str) -> PromptUse:
 class DiffusersReconstructor(Reconstructor):
     name = "diffusers"
     Params = DiffusersParams
+    scalable = True
 
     @classmethod
     def prompt_reader(cls, params: DiffusersParams) -> Callable[[str], PromptUse]:

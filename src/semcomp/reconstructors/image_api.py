@@ -52,7 +52,11 @@ class ImageApiReconstructor(Reconstructor):
     def __init__(self, params: ImageApiParams, **kwargs: Any):
         super().__init__(params, **kwargs)
         self.runner = ApiRunner(params)
-        self.chunk_size = params.concurrency * 4
+
+    @classmethod
+    def chunk_for(cls, params: ImageApiParams, batch_size: int) -> int:
+        """Prompts per batch written to the store: several rounds of concurrent requests."""
+        return params.concurrency * 4
 
     def identity(self) -> dict[str, Any]:
         return {

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from PIL import Image
 from tqdm.auto import tqdm
 
 from semcomp.config import StudyConfig
+from semcomp.engines import BatchOutcome, BatchTask, Engine, LocalEngine, PluginFactory
 from semcomp.images import decode_image
 from semcomp.store import Store, content_key, to_json, utc_now
 
@@ -45,6 +49,10 @@ class StageReport:
     failed: int = 0
     seconds: float = 0.0
     models_loaded: list[str] = field(default_factory=list)
+    #: items that went through a model, and seconds per phase (decode, preprocess, model,
+    #: write) summed over batches; with several actors they add up to more than ``seconds``
+    items: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,6 +64,8 @@ class StageContext:
     run_id: int
     progress: bool
     report: StageReport
+    #: where batch stages run their models (the local engine unless ``--engine ray``)
+    engine: Engine = field(default_factory=LocalEngine)
 
     def fail(
         self, item: str, reason: str, *, retryable: bool = True, detail: dict | None = None
@@ -105,6 +115,40 @@ class StageContext:
             "SELECT id, name, category, source_path, file_bytes, pixels, artifact_hash "
             "FROM originals WHERE id IN (SELECT original_id FROM sources) ORDER BY id"
         ).fetchall()
+
+    def artifact_files(self, hashes: Sequence[str]) -> dict[str, Path]:
+        """Where the artifact store keeps each of ``hashes`` (workers read them there)."""
+        wanted = set(hashes)
+        return {
+            r["hash"]: self.store.artifact_path(r["relpath"])
+            for r in self.store.conn.execute("SELECT hash, relpath FROM artifacts")
+            if r["hash"] in wanted
+        }
+
+    def run_batches(
+        self, factory: PluginFactory, task: BatchTask, batches: Sequence[Sequence[Any]], unit: str
+    ) -> Iterator[tuple[Sequence[Any], BatchOutcome]]:
+        """Run ``batches`` through the engine; yield each with its outcome for the caller to write.
+
+        Plugins that are not ``scalable`` (API clients) run in this process
+        whatever the engine. The time the caller spends on a batch before asking
+        for the next is the ``write`` phase of the profile.
+        """
+        local = isinstance(self.engine, LocalEngine)
+        engine = self.engine if factory.scalable or local else LocalEngine()
+        if batches:
+            self.report.models_loaded.append(factory.label or factory.name)
+        phases = self.report.phases
+        with self.bar(sum(len(b) for b in batches), unit) as bar:
+            for outcome in engine.run(factory, task, batches):
+                batch = batches[outcome.index]
+                for name, seconds in outcome.seconds.items():
+                    phases[name] = phases.get(name, 0.0) + seconds
+                started = time.perf_counter()
+                yield batch, outcome
+                phases["write"] = phases.get("write", 0.0) + time.perf_counter() - started
+                self.report.items += len(batch)
+                bar.update(len(batch))
 
     def original_image(self, original: sqlite3.Row) -> Image.Image:
         data = self.store.read_artifact(original["artifact_hash"])

@@ -10,16 +10,19 @@ if given, come from a CSV).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from semcomp.captioners import CAPTIONERS
-from semcomp.captioners.base import Captioner, OriginalRef
+from semcomp.captioners.base import Captioner, CaptionFailure, OriginalRef
 from semcomp.captioners.human import match_captions, read_caption_rows, reference_owners
 from semcomp.codecs import TEXT_CODECS
 from semcomp.codecs.text import TextCodec, Utf8Codec, normalise_caption
+from semcomp.engines import BatchTask, PluginFactory
 from semcomp.errors import ImageError
+from semcomp.images import decode_image
 from semcomp.methods import CAPTION_POINT, ExternalMethod, TextualMethod
 from semcomp.reconstructors import RECONSTRUCTORS
 from semcomp.stages import StageContext, representation_id, store_representation
@@ -71,83 +74,125 @@ def caption_pending(ctx: StageContext, methods: list[TextualMethod]) -> None:
         if not pending:
             continue
         captioner_class = CAPTIONERS.get(method.captioner)
-        captioner: Captioner = captioner_class(
+        factory = PluginFactory(
+            "captioner",
+            method.captioner,
             captioner_class.Params.model_validate(params),
-            device=method.device,
-            batch_size=method.batch_size,
+            {"device": method.device, "batch_size": method.batch_size},
+            label=method.captioner,
         )
-        ctx.report.models_loaded.append(method.captioner)
-        try:
-            captioner.prepare([original_ref(o) for o in originals])
-            with store.transaction():
-                csv_path = getattr(captioner.params, "csv", None)
-                if csv_path is not None:
-                    ctx.clear_prefix(f"{csv_path}:")
-                for item, reason in captioner.problems():
-                    ctx.fail(item, reason, retryable=False)
-            caption_with(ctx, captioner, key, params, pending)
-        finally:
-            captioner.close()
+        if not factory.scalable:
+            prepare_inputs(ctx, factory(), originals)
+        caption_with(ctx, factory, key, params, pending)
+
+
+def prepare_inputs(ctx: StageContext, captioner: Captioner, originals: list[sqlite3.Row]) -> None:
+    """Record the problems of a captioner's own inputs (malformed rows of a captions CSV).
+
+    Only plugins that run in this process read such inputs; this instance reads
+    them for their problems and is closed (the working instance reads them again
+    in :meth:`CaptionOriginals.context`; a CSV is cheap to read twice).
+    """
+    try:
+        captioner.prepare([original_ref(o) for o in originals])
+        with ctx.store.transaction():
+            csv_path = getattr(captioner.params, "csv", None)
+            if csv_path is not None:
+                ctx.clear_prefix(f"{csv_path}:")
+            for item, reason in captioner.problems():
+                ctx.fail(item, reason, retryable=False)
+    finally:
+        captioner.close()
+
+
+@dataclass(frozen=True)
+class CaptionOriginals(BatchTask):
+    """(original, image file) pairs → captions; an unreadable image fails its item only."""
+
+    needs_images: bool
+    max_pixels: int
+    #: every current original, for captioners that look captions up (human CSV)
+    originals: tuple[OriginalRef, ...] = ()
+
+    def context(self, model: Captioner) -> None:
+        model.prepare(list(self.originals))
+
+    def load(self, batch: Sequence[tuple[OriginalRef, Path]], context: Any) -> list[Any]:
+        loaded: list[Any] = []
+        for ref, path in batch:
+            if not self.needs_images:
+                loaded.append((ref, None))
+                continue
+            try:
+                loaded.append((ref, decode_image(path.read_bytes(), self.max_pixels).rgb))
+            except (OSError, ImageError) as exc:
+                loaded.append((ref, exc))
+        return loaded
+
+    def infer(self, model: Captioner, loaded: list[Any], context: Any) -> list[Any]:
+        good = [i for i, (_, image) in enumerate(loaded) if not isinstance(image, Exception)]
+        results: list[Any] = [
+            CaptionFailure(str(image), retryable=False) if isinstance(image, Exception) else None
+            for _, image in loaded
+        ]
+        if good:
+            captions = model.caption([loaded[i][0] for i in good], [loaded[i][1] for i in good])
+            for position, result in zip(good, captions, strict=True):
+                results[position] = result
+        return results
 
 
 def caption_with(
     ctx: StageContext,
-    captioner: Captioner,
+    factory: PluginFactory,
     key: str,
     params: dict[str, Any],
     pending: list[sqlite3.Row],
 ) -> None:
     store = ctx.store
-    identity = captioner.identity()
-    chunk = max(1, captioner.chunk_size)
-    with ctx.bar(len(pending), "img") as bar:
-        for start in range(0, len(pending), chunk):
-            rows, images = [], []
-            for row in pending[start : start + chunk]:
-                try:
-                    images.append(ctx.original_image(row) if captioner.needs_images else None)
-                    rows.append(row)
-                except ImageError as exc:
+    captioner_class = factory.plugin_class
+    chunk = max(1, captioner_class.chunk_for(factory.config, factory.options["batch_size"]))
+    files = ctx.artifact_files([row["artifact_hash"] for row in pending])
+    rows = [pending[i : i + chunk] for i in range(0, len(pending), chunk)]
+    batches = [[(original_ref(r), files[r["artifact_hash"]]) for r in batch] for batch in rows]
+    task = CaptionOriginals(
+        needs_images=captioner_class.needs_images,
+        max_pixels=ctx.config.images.max_pixels,
+        originals=tuple(original_ref(o) for o in ctx.originals()),
+    )
+    for _, outcome in ctx.run_batches(factory, task, batches, "img"):
+        with store.transaction():
+            for row, result in zip(rows[outcome.index], outcome.results, strict=True):
+                item = f"{row['id']}|{key}"
+                if isinstance(result, Exception):
                     ctx.fail(
-                        f"{row['id']}|{key}",
-                        str(exc),
-                        retryable=False,
-                        detail={"label": row["name"], "captioner_key": key},
+                        item,
+                        str(result),
+                        retryable=getattr(result, "retryable", True),
+                        detail=getattr(result, "detail", {})
+                        | {"label": row["name"], "captioner_key": key},
                     )
-            results = captioner.caption([original_ref(r) for r in rows], images) if rows else []
-            with store.transaction():
-                for row, result in zip(rows, results, strict=True):
-                    item = f"{row['id']}|{key}"
-                    if isinstance(result, Exception):
-                        ctx.fail(
-                            item,
-                            str(result),
-                            retryable=getattr(result, "retryable", True),
-                            detail=getattr(result, "detail", {})
-                            | {"label": row["name"], "captioner_key": key},
-                        )
-                        continue
-                    for variant, caption in enumerate(result):
-                        store.upsert(
-                            "captions",
-                            {
-                                "id": content_key("caption", row["id"], key, variant),
-                                "original_id": row["id"],
-                                "captioner_key": key,
-                                "captioner": captioner.name,
-                                "params": to_json(params),
-                                "variant": variant,
-                                "text": caption.text,
-                                "author": caption.author,
-                                "meta": to_json(identity | caption.meta),
-                                "run_id": ctx.run_id,
-                                "created_at": utc_now(),
-                            },
-                            key=("id",),
-                        )
-                    ctx.clear(item)
-                    ctx.report.done += 1
-            bar.update(len(pending[start : start + chunk]))
+                    continue
+                for variant, caption in enumerate(result):
+                    store.upsert(
+                        "captions",
+                        {
+                            "id": content_key("caption", row["id"], key, variant),
+                            "original_id": row["id"],
+                            "captioner_key": key,
+                            "captioner": factory.name,
+                            "params": to_json(params),
+                            "variant": variant,
+                            "text": caption.text,
+                            "author": caption.author,
+                            "meta": to_json(outcome.identity | caption.meta),
+                            "run_id": ctx.run_id,
+                            "created_at": utc_now(),
+                        },
+                        key=("id",),
+                    )
+                ctx.clear(item)
+                ctx.report.done += 1
 
 
 # ---- payloads -----------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from semcomp.analysis import EMBEDDERS
+from semcomp.engines import BatchTask, PluginFactory, phase
 from semcomp.errors import ImageError
-from semcomp.images import decode_image
+from semcomp.images import DEFAULT_MAX_PIXELS, decode_image
 from semcomp.stages import StageContext
 from semcomp.store import to_json, utc_now
 
@@ -26,6 +29,58 @@ def artifacts_to_score(ctx: StageContext) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
+@dataclass(frozen=True)
+class EmbedImages(BatchTask):
+    """Image files → L2-normalised embeddings, one float32 row (or an ImageError) per file.
+
+    Loading decodes each file (and preprocesses it when the model's transform is
+    at hand, i.e. in local DataLoader workers); inference preprocesses what is
+    left and runs the embedder. Shared by the embed stage and ``features extract``.
+    """
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def context(self, model: Any) -> Any:
+        return model.preprocess
+
+    def load(self, batch: Sequence[Path], context: Any) -> list[Any]:
+        loaded: list[Any] = []
+        for path in batch:
+            try:
+                image = decode_image(Path(path).read_bytes(), self.max_pixels).rgb
+                loaded.append(context(image) if context is not None else image)
+            except ImageError as exc:
+                loaded.append(exc)
+            except OSError as exc:
+                loaded.append(ImageError(f"cannot read {Path(path).name}: {exc}"))
+        return loaded
+
+    def infer(self, model: Any, loaded: list[Any], context: Any) -> list[Any]:
+        import torch
+
+        positions = [i for i, item in enumerate(loaded) if not isinstance(item, Exception)]
+        with phase("preprocess"):
+            pixels = [
+                loaded[i] if isinstance(loaded[i], torch.Tensor) else context(loaded[i])
+                for i in positions
+            ]
+        vectors = model.embed_preprocessed(pixels)
+        results: list[Any] = list(loaded)
+        for position, vector in zip(positions, vectors, strict=True):
+            results[position] = vector
+        return results
+
+
+def embedder_factory(config: Any, *, device: str, batch_size: int) -> PluginFactory:
+    return PluginFactory(
+        "embedder",
+        config.kind,
+        config,
+        {"device": device, "batch_size": batch_size},
+        label=config.label,
+    )
+
+
 def run(ctx: StageContext) -> None:
     store, similarity = ctx.store, ctx.config.similarity
     needed = artifacts_to_score(ctx)
@@ -42,47 +97,51 @@ def run(ctx: StageContext) -> None:
         ctx.report.skipped += len(needed) - len(pending)
         if not pending:
             continue
-        embedder = EMBEDDERS.get(embedder_config.kind)(
+        factory = embedder_factory(
             embedder_config, device=similarity.device, batch_size=similarity.batch_size
         )
-        ctx.report.models_loaded.append(embedder_config.label)
-        try:
-            identity = embedder.identity()
-            with store.transaction():
-                store.upsert(
-                    "embedders",
-                    {
-                        "id": embedder_id,
-                        "kind": identity["kind"],
-                        "model": identity["model"],
-                        "pretrained": identity["pretrained"],
-                        "preprocess": to_json(identity["preprocess"]),
-                        "weights": identity["weights"],
-                        "random_weights": int(identity["random_weights"]),
-                        "created_at": utc_now(),
-                    },
-                    key=("id",),
-                )
-            embed_pending(ctx, embedder, embedder_id, pending)
-        finally:
-            embedder.close()
+        embed_pending(ctx, factory, embedder_id, pending)
 
 
-def embed_pending(ctx: StageContext, embedder: Any, embedder_id: str, pending: list[str]) -> None:
+def register_embedder(ctx: StageContext, embedder_id: str, identity: dict[str, Any]) -> None:
+    """The embedder's row: model, weights and preprocessing (call inside a transaction)."""
+    ctx.store.upsert(
+        "embedders",
+        {
+            "id": embedder_id,
+            "kind": identity["kind"],
+            "model": identity["model"],
+            "pretrained": identity["pretrained"],
+            "preprocess": to_json(identity["preprocess"]),
+            "weights": identity["weights"],
+            "random_weights": int(identity["random_weights"]),
+            "created_at": utc_now(),
+        },
+        key=("id",),
+    )
+
+
+def embed_pending(
+    ctx: StageContext, factory: PluginFactory, embedder_id: str, pending: list[str]
+) -> None:
     store = ctx.store
     chunk = max(1, ctx.config.similarity.batch_size)
-    with ctx.bar(len(pending), "img") as bar:
-        for start in range(0, len(pending), chunk):
-            hashes, images = [], []
-            for digest in pending[start : start + chunk]:
-                try:
-                    data = store.read_artifact(digest)
-                    images.append(decode_image(data, ctx.config.images.max_pixels).rgb)
-                    hashes.append(digest)
-                except ImageError as exc:
-                    ctx.fail(f"{digest}|{embedder_id}", str(exc), retryable=False)
-            vectors = embedder.embed(images) if images else []
-            with store.transaction():
-                store.put_embeddings(embedder_id, zip(hashes, vectors, strict=True), ctx.run_id)
-            ctx.report.done += len(hashes)
-            bar.update(len(pending[start : start + chunk]))
+    files = ctx.artifact_files(pending)
+    hashes = [pending[i : i + chunk] for i in range(0, len(pending), chunk)]
+    batches = [[files[digest] for digest in batch] for batch in hashes]
+    task = EmbedImages(ctx.config.images.max_pixels)
+    registered = False
+    for _, outcome in ctx.run_batches(factory, task, batches, "img"):
+        digests = hashes[outcome.index]
+        with store.transaction():
+            if not registered:
+                register_embedder(ctx, embedder_id, outcome.identity)
+                registered = True
+            embedded = []
+            for digest, result in zip(digests, outcome.results, strict=True):
+                if isinstance(result, Exception):
+                    ctx.fail(f"{digest}|{embedder_id}", str(result), retryable=False)
+                else:
+                    embedded.append((digest, result))
+            store.put_embeddings(embedder_id, embedded, ctx.run_id)
+        ctx.report.done += len(embedded)

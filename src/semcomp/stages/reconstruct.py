@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from semcomp.engines import BatchTask, PluginFactory
 from semcomp.errors import ImageError
 from semcomp.images import decode_image
 from semcomp.methods import ExternalMethod, TextualMethod
@@ -137,65 +140,70 @@ def reconstruct_pending(ctx: StageContext, methods: list[TextualMethod]) -> None
         if not unique:
             continue
         reconstructor_class = RECONSTRUCTORS.get(method.reconstructor)
-        reconstructor: Reconstructor = reconstructor_class(
+        factory = PluginFactory(
+            "reconstructor",
+            method.reconstructor,
             reconstructor_class.Params.model_validate(method.reconstructor_params),
-            device=method.device,
-            batch_size=method.batch_size,
+            {"device": method.device, "batch_size": method.batch_size},
+            label=method.reconstructor,
         )
-        ctx.report.models_loaded.append(method.reconstructor)
-        try:
-            run_reconstructor(ctx, reconstructor, reconstructor_key, unique)
-        finally:
-            reconstructor.close()
+        run_reconstructor(ctx, factory, reconstructor_key, unique)
+
+
+class ReconstructPrompts(BatchTask):
+    """Jobs (prompt and seed) → reconstructions; nothing to load beforehand."""
+
+    def load(self, batch: Sequence[Job], context: Any) -> Sequence[Job]:
+        return batch
+
+    def infer(self, model: Reconstructor, loaded: Sequence[Job], context: Any) -> list[Any]:
+        return model.reconstruct([job.prompt for job in loaded], [job.seed for job in loaded])
 
 
 def run_reconstructor(
     ctx: StageContext,
-    reconstructor: Reconstructor,
+    factory: PluginFactory,
     reconstructor_key: str,
     unique: dict[str, list[Job]],
 ) -> None:
     store = ctx.store
     keys = list(unique)
-    identity = reconstructor.identity()
-    chunk = max(1, reconstructor.chunk_size)
-    with ctx.bar(len(keys), "img") as bar:
-        for start in range(0, len(keys), chunk):
-            batch = [unique[key][0] for key in keys[start : start + chunk]]
-            results = reconstructor.reconstruct(
-                [job.prompt for job in batch], [job.seed for job in batch]
-            )
-            with store.transaction():
-                for job, result in zip(batch, results, strict=True):
-                    waiting = unique[job.cache_key]
-                    if isinstance(result, Exception):
-                        for each in waiting:
-                            ctx.fail(
-                                f"{each.representation_id}|{each.replicate}",
-                                str(result),
-                                retryable=getattr(result, "retryable", True),
-                                detail={"label": each.label, "method_id": each.method_id},
-                            )
-                        continue
-                    digest = store.put_artifact(result.png, suffix=".png", media_type="image/png")
-                    store.upsert(
-                        "reconstructions",
-                        {
-                            "key": job.cache_key,
-                            "reconstructor_key": reconstructor_key,
-                            "prompt": job.prompt,
-                            "seed": job.seed,
-                            "replicate": job.replicate,
-                            "artifact_hash": digest,
-                            "meta": to_json(identity | result.meta),
-                            "run_id": ctx.run_id,
-                            "created_at": utc_now(),
-                        },
-                        key=("key",),
-                    )
+    chunk = max(1, factory.plugin_class.chunk_for(factory.config, factory.options["batch_size"]))
+    batches = [
+        [unique[key][0] for key in keys[start : start + chunk]]
+        for start in range(0, len(keys), chunk)
+    ]
+    for batch, outcome in ctx.run_batches(factory, ReconstructPrompts(), batches, "img"):
+        with store.transaction():
+            for job, result in zip(batch, outcome.results, strict=True):
+                waiting = unique[job.cache_key]
+                if isinstance(result, Exception):
                     for each in waiting:
-                        link(ctx, each, digest, result.meta)
-            bar.update(len(batch))
+                        ctx.fail(
+                            f"{each.representation_id}|{each.replicate}",
+                            str(result),
+                            retryable=getattr(result, "retryable", True),
+                            detail={"label": each.label, "method_id": each.method_id},
+                        )
+                    continue
+                digest = store.put_artifact(result.png, suffix=".png", media_type="image/png")
+                store.upsert(
+                    "reconstructions",
+                    {
+                        "key": job.cache_key,
+                        "reconstructor_key": reconstructor_key,
+                        "prompt": job.prompt,
+                        "seed": job.seed,
+                        "replicate": job.replicate,
+                        "artifact_hash": digest,
+                        "meta": to_json(outcome.identity | result.meta),
+                        "run_id": ctx.run_id,
+                        "created_at": utc_now(),
+                    },
+                    key=("key",),
+                )
+                for each in waiting:
+                    link(ctx, each, digest, result.meta)
 
 
 def link(ctx: StageContext, job: Job, artifact_hash: str, meta: dict) -> None:

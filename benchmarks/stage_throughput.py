@@ -1,0 +1,174 @@
+"""Per-stage throughput of the batch stages (embed, caption, reconstruct) at several batch sizes.
+
+    python benchmarks/stage_throughput.py [--device cpu|cuda] [--full-size]
+        [--batch-sizes 1,4,16] [--images 32] [--workers 2] [--stages embed,caption,reconstruct]
+
+Each stage's work goes through the local engine exactly as ``semcomp run``
+does it (plugin factory, load/infer task, DataLoader workers for decoding), on
+photo-like 512×384 PNG files. Reported per stage and batch size: images per
+second (after one warm-up batch), the profile's time split (decode,
+preprocess, model), and on CUDA the fraction of time the GPU was busy
+(NVML utilisation sampled every 50 ms while the stage ran; "n/a" without NVML).
+
+Without ``--full-size`` the models are the tiny random-weight ones (CPU-sized;
+SD at 64×64 with 2 steps). ``--full-size`` builds random-weight models at the
+real sizes from configs, without downloads: CLIP ViT-L/14@336px, BLIP-large,
+SD 1.5 at 512×512 with 25 steps (see ``semcomp.tiny_models``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from common import machine, photo
+from semcomp.config import EmbedderConfig
+from semcomp.engines import LocalEngine, PluginFactory
+from semcomp.tiny_models import write_tiny_blip, write_tiny_open_clip, write_tiny_stable_diffusion
+
+
+class GpuBusy:
+    """Samples the GPU's utilisation (NVML, through torch) in a background thread."""
+
+    def __init__(self, device: str, interval: float = 0.05):
+        self.device, self.interval = device, interval
+        self.samples: list[int] = []
+        self.available = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> GpuBusy:
+        if self.device.startswith("cuda"):
+            import torch
+
+            try:
+                torch.cuda.utilization()
+                self.available = True
+            except Exception:  # no pynvml / NVML
+                self.available = False
+            if self.available:
+                self._thread = threading.Thread(target=self._sample, daemon=True)
+                self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        import torch
+
+        while not self._stop.is_set():
+            self.samples.append(torch.cuda.utilization())
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def busy(self) -> str:
+        if not self.available or not self.samples:
+            return "n/a"
+        return f"{sum(self.samples) / len(self.samples) / 100:.2f}"
+
+
+def stage_setup(stage: str, models: Path, images: list[Path], full: bool, device: str, batch: int):
+    """(factory, task, items) for one stage, built like the stage builds them."""
+    from semcomp.captioners.base import OriginalRef
+    from semcomp.captioners.blip import BlipParams
+    from semcomp.images import DEFAULT_MAX_PIXELS
+    from semcomp.reconstructors.diffusers import DiffusersParams
+    from semcomp.stages.caption import CaptionOriginals
+    from semcomp.stages.embed import EmbedImages, embedder_factory
+    from semcomp.stages.reconstruct import Job, ReconstructPrompts
+
+    options = {"device": device, "batch_size": batch}
+    size = "full" if full else "tiny"
+    if stage == "embed":
+        clip = write_tiny_open_clip(models / f"clip-{size}", full_size=full)
+        factory = embedder_factory(EmbedderConfig(model=clip), device=device, batch_size=batch)
+        return factory, EmbedImages(), list(images)
+    if stage == "caption":
+        blip = write_tiny_blip(models / f"blip-{size}", full_size=full)
+        params = BlipParams(model=str(blip), max_new_tokens=20 if full else 10)
+        factory = PluginFactory("captioner", "blip", params, options, label="blip")
+        refs = [
+            OriginalRef(id=p.stem, name=p.stem, category="", source_path=str(p)) for p in images
+        ]
+        task = CaptionOriginals(needs_images=True, max_pixels=DEFAULT_MAX_PIXELS)
+        return factory, task, list(zip(refs, images, strict=True))
+    sd = write_tiny_stable_diffusion(models / f"sd-{size}", full_size=full)
+    side, steps = (512, 25) if full else (64, 2)
+    params = DiffusersParams(model=str(sd), steps=steps, width=side, height=side)
+    factory = PluginFactory("reconstructor", "diffusers", params, options, label="diffusers")
+    jobs = [
+        Job("m", f"r{i}", f"r{i}", f"a photo of object number {i} on a table", i, 0, f"k{i}")
+        for i in range(len(images))
+    ]
+    return factory, ReconstructPrompts(), jobs
+
+
+def measure(factory: PluginFactory, task: Any, items: list, batch: int, workers: int, device: str):
+    """Images/s after a warm-up batch, the phase split, and the GPU busy fraction."""
+    batches = [items[:batch]] + [items[i : i + batch] for i in range(0, len(items), batch)]
+    phases: dict[str, float] = {}
+    started = None
+    outcomes = LocalEngine(workers=workers).run(factory, task, batches)
+    with GpuBusy(device) as gpu:
+        for outcome in outcomes:
+            if outcome.index == 0:  # warm-up: loading, cudnn autotuning, first-call costs
+                started = time.perf_counter()
+                continue
+            for name, seconds in outcome.seconds.items():
+                phases[name] = phases.get(name, 0.0) + seconds
+        wall = time.perf_counter() - started
+    return len(items) / wall, phases, gpu.busy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--full-size", action="store_true")
+    parser.add_argument("--batch-sizes", default="1,4,16")
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--stages", default="embed,caption,reconstruct")
+    args = parser.parse_args()
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        images = []
+        for i in range(args.images):
+            path = folder / "images" / f"{i:05d}.png"
+            path.parent.mkdir(exist_ok=True)
+            photo(512, 384, seed=i).save(path)
+            images.append(path)
+        print(f"machine: {machine()}, device: {args.device}, workers: {args.workers}")
+        print(f"models: {'full-size random weights' if args.full_size else 'tiny random weights'}")
+        print(f"{args.images} photo-like 512x384 PNGs (prompts for reconstruct)\n")
+        header = f"{'stage':<12} {'batch':>5} {'images/s':>9} {'decode':>7} {'preproc':>7} "
+        print(header + f"{'model':>7} {'gpu busy':>8}")
+        for stage in args.stages.split(","):
+            rates = {}
+            for batch in sizes:
+                factory, task, items = stage_setup(
+                    stage, folder / "models", images, args.full_size, args.device, batch
+                )
+                rate, phases, busy = measure(factory, task, items, batch, args.workers, args.device)
+                rates[batch] = rate
+                total = sum(phases.values()) or 1.0
+                split = " ".join(
+                    f"{100 * phases.get(p, 0.0) / total:6.0f}%"
+                    for p in ("decode", "preprocess", "model")
+                )
+                print(f"{stage:<12} {batch:>5} {rate:>9.2f} {split} {busy:>8}")
+            best = max(rates, key=rates.get)
+            print(
+                f"{stage:<12} batch {best} / batch {sizes[0]}: {rates[best] / rates[sizes[0]]:.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+"""Engines run a batch stage's model work: in this process, or on a Ray cluster.
+
+A batch stage (caption, reconstruct, embed, ``features extract``) hands an
+engine three things:
+
+- a :class:`PluginFactory`: picklable, it builds the plugin (and so loads the
+  model) wherever the work runs: here, or inside a Ray actor;
+- a :class:`BatchTask`: ``load`` reads and decodes one batch's inputs without
+  the model (DataLoader workers here, CPU tasks on Ray), ``infer`` runs the
+  model on a loaded batch (one result or one exception per item);
+- the batches, formed by the stage, so both engines see the same batch
+  composition (diffusion output depends on it, see ``reconstructors/diffusers``).
+
+The engine yields a :class:`BatchOutcome` per batch; the stage, on the driver,
+writes each outcome in one store transaction. So the store stays consistent and
+a killed run resumes with no duplicated or lost rows whichever engine ran it.
+
+Plugins that call remote APIs (``scalable = False``) always run locally: their
+concurrency is an async pool on the driver, and Ray would add nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+I = TypeVar("I")  # noqa: E741 - one input item of a batch
+L = TypeVar("L")  # a loaded batch
+
+#: the profile phases, in report order
+PHASES = ("decode", "preprocess", "model", "write")
+
+#: plugin family → (module, registry attribute)
+FAMILIES = {
+    "captioner": ("semcomp.captioners", "CAPTIONERS"),
+    "reconstructor": ("semcomp.reconstructors", "RECONSTRUCTORS"),
+    "embedder": ("semcomp.analysis", "EMBEDDERS"),
+}
+
+_current_timer: ContextVar[PhaseTimer | None] = ContextVar("semcomp_phase_timer", default=None)
+
+
+class PhaseTimer:
+    """Seconds per phase; nested phases are taken out of the phase around them."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._open: list[str] = []
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        self._open.append(name)
+        token = _current_timer.set(self)
+        try:
+            yield
+        finally:
+            _current_timer.reset(token)
+            elapsed = time.perf_counter() - started
+            self._open.pop()
+            self.seconds[name] += elapsed
+            if self._open:
+                self.seconds[self._open[-1]] -= elapsed
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] += seconds
+
+
+def phase(name: str) -> AbstractContextManager[None]:
+    """Time a block as ``name`` in the running batch's profile (nothing outside a batch).
+
+    Plugins mark their preprocessing with ``with phase("preprocess"):`` so the
+    profile splits it from the model's forward passes.
+    """
+    timer = _current_timer.get()
+    return timer.phase(name) if timer is not None else nullcontext()
+
+
+@dataclass(frozen=True)
+class PluginFactory:
+    """Builds one plugin from its registry name and parameters (picklable, for Ray actors).
+
+    ``config`` is the plugin's validated ``Params`` (or an ``EmbedderConfig``),
+    passed as the plugin's first argument; ``options`` are its keyword arguments
+    (device, batch size).
+    """
+
+    family: str
+    name: str
+    config: Any
+    options: dict[str, Any] = field(default_factory=dict)
+    #: how the stage report names the model
+    label: str = ""
+
+    @property
+    def plugin_class(self) -> Any:
+        module, registry = FAMILIES[self.family]
+        return getattr(importlib.import_module(module), registry).get(self.name)
+
+    @property
+    def scalable(self) -> bool:
+        """Whether the plugin holds a local model worth running on a cluster (not an API)."""
+        return bool(getattr(self.plugin_class, "scalable", False))
+
+    def __call__(self) -> Any:
+        return self.plugin_class(self.config, **self.options)
+
+
+class BatchTask(ABC, Generic[I, L]):
+    """One batch stage's work, split into the part without the model and the part with it.
+
+    Subclasses must be picklable (Ray sends them to its workers).
+    """
+
+    def context(self, model: Any) -> Any:
+        """What :meth:`load` may use from the built model (e.g. its preprocessing); None."""
+        return None
+
+    @abstractmethod
+    def load(self, batch: Sequence[I], context: Any) -> L:
+        """Read and decode one batch's inputs (no model; per-item problems as exceptions).
+
+        ``context`` is :meth:`context` of the model when the loading runs beside
+        it (local DataLoader workers), None when it runs elsewhere (Ray CPU tasks).
+        """
+
+    @abstractmethod
+    def infer(self, model: Any, loaded: L, context: Any) -> list[Any]:
+        """One result or one exception per item of the batch."""
+
+
+@dataclass
+class BatchOutcome:
+    """What the model work of one batch produced, and where its time went."""
+
+    index: int
+    results: list[Any]
+    #: the plugin's ``identity()`` (recorded with every result row)
+    identity: dict[str, Any]
+    seconds: dict[str, float]
+
+
+class ModelWorker:
+    """One built model running a task's batches: in this process or as a Ray actor.
+
+    ``threads`` sets torch's intra-op threads first: CPU results depend on it (a
+    batched UNet on one thread and on two can differ by one grey level), so Ray
+    actors use the driver's count and give the local engine's results bit for bit.
+    """
+
+    def __init__(self, factory: PluginFactory, task: BatchTask, threads: int | None = None):
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.model = factory()
+        self.task = task
+        self.identity = self.model.identity()
+        self.context = task.context(self.model)
+
+    def run(self, index: int, loaded: Any, load_seconds: float) -> BatchOutcome:
+        timer = PhaseTimer()
+        timer.add("decode", load_seconds)
+        with timer.phase("model"):
+            results = self.task.infer(self.model, loaded, self.context)
+        return BatchOutcome(index, results, self.identity, dict(timer.seconds))
+
+    def close(self) -> None:
+        self.model.close()
+        self.model = None
+
+
+def load_timed(task: BatchTask, batch: Sequence[Any], context: Any) -> tuple[Any, float]:
+    """``task.load(batch)`` and the seconds it took (decode and, with a context, preprocess)."""
+    started = time.perf_counter()
+    loaded = task.load(batch, context)
+    return loaded, time.perf_counter() - started
+
+
+class Engine(ABC):
+    """Runs batches of a task on models built by a factory; yields outcomes as they finish."""
+
+    name: str
+
+    @abstractmethod
+    def run(
+        self, factory: PluginFactory, task: BatchTask, batches: Sequence[Sequence[Any]]
+    ) -> Iterator[BatchOutcome]:
+        """One outcome per batch (``outcome.index`` is the batch's position), in any order."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what the engine started (nothing for the local engine)."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _LoadedBatches:
+    """A map-style dataset of loaded batches, for a DataLoader with worker processes."""
+
+    def __init__(self, task: BatchTask, batches: Sequence[Sequence[Any]], context: Any):
+        self.task, self.batches, self.context = task, batches, context
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> tuple[int, Any, float]:
+        loaded, seconds = load_timed(self.task, self.batches[index], self.context)
+        return index, loaded, seconds
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+class LocalEngine(Engine):
+    """Today's behaviour: the model in this process, batches in order.
+
+    With ``workers > 0`` the batches are read, decoded and preprocessed in that
+    many DataLoader worker processes ahead of the model (pinned memory on
+    CUDA); with 0 they load in this process just before their turn.
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int = 0):
+        self.workers = max(0, workers)
+
+    def run(
+        self, factory: PluginFactory, task: BatchTask, batches: Sequence[Sequence[Any]]
+    ) -> Iterator[BatchOutcome]:
+        if not batches:
+            return
+        worker = ModelWorker(factory, task)
+        try:
+            for index, loaded, seconds in self._loaded(task, batches, worker):
+                yield worker.run(index, loaded, seconds)
+        finally:
+            worker.close()
+
+    def _loaded(
+        self, task: BatchTask, batches: Sequence[Sequence[Any]], worker: ModelWorker
+    ) -> Iterator[tuple[int, Any, float]]:
+        if self.workers == 0 or len(batches) == 1:
+            for index, batch in enumerate(batches):
+                yield index, *load_timed(task, batch, worker.context)
+            return
+        import torch
+
+        device = str(getattr(worker.model, "device", ""))
+        loader = torch.utils.data.DataLoader(
+            _LoadedBatches(task, batches, worker.context),
+            batch_size=None,
+            num_workers=min(self.workers, len(batches)),
+            collate_fn=_as_is,
+            pin_memory=device.startswith("cuda"),
+            prefetch_factor=2,
+        )
+        yield from loader
+
+
+def profile_lines(stages: Sequence[Any]) -> list[str]:
+    """Per-stage throughput and time split, for ``semcomp run --profile``.
+
+    ``stages`` are stage reports; only stages that ran batches through a model
+    appear. Phase seconds are summed over batches (several Ray actors work at
+    once, so they can add up to more than the stage's wall time).
+    """
+    lines = []
+    header = f"  {'stage':<12} {'items':>7} {'items/s':>9} " + " ".join(
+        f"{name:>16}" for name in PHASES
+    )
+    for stage in stages:
+        if not stage.items:
+            continue
+        total = sum(stage.phases.get(name, 0.0) for name in PHASES) or 1.0
+        seconds = [stage.phases.get(name, 0.0) for name in PHASES]
+        split = " ".join(f"{s:8.2f} s {100 * s / total:4.0f}%" for s in seconds)
+        rate = stage.items / stage.seconds if stage.seconds > 0 else 0.0
+        lines.append(f"  {stage.stage:<12} {stage.items:>7} {rate:>9.2f} {split}")
+    return [header, *lines] if lines else ["  no stage ran a model in this run"]
+
+
+def ray_missing_message() -> str:
+    return 'the Ray engine needs Ray: pip install "semcomp[ray]"'
+
+
+def make_engine(
+    name: str = "local",
+    *,
+    workers: int = 0,
+    address: str | None = None,
+    actors: int | None = None,
+    gpus_per_actor: float | None = None,
+) -> Engine:
+    """The engine ``semcomp run --engine NAME`` asks for."""
+    from semcomp.errors import ConfigError
+
+    if name == "local":
+        if address is not None:
+            raise ConfigError("--address is for --engine ray")
+        return LocalEngine(workers=workers)
+    if name == "ray":
+        from semcomp.engines.ray import RayEngine
+
+        return RayEngine(address=address, actors=actors, gpus_per_actor=gpus_per_actor)
+    raise ConfigError(f"unknown engine {name!r}; engines are local and ray")
+
+
+__all__ = [
+    "PHASES",
+    "BatchOutcome",
+    "BatchTask",
+    "Engine",
+    "LocalEngine",
+    "ModelWorker",
+    "PhaseTimer",
+    "PluginFactory",
+    "make_engine",
+    "phase",
+    "profile_lines",
+]

@@ -1,0 +1,245 @@
+"""Engines: the local engine's options, and a real single-node Ray giving the same rows."""
+
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import photo, write_study
+from semcomp.cli import main
+from semcomp.engines import PHASES, LocalEngine, make_engine
+from semcomp.errors import ConfigError, SemcompError
+from semcomp.study import Study
+
+#: what each table must hold identically whichever engine ran (run ids and times differ)
+COMPARED = {
+    "captions": "SELECT id, original_id, captioner_key, variant, text, meta FROM captions",
+    "representations": "SELECT id, payload_hash, rate_bits, meta FROM representations",
+    "reconstructions": "SELECT key, prompt, seed, replicate, artifact_hash, meta "
+    "FROM reconstructions",
+    "candidates": "SELECT id, representation_id, replicate, seed, artifact_hash FROM candidates",
+    "embedders": "SELECT id, kind, model, preprocess, weights FROM embedders",
+    "embeddings": "SELECT artifact_hash, embedder_id, vector FROM embeddings",
+    "scores": "SELECT candidate_id, metric, value FROM scores",
+    "failures": "SELECT stage, item, reason, retryable FROM failures",
+}
+
+
+def rows(root):
+    with Study.open(root, read_only=True) as study:
+        conn = study.store.conn
+        return {
+            table: sorted(tuple(r) for r in conn.execute(f"{sql} ORDER BY 1, 2"))
+            for table, sql in COMPARED.items()
+        }
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One real single-node Ray for the whole session (2 CPUs, a small object store)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'semcomp[ray]')")
+    pytest.importorskip("ray.data", reason="Ray Data is not installed (ray[data])")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=150 * 1024**2,
+        log_to_driver=False,
+        ignore_reinit_error=True,
+    )
+    yield ray
+    ray.shutdown()
+
+
+STUDY_METHODS = """
+[[methods]]
+name = "blip"
+captioner = "blip"
+captioner_params = {{ model = "{blip}", max_new_tokens = 8 }}
+reconstructor_params = {{ model = "{sd}", steps = 2, width = 64, height = 64 }}
+replicates = 2
+batch_size = 3
+
+[[methods]]
+name = "jpeg"
+codec = "jpeg"
+quality = [40]
+"""
+
+
+@pytest.fixture(scope="module")
+def textual_reference(tmp_path_factory, tiny_clip, tiny_blip, tiny_sd):
+    """A study with BLIP captions, SD reconstructions (2 seeds) and JPEG, run locally;
+    returns a maker of fresh copies of its study file."""
+    base = tmp_path_factory.mktemp("engines")
+    images = base / "images"
+    for category, seeds in (("landscape", (1, 2)), ("single_object", (3, 4))):
+        (images / category).mkdir(parents=True)
+        for seed in seeds:
+            photo(160, 120, seed).save(images / category / f"img{seed}.png")
+    (images / "landscape" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    methods = STUDY_METHODS.format(blip=tiny_blip, sd=tiny_sd)
+    reference = write_study(base / "local", images, tiny_clip, methods=methods)
+    with Study.open(reference) as study:
+        summary = study.run(progress=False)
+
+    def fresh(name):
+        other = base / name
+        other.mkdir()
+        shutil.copy(reference / "study.toml", other / "study.toml")
+        return other
+
+    return reference, summary, fresh
+
+
+def test_ray_engine_gives_the_local_engines_rows(textual_reference, ray_cluster):
+    reference, local, fresh = textual_reference
+    on_ray = fresh("ray")
+    with make_engine("ray") as engine, Study.open(on_ray) as study:
+        remote = study.run(progress=False, engine=engine)
+    assert ray_cluster.is_initialized()  # the engine leaves a Ray it did not start running
+    expected, got = rows(reference), rows(on_ray)
+    assert len(expected["candidates"]) == 4 * 2 + 4 and len(expected["embeddings"]) > 12
+    for table in COMPARED:
+        assert got[table] == expected[table], table
+    assert [s.done for s in remote.stages] == [s.done for s in local.stages]
+    assert remote.models_loaded == local.models_loaded == ["blip", "diffusers", "tiny"]
+    for stage in (s for s in remote.stages if s.stage in {"caption", "reconstruct", "embed"}):
+        assert stage.items > 0 and {"decode", "model", "write"} <= set(stage.phases)
+        assert all(seconds >= 0 for seconds in stage.phases.values()), stage.phases
+    with Study.open(on_ray, read_only=True) as study:
+        assert json.loads(study.store.runs().iloc[-1]["summary"])["engine"] == "ray"
+    # a finished study re-run on Ray does no model work
+    with make_engine("ray") as engine, Study.open(on_ray) as study:
+        again = study.run(progress=False, engine=engine)
+    assert again.models_loaded == [] and all(s.done == 0 for s in again.stages)
+
+
+def test_ray_run_resumes_a_partial_local_run(textual_reference, ray_cluster, monkeypatch):
+    """Captions done locally; a Ray run interrupted mid-reconstruction (after its first
+    batch was written); a second Ray run finishes: the rows equal an uninterrupted run's."""
+    from semcomp.store import Store
+
+    reference, _, fresh = textual_reference
+    partial = fresh("partial")
+    with Study.open(partial) as study:
+        study.run(progress=False, stages=["ingest", "encode", "caption"])
+    put_artifact = Store.put_artifact
+    written = []
+
+    def interrupted(self, data, *, suffix, media_type):
+        if suffix == ".png" and len(written) == 3:  # the first batch of 3 is in
+            raise KeyboardInterrupt
+        written.append(suffix)
+        return put_artifact(self, data, suffix=suffix, media_type=media_type)
+
+    monkeypatch.setattr(Store, "put_artifact", interrupted)
+    with (
+        pytest.raises(KeyboardInterrupt),
+        make_engine("ray") as engine,
+        Study.open(partial) as study,
+    ):
+        study.run(progress=False, engine=engine)
+    monkeypatch.setattr(Store, "put_artifact", put_artifact)
+    with Study.open(partial, read_only=True) as study:
+        assert study.store.count("reconstructions") == 3
+        assert study.store.runs().iloc[-1]["status"] == "interrupted"
+    with make_engine("ray") as engine, Study.open(partial) as study:
+        summary = study.run(progress=False, engine=engine)
+    assert summary.models_loaded == ["diffusers", "tiny"]
+    assert rows(partial) == rows(reference)
+
+
+def test_features_extract_on_ray_writes_the_same_shards(tmp_path, tiny_clip, ray_cluster, capsys):
+    from semcomp.codecs.pqvae.data import load_embeddings
+
+    images = tmp_path / "images"
+    for label, name in enumerate(["cat", "dog"]):
+        (images / name).mkdir(parents=True)
+        for i in range(7):
+            photo(40, 32, seed=10 * label + i).save(images / name / f"{i}.png")
+    (images / "dog" / "corrupt.jpg").write_bytes(b"\xff\xd8 not really")
+    common = ["--model", tiny_clip, "--shard-size", "5", "--batch-size", "2", "--no-progress"]
+    for engine, out in (("local", "a"), ("ray", "b")):
+        with pytest.raises(SystemExit) as done:
+            main(
+                [
+                    "features",
+                    "extract",
+                    str(images),
+                    str(tmp_path / out),
+                    *common,
+                    "--engine",
+                    engine,
+                ]
+            )
+        assert done.value.code == 0
+    assert "3 shard(s) written" in capsys.readouterr().out
+    local, remote = (
+        load_embeddings(tmp_path / "a" / "images"),
+        load_embeddings(tmp_path / "b" / "images"),
+    )
+    assert local.embeddings.shape == (14, 32)
+    np.testing.assert_array_equal(remote.embeddings, local.embeddings)
+    np.testing.assert_array_equal(remote.labels, local.labels)
+    assert (tmp_path / "b" / "failures.csv").read_text() == (
+        tmp_path / "a" / "failures.csv"
+    ).read_text()
+    text_a = load_embeddings(tmp_path / "a" / "text.safetensors").embeddings
+    text_b = load_embeddings(tmp_path / "b" / "text.safetensors").embeddings
+    np.testing.assert_array_equal(text_a, text_b)
+
+
+def test_local_decode_workers_give_the_same_embeddings(tmp_path, image_folder, tiny_clip):
+    roots = [write_study(tmp_path / name, image_folder, tiny_clip) for name in ("a", "b")]
+    for root, workers in zip(roots, (0, 2), strict=True):
+        with Study.open(root) as study:
+            study.run(progress=False, engine=LocalEngine(workers=workers))
+    assert rows(roots[0]) == rows(roots[1])
+
+
+def test_profile_reports_throughput_and_phases(tmp_path, image_folder, tiny_clip, capsys):
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    with pytest.raises(SystemExit) as done:
+        main(["run", str(root), "--no-progress", "--profile", "--workers", "1"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "profile (local engine):" in out
+    line = next(line for line in out.splitlines() if line.strip().startswith("embed "))
+    assert int(line.split()[1]) == 4 + 8  # 4 originals, 8 JPEG candidates
+    with Study.open(root, read_only=True) as study:
+        summary = study.store.runs().iloc[-1]["summary"]
+    embed = next(s for s in json.loads(summary)["stages"] if s["stage"] == "embed")
+    assert set(embed["phases"]) == set(PHASES)
+    assert all(seconds >= 0 for seconds in embed["phases"].values())
+    assert embed["items"] == 12 and embed["phases"]["model"] > 0
+
+
+def test_engine_options_are_checked(monkeypatch):
+    with pytest.raises(ConfigError, match="unknown engine"):
+        make_engine("spark")
+    with pytest.raises(ConfigError, match="--address is for --engine ray"):
+        make_engine("local", address="auto")
+    pytest.importorskip("ray")
+    with pytest.raises(ConfigError, match="ray://host:port"):
+        make_engine("ray", address="10.0.0.1:6379")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(SemcompError, match=r'pip install "semcomp\[ray\]"'):
+        make_engine("ray")
+
+
+def test_engine_ray_without_ray_is_one_clear_message(
+    tmp_path, image_folder, tiny_clip, monkeypatch, capsys
+):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    with pytest.raises(SystemExit) as failed:
+        main(["run", str(root), "--engine", "ray"])
+    assert failed.value.code == 1
+    assert (
+        capsys.readouterr().err.strip()
+        == 'error: the Ray engine needs Ray: pip install "semcomp[ray]"'
+    )
