@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import random
+from html.parser import HTMLParser
 from pathlib import Path
 
 from semcomp.store import Store
-from semcomp.surveys.definitions import slug
-from semcomp.surveys.make import answer_name
 
 STANDARD = [
     "HITId", "HITTypeId", "Title", "Description", "Keywords", "Reward", "CreationTime",
@@ -45,11 +45,12 @@ def assignment(
     status: str = "Submitted",
     seconds: int = 120,
     minute: int | None = None,
+    assignment_id: str = "",
 ) -> dict:
     minute = number % 60 if minute is None else minute
     return {
         "HITId": hit or f"3HIT{number // 10:06d}",
-        "AssignmentId": f"3ASSIGN{number:08d}",
+        "AssignmentId": assignment_id or f"3ASSIGN{number:08d}",
         "WorkerId": worker,
         "AssignmentStatus": status,
         "AcceptTime": f"Fri Jun 08 09:{minute:02d}:00 PDT 2012",
@@ -122,11 +123,60 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def simulate(out: Path, survey, workers: int, seed: int = 1) -> tuple[list[dict], set]:
-    """MTurk assignments answering every HIT of ``out/hits.csv``; checks answered correctly.
-    Returns the assignments and the simulated (worker, original, candidate, question, answer)."""
+class TemplateFields(HTMLParser):
+    """The form fields of a rendered ``template.html``, as MTurk's workers see them: per item
+    section (slot 1, 2, ...) and per question fieldset (in order), the radio buttons
+    (name, value), text inputs (name) and checkboxes (name, label)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.sections: list[list[dict]] = []
+        self._checkbox: list | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        attributes = dict(attrs)
+        if tag == "section":
+            self.sections.append([])
+        elif tag == "fieldset":
+            self.sections[-1].append({"radios": [], "inputs": [], "checkboxes": []})
+        elif tag == "input" and attributes.get("type") == "radio":
+            self.sections[-1][-1]["radios"].append((attributes["name"], attributes["value"]))
+        elif tag == "crowd-input":
+            self.sections[-1][-1]["inputs"].append(attributes["name"])
+        elif tag == "crowd-checkbox":
+            self._checkbox = [attributes["name"], ""]
+
+    def handle_data(self, data: str) -> None:
+        if self._checkbox is not None:
+            self._checkbox[1] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "crowd-checkbox" and self._checkbox is not None:
+            self.sections[-1][-1]["checkboxes"].append(tuple(self._checkbox))
+            self._checkbox = None
+
+
+def simulate(
+    out: Path,
+    survey,
+    workers: int,
+    seed: int = 1,
+    *,
+    scale_form: str = "value",
+    failing: frozenset[str] = frozenset(),
+) -> tuple[list[dict], set]:
+    """MTurk assignments answering every HIT of ``out/hits.csv`` through the field names of
+    ``out/template.html`` (not the importer's own naming). Attention checks are answered
+    correctly, except by the workers in ``failing`` (who answer them with the lowest value).
+    ``scale_form``: ``value`` (``{name: "7"}``) or ``radio`` (MTurk's form of a radio group:
+    ``{name: {"1": false, ..., "7": true, ...}}``). Unchosen checkboxes are ``{"on": false}``.
+    Returns the assignments and the simulated (worker, original, candidate, question, answer)
+    of the items that are not checks."""
     rng = random.Random(seed)
     items = {row["item_id"]: row for row in read_csv(out / "items.csv")}
+    form = TemplateFields((out / "template.html").read_text(encoding="utf-8"))
+    assert len(form.sections[0]) == len(survey.questions)
     assignments, expected = [], set()
     for hit_number, hit in enumerate(read_csv(out / "hits.csv")):
         for w in range(workers):
@@ -135,32 +185,45 @@ def simulate(out: Path, survey, workers: int, seed: int = 1) -> tuple[list[dict]
             for key, item_id in hit.items():
                 if not key.endswith("_id"):
                     continue
-                slot = key[len("item") : -len("_id")]
                 item = items[item_id]
-                for question in survey.questions:
-                    name = answer_name(int(slot), question.id)
+                fields = form.sections[int(key[len("item") : -len("_id")]) - 1]
+                for question, field in zip(survey.questions, fields, strict=True):
                     if question.kind == "scale":
-                        value = (
-                            question.high
-                            if item["check"] == "1"
-                            else rng.randint(question.low, question.high)
-                        )
-                        answers[name] = str(value)
+                        (name,) = {n for n, _ in field["radios"]}
+                        values = [v for _, v in field["radios"]]
+                        if item["check"] == "0":
+                            value = rng.choice(values)
+                        else:
+                            value = values[0] if worker in failing else values[-1]
+                        if scale_form == "radio":
+                            answers[name] = {v: v == value for v in values}
+                        else:
+                            answers[name] = value
                         answer = float(value)
                     elif question.kind == "text":
+                        (name,) = field["inputs"]
                         answer = ", ".join(rng.sample(["dog", "tree", "sky", "car"], 2))
                         answers[name] = answer
                     else:
-                        chosen = sorted(rng.sample(range(len(question.options)), 2))
-                        for index in chosen:
-                            answers[f"{name}__{slug(question.options[index])}"] = {"on": True}
-                        answer = ", ".join(question.options[i] for i in chosen)
+                        boxes = field["checkboxes"]
+                        chosen = sorted(rng.sample(range(len(boxes)), 2))
+                        for index, (name, _) in enumerate(boxes):
+                            answers[name] = {"on": index in chosen}
+                        answer = ", ".join(html.unescape(boxes[i][1]) for i in chosen)
                     if item["check"] == "0":
                         expected.add(
                             (worker, item["original_id"], item["candidate_id"], question.id, answer)
                         )
+            number = len(assignments)
             assignments.append(
-                assignment(len(assignments), worker, hit, answers, hit=f"3HIT{hit_number:05d}")
+                assignment(
+                    number,
+                    worker,
+                    hit,
+                    answers,
+                    hit=f"3HIT{survey.id}{hit_number:05d}",
+                    assignment_id=f"3ASSIGN{survey.id}{number:08d}",
+                )
             )
     return assignments, expected
 

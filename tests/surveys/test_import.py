@@ -8,9 +8,9 @@ import pytest
 from mturk_format import assignment, candidates, write_batch_results
 from semcomp.analysis.rd import metric_columns, rd_points
 from semcomp.errors import ConfigError
+from semcomp.surveys import mturk
 from semcomp.surveys.definitions import load_survey
 from semcomp.surveys.importer import import_ratings
-from semcomp.surveys.mturk import mturk_time
 
 A, B = load_survey("A"), load_survey("B")
 
@@ -294,7 +294,7 @@ def test_long_format(store, tmp_path):
     ],
 )
 def test_mturk_times(text, expected):
-    assert mturk_time(text) == expected
+    assert mturk.mturk_time(text) == expected
 
 
 def test_human_scores_follow_new_imports(store, tmp_path):
@@ -394,3 +394,223 @@ def test_unreadable_task_answers_is_one_failure(store, tmp_path):
     assert len(summary.failed) == 1
     where, reason = summary.failed[0]
     assert where == "broken.csv line 3, Answer.taskAnswers" and reason.startswith("not JSON")
+
+
+# ---- review fixes: unknown images, duplicates across files, times, QC options -------------
+
+
+def write_long(tmp_path, rows: list[tuple], name: str = "long.csv"):
+    """rows: (rater, original, candidate, question, value) → a long-format CSV."""
+    path = tmp_path / name
+    lines = ["rater,original,candidate,question,value"] + [",".join(map(str, r)) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_long_format_keeps_every_answer_about_an_unknown_pair(store, tmp_path):
+    found = candidates(store)
+    questions = [q.id for q in B.questions]
+    rows = [("r1", found[0]["original_file"], "nope.jpg", q, 3) for q in questions]
+    path = write_long(tmp_path, rows)
+    summary = import_ratings(store, path, B, format="long")
+    assert summary.unmatched_count == len(summary.unmatched) == 5 and summary.kept == 0
+    aside = store.frame("SELECT * FROM ratings_unmatched ORDER BY source_line")
+    assert [json.loads(a) for a in aside.answers] == [{q: "3"} for q in questions]
+    import_ratings(store, path, B, format="long")  # importing again adds nothing
+    assert store.count("ratings_unmatched") == 5
+
+
+def test_migration_3_keeps_unmatched_answers(tmp_path):
+    from semcomp.store import MIGRATIONS, Store
+
+    with Store(tmp_path / "s", migrations=MIGRATIONS[:2]) as old:
+        old.conn.execute(
+            "INSERT INTO ratings_unmatched VALUES "
+            "('a1', '1', 'A', 'W', 'o', 'c', 'why', '{}', '/f.csv', 2, 'now')"
+        )
+    with Store(tmp_path / "s") as new:
+        assert new.schema_version == len(MIGRATIONS) >= 3
+        assert new.frame("SELECT * FROM ratings_unmatched").assignment_id.tolist() == ["a1"]
+        key = [r["name"] for r in new.conn.execute("PRAGMA table_info(ratings_unmatched)")
+               if r["pk"]]  # fmt: skip
+        assert sorted(key) == ["item", "source_file", "source_line"]
+
+
+def test_long_format_second_file_answer_is_a_duplicate_not_a_replacement(store, tmp_path):
+    found = candidates(store)
+    pair = (found[0]["original_file"], found[0]["id"])
+    first = write_long(tmp_path, [("r1", *pair, "objects", 5), ("r2", *pair, "objects", 4)])
+    second = write_long(tmp_path, [("r1", *pair, "objects", 2)], name="later.csv")
+    import_ratings(store, first, B, format="long")
+    summary = import_ratings(store, second, B, format="long")
+    assert summary.excluded == {"duplicate": 1} and summary.kept == 0
+    assert summary.duplicates_count == 1 and "long.csv line 2" in summary.duplicates[0]
+    kept = store.frame("SELECT worker_id, value FROM ratings WHERE excluded IS NULL")
+    assert sorted(kept.values.tolist()) == [["r1", 5.0], ["r2", 4.0]]
+    # importing the first file again does not make it the later one
+    import_ratings(store, first, B, format="long")
+    kept = store.frame("SELECT value FROM ratings WHERE worker_id = 'r1' AND excluded IS NULL")
+    assert kept.value.tolist() == [5.0]
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("Fri Feb 30 09:21:50 PDT 2012", "day is out of range"),
+        ("Fri Jun 08 25:00:00 PDT 2012", "hour must be in"),
+        ("Fri Jun 08 09:00:00 XYZ 2012", "unknown time zone 'XYZ'"),
+        ("Fri Jun 08 09:00:00 CEST 2012", "unknown time zone 'CEST'"),
+        ("Fri Foo 08 09:00:00 PDT 2012", "unknown month 'Foo'"),
+        ("yesterday", "not a time"),
+    ],
+)
+def test_unreadable_times_are_none_with_a_reason(text, reason):
+    assert mturk.mturk_time(text) is None
+    value, why = mturk.read_time(text)
+    assert value is None and reason in why
+
+
+def test_unreadable_times_are_failures_and_the_import_goes_on(store, tmp_path):
+    rows = survey_a_rows(store, {(0, "W1"): 5, (1, "W2"): 6, (2, "W3"): 7})
+    rows[0]["SubmitTime"] = "Fri Feb 30 10:00:00 PDT 2012"
+    rows[1]["AcceptTime"] = "Fri Jun 08 25:00:00 PDT 2012"
+    rows[2]["SubmitTime"] = "Fri Jun 08 10:00:00 XYZ 2012"
+    results = write_batch_results(tmp_path / "times.csv", rows)
+    summary = import_ratings(store, results, A, mapping=write_mapping(tmp_path))
+    assert summary.kept == 3
+    assert [where for where, _ in summary.failed] == [
+        "times.csv line 2, SubmitTime",
+        "times.csv line 3, AcceptTime",
+        "times.csv line 4, SubmitTime",
+    ]
+    times = store.frame("SELECT accept_time, submit_time FROM assignments ORDER BY source_line")
+    assert times.submit_time.isna().tolist() == [True, False, True]
+    assert times.accept_time.isna().tolist() == [False, True, False]
+
+
+MAPPING_SLOTS = """
+original = "Input.original{slot}"
+candidate = "Input.candidate{slot}"
+slots = ["2", "10"]
+field_template = "{question}_{slot}"
+"""
+
+
+def two_slot_row(number, worker, found, first, second, answers, **kwargs):
+    inputs = {"original2": "", "candidate2": "", "original10": "", "candidate10": ""}
+    for slot, index in (("2", first), ("10", second)):
+        if index is not None:
+            inputs[f"original{slot}"] = found[index]["original_id"]
+            inputs[f"candidate{slot}"] = found[index]["id"]
+    return assignment(number, worker, inputs, answers, **kwargs)
+
+
+def test_first_rating_is_by_submit_time_then_line_then_slot_as_a_number(store, tmp_path):
+    found = candidates(store)
+    mapping = write_mapping(tmp_path, MAPPING_SLOTS)
+    rows = [
+        # one assignment shows pair 0 in slots 2 and 10: slot 2 is the first, not "10" < "2"
+        two_slot_row(1, "W1", found, 0, 0, {"similarity_2": "3", "similarity_10": "9"}),
+        # a blank submit time is not the earliest: the timed assignment on line 4 counts
+        two_slot_row(2, "W2", found, 1, None, {"similarity_2": "2"}),
+        two_slot_row(3, "W2", found, 1, None, {"similarity_2": "8"}),
+    ]
+    rows[1]["SubmitTime"] = ""
+    results = write_batch_results(tmp_path / "order.csv", rows)
+    summary = import_ratings(store, results, A, mapping=mapping)
+    assert summary.failed == [] and summary.excluded == {"duplicate": 2}
+    kept = store.frame("SELECT worker_id, item, value FROM ratings WHERE excluded IS NULL")
+    assert sorted(kept.values.tolist()) == [["W1", "2", 3.0], ["W2", "2", 8.0]]
+
+
+def test_answers_in_a_slot_that_names_no_image_are_kept_aside(store, tmp_path):
+    found = candidates(store)
+    rows = [
+        # slot 10 names no image but was answered: kept aside; an unanswered one is skipped
+        two_slot_row(1, "W1", found, 0, None, {"similarity_2": "4", "similarity_10": "7"}),
+        two_slot_row(2, "W2", found, 0, None, {"similarity_2": "5", "similarity_10": ""}),
+    ]
+    results = write_batch_results(tmp_path / "slots.csv", rows)
+    summary = import_ratings(store, results, A, mapping=write_mapping(tmp_path, MAPPING_SLOTS))
+    assert summary.kept == 2 and summary.unmatched == [
+        ("slots.csv line 2, item 10", "no image named")
+    ]
+    aside = store.frame("SELECT * FROM ratings_unmatched")
+    assert (
+        aside.worker_id.tolist() == ["W1"] and json.loads(aside.answers[0])["similarity_10"] == "7"
+    )
+
+
+def test_a_blank_answer_to_an_attention_check_fails_it(store, tmp_path):
+    found = candidates(store)
+    mapping = write_mapping(
+        tmp_path,
+        MAPPING_A + f'\n[[checks]]\noriginal = "{found[0]["original_file"]}"\n'
+        f'candidate = "{found[0]["original_file"]}"\nquestion = "similarity"\nmin = 8\n',
+    )
+    check = {"image_A_url": found[0]["original_file"], "image_B_url": found[0]["original_file"]}
+    rows = survey_a_rows(store, {(1, "BLANK"): 6, (1, "GOOD"): 7})
+    rows.append(assignment(50, "BLANK", check, {"Q1": ""}))
+    rows.append(assignment(51, "GOOD", check, {"Q1": "9"}))
+    results = write_batch_results(tmp_path / "checks.csv", rows)
+    summary = import_ratings(store, results, A, mapping=mapping)
+    assert [reason for _, reason in summary.failed] == ["blank answer"]
+    assert summary.excluded == {"attention_check": 1} and summary.kept == 1
+    checks = store.frame("SELECT worker_id, check_passed FROM ratings WHERE is_check = 1")
+    assert dict(checks.values.tolist()) == {"BLANK": 0, "GOOD": 1}
+
+
+def test_quality_control_options_not_given_keep_the_surveys(store, tmp_path):
+    mapping = write_mapping(tmp_path)
+    short = survey_a_rows(store, {(0, "FAST"): 5}, seconds=3)
+    first = write_batch_results(tmp_path / "one.csv", short)
+    summary = import_ratings(store, first, A, mapping=mapping, min_work_seconds=10)
+    assert summary.excluded == {"work_time": 1} and summary.options_changed == ""
+    later = write_batch_results(tmp_path / "two.csv", survey_a_rows(store, {(1, "W"): 6}, first=9))
+    summary = import_ratings(store, later, A, mapping=mapping)  # no --min-work-seconds
+    assert summary.options == {"min_work_seconds": 10, "include_rejected": False}
+    assert (
+        store.count("ratings") - 1
+        == store.frame("SELECT * FROM ratings WHERE excluded IS NULL").shape[0]
+    )  # the short assignment of the first file is still excluded
+    off = import_ratings(store, later, A, mapping=mapping, min_work_seconds=0)
+    assert off.options["min_work_seconds"] is None
+    assert "min_work_seconds 10 → None" in off.options_changed
+    assert any("quality control of survey A changed" in line for line in off.lines())
+    assert store.frame("SELECT * FROM ratings WHERE excluded IS NOT NULL").empty
+
+
+def test_an_assignment_cannot_move_to_another_survey(store, tmp_path):
+    from semcomp.surveys.definitions import SurveyDefinition
+
+    other = SurveyDefinition(**(A.model_dump() | {"id": "A2", "source": ""}))
+    results = write_batch_results(tmp_path / "a.csv", survey_a_rows(store, {(0, "W1"): 5}))
+    import_ratings(store, results, A, mapping=write_mapping(tmp_path))
+    before = store.frame("SELECT survey, COUNT(*) AS n FROM ratings GROUP BY survey")
+    with pytest.raises(ConfigError, match=r"was imported for survey A, not A2.*--survey A"):
+        import_ratings(store, results, other, mapping=write_mapping(tmp_path))
+    after = store.frame("SELECT survey, COUNT(*) AS n FROM ratings GROUP BY survey")
+    assert after.equals(before)
+
+
+def test_a_mapped_answer_without_a_column_is_one_error(store, tmp_path):
+    found = candidates(store)
+    inputs = {"image_A_url": found[0]["original_file"], "image_B_url": found[0]["url"]}
+    rows = [assignment(n, f"W{n}", inputs, {"Q2": "5"}) for n in range(3)]
+    results = write_batch_results(tmp_path / "flat.csv", rows, layout="flat")
+    with pytest.raises(ConfigError, match=r"no answer column for Answer\.Q1; found Answer\.Q2"):
+        import_ratings(store, results, A, mapping=write_mapping(tmp_path))
+    assert store.count("failures") == 0
+
+
+def test_summary_lists_the_first_hundred_problems_and_counts_all(store, tmp_path):
+    found = candidates(store)
+    inputs = {"image_A_url": found[0]["original_file"], "image_B_url": found[0]["url"]}
+    rows = [assignment(n, f"W{n}", inputs, {"Q1": "eleven"}) for n in range(150)]
+    results = write_batch_results(tmp_path / "bad.csv", rows)
+    summary = import_ratings(store, results, A, mapping=write_mapping(tmp_path))
+    assert summary.failed_count == 150 and len(summary.failed) == 100
+    assert "failed 150" in summary.lines()[1] and "... and 130 more" in summary.lines()[-1]
+    stored = json.loads(store.conn.execute("SELECT summary FROM rating_imports").fetchone()[0])
+    assert stored["failed_count"] == 150 and len(stored["failed"]) == 100
+    assert store.count("failures") == 150  # every one is still recorded

@@ -10,12 +10,18 @@ survey and the ``human.<survey>.<stat>[<question>]`` scores are recomputed:
 - assignments shorter than ``min_work_seconds`` are excluded;
 - a worker who fails an attention check (an image next to itself, or a mapping's
   gold item) is excluded from the survey;
-- a worker who rated the same pair twice keeps the first rating (by submit time).
+- a worker who answered the same question about the same pair twice keeps the first
+  answer: by submit time (unknown times last), then by the file's first import, line
+  and item slot.
 
-The rules of the latest import apply to the survey and are recorded with it.
-Blank, out-of-range and unreadable answers are failures (stage ``ratings``, with
-file, line, column and value); answers about images the study does not know are
-kept aside in ``ratings_unmatched`` and reported.
+The options are the survey's: an import that does not give one keeps the survey's
+stored value (``min_work_seconds=0`` turns the work-time rule off), and a change is
+said in the summary. Blank, out-of-range and unreadable answers (and unreadable
+times) are failures (stage ``ratings``, with file, line, column and value); a blank
+or unreadable answer to an attention check fails the check. Answers about images the
+study does not know, or in a slot that names no image, are kept aside in
+``ratings_unmatched`` and reported. An assignment belongs to one survey: importing it
+under another is an error.
 """
 
 from __future__ import annotations
@@ -33,7 +39,14 @@ from semcomp.csvtext import csv_encoding, open_csv
 from semcomp.errors import ConfigError
 from semcomp.params import file_sha256
 from semcomp.store import Store, content_key, to_json, utc_now
-from semcomp.surveys.answers import AnswerError, option_entries, read_answer
+from semcomp.surveys.answers import (
+    SEPARATORS,
+    Answer,
+    AnswerError,
+    answer_parts,
+    option_entries,
+    read_answer,
+)
 from semcomp.surveys.definitions import SurveyDefinition
 from semcomp.surveys.mapping import (
     Mapping,
@@ -112,14 +125,28 @@ class ImportSummary:
     kept: int = 0
     #: answers of this file excluded, by rule
     excluded: dict[str, int] = field(default_factory=dict)
-    #: (where, reason) for every answer or row that could not be read
+    #: (where, reason) for the first :data:`LISTED` answers or rows that could not be read
     failed: list[tuple[str, str]] = field(default_factory=list)
-    #: (where, reason) for items about originals/candidates the study does not know
+    failed_count: int = 0
+    #: (where, reason) for the first :data:`LISTED` items about images the study does not know
     unmatched: list[tuple[str, str]] = field(default_factory=list)
-    #: workers who rated a pair twice: the later rating is excluded
+    unmatched_count: int = 0
+    #: the first :data:`LISTED` answers given twice by one worker: the later one is excluded
     duplicates: list[str] = field(default_factory=list)
+    duplicates_count: int = 0
     unknown_columns: list[str] = field(default_factory=list)
     scores_written: int = 0
+    #: the survey's quality-control options after this import
+    options: dict[str, object] = field(default_factory=dict)
+    #: what changed in them ("" when nothing did)
+    options_changed: str = ""
+
+    def add(self, name: str, entries: list) -> None:
+        """Count ``entries`` under ``name`` (failed, unmatched, duplicates); list the first
+        :data:`LISTED` of them."""
+        listed = getattr(self, name)
+        listed += entries[: max(LISTED - len(listed), 0)]
+        setattr(self, f"{name}_count", getattr(self, f"{name}_count") + len(entries))
 
     def lines(self, limit: int = 20) -> list[str]:
         excluded = ", ".join(f"{n} {rule}" for rule, n in sorted(self.excluded.items())) or "none"
@@ -128,26 +155,37 @@ class ImportSummary:
             f"{self.rows} rows; assignments {self.assignments_new} new, "
             f"{self.assignments_updated} updated, {self.assignments_unchanged} unchanged; "
             f"{self.ratings_new} new answers",
-            f"  kept {self.kept} answers; excluded: {excluded}; failed {len(self.failed)}; "
-            f"unknown images {len(self.unmatched)}; {self.scores_written} human score rows",
+            f"  kept {self.kept} answers; excluded: {excluded}; failed {self.failed_count}; "
+            f"unknown images {self.unmatched_count}; {self.scores_written} human score rows",
         ]
+        if self.options_changed:
+            out.append(f"  quality control of survey {self.survey} changed: {self.options_changed}")
         if self.unknown_columns:
             out.append(f"  ignored unknown columns: {', '.join(self.unknown_columns)}")
-        for title, entries in (
-            ("failed", self.failed),
-            ("unknown images (kept aside in ratings_unmatched)", self.unmatched),
+        for title, entries, count in (
+            ("failed", self.failed, self.failed_count),
+            (
+                "unknown images (kept aside in ratings_unmatched)",
+                self.unmatched,
+                self.unmatched_count,
+            ),
         ):
             if entries:
                 out.append(f"  {title}:")
                 out += [f"    {where}: {reason}" for where, reason in entries[:limit]]
-                if len(entries) > limit:
-                    out.append(f"    ... and {len(entries) - limit} more")
+                if count > min(limit, len(entries)):
+                    out.append(f"    ... and {count - min(limit, len(entries))} more")
         if self.duplicates:
             out.append("  pairs rated twice by one worker (first rating kept):")
             out += [f"    {d}" for d in self.duplicates[:limit]]
-            if len(self.duplicates) > limit:
-                out.append(f"    ... and {len(self.duplicates) - limit} more")
+            shown = min(limit, len(self.duplicates))
+            if self.duplicates_count > shown:
+                out.append(f"    ... and {self.duplicates_count - shown} more")
         return out
+
+
+#: how many failures, unmatched items and duplicates a summary lists (all are counted)
+LISTED = 100
 
 
 # ---- the study's images, by every name a results file may use ------------------------
@@ -324,6 +362,8 @@ class _Reader:
         if mapping.item_id:
             item_id = row.inputs.get(mapping.column(mapping.item_id, slot), "").strip()
             if not item_id:
+                if self._answered(row, slot, entries):
+                    self._unmatched(row, slot, (None, None), "no image named")
                 return  # an unused slot
             resolved = self.index.items.get(item_id)
             references: tuple[str | None, str | None] = (None, item_id)
@@ -333,7 +373,9 @@ class _Reader:
             candidate_ref = row.inputs.get(mapping.column(mapping.candidate, slot) or "", "")
             candidate_ref = candidate_ref.strip()
             if not original_ref and not candidate_ref:
-                return
+                if self._answered(row, slot, entries):
+                    self._unmatched(row, slot, (None, None), "no image named")
+                return  # an unused slot
             references = (original_ref or None, candidate_ref or None)
             resolved, reason = self.index.resolve(*references, self.survey.subject)
             if resolved is not None:
@@ -343,33 +385,17 @@ class _Reader:
                 elif resolved.candidate_id is None:
                     resolved, reason = None, "an image compared with itself is not a gold item"
         if resolved is None:
-            answers = {
-                k: v
-                for k, v in row.answers.items()
-                if not mapping.item_id or k.startswith(f"item{slot}__")
-            }
-            self.batch.unmatched.append(
-                (
-                    row.assignment_id,
-                    slot,
-                    self.survey.id,
-                    row.worker_id,
-                    references[0],
-                    references[1],
-                    reason,
-                    to_json(answers),
-                    self.source,
-                    row.line,
-                    self.now,
-                )
-            )
+            self._unmatched(row, slot, references, reason)
             return
         for question in self.survey.questions:
             name, values = mapping.field(question.id, slot)
+            check = resolved.is_check and question.id in resolved.bounds
             try:
                 answer = read_answer(question, row.answers, name, values, entries)
             except AnswerError as exc:
                 self.fail(row.line, exc.column, exc.raw, exc.reason, assignment=row.assignment_id)
+                if check:  # a blank or unreadable answer fails an attention check
+                    self._rating(row, slot, question.id, resolved, Answer(None, None, exc.raw), 0)
                 continue
             if answer is None:
                 if absent_is_blank:
@@ -380,6 +406,8 @@ class _Reader:
                         "no answer (field missing)",
                         assignment=row.assignment_id,
                     )
+                    if check:
+                        self._rating(row, slot, question.id, resolved, Answer(None, None, ""), 0)
                 continue
             key = (row.assignment_id, slot, question.id)
             if self.seen_ratings is not None and key in self.seen_ratings:
@@ -393,31 +421,81 @@ class _Reader:
             if self.seen_ratings is not None:
                 self.seen_ratings[key] = row.line
             passed = None
-            if resolved.is_check and question.id in resolved.bounds and answer.value is not None:
+            if check and answer.value is not None:
                 low, high = resolved.bounds[question.id]
                 passed = int(
                     (low is None or answer.value >= low) and (high is None or answer.value <= high)
                 )
-            self.batch.ratings.append(
-                (
-                    row.assignment_id,
-                    slot,
-                    question.id,
-                    self.survey.id,
-                    row.worker_id,
-                    resolved.item_id,
-                    resolved.original_id,
-                    resolved.candidate_id,
-                    int(resolved.is_check),
-                    passed,
-                    answer.value,
-                    answer.text,
-                    answer.raw,
-                    self.source,
-                    row.line,
-                    self.now,
-                )
+            self._rating(row, slot, question.id, resolved, answer, passed)
+
+    def _answered(
+        self, row: AssignmentRow, slot: str, entries: dict[str, list[tuple[str, str]]]
+    ) -> bool:
+        """Whether any of the slot's answer fields holds an answer (text or a chosen option)."""
+        for question in self.survey.questions:
+            name, _ = self.mapping.field(question.id, slot)
+            direct, chosen, _ = answer_parts(row.answers, name, entries)
+            if chosen or (direct and direct.strip()):
+                return True
+        return False
+
+    def _unmatched(
+        self,
+        row: AssignmentRow,
+        slot: str,
+        references: tuple[str | None, str | None],
+        reason: str,
+    ) -> None:
+        answers = {
+            k: v
+            for k, v in row.answers.items()
+            if not self.mapping.item_id or k.startswith(f"item{slot}__")
+        }
+        self.batch.unmatched.append(
+            (
+                row.assignment_id,
+                slot,
+                self.survey.id,
+                row.worker_id,
+                references[0],
+                references[1],
+                reason,
+                to_json(answers),
+                self.source,
+                row.line,
+                self.now,
             )
+        )
+
+    def _rating(
+        self,
+        row: AssignmentRow,
+        slot: str,
+        question_id: str,
+        resolved: Resolved,
+        answer: Answer,
+        passed: int | None,
+    ) -> None:
+        self.batch.ratings.append(
+            (
+                row.assignment_id,
+                slot,
+                question_id,
+                self.survey.id,
+                row.worker_id,
+                resolved.item_id,
+                resolved.original_id,
+                resolved.candidate_id,
+                int(resolved.is_check),
+                passed,
+                answer.value,
+                answer.text,
+                answer.raw,
+                self.source,
+                row.line,
+                self.now,
+            )
+        )
 
 
 def _mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
@@ -460,7 +538,10 @@ def _long_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict)
 
 
 def _long_rows(path: Path, survey: SurveyDefinition) -> Iterator[AssignmentRow | tuple[int, str]]:
-    """Long-format rows as one-answer assignments keyed by (rater, original, candidate)."""
+    """Long-format rows as one-answer assignments keyed by (file, rater, original,
+    candidate): a second file's answer to the same question is a later answer, which the
+    duplicate rule excludes, not a replacement of the first."""
+    source = str(Path(path).resolve())
     encoding = csv_encoding(path)
     with open_csv(path, encoding) as handle:
         reader = csv.reader(handle)
@@ -487,7 +568,7 @@ def _long_rows(path: Path, survey: SurveyDefinition) -> Iterator[AssignmentRow |
             yield AssignmentRow(
                 line=line,
                 hit_id="long-format",
-                assignment_id="long:" + content_key(survey.id, rater, original, candidate),
+                assignment_id="long:" + content_key(survey.id, source, rater, original, candidate),
                 worker_id=rater,
                 status="Approved",
                 accept_time=None,
@@ -523,9 +604,13 @@ def import_ratings(
     mapping: Path | None = None,
     format: str = "mturk",
     min_work_seconds: float | None = None,
-    include_rejected: bool = False,
+    include_rejected: bool | None = None,
 ) -> ImportSummary:
-    """Import one results file into the study store; see the module docstring."""
+    """Import one results file into the study store; see the module docstring.
+
+    ``min_work_seconds`` and ``include_rejected`` left ``None`` keep the survey's stored
+    quality-control options (at first: no work-time rule, rejected assignments excluded).
+    """
     path = Path(path)
     if format not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
@@ -540,6 +625,7 @@ def import_ratings(
         chosen = load_mapping(mapping, survey) if mapping else None
         chosen = chosen or generated_mapping(batch.input_columns) or default_mapping(survey)
         _check_columns(chosen, batch.input_columns, path)
+        _check_answer_columns(chosen, survey, batch.answer_columns, path)
         reader = _Reader(path, survey, index, chosen, now)
         rows, handle = batch.rows, _mturk_row
     else:
@@ -551,7 +637,16 @@ def import_ratings(
         reader.seen_ratings = {}
         rows, handle = _long_rows(path, survey), _long_row
     source = reader.source
-    options = {"min_work_seconds": min_work_seconds, "include_rejected": include_rejected}
+    stored = quality_control_options(store, survey.id)
+    given = {"min_work_seconds": min_work_seconds, "include_rejected": include_rejected}
+    options = {k: stored[k] if v is None else v for k, v in given.items()}
+    if options["min_work_seconds"] is not None and options["min_work_seconds"] <= 0:
+        options["min_work_seconds"] = None  # 0 turns the rule off
+    summary.options = options
+    if store.get_info(_options_key(survey.id)) is not None and options != stored:
+        summary.options_changed = "; ".join(
+            f"{k} {stored[k]} → {options[k]}" for k in options if options[k] != stored[k]
+        )
     before = store.count("ratings")
     # a 64 MiB page cache (SQLite's default is 2 MiB) keeps the ratings indexes in memory
     # while a large file is upserted: about a fifth faster at 300,000 answers
@@ -579,20 +674,31 @@ def import_ratings(
             if len(reader.batch.ratings) >= FLUSH_ANSWERS:
                 _flush(store, reader, summary, import_id, counted)
         _flush(store, reader, summary, import_id, counted)
-        store.set_info(f"surveys.{survey.id}.quality_control", options)
+        store.set_info(_options_key(survey.id), options)
         apply_quality_control(store, survey.id, **options)
         summary.scores_written = write_human_scores(store, survey)
         summary.ratings_new = store.count("ratings") - before
         _file_counts(store, survey.id, source, summary)
         store.conn.execute(
             "UPDATE rating_imports SET summary = ? WHERE id = ?",
-            (to_json({k: v for k, v in vars(summary).items() if k not in ("failed",)}), import_id),
+            (to_json(vars(summary)), import_id),
         )
     return summary
 
 
 #: answers held in memory before they are written (all in the import's one transaction)
 FLUSH_ANSWERS = 20_000
+#: the quality-control options a survey starts with
+DEFAULT_OPTIONS: dict[str, object] = {"min_work_seconds": None, "include_rejected": False}
+
+
+def _options_key(survey_id: str) -> str:
+    return f"surveys.{survey_id}.quality_control"
+
+
+def quality_control_options(store: Store, survey_id: str) -> dict[str, object]:
+    """The survey's quality-control options (those of its imports so far)."""
+    return DEFAULT_OPTIONS | (store.get_info(_options_key(survey_id)) or {})
 
 
 def _flush(
@@ -603,8 +709,17 @@ def _flush(
     assignments = {a[0]: (*a[:11], import_id, *a[12:]) for a in written.assignments}
     fresh = [a for a in assignments if a not in counted]
     existing = _existing_statuses(store, fresh)
+    moved = sorted(a for a, (_, survey) in existing.items() if survey != reader.survey.id)
+    if moved:
+        earlier = existing[moved[0]][1]
+        raise ConfigError(
+            f"{reader.path}: assignment {moved[0]}"
+            + (f" (and {len(moved) - 1} more)" if len(moved) > 1 else "")
+            + f" was imported for survey {earlier}, not {reader.survey.id}; "
+            f"import this file with --survey {earlier} (nothing was imported)"
+        )
     for assignment_id in fresh:
-        status = existing.get(assignment_id)
+        status = existing.get(assignment_id, (None, None))[0]
         if status is None:
             summary.assignments_new += 1
         elif status != assignments[assignment_id][4]:
@@ -617,15 +732,21 @@ def _flush(
     )
     store.upsert_many("ratings", RATING_COLUMNS, written.ratings, key=RATING_COLUMNS[:3])
     store.upsert_many(
-        "ratings_unmatched", UNMATCHED_COLUMNS, written.unmatched, key=("assignment_id", "item")
+        "ratings_unmatched",
+        UNMATCHED_COLUMNS,
+        written.unmatched,
+        key=("source_file", "source_line", "item"),
     )
     for item, reason, detail in written.failures:
         store.record_failure(STAGE, item, reason, retryable=False, run_id=None, detail=detail)
-    summary.failed += [(d["label"], reason) for _, reason, d in written.failures]
-    summary.unmatched += [
-        (f"{reader.path.name} line {u[9]}" + (f", item {u[1]}" if u[1] else ""), u[6])
-        for u in written.unmatched
-    ]
+    summary.add("failed", [(d["label"], reason) for _, reason, d in written.failures])
+    summary.add(
+        "unmatched",
+        [
+            (f"{reader.path.name} line {u[9]}" + (f", item {u[1]}" if u[1] else ""), u[6])
+            for u in written.unmatched
+        ],
+    )
 
 
 def _check_columns(mapping: Mapping, input_columns: list[str], path: Path) -> None:
@@ -646,16 +767,46 @@ def _check_columns(mapping: Mapping, input_columns: list[str], path: Path) -> No
         )
 
 
-def _existing_statuses(store: Store, assignment_ids: list[str]) -> dict[str, str]:
-    found: dict[str, str] = {}
+def _check_answer_columns(
+    mapping: Mapping, survey: SurveyDefinition, answer_columns: list[str], path: Path
+) -> None:
+    """In the flattened layout (no ``Answer.taskAnswers``), every answer field the mapping
+    names must have a column (``Answer.<field>`` or ``Answer.<field>.<option>``...)."""
+    names = [c.removeprefix("Answer.") for c in answer_columns]
+    if TASK_ANSWERS in names:
+        return  # the answers are in JSON: which fields a form has is known row by row
+    prefixes = set()
+    for name in names:
+        prefixes.add(name)
+        for separator in SEPARATORS:
+            at = name.find(separator)
+            while at > 0:
+                prefixes.add(name[:at])
+                at = name.find(separator, at + len(separator))
+    wanted = {mapping.field(q.id, slot)[0] for q in survey.questions for slot in mapping.slots}
+    missing = sorted(w for w in wanted if w not in prefixes)
+    if missing:
+        raise ConfigError(
+            f"{path}: no answer column for "
+            + ", ".join(f"Answer.{m}" for m in missing[:20])
+            + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+            + f"; found {', '.join(answer_columns[:40])}"
+            + (" ..." if len(answer_columns) > 40 else "")
+            + " (give --mapping FILE.toml to say which answer is which question)"
+        )
+
+
+def _existing_statuses(store: Store, assignment_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """(status, survey) of the assignments already in the store."""
+    found: dict[str, tuple[str, str]] = {}
     for start in range(0, len(assignment_ids), 900):
         chunk = assignment_ids[start : start + 900]
         rows = store.conn.execute(
-            f"SELECT assignment_id, status FROM assignments "
+            f"SELECT assignment_id, status, survey FROM assignments "
             f"WHERE assignment_id IN ({', '.join('?' for _ in chunk)})",
             chunk,
         )
-        found.update((r[0], r[1]) for r in rows)
+        found.update((r[0], (r[1], r[2])) for r in rows)
     return found
 
 
@@ -670,17 +821,23 @@ def _file_counts(store: Store, survey_id: str, source: str, summary: ImportSumma
             summary.excluded[rule] = count
         else:
             summary.kept = count
+    summary.duplicates_count = store.conn.execute(
+        "SELECT COUNT(*) FROM (SELECT DISTINCT source_line, item, worker_id FROM ratings "
+        "WHERE survey = ? AND source_file = ? AND excluded = 'duplicate')",
+        (survey_id, source),
+    ).fetchone()[0]
     summary.duplicates = [
         f"worker {worker} on line {line} (item {item or '-'}): already rated in "
         f"{Path(first_file).name} line {first_line}"
         for worker, line, item, first_file, first_line in store.conn.execute(
-            "SELECT DISTINCT d.worker_id, d.source_line, d.item, k.source_file, k.source_line "
+            "SELECT d.worker_id, d.source_line, d.item, MIN(k.source_file), MIN(k.source_line) "
             "FROM ratings d JOIN ratings k ON k.survey = d.survey AND k.worker_id = d.worker_id "
             "AND k.original_id = d.original_id AND k.candidate_id IS d.candidate_id "
-            "AND k.question = d.question AND k.excluded IS NULL "
+            "AND k.question = d.question AND k.excluded IS NULL AND k.is_check = 0 "
             "WHERE d.survey = ? AND d.source_file = ? AND d.excluded = 'duplicate' "
-            "ORDER BY d.source_line",
-            (survey_id, source),
+            "GROUP BY d.source_line, d.item, d.worker_id "
+            "ORDER BY d.source_line, CAST(d.item AS INTEGER) LIMIT ?",
+            (survey_id, source, LISTED),
         )
     ]
 
@@ -709,22 +866,20 @@ def apply_quality_control(
         "AND worker_id IN (SELECT worker_id FROM ratings WHERE survey = ? AND check_passed = 0)",
         (survey_id, survey_id),
     )
-    # one worker, one pair: the first item (by submit time, assignment, slot) counts
+    # one worker, one question about one pair: the first answer counts, by submit time
+    # (unknown last), then the file's first import, its line and the item slot
     conn.execute(
         "UPDATE ratings SET excluded = 'duplicate' WHERE rowid IN ("
-        " SELECT r.rowid FROM ratings r JOIN assignments a ON a.assignment_id = r.assignment_id"
-        " JOIN (SELECT worker_id, original_id, candidate_id, MIN(first_key) AS first_key FROM ("
-        "   SELECT r2.worker_id, r2.original_id, r2.candidate_id,"
-        "   COALESCE(a2.submit_time, '') || '|' || r2.assignment_id || '|' || r2.item AS first_key"
-        "   FROM ratings r2 JOIN assignments a2 ON a2.assignment_id = r2.assignment_id"
-        "   WHERE r2.survey = ? AND r2.excluded IS NULL AND r2.is_check = 0)"
-        "  GROUP BY worker_id, original_id, candidate_id) f"
-        " ON f.worker_id = r.worker_id AND f.original_id = r.original_id"
-        " AND f.candidate_id IS r.candidate_id"
-        " WHERE r.survey = ? AND r.excluded IS NULL AND r.is_check = 0"
-        " AND COALESCE(a.submit_time, '') || '|' || r.assignment_id || '|' || r.item"
-        "  <> f.first_key)",
-        (survey_id, survey_id),
+        " SELECT answer FROM (SELECT r.rowid AS answer, ROW_NUMBER() OVER ("
+        "  PARTITION BY r.worker_id, r.original_id, r.candidate_id, r.question"
+        "  ORDER BY a.submit_time IS NULL, a.submit_time, f.first_import, r.source_file,"
+        "  r.source_line, CAST(r.item AS INTEGER), r.item, r.assignment_id) AS position"
+        "  FROM ratings r JOIN assignments a ON a.assignment_id = r.assignment_id"
+        "  LEFT JOIN (SELECT file, MIN(id) AS first_import FROM rating_imports GROUP BY file) f"
+        "  ON f.file = r.source_file"
+        "  WHERE r.survey = ? AND r.excluded IS NULL AND r.is_check = 0)"
+        " WHERE position > 1)",
+        (survey_id,),
     )
 
 

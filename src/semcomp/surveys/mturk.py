@@ -14,7 +14,8 @@ produces, and both are flattened here into one ``name → text`` dictionary:
   ``Answer.q.label`` (classifiers), ``Answer.q.option_3`` / ``Answer.q.3`` = true/false
   (radio groups and checkboxes).
 
-Times like ``Fri Jun 08 09:21:50 PDT 2012`` become ISO-8601 UTC.
+Times like ``Fri Jun 08 09:21:50 PDT 2012`` become ISO-8601 UTC; a time that cannot
+be read (an impossible date, an unknown zone) is ``None`` and a problem of its row.
 """
 
 from __future__ import annotations
@@ -91,33 +92,44 @@ _MONTHS = {
 def mturk_time(text: str) -> str | None:
     """``Fri Jun 08 09:21:50 PDT 2012`` → ``2012-06-08T16:21:50+00:00``; ISO passes through.
 
-    ``None`` for a blank or unparseable time (MTurk leaves unset times blank).
+    ``None`` for a blank time (MTurk leaves unset times blank) and for one that cannot
+    be read (:func:`read_time` says why).
     """
+    return read_time(text)[0]
+
+
+def read_time(text: str) -> tuple[str | None, str]:
+    """(ISO-8601 UTC time or ``None``, why it could not be read or ``""``)."""
     text = (text or "").strip()
     if not text:
-        return None
+        return None, ""
     match = _TIME.match(text)
     if match:
         month, day, hour, minute, second, zone, year = match.groups()
-        if month.title() not in _MONTHS or zone.upper() not in ZONES:
-            return None
-        local = datetime(
-            int(year),
-            _MONTHS[month.title()],
-            int(day),
-            int(hour),
-            int(minute),
-            int(second),
-            tzinfo=timezone(timedelta(hours=ZONES[zone.upper()])),
-        )
-        return local.astimezone(timezone.utc).isoformat()
+        if month.title() not in _MONTHS:
+            return None, f"unknown month {month!r}"
+        if zone.upper() not in ZONES:
+            return None, f"unknown time zone {zone!r} (known: {', '.join(ZONES)})"
+        try:
+            local = datetime(
+                int(year),
+                _MONTHS[month.title()],
+                int(day),
+                int(hour),
+                int(minute),
+                int(second),
+                tzinfo=timezone(timedelta(hours=ZONES[zone.upper()])),
+            )
+        except ValueError as exc:
+            return None, f"not a valid time: {exc}"
+        return local.astimezone(timezone.utc).isoformat(), ""
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        return None
+        return None, "not a time (expected e.g. 'Fri Jun 08 09:21:50 PDT 2012' or ISO 8601)"
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc).isoformat()
+    return parsed.astimezone(timezone.utc).isoformat(), ""
 
 
 def flatten_answer(value: object, prefix: str, into: dict[str, str]) -> None:
@@ -150,7 +162,7 @@ class AssignmentRow:
     approval_rate: str
     inputs: dict[str, str]
     answers: dict[str, str]
-    #: (column, value, reason) for cells that could not be read (bad JSON, bad number)
+    #: (column, value, reason) for cells that could not be read (bad JSON, number or time)
     problems: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -255,6 +267,11 @@ def _assignment(
                 flatten_answer(form, "", flat)
         else:
             flat[name] = cells[i]
+    times: dict[str, str | None] = {}
+    for name in ("AcceptTime", "SubmitTime"):
+        times[name], reason = read_time(cell(name))
+        if reason:
+            problems.append((name, cell(name), reason))
     work = cell("WorkTimeInSeconds")
     work_seconds: float | None = None
     if work:
@@ -268,8 +285,8 @@ def _assignment(
         assignment_id=cell("AssignmentId"),
         worker_id=cell("WorkerId"),
         status=cell("AssignmentStatus"),
-        accept_time=mturk_time(cell("AcceptTime")),
-        submit_time=mturk_time(cell("SubmitTime")),
+        accept_time=times["AcceptTime"],
+        submit_time=times["SubmitTime"],
         work_seconds=work_seconds,
         approval_rate=cell("LifetimeApprovalRate"),
         inputs={name: cells[i] for name, i in inputs},
