@@ -1,7 +1,9 @@
 """The Surveys page on a study with imported Survey A, B and C ratings, and the report's files."""
 
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from test_app import app_on, fingerprint, open_page, texts
 
@@ -13,6 +15,7 @@ from semcomp.surveys import aggregate
 from semcomp.surveys.definitions import load_survey
 from semcomp.surveys.tables import survey_tables, write_survey_files
 
+POINTS = {("jpeg", "quality=30"), ("jpeg", "quality=70"), ("webp", "quality=30")}
 TWO_CODECS = (
     '[[methods]]\nname = "jpeg"\ncodec = "jpeg"\nquality = [30, 70]\n\n'
     '[[methods]]\nname = "webp"\ncodec = "webp"\nquality = [30]\n'
@@ -49,6 +52,8 @@ def test_surveys_page_shows_every_survey(rated_study, monkeypatch):
     ]
     # Survey A: the distribution chart, the mean of medians per method, alpha
     assert len(app.get("plotly_chart")) == 1
+    shares = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert {trace["name"] for trace in shares["data"]} == {f"{m} · {p}" for m, p in POINTS}
     methods, reliability = app.dataframe[0].value, app.dataframe[-1].value
     assert set(methods.method) == {"jpeg", "webp"} and (methods.question == "similarity").all()
     assert list(reliability.question) == ["similarity"] and reliability.level[0] == "ordinal"
@@ -60,6 +65,13 @@ def test_surveys_page_shows_every_survey(rated_study, monkeypatch):
     assert not app.exception
     assert len(app.get("plotly_chart")) == 2
     assert any("Per-dimension" in h.value for h in app.header)
+    # JPEG's two qualities are two bars, not one merged method
+    bars = json.loads(app.get("plotly_chart")[1].proto.spec)
+    assert {trace["name"] for trace in bars["data"]} == {
+        "jpeg · quality=30",
+        "jpeg · quality=70",
+        "webp · quality=30",
+    }
     labels = [b.proto.label for b in app.get("download_button")]
     assert "Download chart (PNG)" in labels
     app.radio(key="survey_by").set_value("category").run()
@@ -76,6 +88,7 @@ def test_surveys_page_shows_every_survey(rated_study, monkeypatch):
     overlaps = [t for t in shown if "overlap_percent" in t.columns]
     assert len(tops) == len(overlaps) == 3  # objects, relation, adjectives
     assert all(set(t.method) == {"jpeg", "webp"} for t in tops)
+    assert all(set(zip(t.method, t.operating_point, strict=True)) == POINTS for t in tops)
     assert all(
         (t.overlap_percent >= 0).all() and (t.overlap_percent <= 100).all() for t in overlaps
     )
@@ -131,6 +144,18 @@ def test_report_writes_the_survey_tables_and_the_dimension_figure(rated_study, t
     assert "survey_A_dimensions.png" not in names  # one scale question: no dimension bars
     assert notes == []
     assert all(p.stat().st_size > 0 for p in written)
+    dimensions = pd.read_csv(tmp_path / "survey_B_dimensions.csv")
+    assert set(zip(dimensions.method, dimensions.operating_point, strict=True)) == POINTS
+
+
+def test_dimension_figure_has_a_bar_group_per_operating_point(rated_study):
+    from semcomp.analysis.figures import survey_dimensions_figure
+
+    with Store(rated_study, read_only=True) as store:
+        table = aggregate.dimension_summary(store, "B")
+    figure = survey_dimensions_figure(table, load_survey("B"))
+    _, labels = figure.axes[0].get_legend_handles_labels()
+    assert sorted(labels) == sorted(f"{m} · {p}" for m, p in POINTS)
 
 
 def test_report_notes_a_study_without_ratings(jpeg_study, tmp_path):

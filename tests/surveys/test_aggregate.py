@@ -60,18 +60,57 @@ def test_dimension_summary_per_method_and_category(store, tmp_path):
                 rows.append((rater, index, q, value if rater == "r1" else value - (q != "color")))
     import_long(store, tmp_path, "B", rows)
     by_method = aggregate.dimension_summary(store, "B")
-    assert list(by_method.columns[:3]) == ["method", "objects mean", "objects std"]
+    assert list(by_method.columns[:4]) == [
+        "method",
+        "operating_point",
+        "objects mean",
+        "objects std",
+    ]
     ratings = aggregate.kept_ratings(store, "B")
-    expected = (
-        ratings[ratings.question == "objects"].groupby("method")["value"].agg(["mean", "std"])
-    )
+    objects = ratings[ratings.question == "objects"]
+    expected = objects.groupby(["method", "operating_point"])["value"].agg(["mean", "std"])
+    # JPEG's two qualities are two rows, as method_summary keeps them
+    assert len(by_method) == 2 == ratings.operating_point.nunique()
     for row in by_method.itertuples(index=False, name=None):
-        assert row[1:3] == pytest.approx(tuple(expected.loc[row[0]]))
-    by_category = aggregate.dimension_summary(store, "B", by="category")
-    assert {"method", "category"} <= set(by_category.columns)
+        assert row[2:4] == pytest.approx(tuple(expected.loc[row[:2]]))
+    by_category = aggregate.dimension_summary(store, "B", by=aggregate.BY_CATEGORY)
+    assert list(by_category.columns[:3]) == ["method", "operating_point", "category"]
     assert set(by_category.category) == {c for c in ratings.category}
+    pooled = aggregate.dimension_summary(store, "B", by="method")
+    assert len(pooled) == 1 and pooled["objects mean"][0] == pytest.approx(objects.value.mean())
     with pytest.raises(ConfigError):
         aggregate.dimension_summary(store, "B", by="worker")
+
+
+def test_dimension_summary_has_rows_only_for_rated_groups(store, tmp_path):
+    found = candidates(store)
+    ratings_of = aggregate.kept_ratings(store, include_excluded=True)  # empty: only categories
+    assert ratings_of.empty
+    categories = dict(
+        store.conn.execute(
+            "SELECT c.id, o.category FROM candidates c JOIN representations r "
+            "ON r.id = c.representation_id JOIN originals o ON o.id = r.original_id"
+        ).fetchall()
+    )
+    points = sorted({c["operating_point"] for c in found})
+    # one candidate at the first quality in one category, one at the second in the other
+    first = next(i for i, c in enumerate(found) if c["operating_point"] == points[0])
+    other = categories[found[first]["id"]]
+    second = next(
+        i
+        for i, c in enumerate(found)
+        if c["operating_point"] == points[1] and categories[c["id"]] != other
+    )
+    rows = [(r, i, "objects", v) for i in (first, second) for r, v in (("r1", 4), ("r2", 2))]
+    import_long(store, tmp_path, "B", rows)
+    table = aggregate.dimension_summary(store, "B", by=aggregate.BY_CATEGORY)
+    # two rated (method, quality, category) groups, not the 2 × 2 a pivot table would give
+    assert len(table) == 2 and table["objects mean"].notna().all()
+    assert table["assignments"].dtype.kind == "i" and list(table["assignments"]) == [2, 2]
+
+
+def found_points(store) -> list[str]:
+    return [c["operating_point"] for c in candidates(store)]
 
 
 def test_survey_c_normalised_top_answers_and_overlap(store, tmp_path):
@@ -90,9 +129,17 @@ def test_survey_c_normalised_top_answers_and_overlap(store, tmp_path):
     items = aggregate.answer_items(store, "C", synonyms)
     assert set(items[items.question == "objects"].answer) == {"dog", "tree", "sky", "box", "grass"}
     top = aggregate.top_answers(store, "C", synonyms=synonyms)
-    methods = sorted(top.method.unique())
-    first = top[(top.method == methods[0]) & (top.question == "objects")]
-    assert first.answer.iloc[0] == "dog" and len(first) <= 3
+    point = candidates(store)[0]["operating_point"]
+    first = top[(top.operating_point == point) & (top.question == "objects")]
+    # candidates 0 and 1 (both at the first quality): dog ×4 (dogs, dog, the dog, dog) and
+    # puppy ×2 (→ dog by synonym) of 10 items; box, grass, sky, tree once (ties alphabetical)
+    assert found_points(store)[:2] == [point, point]
+    assert list(first.answer) == ["dog", "box", "grass"]
+    assert list(first["count"]) == [6, 1, 1] and list(first["rank"]) == [1, 2, 3]
+    assert list(first.share) == pytest.approx([6 / 10, 1 / 10, 1 / 10])
+    assert (first.method == "jpeg").all()
+    other = top[(top.operating_point != point) & (top.question == "objects")]
+    assert other.empty  # no answers at the other quality: not merged into this one
     assert aggregate.normalise_answer("  The  Boxes. ") == "box"
     assert aggregate.normalise_answer("glass") == "glass"
     assert aggregate.normalise_answer("running dogs") == "running dog"
@@ -110,14 +157,21 @@ def test_overlap_of_distinct_answers_between_groups(store, tmp_path):
         ("r2", second, "objects", "Dog"),
     ]
     import_long(store, tmp_path, "C", rows)
-    overlap = aggregate.answer_overlap(store, "C", by="operating_point")
+    overlap = aggregate.answer_overlap(store, "C")
+    assert list(overlap.columns[1:5]) == [
+        "method_a",
+        "operating_point_a",
+        "method_b",
+        "operating_point_b",
+    ]
     row = overlap.iloc[0]
     # {dog, tree} and {dog, car, sky}: one shared of four distinct answers
     assert (row.operating_point_a, row.operating_point_b) == tuple(points)
     assert (row.shared, row.distinct, row.overlap_percent) == (1, 4, 25.0)
-    top_one = aggregate.answer_overlap(store, "C", by="operating_point", top=1)
+    top_one = aggregate.answer_overlap(store, "C", top=1)
     assert top_one.iloc[0].overlap_percent == 100.0  # both groups' top answer is "dog"
-    assert aggregate.answer_overlap(store, "C").empty  # one method: nothing to compare
+    # one method when its operating points are pooled: nothing to compare
+    assert aggregate.answer_overlap(store, "C", by="method").empty
 
 
 def test_krippendorff_alpha_matches_the_library(store, tmp_path):

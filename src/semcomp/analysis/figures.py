@@ -344,12 +344,16 @@ def embedding_figure(results: pd.DataFrame) -> Figure:
 
 
 def survey_dimensions_figure(dimensions: pd.DataFrame, survey: SurveyDefinition) -> Figure:
-    """Mean rating of each scale question per method, ± one standard deviation (Survey B:
-    objects, appearance, position, background, colour; the paper's Figures 1G–4G)."""
+    """Mean rating of each scale question per method and operating point (one bar each,
+    ``jpeg · quality=30``), ± one standard deviation (Survey B: objects, appearance,
+    position, background, colour; the paper's Figures 1G–4G)."""
+    from semcomp.surveys.aggregate import group_label
+
     plt = _pyplot()
     questions = [q for q in survey.questions if q.kind == "scale" and f"{q.id} mean" in dimensions]
     figure, axis = plt.subplots(figsize=(PAPER_WIDTH, 3.0))
-    methods = [str(m) for m in dimensions["method"]]
+    keys = [k for k in ("method", "operating_point") if k in dimensions]
+    methods = [group_label(*row) for row in dimensions[keys].itertuples(index=False)]
     colours = _colours(methods)
     width = 0.8 / max(len(methods), 1)
     positions = np.arange(len(questions))

@@ -11,10 +11,14 @@ read-only (``Store(root, read_only=True)``), and returns a DataFrame:
 - :func:`method_summary` — per method and operating point: the mean of the pair
   medians with a bootstrap 95 % CI (the paper's Table 1 statistic);
 - :func:`dimension_summary` — Survey B: mean and standard deviation of each
-  question per method, or per method and category;
+  question per method and operating point, or per method, operating point and category;
 - :func:`top_answers` and :func:`answer_overlap` — Survey C: the most frequent
-  normalised answers per method and question, and the overlap of distinct answers
-  between methods (the paper's comparison);
+  normalised answers per method and operating point and question, and the overlap of
+  distinct answers between them (the paper's comparison).
+
+Like :func:`method_summary`, the Survey B and C tables keep a method's operating points
+apart (JPEG at quality 10 and at quality 90 are two rows, as in the paper); ``by``
+names other grouping columns (``("method",)`` pools a method's operating points).
 - :func:`reliability` — Krippendorff's alpha per question (ordinal for scales,
   nominal for choices and normalised free text);
 - :func:`unmatched_answers`, :func:`imports` — what was kept aside, what was imported.
@@ -46,6 +50,12 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+#: the columns the Survey B and C tables can be grouped by
+GROUP_COLUMNS = ("method", "operating_point", "category")
+#: their default grouping: one method at one operating point
+METHOD_POINT = ("method", "operating_point")
+BY_CATEGORY = (*METHOD_POINT, "category")
 
 PAIR_COLUMNS = [
     "survey",
@@ -159,34 +169,50 @@ def method_summary_of(pairs: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def dimension_summary(store: Store, survey: str = "B", by: str = "method") -> pd.DataFrame:
+def group_label(*parts: object) -> str:
+    """A readable name of a group: ``jpeg · quality=30`` (blank parts left out)."""
+    return " · ".join(str(p) for p in parts if p is not None and str(p) not in ("", "nan"))
+
+
+def _group_keys(by: str | tuple[str, ...] | list[str]) -> list[str]:
+    keys = [by] if isinstance(by, str) else list(by)
+    unknown = [k for k in keys if k not in GROUP_COLUMNS]
+    if not keys or unknown:
+        raise ConfigError(f"by must name one or more of {', '.join(GROUP_COLUMNS)}, not {by!r}")
+    return keys
+
+
+def dimension_summary(
+    store: Store, survey: str = "B", by: str | tuple[str, ...] = METHOD_POINT
+) -> pd.DataFrame:
     """Survey B: mean and standard deviation of every question over kept ratings, per method
-    (``by="method"``) or per method and category (``by="category"``); one row per group,
-    columns ``<question> mean``, ``<question> std`` and ``assignments`` (how many answered)."""
+    and operating point (``by``; :data:`BY_CATEGORY` adds the category); one row per group
+    with ratings, columns ``<question> mean``, ``<question> std`` and ``assignments`` (how
+    many answered)."""
     definition = survey_definitions(store).get(survey)
     order = [q.id for q in definition.questions] if definition else []
     return dimension_summary_of(kept_ratings(store, survey), order, by)
 
 
 def dimension_summary_of(
-    ratings: pd.DataFrame, order: list[str], by: str = "method"
+    ratings: pd.DataFrame, order: list[str], by: str | tuple[str, ...] = METHOD_POINT
 ) -> pd.DataFrame:
     """:func:`dimension_summary` of one survey's :func:`kept_ratings` (perhaps filtered);
     ``order`` is the survey's question ids in the order it asks them."""
-    if by not in ("method", "category"):
-        raise ConfigError(f"by must be 'method' or 'category', not {by!r}")
+    keys = _group_keys(by)
     ratings = ratings[ratings["value"].notna()]
-    keys = ["method"] if by == "method" else ["method", "category"]
     if ratings.empty:
         return pd.DataFrame(columns=[*keys, "assignments"])
-    stats = ratings.pivot_table(
-        index=keys, columns="question", values="value", aggfunc=["mean", "std"], dropna=False
-    )
+    ratings = ratings.assign(**{k: ratings[k].fillna("") for k in keys})
+    # groups that have ratings only (a pivot table would add every method × category)
+    stats = ratings.groupby([*keys, "question"])["value"].agg(["mean", "std"]).unstack("question")
     stats.columns = [f"{question} {stat}" for stat, question in stats.columns]
     asked = set(ratings["question"])
     ordered = [f"{q} {s}" for q in order if q in asked for s in ("mean", "std")]
     counts = ratings.groupby(keys)["assignment_id"].nunique().rename("assignments")
-    return stats[ordered].join(counts).reset_index()
+    table = stats[ordered].join(counts).reset_index()
+    table["assignments"] = table["assignments"].astype(int)
+    return table
 
 
 # ---- Survey C: free answers -------------------------------------------------------------
@@ -279,36 +305,32 @@ def top_answers(
     *,
     top: int = 3,
     synonyms: dict[str, str] | None = None,
-    by: str = "method",
+    by: str | tuple[str, ...] = METHOD_POINT,
 ) -> pd.DataFrame:
-    """The ``top`` most frequent normalised answers per method (or ``by="operating_point"``,
-    ``"category"``) and question (ties broken alphabetically), with their count and share of
-    that group's answers."""
+    """The ``top`` most frequent normalised answers per method and operating point (or per
+    the ``by`` columns) and question (ties broken alphabetically), with their count and
+    share of that group's answers."""
     return top_answers_of(answer_items(store, survey, synonyms), top=top, by=by)
 
 
-def top_answers_of(items: pd.DataFrame, *, top: int = 3, by: str = "method") -> pd.DataFrame:
+def top_answers_of(
+    items: pd.DataFrame, *, top: int = 3, by: str | tuple[str, ...] = METHOD_POINT
+) -> pd.DataFrame:
     """:func:`top_answers` of an :func:`answer_items` table (perhaps filtered)."""
-    _check_group(by)
-    columns = [by, "question", "rank", "answer", "count", "share"]
+    groups = _group_keys(by)
+    columns = [*groups, "question", "rank", "answer", "count", "share"]
     if items.empty:
         return pd.DataFrame(columns=columns)
-    items = items.assign(**{by: items[by].fillna("")})
-    keys = [by, "question"]
+    items = items.assign(**{k: items[k].fillna("") for k in groups})
+    keys = [*groups, "question"]
     counts = items.groupby([*keys, "answer"]).size().rename("count").reset_index()
     counts = counts.join(items.groupby(keys).size().rename("total"), on=keys)
     counts["share"] = counts["count"] / counts["total"]
-    counts = counts.sort_values([*keys, "count", "answer"], ascending=[True, True, False, True])
+    counts = counts.sort_values(
+        [*keys, "count", "answer"], ascending=[*(True for _ in keys), False, True]
+    )
     counts["rank"] = counts.groupby(keys).cumcount() + 1
     return counts[counts["rank"] <= top][columns].reset_index(drop=True)
-
-
-GROUPS = ("method", "operating_point", "category")
-
-
-def _check_group(by: str) -> None:
-    if by not in GROUPS:
-        raise ConfigError(f"by must be one of {', '.join(GROUPS)}, not {by!r}")
 
 
 def answer_overlap(
@@ -317,9 +339,10 @@ def answer_overlap(
     *,
     top: int | None = None,
     synonyms: dict[str, str] | None = None,
-    by: str = "method",
+    by: str | tuple[str, ...] = METHOD_POINT,
 ) -> pd.DataFrame:
-    """Per question and pair of methods (or of ``by`` groups): the distinct normalised answers
+    """Per question and pair of groups (methods at an operating point, or the ``by``
+    columns; ``<column>_a`` and ``<column>_b`` name them): the distinct normalised answers
     both gave, as a percentage of the distinct answers either gave (|A ∩ B| / |A ∪ B| × 100).
     With ``top``, only each group's ``top`` most frequent answers count (the paper compares
     its top 3)."""
@@ -327,23 +350,24 @@ def answer_overlap(
 
 
 def answer_overlap_of(
-    items: pd.DataFrame, *, top: int | None = None, by: str = "method"
+    items: pd.DataFrame, *, top: int | None = None, by: str | tuple[str, ...] = METHOD_POINT
 ) -> pd.DataFrame:
     """:func:`answer_overlap` of an :func:`answer_items` table (perhaps filtered)."""
-    _check_group(by)
-    columns = ["question", f"{by}_a", f"{by}_b", "shared", "distinct", "overlap_percent"]
+    keys = _group_keys(by)
+    named = [f"{k}_a" for k in keys] + [f"{k}_b" for k in keys]
+    columns = ["question", *named, "shared", "distinct", "overlap_percent"]
     answers = items if top is None else top_answers_of(items, top=top, by=by)
     if answers.empty:
         return pd.DataFrame(columns=columns)
-    answers = answers.assign(**{by: answers[by].fillna("")})
+    answers = answers.assign(**{k: answers[k].fillna("").astype(str) for k in keys})
     rows = []
     for question, group in answers.groupby("question"):
-        sets = {name: set(g["answer"]) for name, g in group.groupby(by)}
+        sets = {name: set(g["answer"]) for name, g in group.groupby(keys)}
         for first, second in combinations(sorted(sets), 2):
             union = sets[first] | sets[second]
             shared = sets[first] & sets[second]
             rows.append(
-                [question, first, second, len(shared), len(union),
+                [question, *first, *second, len(shared), len(union),
                  100.0 * len(shared) / len(union) if union else np.nan]
             )  # fmt: skip
     return pd.DataFrame(rows, columns=columns)

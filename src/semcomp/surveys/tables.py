@@ -26,13 +26,15 @@ class SurveyTables:
     answers: int
     #: per (question, method, operating point): mean of the pair medians with a 95 % CI
     methods: pd.DataFrame
-    #: mean and std of every scale question per method (Survey B's comparison)
+    #: mean and std of every scale question per method and operating point (Survey B)
     dimensions: pd.DataFrame
-    #: the same per method and category
+    #: the same per method, operating point and category
     dimensions_by_category: pd.DataFrame
-    #: the three most frequent normalised answers per method and text/choice question
+    #: the three most frequent normalised answers per method, operating point and
+    #: text/choice question
     top_answers: pd.DataFrame
-    #: overlap of distinct normalised answers between methods, per text/choice question
+    #: overlap of distinct normalised answers between methods at their operating points,
+    #: per text/choice question
     overlap: pd.DataFrame
     #: Krippendorff's alpha per question
     reliability: pd.DataFrame
@@ -80,8 +82,10 @@ def survey_tables(
         survey=survey,
         answers=len(ratings),
         methods=aggregate.method_summary_of(aggregate.pair_summary_of(numeric), seed=seed),
-        dimensions=aggregate.dimension_summary_of(numeric, order, "method"),
-        dimensions_by_category=aggregate.dimension_summary_of(numeric, order, "category"),
+        dimensions=aggregate.dimension_summary_of(numeric, order, aggregate.METHOD_POINT),
+        dimensions_by_category=aggregate.dimension_summary_of(
+            numeric, order, aggregate.BY_CATEGORY
+        ),
         top_answers=aggregate.top_answers_of(items),
         overlap=aggregate.answer_overlap_of(items),
         reliability=aggregate.reliability_of(ratings, {survey.id: survey}, synonyms),

@@ -7,6 +7,7 @@ import streamlit as st
 from semcomp.analysis.figures import survey_dimensions_figure
 from semcomp.app.data import load_surveys, select, signature
 from semcomp.app.filters import context, download_csv, download_png
+from semcomp.surveys.aggregate import METHOD_POINT, group_label
 from semcomp.surveys.importer import STAGE
 
 NO_RATINGS = (
@@ -69,6 +70,10 @@ if scales:
     else:
         st.caption(question.text)
     values = chosen[(chosen["question"] == question.id) & chosen["value"].notna()]
+    # a method's operating points are kept apart (jpeg · quality=30, jpeg · quality=70)
+    values = values.assign(
+        method=[group_label(*k) for k in values[list(METHOD_POINT)].itertuples(index=False)]
+    )
     shares = (
         values.groupby("method")["value"].value_counts(normalize=True).rename("share").reset_index()
     )
@@ -93,11 +98,11 @@ if len(scales) > 1 and not tables.dimensions.empty:
     st.header("Per-dimension means (± std)")
     by = st.radio("Per", ["method", "category"], horizontal=True, key="survey_by")
     table = tables.dimensions if by == "method" else tables.dimensions_by_category
-    keys = ["method"] if by == "method" else ["method", "category"]
     long = pd.DataFrame(
         [
-            {**{k: row[k] for k in keys}, "question": q.id, "mean": row[f"{q.id} mean"],
-             "std": row[f"{q.id} std"]}
+            {"method": group_label(row["method"], row["operating_point"]),
+             **({"category": row["category"]} if by == "category" else {}),
+             "question": q.id, "mean": row[f"{q.id} mean"], "std": row[f"{q.id} std"]}
             for _, row in table.iterrows()
             for q in scales
             if f"{q.id} mean" in table
