@@ -445,10 +445,19 @@ def ratings_import(
     survey: str = SURVEY_OPTION,
     mapping: Path = typer.Option(None, help="Mapping TOML (not needed for generated surveys)."),
     format: str = typer.Option("mturk", "--format", help="mturk or long."),
-    min_work_seconds: float = typer.Option(None, help="Exclude shorter assignments."),
-    include_rejected: bool = typer.Option(False, help="Keep rejected assignments."),
+    min_work_seconds: float = typer.Option(
+        None,
+        help="Exclude shorter assignments (0: no limit). Default: the survey's current setting.",
+    ),
+    include_rejected: bool = typer.Option(
+        None,
+        "--include-rejected/--exclude-rejected",
+        help="Keep or exclude rejected assignments. Default: the survey's current setting "
+        "(excluded at first).",
+    ),
 ) -> None:
-    """Import ratings with quality control; prints the import summary."""
+    """Import ratings with quality control; prints the import summary. The quality-control
+    options apply to the whole survey; options not given keep the survey's settings."""
     from semcomp.study import Study
     from semcomp.surveys.definitions import load_survey
     from semcomp.surveys.importer import import_ratings
@@ -477,11 +486,12 @@ def ratings_summary(
     """Per-method tables (mean of medians with 95 % CI; B dimensions; C top answers), alpha."""
     from semcomp.study import Study
     from semcomp.surveys import aggregate
+    from semcomp.surveys.definitions import builtin_surveys, load_survey
 
     if survey.lower().endswith(".toml"):
-        from semcomp.surveys.definitions import load_survey
-
         survey = load_survey(survey).id
+    elif survey.upper() in builtin_surveys():
+        survey = survey.upper()  # built-in ids in any case: b is B
     with Study.open(study, read_only=True) as opened:
         store = opened.store
         definitions = aggregate.survey_definitions(store)
@@ -492,7 +502,7 @@ def ratings_summary(
         synonym_map = aggregate.load_synonyms(synonyms)
         if any(q.numeric for q in definition.questions):
             typer.echo(aggregate.method_summary(store, survey).to_string(index=False))
-        if survey == "B":
+        if sum(q.kind == "scale" for q in definition.questions) > 1:  # Survey B's dimensions
             typer.echo(aggregate.dimension_summary(store, survey).to_string(index=False))
         if any(not q.numeric for q in definition.questions):
             typer.echo(

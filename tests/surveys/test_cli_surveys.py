@@ -123,3 +123,56 @@ def test_readme_survey_commands(study, tmp_path, capsys, monkeypatch):
         code, out, err = run(command, capsys)
         assert code == 0, err
     assert "median_mean" in out
+
+
+def test_summary_dimensions_for_any_survey_with_several_scales_and_lower_case_ids(
+    study, tmp_path, capsys
+):
+    from mturk_format import candidates
+    from semcomp.store import Store
+
+    mood = tmp_path / "mood.toml"
+    mood.write_text(
+        'id = "mood"\nname = "Mood"\nsubject = "candidate"\n'
+        '[[questions]]\nid = "calm"\nkind = "scale"\ntext = "How calm?"\nlow = 1\nhigh = 5\n'
+        '[[questions]]\nid = "warm"\nkind = "scale"\ntext = "How warm?"\nlow = 1\nhigh = 5\n'
+    )
+    with Store(study) as store:
+        found = candidates(store)
+    lines = ["rater,original,candidate,question,value"]
+    for survey, questions in ((mood, ("calm", "warm")), ("b", ("objects", "color"))):
+        for rater, value in (("r1", 2), ("r2", 4)):
+            lines += [f"{rater},,{c['id']},{q},{value}" for c in found[:2] for q in questions]
+        path = tmp_path / f"{Path(str(survey)).stem}.csv"
+        path.write_text("\n".join(lines) + "\n")
+        lines = lines[:1]
+        code, out, err = run(
+            ["ratings", "import", str(study), str(path), "--survey", str(survey),
+             "--format", "long"],
+            capsys,
+        )  # fmt: skip
+        assert code == 0, err
+    for survey in (str(mood), "mood", "b"):
+        code, out, err = run(["ratings", "summary", str(study), "--survey", survey], capsys)
+        assert code == 0, err
+        assert "calm mean" in out or "objects mean" in out  # the dimension table
+        assert "operating_point" in out
+
+
+def test_import_keeps_the_surveys_quality_control_and_says_when_it_changes(study, tmp_path, capsys):
+    from mturk_format import candidates
+    from semcomp.store import Store
+
+    with Store(study) as store:
+        found = candidates(store)
+    path = tmp_path / "a.csv"
+    path.write_text(f"rater,original,candidate,question,value\nr1,,{found[0]['id']},similarity,5\n")
+    base = ["ratings", "import", str(study), str(path), "--survey", "A", "--format", "long"]
+    code, out, _ = run([*base, "--min-work-seconds", "30"], capsys)
+    assert code == 0 and "quality control" not in out
+    code, out, _ = run(base, capsys)
+    assert code == 0 and "quality control" not in out  # not given: the survey's 30 s stays
+    code, out, _ = run([*base, "--include-rejected"], capsys)
+    assert "quality control of survey A changed: include_rejected False → True" in out
+    code, out, _ = run(base, capsys)
+    assert code == 0 and "quality control" not in out  # rejected assignments stay included

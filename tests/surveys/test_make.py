@@ -26,8 +26,9 @@ def stored(store, survey_id: str) -> set:
     }
 
 
+@pytest.mark.parametrize("scale_form", ["value", "radio"])
 @pytest.mark.parametrize("layout", ["json", "flat"])
-def test_round_trip_survey_a(store, tmp_path, layout):
+def test_round_trip_survey_a(store, tmp_path, layout, scale_form):
     survey = load_survey("A")
     made = make_survey(store, survey, base_url=BASE, out=tmp_path / "out", items_per_hit=3, seed=4)
     assert (made.hits, made.items, made.checks, made.repeats) == (4, 12, 4, 0)
@@ -37,15 +38,69 @@ def test_round_trip_survey_a(store, tmp_path, layout):
     ]
     images = sorted(p.name for p in made.images.iterdir())
     assert len(images) == 24 and hits[0]["item1_left_url"].startswith(BASE + "/i")
+    # one format and extension for every image: neither tells which side is the JPEG
+    assert {name.rsplit(".", 1)[1] for name in images} == {"png"}
     items = read_csv(tmp_path / "out" / "items.csv")
     sides = {row["left"] for row in items if row["check"] == "0"}
     assert sides == {"original", "candidate"}  # side order randomised (and recorded)
-    assignments, expected = simulate(tmp_path / "out", survey, workers=3)
+    assignments, expected = simulate(tmp_path / "out", survey, workers=3, scale_form=scale_form)
     results = write_batch_results(tmp_path / "results.csv", assignments, layout=layout)
     summary = import_ratings(store, results, survey)  # no mapping needed
     assert summary.failed == [] and summary.unmatched == [] and summary.excluded == {}
     assert stored(store, "A") == expected
     assert summary.kept == len(expected) == 8 * 3
+
+
+def test_round_trip_with_a_worker_failing_the_attention_checks(store, tmp_path):
+    survey = load_survey("A")
+    make_survey(store, survey, base_url=BASE, out=tmp_path / "out", items_per_hit=3, seed=4)
+    assignments, expected = simulate(
+        tmp_path / "out", survey, workers=3, failing=frozenset({"A001WORKER"})
+    )
+    results = write_batch_results(tmp_path / "results.csv", assignments)
+    summary = import_ratings(store, results, survey)
+    # every answer of the failing worker is excluded; the others' are all kept
+    assert summary.failed == [] and summary.excluded == {"attention_check": 8}
+    assert stored(store, "A") == {e for e in expected if e[0] != "A001WORKER"}
+    checks = store.frame("SELECT worker_id, check_passed FROM ratings WHERE is_check = 1")
+    assert set(checks[checks.check_passed == 0].worker_id) == {"A001WORKER"}
+    assert len(checks) == 4 * 3
+
+
+def test_survey_images_are_lossless_png_with_the_pixels_of_the_study(store, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    made = make_survey(store, load_survey("A"), base_url=BASE, out=tmp_path / "out")
+    items = {row["item_id"]: row for row in read_csv(tmp_path / "out" / "items.csv")}
+    paths = dict(
+        store.conn.execute(
+            "SELECT c.id, a.relpath FROM candidates c JOIN artifacts a ON a.hash = c.artifact_hash"
+        ).fetchall()
+    )
+    compared = 0
+    for item in items.values():
+        if item["check"] == "1":
+            continue
+        side = "a" if item["left"] == "candidate" else "b"
+        shown = made.images / f"{item['item_id']}_{side}.png"
+        with (
+            Image.open(shown) as png,
+            Image.open(store.artifact_path(paths[item["candidate_id"]])) as source,
+        ):
+            assert png.format == "PNG"
+            assert np.array_equal(np.asarray(png), np.asarray(source))
+        compared += 1
+    assert compared == 8
+
+
+def test_the_last_hit_is_filled_even_with_fewer_items_than_repeats(store, tmp_path):
+    # 8 candidates in one HIT of 20: 12 repeats, more than there are items
+    made = make_survey(
+        store, load_survey("C"), base_url=BASE, out=tmp_path / "out", items_per_hit=20
+    )
+    assert (made.hits, made.items, made.repeats) == (1, 20, 12)
+    assert len(read_csv(made.hits_csv)[0]) == 40 and all(read_csv(made.hits_csv)[0].values())
 
 
 def test_round_trip_survey_c_with_repeats(store, tmp_path):
@@ -109,6 +164,12 @@ def test_template_has_exact_wording_and_escapes_text(tmp_path):
     assert "Is &quot;A&quot; &lt; B?" in html and "Mine &lt;b&gt;" in html
     for adjective in ("Busy", "Cheerful", "Eerie", "Pleasing"):
         assert f">{adjective}</crowd-checkbox>" in render_template(load_survey("C"), 1)
+    # MTurk fills ${name} from the HIT's columns: a $ in survey text is written as &#36;
+    custom.write_text(custom.read_text().replace("Compare", "Worth ${price}?"))
+    page = render_template(load_survey(custom), 1)
+    assert "&#36;{price}" in page and "${price}" not in page and "${item1_left_url}" in page
+    # the importer fails a choice with no option chosen, so the form asks for one at least
+    assert "at least one option" in render_template(load_survey("C"), 1)
 
 
 def test_make_covers_what_the_study_file_asks_for(study, store, tmp_path):

@@ -3,8 +3,10 @@
 ``semcomp survey make STUDY --survey A --base-url URL --out DIR`` writes
 
 - ``DIR/images/``: the original and candidate images under opaque names
-  (``<item id>_a.png``, ``<item id>_b.jpg``; ``<item id>.png`` for one-image surveys), to
-  upload so that ``URL/<name>`` serves them;
+  (``<item id>_a.png``, ``<item id>_b.png``; ``<item id>.png`` for one-image surveys), to
+  upload so that ``URL/<name>`` serves them. Every image is re-encoded losslessly as PNG
+  (pixels unchanged), so neither the extension nor the file format tells a worker which
+  side is the JPEG candidate;
 - ``DIR/hits.csv``: the HIT input CSV, one row per HIT, columns ``item<k>_id`` and
   ``item<k>_left_url``/``item<k>_right_url`` (or ``item<k>_image_url``);
 - ``DIR/template.html``: the HIT layout (crowd-html-elements) with the survey's exact
@@ -22,9 +24,10 @@ from __future__ import annotations
 
 import csv
 import html
+import os
 import random
-import shutil
 from dataclasses import dataclass
+from itertools import cycle, islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -145,7 +148,7 @@ def make_survey(
     per_hit = items_per_hit - checks
     hits_count = -(-len(order) // per_hit)
     repeats = hits_count * per_hit - len(order)
-    order += order[:repeats]
+    order += islice(cycle(order), repeats)  # fewer items than repeats: cycle through them
     originals = {c["original_id"]: c["original_path"] for c in candidates}
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
@@ -223,19 +226,40 @@ def make_survey(
     )
 
 
+#: the one format (and extension) of every survey image
+IMAGE_SUFFIX = ".png"
+
+
 def _copy_images(
     store: Store, images: Path, item_id: str, paths: tuple[str, ...]
 ) -> tuple[str, ...]:
+    """Write the item's images as ``<item>_a.png``/``<item>_b.png`` (or ``<item>.png``)."""
     names = []
     sides = ("a", "b") if len(paths) == 2 else ("",)
     for side, relpath in zip(sides, paths, strict=True):
-        source = store.artifact_path(relpath)
-        name = f"{item_id}{'_' + side if side else ''}{source.suffix.lower()}"
+        name = f"{item_id}{'_' + side if side else ''}{IMAGE_SUFFIX}"
         target = images / name
-        if not (target.exists() and target.stat().st_size == source.stat().st_size):
-            shutil.copyfile(source, target)
+        if not target.exists():  # an item id names one batch's image: made once, then kept
+            _write_png(store.artifact_path(relpath), target)
         names.append(name)
     return tuple(names)
+
+
+def _write_png(source: Path, target: Path) -> None:
+    """``source`` re-encoded as a PNG, written atomically (PNG is lossless: the decoded
+    pixels are unchanged; modes PNG cannot hold, such as CMYK, become RGB)."""
+    from PIL import Image
+
+    try:
+        with Image.open(source) as image:
+            image.load()
+            if image.mode not in ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"):
+                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+            partial = target.with_name(target.name + ".partial")
+            image.save(partial, format="PNG")
+    except OSError as exc:
+        raise ConfigError(f"cannot re-encode survey image {source}: {exc}") from None
+    os.replace(partial, target)
 
 
 def _write_hits(
@@ -298,35 +322,37 @@ _STYLE = """
 """
 
 
+def _text(text: str) -> str:
+    """Text for the template: HTML-escaped, and ``$`` as ``&#36;`` so that MTurk does not
+    read ``${...}`` in a question as one of the HIT's input columns."""
+    return html.escape(text, quote=True).replace("$", "&#36;")
+
+
 def _question_html(question: Question, slot: int) -> str:
-    name = html.escape(answer_name(slot, question.id), quote=True)
-    parts = [f"<fieldset><legend>{html.escape(question.text)}</legend>"]
+    name = _text(answer_name(slot, question.id))
+    parts = [f"<fieldset><legend>{_text(question.text)}</legend>"]
     if question.note:
-        parts.append(f'<p class="note">{html.escape(question.note)}</p>')
+        parts.append(f'<p class="note">{_text(question.note)}</p>')
     if question.kind == "scale":
         parts.append('<div class="scale">')
         for value in range(question.low, question.high + 1):
             label = {question.low: question.low_label, question.high: question.high_label}.get(
                 value, ""
             )
-            text = f"{value}" + (f" ({html.escape(label)})" if label else "")
+            text = f"{value}" + (f" ({_text(label)})" if label else "")
             parts.append(
                 f'<label><input type="radio" name="{name}" value="{value}" required> {text}</label>'
             )
         parts.append("</div>")
     elif question.kind == "text":
         hint = f"up to {question.max_items}, separated by commas" if question.max_items > 1 else ""
-        label = f' label="{html.escape(hint, quote=True)}"' if hint else ""
+        label = f' label="{_text(hint)}"' if hint else ""
         parts.append(f'<crowd-input name="{name}"{label} required></crowd-input>')
     else:
         parts.append(f'<div class="choice" data-max="{question.max_items}">')
         for option in question.options:
-            option_name = html.escape(
-                f"{answer_name(slot, question.id)}__{slug(option)}", quote=True
-            )
-            parts.append(
-                f'<crowd-checkbox name="{option_name}">{html.escape(option)}</crowd-checkbox>'
-            )
+            option_name = _text(f"{answer_name(slot, question.id)}__{slug(option)}")
+            parts.append(f'<crowd-checkbox name="{option_name}">{_text(option)}</crowd-checkbox>')
         parts.append("</div>")
     parts.append("</fieldset>")
     return "\n".join(parts)
@@ -348,29 +374,36 @@ def render_template(survey: SurveyDefinition, items_per_hit: int) -> str:
             f'<section class="item"><h3>{slot} of {items_per_hit}</h3>\n'
             f'<div class="images">{images}</div>\n{questions}\n</section>'
         )
-    instructions = html.escape(survey.instructions or survey.name)
+    instructions = _text(survey.instructions or survey.name)
     return (
         f'<script src="{CROWD_ELEMENTS}"></script>\n<style>{_STYLE}</style>\n'
         f"<crowd-form>\n"
         f'<crowd-instructions link-text="View instructions" link-type="button">\n'
         f"<short-summary><p>{instructions}</p></short-summary>\n"
-        f"<detailed-instructions><h3>{html.escape(survey.name)}</h3><p>{instructions}</p>"
+        f"<detailed-instructions><h3>{_text(survey.name)}</h3><p>{instructions}</p>"
         f"</detailed-instructions>\n</crowd-instructions>\n"
         f"<p>{instructions}</p>\n" + "\n".join(sections) + "\n</crowd-form>\n" + _LIMIT_SCRIPT
     )
 
 
-#: refuse to submit more choices than a question allows
+#: refuse to submit fewer than one or more choices than a question allows (the importer
+#: fails an answer with no option chosen as blank, like any other blank answer)
 _LIMIT_SCRIPT = """<script>
 document.querySelector('crowd-form').addEventListener('submit', function (event) {
+  var problem = '';
   document.querySelectorAll('.choice').forEach(function (group) {
     var boxes = Array.prototype.slice.call(group.querySelectorAll('crowd-checkbox'));
     var chosen = boxes.filter(function (box) { return box.checked; }).length;
-    if (chosen > Number(group.dataset.max)) {
-      event.preventDefault();
-      alert('Please choose at most ' + group.dataset.max + ' options in each list.');
+    if (chosen < 1) {
+      problem = 'Please choose at least one option in each list.';
+    } else if (chosen > Number(group.dataset.max)) {
+      problem = 'Please choose at most ' + group.dataset.max + ' options in each list.';
     }
   });
+  if (problem) {
+    event.preventDefault();
+    alert(problem);
+  }
 });
 </script>
 """
