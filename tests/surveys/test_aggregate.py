@@ -233,3 +233,45 @@ def test_read_api_on_a_study_without_ratings(study):
         ):
             frame = read(readonly)
             assert frame.empty and len(frame.columns) >= 2, read.__name__
+
+
+def test_method_summary_ci_is_scipys_percentile_bootstrap_of_pair_medians(store, tmp_path):
+    from scipy.stats import bootstrap
+
+    found = candidates(store)
+    point = found[0]["operating_point"]
+    group = [i for i, c in enumerate(found) if c["operating_point"] == point]
+    assert len(group) == 4
+    values = {group[0]: [3, 5, 9], group[1]: [8, 8, 7], group[2]: [1, 2, 2], group[3]: [6, 10]}
+    rows = [(f"r{k}", c, "similarity", v) for c, vs in values.items() for k, v in enumerate(vs)]
+    import_long(store, tmp_path, "A", rows)
+    row = aggregate.method_summary(store, "A", seed=7).set_index("operating_point").loc[point]
+    medians = np.array([5.0, 8.0, 2.0, 8.0])
+    expected = bootstrap(
+        (medians,),
+        np.mean,
+        n_resamples=2000,
+        confidence_level=0.95,
+        method="percentile",
+        rng=np.random.default_rng(7),
+    ).confidence_interval
+    assert (row.pairs, row.ratings, row.median_mean) == (4, 11, pytest.approx(5.75))
+    assert row.median_ci_low == pytest.approx(expected.low)
+    assert row.median_ci_high == pytest.approx(expected.high)
+    assert row.median_ci_low < 5.75 < row.median_ci_high
+
+
+def test_words_with_no_singular_of_their_own_are_left_alone():
+    for word in ("species", "series", "news", "glasses", "scissors", "clothes"):
+        assert aggregate.normalise_answer(word) == word
+    assert aggregate.normalise_answer("reading glasses") == "reading glasses"
+    assert aggregate.normalise_answer("wine glass") == "wine glass"
+    assert aggregate.normalise_answer("dresses") == "dress"
+
+
+def test_alpha_of_identical_ratings_is_nan_without_a_warning(store, tmp_path, recwarn):
+    rows = [(r, c, "similarity", 7) for r in ("r1", "r2") for c in (0, 1, 2)]
+    import_long(store, tmp_path, "A", rows)
+    table = aggregate.reliability(store, "A").iloc[0]
+    assert np.isnan(table.alpha) and table.pairable_units == 3
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

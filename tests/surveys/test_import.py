@@ -614,3 +614,14 @@ def test_summary_lists_the_first_hundred_problems_and_counts_all(store, tmp_path
     stored = json.loads(store.conn.execute("SELECT summary FROM rating_imports").fetchone()[0])
     assert stored["failed_count"] == 150 and len(stored["failed"]) == 100
     assert store.count("failures") == 150  # every one is still recorded
+
+
+def test_option_numbers_count_from_the_low_end_of_the_scale(store, tmp_path):
+    from semcomp.surveys.answers import read_answer
+    from semcomp.surveys.definitions import Question
+
+    calm = Question(id="calm", kind="scale", text="How calm?", low=0, high=4)
+    assert read_answer(calm, {"calm.option_1": "true"}, "calm", {}).value == 0
+    assert read_answer(calm, {"calm.option_5": "true"}, "calm", {}).value == 4
+    assert read_answer(calm, {"calm.0": "true"}, "calm", {}).value == 0  # a value, not a number
+    assert read_answer(A.questions[0], {"Q1.option_3": "true"}, "Q1", {}).value == 3

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import re
-import sys
+import warnings
 from itertools import combinations
 from pathlib import Path
 
@@ -44,12 +44,7 @@ import pandas as pd
 from semcomp.analysis.stats import mean_ci
 from semcomp.errors import ConfigError
 from semcomp.store import Store
-from semcomp.surveys.definitions import SurveyDefinition
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from semcomp.surveys.definitions import SurveyDefinition, read_toml
 
 #: the columns the Survey B and C tables can be grouped by
 GROUP_COLUMNS = ("method", "operating_point", "category")
@@ -221,9 +216,24 @@ _ARTICLES = re.compile(r"^(?:a|an|the)\s+")
 _SPACE = re.compile(r"\s+")
 
 
+#: words the plural rules below would get wrong: the same in singular and plural, or only
+#: used in the plural (a pair of glasses, scissors)
+UNCHANGED = frozenset(
+    {
+        "species", "series", "news", "means", "glasses", "sunglasses", "eyeglasses",
+        "scissors", "trousers", "pants", "jeans", "shorts", "tights", "clothes",
+        "binoculars", "headphones", "stairs", "goods", "physics", "mathematics",
+        "gymnastics", "athletics", "politics", "economics", "christmas", "lens", "canvas",
+    }
+)  # fmt: skip
+
+
 def singular(word: str) -> str:
     """A simple English plural-to-singular: ``puppies``→``puppy``, ``boxes``→``box``,
-    ``dogs``→``dog``; words ending in ss, us, is are left alone."""
+    ``dogs``→``dog``; words ending in ss, us, is and those in :data:`UNCHANGED`
+    (``species``, ``glasses``, ``news``...) are left alone."""
+    if word in UNCHANGED:
+        return word
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
     if len(word) > 4 and word.endswith(("ches", "shes", "sses", "xes", "zes")):
@@ -250,12 +260,7 @@ def load_synonyms(path: Path | None) -> dict[str, str]:
     Variants are normalised the same way answers are."""
     if path is None:
         return {}
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read synonyms {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"synonyms {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "synonyms")
     synonyms: dict[str, str] = {}
     for canonical, variants in data.items():
         if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants):
@@ -435,13 +440,16 @@ def reliability_of(
             pairable = int((counts.sum(axis=1) >= 2).sum())
             alpha = np.nan
             if pairable >= 2 and len(domain) >= 2:
-                alpha = float(
-                    krippendorff.alpha(
-                        value_counts=counts.to_numpy(),
-                        value_domain=list(range(len(domain))) if level == "nominal" else domain,
-                        level_of_measurement=level,
+                # every rating the same value: alpha is undefined (0/0), NaN without a warning
+                with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    alpha = float(
+                        krippendorff.alpha(
+                            value_counts=counts.to_numpy(),
+                            value_domain=list(range(len(domain))) if level == "nominal" else domain,
+                            level_of_measurement=level,
+                        )
                     )
-                )
             rows.append([survey_id, question.id, level, alpha, len(counts), pairable, len(answers)])
     return pd.DataFrame(rows, columns=columns)
 

@@ -5,6 +5,8 @@ A field ``q`` may be answered as ``q`` (text, slider, native radio button),
 ``q.option_3``, ``q.3``, ``q.busy``, ``q__busy`` or ``q__busy.on`` (radio groups and
 checkboxes, crowd or native). :func:`read_answer` turns whichever is present into
 a number (scale), an ordered list of items (text) or a list of options (choice).
+On a scale, a bare number (``q.7``) is the value itself and ``option_N`` the N-th value
+from the scale's low end (``option_1`` of a 0–4 scale is 0).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from semcomp.surveys.definitions import Question
 
 TRUE = frozenset({"true", "on", "1", "yes", "checked"})
-_OPTION_NUMBER = re.compile(r"^(?:option_?)?(\d+)$", re.IGNORECASE)
+_OPTION_NUMBER = re.compile(r"^(option_?)?(\d+)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,11 @@ def _scale_value(
     candidate = str(mapped) if mapped is not None else text
     number_match = _OPTION_NUMBER.match(candidate.strip())
     try:
-        value = float(number_match.group(1) if number_match else candidate)
+        if number_match and number_match.group(1):
+            # option_N numbers a radio group's buttons from 1: the scale's N-th value
+            value = float(question.low + int(number_match.group(2)) - 1)
+        else:
+            value = float(number_match.group(2) if number_match else candidate)
     except ValueError:
         raise AnswerError(f"{text!r} is not a number", raw, column) from None
     if value != value or not float(value).is_integer():

@@ -128,15 +128,29 @@ def slug(text: str) -> str:
     return "_".join(part for part in cleaned.split("_") if part)
 
 
+def read_toml(path: Path, what: str) -> dict:
+    """The table of a TOML file the user gave (a survey definition, a mapping, synonyms);
+    a :class:`ConfigError` naming ``what`` and the file if it cannot be read or parsed."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """Pydantic errors as ``key.path: message; ...`` (one wording for every settings file)."""
+    from semcomp.methods import describe_errors
+
+    return describe_errors(exc)
+
+
 def _parse(data: dict, where: str) -> SurveyDefinition:
     try:
         return SurveyDefinition(**data, source=where)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'file'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise ConfigError(f"survey definition {where}: {problems}") from None
+        raise ConfigError(f"survey definition {where}: {validation_problems(exc)}") from None
     except TypeError as exc:
         raise ConfigError(f"survey definition {where}: {exc}") from None
 
@@ -165,13 +179,7 @@ def load_survey(name_or_path: str | Path) -> SurveyDefinition:
             f"unknown survey {text!r}: built-in surveys are {', '.join(builtin)}, "
             "or give the path of a survey definition .toml"
         )
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read survey definition {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"survey definition {path} is not valid TOML: {exc}") from None
-    definition = _parse(data, str(path))
+    definition = _parse(read_toml(path, "survey definition"), str(path))
     if definition.id.upper() in builtin:
         raise ConfigError(
             f"survey definition {path} uses the id {definition.id!r} of a built-in survey; "

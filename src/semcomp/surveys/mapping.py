@@ -26,19 +26,13 @@ surveys) and ``Input.candidate`` and answers named by question id.
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from semcomp.errors import ConfigError
-from semcomp.surveys.definitions import SurveyDefinition
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from semcomp.surveys.definitions import SurveyDefinition, read_toml, validation_problems
 
 GENERATED_ID = re.compile(r"^item(\d+)_id$")
 #: answer names in HITs made by ``semcomp survey make``
@@ -92,18 +86,9 @@ def _strip(prefix: str, name: str) -> str:
 
 def load_mapping(path: Path, survey: SurveyDefinition) -> Mapping:
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read mapping {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"mapping {path} is not valid TOML: {exc}") from None
-    try:
-        mapping = Mapping(**data)
+        mapping = Mapping(**read_toml(path, "mapping"))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"mapping {path}: {problems}") from None
+        raise ConfigError(f"mapping {path}: {validation_problems(exc)}") from None
     known = {q.id for q in survey.questions}
     unknown = sorted(set(mapping.questions) - known)
     unknown += sorted({c.question for c in mapping.checks} - known)
