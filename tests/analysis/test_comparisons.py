@@ -203,3 +203,59 @@ def test_report_of_a_study_without_scores_says_what_is_missing(tmp_path, image_f
     assert "agreement" in notes
     assert (files.folder / "table1.png").exists()
     assert len(pd.read_csv(files.folder / "table1.csv")) == 2  # jpeg at two qualities
+
+
+def same_name_points() -> pd.DataFrame:
+    """Three originals all named "1": landscape/a/1.jpg, landscape/b/1.jpg and person/1.jpg.
+
+    Each reaches 8.5 at a different operating point of one JPEG sweep.
+    """
+    reach = {"land-a": 0, "land-b": 1, "person": 2}  # index of the first point ≥ 8.5
+    rows = []
+    for original_id, first in reach.items():
+        for point, rate in enumerate((1000, 2000, 4000)):
+            score = 9.0 if point >= first else 6.0
+            rows.append((original_id, "jpeg", f"q{point}", rate, score))
+    frame = pd.DataFrame(
+        rows, columns=["original_id", "method", "operating_point", "rate_bytes", SAT]
+    )
+    frame["original"] = "1"
+    frame["category"] = np.where(frame["original_id"] == "person", "person", "landscape")
+    frame["codec"] = "jpeg"
+    frame["replicate"] = 0
+    frame["rate_bits"] = frame["rate_bytes"] * 8
+    frame["bpp"] = frame["rate_bits"] / 10_000
+    return frame
+
+
+def test_iso_satisfaction_and_table1_tell_apart_originals_that_share_a_name():
+    per_image, per_method = iso_satisfaction(same_name_points(), SAT, 8.5, "bytes")
+    assert dict(zip(per_image.original_id, per_image.min_rate_bytes, strict=True)) == {
+        "land-a": 1000,
+        "land-b": 2000,
+        "person": 4000,
+    }
+    assert (per_image.original == "1").all()
+    jpeg = per_method.set_index("method").loc["jpeg"]
+    assert jpeg["images"] == 3 and jpeg["images_reaching"] == 3
+    assert jpeg["median_min_rate_bytes"] == 2000 and jpeg["smallest_min_rate_bytes"] == 1000
+    table = table1(same_name_points()).table
+    assert (table["images"] == 3).all()
+    assert table.set_index("operating_point").loc["q1", "satisfaction_mean"] == pytest.approx(8)
+
+
+def test_bd_rate_refuses_curves_that_barely_overlap():
+    summary = summarise(synthetic_points())
+    jpeg = summary[summary.method == "jpeg"]  # mean satisfaction 6, 7.5, 9, 10
+    partial = jpeg.assign(method="higher", **{f"{SAT} mean": jpeg[f"{SAT} mean"] + 3})
+    # overlap 9–10 of the combined 6–13: 14 %; bjontegaard only warns (min_overlap 0.75)
+    with pytest.raises(AnalysisError, match=r"overlap over only 14% .*needs 75%"):
+        bd_rate(pd.concat([summary, partial]), "jpeg", "higher", SAT, "bytes")
+    mostly = jpeg.assign(method="mostly", **{f"{SAT} mean": jpeg[f"{SAT} mean"] + 0.5})
+    # overlap 6.5–10 of 6–10.5: 78 %: defined
+    assert np.isfinite(bd_rate(pd.concat([summary, mostly]), "jpeg", "mostly", SAT, "bytes"))
+    from semcomp.analysis.report import bd_rate_table
+
+    table = bd_rate_table(pd.concat([summary, partial]), SAT, "bytes").set_index(["anchor", "test"])
+    assert np.isnan(table.loc[("jpeg", "higher"), "bd_rate_percent"])
+    assert "overlap over only 14%" in table.loc[("jpeg", "higher"), "reason"]

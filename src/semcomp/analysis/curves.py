@@ -15,8 +15,13 @@ import pandas as pd
 from semcomp.analysis.rd import SATISFACTION_PREFIX, rate_column
 from semcomp.errors import AnalysisError
 
+#: what identifies an image (``original_id``) and what names it for people
+IMAGE_COLUMNS = ["original_id", "original", "category"]
 #: operating points per curve that BD-rate's piecewise-cubic fit needs (the classic four)
 BD_MIN_POINTS = 4
+#: the least share of the two curves' combined similarity range that both must cover for
+#: BD-rate to mean something (the ``bjontegaard`` package's ``min_overlap`` default)
+BD_MIN_OVERLAP = 0.75
 
 
 #: the textual-transform paper's iso-satisfaction level (median Survey A rating, 1–10)
@@ -40,17 +45,17 @@ def per_image_points(points: pd.DataFrame, metric: str, rate: str = "bytes") -> 
 
     Replicates (diffusion seeds) and caption variants of one operating point are
     averaged, so an image "reaches" a level when its candidates do on average.
+    Originals are told apart by ``original_id``: two files may share a name
+    (``landscape/1.jpg`` and ``person/1.jpg``).
     """
     column = rate_column(rate)
     usable = points.dropna(subset=[column, metric])
     if usable.empty:
-        return pd.DataFrame(
-            columns=["original", "category", "method", "operating_point", column, metric]
-        )
+        return pd.DataFrame(columns=[*IMAGE_COLUMNS, "method", "operating_point", column, metric])
     return (
-        usable.groupby(["original", "category", "method", "operating_point"], as_index=False)
+        usable.groupby([*IMAGE_COLUMNS, "method", "operating_point"], as_index=False)
         .agg({column: "mean", metric: "mean"})
-        .sort_values(["original", "method", column])
+        .sort_values(["original", "original_id", "method", column])
         .reset_index(drop=True)
     )
 
@@ -73,16 +78,16 @@ def iso_satisfaction(
     reached = images[images[metric] >= level]
     cheapest = (
         reached.sort_values(column)
-        .groupby(["original", "method"], as_index=False)
+        .groupby(["original_id", "method"], as_index=False)
         .first()
         .rename(columns={column: f"min_{column}"})
     )
-    every = images[["original", "category", "method"]].drop_duplicates()
+    every = images[[*IMAGE_COLUMNS, "method"]].drop_duplicates()
     per_image = every.merge(
-        cheapest[["original", "method", "operating_point", f"min_{column}", metric]],
-        on=["original", "method"],
+        cheapest[["original_id", "method", "operating_point", f"min_{column}", metric]],
+        on=["original_id", "method"],
         how="left",
-    ).sort_values(["method", "original"])
+    ).sort_values(["method", "original", "original_id"])
     rows = []
     for method, group in images.groupby("method"):
         per_point = group.groupby("operating_point").agg({column: "mean", metric: "mean"})
@@ -92,7 +97,7 @@ def iso_satisfaction(
             {
                 "method": method,
                 "level": level,
-                "images": int(group["original"].nunique()),
+                "images": int(group["original_id"].nunique()),
                 "images_reaching": int(mins.notna().sum()),
                 f"median_min_{column}": float(mins.median()) if mins.notna().any() else np.nan,
                 f"smallest_min_{column}": float(mins.min()) if mins.notna().any() else np.nan,
@@ -139,7 +144,8 @@ def bd_rate(
     rising with rate. Negative means
     ``test`` needs fewer bits for the same similarity. Raises
     :class:`AnalysisError` when a curve has too few points, is not monotone
-    enough to invert, or the curves do not overlap in similarity.
+    enough to invert, or the curves' similarity ranges overlap over less than
+    :data:`BD_MIN_OVERLAP` of their combined range.
     """
     import bjontegaard
 
@@ -165,8 +171,18 @@ def bd_rate(
             f"the {metric} ranges of {anchor!r} and {test!r} do not overlap; BD-rate compares "
             "rates at equal similarity, so it is undefined here"
         )
+    lowest = min(curves[m][score_col].min() for m in curves)
+    highest = max(curves[m][score_col].max() for m in curves)
+    overlap = (high - low) / (highest - lowest)
+    if overlap < BD_MIN_OVERLAP:
+        raise AnalysisError(
+            f"the {metric} ranges of {anchor!r} and {test!r} overlap over only {overlap:.0%} "
+            f"of their combined range ({low:.4g} to {high:.4g} of {lowest:.4g} to "
+            f"{highest:.4g}); BD-rate needs {BD_MIN_OVERLAP:.0%}, or it averages over a "
+            "sliver of the curves"
+        )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # overlap checked above; the rest become errors below
         try:
             value = bjontegaard.bd_rate(
                 curves[anchor][rate_col].to_numpy(),
@@ -175,6 +191,7 @@ def bd_rate(
                 curves[test][score_col].to_numpy(),
                 method=interpolation,
                 require_matching_points=False,
+                min_overlap=BD_MIN_OVERLAP,
             )
         except (ValueError, ZeroDivisionError, np.linalg.LinAlgError) as exc:
             raise AnalysisError(
