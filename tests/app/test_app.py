@@ -1,6 +1,7 @@
 """The Streamlit app on a study with every kind of method, a partial study and an empty one."""
 
 import hashlib
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -184,3 +185,26 @@ def test_semcomp_app_refuses_a_folder_that_is_not_a_study(tmp_path, capsys):
         main(["app", str(tmp_path), "--no-browser"])
     assert stopped.value.code == 1
     assert "is not a study folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="Windows waits for Streamlit as a child")
+def test_semcomp_app_becomes_the_streamlit_server_without_prompts(all_methods_study, monkeypatch):
+    """On POSIX the command execs Streamlit, so SIGTERM reaches the server, and it asks nothing."""
+    from semcomp.cli import main
+
+    started = []
+
+    def exec_instead(path, args, env):
+        started.append((path, args, env))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execve", exec_instead)
+    with pytest.raises(SystemExit):
+        main(["app", str(all_methods_study), "--port", "8765"])
+    ((path, args, env),) = started
+    options = dict(zip(args[5::2], args[6::2], strict=True))
+    assert args[1:4] == ["-m", "streamlit", "run"] and path == args[0]
+    assert options["--server.showEmailPrompt"] == "false"
+    assert options["--browser.gatherUsageStats"] == "false"
+    assert options["--server.headless"] == "false"  # the default opens a browser tab
+    assert env[STUDY_ENV] == str(all_methods_study.resolve())
