@@ -259,3 +259,53 @@ def test_bd_rate_refuses_curves_that_barely_overlap():
     table = bd_rate_table(pd.concat([summary, partial]), SAT, "bytes").set_index(["anchor", "test"])
     assert np.isnan(table.loc[("jpeg", "higher"), "bd_rate_percent"])
     assert "overlap over only 14%" in table.loc[("jpeg", "higher"), "reason"]
+
+
+def tied_pairs(rows: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rounded CLIP-like scores against 1–10 ratings: many ties on both sides."""
+    rng = np.random.default_rng(seed)
+    xs = np.round(rng.uniform(0, 1, (rows, n)), 1)
+    ys = np.clip(np.round(xs * 9 + 1 + rng.normal(0, 2, (rows, n))), 1, 10)
+    return xs, ys
+
+
+@pytest.mark.parametrize("n", [40, 700])  # vectorised pairs, and scipy row by row
+def test_rank_correlation_rows_equal_scipy_on_tied_data(n):
+    from scipy.stats import kendalltau, spearmanr
+
+    from semcomp.analysis.agreement import KENDALL_VECTORISED_MAX, kendall_rows, spearman_rows
+
+    xs, ys = tied_pairs(5, n)
+    xs[0] = 0.5  # a constant row: undefined, as in scipy
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kendall, spearman = kendall_rows(xs, ys), spearman_rows(xs, ys)
+    assert np.isnan(kendall[0]) and np.isnan(spearman[0])
+    for row in range(1, 5):
+        assert kendall[row] == pytest.approx(kendalltau(xs[row], ys[row]).statistic, abs=1e-12)
+        assert spearman[row] == pytest.approx(spearmanr(xs[row], ys[row]).statistic, abs=1e-12)
+    assert (n > KENDALL_VECTORISED_MAX) == (n == 700)
+
+
+def test_kendall_bootstrap_of_thousands_of_candidates_stays_small():
+    """All n² pairs of n = 3000 at once took ~150 MB per resample chunk (and minutes)."""
+    import tracemalloc
+
+    from semcomp.analysis.agreement import kendall_rows
+    from semcomp.analysis.stats import paired_bootstrap_ci
+
+    xs, ys = tied_pairs(3, 3000)
+    tracemalloc.start()
+    try:
+        kendall_rows(xs, ys)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6, f"{peak / 1e6:.0f} MB"
+    x, y = tied_pairs(1, 20_000)
+    tracemalloc.start()
+    try:
+        low, high = paired_bootstrap_ci(x[0], y[0], lambda a, b: a.mean(-1) - b.mean(-1))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert low < high and peak < 100e6, f"{peak / 1e6:.0f} MB"  # 2000 × 20,000 × 2 = 640 MB
