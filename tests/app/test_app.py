@@ -208,3 +208,35 @@ def test_semcomp_app_becomes_the_streamlit_server_without_prompts(all_methods_st
     assert options["--browser.gatherUsageStats"] == "false"
     assert options["--server.headless"] == "false"  # the default opens a browser tab
     assert env[STUDY_ENV] == str(all_methods_study.resolve())
+
+
+def test_an_immutable_read_that_fails_is_read_again_with_locking(partial_study):
+    """A writer that opens and checkpoints during an ``immutable`` read can make it fail."""
+    import sqlite3
+
+    from semcomp.app.data import SnapshotStore, read_consistently, signature
+
+    used = []
+
+    def read(folder, store):
+        used.append(type(store).__name__)
+        with store:
+            if isinstance(store, SnapshotStore):
+                raise sqlite3.DatabaseError("database disk image is malformed")
+            return store.count("candidates")
+
+    assert read_consistently(partial_study, signature(partial_study), read) > 0
+    assert used == ["SnapshotStore", "Store"]
+
+
+def test_editing_study_toml_is_seen_on_the_next_rerun(partial_study):
+    from semcomp.app.data import load_study, signature
+
+    before = signature(partial_study)
+    assert load_study(str(partial_study), before).name != "renamed"
+    config = partial_study / "study.toml"
+    text = config.read_text()
+    assert text.startswith('name = "test"\n')
+    config.write_text(text.replace('name = "test"', 'name = "renamed"', 1))
+    assert signature(partial_study) != before
+    assert load_study(str(partial_study), signature(partial_study)).name == "renamed"
