@@ -6,7 +6,7 @@ import pytest
 
 from semcomp.analysis.agreement import ALL, agreement
 from semcomp.analysis.curves import bd_rate, iso_satisfaction, pareto_front
-from semcomp.analysis.embedding_results import find_result_files, load_embedding_results
+from semcomp.analysis.embedding_results import embedding_results
 from semcomp.analysis.rd import human_metrics, rd_points, summarise
 from semcomp.analysis.table1 import MISSING_HUMAN, table1
 from semcomp.errors import AnalysisError
@@ -124,15 +124,55 @@ def test_embedding_results_from_sweep_and_eval_files(tmp_path):
     ).to_csv(folder / "results.csv", index=False)
     (tmp_path / "pqvae" / "eval.json").write_text('{"method": "float16", "bpd": 16, "top1": 0.9}')
     (tmp_path / "pqvae" / "notes.json").write_text('{"hello": 1}')
-    found = find_result_files(tmp_path, [tmp_path / "missing.csv"])
-    results = load_embedding_results(found)
+    (tmp_path / "other.json").write_text('{"hello": 1}')
+    results = embedding_results(
+        tmp_path, [tmp_path / "missing.csv", tmp_path / "other.json", tmp_path / "pqvae"]
+    )
     assert sorted(results.table["method"]) == [
         "float16",
         "pqvae-shared (d_sub=16, K=4)",
         "scalar (1 bit)",
     ]
     problems = {path.name: reason for path, reason in results.problems}
-    assert "no column method" in problems["notes.json"] and problems["missing.csv"]
+    assert "no column method" in problems["other.json"] and problems["missing.csv"]
+    assert "notes.json" not in problems  # found by searching, not named: passed over
+    (tmp_path / "pqvae" / "broken.json").write_text('{"method": ')
+    problems = {path.name for path, _ in embedding_results(tmp_path).problems}
+    assert problems == {"broken.json"}  # unreadable is reported wherever it is
+
+
+def test_embedding_results_of_a_real_pqvae_sweep_folder(tmp_path):
+    """`semcomp pqvae sweep` leaves runs/<config>/train_state.json and sweep.json beside
+    results.csv; only results.csv is read, in the study and in a folder named explicitly."""
+    from semcomp.codecs.pqvae.data import EmbeddingSet
+    from semcomp.codecs.pqvae.evaluate import sweep
+    from semcomp.codecs.pqvae.model import PAPER_PRESET
+    from semcomp.codecs.pqvae.train import TrainConfig
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 10)
+    data = EmbeddingSet(rng.normal(size=(40, 16)) + labels[:, None], labels, list("abcd"))
+    out = tmp_path / "study" / "pqvae" / "sweep"
+    results = sweep(
+        data,
+        rng.normal(size=(4, 16)).astype("float32"),
+        out,
+        d_subs=[4],
+        sizes=[2],
+        base=PAPER_PRESET.model_copy(  # small enough for seconds on a CPU
+            update={"hidden": (32, 16), "residual_hidden": 8, "channels": 8, "d_sub": 4}
+        ),
+        train_config=TrainConfig(epochs=1, lr=1e-3, batch_size=16),
+        coder="fixed",
+        log=lambda _: None,
+        progress=False,
+    )
+    assert list(out.glob("runs/*/train_state.json")) and (out / "sweep.json").exists()
+    found = embedding_results(tmp_path / "study")
+    assert found.problems == [] and found.files == [out / "results.csv"]
+    assert sorted(found.table["method"]) == sorted(results["method"])
+    elsewhere = embedding_results(tmp_path / "empty-study", [out])
+    assert elsewhere.problems == [] and elsewhere.files == [out / "results.csv"]
 
 
 def test_report_writes_every_comparison_for_a_study_with_every_method(all_methods_study):
@@ -309,3 +349,50 @@ def test_kendall_bootstrap_of_thousands_of_candidates_stays_small():
     finally:
         tracemalloc.stop()
     assert low < high and peak < 100e6, f"{peak / 1e6:.0f} MB"  # 2000 × 20,000 × 2 = 640 MB
+
+
+def test_summary_takes_the_image_as_its_unit_like_table1():
+    """Two diffusion replicates of one image are one sample, not two."""
+    from semcomp.analysis.stats import mean_ci
+
+    points = synthetic_points()
+    points.loc[(points.original == "b") & (points.method == "jpeg"), SAT] = np.nan  # unrated
+    summary = summarise(points, seed=3).set_index(["method", "operating_point"])
+    caption = summary.loc[("caption", "caption")]
+    assert caption["n"] == 2 and caption[f"{SAT} n"] == 2  # 2 images × 2 replicates
+    assert caption[f"{SAT} mean"] == pytest.approx(7.5)
+    assert (caption[f"{SAT} mean_ci_low"], caption[f"{SAT} mean_ci_high"]) == mean_ci(
+        np.array([8.5, 6.5]), 3
+    )
+    first = table1(points, seed=3).table.set_index(["method", "operating_point"])
+    assert caption[f"{SAT} mean_ci_low"] == first.loc[("caption", "caption"), "satisfaction_ci_low"]
+    jpeg = summary.loc[("jpeg", "q0")]
+    assert jpeg["n"] == 2 and jpeg[f"{SAT} n"] == 1 and jpeg[f"{CLIP} n"] == 2
+    assert jpeg["rate_bytes_mean"] == 1050
+
+
+def test_curve_crossings_follow_the_drawn_curve_on_a_log_rate_axis():
+    from semcomp.analysis.curves import curve_crossings
+
+    summary = pd.DataFrame(
+        {
+            "method": ["m"] * 3 + ["flat"],
+            "operating_point": ["a", "b", "c", "x"],
+            "rate_bytes_mean": [1000.0, 100.0, 10_000.0, 50.0],
+            "s mean": [8.0, 6.0, 9.0, 3.0],
+        }
+    )
+    at = curve_crossings(summary, 7.0, "s mean", "rate_bytes_mean").set_index("method")
+    assert list(at.index) == ["m"]  # "flat" never reaches 7
+    assert at.loc["m", "rate"] == pytest.approx(np.sqrt(100 * 1000))  # halfway, in log rate
+    assert at.loc["m", "operating_point"] == "a"
+    start = curve_crossings(summary, 5.0, "s mean", "rate_bytes_mean").set_index("method")
+    assert start.loc["m", "rate"] == 100  # the curve starts above the level
+
+
+def test_rate_text_shows_bits_when_bytes_are_not_whole():
+    from semcomp.analysis.rd import rate_text
+
+    assert rate_text(8000) == "1,000 bytes"
+    assert rate_text(8001) == "8,001 bits (1,000.1 bytes)"
+    assert rate_text(pd.NA) == rate_text(None) == "rate unknown"

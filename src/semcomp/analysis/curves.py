@@ -109,6 +109,77 @@ def iso_satisfaction(
     return per_image.reset_index(drop=True), per_method
 
 
+def curve_crossings(
+    summary: pd.DataFrame, level: float, score_col: str, rate_col: str
+) -> pd.DataFrame:
+    """Where each method's drawn curve first reaches ``level``, in increasing rate.
+
+    The curve is the method's operating points (``summary`` rows) by mean rate, joined
+    by straight segments on a log rate axis as the charts draw them; the crossing is
+    interpolated on the segment into the first point at or above ``level`` (that point
+    itself when the curve starts above). Columns: method, rate, operating_point (the
+    first point reaching it). Methods that never reach ``level`` are left out.
+    """
+    rows = []
+    usable = summary.dropna(subset=[rate_col, score_col])
+    for method, curve in usable[usable[rate_col] > 0].groupby("method"):
+        curve = curve.sort_values(rate_col)
+        rates = np.log(curve[rate_col].to_numpy(dtype=float))
+        scores = curve[score_col].to_numpy(dtype=float)
+        reached = np.flatnonzero(scores >= level)
+        if not reached.size:
+            continue
+        first = reached[0]
+        rate = float(curve[rate_col].iloc[first])
+        if first > 0:  # scores[first - 1] < level <= scores[first]
+            share = (level - scores[first - 1]) / (scores[first] - scores[first - 1])
+            rate = float(np.exp(rates[first - 1] + share * (rates[first] - rates[first - 1])))
+        rows.append(
+            {
+                "method": method,
+                "rate": rate,
+                "operating_point": curve["operating_point"].iloc[first],
+            }
+        )
+    return pd.DataFrame(rows, columns=["method", "rate", "operating_point"])
+
+
+def iso_markers(
+    per_method: pd.DataFrame,
+    summary: pd.DataFrame,
+    metric: str,
+    level: float,
+    rate: str,
+    *,
+    aggregated: bool,
+) -> pd.DataFrame:
+    """Where a chart marks each method on the iso-satisfaction line: ``method``, ``rate``,
+    ``label``.
+
+    Over aggregated curves, where the drawn mean curve crosses the level
+    (:func:`curve_crossings`); over per-image points, the median over images of the
+    smallest rate at which each image reaches it (``per_method`` from
+    :func:`iso_satisfaction`).
+    """
+    if aggregated:
+        crossings = curve_crossings(
+            summary, level, f"{metric} mean", rate_column(rate, summary=True)
+        )
+        labels = [
+            f"{m}: mean curve reaches {level:g} at {r:.4g} (first point: {p})"
+            for m, r, p in crossings.itertuples(index=False)
+        ]
+        return crossings[["method", "rate"]].assign(label=labels)
+    column = f"median_min_{rate_column(rate)}"
+    reached = per_method.dropna(subset=[column])
+    labels = [
+        f"{row.method}: median over the {row.images_reaching} of {row.images} images reaching "
+        f"{level:g} of their smallest rate, {getattr(row, column):.4g}"
+        for row in reached.itertuples(index=False)
+    ]
+    return pd.DataFrame({"method": reached["method"], "rate": reached[column], "label": labels})
+
+
 def pareto_front(frame: pd.DataFrame, rate_col: str, metric: str) -> pd.DataFrame:
     """Rows no other row beats: none has a lower-or-equal rate with a higher score.
 

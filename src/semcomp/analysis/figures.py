@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from semcomp.analysis.agreement import ALL
 from semcomp.analysis.rd import (
     RATE_COLUMNS,
     SCALED_CLIP,
@@ -127,8 +128,16 @@ def png_bytes(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def colour_map(keys) -> dict[str, str]:
+    """One colour per key (as text, sorted): matplotlib's C0–C9 as hex, so the app's
+    plotly charts and the report's figures colour methods and categories alike."""
+    from matplotlib.colors import to_hex
+
+    return {key: to_hex(f"C{index % 10}") for index, key in enumerate(sorted(map(str, keys)))}
+
+
 def _colours(keys: list) -> dict:
-    return {key: f"C{index % 10}" for index, key in enumerate(sorted(map(str, keys)))}
+    return colour_map(keys)
 
 
 def rd_chart(
@@ -152,7 +161,7 @@ def rd_chart(
     candidates. ``iso_level`` draws the iso-satisfaction line and marks where
     each method first reaches it; ``pareto`` draws the front across methods.
     """
-    from semcomp.analysis.curves import iso_satisfaction, pareto_front
+    from semcomp.analysis.curves import iso_markers, iso_satisfaction, pareto_front
 
     plt = _pyplot()
     point_rate, mean_rate, rate_label = RATE_AXES[rate]
@@ -163,8 +172,9 @@ def rd_chart(
         axis.text(0.5, 0.5, f"no {metric} scores with a rate", ha="center", va="center")
         axis.set_axis_off()
         return figure
-    colours = _colours(usable[colour_by].unique())
+    colours = colour_map(usable[colour_by].unique())
     by_method = aggregated and colour_by == "method" and f"{metric} mean" in summary
+    summary = summary[summary[mean_rate] > 0] if mean_rate in summary else summary
     for key, dots in usable.groupby(colour_by):
         axis.scatter(
             dots[point_rate],
@@ -211,9 +221,9 @@ def rd_chart(
     if iso_level is not None:
         axis.axhline(iso_level, color="magenta", lw=1, label=f"iso-satisfaction {iso_level:g}")
         _, per_method = iso_satisfaction(usable, metric, iso_level, rate)
-        reached = per_method.dropna(subset=[f"smallest_min_{point_rate}"])
+        reached = iso_markers(per_method, summary, metric, iso_level, rate, aggregated=by_method)
         axis.scatter(
-            reached[f"smallest_min_{point_rate}"],
+            reached["rate"],
             np.full(len(reached), iso_level),
             marker="D",
             s=30,
@@ -295,7 +305,7 @@ def agreement_figure(
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(PAPER_WIDTH / 2, 3.2))
     both = points.dropna(subset=[model_metric, human_metric])
-    colours = _colours(both["method"].unique())
+    colours = colour_map(both["method"].unique())
     for method, rows in both.groupby("method"):
         axis.scatter(
             rows[model_metric],
@@ -306,7 +316,7 @@ def agreement_figure(
             lw=0,
             label=str(method),
         )
-    overall = correlations[correlations["method"] == "all methods"]
+    overall = correlations[correlations["method"] == ALL]
     if not overall.empty:
         row = overall.iloc[0]
         axis.set_title(
