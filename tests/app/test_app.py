@@ -280,6 +280,8 @@ def test_a_click_on_a_chart_point_finds_the_images_behind_it(all_methods_study, 
     assert len(behind) == 1 and behind.iloc[0]["method"] == data[3]
     assert data[6].endswith("bytes") or "bits" in data[6]
     assert candidates_behind(points, None).empty and candidates_behind(points, [1, 2]).empty
+    single = [t for t in traces if t.get("mode") == "lines+markers" and len(t["x"]) == 1]
+    assert single and all(t["error_y"]["visible"] for t in single)  # CI of a lone point
 
 
 def test_iso_satisfaction_per_image_table_and_markers_on_the_mean_curve(

@@ -108,6 +108,13 @@ if aggregated:
                 name=str(method),
                 legendgroup=str(method),
                 line={"color": colour},
+                error_y={  # one operating point (a captioning method): its band is invisible
+                    "type": "data",
+                    "array": (rows[high] - rows[mean]).clip(lower=0).fillna(0),
+                    "arrayminus": (rows[mean] - rows[low]).clip(lower=0).fillna(0),
+                    "visible": len(rows) == 1,
+                    "width": 4,
+                },
                 customdata=list(
                     zip(
                         [OPERATING_POINT] * len(rows),
