@@ -211,13 +211,17 @@ def app_command(
         "--server.address", "127.0.0.1",
         "--server.port", str(port),
         "--server.headless", "false" if browser else "true",
+        "--server.showEmailPrompt", "false",
         "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
         "--global.developmentMode", "false",
         "--client.toolbarMode", "minimal",
     ]  # fmt: skip
     typer.echo(f"semcomp app: http://127.0.0.1:{port} (Ctrl-C to stop)")
-    try:
+    if os.name == "posix":  # become the server: signals (SIGTERM, Ctrl-C) reach it directly
+        sys.stdout.flush()
+        os.execve(sys.executable, command, env)
+    try:  # Windows has no exec: wait for the server as a child
         raise SystemExit(subprocess.call(command, env=env))
     except KeyboardInterrupt:
         raise SystemExit(0) from None

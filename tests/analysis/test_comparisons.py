@@ -6,7 +6,7 @@ import pytest
 
 from semcomp.analysis.agreement import ALL, agreement
 from semcomp.analysis.curves import bd_rate, iso_satisfaction, pareto_front
-from semcomp.analysis.embedding_results import find_result_files, load_embedding_results
+from semcomp.analysis.embedding_results import embedding_results
 from semcomp.analysis.rd import human_metrics, rd_points, summarise
 from semcomp.analysis.table1 import MISSING_HUMAN, table1
 from semcomp.errors import AnalysisError
@@ -124,15 +124,55 @@ def test_embedding_results_from_sweep_and_eval_files(tmp_path):
     ).to_csv(folder / "results.csv", index=False)
     (tmp_path / "pqvae" / "eval.json").write_text('{"method": "float16", "bpd": 16, "top1": 0.9}')
     (tmp_path / "pqvae" / "notes.json").write_text('{"hello": 1}')
-    found = find_result_files(tmp_path, [tmp_path / "missing.csv"])
-    results = load_embedding_results(found)
+    (tmp_path / "other.json").write_text('{"hello": 1}')
+    results = embedding_results(
+        tmp_path, [tmp_path / "missing.csv", tmp_path / "other.json", tmp_path / "pqvae"]
+    )
     assert sorted(results.table["method"]) == [
         "float16",
         "pqvae-shared (d_sub=16, K=4)",
         "scalar (1 bit)",
     ]
     problems = {path.name: reason for path, reason in results.problems}
-    assert "no column method" in problems["notes.json"] and problems["missing.csv"]
+    assert "no column method" in problems["other.json"] and problems["missing.csv"]
+    assert "notes.json" not in problems  # found by searching, not named: passed over
+    (tmp_path / "pqvae" / "broken.json").write_text('{"method": ')
+    problems = {path.name for path, _ in embedding_results(tmp_path).problems}
+    assert problems == {"broken.json"}  # unreadable is reported wherever it is
+
+
+def test_embedding_results_of_a_real_pqvae_sweep_folder(tmp_path):
+    """`semcomp pqvae sweep` leaves runs/<config>/train_state.json and sweep.json beside
+    results.csv; only results.csv is read, in the study and in a folder named explicitly."""
+    from semcomp.codecs.pqvae.data import EmbeddingSet
+    from semcomp.codecs.pqvae.evaluate import sweep
+    from semcomp.codecs.pqvae.model import PAPER_PRESET
+    from semcomp.codecs.pqvae.train import TrainConfig
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 10)
+    data = EmbeddingSet(rng.normal(size=(40, 16)) + labels[:, None], labels, list("abcd"))
+    out = tmp_path / "study" / "pqvae" / "sweep"
+    results = sweep(
+        data,
+        rng.normal(size=(4, 16)).astype("float32"),
+        out,
+        d_subs=[4],
+        sizes=[2],
+        base=PAPER_PRESET.model_copy(  # small enough for seconds on a CPU
+            update={"hidden": (32, 16), "residual_hidden": 8, "channels": 8, "d_sub": 4}
+        ),
+        train_config=TrainConfig(epochs=1, lr=1e-3, batch_size=16),
+        coder="fixed",
+        log=lambda _: None,
+        progress=False,
+    )
+    assert list(out.glob("runs/*/train_state.json")) and (out / "sweep.json").exists()
+    found = embedding_results(tmp_path / "study")
+    assert found.problems == [] and found.files == [out / "results.csv"]
+    assert sorted(found.table["method"]) == sorted(results["method"])
+    elsewhere = embedding_results(tmp_path / "empty-study", [out])
+    assert elsewhere.problems == [] and elsewhere.files == [out / "results.csv"]
 
 
 def test_report_writes_every_comparison_for_a_study_with_every_method(all_methods_study):
@@ -203,3 +243,156 @@ def test_report_of_a_study_without_scores_says_what_is_missing(tmp_path, image_f
     assert "agreement" in notes
     assert (files.folder / "table1.png").exists()
     assert len(pd.read_csv(files.folder / "table1.csv")) == 2  # jpeg at two qualities
+
+
+def same_name_points() -> pd.DataFrame:
+    """Three originals all named "1": landscape/a/1.jpg, landscape/b/1.jpg and person/1.jpg.
+
+    Each reaches 8.5 at a different operating point of one JPEG sweep.
+    """
+    reach = {"land-a": 0, "land-b": 1, "person": 2}  # index of the first point ≥ 8.5
+    rows = []
+    for original_id, first in reach.items():
+        for point, rate in enumerate((1000, 2000, 4000)):
+            score = 9.0 if point >= first else 6.0
+            rows.append((original_id, "jpeg", f"q{point}", rate, score))
+    frame = pd.DataFrame(
+        rows, columns=["original_id", "method", "operating_point", "rate_bytes", SAT]
+    )
+    frame["original"] = "1"
+    frame["category"] = np.where(frame["original_id"] == "person", "person", "landscape")
+    frame["codec"] = "jpeg"
+    frame["replicate"] = 0
+    frame["rate_bits"] = frame["rate_bytes"] * 8
+    frame["bpp"] = frame["rate_bits"] / 10_000
+    return frame
+
+
+def test_iso_satisfaction_and_table1_tell_apart_originals_that_share_a_name():
+    per_image, per_method = iso_satisfaction(same_name_points(), SAT, 8.5, "bytes")
+    assert dict(zip(per_image.original_id, per_image.min_rate_bytes, strict=True)) == {
+        "land-a": 1000,
+        "land-b": 2000,
+        "person": 4000,
+    }
+    assert (per_image.original == "1").all()
+    jpeg = per_method.set_index("method").loc["jpeg"]
+    assert jpeg["images"] == 3 and jpeg["images_reaching"] == 3
+    assert jpeg["median_min_rate_bytes"] == 2000 and jpeg["smallest_min_rate_bytes"] == 1000
+    table = table1(same_name_points()).table
+    assert (table["images"] == 3).all()
+    assert table.set_index("operating_point").loc["q1", "satisfaction_mean"] == pytest.approx(8)
+
+
+def test_bd_rate_refuses_curves_that_barely_overlap():
+    summary = summarise(synthetic_points())
+    jpeg = summary[summary.method == "jpeg"]  # mean satisfaction 6, 7.5, 9, 10
+    partial = jpeg.assign(method="higher", **{f"{SAT} mean": jpeg[f"{SAT} mean"] + 3})
+    # overlap 9–10 of the combined 6–13: 14 %; bjontegaard only warns (min_overlap 0.75)
+    with pytest.raises(AnalysisError, match=r"overlap over only 14% .*needs 75%"):
+        bd_rate(pd.concat([summary, partial]), "jpeg", "higher", SAT, "bytes")
+    mostly = jpeg.assign(method="mostly", **{f"{SAT} mean": jpeg[f"{SAT} mean"] + 0.5})
+    # overlap 6.5–10 of 6–10.5: 78 %: defined
+    assert np.isfinite(bd_rate(pd.concat([summary, mostly]), "jpeg", "mostly", SAT, "bytes"))
+    from semcomp.analysis.report import bd_rate_table
+
+    table = bd_rate_table(pd.concat([summary, partial]), SAT, "bytes").set_index(["anchor", "test"])
+    assert np.isnan(table.loc[("jpeg", "higher"), "bd_rate_percent"])
+    assert "overlap over only 14%" in table.loc[("jpeg", "higher"), "reason"]
+
+
+def tied_pairs(rows: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rounded CLIP-like scores against 1–10 ratings: many ties on both sides."""
+    rng = np.random.default_rng(seed)
+    xs = np.round(rng.uniform(0, 1, (rows, n)), 1)
+    ys = np.clip(np.round(xs * 9 + 1 + rng.normal(0, 2, (rows, n))), 1, 10)
+    return xs, ys
+
+
+@pytest.mark.parametrize("n", [40, 700])  # vectorised pairs, and scipy row by row
+def test_rank_correlation_rows_equal_scipy_on_tied_data(n):
+    from scipy.stats import kendalltau, spearmanr
+
+    from semcomp.analysis.agreement import KENDALL_VECTORISED_MAX, kendall_rows, spearman_rows
+
+    xs, ys = tied_pairs(5, n)
+    xs[0] = 0.5  # a constant row: undefined, as in scipy
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kendall, spearman = kendall_rows(xs, ys), spearman_rows(xs, ys)
+    assert np.isnan(kendall[0]) and np.isnan(spearman[0])
+    for row in range(1, 5):
+        assert kendall[row] == pytest.approx(kendalltau(xs[row], ys[row]).statistic, abs=1e-12)
+        assert spearman[row] == pytest.approx(spearmanr(xs[row], ys[row]).statistic, abs=1e-12)
+    assert (n > KENDALL_VECTORISED_MAX) == (n == 700)
+
+
+def test_kendall_bootstrap_of_thousands_of_candidates_stays_small():
+    """All n² pairs of n = 3000 at once took ~150 MB per resample chunk (and minutes)."""
+    import tracemalloc
+
+    from semcomp.analysis.agreement import kendall_rows
+    from semcomp.analysis.stats import paired_bootstrap_ci
+
+    xs, ys = tied_pairs(3, 3000)
+    tracemalloc.start()
+    try:
+        kendall_rows(xs, ys)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6, f"{peak / 1e6:.0f} MB"
+    x, y = tied_pairs(1, 20_000)
+    tracemalloc.start()
+    try:
+        low, high = paired_bootstrap_ci(x[0], y[0], lambda a, b: a.mean(-1) - b.mean(-1))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert low < high and peak < 100e6, f"{peak / 1e6:.0f} MB"  # 2000 × 20,000 × 2 = 640 MB
+
+
+def test_summary_takes_the_image_as_its_unit_like_table1():
+    """Two diffusion replicates of one image are one sample, not two."""
+    from semcomp.analysis.stats import mean_ci
+
+    points = synthetic_points()
+    points.loc[(points.original == "b") & (points.method == "jpeg"), SAT] = np.nan  # unrated
+    summary = summarise(points, seed=3).set_index(["method", "operating_point"])
+    caption = summary.loc[("caption", "caption")]
+    assert caption["n"] == 2 and caption[f"{SAT} n"] == 2  # 2 images × 2 replicates
+    assert caption[f"{SAT} mean"] == pytest.approx(7.5)
+    assert (caption[f"{SAT} mean_ci_low"], caption[f"{SAT} mean_ci_high"]) == mean_ci(
+        np.array([8.5, 6.5]), 3
+    )
+    first = table1(points, seed=3).table.set_index(["method", "operating_point"])
+    assert caption[f"{SAT} mean_ci_low"] == first.loc[("caption", "caption"), "satisfaction_ci_low"]
+    jpeg = summary.loc[("jpeg", "q0")]
+    assert jpeg["n"] == 2 and jpeg[f"{SAT} n"] == 1 and jpeg[f"{CLIP} n"] == 2
+    assert jpeg["rate_bytes_mean"] == 1050
+
+
+def test_curve_crossings_follow_the_drawn_curve_on_a_log_rate_axis():
+    from semcomp.analysis.curves import curve_crossings
+
+    summary = pd.DataFrame(
+        {
+            "method": ["m"] * 3 + ["flat"],
+            "operating_point": ["a", "b", "c", "x"],
+            "rate_bytes_mean": [1000.0, 100.0, 10_000.0, 50.0],
+            "s mean": [8.0, 6.0, 9.0, 3.0],
+        }
+    )
+    at = curve_crossings(summary, 7.0, "s mean", "rate_bytes_mean").set_index("method")
+    assert list(at.index) == ["m"]  # "flat" never reaches 7
+    assert at.loc["m", "rate"] == pytest.approx(np.sqrt(100 * 1000))  # halfway, in log rate
+    assert at.loc["m", "operating_point"] == "a"
+    start = curve_crossings(summary, 5.0, "s mean", "rate_bytes_mean").set_index("method")
+    assert start.loc["m", "rate"] == 100  # the curve starts above the level
+
+
+def test_rate_text_shows_bits_when_bytes_are_not_whole():
+    from semcomp.analysis.rd import rate_text
+
+    assert rate_text(8000) == "1,000 bytes"
+    assert rate_text(8001) == "8,001 bits (1,000.1 bytes)"
+    assert rate_text(pd.NA) == rate_text(None) == "rate unknown"

@@ -1,6 +1,7 @@
 """The Streamlit app on a study with every kind of method, a partial study and an empty one."""
 
 import hashlib
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -184,3 +185,159 @@ def test_semcomp_app_refuses_a_folder_that_is_not_a_study(tmp_path, capsys):
         main(["app", str(tmp_path), "--no-browser"])
     assert stopped.value.code == 1
     assert "is not a study folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="Windows waits for Streamlit as a child")
+def test_semcomp_app_becomes_the_streamlit_server_without_prompts(all_methods_study, monkeypatch):
+    """On POSIX the command execs Streamlit, so SIGTERM reaches the server, and it asks nothing."""
+    from semcomp.cli import main
+
+    started = []
+
+    def exec_instead(path, args, env):
+        started.append((path, args, env))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execve", exec_instead)
+    with pytest.raises(SystemExit):
+        main(["app", str(all_methods_study), "--port", "8765"])
+    ((path, args, env),) = started
+    options = dict(zip(args[5::2], args[6::2], strict=True))
+    assert args[1:4] == ["-m", "streamlit", "run"] and path == args[0]
+    assert options["--server.showEmailPrompt"] == "false"
+    assert options["--browser.gatherUsageStats"] == "false"
+    assert options["--server.headless"] == "false"  # the default opens a browser tab
+    assert env[STUDY_ENV] == str(all_methods_study.resolve())
+
+
+def test_an_immutable_read_that_fails_is_read_again_with_locking(partial_study):
+    """A writer that opens and checkpoints during an ``immutable`` read can make it fail."""
+    import sqlite3
+
+    from semcomp.app.data import SnapshotStore, read_consistently, signature
+
+    used = []
+
+    def read(folder, store):
+        used.append(type(store).__name__)
+        with store:
+            if isinstance(store, SnapshotStore):
+                raise sqlite3.DatabaseError("database disk image is malformed")
+            return store.count("candidates")
+
+    assert read_consistently(partial_study, signature(partial_study), read) > 0
+    assert used == ["SnapshotStore", "Store"]
+
+
+def test_editing_study_toml_is_seen_on_the_next_rerun(partial_study):
+    from semcomp.app.data import load_study, signature
+
+    before = signature(partial_study)
+    assert load_study(str(partial_study), before).name != "renamed"
+    config = partial_study / "study.toml"
+    text = config.read_text()
+    assert text.startswith('name = "test"\n')
+    config.write_text(text.replace('name = "test"', 'name = "renamed"', 1))
+    assert signature(partial_study) != before
+    assert load_study(str(partial_study), signature(partial_study)).name == "renamed"
+
+
+def chart_traces(app: AppTest) -> list[dict]:
+    """The traces of the page's plotly chart, typed arrays (``bdata``) decoded to lists."""
+    import base64
+    import json
+
+    import numpy as np
+
+    def decode(value):
+        if isinstance(value, dict) and "bdata" in value:
+            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+            return array.reshape(value["shape"]) if "shape" in value else array
+        return value
+
+    traces = json.loads(app.get("plotly_chart")[0].proto.spec)["data"]
+    return [{key: decode(value) for key, value in trace.items()} for trace in traces]
+
+
+def test_a_click_on_a_chart_point_finds_the_images_behind_it(all_methods_study, monkeypatch):
+    """The customdata the page gives each point leads back to its candidates."""
+    from semcomp.app.data import load_study, signature
+    from semcomp.app.widgets import CANDIDATE, OPERATING_POINT, candidates_behind
+
+    app = open_page(app_on(all_methods_study, monkeypatch), "rate_distortion.py")
+    points = load_study(str(all_methods_study), signature(all_methods_study)).points
+    traces = chart_traces(app)
+    curve = next(t for t in traces if t.get("customdata") and t["customdata"][0][0] != CANDIDATE)
+    assert curve["customdata"][0][0] == OPERATING_POINT
+    assert "images" in curve["hovertemplate"] and "with this metric" in curve["hovertemplate"]
+    method, point, images, rated = curve["customdata"][0][1:5]
+    behind = candidates_behind(points, curve["customdata"][0])
+    assert set(behind["method"]) == {method} and set(behind["operating_point"]) == {point}
+    assert behind["original_id"].nunique() == images >= rated > 0
+    dots = next(t for t in traces if t.get("customdata") and t["customdata"][0][0] == CANDIDATE)
+    data = dots["customdata"][-1]
+    behind = candidates_behind(points, data)
+    assert len(behind) == 1 and behind.iloc[0]["method"] == data[3]
+    assert data[6].endswith("bytes") or "bits" in data[6]
+    assert candidates_behind(points, None).empty and candidates_behind(points, [1, 2]).empty
+    single = [t for t in traces if t.get("mode") == "lines+markers" and len(t["x"]) == 1]
+    assert single and all(t["error_y"]["visible"] for t in single)  # CI of a lone point
+
+
+def test_iso_satisfaction_per_image_table_and_markers_on_the_mean_curve(
+    all_methods_study, monkeypatch
+):
+    from semcomp.analysis.curves import curve_crossings
+    from semcomp.analysis.rd import SATISFACTION_PREFIX
+    from semcomp.app.data import cached_summary, signature
+
+    app = open_page(app_on(all_methods_study, monkeypatch), "rate_distortion.py")
+    metric = app.selectbox(key="filter_metric").value
+    assert metric.startswith(SATISFACTION_PREFIX)
+    app.checkbox(key="rd_iso").check().run()
+    assert not app.exception
+    level = app.number_input(key=f"rd_level_{metric}").value
+    marks = next(t for t in chart_traces(app) if t.get("name") == "mean curve reaches level")
+    summary = cached_summary(str(all_methods_study), signature(all_methods_study), (), ())
+    crossings = curve_crossings(
+        summary[summary["rate_bytes_mean"] > 0], level, f"{metric} mean", "rate_bytes_mean"
+    )
+    assert len(crossings) > 0
+    assert sorted(marks["x"]) == pytest.approx(sorted(crossings["rate"]))
+    assert any("per image" in e.label for e in app.expander)
+    per_image = next(d.value for d in app.dataframe if "min_rate_bytes" in d.value.columns)
+    assert {"original_id", "original", "method"} <= set(per_image.columns)
+    assert "rd_iso_images_csv" in [b.key for b in app.get("download_button")]
+    app.radio(key="rd_view").set_value("per-image points").run()
+    names = [t.get("name") for t in chart_traces(app)]
+    assert "median image reaches level" in names
+
+
+def test_a_missing_original_file_is_a_note_not_a_crash(all_methods_study, monkeypatch, tmp_path):
+    import shutil
+
+    import streamlit as st
+
+    from semcomp.app.data import load_study, signature
+
+    copy = tmp_path / "study"
+    shutil.copytree(all_methods_study, copy)
+    for path in load_study(str(copy), signature(copy)).originals["path"]:
+        Path(path).unlink()
+    st.cache_data.clear()
+    app = open_page(app_on(copy, monkeypatch), "explorer.py")
+    assert "original file missing" in texts(app, "markdown")
+    assert app.get("image"), "the candidates' images are still shown"
+
+
+def test_agreement_page_follows_the_shared_metric_filter(all_methods_study, monkeypatch):
+    app = open_page(app_on(all_methods_study, monkeypatch), "agreement.py")
+    humans = app.selectbox(key="agree_human").options
+    models = app.selectbox(key="agree_model").options
+    app.selectbox(key="filter_metric").set_value(models[-1]).run()
+    assert app.selectbox(key="agree_model").value == models[-1]
+    app.selectbox(key="filter_metric").set_value(humans[-1]).run()
+    assert app.selectbox(key="agree_human").value == humans[-1]
+    assert app.selectbox(key="agree_model").value == models[-1]
+    app.selectbox(key="agree_human").set_value(humans[0]).run()  # a choice here holds
+    assert app.selectbox(key="agree_human").value == humans[0]

@@ -5,8 +5,10 @@ Runs wherever Chromium and chromedriver are installed (CI installs Debian's
 a missing browser fails there instead of skipping).
 """
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +32,10 @@ pytestmark = [
 FLAGS = [
     "--headless",
     "--no-sandbox",
-    "--disable-gpu",
+    # no GPU here: WebGL (plotly's Scattergl draws the per-candidate points) through
+    # SwiftShader, which recent Chromium only allows when asked to
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
     "--disable-quic",
     "--no-first-run",
     "--disable-background-networking",
@@ -47,8 +52,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+            return answer.read() == b"ok"
+    except OSError:
+        return False
+
+
 @pytest.fixture
 def running_app(all_methods_study, tmp_path):
+    """``(url, process)`` of `semcomp app` on a free port, in a process group of its own."""
     port = free_port()
     log = (tmp_path / "app.log").open("w")
     server = subprocess.Popen(
@@ -64,25 +78,33 @@ def running_app(all_methods_study, tmp_path):
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # whatever it starts can be stopped with it
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-                    if answer.read() == b"ok":
-                        break
-            except OSError:
-                pass
+        while not answers(url):
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"semcomp app did not start: {(tmp_path / 'app.log').read_text()}")
             time.sleep(0.5)
-        yield url
+        yield url, server
     finally:
-        server.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=20)
         log.close()
+
+
+def save_screenshot(driver, tmp_path: Path, name: str) -> Path:
+    """A screenshot in the test's folder, and in ``$SEMCOMP_ARTIFACTS`` when set (CI keeps it)."""
+    screenshot = tmp_path / name
+    driver.save_screenshot(str(screenshot))
+    artifacts = os.environ.get("SEMCOMP_ARTIFACTS")
+    if artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(screenshot, Path(artifacts) / name)
+    print(f"screenshot: {screenshot}")
+    return screenshot
 
 
 def test_rate_distortion_page_renders_in_chromium(running_app, tmp_path):
@@ -92,6 +114,7 @@ def test_rate_distortion_page_renders_in_chromium(running_app, tmp_path):
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
 
+    url, server = running_app
     assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), f"{CHROMIUM} is not installed"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -99,7 +122,10 @@ def test_rate_distortion_page_renders_in_chromium(running_app, tmp_path):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
-        driver.get(f"{running_app}/rate_distortion")
+        assert driver.execute_script(
+            "return !!document.createElement('canvas').getContext('webgl')"
+        ), "no WebGL in this Chromium: the per-candidate points (Scattergl) would not be drawn"
+        driver.get(f"{url}/rate_distortion")
         wait = WebDriverWait(driver, 90)
         wait.until(
             ready.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot .main-svg"))
@@ -118,9 +144,26 @@ def test_rate_distortion_page_renders_in_chromium(running_app, tmp_path):
                 "return arguments[0].complete && arguments[0].naturalWidth > 0", image
             )
         )
-        screenshot = tmp_path / "rate_distortion.png"
-        driver.save_screenshot(str(screenshot))
+        screenshot = save_screenshot(driver, tmp_path, "rate_distortion.png")
         assert screenshot.stat().st_size > 10_000
-        print(f"screenshot: {screenshot}")
+
+        # per-image points: every candidate, drawn by WebGL on a canvas
+        choice = driver.find_element(By.XPATH, "//label[.//p[text()='per-image points']]")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", choice)
+        choice.click()
+        wait.until(
+            ready.presence_of_element_located((By.CSS_SELECTOR, ".js-plotly-plot canvas.gl-canvas"))
+        )
+        # the aggregated curves (SVG) are gone: the chart now holds only the WebGL points
+        wait.until(lambda _: not driver.find_elements(By.CSS_SELECTOR, ".scatterlayer .trace"))
+        assert "WebGL is not supported" not in driver.find_element(By.TAG_NAME, "body").text
+        save_screenshot(driver, tmp_path, "rate_distortion_points.png")
     finally:
         driver.quit()
+
+    server.terminate()  # as a user stops it: SIGTERM to `semcomp app` only, not its group
+    server.wait(timeout=20)
+    deadline = time.monotonic() + 10
+    while answers(url) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not answers(url), "the Streamlit server outlived `semcomp app`"

@@ -34,15 +34,29 @@ def spearman_rows(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
 
 #: pair-comparison elements per chunk of the vectorised Kendall τ (bounds memory)
 KENDALL_CHUNK = 8_000_000
+#: above this many pairs, τ is computed row by row with scipy's O(n log n) ``kendalltau``
+#: instead of comparing all n² pairs at once
+KENDALL_VECTORISED_MAX = 500
 
 
 def kendall_rows(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Kendall's τ-b of each row pair (ties handled as scipy's ``kendalltau``), vectorised."""
+    """Kendall's τ-b of each row pair (ties handled as scipy's ``kendalltau``).
+
+    Short rows compare every pair at once (vectorised, O(n²) memory per row);
+    rows longer than :data:`KENDALL_VECTORISED_MAX` go through scipy one at a
+    time (O(n log n)), so a bootstrap of thousands of candidates stays fast and small.
+    """
     xs, ys = np.atleast_2d(xs), np.atleast_2d(ys)
     n = xs.shape[1]
+    out = np.empty(len(xs))
+    if n > KENDALL_VECTORISED_MAX:
+        from scipy.stats import kendalltau
+
+        for row, (x, y) in enumerate(zip(xs, ys, strict=True)):
+            out[row] = kendalltau(x, y).statistic
+        return out
     upper = np.triu_indices(n, k=1)
     rows = max(1, KENDALL_CHUNK // max(1, len(upper[0])))
-    out = np.empty(len(xs))
     for start in range(0, len(xs), rows):
         x, y = xs[start : start + rows], ys[start : start + rows]
         dx = np.sign(x[:, upper[0]] - x[:, upper[1]])

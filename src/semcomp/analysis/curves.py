@@ -15,8 +15,13 @@ import pandas as pd
 from semcomp.analysis.rd import SATISFACTION_PREFIX, rate_column
 from semcomp.errors import AnalysisError
 
+#: what identifies an image (``original_id``) and what names it for people
+IMAGE_COLUMNS = ["original_id", "original", "category"]
 #: operating points per curve that BD-rate's piecewise-cubic fit needs (the classic four)
 BD_MIN_POINTS = 4
+#: the least share of the two curves' combined similarity range that both must cover for
+#: BD-rate to mean something (the ``bjontegaard`` package's ``min_overlap`` default)
+BD_MIN_OVERLAP = 0.75
 
 
 #: the textual-transform paper's iso-satisfaction level (median Survey A rating, 1–10)
@@ -40,17 +45,17 @@ def per_image_points(points: pd.DataFrame, metric: str, rate: str = "bytes") -> 
 
     Replicates (diffusion seeds) and caption variants of one operating point are
     averaged, so an image "reaches" a level when its candidates do on average.
+    Originals are told apart by ``original_id``: two files may share a name
+    (``landscape/1.jpg`` and ``person/1.jpg``).
     """
     column = rate_column(rate)
     usable = points.dropna(subset=[column, metric])
     if usable.empty:
-        return pd.DataFrame(
-            columns=["original", "category", "method", "operating_point", column, metric]
-        )
+        return pd.DataFrame(columns=[*IMAGE_COLUMNS, "method", "operating_point", column, metric])
     return (
-        usable.groupby(["original", "category", "method", "operating_point"], as_index=False)
+        usable.groupby([*IMAGE_COLUMNS, "method", "operating_point"], as_index=False)
         .agg({column: "mean", metric: "mean"})
-        .sort_values(["original", "method", column])
+        .sort_values(["original", "original_id", "method", column])
         .reset_index(drop=True)
     )
 
@@ -73,16 +78,16 @@ def iso_satisfaction(
     reached = images[images[metric] >= level]
     cheapest = (
         reached.sort_values(column)
-        .groupby(["original", "method"], as_index=False)
+        .groupby(["original_id", "method"], as_index=False)
         .first()
         .rename(columns={column: f"min_{column}"})
     )
-    every = images[["original", "category", "method"]].drop_duplicates()
+    every = images[[*IMAGE_COLUMNS, "method"]].drop_duplicates()
     per_image = every.merge(
-        cheapest[["original", "method", "operating_point", f"min_{column}", metric]],
-        on=["original", "method"],
+        cheapest[["original_id", "method", "operating_point", f"min_{column}", metric]],
+        on=["original_id", "method"],
         how="left",
-    ).sort_values(["method", "original"])
+    ).sort_values(["method", "original", "original_id"])
     rows = []
     for method, group in images.groupby("method"):
         per_point = group.groupby("operating_point").agg({column: "mean", metric: "mean"})
@@ -92,7 +97,7 @@ def iso_satisfaction(
             {
                 "method": method,
                 "level": level,
-                "images": int(group["original"].nunique()),
+                "images": int(group["original_id"].nunique()),
                 "images_reaching": int(mins.notna().sum()),
                 f"median_min_{column}": float(mins.median()) if mins.notna().any() else np.nan,
                 f"smallest_min_{column}": float(mins.min()) if mins.notna().any() else np.nan,
@@ -102,6 +107,77 @@ def iso_satisfaction(
         )
     per_method = pd.DataFrame(rows)
     return per_image.reset_index(drop=True), per_method
+
+
+def curve_crossings(
+    summary: pd.DataFrame, level: float, score_col: str, rate_col: str
+) -> pd.DataFrame:
+    """Where each method's drawn curve first reaches ``level``, in increasing rate.
+
+    The curve is the method's operating points (``summary`` rows) by mean rate, joined
+    by straight segments on a log rate axis as the charts draw them; the crossing is
+    interpolated on the segment into the first point at or above ``level`` (that point
+    itself when the curve starts above). Columns: method, rate, operating_point (the
+    first point reaching it). Methods that never reach ``level`` are left out.
+    """
+    rows = []
+    usable = summary.dropna(subset=[rate_col, score_col])
+    for method, curve in usable[usable[rate_col] > 0].groupby("method"):
+        curve = curve.sort_values(rate_col)
+        rates = np.log(curve[rate_col].to_numpy(dtype=float))
+        scores = curve[score_col].to_numpy(dtype=float)
+        reached = np.flatnonzero(scores >= level)
+        if not reached.size:
+            continue
+        first = reached[0]
+        rate = float(curve[rate_col].iloc[first])
+        if first > 0:  # scores[first - 1] < level <= scores[first]
+            share = (level - scores[first - 1]) / (scores[first] - scores[first - 1])
+            rate = float(np.exp(rates[first - 1] + share * (rates[first] - rates[first - 1])))
+        rows.append(
+            {
+                "method": method,
+                "rate": rate,
+                "operating_point": curve["operating_point"].iloc[first],
+            }
+        )
+    return pd.DataFrame(rows, columns=["method", "rate", "operating_point"])
+
+
+def iso_markers(
+    per_method: pd.DataFrame,
+    summary: pd.DataFrame,
+    metric: str,
+    level: float,
+    rate: str,
+    *,
+    aggregated: bool,
+) -> pd.DataFrame:
+    """Where a chart marks each method on the iso-satisfaction line: ``method``, ``rate``,
+    ``label``.
+
+    Over aggregated curves, where the drawn mean curve crosses the level
+    (:func:`curve_crossings`); over per-image points, the median over images of the
+    smallest rate at which each image reaches it (``per_method`` from
+    :func:`iso_satisfaction`).
+    """
+    if aggregated:
+        crossings = curve_crossings(
+            summary, level, f"{metric} mean", rate_column(rate, summary=True)
+        )
+        labels = [
+            f"{m}: mean curve reaches {level:g} at {r:.4g} (first point: {p})"
+            for m, r, p in crossings.itertuples(index=False)
+        ]
+        return crossings[["method", "rate"]].assign(label=labels)
+    column = f"median_min_{rate_column(rate)}"
+    reached = per_method.dropna(subset=[column])
+    labels = [
+        f"{row.method}: median over the {row.images_reaching} of {row.images} images reaching "
+        f"{level:g} of their smallest rate, {getattr(row, column):.4g}"
+        for row in reached.itertuples(index=False)
+    ]
+    return pd.DataFrame({"method": reached["method"], "rate": reached[column], "label": labels})
 
 
 def pareto_front(frame: pd.DataFrame, rate_col: str, metric: str) -> pd.DataFrame:
@@ -139,7 +215,8 @@ def bd_rate(
     rising with rate. Negative means
     ``test`` needs fewer bits for the same similarity. Raises
     :class:`AnalysisError` when a curve has too few points, is not monotone
-    enough to invert, or the curves do not overlap in similarity.
+    enough to invert, or the curves' similarity ranges overlap over less than
+    :data:`BD_MIN_OVERLAP` of their combined range.
     """
     import bjontegaard
 
@@ -165,8 +242,18 @@ def bd_rate(
             f"the {metric} ranges of {anchor!r} and {test!r} do not overlap; BD-rate compares "
             "rates at equal similarity, so it is undefined here"
         )
+    lowest = min(curves[m][score_col].min() for m in curves)
+    highest = max(curves[m][score_col].max() for m in curves)
+    overlap = (high - low) / (highest - lowest)
+    if overlap < BD_MIN_OVERLAP:
+        raise AnalysisError(
+            f"the {metric} ranges of {anchor!r} and {test!r} overlap over only {overlap:.0%} "
+            f"of their combined range ({low:.4g} to {high:.4g} of {lowest:.4g} to "
+            f"{highest:.4g}); BD-rate needs {BD_MIN_OVERLAP:.0%}, or it averages over a "
+            "sliver of the curves"
+        )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # overlap checked above; the rest become errors below
         try:
             value = bjontegaard.bd_rate(
                 curves[anchor][rate_col].to_numpy(),
@@ -175,6 +262,7 @@ def bd_rate(
                 curves[test][score_col].to_numpy(),
                 method=interpolation,
                 require_matching_points=False,
+                min_overlap=BD_MIN_OVERLAP,
             )
         except (ValueError, ZeroDivisionError, np.linalg.LinAlgError) as exc:
             raise AnalysisError(

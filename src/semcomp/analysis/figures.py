@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from semcomp.analysis.agreement import ALL
 from semcomp.analysis.rd import (
     RATE_COLUMNS,
     SCALED_CLIP,
@@ -17,6 +18,7 @@ from semcomp.analysis.rd import (
 )
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from semcomp.surveys.definitions import SurveyDefinition
@@ -44,19 +46,15 @@ def rd_figure(
     title: str = "",
     random_weights: bool = False,
 ) -> list[Path]:
-    """Similarity against rate (log x), one curve per method with 95 % CI bars.
+    """Similarity against rate (log x), one curve per method with 95 % CI bands.
 
     One panel per ``(cos+1)/2`` metric (the scaled CLIP similarity of the
-    textual-transform paper); faint dots are single candidates.
+    textual-transform paper; any metric when there is none), each drawn as
+    :func:`rd_chart` draws it; faint dots are single candidates.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     metrics = [m for m in metric_columns(points) if m.startswith(SCALED_CLIP)]
     metrics = metrics or metric_columns(points)
-    point_rate, mean_rate, rate_label = RATE_AXES[rate]
     panels = max(1, len(metrics))
     figure, axes = plt.subplots(1, panels, figsize=(5.0 * panels, 3.8), squeeze=False)
     for axis, metric in zip(axes[0], metrics or [None], strict=True):
@@ -64,28 +62,7 @@ def rd_figure(
             axis.text(0.5, 0.5, "no similarity scores yet", ha="center", va="center")
             axis.set_axis_off()
             continue
-        for index, (method, rows) in enumerate(summary.groupby("method", sort=True)):
-            colour = f"C{index % 10}"
-            rows = rows.sort_values(mean_rate)
-            dots = points[points["method"] == method]
-            axis.scatter(dots[point_rate], dots[metric], s=8, alpha=0.25, color=colour, lw=0)
-            low = rows[f"{metric} mean"] - rows[f"{metric} mean_ci_low"]
-            high = rows[f"{metric} mean_ci_high"] - rows[f"{metric} mean"]
-            axis.errorbar(
-                rows[mean_rate],
-                rows[f"{metric} mean"],
-                yerr=[low.fillna(0).clip(lower=0), high.fillna(0).clip(lower=0)],
-                marker="o",
-                ms=4,
-                capsize=2,
-                color=colour,
-                label=method,
-            )
-        axis.set_xscale("log")
-        axis.set_xlabel(rate_label)
-        axis.set_ylabel(metric)
-        axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize="small")
+        draw_rd(axis, points, summary, metric, rate=rate)
     heading = title + (f" ({RANDOM_WEIGHTS_NOTE})" if random_weights else "")
     if heading:
         figure.suptitle(heading, fontsize="medium")
@@ -127,8 +104,16 @@ def png_bytes(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def colour_map(keys) -> dict[str, str]:
+    """One colour per key (as text, sorted): matplotlib's C0–C9 as hex, so the app's
+    plotly charts and the report's figures colour methods and categories alike."""
+    from matplotlib.colors import to_hex
+
+    return {key: to_hex(f"C{index % 10}") for index, key in enumerate(sorted(map(str, keys)))}
+
+
 def _colours(keys: list) -> dict:
-    return {key: f"C{index % 10}" for index, key in enumerate(sorted(map(str, keys)))}
+    return colour_map(keys)
 
 
 def rd_chart(
@@ -152,19 +137,50 @@ def rd_chart(
     candidates. ``iso_level`` draws the iso-satisfaction line and marks where
     each method first reaches it; ``pareto`` draws the front across methods.
     """
-    from semcomp.analysis.curves import iso_satisfaction, pareto_front
+    figure, axis = _pyplot().subplots(figsize=(PAPER_WIDTH * 0.75, 3.6))
+    drawn = draw_rd(
+        axis,
+        points,
+        summary,
+        metric,
+        rate=rate,
+        colour_by=colour_by,
+        aggregated=aggregated,
+        iso_level=iso_level,
+        pareto=pareto,
+    )
+    heading = title + (f" ({RANDOM_WEIGHTS_NOTE})" if random_weights else "")
+    if drawn and heading:
+        axis.set_title(heading, fontsize="small")
+    figure.tight_layout()
+    return figure
 
-    plt = _pyplot()
+
+def draw_rd(
+    axis: Axes,
+    points: pd.DataFrame,
+    summary: pd.DataFrame,
+    metric: str,
+    *,
+    rate: str = "bytes",
+    colour_by: str = "method",
+    aggregated: bool = True,
+    iso_level: float | None = None,
+    pareto: bool = False,
+) -> bool:
+    """Draw :func:`rd_chart`'s panel on ``axis``; False (and a note) when nothing to draw."""
+    from semcomp.analysis.curves import iso_markers, iso_satisfaction, pareto_front
+
     point_rate, mean_rate, rate_label = RATE_AXES[rate]
-    figure, axis = plt.subplots(figsize=(PAPER_WIDTH * 0.75, 3.6))
     usable = points.dropna(subset=[point_rate, metric]) if metric in points else points.iloc[:0]
     usable = usable[usable[point_rate] > 0]
     if usable.empty:
         axis.text(0.5, 0.5, f"no {metric} scores with a rate", ha="center", va="center")
         axis.set_axis_off()
-        return figure
-    colours = _colours(usable[colour_by].unique())
+        return False
+    colours = colour_map(usable[colour_by].unique())
     by_method = aggregated and colour_by == "method" and f"{metric} mean" in summary
+    summary = summary[summary[mean_rate] > 0] if mean_rate in summary else summary
     for key, dots in usable.groupby(colour_by):
         axis.scatter(
             dots[point_rate],
@@ -184,14 +200,14 @@ def rd_chart(
             axis.plot(
                 rows[mean_rate], rows[f"{metric} mean"], "o-", ms=4, color=colour, label=str(method)
             )
-            axis.fill_between(
-                rows[mean_rate],
-                rows[f"{metric} mean_ci_low"].fillna(rows[f"{metric} mean"]),
-                rows[f"{metric} mean_ci_high"].fillna(rows[f"{metric} mean"]),
-                color=colour,
-                alpha=0.15,
-                lw=0,
-            )
+            mean = rows[f"{metric} mean"]
+            low = rows[f"{metric} mean_ci_low"].fillna(mean)
+            high = rows[f"{metric} mean_ci_high"].fillna(mean)
+            if len(rows) > 1:
+                axis.fill_between(rows[mean_rate], low, high, color=colour, alpha=0.15, lw=0)
+            else:  # one operating point (a captioning method): a band would be invisible
+                error = [(mean - low).clip(lower=0), (high - mean).clip(lower=0)]
+                axis.errorbar(rows[mean_rate], mean, yerr=error, color=colour, capsize=2, lw=1)
     if pareto:
         source = summary if by_method else usable
         front = pareto_front(
@@ -211,9 +227,9 @@ def rd_chart(
     if iso_level is not None:
         axis.axhline(iso_level, color="magenta", lw=1, label=f"iso-satisfaction {iso_level:g}")
         _, per_method = iso_satisfaction(usable, metric, iso_level, rate)
-        reached = per_method.dropna(subset=[f"smallest_min_{point_rate}"])
+        reached = iso_markers(per_method, summary, metric, iso_level, rate, aggregated=by_method)
         axis.scatter(
-            reached[f"smallest_min_{point_rate}"],
+            reached["rate"],
             np.full(len(reached), iso_level),
             marker="D",
             s=30,
@@ -225,11 +241,7 @@ def rd_chart(
     axis.set_ylabel(metric)
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize="x-small", loc="best")
-    heading = title + (f" ({RANDOM_WEIGHTS_NOTE})" if random_weights else "")
-    if heading:
-        axis.set_title(heading, fontsize="small")
-    figure.tight_layout()
-    return figure
+    return True
 
 
 def table1_figure(table: pd.DataFrame, satisfaction_metric: str | None) -> Figure:
@@ -295,7 +307,7 @@ def agreement_figure(
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(PAPER_WIDTH / 2, 3.2))
     both = points.dropna(subset=[model_metric, human_metric])
-    colours = _colours(both["method"].unique())
+    colours = colour_map(both["method"].unique())
     for method, rows in both.groupby("method"):
         axis.scatter(
             rows[model_metric],
@@ -306,7 +318,7 @@ def agreement_figure(
             lw=0,
             label=str(method),
         )
-    overall = correlations[correlations["method"] == "all methods"]
+    overall = correlations[correlations["method"] == ALL]
     if not overall.empty:
         row = overall.iloc[0]
         axis.set_title(

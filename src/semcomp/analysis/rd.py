@@ -101,6 +101,15 @@ def rd_points(store: Store, scope: Scope | None = None) -> pd.DataFrame:
     return points
 
 
+def rate_text(rate_bits: float | None) -> str:
+    """A rate for people: whole bytes, or bits when the payload is not a whole number of
+    bytes (PQVAE bitstreams)."""
+    if rate_bits is None or pd.isna(rate_bits):
+        return "rate unknown"
+    bits = int(rate_bits)
+    return f"{bits // 8:,} bytes" if bits % 8 == 0 else f"{bits:,} bits ({bits / 8:,.1f} bytes)"
+
+
 def metric_columns(points: pd.DataFrame) -> list[str]:
     """The similarity metric columns of an :func:`rd_points` table."""
     return [c for c in points.columns if "[" in c and c.endswith("]")]
@@ -124,14 +133,32 @@ def rate_column(rate: str, *, summary: bool = False) -> str:
     return columns[rate]
 
 
+def per_image_means(points: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """One row per method × operating point × original: the mean of ``columns`` over its
+    candidates (diffusion replicates, caption variants), NaN where none has a value."""
+    keys = ["method", "operating_point", "original_id"]
+    values = points[keys + columns].astype({c: "float64" for c in columns})
+    return values.groupby(keys, sort=False, observed=True).mean().reset_index()
+
+
 def summarise(points: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """Per method and operating point: mean rates; mean and median of each metric with 95 % CIs."""
+    """Per method and operating point: mean rates; mean and median of each metric with 95 % CIs.
+
+    The image is the unit: a method's replicates (diffusion seeds) and caption variants
+    of one original are averaged first, then means, medians and their bootstrap CIs are
+    taken over originals, as in Table 1, so several samples of one image do not count
+    as independent evidence. ``n`` is the number of images; ``{metric} n`` the number
+    with a value of that metric (human ratings may exist for only some).
+    """
     metrics = metric_columns(points)
+    rates = ["rate_bytes", "rate_bits", "bpp"]
+    codecs = points.groupby(["method", "operating_point"], observed=True)["codec"].first()
+    images = per_image_means(points, rates + metrics)
     rows = []
-    for (method, operating_point), group in points.groupby(["method", "operating_point"]):
+    for (method, operating_point), group in images.groupby(["method", "operating_point"]):
         row: dict[str, object] = {
             "method": method,
-            "codec": group["codec"].iloc[0],
+            "codec": codecs[(method, operating_point)],
             "operating_point": operating_point,
             "n": len(group),
             "rate_bytes_mean": group["rate_bytes"].mean(),
@@ -140,9 +167,11 @@ def summarise(points: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         }
         for metric in metrics:
             values = group[metric].to_numpy(dtype=float)
-            row[f"{metric} mean"] = np.nanmean(values) if np.isfinite(values).any() else np.nan
+            scored = np.isfinite(values).any()
+            row[f"{metric} n"] = int(np.isfinite(values).sum())
+            row[f"{metric} mean"] = np.nanmean(values) if scored else np.nan
             row[f"{metric} mean_ci_low"], row[f"{metric} mean_ci_high"] = mean_ci(values, seed)
-            row[f"{metric} median"] = np.nanmedian(values) if np.isfinite(values).any() else np.nan
+            row[f"{metric} median"] = np.nanmedian(values) if scored else np.nan
             row[f"{metric} median_ci_low"], row[f"{metric} median_ci_high"] = median_ci(
                 values, seed
             )

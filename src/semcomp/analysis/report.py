@@ -11,6 +11,7 @@ import pandas as pd
 
 from semcomp.analysis.figures import RANDOM_WEIGHTS_NOTE, rd_figure
 from semcomp.analysis.rd import (
+    SATISFACTION_PREFIX,
     SCALED_CLIP,
     clip_metrics,
     compressai_results,
@@ -44,7 +45,7 @@ def _file_name(name: str) -> str:
 def headline_metric(points: pd.DataFrame) -> str | None:
     """The metric a comparison leads with: Survey A satisfaction, else scaled CLIP, else any."""
     humans = human_metrics(points)
-    satisfaction = [m for m in humans if m.startswith("human.A.median[")]
+    satisfaction = [m for m in humans if m.startswith(SATISFACTION_PREFIX)]
     clip = clip_metrics(points)
     scaled = [m for m in clip if m.startswith(SCALED_CLIP)]
     for candidates in (satisfaction, scaled, clip, humans):
@@ -92,7 +93,7 @@ def write_comparisons(
     """Table 1, iso-satisfaction, Pareto front, BD-rate, agreement and embedding-codec files."""
     from semcomp.analysis.agreement import MISSING_HUMAN, agreement
     from semcomp.analysis.curves import default_iso_level, iso_satisfaction, pareto_front
-    from semcomp.analysis.embedding_results import find_result_files, load_embedding_results
+    from semcomp.analysis.embedding_results import embedding_results
     from semcomp.analysis.figures import (
         RATE_AXES,
         agreement_figure,
@@ -143,14 +144,14 @@ def write_comparisons(
         written += save_figure(figure, folder / "rd_iso_pareto")
     humans, models = human_metrics(points), clip_metrics(points)
     if humans and models:
-        human = next((m for m in humans if m.startswith("human.A.median[")), humans[0])
+        human = next((m for m in humans if m.startswith(SATISFACTION_PREFIX)), humans[0])
         correlations = agreement(points, models[0], human, seed=seed)
         table(correlations, "agreement.csv")
         figure = agreement_figure(points, models[0], human, correlations)
         written += save_figure(figure, folder / "agreement")
     else:
         notes.append(f"agreement: {MISSING_HUMAN}")
-    embedding = load_embedding_results(find_result_files(study.root, pqvae_results))
+    embedding = embedding_results(study.root, pqvae_results)
     notes += [f"PQVAE results {path}: {reason}" for path, reason in embedding.problems]
     if not embedding.table.empty:
         table(embedding.table, "embedding_codecs.csv")

@@ -9,6 +9,8 @@ import numpy as np
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 2000
+#: resampled values a paired bootstrap holds at once (bounds memory for large samples)
+PAIRED_CHUNK = 2_000_000
 
 
 def bootstrap_ci(
@@ -73,10 +75,14 @@ def paired_bootstrap_ci(
     if x.size < 3:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    indices = rng.integers(0, x.size, size=(N_RESAMPLES, x.size))
+    rows = max(1, PAIRED_CHUNK // x.size)  # resamples drawn and evaluated at once
+    chunks = []
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        values = np.asarray(statistic(x[indices], y[indices]), dtype=float)
+        for start in range(0, N_RESAMPLES, rows):
+            indices = rng.integers(0, x.size, size=(min(rows, N_RESAMPLES - start), x.size))
+            chunks.append(np.asarray(statistic(x[indices], y[indices]), dtype=float))
+    values = np.concatenate(chunks)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return float("nan"), float("nan")

@@ -2,8 +2,8 @@
 
 Every read opens ``Store(root, read_only=True)`` (SQLite ``mode=ro``), reads
 into DataFrames and closes it, inside a ``st.cache_data`` function keyed by the
-study folder and the database's signature (size and mtime of ``study.db`` and
-its WAL), so switching pages or filters does not query again, while results a
+study folder and its signature (size and mtime of ``study.db``, its WAL and
+``study.toml``), so switching pages or filters does not query again, while results a
 running ``semcomp run`` commits appear on the next rerun. Connections are never
 shared between Streamlit's script threads.
 
@@ -19,6 +19,7 @@ plain ``mode=ro``, whose locking makes a running study's reads consistent.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ import pandas as pd
 import streamlit as st
 
 from semcomp.analysis.rd import clip_metrics, human_metrics, metric_columns, rd_points, summarise
+from semcomp.config import STUDY_FILE
 from semcomp.errors import SemcompError
 from semcomp.store import DB_NAME, Store
 
@@ -84,10 +86,11 @@ def pqvae_result_paths() -> list[Path]:
 
 
 def signature(root: Path) -> tuple:
-    """Changes whenever the database does (a commit touches the WAL or the file)."""
+    """Changes whenever what the app reads does: the database (a commit touches the WAL or
+    the file) or ``study.toml`` (its scope, seed and name shape every table)."""
     parts = []
-    for suffix in ("", "-wal"):
-        path = root / (DB_NAME + suffix)
+    for name in (DB_NAME, DB_NAME + "-wal", STUDY_FILE):
+        path = root / name
         stat = path.stat() if path.exists() else None
         parts.append((stat.st_size, stat.st_mtime_ns) if stat else None)
     return tuple(parts)
@@ -107,8 +110,16 @@ class SnapshotStore(Store):
 
 def read_consistently(folder: Path, db_signature: tuple, read: Callable[[Path, Store], T]) -> T:
     """``read(folder, store)`` through a :class:`SnapshotStore`, again through a locking
-    read-only store if the database changed while it read."""
-    data = read(folder, SnapshotStore(folder))
+    read-only store if the database changed while it read.
+
+    An ``immutable`` read of a database that a writer opens and checkpoints meanwhile can
+    also fail outright (``database disk image is malformed``); that too reads again with
+    locking.
+    """
+    try:
+        data = read(folder, SnapshotStore(folder))
+    except sqlite3.DatabaseError:  # changed under the immutable snapshot
+        return read(folder, Store(folder, read_only=True))
     if signature(folder) != db_signature:  # written while we read: read again, with locking
         data = read(folder, Store(folder, read_only=True))
     return data

@@ -7,9 +7,25 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from semcomp.analysis.rd import rate_text
+
 from .data import StudyData
 
 COLUMNS = 4
+#: first element of a rate–distortion chart point's ``customdata``: what the point stands for
+CANDIDATE, OPERATING_POINT = "candidate", "operating point"
+
+
+def candidates_behind(points: pd.DataFrame, customdata: list | None) -> pd.DataFrame:
+    """The candidates a clicked chart point stands for: ``[CANDIDATE, candidate_id, ...]``
+    is one candidate, ``[OPERATING_POINT, method, operating_point, ...]`` every candidate
+    of that point of a method's curve; anything else, none."""
+    kind, *rest = customdata or [None]
+    if kind == CANDIDATE and rest:
+        return points[points["candidate_id"] == rest[0]]
+    if kind == OPERATING_POINT and len(rest) >= 2:
+        return points[(points["method"] == rest[0]) & (points["operating_point"] == rest[1])]
+    return points.iloc[:0]
 
 
 def show_original(study: StudyData, original_id: str) -> None:
@@ -18,16 +34,17 @@ def show_original(study: StudyData, original_id: str) -> None:
         st.write("original not found")
         return
     row = row.iloc[0]
-    st.image(
-        row["path"],
-        caption=f"original: {row['name']} ({row['category']}, {row['file_bytes']:,} bytes)",
-    )
+    caption = f"original: {row['name']} ({row['category']}, {row['file_bytes']:,} bytes)"
+    if not isinstance(row["path"], str) or not Path(row["path"]).is_file():
+        st.markdown(f":material/broken_image: *original file missing*  \n{caption}")
+        return
+    st.image(row["path"], caption=caption)
 
 
 def _describe(candidate: pd.Series, metrics: list[str]) -> str:
     lines = [f"**{candidate['method']}** · {candidate['operating_point']}"]
-    if pd.notna(candidate.get("rate_bytes")):
-        lines.append(f"{candidate['rate_bytes']:,.0f} bytes · {candidate['bpp']:.4g} bpp")
+    if pd.notna(candidate.get("rate_bits")):
+        lines.append(f"{rate_text(candidate['rate_bits'])} · {candidate['bpp']:.4g} bpp")
     else:
         lines.append("rate unknown")
     caption = candidate.get("caption")

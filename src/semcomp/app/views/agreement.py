@@ -5,6 +5,7 @@ import streamlit as st
 
 from semcomp.analysis.agreement import MISSING_CLIP, MISSING_HUMAN
 from semcomp.analysis.figures import agreement_figure
+from semcomp.analysis.rd import SATISFACTION_PREFIX
 from semcomp.app.filters import context, download_csv, download_png
 
 study, filters = context()
@@ -17,10 +18,18 @@ if not study.clip_metrics:
     st.info(MISSING_CLIP)
     st.stop()
 pick = st.columns(2)
-model_metric = pick[0].selectbox("Model metric", study.clip_metrics, key="agree_model")
-humans = study.human_metrics
-preferred = next((i for i, m in enumerate(humans) if m.startswith("human.A.median[")), 0)
-human_metric = pick[1].selectbox("Human metric", humans, index=preferred, key="agree_human")
+models, humans = study.clip_metrics, study.human_metrics
+# the shared Metric filter chooses on its side (CLIP or human) until changed here
+for key, choices in (("agree_model", models), ("agree_human", humans)):
+    follows = st.session_state.get(f"{key}_from") == filters.metric and key in st.session_state
+    if filters.metric in choices and not follows:
+        st.session_state[key] = st.session_state[f"{key}_from"] = filters.metric
+if st.session_state.get("agree_human") not in humans:
+    st.session_state["agree_human"] = next(
+        (m for m in humans if m.startswith(SATISFACTION_PREFIX)), humans[0]
+    )
+model_metric = pick[0].selectbox("Model metric", models, key="agree_model")
+human_metric = pick[1].selectbox("Human metric", humans, key="agree_human")
 both = points.dropna(subset=[model_metric, human_metric])
 if both.empty:
     st.info("no candidate has both scores (with these filters)")

@@ -1,25 +1,21 @@
 """Embedding codecs: zero-shot accuracy against bpd from PQVAE evaluation files.
 
 Files are ``results.csv`` of ``semcomp pqvae sweep`` and JSON of ``semcomp pqvae
-eval --out`` under ``STUDY/pqvae/``, plus those given with ``semcomp app
---pqvae-results``. The in-study PQVAE methods are on the Rate–distortion page
+eval --out`` under ``STUDY/pqvae/``, plus the files and folders given with
+``semcomp app --pqvae-results``. The in-study PQVAE methods are on the Rate–distortion page
 (CLIP similarity of the decoded embedding against the exact rate).
 """
 
 import plotly.express as px
 import streamlit as st
 
-from semcomp.analysis.embedding_results import (
-    PQVAE_FOLDER,
-    find_result_files,
-    load_embedding_results,
-)
+from semcomp.analysis.embedding_results import PQVAE_FOLDER, embedding_results
 from semcomp.app.data import pqvae_result_paths
 from semcomp.app.filters import context, download_csv
 
 study, filters = context()
 st.title("Embedding codecs: accuracy against rate")
-results = load_embedding_results(find_result_files(study.root, pqvae_result_paths()))
+results = embedding_results(study.root, pqvae_result_paths())
 for path, reason in results.problems:
     st.warning(f"{path}: {reason}")
 embedding_methods = study.points[study.points["kind"] == "embedding"]["method"].unique()

@@ -8,24 +8,12 @@ Plotly cannot draw images inside a hover box, so the images follow the selection
 import plotly.graph_objects as go
 import streamlit as st
 
-from semcomp.analysis.curves import bd_rate, default_iso_level, pareto_front
-from semcomp.analysis.figures import RATE_AXES, rd_chart
+from semcomp.analysis.curves import bd_rate, default_iso_level, iso_markers, pareto_front
+from semcomp.analysis.figures import RATE_AXES, colour_map, rd_chart
+from semcomp.analysis.rd import rate_text
 from semcomp.app.filters import context, download_csv, download_png
-from semcomp.app.widgets import candidate_grid
+from semcomp.app.widgets import CANDIDATE, OPERATING_POINT, candidate_grid, candidates_behind
 from semcomp.errors import AnalysisError
-
-PALETTE = [
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-]
 
 study, filters = context()
 st.title("Rate–distortion")
@@ -68,15 +56,15 @@ if show_iso:
 
 summary = filters.summary(study)
 summary = summary[summary["method"].isin(usable["method"].unique())]
-colours = {
-    key: PALETTE[i % len(PALETTE)] for i, key in enumerate(sorted(usable[colour_by].unique()))
-}
+summary = summary[summary[mean_rate] > 0]  # a log axis: no zero-rate operating points
+colours = colour_map(usable[colour_by].unique())
 figure = go.Figure()
 for key, rows in usable.groupby(colour_by):
-    hover = rows[["candidate_id", "original", "method", "operating_point", "rate_bytes"]].copy()
-    hover.insert(
-        4, "caption", rows["caption"].fillna("").str.slice(0, 80) if "caption" in rows else ""
+    captions = rows["caption"].fillna("").str.slice(0, 80) if "caption" in rows else ""
+    hover = rows[["candidate_id", "original", "method", "operating_point"]].assign(
+        caption=captions, rate=[rate_text(bits) for bits in rows["rate_bits"]]
     )
+    hover.insert(0, "kind", CANDIDATE)
     figure.add_trace(
         go.Scattergl(
             x=rows[point_rate],
@@ -85,10 +73,10 @@ for key, rows in usable.groupby(colour_by):
             name=str(key),
             legendgroup=str(key),
             showlegend=not aggregated,
-            marker={"color": colours[key], "size": 6, "opacity": 0.25 if aggregated else 0.75},
+            marker={"color": colours[str(key)], "size": 6, "opacity": 0.25 if aggregated else 0.75},
             customdata=hover.to_numpy(),
-            hovertemplate="<b>%{customdata[1]}</b> · %{customdata[2]} · %{customdata[3]}<br>"
-            "%{customdata[4]}<br>%{customdata[5]:,.0f} bytes · x %{x:.4g} · y %{y:.4f}"
+            hovertemplate="<b>%{customdata[2]}</b> · %{customdata[3]} · %{customdata[4]}<br>"
+            "%{customdata[5]}<br>%{customdata[6]} · x %{x:.4g} · y %{y:.4f}"
             "<extra></extra>",
         )
     )
@@ -96,7 +84,7 @@ mean, low, high = f"{metric} mean", f"{metric} mean_ci_low", f"{metric} mean_ci_
 if aggregated:
     for method, rows in summary.dropna(subset=[mean_rate, mean]).groupby("method"):
         rows = rows.sort_values(mean_rate)
-        colour = colours.get(method, "#444")
+        colour = colours.get(str(method), "#444")
         band_x = list(rows[mean_rate]) + list(rows[mean_rate])[::-1]
         band_y = list(rows[high].fillna(rows[mean])) + list(rows[low].fillna(rows[mean]))[::-1]
         figure.add_trace(
@@ -120,18 +108,28 @@ if aggregated:
                 name=str(method),
                 legendgroup=str(method),
                 line={"color": colour},
+                error_y={  # one operating point (a captioning method): its band is invisible
+                    "type": "data",
+                    "array": (rows[high] - rows[mean]).clip(lower=0).fillna(0),
+                    "arrayminus": (rows[mean] - rows[low]).clip(lower=0).fillna(0),
+                    "visible": len(rows) == 1,
+                    "width": 4,
+                },
                 customdata=list(
                     zip(
+                        [OPERATING_POINT] * len(rows),
                         rows["method"],
                         rows["operating_point"],
                         rows["n"],
+                        rows[f"{metric} n"],
                         rows[low],
                         rows[high],
                         strict=True,
                     )
                 ),
-                hovertemplate="<b>%{customdata[0]}</b> · %{customdata[1]} (n=%{customdata[2]})"
-                "<br>x %{x:.4g} · mean %{y:.4f} [%{customdata[3]:.4f}, %{customdata[4]:.4f}]"
+                hovertemplate="<b>%{customdata[1]}</b> · %{customdata[2]}<br>"
+                "%{customdata[3]} images, %{customdata[4]} with this metric<br>"
+                "x %{x:.4g} · mean %{y:.4f} [%{customdata[5]:.4f}, %{customdata[6]:.4f}]"
                 "<extra></extra>",
             )
         )
@@ -150,24 +148,24 @@ if show_pareto:
             hoverinfo="skip",
         )
     )
-iso_table = None
+iso_images = iso_table = None
 if level is not None:
-    _, iso_table = filters.analysis(study, "iso", metric=metric, level=level, rate=rate)
+    iso_images, iso_table = filters.analysis(study, "iso", metric=metric, level=level, rate=rate)
     figure.add_hline(
         y=level,
         line={"color": "magenta", "width": 1},
         annotation_text=f"iso-satisfaction {level:g}",
     )
-    reached = iso_table.dropna(subset=[f"smallest_min_{point_rate}"])
+    marks = iso_markers(iso_table, summary, metric, level, rate, aggregated=aggregated)
     figure.add_trace(
         go.Scatter(
-            x=reached[f"smallest_min_{point_rate}"],
-            y=[level] * len(reached),
+            x=marks["rate"],
+            y=[level] * len(marks),
             mode="markers",
-            name="first reaches level",
+            name="mean curve reaches level" if aggregated else "median image reaches level",
             marker={"symbol": "diamond", "color": "magenta", "size": 10},
-            text=reached["method"],
-            hovertemplate="%{text}: %{x:.4g}<extra></extra>",
+            text=marks["label"],
+            hovertemplate="%{text}<extra></extra>",
         )
     )
 figure.update_layout(
@@ -203,13 +201,7 @@ with buttons[1]:
 
 selected = event.selection.points if event and event.selection else []
 if selected:
-    data = selected[0].get("customdata") or []
-    if len(data) == 6:  # one candidate
-        chosen = usable[usable["candidate_id"] == data[0]]
-    elif len(data) == 5:  # an operating point of a curve
-        chosen = usable[(usable["method"] == data[0]) & (usable["operating_point"] == data[1])]
-    else:
-        chosen = usable.iloc[:0]
+    chosen = candidates_behind(usable, selected[0].get("customdata"))
     if not chosen.empty:
         st.subheader("Images behind the selection")
         candidate_grid(study, chosen.head(12), metric, with_original=True)
@@ -218,7 +210,14 @@ else:
 
 if iso_table is not None:
     st.subheader(f"Iso-satisfaction at {metric} ≥ {level:g}")
+    st.caption(
+        "per method: images reaching the level, the median and smallest of each image's "
+        "smallest rate reaching it, and the cheapest operating point whose mean reaches it"
+    )
     st.dataframe(iso_table, hide_index=True)
+    with st.expander(f"per image: the smallest rate of each method reaching {level:g}"):
+        st.dataframe(iso_images, hide_index=True)
+        download_csv(iso_images, f"iso_satisfaction_images_{rate}.csv", "rd_iso_images_csv")
 
 with st.expander("BD-rate between two methods"):
     methods = sorted(summary["method"].unique())
