@@ -1,6 +1,15 @@
 """Helpers the tests share (images that compress like photos, study files)."""
 
+import contextlib
 import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +148,47 @@ def add_human_scores(root: Path, seed: int = 0, methods: tuple[str, ...] | None 
                     key=("candidate_id", "metric"),
                 )
     return len(rows)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def app_answers(url: str) -> bool:
+    """Whether a Streamlit server answers its health check at ``url``."""
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
+            return answer.read() == b"ok"
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def serving_app(study: Path, log_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``(url, process)`` of `semcomp app STUDY` on a free port, in a process group of its
+    own (stopped with everything it started on leaving); fails the test if it never answers."""
+    import pytest
+
+    port = free_port()
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "semcomp", "app", str(study), "--port", str(port),
+             "--no-browser"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # whatever it starts can be stopped with it
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while not app_answers(url):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"semcomp app did not start: {log_path.read_text()}")
+                time.sleep(0.5)
+            yield url, server
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=20)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import app_answers, serving_app
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -89,6 +91,9 @@ def test_demo_then_tour_commands(tmp_path: Path):
             assert result.returncode == 0, result.stderr
         elif command == "run":
             continue  # run below, on the finished demo study
+        elif command == "app":  # serves the demo study on localhost until stopped
+            with serving_app(demo_dir, tmp_path / "app.log") as (url, _):
+                assert app_answers(url)
         elif command == "models":
             result = semcomp(*words[1:], timeout=60)
             assert result.returncode == 1 and "hub is unreachable" in result.stderr

@@ -5,18 +5,14 @@ Runs wherever Chromium and chromedriver are installed (CI installs Debian's
 a missing browser fails there instead of skipping).
 """
 
-import contextlib
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from helpers import app_answers, serving_app
 
 CHROMIUM = os.environ.get("SEMCOMP_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("SEMCOMP_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -46,53 +42,11 @@ FLAGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer:
-            return answer.read() == b"ok"
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def running_app(all_methods_study, tmp_path):
     """``(url, process)`` of `semcomp app` on a free port, in a process group of its own."""
-    port = free_port()
-    log = (tmp_path / "app.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "semcomp",
-            "app",
-            str(all_methods_study),
-            "--port",
-            str(port),
-            "--no-browser",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # whatever it starts can be stopped with it
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not answers(url):
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"semcomp app did not start: {(tmp_path / 'app.log').read_text()}")
-            time.sleep(0.5)
-        yield url, server
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=20)
-        log.close()
+    with serving_app(all_methods_study, tmp_path / "app.log") as running:
+        yield running
 
 
 def save_screenshot(driver, tmp_path: Path, name: str) -> Path:
@@ -164,6 +118,6 @@ def test_rate_distortion_page_renders_in_chromium(running_app, tmp_path):
     server.terminate()  # as a user stops it: SIGTERM to `semcomp app` only, not its group
     server.wait(timeout=20)
     deadline = time.monotonic() + 10
-    while answers(url) and time.monotonic() < deadline:
+    while app_answers(url) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not answers(url), "the Streamlit server outlived `semcomp app`"
+    assert not app_answers(url), "the Streamlit server outlived `semcomp app`"
