@@ -262,34 +262,12 @@ MIGRATIONS: list[str] = [
         source_file   TEXT NOT NULL,
         source_line   INTEGER NOT NULL,
         created_at    TEXT NOT NULL,
-        PRIMARY KEY (assignment_id, item)
-    );
-    CREATE INDEX ratings_by_worker ON ratings(survey, worker_id, original_id);
-    """,
-    # version 3: answers about unknown images are kept one row per file line and item slot
-    # (a long-format file's answers share an assignment key and have no slot, so keying on
-    # (assignment_id, item) kept one of a rater's answers about an unknown pair)
-    """
-    CREATE TABLE ratings_unmatched_new (
-        assignment_id TEXT NOT NULL,
-        item          TEXT NOT NULL,
-        survey        TEXT NOT NULL,
-        worker_id     TEXT NOT NULL,
-        original_ref  TEXT,
-        candidate_ref TEXT,
-        reason        TEXT NOT NULL,
-        answers       TEXT NOT NULL,
-        source_file   TEXT NOT NULL,
-        source_line   INTEGER NOT NULL,
-        created_at    TEXT NOT NULL,
+        -- one row per file line and item slot: a long-format file's answers share an
+        -- assignment key and have no slot
         PRIMARY KEY (source_file, source_line, item)
     );
-    INSERT OR IGNORE INTO ratings_unmatched_new SELECT assignment_id, item, survey, worker_id,
-        original_ref, candidate_ref, reason, answers, source_file, source_line, created_at
-        FROM ratings_unmatched;
-    DROP TABLE ratings_unmatched;
-    ALTER TABLE ratings_unmatched_new RENAME TO ratings_unmatched;
     CREATE INDEX ratings_unmatched_by_survey ON ratings_unmatched(survey);
+    CREATE INDEX ratings_by_worker ON ratings(survey, worker_id, original_id);
     """,
 ]
 

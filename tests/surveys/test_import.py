@@ -420,20 +420,10 @@ def test_long_format_keeps_every_answer_about_an_unknown_pair(store, tmp_path):
     assert store.count("ratings_unmatched") == 5
 
 
-def test_migration_3_keeps_unmatched_answers(tmp_path):
-    from semcomp.store import MIGRATIONS, Store
-
-    with Store(tmp_path / "s", migrations=MIGRATIONS[:2]) as old:
-        old.conn.execute(
-            "INSERT INTO ratings_unmatched VALUES "
-            "('a1', '1', 'A', 'W', 'o', 'c', 'why', '{}', '/f.csv', 2, 'now')"
-        )
-    with Store(tmp_path / "s") as new:
-        assert new.schema_version == len(MIGRATIONS) >= 3
-        assert new.frame("SELECT * FROM ratings_unmatched").assignment_id.tolist() == ["a1"]
-        key = [r["name"] for r in new.conn.execute("PRAGMA table_info(ratings_unmatched)")
-               if r["pk"]]  # fmt: skip
-        assert sorted(key) == ["item", "source_file", "source_line"]
+def test_unmatched_answers_are_keyed_by_file_line_and_slot(store):
+    key = [r["name"] for r in store.conn.execute("PRAGMA table_info(ratings_unmatched)")
+           if r["pk"]]  # fmt: skip
+    assert sorted(key) == ["item", "source_file", "source_line"]
 
 
 def test_long_format_second_file_answer_is_a_duplicate_not_a_replacement(store, tmp_path):
