@@ -12,6 +12,7 @@ that support it); transformers implements BLIP's attention in eager mode only.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from PIL import Image
@@ -41,6 +42,11 @@ class BlipParams(PluginParams):
     min_new_tokens: int = Field(default=5, ge=0)
     #: conditional captioning, e.g. "a photograph of" (kept in the caption)
     prefix: str = ""
+
+
+def pixel_values(image_processor: Any, image: Image.Image) -> Any:
+    """One image's ``pixel_values`` (3×H×W) from a BLIP image processor."""
+    return image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
 
 
 class BlipCaptioner(Captioner):
@@ -84,12 +90,29 @@ class BlipCaptioner(Captioner):
             "revision": self.params.revision or self.commit,
         }
 
-    def _generate(self, images: list[Image.Image]) -> list[str]:
+    def loader_preprocess(self) -> Any:
+        """Image → pixel tensor, for the stage's loaders (DataLoader workers) to run.
+
+        None for BLIP-2 with a prefix: its processor builds the text around the images.
+        """
+        if self.model_type == "blip-2" and self.params.prefix:
+            return None
+        return partial(pixel_values, self.processor.image_processor)
+
+    def _generate(self, images: list[Any]) -> list[str]:
         import torch
+        from transformers import BatchFeature
 
         params: BlipParams = self.params
         with phase("preprocess"):
-            if params.prefix:  # one prefix per image: a single string would caption one image
+            if images and isinstance(images[0], torch.Tensor):  # from loader_preprocess
+                if params.prefix:
+                    prefixes = [params.prefix] * len(images)
+                    inputs = self.processor(text=prefixes, return_tensors="pt", padding=True)
+                else:
+                    inputs = BatchFeature({})
+                inputs["pixel_values"] = torch.stack(list(images))
+            elif params.prefix:  # one prefix per image: a single string would caption one image
                 inputs = self.processor(
                     images=images,
                     text=[params.prefix] * len(images),
@@ -117,7 +140,9 @@ class BlipCaptioner(Captioner):
         usable = [image for image in images if image is not None]
         texts = [
             text
-            for _, batch in batches_with_backoff(usable, self.batch_size, self._generate)
+            for _, batch in batches_with_backoff(
+                usable, self.batch_size, self._generate, partial(setattr, self, "batch_size")
+            )
             for text in batch
         ]
         return [[Caption(text)] for text in texts]
