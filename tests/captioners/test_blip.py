@@ -65,6 +65,8 @@ def test_pixels_preprocessed_by_the_loader_give_the_same_captions(model_fixture,
     captioner = BlipCaptioner(params, device="cpu", batch_size=4)
     try:
         preprocess = captioner.loader_preprocess()
+        without_model = BlipCaptioner.loader_preprocess_for(params)  # as in Ray CPU tasks
+        assert without_model(IMAGES[3]).equal(preprocess(IMAGES[3]))
         from_images = [c[0].text for c in captioner.caption(REFS, IMAGES)]
         from_pixels = [c[0].text for c in captioner.caption(REFS, [preprocess(i) for i in IMAGES])]
     finally:
@@ -77,5 +79,6 @@ def test_blip2_with_a_prefix_preprocesses_beside_the_model(tiny_blip2):
     captioner = BlipCaptioner(params, device="cpu")
     try:
         assert captioner.loader_preprocess() is None  # its processor builds text around images
+        assert BlipCaptioner.loader_preprocess_for(params) is None
     finally:
         captioner.close()

@@ -49,6 +49,12 @@ def pixel_values(image_processor: Any, image: Image.Image) -> Any:
     return image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
 
 
+def _loader_preprocess(model_type: str, params: BlipParams, processor: Any) -> Any:
+    if model_type == "blip-2" and params.prefix:
+        return None
+    return partial(pixel_values, processor.image_processor)
+
+
 class BlipCaptioner(Captioner):
     name = "blip"
     Params = BlipParams
@@ -95,9 +101,24 @@ class BlipCaptioner(Captioner):
 
         None for BLIP-2 with a prefix: its processor builds the text around the images.
         """
-        if self.model_type == "blip-2" and self.params.prefix:
-            return None
-        return partial(pixel_values, self.processor.image_processor)
+        return _loader_preprocess(self.model_type, self.params, self.processor)
+
+    @classmethod
+    def loader_preprocess_for(cls, params: BlipParams) -> Any:
+        """:meth:`loader_preprocess` without the model: the processor read from the model's
+        folder or cache (for loaders where the model is not, e.g. Ray CPU tasks)."""
+        from transformers import AutoConfig, AutoProcessor
+
+        revision = {"revision": params.revision} if params.revision else {}
+
+        def load() -> tuple[str, Any]:
+            config = AutoConfig.from_pretrained(params.model, **revision)
+            return config.model_type, AutoProcessor.from_pretrained(params.model, **revision)
+
+        model_type, processor = load_pretrained(load, params.model, what="BLIP processor")
+        if model_type not in BLIP_MODEL_TYPES:
+            return None  # the actor building the model says what is wrong
+        return _loader_preprocess(model_type, params, processor)
 
     def _generate(self, images: list[Any]) -> list[str]:
         import torch

@@ -131,13 +131,18 @@ class BatchTask(ABC, Generic[I, L]):
         """What :meth:`load` may use from the built model (e.g. its preprocessing); None."""
         return None
 
+    def remote_context(self, factory: PluginFactory) -> Any:
+        """What :meth:`load` may use where the model is not (Ray CPU tasks), built from
+        ``factory`` without the model (e.g. an image processor read from its folder); None."""
+        return None
+
     @abstractmethod
     def load(self, batch: Sequence[I], context: Any) -> L:
         """Read and decode one batch's inputs (no model; per-item problems as exceptions).
 
         ``context`` is :meth:`context` of the model when the loading runs beside
-        it (local engine, in DataLoader workers or not), None when it runs
-        elsewhere (Ray CPU tasks). Preprocessing done here is timed with
+        it (local engine, in DataLoader workers or not), :meth:`remote_context`
+        when it runs elsewhere (Ray CPU tasks). Preprocessing done here is timed with
         ``with phase("preprocess"):``; the rest of the load counts as ``decode``.
         """
 

@@ -18,11 +18,12 @@ imported module or an entry point) cannot be built there.
 Each batch is one block, so outcomes stream back batch by batch. The loading
 tasks ask for half a CPU and the actors for a whole one, so Ray Data keeps
 them as two operators (with equal resources it fuses them, and a CPU-only
-actor would decode serially). The CPU tasks decode images but do not
-preprocess them (the preprocessing belongs to the model, built only in the
-actors), so full-resolution pixels cross the object store: a Ray this engine
-starts sizes its store from the machine's RAM (Ray's default), or
-``object_store_bytes``.
+actor would decode serially). The CPU tasks also preprocess where the
+preprocessing can be had without the model (:meth:`BatchTask.remote_context`:
+BLIP's image processor), so model-sized pixels cross the object store; CLIP's
+transform comes from the loaded model's config, so embedding batches cross
+at decoded size (at most ``images.max_pixels``). A Ray this engine starts
+sizes its store from the machine's RAM (Ray's default), or ``object_store_bytes``.
 """
 
 from __future__ import annotations
@@ -94,12 +95,25 @@ def _pickled_column(values: list[Any]) -> Any:
     return column
 
 
-def _load(rows: dict[str, Any], task: BatchTask) -> dict[str, Any]:
-    """Ray Data CPU tasks: batch rows → loaded batches (no model)."""
+#: per worker process: (task, factory) → the task's remote context (built once)
+_remote_contexts: dict[bytes, Any] = {}
+
+
+def _remote_context(task: BatchTask, factory: PluginFactory) -> Any:
+    key = pickle.dumps((task, factory), protocol=pickle.HIGHEST_PROTOCOL)
+    if key not in _remote_contexts:
+        _remote_contexts[key] = task.remote_context(factory)
+    return _remote_contexts[key]
+
+
+def _load(rows: dict[str, Any], task: BatchTask, factory: PluginFactory) -> dict[str, Any]:
+    """Ray Data CPU tasks: batch rows → loaded batches (no model; a model-independent
+    preprocessing when the task has one)."""
     loaded = []
     for index, batch in zip(rows["index"], rows["batch"], strict=True):
         try:
-            value, seconds = load_timed(task, pickle.loads(batch), None)
+            context = _remote_context(task, factory)
+            value, seconds = load_timed(task, pickle.loads(batch), context)
         except SemcompError as exc:  # travels as data to the driver (see _Infer)
             value, seconds = exc, {}
         loaded.append((int(index), value, seconds))
@@ -271,7 +285,12 @@ class RayEngine(Engine):
         ]
         return (
             data.from_items(rows, override_num_blocks=len(rows))
-            .map_batches(_load, fn_kwargs={"task": task}, batch_size=1, num_cpus=LOAD_CPUS)
+            .map_batches(
+                _load,
+                fn_kwargs={"task": task, "factory": factory},
+                batch_size=1,
+                num_cpus=LOAD_CPUS,
+            )
             .map_batches(
                 _Infer,
                 fn_constructor_args=(factory, task, threads),

@@ -111,9 +111,9 @@ class CaptionOriginals(BatchTask):
 
     An image that does not decode is a settled failure; a file that cannot be
     read (missing, unmounted, a network file system's hiccup) is retried by the
-    next run. Beside the model (local engine), loading also runs the captioner's
-    image preprocessing when it has one (``loader_preprocess``), so DataLoader
-    workers produce the model's pixel tensors.
+    next run. Loading also runs the captioner's image preprocessing when it has
+    one: ``loader_preprocess()`` beside the model (local engine, DataLoader
+    workers), ``loader_preprocess_for(params)`` without it (Ray CPU tasks).
     """
 
     needs_images: bool
@@ -125,6 +125,12 @@ class CaptionOriginals(BatchTask):
         model.prepare(list(self.originals))
         loader_preprocess = getattr(model, "loader_preprocess", None)
         return loader_preprocess() if loader_preprocess is not None else None
+
+    def remote_context(self, factory: PluginFactory) -> Any:
+        preprocess_for = getattr(factory.plugin_class, "loader_preprocess_for", None)
+        if not self.needs_images or preprocess_for is None:
+            return None
+        return preprocess_for(factory.config)
 
     def load(self, batch: Sequence[tuple[OriginalRef, Path]], context: Any) -> list[Any]:
         loaded: list[Any] = []
