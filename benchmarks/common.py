@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +28,21 @@ def photo(width: int, height: int, seed: int = 0) -> Image.Image:
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    """The CPU, Python and torch; with a visible GPU, its name, CUDA and driver versions."""
+    import torch
+
+    text = (
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__}"
+    )
+    if not torch.cuda.is_available():
+        return text + ", no GPU"
+    text += f", GPU {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}"
+    if shutil.which("nvidia-smi"):
+        query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", "0"]
+        driver = subprocess.run(query, capture_output=True, text=True, check=False).stdout
+        text += f", driver {driver.strip() or 'unknown'}"
+    return text
 
 
 def timed(work: Callable[[], object]) -> tuple[float, object]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -108,6 +109,8 @@ quality = [30, 70]
     for stage in summary.stages:
         if stage.items:
             print(f"  ray {stage.stage:<12} {stage.items:>4} items {stage.seconds:6.1f} s")
+    if got != expected:
+        sys.exit("the engines wrote different rows")
 
 
 if __name__ == "__main__":

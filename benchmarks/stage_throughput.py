@@ -7,8 +7,10 @@ Each stage's work goes through the local engine exactly as ``semcomp run``
 does it (plugin factory, load/infer task, DataLoader workers for decoding), on
 photo-like 512×384 PNG files. Reported per stage and batch size: images per
 second (after one warm-up batch), the profile's time split (decode,
-preprocess, model), and on CUDA the fraction of time the GPU was busy
-(NVML utilisation sampled every 50 ms while the stage ran; "n/a" without NVML).
+preprocess, model), and on CUDA the fraction of time the GPU was busy after
+the warm-up batch (utilisation sampled every 100 ms through NVML, i.e.
+``pip install "semcomp[bench]"``, else ``nvidia-smi -lms 100``; "n/a" and the
+reason under the table when neither works).
 
 Without ``--full-size`` the models are the tiny random-weight ones (CPU-sized;
 SD at 64×64 with 2 steps). ``--full-size`` builds random-weight models at the
@@ -19,6 +21,8 @@ SD 1.5 at 512×512 with 25 steps (see ``semcomp.tiny_models``).
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -32,44 +36,73 @@ from semcomp.tiny_models import write_tiny_blip, write_tiny_open_clip, write_tin
 
 
 class GpuBusy:
-    """Samples the GPU's utilisation (NVML, through torch) in a background thread."""
+    """Samples the GPU's utilisation in the background from :meth:`start` to :meth:`stop`.
 
-    def __init__(self, device: str, interval: float = 0.05):
+    NVML through torch (needs ``nvidia-ml-py``), else ``nvidia-smi`` in a subprocess;
+    :attr:`reason` says why there are no samples.
+    """
+
+    def __init__(self, device: str, interval: float = 0.1):
         self.device, self.interval = device, interval
         self.samples: list[int] = []
-        self.available = False
+        self.reason = "" if device.startswith("cuda") else "not a CUDA device"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._smi: subprocess.Popen | None = None
 
-    def __enter__(self) -> GpuBusy:
-        if self.device.startswith("cuda"):
-            import torch
+    def start(self) -> None:
+        if self.reason or self._thread is not None:
+            return
+        import torch
 
-            try:
-                torch.cuda.utilization()
-                self.available = True
-            except Exception:  # no pynvml / NVML
-                self.available = False
-            if self.available:
-                self._thread = threading.Thread(target=self._sample, daemon=True)
-                self._thread.start()
-        return self
+        try:
+            torch.cuda.utilization()
+            target = self._sample_nvml
+        except Exception as exc:  # no pynvml, or NVML cannot start
+            if shutil.which("nvidia-smi") is None:
+                self.reason = f"no NVML ({type(exc).__name__}: {exc}) and no nvidia-smi"
+                return
+            index = self.device.split(":")[1] if ":" in self.device else "0"
+            self._smi = subprocess.Popen(
+                [
+                    "nvidia-smi",
+                    "--query-gpu=utilization.gpu",
+                    "--format=csv,noheader,nounits",
+                    f"-lms={int(self.interval * 1000)}",
+                    f"-i={index}",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            target = self._read_smi
+        self._thread = threading.Thread(target=target, daemon=True)
+        self._thread.start()
 
-    def _sample(self) -> None:
+    def _sample_nvml(self) -> None:
         import torch
 
         while not self._stop.is_set():
             self.samples.append(torch.cuda.utilization())
             time.sleep(self.interval)
 
-    def __exit__(self, *exc: object) -> None:
+    def _read_smi(self) -> None:
+        for line in self._smi.stdout:
+            if line.strip().isdigit():
+                self.samples.append(int(line))
+
+    def stop(self) -> None:
         self._stop.set()
+        if self._smi is not None:
+            self._smi.terminate()
+            self._smi.wait()
         if self._thread is not None:
             self._thread.join()
+        if not self.samples and not self.reason:
+            self.reason = "no utilisation sample came back"
 
     @property
     def busy(self) -> str:
-        if not self.available or not self.samples:
+        if not self.samples:
             return "n/a"
         return f"{sum(self.samples) / len(self.samples) / 100:.2f}"
 
@@ -111,20 +144,24 @@ def stage_setup(stage: str, models: Path, images: list[Path], full: bool, device
 
 
 def measure(factory: PluginFactory, task: Any, items: list, batch: int, workers: int, device: str):
-    """Images/s after a warm-up batch, the phase split, and the GPU busy fraction."""
+    """Images/s after a warm-up batch, the phase split, and the GPU busy fraction (with
+    the reason when it is not known); model building and warm-up are left out of all three."""
     batches = [items[:batch]] + [items[i : i + batch] for i in range(0, len(items), batch)]
     phases: dict[str, float] = {}
     started = None
-    outcomes = LocalEngine(workers=workers).run(factory, task, batches)
-    with GpuBusy(device) as gpu:
-        for outcome in outcomes:
+    gpu = GpuBusy(device)
+    try:
+        for outcome in LocalEngine(workers=workers).run(factory, task, batches):
             if outcome.index == 0:  # warm-up: loading, cudnn autotuning, first-call costs
                 started = time.perf_counter()
+                gpu.start()
                 continue
             for name, seconds in outcome.seconds.items():
                 phases[name] = phases.get(name, 0.0) + seconds
         wall = time.perf_counter() - started
-    return len(items) / wall, phases, gpu.busy
+    finally:
+        gpu.stop()
+    return len(items) / wall, phases, gpu.busy, gpu.reason
 
 
 def main() -> None:
@@ -146,17 +183,25 @@ def main() -> None:
             photo(512, 384, seed=i).save(path)
             images.append(path)
         print(f"machine: {machine()}, device: {args.device}, workers: {args.workers}")
+        if args.device.startswith("cuda"):
+            from semcomp.models import inference_dtype
+
+            print(f"dtype: {inference_dtype(args.device)} (weights cast, no autocast)")
         print(f"models: {'full-size random weights' if args.full_size else 'tiny random weights'}")
         print(f"{args.images} photo-like 512x384 PNGs (prompts for reconstruct)\n")
         header = f"{'stage':<12} {'batch':>5} {'images/s':>9} {'decode':>7} {'preproc':>7} "
         print(header + f"{'model':>7} {'gpu busy':>8}")
+        reasons = set()
         for stage in args.stages.split(","):
             rates = {}
             for batch in sizes:
                 factory, task, items = stage_setup(
                     stage, folder / "models", images, args.full_size, args.device, batch
                 )
-                rate, phases, busy = measure(factory, task, items, batch, args.workers, args.device)
+                rate, phases, busy, reason = measure(
+                    factory, task, items, batch, args.workers, args.device
+                )
+                reasons |= {reason} - {""}
                 rates[batch] = rate
                 total = sum(phases.values()) or 1.0
                 split = " ".join(
@@ -168,6 +213,8 @@ def main() -> None:
             print(
                 f"{stage:<12} batch {best} / batch {sizes[0]}: {rates[best] / rates[sizes[0]]:.2f}x"
             )
+        for reason in sorted(reasons) if args.device.startswith("cuda") else []:
+            print(f"gpu busy n/a: {reason}")
 
 
 if __name__ == "__main__":

@@ -201,10 +201,11 @@ def test_local_decode_workers_give_the_same_embeddings(tmp_path, image_folder, t
     assert rows(roots[0]) == rows(roots[1])
 
 
-def test_profile_reports_throughput_and_phases(tmp_path, image_folder, tiny_clip, capsys):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_profile_reports_throughput_and_phases(tmp_path, image_folder, tiny_clip, capsys, workers):
     root = write_study(tmp_path / "s", image_folder, tiny_clip)
     with pytest.raises(SystemExit) as done:
-        main(["run", str(root), "--no-progress", "--profile", "--workers", "1"])
+        main(["run", str(root), "--no-progress", "--profile", "--workers", str(workers)])
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert "profile (local engine):" in out
@@ -216,6 +217,9 @@ def test_profile_reports_throughput_and_phases(tmp_path, image_folder, tiny_clip
     assert set(embed["phases"]) == set(PHASES)
     assert all(seconds >= 0 for seconds in embed["phases"].values())
     assert embed["items"] == 12 and embed["phases"]["model"] > 0
+    # CLIP's transform runs while loading (in the worker process with --workers 1): it is
+    # preprocessing, not decoding
+    assert embed["phases"]["preprocess"] > 0 and embed["phases"]["decode"] > 0
 
 
 def test_engine_options_are_checked(monkeypatch):
@@ -223,7 +227,11 @@ def test_engine_options_are_checked(monkeypatch):
         make_engine("spark")
     with pytest.raises(ConfigError, match="--address is for --engine ray"):
         make_engine("local", address="auto")
+    with pytest.raises(ConfigError, match="--actors, --gpus-per-actor is for --engine ray"):
+        make_engine("local", actors=2, gpus_per_actor=1)
     pytest.importorskip("ray")
+    with pytest.raises(ConfigError, match="--workers is for the local engine"):
+        make_engine("ray", workers=2)
     with pytest.raises(ConfigError, match="ray://host:port"):
         make_engine("ray", address="10.0.0.1:6379")
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
@@ -243,3 +251,57 @@ def test_engine_ray_without_ray_is_one_clear_message(
         capsys.readouterr().err.strip()
         == 'error: the Ray engine needs Ray: pip install "semcomp[ray]"'
     )
+
+
+def test_unreachable_ray_is_one_clear_message_before_any_stage(tmp_path, image_folder, tiny_clip):
+    """In a fresh process: this one may hold the session's Ray, which an engine would use."""
+    import subprocess
+
+    pytest.importorskip("ray")
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    address = "ray://127.0.0.1:1"
+    command = [sys.executable, "-m", "semcomp.cli", "run", str(root), "--engine", "ray"]
+    failed = subprocess.run(
+        [*command, "--address", address], capture_output=True, text=True, timeout=120
+    )
+    assert failed.returncode == 1
+    error = failed.stderr.strip()
+    assert error.startswith(f"error: cannot reach Ray at {address}: "), error
+    assert "ray start --head" in error and "Traceback" not in error
+    assert not (root / "study.db").exists()  # the study was not even opened
+
+
+def test_ray_actor_errors_keep_their_one_line_message(tmp_path, ray_cluster):
+    """A model that cannot load inside an actor: Ray's wrapping is taken off."""
+    from semcomp.config import EmbedderConfig
+    from semcomp.errors import ModelUnavailableError
+    from semcomp.stages.embed import EmbedImages, embedder_factory
+
+    photo(32, 32, 1).save(tmp_path / "a.png")
+    missing = EmbedderConfig(model="ViT-B-32", pretrained="openai")
+    factory = embedder_factory(missing, device="cpu", batch_size=2)
+    with make_engine("ray") as engine, pytest.raises(ModelUnavailableError) as raised:
+        list(engine.run(factory, EmbedImages(), [[tmp_path / "a.png"]]))
+    message = str(raised.value)
+    assert "hub is unreachable" in message and "semcomp models fetch" in message
+    assert "Ray" not in message and "Traceback" not in message
+    assert raised.value.__cause__ is None
+
+
+def test_ray_pool_is_checked_against_the_cluster_and_loading_is_not_fused(
+    tmp_path, tiny_clip, ray_cluster, capsys
+):
+    from semcomp.config import EmbedderConfig
+    from semcomp.engines.ray import RayEngine
+    from semcomp.stages.embed import EmbedImages, embedder_factory
+
+    factory = embedder_factory(EmbedderConfig(model=tiny_clip), device="cpu", batch_size=2)
+    batches = [[tmp_path / "a.png"], [tmp_path / "b.png"]]
+    with RayEngine(gpus_per_actor=1) as engine, pytest.raises(ConfigError, match="without GPUs"):
+        list(engine.run(factory, EmbedImages(), batches))
+    with RayEngine() as engine:
+        engine.pipeline(factory, EmbedImages(), batches).explain()
+    optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
+    operators = [line for line in optimized.splitlines() if "Operator[" in line]
+    assert len(operators) == 2, optimized  # decoding runs in tasks, not inside the actor
+    assert "_Infer" in operators[0] and "_load" in operators[1] and "_Infer" not in operators[1]

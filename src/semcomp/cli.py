@@ -83,7 +83,7 @@ def run(
         None, help="GPUs each Ray actor holds (default: 1 if the cluster has GPUs, else 0)."
     ),
     workers: int = typer.Option(
-        0, help="Local engine: DataLoader processes that decode and preprocess images."
+        None, help="Local engine: DataLoader processes that decode and preprocess images (0)."
     ),
     profile: bool = typer.Option(
         False, help="Print per-stage throughput and time split (decode, preprocess, model, write)."
@@ -256,7 +256,9 @@ def features_extract(
     model: str = typer.Option("ViT-L-14-336", help="open_clip model (or local-dir:/path)."),
     pretrained: str = typer.Option("openai", help="open_clip weights tag."),
     batch_size: int = typer.Option(64, help="Images per forward pass."),
-    workers: int = typer.Option(2, help="DataLoader worker processes (decode, preprocess)."),
+    workers: int = typer.Option(
+        None, help="Local engine: DataLoader processes that decode and preprocess (2)."
+    ),
     shard_size: int = typer.Option(10_000, help="Images per output shard."),
     templates: str = typer.Option("ensemble", help="Class prompt templates: single or ensemble."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -273,6 +275,8 @@ def features_extract(
     from semcomp.config import EmbedderConfig
     from semcomp.engines import make_engine
 
+    if workers is None and engine == "local":
+        workers = 2
     with make_engine(
         engine, workers=workers, address=address, actors=actors, gpus_per_actor=gpus_per_actor
     ) as chosen:
@@ -281,7 +285,7 @@ def features_extract(
             out,
             EmbedderConfig(model=model, pretrained=pretrained),
             batch_size=batch_size,
-            workers=workers,
+            workers=workers or 0,
             shard_size=shard_size,
             templates=templates,
             device=device,
@@ -290,7 +294,7 @@ def features_extract(
         )
     typer.echo(
         f"{summary.images} images in {summary.classes} classes: {summary.shards_written} shard(s) "
-        f"written, {summary.shards_skipped} already there, {summary.failures} unreadable -> "
+        f"written, {summary.shards_skipped} already there, {summary.failures} not decodable -> "
         f"{summary.out}"
     )
 

@@ -36,7 +36,14 @@ def select_device(preference: str = "auto") -> str:
 
 
 def inference_dtype(device: str) -> Any:
-    """fp16 on CUDA (what the reference models are released in), fp32 on CPU."""
+    """fp16 on CUDA (what the reference models are released in), fp32 on CPU.
+
+    A deviation from issue #7, which asked for fp16/bf16 *autocast*: the weights
+    themselves are cast to fp16 on CUDA (half the memory of autocast, which keeps
+    fp32 weights, and the precision the reference BLIP/SD/CLIP checkpoints ship in);
+    there is no bf16 option yet. The dtype is the same on every engine, so local
+    and Ray runs give the same rows.
+    """
     import torch
 
     return torch.float16 if device.startswith("cuda") else torch.float32
@@ -174,12 +181,17 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def batches_with_backoff(
-    items: Sequence[T], batch_size: int, run: Callable[[Sequence[T]], R]
+    items: Sequence[T],
+    batch_size: int,
+    run: Callable[[Sequence[T]], R],
+    on_shrink: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[Sequence[T], R]]:
     """Yield ``(batch, run(batch))`` over ``items``; halve the batch on out-of-memory.
 
     The batch that ran out of memory is retried at half the size, down to one
-    item; the smaller size is kept for the rest of the stage.
+    item. ``on_shrink(size)`` is told each smaller size, so a plugin that keeps
+    it (``self.batch_size = size``) starts its next call, the stage's next
+    engine batch, at that size instead of running out of memory again.
     """
     start = 0
     size = max(1, batch_size)
@@ -190,7 +202,13 @@ def batches_with_backoff(
         except RuntimeError as exc:
             if size == 1 or not is_out_of_memory(exc):
                 raise
+            out_of_memory = True
+        else:
+            out_of_memory = False
+        if out_of_memory:  # outside the except: the traceback no longer holds the activations
             size //= 2
+            if on_shrink is not None:
+                on_shrink(size)
             release()
             continue
         yield batch, result

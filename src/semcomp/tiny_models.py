@@ -47,6 +47,21 @@ def _done(folder: Path, marker: str) -> bool:
     return (folder / marker).exists()
 
 
+def _save_whole(folder: Path, *savers: Any) -> None:
+    """Each ``saver.save_pretrained`` into a sibling folder, then that folder becomes
+    ``folder``: a save killed half-way (gigabytes at full size) leaves nothing that
+    :func:`_done` takes for a built model."""
+    import shutil
+
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for saver in savers:
+        saver.save_pretrained(partial)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+
+
 #: the real SD 1.5 UNet, VAE and text encoder sizes (runwayml/stable-diffusion-v1-5 configs)
 SD15_UNET: dict[str, Any] = {
     "sample_size": 64,
@@ -163,7 +178,9 @@ def write_tiny_blip(folder: Path, seed: int = 0, *, full_size: bool = False) -> 
         text_config=text
         | {
             "vocab_size": len(tokenizer),
-            "initializer_range": 0.5,  # so that different images get different captions
+            # 0.5 so that different tiny-model images get different captions; the usual
+            # 0.02 at full size, where 0.5 overflows the activations of 24 layers
+            "initializer_range": 0.02 if full_size else 0.5,
             "bos_token_id": tokenizer.bos_token_id,
             "pad_token_id": tokenizer.pad_token_id,
             "sep_token_id": tokenizer.sep_token_id,
@@ -176,8 +193,7 @@ def write_tiny_blip(folder: Path, seed: int = 0, *, full_size: bool = False) -> 
     )
     torch.manual_seed(seed)
     model = BlipForConditionalGeneration(config).eval()
-    processor.save_pretrained(folder)
-    model.save_pretrained(folder)
+    _save_whole(folder, processor, model)
     return folder
 
 
@@ -254,8 +270,7 @@ def write_tiny_blip2(folder: Path, seed: int = 0, num_query_tokens: int = 4) -> 
     )
     torch.manual_seed(seed)
     model = Blip2ForConditionalGeneration(config).eval()
-    processor.save_pretrained(folder)
-    model.save_pretrained(folder)
+    _save_whole(folder, processor, model)
     return folder
 
 
@@ -367,5 +382,5 @@ def write_tiny_stable_diffusion(folder: Path, seed: int = 0, *, full_size: bool 
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipeline.save_pretrained(folder)
+    _save_whole(folder, pipeline)
     return folder

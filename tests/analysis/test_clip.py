@@ -84,3 +84,27 @@ def test_preprocessing_overrides_change_the_identity(tiny_clip):
     assert identity["preprocess"]["resize_mode"] == "squash"
     assert identity["weights"] == tiny_clip
     assert wide.shape == (1, 32)
+
+
+def test_a_halved_batch_size_is_kept_for_the_next_engine_batch(tiny_clip, monkeypatch):
+    """Two engine batches: only the first one runs out of memory at the full size."""
+    embedder = OpenClipEmbedder(EmbedderConfig(model=tiny_clip), device="cpu", batch_size=8)
+    embed_pixels = embedder.embed_pixels
+    sizes = []
+
+    def small_memory(pixels):
+        sizes.append(len(pixels))
+        if len(pixels) > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return embed_pixels(pixels)
+
+    monkeypatch.setattr(embedder, "embed_pixels", small_memory)
+    images = [photo(40, 30, seed) for seed in range(5)]
+    try:
+        first, second = embedder.embed(images), embedder.embed(images)
+    finally:
+        embedder.close()
+    first_call, second_call = sizes[:5], sizes[5:]
+    assert first_call == [5, 4, 2, 2, 1] and second_call == [2, 2, 1]
+    assert embedder.batch_size == 2
+    np.testing.assert_allclose(first, second, atol=1e-6)

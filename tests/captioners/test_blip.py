@@ -52,3 +52,33 @@ def test_missing_hub_model_fails_fast_with_one_message():
     with pytest.raises(ModelUnavailableError, match="semcomp models fetch --hf Salesforce"):
         captions("Salesforce/blip-image-captioning-large")
     assert time.perf_counter() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("model_fixture", "prefix"),
+    [("tiny_blip", ""), ("tiny_blip", "a picture of"), ("tiny_blip2", "")],
+)
+def test_pixels_preprocessed_by_the_loader_give_the_same_captions(model_fixture, prefix, request):
+    """What DataLoader workers hand the captioner (pixel tensors) captions like the images."""
+    model = request.getfixturevalue(model_fixture)
+    params = BlipParams(model=str(model), max_new_tokens=12, min_new_tokens=2, prefix=prefix)
+    captioner = BlipCaptioner(params, device="cpu", batch_size=4)
+    try:
+        preprocess = captioner.loader_preprocess()
+        without_model = BlipCaptioner.loader_preprocess_for(params)  # as in Ray CPU tasks
+        assert without_model(IMAGES[3]).equal(preprocess(IMAGES[3]))
+        from_images = [c[0].text for c in captioner.caption(REFS, IMAGES)]
+        from_pixels = [c[0].text for c in captioner.caption(REFS, [preprocess(i) for i in IMAGES])]
+    finally:
+        captioner.close()
+    assert from_pixels == from_images
+
+
+def test_blip2_with_a_prefix_preprocesses_beside_the_model(tiny_blip2):
+    params = BlipParams(model=str(tiny_blip2), prefix="a photo of")
+    captioner = BlipCaptioner(params, device="cpu")
+    try:
+        assert captioner.loader_preprocess() is None  # its processor builds text around images
+        assert BlipCaptioner.loader_preprocess_for(params) is None
+    finally:
+        captioner.close()

@@ -9,6 +9,7 @@ same way). The store keys cached embeddings by that identity.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -135,17 +136,19 @@ class OpenClipEmbedder:
             pixels = [self.preprocess(image) for image in images]
         return self.embed_preprocessed(pixels)
 
-    def embed_preprocessed(self, pixels: list[Any]) -> np.ndarray:
-        """Embeddings of images already transformed by :attr:`preprocess` (3×H×W each).
+    def embed_preprocessed(self, pixels: Any) -> np.ndarray:
+        """Embeddings of images already transformed by :attr:`preprocess`: a list of
+        3×H×W tensors, or one N×3×H×W tensor (e.g. stacked and pinned by a loader).
 
         Runs in batches of ``batch_size``, halved on out-of-memory.
         """
         import torch
 
-        def run(batch: list[Any]) -> np.ndarray:
-            return self.embed_pixels(torch.stack(batch))
+        def run(batch: Any) -> np.ndarray:
+            return self.embed_pixels(batch if torch.is_tensor(batch) else torch.stack(batch))
 
-        parts = [result for _, result in batches_with_backoff(pixels, self.batch_size, run)]
+        keep = partial(setattr, self, "batch_size")
+        parts = [result for _, result in batches_with_backoff(pixels, self.batch_size, run, keep)]
         return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
 
     @property

@@ -12,6 +12,7 @@ that support it); transformers implements BLIP's attention in eager mode only.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from PIL import Image
@@ -41,6 +42,17 @@ class BlipParams(PluginParams):
     min_new_tokens: int = Field(default=5, ge=0)
     #: conditional captioning, e.g. "a photograph of" (kept in the caption)
     prefix: str = ""
+
+
+def pixel_values(image_processor: Any, image: Image.Image) -> Any:
+    """One image's ``pixel_values`` (3×H×W) from a BLIP image processor."""
+    return image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
+
+
+def _loader_preprocess(model_type: str, params: BlipParams, processor: Any) -> Any:
+    if model_type == "blip-2" and params.prefix:
+        return None
+    return partial(pixel_values, processor.image_processor)
 
 
 class BlipCaptioner(Captioner):
@@ -84,12 +96,44 @@ class BlipCaptioner(Captioner):
             "revision": self.params.revision or self.commit,
         }
 
-    def _generate(self, images: list[Image.Image]) -> list[str]:
+    def loader_preprocess(self) -> Any:
+        """Image → pixel tensor, for the stage's loaders (DataLoader workers) to run.
+
+        None for BLIP-2 with a prefix: its processor builds the text around the images.
+        """
+        return _loader_preprocess(self.model_type, self.params, self.processor)
+
+    @classmethod
+    def loader_preprocess_for(cls, params: BlipParams) -> Any:
+        """:meth:`loader_preprocess` without the model: the processor read from the model's
+        folder or cache (for loaders where the model is not, e.g. Ray CPU tasks)."""
+        from transformers import AutoConfig, AutoProcessor
+
+        revision = {"revision": params.revision} if params.revision else {}
+
+        def load() -> tuple[str, Any]:
+            config = AutoConfig.from_pretrained(params.model, **revision)
+            return config.model_type, AutoProcessor.from_pretrained(params.model, **revision)
+
+        model_type, processor = load_pretrained(load, params.model, what="BLIP processor")
+        if model_type not in BLIP_MODEL_TYPES:
+            return None  # the actor building the model says what is wrong
+        return _loader_preprocess(model_type, params, processor)
+
+    def _generate(self, images: list[Any]) -> list[str]:
         import torch
+        from transformers import BatchFeature
 
         params: BlipParams = self.params
         with phase("preprocess"):
-            if params.prefix:  # one prefix per image: a single string would caption one image
+            if images and isinstance(images[0], torch.Tensor):  # from loader_preprocess
+                if params.prefix:
+                    prefixes = [params.prefix] * len(images)
+                    inputs = self.processor(text=prefixes, return_tensors="pt", padding=True)
+                else:
+                    inputs = BatchFeature({})
+                inputs["pixel_values"] = torch.stack(list(images))
+            elif params.prefix:  # one prefix per image: a single string would caption one image
                 inputs = self.processor(
                     images=images,
                     text=[params.prefix] * len(images),
@@ -117,7 +161,9 @@ class BlipCaptioner(Captioner):
         usable = [image for image in images if image is not None]
         texts = [
             text
-            for _, batch in batches_with_backoff(usable, self.batch_size, self._generate)
+            for _, batch in batches_with_backoff(
+                usable, self.batch_size, self._generate, partial(setattr, self, "batch_size")
+            )
             for text in batch
         ]
         return [[Caption(text)] for text in texts]

@@ -112,6 +112,11 @@ class PluginFactory:
     def __call__(self) -> Any:
         return self.plugin_class(self.config, **self.options)
 
+    def chunk(self) -> int:
+        """Items per engine batch: the plugin's ``chunk_for`` its config and batch size."""
+        batch_size = self.options["batch_size"]
+        return max(1, self.plugin_class.chunk_for(self.config, batch_size))
+
 
 class BatchTask(ABC, Generic[I, L]):
     """One batch stage's work, split into the part without the model and the part with it.
@@ -119,8 +124,16 @@ class BatchTask(ABC, Generic[I, L]):
     Subclasses must be picklable (Ray sends them to its workers).
     """
 
+    #: whether :meth:`load` reads anything (False: no DataLoader workers are started for it)
+    loads: bool = True
+
     def context(self, model: Any) -> Any:
         """What :meth:`load` may use from the built model (e.g. its preprocessing); None."""
+        return None
+
+    def remote_context(self, factory: PluginFactory) -> Any:
+        """What :meth:`load` may use where the model is not (Ray CPU tasks), built from
+        ``factory`` without the model (e.g. an image processor read from its folder); None."""
         return None
 
     @abstractmethod
@@ -128,7 +141,9 @@ class BatchTask(ABC, Generic[I, L]):
         """Read and decode one batch's inputs (no model; per-item problems as exceptions).
 
         ``context`` is :meth:`context` of the model when the loading runs beside
-        it (local DataLoader workers), None when it runs elsewhere (Ray CPU tasks).
+        it (local engine, in DataLoader workers or not), :meth:`remote_context`
+        when it runs elsewhere (Ray CPU tasks). Preprocessing done here is timed with
+        ``with phase("preprocess"):``; the rest of the load counts as ``decode``.
         """
 
     @abstractmethod
@@ -165,9 +180,10 @@ class ModelWorker:
         self.identity = self.model.identity()
         self.context = task.context(self.model)
 
-    def run(self, index: int, loaded: Any, load_seconds: float) -> BatchOutcome:
+    def run(self, index: int, loaded: Any, load_seconds: dict[str, float]) -> BatchOutcome:
         timer = PhaseTimer()
-        timer.add("decode", load_seconds)
+        for name, seconds in load_seconds.items():
+            timer.add(name, seconds)
         with timer.phase("model"):
             results = self.task.infer(self.model, loaded, self.context)
         return BatchOutcome(index, results, self.identity, dict(timer.seconds))
@@ -177,11 +193,13 @@ class ModelWorker:
         self.model = None
 
 
-def load_timed(task: BatchTask, batch: Sequence[Any], context: Any) -> tuple[Any, float]:
-    """``task.load(batch)`` and the seconds it took (decode and, with a context, preprocess)."""
-    started = time.perf_counter()
-    loaded = task.load(batch, context)
-    return loaded, time.perf_counter() - started
+def load_timed(task: BatchTask, batch: Sequence[Any], context: Any) -> tuple[Any, dict[str, float]]:
+    """``task.load(batch)`` and its seconds per phase: ``decode``, and ``preprocess``
+    for what the task marks so (in whichever process or Ray task the load runs)."""
+    timer = PhaseTimer()
+    with timer.phase("decode"):
+        loaded = task.load(batch, context)
+    return loaded, dict(timer.seconds)
 
 
 class Engine(ABC):
@@ -191,9 +209,15 @@ class Engine(ABC):
 
     @abstractmethod
     def run(
-        self, factory: PluginFactory, task: BatchTask, batches: Sequence[Sequence[Any]]
+        self,
+        factory: PluginFactory,
+        task: BatchTask,
+        batches: Sequence[Sequence[Any]],
+        *,
+        ordered: bool = False,
     ) -> Iterator[BatchOutcome]:
-        """One outcome per batch (``outcome.index`` is the batch's position), in any order."""
+        """One outcome per batch (``outcome.index`` is the batch's position), in any order
+        unless ``ordered`` (then in batch order, e.g. so shards complete one after another)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the engine started (nothing for the local engine)."""
@@ -214,7 +238,7 @@ class _LoadedBatches:
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, index: int) -> tuple[int, Any, float]:
+    def __getitem__(self, index: int) -> tuple[int, Any, dict[str, float]]:
         loaded, seconds = load_timed(self.task, self.batches[index], self.context)
         return index, loaded, seconds
 
@@ -237,7 +261,12 @@ class LocalEngine(Engine):
         self.workers = max(0, workers)
 
     def run(
-        self, factory: PluginFactory, task: BatchTask, batches: Sequence[Sequence[Any]]
+        self,
+        factory: PluginFactory,
+        task: BatchTask,
+        batches: Sequence[Sequence[Any]],
+        *,
+        ordered: bool = False,
     ) -> Iterator[BatchOutcome]:
         if not batches:
             return
@@ -250,23 +279,27 @@ class LocalEngine(Engine):
 
     def _loaded(
         self, task: BatchTask, batches: Sequence[Sequence[Any]], worker: ModelWorker
-    ) -> Iterator[tuple[int, Any, float]]:
-        if self.workers == 0 or len(batches) == 1:
+    ) -> Iterator[tuple[int, Any, dict[str, float]]]:
+        if self.workers == 0 or len(batches) == 1 or not task.loads:
             for index, batch in enumerate(batches):
                 yield index, *load_timed(task, batch, worker.context)
             return
         import torch
 
-        device = str(getattr(worker.model, "device", ""))
         loader = torch.utils.data.DataLoader(
             _LoadedBatches(task, batches, worker.context),
             batch_size=None,
             num_workers=min(self.workers, len(batches)),
             collate_fn=_as_is,
-            pin_memory=device.startswith("cuda"),
+            pin_memory=model_device(worker.model).startswith("cuda"),
             prefetch_factor=2,
         )
         yield from loader
+
+
+def model_device(model: Any) -> str:
+    """The torch device a plugin resolved (``torch_device``), else its ``device`` setting."""
+    return str(getattr(model, "torch_device", None) or getattr(model, "device", ""))
 
 
 def profile_lines(stages: Sequence[Any]) -> list[str]:
@@ -298,19 +331,29 @@ def ray_missing_message() -> str:
 def make_engine(
     name: str = "local",
     *,
-    workers: int = 0,
+    workers: int | None = None,
     address: str | None = None,
     actors: int | None = None,
     gpus_per_actor: float | None = None,
 ) -> Engine:
-    """The engine ``semcomp run --engine NAME`` asks for."""
+    """The engine ``semcomp run --engine NAME`` asks for; options of the other engine are refused.
+
+    A Ray engine connects when it is entered (``with make_engine("ray") as engine``), so
+    an unreachable cluster is reported before any stage runs.
+    """
     from semcomp.errors import ConfigError
 
     if name == "local":
-        if address is not None:
-            raise ConfigError("--address is for --engine ray")
-        return LocalEngine(workers=workers)
+        ray_only = {"--address": address, "--actors": actors, "--gpus-per-actor": gpus_per_actor}
+        given = [option for option, value in ray_only.items() if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} is for --engine ray")
+        return LocalEngine(workers=workers or 0)
     if name == "ray":
+        if workers is not None:
+            raise ConfigError(
+                "--workers is for the local engine (on Ray, CPU tasks decode the images)"
+            )
         from semcomp.engines.ray import RayEngine
 
         return RayEngine(address=address, actors=actors, gpus_per_actor=gpus_per_actor)

@@ -11,7 +11,19 @@ Rows carry the stage's own objects pickled (batches, loaded batches,
 outcomes): they travel only between this driver and its own Ray workers.
 Inputs are referenced by path (artifacts, image files), so on a cluster of
 several machines the study folder (or image folder) must be on storage every
-node mounts, and semcomp must be installed on every node.
+node mounts, and semcomp must be installed on every node. Plugins are found
+in the actors by registry name: a plugin registered at run time (not by an
+imported module or an entry point) cannot be built there.
+
+Each batch is one block, so outcomes stream back batch by batch. The loading
+tasks ask for half a CPU and the actors for a whole one, so Ray Data keeps
+them as two operators (with equal resources it fuses them, and a CPU-only
+actor would decode serially). The CPU tasks also preprocess where the
+preprocessing can be had without the model (:meth:`BatchTask.remote_context`:
+BLIP's image processor), so model-sized pixels cross the object store; CLIP's
+transform comes from the loaded model's config, so embedding batches cross
+at decoded size (at most ``images.max_pixels``). A Ray this engine starts
+sizes its store from the machine's RAM (Ray's default), or ``object_store_bytes``.
 """
 
 from __future__ import annotations
@@ -33,8 +45,10 @@ from semcomp.engines import (
 )
 from semcomp.errors import ConfigError, SemcompError
 
-#: object store of a Ray this engine starts itself (the machine's RAM is shared with the models)
-LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2
+#: CPUs a loading task asks for (unlike the actors' 1, so Ray Data does not fuse the two)
+LOAD_CPUS = 0.5
+#: seconds to wait for a ``ray://`` cluster before giving up
+CONNECT_TIMEOUT_S = 15
 
 
 def import_ray() -> Any:
@@ -53,6 +67,26 @@ def check_address(address: str | None) -> None:
     raise ConfigError(f"--address must be 'auto' or 'ray://host:port', not {address!r}")
 
 
+def semcomp_error(exc: BaseException) -> SemcompError | None:
+    """The SemcompError that Ray wrapped (RayTaskError, UserCodeException, actor errors), if any.
+
+    Walks ``cause`` (Ray's own link to the user's exception), ``__cause__`` and
+    ``__context__``.
+    """
+    seen: set[int] = set()
+    waiting: list[Any] = [exc]
+    while waiting:
+        current = waiting.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        cause = getattr(current, "cause", None)
+        if isinstance(current, SemcompError) and not isinstance(cause, BaseException):
+            return current
+        waiting += [current.__context__, current.__cause__, cause]
+    return None
+
+
 def _pickled_column(values: list[Any]) -> Any:
     import numpy as np
 
@@ -61,23 +95,58 @@ def _pickled_column(values: list[Any]) -> Any:
     return column
 
 
-def _load(rows: dict[str, Any], task: BatchTask) -> dict[str, Any]:
-    """Ray Data CPU tasks: batch rows → loaded batches (no model)."""
+#: per worker process: (task, factory) → the task's remote context (built once)
+_remote_contexts: dict[bytes, Any] = {}
+
+
+def _remote_context(task: BatchTask, factory: PluginFactory) -> Any:
+    key = pickle.dumps((task, factory), protocol=pickle.HIGHEST_PROTOCOL)
+    if key not in _remote_contexts:
+        _remote_contexts[key] = task.remote_context(factory)
+    return _remote_contexts[key]
+
+
+def _load(rows: dict[str, Any], task: BatchTask, factory: PluginFactory) -> dict[str, Any]:
+    """Ray Data CPU tasks: batch rows → loaded batches (no model; a model-independent
+    preprocessing when the task has one)."""
     loaded = []
     for index, batch in zip(rows["index"], rows["batch"], strict=True):
-        value, seconds = load_timed(task, pickle.loads(batch), None)
+        try:
+            context = _remote_context(task, factory)
+            value, seconds = load_timed(task, pickle.loads(batch), context)
+        except SemcompError as exc:  # travels as data to the driver (see _Infer)
+            value, seconds = exc, {}
         loaded.append((int(index), value, seconds))
     return {"index": rows["index"], "loaded": _pickled_column(loaded)}
 
 
 class _Infer:
-    """Ray Data actor: builds the plugin once, then runs each loaded batch on it."""
+    """Ray Data actor: builds the plugin once, then runs each loaded batch on it.
 
-    def __init__(self, factory: PluginFactory, task: BatchTask, threads: int):
-        self.worker = ModelWorker(factory, task, threads)
+    A SemcompError (weights not there, a bad config, ...) goes back to the driver as
+    the batch's outcome, which raises it there: raised in the actor, Ray would wrap it
+    and keep only its text (``UserCodeException`` does not carry its cause across).
+    """
+
+    def __init__(self, factory: PluginFactory, task: BatchTask, threads: int | None):
+        self.failure: SemcompError | None = None
+        try:
+            self.worker = ModelWorker(factory, task, threads)
+        except SemcompError as exc:
+            self.failure = exc
+
+    def _outcome(self, index: int, loaded: Any, seconds: dict[str, float]) -> Any:
+        if self.failure is not None:
+            return self.failure
+        if isinstance(loaded, SemcompError):
+            return loaded
+        try:
+            return self.worker.run(index, loaded, seconds)
+        except SemcompError as exc:
+            return exc
 
     def __call__(self, rows: dict[str, Any]) -> dict[str, Any]:
-        outcomes = [self.worker.run(*pickle.loads(blob)) for blob in rows["loaded"]]
+        outcomes = [self._outcome(*pickle.loads(blob)) for blob in rows["loaded"]]
         return {"index": rows["index"], "outcome": _pickled_column(outcomes)}
 
 
@@ -86,7 +155,7 @@ class RayEngine(Engine):
 
     ``actors`` is the size of the model actor pool (default: one per GPU of the
     cluster, or one on a cluster without GPUs); ``gpus_per_actor`` defaults to 1
-    when the cluster has GPUs, else 0.
+    when the cluster has GPUs, else 0. The engine connects when it is entered.
     """
 
     name = "ray"
@@ -98,73 +167,139 @@ class RayEngine(Engine):
         actors: int | None = None,
         gpus_per_actor: float | None = None,
         cpus_per_actor: float = 1.0,
+        object_store_bytes: int | None = None,
         progress: bool = False,
     ):
         check_address(address)
         if actors is not None and actors < 1:
             raise ConfigError("--actors must be at least 1")
+        if gpus_per_actor is not None and gpus_per_actor < 0:
+            raise ConfigError("--gpus-per-actor cannot be negative")
         self.ray = import_ray()
         self.address = address
         self.actors = actors
         self.gpus_per_actor = gpus_per_actor
         self.cpus_per_actor = cpus_per_actor
+        self.object_store_bytes = object_store_bytes
         self.progress = progress
         self.started_ray = False
+
+    def __enter__(self) -> RayEngine:
+        self._connect()
+        return self
 
     def _connect(self) -> None:
         ray = self.ray
         if ray.is_initialized():
             return
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if self.address is None:
-            options["object_store_memory"] = LOCAL_OBJECT_STORE_BYTES
-        ray.init(address=self.address, **options)
+        if self.address is None and self.object_store_bytes is not None:
+            options["object_store_memory"] = self.object_store_bytes
+        if self.address is not None and self.address.startswith("ray://"):
+            os.environ.setdefault("RAY_CLIENT_RECONNECT_GRACE_PERIOD", str(CONNECT_TIMEOUT_S))
+        try:
+            ray.init(address=self.address, **options)
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+            where = self.address or "a new local Ray"
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
+            raise SemcompError(
+                f"cannot reach Ray at {where}: {reason}; start one "
+                "with `ray start --head` or omit --address"
+            ) from None
         self.started_ray = True
 
     def _pool(self) -> tuple[int, float]:
-        gpus = int(self.ray.cluster_resources().get("GPU", 0))
+        """(actors, GPUs per actor), checked against what the cluster has."""
+        gpus = float(self.ray.cluster_resources().get("GPU", 0))
         per_actor = self.gpus_per_actor if self.gpus_per_actor is not None else (1 if gpus else 0)
+        if per_actor > 0 and gpus == 0:
+            raise ConfigError(
+                f"--gpus-per-actor {per_actor:g} on a Ray cluster without GPUs "
+                "(use 0, or add GPU nodes)"
+            )
         if self.actors is not None:
-            return self.actors, per_actor
-        if per_actor > 0:
-            return max(1, int(gpus // per_actor)), per_actor
-        return 1, 0.0
+            actors = self.actors
+        elif per_actor > 0:
+            actors = max(1, int(gpus // per_actor))
+        else:
+            actors = 1
+        if actors * per_actor > gpus:
+            raise ConfigError(
+                f"{actors} actors x {per_actor:g} GPU(s) need more than the cluster's {gpus:g} "
+                "GPU(s); lower --actors or --gpus-per-actor"
+            )
+        return actors, float(per_actor)
 
     def run(
-        self, factory: PluginFactory, task: BatchTask, batches: Sequence[Sequence[Any]]
+        self,
+        factory: PluginFactory,
+        task: BatchTask,
+        batches: Sequence[Sequence[Any]],
+        *,
+        ordered: bool = False,
     ) -> Iterator[BatchOutcome]:
         if not batches:
             return
+        self._connect()
+        try:
+            for row in self.pipeline(factory, task, batches, ordered=ordered).iter_rows():
+                outcome = pickle.loads(row["outcome"])
+                if isinstance(outcome, SemcompError):
+                    raise outcome
+                yield outcome
+        except SemcompError as exc:
+            raise exc from None
+        except Exception as exc:
+            found = semcomp_error(exc)
+            if found is None:
+                raise
+            raise found from None
+
+    def pipeline(
+        self,
+        factory: PluginFactory,
+        task: BatchTask,
+        batches: Sequence[Sequence[Any]],
+        *,
+        ordered: bool = False,
+    ) -> Any:
+        """The Ray Data dataset of ``batches``' outcomes (lazy: iterating it runs it)."""
         import torch
 
-        self._connect()
         data = self.ray.data
         context = data.DataContext.get_current()
         context.enable_progress_bars = self.progress
         context.enable_operator_progress_bars = self.progress
         context.print_on_execution_start = False
+        context.execution_options.preserve_order = ordered
         if not self.progress:
             logging.getLogger("ray.data").setLevel(logging.WARNING)
         actors, gpus = self._pool()
         cpus = max(1.0, float(self.ray.cluster_resources().get("CPU", 1)))
+        # CPU results depend on torch's thread count: CPU actors use the driver's, so they
+        # give the local engine's rows; GPU actors keep the count Ray gives them
+        threads = torch.get_num_threads() if gpus == 0 else None
         rows = [
             {"index": index, "batch": pickle.dumps(list(batch), protocol=pickle.HIGHEST_PROTOCOL)}
             for index, batch in enumerate(batches)
         ]
-        dataset = (
-            data.from_items(rows, override_num_blocks=min(len(rows), 64))
-            .map_batches(_load, fn_kwargs={"task": task}, batch_size=1, num_cpus=min(1.0, cpus / 2))
+        return (
+            data.from_items(rows, override_num_blocks=len(rows))
+            .map_batches(
+                _load,
+                fn_kwargs={"task": task, "factory": factory},
+                batch_size=1,
+                num_cpus=LOAD_CPUS,
+            )
             .map_batches(
                 _Infer,
-                fn_constructor_args=(factory, task, torch.get_num_threads()),
+                fn_constructor_args=(factory, task, threads),
                 batch_size=1,
                 compute=data.ActorPoolStrategy(size=actors),
                 num_gpus=gpus,
                 num_cpus=min(self.cpus_per_actor, cpus / 2),
             )
         )
-        for row in dataset.iter_rows():
-            yield pickle.loads(row["outcome"])
 
     def close(self) -> None:
         if self.started_ray and self.ray.is_initialized():

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar
 
 from pydantic import Field
 
+from semcomp.engines import phase
 from semcomp.errors import ConfigError
 from semcomp.models import (
     batches_with_backoff,
@@ -141,17 +143,20 @@ class DiffusersReconstructor(Reconstructor):
                 **options,
             ).images
         encoded = []
-        for image in images:
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-            encoded.append(buffer.getvalue())
+        with phase("write"):  # PNG encoding: the output's writing, not the model's work
+            for image in images:
+                buffer = io.BytesIO()
+                image.save(buffer, format="PNG")
+                encoded.append(buffer.getvalue())
         return encoded
 
     def reconstruct(self, prompts: list[str], seeds: list[int]) -> list[Reconstruction | Exception]:
         pairs = list(zip(prompts, seeds, strict=True))
         return [
             Reconstruction(png=png)
-            for _, batch in batches_with_backoff(pairs, self.batch_size, self._generate)
+            for _, batch in batches_with_backoff(
+                pairs, self.batch_size, self._generate, partial(setattr, self, "batch_size")
+            )
             for png in batch
         ]
 

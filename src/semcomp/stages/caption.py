@@ -20,7 +20,7 @@ from semcomp.captioners.base import Captioner, CaptionFailure, OriginalRef
 from semcomp.captioners.human import match_captions, read_caption_rows, reference_owners
 from semcomp.codecs import TEXT_CODECS
 from semcomp.codecs.text import TextCodec, Utf8Codec, normalise_caption
-from semcomp.engines import BatchTask, PluginFactory
+from semcomp.engines import BatchTask, PluginFactory, phase
 from semcomp.errors import ImageError
 from semcomp.images import decode_image
 from semcomp.methods import CAPTION_POINT, ExternalMethod, TextualMethod
@@ -107,15 +107,30 @@ def prepare_inputs(ctx: StageContext, captioner: Captioner, originals: list[sqli
 
 @dataclass(frozen=True)
 class CaptionOriginals(BatchTask):
-    """(original, image file) pairs → captions; an unreadable image fails its item only."""
+    """(original, image file) pairs → captions; an unreadable image fails its item only.
+
+    An image that does not decode is a settled failure; a file that cannot be
+    read (missing, unmounted, a network file system's hiccup) is retried by the
+    next run. Loading also runs the captioner's image preprocessing when it has
+    one: ``loader_preprocess()`` beside the model (local engine, DataLoader
+    workers), ``loader_preprocess_for(params)`` without it (Ray CPU tasks).
+    """
 
     needs_images: bool
     max_pixels: int
     #: every current original, for captioners that look captions up (human CSV)
     originals: tuple[OriginalRef, ...] = ()
 
-    def context(self, model: Captioner) -> None:
+    def context(self, model: Captioner) -> Any:
         model.prepare(list(self.originals))
+        loader_preprocess = getattr(model, "loader_preprocess", None)
+        return loader_preprocess() if loader_preprocess is not None else None
+
+    def remote_context(self, factory: PluginFactory) -> Any:
+        preprocess_for = getattr(factory.plugin_class, "loader_preprocess_for", None)
+        if not self.needs_images or preprocess_for is None:
+            return None
+        return preprocess_for(factory.config)
 
     def load(self, batch: Sequence[tuple[OriginalRef, Path]], context: Any) -> list[Any]:
         loaded: list[Any] = []
@@ -124,15 +139,22 @@ class CaptionOriginals(BatchTask):
                 loaded.append((ref, None))
                 continue
             try:
-                loaded.append((ref, decode_image(path.read_bytes(), self.max_pixels).rgb))
+                image: Any = decode_image(Path(path).read_bytes(), self.max_pixels).rgb
             except (OSError, ImageError) as exc:
                 loaded.append((ref, exc))
+                continue
+            if context is not None:
+                with phase("preprocess"):
+                    image = context(image)
+            loaded.append((ref, image))
         return loaded
 
     def infer(self, model: Captioner, loaded: list[Any], context: Any) -> list[Any]:
         good = [i for i, (_, image) in enumerate(loaded) if not isinstance(image, Exception)]
         results: list[Any] = [
-            CaptionFailure(str(image), retryable=False) if isinstance(image, Exception) else None
+            CaptionFailure(str(image), retryable=not isinstance(image, ImageError))
+            if isinstance(image, Exception)
+            else None
             for _, image in loaded
         ]
         if good:
@@ -151,7 +173,7 @@ def caption_with(
 ) -> None:
     store = ctx.store
     captioner_class = factory.plugin_class
-    chunk = max(1, captioner_class.chunk_for(factory.config, factory.options["batch_size"]))
+    chunk = factory.chunk()
     files = ctx.artifact_files([row["artifact_hash"] for row in pending])
     rows = [pending[i : i + chunk] for i in range(0, len(pending), chunk)]
     batches = [[(original_ref(r), files[r["artifact_hash"]]) for r in batch] for batch in rows]

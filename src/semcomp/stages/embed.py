@@ -29,13 +29,30 @@ def artifacts_to_score(ctx: StageContext) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
+@dataclass
+class LoadedImages:
+    """One batch's readable images (PIL images, or one stacked N×3×H×W tensor once
+    preprocessed) and, per item, its problem (None when the item is in ``images``)."""
+
+    images: Any
+    problems: list[Exception | None]
+
+    def pin_memory(self) -> LoadedImages:
+        """Page-locked pixels, for a DataLoader with ``pin_memory`` (fast copies to the GPU)."""
+        pin = getattr(self.images, "pin_memory", None)
+        return LoadedImages(pin() if pin is not None else self.images, self.problems)
+
+
 @dataclass(frozen=True)
 class EmbedImages(BatchTask):
-    """Image files → L2-normalised embeddings, one float32 row (or an ImageError) per file.
+    """Image files → L2-normalised embeddings, one float32 row (or an exception) per file.
 
-    Loading decodes each file (and preprocesses it when the model's transform is
-    at hand, i.e. in local DataLoader workers); inference preprocesses what is
-    left and runs the embedder. Shared by the embed stage and ``features extract``.
+    Loading reads and decodes each file and, when the model's transform is at
+    hand (the local engine, in DataLoader workers or not), preprocesses the batch
+    into one tensor; inference preprocesses what is left and runs the embedder.
+    A file that does not decode gives an :class:`ImageError` (settled); one that
+    cannot be read gives its ``OSError`` (retried: missing, unmounted, a network
+    file system's hiccup). Shared by the embed stage and ``features extract``.
     """
 
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -43,32 +60,38 @@ class EmbedImages(BatchTask):
     def context(self, model: Any) -> Any:
         return model.preprocess
 
-    def load(self, batch: Sequence[Path], context: Any) -> list[Any]:
-        loaded: list[Any] = []
+    def load(self, batch: Sequence[Path], context: Any) -> LoadedImages:
+        images: list[Any] = []
+        problems: list[Exception | None] = []
         for path in batch:
             try:
-                image = decode_image(Path(path).read_bytes(), self.max_pixels).rgb
-                loaded.append(context(image) if context is not None else image)
-            except ImageError as exc:
-                loaded.append(exc)
-            except OSError as exc:
-                loaded.append(ImageError(f"cannot read {Path(path).name}: {exc}"))
-        return loaded
-
-    def infer(self, model: Any, loaded: list[Any], context: Any) -> list[Any]:
+                images.append(decode_image(Path(path).read_bytes(), self.max_pixels).rgb)
+                problems.append(None)
+            except (ImageError, OSError) as exc:
+                problems.append(exc)
+        if context is None or not images:
+            return LoadedImages(images, problems)
         import torch
 
-        positions = [i for i, item in enumerate(loaded) if not isinstance(item, Exception)]
         with phase("preprocess"):
-            pixels = [
-                loaded[i] if isinstance(loaded[i], torch.Tensor) else context(loaded[i])
-                for i in positions
-            ]
-        vectors = model.embed_preprocessed(pixels)
-        results: list[Any] = list(loaded)
-        for position, vector in zip(positions, vectors, strict=True):
-            results[position] = vector
-        return results
+            return LoadedImages(torch.stack([context(image) for image in images]), problems)
+
+    def infer(self, model: Any, loaded: LoadedImages, context: Any) -> list[Any]:
+        import torch
+
+        with phase("preprocess"):
+            pixels = (
+                loaded.images
+                if isinstance(loaded.images, torch.Tensor)
+                else [context(image) for image in loaded.images]
+            )
+        vectors = iter(model.embed_preprocessed(pixels))
+        return [next(vectors) if problem is None else problem for problem in loaded.problems]
+
+
+def settled(problem: Exception) -> bool:
+    """Whether an item's problem is final: its content does not decode (not a read error)."""
+    return isinstance(problem, ImageError)
 
 
 def embedder_factory(config: Any, *, device: str, batch_size: int) -> PluginFactory:
@@ -140,8 +163,10 @@ def embed_pending(
             embedded = []
             for digest, result in zip(digests, outcome.results, strict=True):
                 if isinstance(result, Exception):
-                    ctx.fail(f"{digest}|{embedder_id}", str(result), retryable=False)
+                    item = f"{digest}|{embedder_id}"
+                    ctx.fail(item, str(result), retryable=not settled(result))
                 else:
+                    ctx.clear(f"{digest}|{embedder_id}")
                     embedded.append((digest, result))
             store.put_embeddings(embedder_id, embedded, ctx.run_id)
         ctx.report.done += len(embedded)

@@ -153,6 +153,8 @@ def reconstruct_pending(ctx: StageContext, methods: list[TextualMethod]) -> None
 class ReconstructPrompts(BatchTask):
     """Jobs (prompt and seed) → reconstructions; nothing to load beforehand."""
 
+    loads = False
+
     def load(self, batch: Sequence[Job], context: Any) -> Sequence[Job]:
         return batch
 
@@ -168,7 +170,7 @@ def run_reconstructor(
 ) -> None:
     store = ctx.store
     keys = list(unique)
-    chunk = max(1, factory.plugin_class.chunk_for(factory.config, factory.options["batch_size"]))
+    chunk = factory.chunk()
     batches = [
         [unique[key][0] for key in keys[start : start + chunk]]
         for start in range(0, len(keys), chunk)
