@@ -85,6 +85,16 @@ class ApiParams(PluginParams):
         {"api_key_env", "concurrency", "timeout", "max_attempts", "backoff", "max_backoff"}
     )
 
+    @property
+    def endpoint(self) -> str:
+        """The base URL requests go to (OpenAI's when none is given)."""
+        return self.base_url or "https://api.openai.com/v1"
+
+    @property
+    def chunk_items(self) -> int:
+        """Items per batch written to the store: several rounds of concurrent requests."""
+        return self.concurrency * 4
+
     @field_validator("api_key_env")
     @classmethod
     def _a_name_not_a_key(cls, name: str) -> str:

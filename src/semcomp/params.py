@@ -1,4 +1,5 @@
-"""Parameter types every plugin (codec, captioner, reconstructor) builds its ``Params`` from."""
+"""Parameter types every plugin (codec, captioner, reconstructor) builds its ``Params`` from,
+and the base of the plugins that run in batches (captioners, reconstructors)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,31 @@ class PluginParams(BaseModel):
     def identity(self) -> dict[str, Any]:
         """The parameters that determine results, for cache keys and method ids."""
         return self.model_dump(mode="json", exclude=set(self.operational))
+
+
+class BatchPlugin:
+    """What captioners and reconstructors share: built once per stage from validated
+    ``Params`` (perhaps inside a Ray actor), called with batches of ``batch_size`` items."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[PluginParams]]
+    #: whether it runs a local model that ``--engine ray`` should run in actors (not an API)
+    scalable: ClassVar[bool] = False
+    default_batch_size: ClassVar[int] = 8
+
+    def __init__(
+        self, params: PluginParams, *, device: str = "auto", batch_size: int | None = None
+    ):
+        self.params = params
+        self.device = device
+        self.batch_size = self.default_batch_size if batch_size is None else batch_size
+        self.chunk_size = self.chunk_for(params, self.batch_size)
+
+    @classmethod
+    def chunk_for(cls, params: PluginParams, batch_size: int) -> int:
+        """Items per call of the stage (and per transaction): a model's batch; API
+        plugins raise it to keep their concurrent requests busy."""
+        return batch_size
 
 
 def file_sha256(path: Path, what: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from PIL import Image
 
-from semcomp.params import PluginParams
+from semcomp.params import BatchPlugin
 
 
 @dataclass(frozen=True)
@@ -38,27 +38,11 @@ class CaptionFailure(Exception):
         self.detail = detail or {}
 
 
-class Captioner(ABC):
+class Captioner(BatchPlugin, ABC):
     """Image → text. Construct once per stage (it may load a model), then :meth:`close`."""
 
-    name: ClassVar[str]
-    Params: ClassVar[type[PluginParams]]
     #: whether :meth:`caption` needs the decoded images (human captions do not)
     needs_images: ClassVar[bool] = True
-    #: whether it runs a local model that ``--engine ray`` should run in actors (not an API)
-    scalable: ClassVar[bool] = False
-
-    def __init__(self, params: PluginParams, *, device: str = "auto", batch_size: int = 8):
-        self.params = params
-        self.device = device
-        self.batch_size = batch_size
-        self.chunk_size = self.chunk_for(params, batch_size)
-
-    @classmethod
-    def chunk_for(cls, params: PluginParams, batch_size: int) -> int:
-        """Items per call of the stage (and per transaction): a model's batch; API
-        plugins raise it to keep their concurrent requests busy."""
-        return batch_size
 
     @abstractmethod
     def caption(
@@ -67,7 +51,7 @@ class Captioner(ABC):
         """Captions for each original: usually one, several for human captions,
         or an exception whose message is the reason for that item."""
 
-    def prepare(self, originals: list[OriginalRef]) -> None:  # noqa: B027 - optional hook
+    def prepare(self, originals: list[OriginalRef]) -> None:
         """Called once with every current original before captioning (nothing by default)."""
 
     def identity(self) -> dict[str, Any]:
@@ -78,5 +62,5 @@ class Captioner(ABC):
         """(item, reason) for input problems found on loading, e.g. malformed CSV rows."""
         return []
 
-    def close(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
+    def close(self) -> None:
         """Free the model (nothing to free by default)."""

@@ -103,14 +103,13 @@ class LlmApiCaptioner(Captioner):
 
     @classmethod
     def chunk_for(cls, params: LlmApiParams, batch_size: int) -> int:
-        """Originals per batch written to the store: several rounds of concurrent requests."""
-        return params.concurrency * 4
+        return params.chunk_items
 
     def identity(self) -> dict[str, Any]:
         return {
             "captioner": self.name,
             "model": self.params.model,
-            "base_url": self.params.base_url or "https://api.openai.com/v1",
+            "base_url": self.params.endpoint,
             "prompt": self.prompt,
         }
 

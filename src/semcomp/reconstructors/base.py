@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from semcomp.params import PluginParams
+from semcomp.params import BatchPlugin, PluginParams
 
 
 @dataclass(frozen=True)
@@ -33,27 +33,12 @@ class Reconstruction:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class Reconstructor(ABC):
+class Reconstructor(BatchPlugin, ABC):
     """Text → image. Construct once per stage (it may load a model), then :meth:`close`."""
 
-    name: ClassVar[str]
-    Params: ClassVar[type[PluginParams]]
     #: whether a seed makes the output reproducible (an image API has none)
     seeded: ClassVar[bool] = True
-    #: whether it runs a local model that ``--engine ray`` should run in actors (not an API)
-    scalable: ClassVar[bool] = False
-
-    def __init__(self, params: PluginParams, *, device: str = "auto", batch_size: int = 4):
-        self.params = params
-        self.device = device
-        self.batch_size = batch_size
-        self.chunk_size = self.chunk_for(params, batch_size)
-
-    @classmethod
-    def chunk_for(cls, params: PluginParams, batch_size: int) -> int:
-        """Items per call of the stage (and per transaction): a model's batch; API
-        plugins raise it to keep their concurrent requests busy."""
-        return batch_size
+    default_batch_size: ClassVar[int] = 4
 
     @classmethod
     def prompt_reader(cls, params: PluginParams) -> Any:
@@ -67,5 +52,5 @@ class Reconstructor(ABC):
     def identity(self) -> dict[str, Any]:
         return {"reconstructor": self.name}
 
-    def close(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
+    def close(self) -> None:
         """Free the model (nothing to free by default)."""

@@ -55,14 +55,13 @@ class ImageApiReconstructor(Reconstructor):
 
     @classmethod
     def chunk_for(cls, params: ImageApiParams, batch_size: int) -> int:
-        """Prompts per batch written to the store: several rounds of concurrent requests."""
-        return params.concurrency * 4
+        return params.chunk_items
 
     def identity(self) -> dict[str, Any]:
         return {
             "reconstructor": self.name,
             "model": self.params.model,
-            "base_url": self.params.base_url or "https://api.openai.com/v1",
+            "base_url": self.params.endpoint,
         }
 
     def _check(self, response: Any) -> Reconstruction:
