@@ -43,17 +43,26 @@ def test_the_study_file_example_is_valid(tmp_path: Path):
     else:  # pragma: no cover
         import tomli as tomllib
 
-    (example,) = re.findall(r"```toml\n(.*?)```", README, flags=re.S)
+    example = re.findall(r"```toml\n(.*?)```", README, flags=re.S)[0]  # the tour's study.toml
     (tmp_path / "paper").mkdir()  # the user's files the example names
     (tmp_path / "paper" / "gpt4_captions.csv").write_text("image,caption\nObject 3,a red apple\n")
     config = parse_config(tomllib.loads(example), "README.md", tmp_path)
     kinds = [method.kind for method in config.methods]
-    assert kinds == ["pixel", "pixel", "textual", "textual", "external"]
-    assert config.methods[3].operating_point_labels() == [
+    assert kinds == ["pixel", "pixel", "pixel", "textual", "textual", "external"]
+    assert config.methods[2].operating_point_labels() == ["quality=1", "quality=11"]
+    assert config.methods[4].operating_point_labels() == [
         "max_words=8",
         "max_words=16",
         "max_words=32",
     ]
+
+
+def test_every_pattern_placeholder_is_documented():
+    from semcomp.methods import ANY_IMAGE_EXTENSION, PATTERN_FIELDS
+
+    for field in PATTERN_FIELDS:
+        assert f"`{{{field}}}`" in README, field
+    assert f"trailing `{ANY_IMAGE_EXTENSION}`" in README
 
 
 def semcomp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -88,7 +88,7 @@ def test_textual_methods_end_to_end(textual_study, monkeypatch):
             files = write_report(readonly)
     assert ("caption", "empty image reference") in failures
     assert any("captions.csv:6" in item for _, item, _ in summary.failures)
-    assert sum("no reconstruction img2_gr.png" in reason for _, reason in failures) == 1
+    assert sum("'{name}_gr.png' (img2_gr.png)" in reason for _, reason in failures) == 1
     rd = pd.read_csv(files.rd_csv, keep_default_na=False, na_values=[""])
     blip = rd[rd.method == "blip"]
     assert len(blip) == 8 and set(blip.replicate) == {0, 1}

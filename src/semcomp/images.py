@@ -126,6 +126,25 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     return DecodedImage(rgb=rgb, format=fmt, source_mode=source_mode, frames=frames)
 
 
+#: formats whose files hold their pixels exactly (a WebP is told apart by its chunks)
+LOSSLESS_FORMATS = frozenset({"PNG", "GIF", "BMP", "TIFF", "WEBP-lossless"})
+
+
+def file_format(pillow_format: str, data: bytes) -> str:
+    """A format name that says whether the file is lossless: Pillow's name, except that a
+    WebP is ``WEBP-lossless`` (only VP8L image data) or ``WEBP-lossy`` (any VP8 data)."""
+    if pillow_format != "WEBP":
+        return pillow_format
+    chunks, position = set(), 12  # RIFF header: "RIFF", size, "WEBP"
+    while position + 8 <= len(data):
+        tag = data[position : position + 4]
+        size = int.from_bytes(data[position + 4 : position + 8], "little")
+        chunks.add(tag)
+        position += 8 + size + (size & 1)  # chunks are padded to an even length
+    lossless = b"VP8L" in chunks and b"VP8 " not in chunks
+    return "WEBP-lossless" if lossless else "WEBP-lossy"
+
+
 @dataclass(frozen=True)
 class SourceImage:
     """One image file named by a folder scan or a manifest row."""

@@ -113,12 +113,28 @@ class PixelMethod(MethodBase):
     """An image codec, its fixed parameters, and the operating points to encode at."""
 
     kind: Literal["pixel"] = "pixel"
+    #: a named setting from :data:`METHOD_PRESETS`; the method's own keys replace the preset's
+    preset: str | None = None
     codec: str
     quality: list[int] = Field(default_factory=list)
     reduction: list[float] = Field(default_factory=list)
     bytes: list[int] = Field(default_factory=list)
     bpp: list[float] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        name = data["preset"]
+        if name not in METHOD_PRESETS:
+            known = ", ".join(sorted(METHOD_PRESETS))
+            raise ValueError(f"unknown preset {name!r}; presets are {known}")
+        preset = METHOD_PRESETS[name]
+        merged = preset | data
+        merged["params"] = preset.get("params", {}) | data.get("params", {})
+        return merged
 
     @field_validator("codec")
     @classmethod
@@ -179,6 +195,20 @@ class PixelMethod(MethodBase):
     def method_id(self) -> str:
         """Codec and validated parameters (not the display name, not the operating points)."""
         return content_key("method", self.codec, self.params)
+
+
+#: Method presets: settings a study file names with ``preset = "..."`` (its own keys win).
+#: ``paper-jpeg`` is how the textual-transform paper's JPEGs were made: IJG quality 1
+#: ("JPEG low") and 11 ("JPEG high"), 4:2:2 chroma subsampling, progressive (what the
+#: quantisation tables and markers of its published files say). The paper's "90 % / 80 %
+#: smaller" are nominal: these files are 35-99 % smaller than their originals.
+METHOD_PRESETS: dict[str, dict[str, Any]] = {
+    "paper-jpeg": {
+        "codec": "jpeg",
+        "quality": [1, 11],
+        "params": {"subsampling": "4:2:2", "progressive": True},
+    },
+}
 
 
 #: The label of the single operating point of a textual method without a sweep.
@@ -318,23 +348,40 @@ class TextualMethod(MethodBase):
         return content_key(point.captioner_key, self.reconstructor_key)
 
 
-#: placeholders an external method's file pattern may use
-PATTERN_FIELDS = ("name", "id", "stem")
+#: placeholders an external method's file pattern may use: ``name`` (and its older
+#: spelling ``stem``) the original's file stem, ``id`` its manifest id (else the stem),
+#: ``sha256`` its content hash
+PATTERN_FIELDS = ("name", "id", "stem", "sha256")
+#: a pattern ending in this matches any image extension (``"{name}_q1.*"``)
+ANY_IMAGE_EXTENSION = ".*"
+#: where an external method's rate comes from: the imported file's bytes, the caption
+#: CSV's caption bytes, or nowhere (no known rate)
+RATE_SOURCES = ("file", "captions", "none")
 
 
 class ExternalMethod(MethodBase):
-    """Reconstructions made elsewhere (by hand, by a service), imported from a folder.
+    """Files made elsewhere (reconstructions, or a pixel codec's output), imported from a folder.
 
-    ``pattern`` names each original's reconstruction, e.g. ``"{name}_gr.png"``
-    for the textual-transform paper's DALL-E images. With ``captions`` (a CSV
-    with columns ``image`` and ``caption``) the rate is the caption's bytes
-    under ``text_codec``; without, the rate is unknown and the points have no
-    x-coordinate.
+    ``pattern`` names each original's file, e.g. ``"{name}_gr.png"`` for the
+    textual-transform paper's DALL-E images or ``"{name}_q1.*"`` for its JPEGs
+    (matched case-insensitively; a trailing ``.*`` is any image extension).
+    ``rate`` says where the rate comes from: ``"file"`` (the file's exact bytes,
+    like semcomp's own JPEG), ``"captions"`` (the caption's bytes under
+    ``text_codec``, from ``captions``: a CSV with columns ``image`` and
+    ``caption``) or ``"none"`` (unknown: the points have no x-coordinate).
+    Default: ``captions`` when a captions CSV is given, else ``none``. ``codec``
+    and ``operating_point`` are labels for tables and figures.
     """
 
     kind: Literal["external"] = "external"
     folder: StudyPath
     pattern: str = "{name}.png"
+    rate: Literal["file", "captions", "none"] | None = None
+    #: what tables and figures call the codec (e.g. ``"jpeg"``, ``"dall-e-2"``)
+    codec: str | None = Field(default=None, min_length=1)
+    #: the label of the method's one operating point (e.g. ``"q1"``); default ``caption``,
+    #: or ``file`` with ``rate = "file"``
+    operating_point: str | None = Field(default=None, min_length=1)
     captions: StudyPath | None = None
     text_codec: str = "utf8"
     text_codec_params: dict[str, Any] = Field(default_factory=dict)
@@ -347,12 +394,20 @@ class ExternalMethod(MethodBase):
     def _known_fields(cls, pattern: str) -> str:
         import string
 
-        fields = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
+        body = pattern.removesuffix(ANY_IMAGE_EXTENSION)
+        try:
+            parsed = list(string.Formatter().parse(body))
+        except ValueError as exc:
+            raise ValueError(f"pattern {pattern!r} does not parse: {exc}") from None
+        fields = {f for _, f, _, _ in parsed if f is not None}
         unknown = fields - set(PATTERN_FIELDS)
         if unknown or not fields:
             raise ValueError(
-                f"pattern must use {{name}}, {{id}} or {{stem}} and nothing else (got {pattern!r})"
+                "pattern must use {name}, {id}, {stem} or {sha256} and nothing else "
+                f"(got {pattern!r})"
             )
+        if "*" in body:
+            raise ValueError(f"pattern {pattern!r}: '*' is allowed only as a trailing '.*'")
         return pattern
 
     @field_validator("text_codec")
@@ -362,6 +417,16 @@ class ExternalMethod(MethodBase):
 
     @model_validator(mode="after")
     def _validate_codec(self, info: ValidationInfo) -> ExternalMethod:
+        if self.rate is None:
+            self.rate = self.default_rate
+        if self.operating_point is None:
+            self.operating_point = "file" if self.rate == "file" else CAPTION_POINT
+        if self.rate == "captions" and self.captions is None:
+            raise ValueError('rate = "captions" needs a captions CSV (captions = "...")')
+        if self.rate == "file" and self.captions is not None:
+            raise ValueError(
+                'rate = "file" takes the rate from the files, so a captions CSV has no use here'
+            )
         text_codec = validated_params(
             TEXT_CODECS, self.text_codec, self.text_codec_params, "text_codec_params", info
         )
@@ -371,16 +436,34 @@ class ExternalMethod(MethodBase):
             self._captions_sha256 = file_sha256(self.captions, "captions CSV")
         return self
 
+    @property
+    def default_rate(self) -> str:
+        return "captions" if self.captions is not None else "none"
+
+    @property
+    def payload_codec(self) -> str:
+        """The ``codec`` label; else the text codec of a caption rate; else what the rate is."""
+        if self.codec:
+            return self.codec
+        return {"captions": self.text_codec, "file": "file"}.get(str(self.rate), "")
+
     def operating_point_labels(self) -> list[str]:
-        return [CAPTION_POINT]
+        return [str(self.operating_point)]
 
     def describe(self) -> str:
-        captions = f", captions from {self.captions.name}" if self.captions else ", rate unknown"
-        return f"external reconstructions {self.folder / self.pattern}{captions}"
+        rate = {
+            "file": ", rate = the files' bytes",
+            "captions": f", rate = caption bytes from {self.captions.name}"
+            if self.captions
+            else "",
+            "none": ", rate unknown",
+        }[str(self.rate)]
+        label = f" ({self.codec})" if self.codec else ""
+        return f"external files{label} {self.folder / self.pattern}{rate}"
 
     @property
     def method_id(self) -> str:
-        return content_key(
+        parts: list[Any] = [
             "method",
             "external",
             str(self.folder),
@@ -388,7 +471,10 @@ class ExternalMethod(MethodBase):
             self._captions_sha256,  # edited captions are new rates
             self.text_codec,
             self._text_codec_identity,
-        )
+        ]
+        if self.rate != self.default_rate:  # the default keeps the ids of older study files
+            parts.append({"rate": self.rate})
+        return content_key(*parts)
 
 
 class EmbeddingMethod(MethodBase):
@@ -467,8 +553,12 @@ MethodConfig = Annotated[
 ]
 
 __all__ = [
+    "ANY_IMAGE_EXTENSION",
     "CAPTION_POINT",
     "METHOD_KINDS",
+    "METHOD_PRESETS",
+    "PATTERN_FIELDS",
+    "RATE_SOURCES",
     "CaptionPoint",
     "ExternalMethod",
     "MethodConfig",

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from semcomp.analysis.stats import mean_ci, median_ci
+from semcomp.images import LOSSLESS_FORMATS, file_format
 from semcomp.store import Store
 
 RATE_UNITS = ("bytes", "bits", "bpp")
@@ -66,7 +67,8 @@ def rd_points(store: Store, scope: Scope | None = None) -> pd.DataFrame:
     """
     points = store.frame(
         "SELECT o.id AS original_id, o.name AS original, o.category, o.pixels, "
-        "o.file_bytes AS original_bytes, m.id AS method_id, m.name AS method, m.kind, m.codec, "
+        "o.file_bytes AS original_bytes, o.format AS original_format, "
+        "o.artifact_hash AS original_hash, m.id AS method_id, m.name AS method, m.kind, m.codec, "
         "r.operating_point, r.variant, r.rate_bits, r.meta, c.id AS candidate_id, c.replicate, "
         "c.seed FROM candidates c JOIN representations r ON r.id = c.representation_id "
         "JOIN methods m ON m.id = r.method_id JOIN originals o ON o.id = r.original_id "
@@ -84,6 +86,8 @@ def rd_points(store: Store, scope: Scope | None = None) -> pd.DataFrame:
     points = points.drop(columns=["method_id"])
     if points.empty:
         return pd.DataFrame(columns=[*ID_COLUMNS, "rate_bytes", "rate_bits", "bpp"])
+    points["original_format"] = original_formats(store, points)
+    points = points.drop(columns=["original_hash"])
     points["rate_bits"] = points["rate_bits"].astype("Int64")  # <NA>: rate unknown
     points["seed"] = points["seed"].astype("Int64")  # <NA>: deterministic codec
     rate_bits = points["rate_bits"].astype("float64")  # NaN where the rate is unknown
@@ -99,6 +103,39 @@ def rd_points(store: Store, scope: Scope | None = None) -> pd.DataFrame:
         wide = scores.pivot(index="candidate_id", columns="metric", values="value")
         points = points.merge(wide, left_on="candidate_id", right_index=True, how="left")
     return points
+
+
+def original_formats(store: Store, points: pd.DataFrame) -> pd.Series:
+    """Each row's original file format, WebPs marked lossless or lossy (read from the file's
+    chunks, as the store keeps only Pillow's format name)."""
+    webp = points.loc[points["original_format"] == "WEBP", "original_hash"].unique()
+    named = {digest: file_format("WEBP", store.read_artifact(digest)) for digest in webp}
+    return pd.Series(
+        [
+            named.get(digest, name)
+            for digest, name in zip(points["original_hash"], points["original_format"], strict=True)
+        ],
+        index=points.index,
+        dtype=object,
+    )
+
+
+def lossless_reduction_note(points: pd.DataFrame) -> str | None:
+    """What a report should say when ``reduction`` targets met lossless originals."""
+    if "original_format" not in points or points.empty:
+        return None
+    targeted = points[points["operating_point"].astype(str).str.startswith("reduction=")]
+    lossless = targeted[targeted["original_format"].isin(LOSSLESS_FORMATS)]
+    if lossless.empty:
+        return None
+    formats = ", ".join(sorted(lossless["original_format"].unique()))
+    methods = ", ".join(sorted(lossless["method"].astype(str).unique()))
+    return (
+        f"reduction targets of {methods} were applied to {lossless['original_id'].nunique()} "
+        f"lossless original(s) ({formats}): the reduction is measured against lossless bytes, "
+        "so '90 % smaller' than a PNG is a far larger file than 90 % smaller than a JPEG "
+        "(see original_format in rd.csv)"
+    )
 
 
 def rate_text(rate_bits: float | None) -> str:

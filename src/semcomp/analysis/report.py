@@ -16,6 +16,7 @@ from semcomp.analysis.rd import (
     clip_metrics,
     compressai_results,
     human_metrics,
+    lossless_reduction_note,
     rd_points,
     summarise,
 )
@@ -214,6 +215,9 @@ def write_report(
     notes = [f"study: {config.name}", f"candidates: {len(points)}", f"failures: {len(failures)}"]
     if random_weights:
         notes.insert(1, f"WARNING: {RANDOM_WEIGHTS_NOTE}")
+    lossless = lossless_reduction_note(points)
+    if lossless:
+        notes.append(lossless)
     notes += comparison_notes
     (folder / "README.txt").write_text("\n".join(notes) + "\n", encoding="utf-8")
     return ReportFiles(

@@ -10,6 +10,7 @@ if given, come from a CSV).
 from __future__ import annotations
 
 import sqlite3
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,8 @@ from semcomp.codecs import TEXT_CODECS
 from semcomp.codecs.text import TextCodec, Utf8Codec, normalise_caption
 from semcomp.engines import BatchTask, PluginFactory, phase
 from semcomp.errors import ImageError
-from semcomp.images import decode_image
-from semcomp.methods import CAPTION_POINT, ExternalMethod, TextualMethod
+from semcomp.images import IMAGE_SUFFIXES, decode_image
+from semcomp.methods import ANY_IMAGE_EXTENSION, ExternalMethod, TextualMethod
 from semcomp.reconstructors import RECONSTRUCTORS
 from semcomp.stages import StageContext, representation_id, store_representation
 from semcomp.store import content_key, to_json, utc_now
@@ -312,16 +313,125 @@ def represent_captions(ctx: StageContext, method: TextualMethod) -> None:
                 ctx.report.done += 1
 
 
-def external_file(method: ExternalMethod, name: str, original_id: str, source_path: str) -> Path:
-    """Where ``method``'s folder holds the reconstruction of one original."""
+def pattern_values(name: str, original_id: str, source_path: str) -> dict[str, str]:
+    """What each placeholder of an external method's pattern stands for, for one original."""
     stem = Path(source_path).stem
-    return method.folder / method.pattern.format(name=name, id=original_id, stem=stem)
+    return {"name": stem, "stem": stem, "id": name, "sha256": original_id}
+
+
+def external_file(method: ExternalMethod, name: str, original_id: str, source_path: str) -> Path:
+    """Where ``method``'s folder holds one original's file (its pattern with ``.*`` kept)."""
+    return method.folder / method.pattern.format(**pattern_values(name, original_id, source_path))
+
+
+@dataclass
+class ExternalFiles:
+    """An external method's folder against the originals: who has which files, and strays."""
+
+    #: original id → the files its pattern matches (more than one is ambiguous)
+    matches: dict[str, list[Path]]
+    #: files of the pattern's shape that belong to no current original
+    unmatched: list[Path]
+
+
+def _listing_key(relative: str, any_extension: bool) -> str | None:
+    """How a file is looked up: its lower-cased relative path, less an image extension
+    when the pattern ends in ``.*`` (None: not an image, so no ``.*`` match)."""
+    key = relative.lower()
+    if not any_extension:
+        return key
+    stem, dot, suffix = key.rpartition(".")
+    return stem if dot and f".{suffix}" in IMAGE_SUFFIXES else None
+
+
+def find_external_files(method: ExternalMethod, originals: Sequence[sqlite3.Row]) -> ExternalFiles:
+    """Match ``method``'s pattern against its folder, case-insensitively, for every original.
+
+    A trailing ``.*`` matches any image extension. A file that has the pattern's
+    shape (each placeholder standing for any text) but is claimed by no original
+    is listed in ``unmatched``, so that a missing original is never silent.
+    """
+    import re
+    import string
+
+    any_extension = method.pattern.endswith(ANY_IMAGE_EXTENSION)
+    body = method.pattern.removesuffix(ANY_IMAGE_EXTENSION) if any_extension else method.pattern
+    depth = body.count("/") + 1
+    files: dict[str, list[Path]] = defaultdict(list)
+    if method.folder.is_dir():
+        for path in sorted(method.folder.glob("/".join(["*"] * depth))):
+            relative = path.relative_to(method.folder).as_posix()
+            if path.name.startswith(".") or not path.is_file():
+                continue
+            key = _listing_key(relative, any_extension)
+            if key is not None:
+                files[key].append(path)
+    matches: dict[str, list[Path]] = {}
+    claimed: set[str] = set()
+    for original in originals:
+        values = pattern_values(original["name"], original["id"], original["source_path"])
+        key = body.format(**values).lower()
+        if key in files:
+            matches[original["id"]] = files[key]
+            claimed.add(key)
+    shape = "".join(
+        re.escape(literal) + (".+" if field is not None else "")
+        for literal, field, _, _ in string.Formatter().parse(body.lower())
+    )
+    unmatched = [
+        path
+        for key, paths in files.items()
+        if key not in claimed and re.fullmatch(shape, key, flags=re.IGNORECASE)
+        for path in paths
+    ]
+    return ExternalFiles(matches=matches, unmatched=unmatched)
+
+
+def unmatched_prefix(method: ExternalMethod) -> str:
+    """The failure items that list ``method``'s files that match no original."""
+    return f"unmatched|{method.method_id}|"
+
+
+def record_unmatched(ctx: StageContext, method: ExternalMethod, found: ExternalFiles) -> None:
+    """List (as this run's failures, re-listed on every run) files that match no original."""
+    ctx.clear_prefix(unmatched_prefix(method))
+    for path in found.unmatched:
+        relative = path.relative_to(method.folder).as_posix()
+        ctx.fail(
+            f"{unmatched_prefix(method)}{relative}",
+            f"{relative} has the shape of pattern {method.pattern!r} but matches no original "
+            "(not imported; is its original missing from the images?)",
+            retryable=False,
+            detail={"label": f"{method.name} · {relative}", "unmatched_file": str(path)},
+        )
+
+
+#: media types of the files an external method imports, by suffix
+MEDIA_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".jpe": "image/jpeg",
+    ".jfif": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".bmp": "image/bmp",
+}
 
 
 def represent_external(ctx: StageContext, method: ExternalMethod) -> None:
-    """One representation per original that has a reconstruction file in the folder."""
+    """One representation per original that has a file of ``method``'s pattern in its folder.
+
+    With ``rate = "file"`` the payload is the file itself and the rate its bytes;
+    with ``captions`` the payload is the caption under the text codec; with
+    ``none`` there is no rate. An original without a file, or with several, is a
+    failure naming the pattern; a file that matches no original is listed.
+    """
     store = ctx.store
     codec = text_codec_for(method.text_codec, method.text_codec_params)
+    label = str(method.operating_point)
     captions: dict[str, list] = {}
     if method.captions is not None:
         captions, problems = read_caption_rows(method.captions)
@@ -332,53 +442,75 @@ def represent_external(ctx: StageContext, method: ExternalMethod) -> None:
     existing = {
         r[0]
         for r in store.conn.execute(
-            "SELECT original_id FROM representations WHERE method_id = ?", (method.method_id,)
+            "SELECT original_id FROM representations WHERE method_id = ? AND operating_point = ?",
+            (method.method_id, label),
         )
     }
     originals = ctx.originals()
+    found = find_external_files(method, originals)
     owners = reference_owners([original_ref(o) for o in originals])
     with store.transaction():
+        record_unmatched(ctx, method, found)
         for original in originals:
             if original["id"] in existing:
                 ctx.report.skipped += 1
                 continue
-            item = representation_id(original["id"], method.method_id, CAPTION_POINT, 0)
-            path = external_file(method, original["name"], original["id"], original["source_path"])
-            if not path.is_file():
-                ctx.fail(
-                    item,
-                    f"no reconstruction {path.name} in {method.folder}",
-                    detail={
-                        "label": f"{original['name']} · {method.name}",
-                        "method_id": method.method_id,
-                    },
+            item = representation_id(original["id"], method.method_id, label, 0)
+            detail = {"label": f"{original['name']} · {method.name}", "method_id": method.method_id}
+            paths = found.matches.get(original["id"], [])
+            if len(paths) != 1:
+                expected = external_file(
+                    method, original["name"], original["id"], original["source_path"]
                 )
-                continue
-            texts, ambiguous = match_captions(captions, original_ref(original), owners)
-            if not texts and ambiguous:
-                ctx.fail(
-                    item,
-                    f"{method.captions.name} names {ambiguous[0]!r}, which matches several "
-                    "originals; name this one by its id or a unique name",
-                    detail={"label": original["name"], "method_id": method.method_id},
+                reason = (
+                    f"no file matching pattern {method.pattern!r} ({expected.name}) "
+                    f"in {method.folder}"
+                    if not paths
+                    else f"{len(paths)} files match pattern {method.pattern!r}: "
+                    f"{', '.join(p.name for p in paths)} (keep one)"
                 )
+                ctx.fail(item, reason, detail=detail)
                 continue
-            text = texts[0].text if texts else None
-            payload = codec.encode(text) if text is not None else b""
+            (path,) = paths
             meta: dict[str, Any] = {"file": str(path), "pattern": method.pattern}
-            if text is not None:
-                meta |= payload_meta(codec, text, None)
+            if method.rate == "file":
+                try:
+                    payload = path.read_bytes()
+                except OSError as exc:
+                    ctx.fail(item, f"cannot read {path.name}: {exc.strerror}", detail=detail)
+                    continue
+                suffix = path.suffix.lower()
+                media_type = MEDIA_TYPES.get(suffix, "application/octet-stream")
+                rate_bits: int | None = 8 * len(payload)
+            else:
+                texts, ambiguous = match_captions(captions, original_ref(original), owners)
+                if not texts and ambiguous:
+                    ctx.fail(
+                        item,
+                        f"{method.captions.name} names {ambiguous[0]!r}, which matches several "
+                        "originals; name this one by its id or a unique name",
+                        detail={"label": original["name"], "method_id": method.method_id},
+                    )
+                    continue
+                text = texts[0].text if texts else None
+                payload = codec.encode(text) if text is not None else b""
+                if text is not None:
+                    meta |= payload_meta(codec, text, None)
+                suffix, media_type = ".txt", "application/octet-stream"
+                rate_bits = (
+                    8 * len(payload) if text is not None and method.rate == "captions" else None
+                )
             store_representation(
                 ctx,
                 original_id=original["id"],
                 method_id=method.method_id,
-                label=CAPTION_POINT,
+                label=label,
                 variant=0,
                 payload=payload,
-                suffix=".txt",
-                media_type="application/octet-stream",
-                rate_bits=8 * len(payload) if text is not None else None,
-                meta=meta,
+                suffix=suffix,
+                media_type=media_type,
+                rate_bits=rate_bits,
+                meta=meta | {"rate_source": method.rate},
             )
             ctx.clear(item)
             ctx.report.done += 1

@@ -9,9 +9,11 @@ reconstructor, replicate) and are stored with every candidate.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from semcomp.engines import BatchTask, PluginFactory
@@ -21,7 +23,7 @@ from semcomp.methods import ExternalMethod, TextualMethod
 from semcomp.reconstructors import RECONSTRUCTORS
 from semcomp.reconstructors.base import Reconstructor
 from semcomp.stages import StageContext, store_candidate
-from semcomp.stages.caption import external_file, text_codec_for
+from semcomp.stages.caption import MEDIA_TYPES, external_file, text_codec_for
 from semcomp.store import content_key, to_json, utc_now
 
 
@@ -222,32 +224,48 @@ def link(ctx: StageContext, job: Job, artifact_hash: str, meta: dict) -> None:
 
 
 def import_external(ctx: StageContext, method: ExternalMethod) -> None:
-    """Copy each external reconstruction into the artifact store as the method's candidate."""
+    """Each external file becomes the method's candidate once it decodes.
+
+    With ``rate = "file"`` the candidate is the payload itself, as for semcomp's own
+    pixel codecs (the file is what was sent; scoring decodes it); otherwise the file
+    (a reconstruction) is copied into the artifact store.
+    """
     store = ctx.store
     pending = store.conn.execute(
-        "SELECT r.id, o.id AS original_id, o.name, o.source_path FROM representations r "
-        "JOIN originals o ON o.id = r.original_id "
+        "SELECT r.id, r.payload_hash, r.meta, o.id AS original_id, o.name, o.source_path "
+        "FROM representations r JOIN originals o ON o.id = r.original_id "
         "LEFT JOIN candidates c ON c.representation_id = r.id "
-        "WHERE r.method_id = ? AND c.id IS NULL",
-        (method.method_id,),
+        "WHERE r.method_id = ? AND r.operating_point = ? AND c.id IS NULL",
+        (method.method_id, str(method.operating_point)),
     ).fetchall()
     for row in pending:
         item = f"{row['id']}|0"
-        path = external_file(method, row["name"], row["original_id"], row["source_path"])
+        recorded = json.loads(row["meta"]).get("file")
+        path = (
+            Path(recorded)
+            if recorded
+            else external_file(method, row["name"], row["original_id"], row["source_path"])
+        )
+        detail = {"label": f"{row['name']} · {method.name}", "method_id": method.method_id}
         try:
-            data = path.read_bytes()
+            data = (
+                store.read_artifact(row["payload_hash"])
+                if method.rate == "file"
+                else path.read_bytes()
+            )
             decode_image(data)
         except (OSError, ImageError) as exc:
-            ctx.fail(
-                item,
-                f"{path.name}: {exc}",
-                detail={"label": f"{row['name']} · {method.name}", "method_id": method.method_id},
-            )
+            ctx.fail(item, f"{path.name}: {exc}", detail=detail)
             continue
         with store.transaction():
-            digest = store.put_artifact(
-                data, suffix=path.suffix.lower(), media_type=f"image/{path.suffix.lstrip('.')}"
-            )
+            if method.rate == "file":
+                digest = row["payload_hash"]
+            else:
+                digest = store.put_artifact(
+                    data,
+                    suffix=path.suffix.lower(),
+                    media_type=MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream"),
+                )
             store_candidate(
                 ctx,
                 representation_id=row["id"],
