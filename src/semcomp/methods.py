@@ -4,7 +4,8 @@ Three kinds, told apart by their keys in ``study.toml`` (or an explicit ``kind``
 
 - ``pixel``: an image codec (``codec = "jpeg"``) at operating points;
 - ``textual``: captioner → text payload codec → reconstructor (``captioner = "blip"``);
-- ``external``: reconstructions made elsewhere, imported from a folder (``folder = ...``).
+- ``external``: files made elsewhere (reconstructions, another tool's JPEGs), imported
+  from a folder (``folder = ...``) with the rate of their files, captions, or none.
 
 A method's identity (``method_id``) is a hash of everything that changes its
 results, never of its display name, so renaming a method keeps its rows.
