@@ -243,3 +243,40 @@ def test_reconstruction_labels_cover_the_repository(tmp_path):
     with Image.open(repo.originals["group_1"]) as png:
         assert png.mode == "RGBA" and png.getextrema()[3] == (255, 255)
     assert (tmp_path / "original_images" / "contents").is_file()
+
+
+def test_figures_name_an_imported_method_with_its_codec_label():
+    from semcomp.analysis.figures import rd_chart
+    from semcomp.analysis.rd import summarise
+
+    metric = "clip_(cos+1)/2[tiny]"
+    rows = [
+        ("dalle", "external", "dall-e-2", "caption", 40.0, 0.8),
+        ("paper-jpeg-low", "external", "jpeg", "q1", 900.0, 0.9),
+        ("jpeg", "pixel", "jpeg", "quality=1", 1000.0, 0.92),
+        ("blip", "textual", "utf8", "caption", 30.0, 0.7),
+    ]
+    points = pd.DataFrame(
+        [
+            {
+                "original_id": image,
+                "original": image,
+                "category": "object",
+                "method": method,
+                "kind": kind,
+                "codec": codec,
+                "operating_point": point,
+                "variant": 0,
+                "replicate": 0,
+                "rate_bytes": rate + offset,
+                "rate_bits": 8 * (rate + offset),
+                "bpp": (rate + offset) / 1000,
+                metric: score,
+            }
+            for method, kind, codec, point, rate, score in rows
+            for offset, image in ((0.0, "a"), (4.0, "b"))
+        ]
+    )
+    figure = rd_chart(points, summarise(points), metric, rate="bytes")
+    labels = figure.axes[0].get_legend_handles_labels()[1]
+    assert {"dalle (dall-e-2)", "paper-jpeg-low", "jpeg", "blip"} <= set(labels)

@@ -112,6 +112,19 @@ def colour_map(keys) -> dict[str, str]:
     return {key: to_hex(f"C{index % 10}") for index, key in enumerate(sorted(map(str, keys)))}
 
 
+def legend_labels(points: pd.DataFrame) -> dict[str, str]:
+    """Each method's name in a legend: a method imported from files is followed by its
+    codec label (``paper-gpt4 (dall-e-2)``) unless its name already says it."""
+    if not {"method", "kind", "codec"} <= set(points.columns):
+        return {}
+    labels = {}
+    for (method, kind, codec), _ in points.groupby(["method", "kind", "codec"], observed=True):
+        named = str(codec).lower() in str(method).lower()
+        show = kind == "external" and isinstance(codec, str) and codec and not named
+        labels[str(method)] = f"{method} ({codec})" if show else str(method)
+    return labels
+
+
 def _colours(keys: list) -> dict:
     return colour_map(keys)
 
@@ -192,13 +205,15 @@ def draw_rd(
             label=None if by_method else str(key),
         )
     if by_method:
+        labels = legend_labels(points)
         for method, rows in summary.groupby("method"):
             if str(method) not in colours:
                 continue
             rows = rows.dropna(subset=[mean_rate, f"{metric} mean"]).sort_values(mean_rate)
             colour = colours[str(method)]
+            label = labels.get(str(method), str(method))
             axis.plot(
-                rows[mean_rate], rows[f"{metric} mean"], "o-", ms=4, color=colour, label=str(method)
+                rows[mean_rate], rows[f"{metric} mean"], "o-", ms=4, color=colour, label=label
             )
             mean = rows[f"{metric} mean"]
             low = rows[f"{metric} mean_ci_low"].fillna(mean)
