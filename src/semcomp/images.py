@@ -11,8 +11,12 @@ ingest stage records as a failure row.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
+import os
+import re
+import stat
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from semcomp.csvtext import csv_encoding, open_csv
 from semcomp.errors import ImageError, PixelLimitError
+from semcomp.filenames import path_text
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".dib"}
@@ -90,6 +95,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     corrupt, or have more than ``max_pixels`` pixels (decompression bomb guard,
     checked from the header before any pixel is decoded).
     """
+    if not data:
+        raise ImageError("empty file (0 bytes)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -97,7 +104,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
         except UnidentifiedImageError:
             raise ImageError("not an image Pillow can identify") from None
         except Image.DecompressionBombError as exc:
-            raise PixelLimitError(f"decompression bomb guard: {exc}") from None
+            raise _bomb_error(exc, max_pixels) from None
         except Exception as exc:  # Pillow's parsers raise OSError, ValueError, struct.error, ...
             raise ImageError(f"cannot open image: {type(exc).__name__}: {exc}") from None
         width, height = image.size
@@ -118,12 +125,90 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
             rgb = _to_rgb(upright)
             rgb.load()
         except Image.DecompressionBombError as exc:
-            raise PixelLimitError(f"decompression bomb guard: {exc}") from None
+            raise _bomb_error(exc, max_pixels) from None
         except Exception as exc:  # a corrupt file can make any parser step fail
             raise ImageError(
                 f"corrupt or truncated {fmt} data: {type(exc).__name__}: {exc}"
             ) from None
     return DecodedImage(rgb=rgb, format=fmt, source_mode=source_mode, frames=frames)
+
+
+_PILLOW_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
+def _bomb_error(exc: Image.DecompressionBombError, max_pixels: int) -> ImageError:
+    """Pillow's own bomb refusal, said with the configured ``max_pixels``.
+
+    Pillow refuses, while reading the header, anything over twice its global
+    ``Image.MAX_IMAGE_PIXELS`` (about 179 MP); that hard limit is not ours to
+    change per image, so an image under ``max_pixels`` but over it is settled.
+    """
+    found = _PILLOW_PIXELS.search(str(exc))
+    if found is None:
+        return PixelLimitError(
+            f"decompression bomb guard: the image has more pixels than the limit of "
+            f"{max_pixels:,} (raise images.max_pixels to allow it)"
+        )
+    pixels = int(found.group(1))
+    if pixels > max_pixels:
+        return PixelLimitError(
+            f"decompression bomb guard: {pixels:,} pixels exceeds the limit of "
+            f"{max_pixels:,} (raise images.max_pixels to allow it)"
+        )
+    return ImageError(
+        f"decompression bomb guard: {pixels:,} pixels is within images.max_pixels "
+        f"({max_pixels:,}) but over Pillow's own hard limit of {2 * Image.MAX_IMAGE_PIXELS:,}"
+    )
+
+
+def read_image_file(path: Path) -> bytes:
+    """The bytes of the regular file at ``path``; anything else is an :class:`ImageError`.
+
+    The file is opened without blocking and checked before it is read, so a FIFO
+    or device put where an image was is refused instead of waiting for a writer.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise ImageError(f"cannot read: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ImageError(f"not a regular file ({_file_kind(mode)})")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ImageError(f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` (named like an image) cannot be read as one, or None for a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if path.is_symlink():
+            if exc.errno == errno.ELOOP:
+                return "symlink loop: the link points (in the end) to itself"
+            if exc.errno == errno.ENOENT:
+                return f"dangling symlink: its target {path_text(os.readlink(path))} does not exist"
+        return f"cannot read: {exc.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    return f"{_file_kind(mode)}, not an image file; skipped without opening it"
 
 
 @dataclass(frozen=True)
@@ -151,16 +236,22 @@ def scan_folder(root: Path) -> Iterator[SourceImage | SourceProblem]:
     Hidden files and folders are skipped. Files whose suffix is not an image
     suffix are skipped, not failed: a README next to the photos is not an
     error. A file with an image suffix that does not decode *is* a failure,
-    recorded by the ingest stage.
+    recorded by the ingest stage, and so is anything named like an image that
+    is not a file (a dangling symlink or a loop, a folder, a FIFO: never opened).
+    Names that are not UTF-8 are kept escaped (:mod:`semcomp.filenames`).
     """
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+        if any(part.startswith(".") for part in relative.parts):
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
-        category = relative.parts[0] if len(relative.parts) > 1 else UNCATEGORISED
-        yield SourceImage(path=path, category=category, name=path.stem, origin="folder")
+        problem = _not_a_file(path)
+        if problem is not None:
+            yield SourceProblem(item=path_text(path), reason=problem)
+            continue
+        category = path_text(relative.parts[0]) if len(relative.parts) > 1 else UNCATEGORISED
+        yield SourceImage(path=path, category=category, name=path_text(path.stem), origin="folder")
 
 
 MANIFEST_COLUMNS = ("path", "category", "id")

@@ -28,6 +28,7 @@ from semcomp.analysis.similarity import clip_metrics
 from semcomp.config import STUDY_FILE, StudyConfig, load_config
 from semcomp.engines import Engine, LocalEngine
 from semcomp.errors import ConfigError
+from semcomp.filenames import path_text
 from semcomp.images import SourceProblem, find_sources
 from semcomp.methods import TextualMethod
 from semcomp.stages import STAGES, StageContext, StageReport, failure_label
@@ -233,8 +234,8 @@ class Study:
             1
             for s in find_sources(self.config.images.source)
             if not isinstance(s, SourceProblem)
-            and str(s.path) not in ingested
-            and str(s.path) not in failed_paths
+            and path_text(s.path) not in ingested
+            and path_text(s.path) not in failed_paths
         )
         rows = [StatusRow("ingest: originals", originals, waiting, len(failed_paths))]
         for method in self.config.methods:
