@@ -10,7 +10,6 @@ ingest stage records as a failure row.
 
 from __future__ import annotations
 
-import csv
 import errno
 import hashlib
 import io
@@ -25,7 +24,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from semcomp.csvtext import csv_encoding, open_csv
+from semcomp.csvtext import (
+    CsvProblem,
+    csv_encoding,
+    csv_records,
+    delimiter_hint,
+    open_csv,
+    shorten,
+)
 from semcomp.errors import ImageError, PixelLimitError
 from semcomp.filenames import path_text
 
@@ -267,28 +273,38 @@ def read_manifest(manifest: Path) -> Iterator[SourceImage | SourceProblem]:
     """
     root = manifest.parent.resolve()
     with open_csv(manifest, csv_encoding(manifest)) as handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        records = csv_records(handle)
+        first = next(records, None)
+        if isinstance(first, CsvProblem):
+            yield SourceProblem(item=f"{manifest}:{first.line}", reason=first.reason)
+            return
+        header = [h.strip().lower() for h in (first.cells if first else [])]
         if "path" not in header:
+            hint = delimiter_hint(header)
             yield SourceProblem(
                 item=f"{manifest}:1",
-                reason=f"manifest has no 'path' column (columns: {', '.join(header) or 'none'})",
+                reason="manifest has no 'path' column ("
+                + (hint or f"columns: {', '.join(map(shorten, header)) or 'none'}")
+                + ")",
             )
             return
         unknown = sorted(set(header) - set(MANIFEST_COLUMNS))
         if unknown:
             yield SourceProblem(
                 item=f"{manifest}:1",
-                reason=f"unknown manifest column(s) {', '.join(unknown)}; "
+                reason=f"unknown manifest column(s) {', '.join(map(shorten, unknown))}; "
                 f"expected {', '.join(MANIFEST_COLUMNS)}",
             )
             return
-        reader.fieldnames = header
-        for row in reader:
-            line = f"{manifest}:{reader.line_num}"
-            if None in row:
+        for record in records:
+            if isinstance(record, CsvProblem):
+                yield SourceProblem(item=f"{manifest}:{record.line}", reason=record.reason)
+                continue
+            line = f"{manifest}:{record.line}"
+            if len(record.cells) > len(header):
                 yield SourceProblem(item=line, reason="row has more fields than the header")
                 continue
+            row = dict(zip(header, record.cells, strict=False))
             raw_path = (row.get("path") or "").strip()
             if not raw_path:
                 yield SourceProblem(item=line, reason="empty path")
@@ -300,7 +316,7 @@ def read_manifest(manifest: Path) -> Iterator[SourceImage | SourceProblem]:
                 )
                 continue
             category = (row.get("category") or "").strip() or UNCATEGORISED
-            name = (row.get("id") or "").strip() or path.stem
+            name = (row.get("id") or "").strip() or path_text(path.stem)
             yield SourceImage(path=path, category=category, name=name, origin=line)
 
 
