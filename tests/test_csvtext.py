@@ -168,3 +168,18 @@ def test_semicolon_separated_mturk_file_names_the_delimiter(tmp_path):
         read_batch_results(path)
     message = str(refused.value)
     assert "semicolons (;)" in message and len(message) < 1000
+
+
+def test_long_format_ratings_read_with_the_same_bounds(tmp_path):
+    from semcomp.surveys.definitions import load_survey
+    from semcomp.surveys.importer import _long_rows
+
+    path = write_rows(
+        tmp_path / "long.csv",
+        "rater,original,candidate,question,value",
+        [f"r1,a.png,c1,objects,{HUGE_FIELD}", "r2,a.png,c1,objects,4\0", "r3,a.png,c1,objects,5"],
+    )
+    rows = list(_long_rows(path, load_survey("B")))
+    assert rows[0] == (2, "a field is longer than 131,072 characters")
+    assert rows[1][0] == 3 and "NUL" in rows[1][1]
+    assert rows[2].worker_id == "r3" and rows[2].line == 4
