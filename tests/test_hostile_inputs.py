@@ -249,10 +249,12 @@ def test_status_names_every_hostile_file_and_the_run_exits_normally(tmp_path, ti
     Image.new("RGB", (70000, 1), (10, 20, 30)).save(folder / "line.png")
     Image.new("RGB", (17000, 900), (10, 120, 30)).save(folder / "pano.png")
     (folder / "dangling.png").symlink_to(folder / "nowhere.png")
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    (folder / "folder.jpg").mkdir()
     os.mkfifo(folder / "fifo.png")
-    bad |= {"empty.jpg", "dangling.png", "fifo.png"}
-    methods = (
-        '[[methods]]\nname = "jpeg"\ncodec = "jpeg"\nquality = [50]\n\n'
+    bad |= {"empty.jpg", "dangling.png", "loop.png", "folder.jpg", "fifo.png"}
+    methods = (  # bytes=40 is out of reach for every image: more failures than a summary shows
+        '[[methods]]\nname = "jpeg"\ncodec = "jpeg"\nquality = [50]\nbytes = [40]\n\n'
         '[[methods]]\nname = "webp"\ncodec = "webp"\nquality = [50]\n'
     )
     root = write_study(tmp_path / "s", folder, tiny_clip, methods=methods)
@@ -266,6 +268,8 @@ def test_status_names_every_hostile_file_and_the_run_exits_normally(tmp_path, ti
     assert "line · jpeg · quality=50" in status.output
     assert "line · webp · quality=50" in status.output
     assert "pano · webp · quality=50" in status.output
-    assert "caf\\xff" not in status.output.split("failure(s):")[1]  # it ingested fine
+    failures = status.output.split("failure(s):")[1]
+    assert "ingest" not in failures.split("encode", 1)[1]  # stages in pipeline order
+    assert "caf\\xff · jpeg · bytes=40" in failures  # the non-UTF-8 name ingested, shown escaped
     again = runner.invoke(app, ["run", str(root), "--no-progress"])
     assert again.exit_code == 0, again.output

@@ -297,13 +297,13 @@ class Study:
         return rows
 
     def failures(self) -> list[tuple[str, str, str]]:
-        """Every recorded failure as (stage, item label, reason)."""
-        return [
-            (r["stage"], failure_label(r["item"], r["detail"]), r["reason"])
-            for r in self.store.conn.execute(
-                "SELECT stage, item, reason, detail FROM failures ORDER BY stage, item"
-            )
-        ]
+        """Every recorded failure as (stage, item label, reason), stages in pipeline order."""
+        order = {stage: i for i, stage in enumerate(STAGES)}
+        rows = self.store.conn.execute(
+            "SELECT stage, item, reason, detail FROM failures ORDER BY stage, item"
+        ).fetchall()
+        rows.sort(key=lambda r: order.get(r["stage"], len(order)))
+        return [(r["stage"], failure_label(r["item"], r["detail"]), r["reason"]) for r in rows]
 
 
 def write_study_file(
@@ -350,11 +350,13 @@ def init_study(root: Path, images: Path, *, name: str | None = None) -> Study:
     return Study.open(root)
 
 
-def summarise_failures(failures: Iterable[tuple[str, str, str]], limit: int = 20) -> list[str]:
-    """One line per failure, at most ``limit`` lines plus a count of the rest."""
+def summarise_failures(
+    failures: Iterable[tuple[str, str, str]], limit: int | None = 20
+) -> list[str]:
+    """One line per failure, at most ``limit`` lines (None: all) plus a count of the rest."""
     failures = list(failures)
     lines = [f"  {stage:<6} {item}: {reason}" for stage, item, reason in failures[:limit]]
-    if len(failures) > limit:
+    if limit is not None and len(failures) > limit:
         lines.append(f"  ... and {len(failures) - limit} more (see `semcomp status`)")
     return lines
 
