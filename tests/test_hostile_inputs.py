@@ -273,3 +273,20 @@ def test_status_names_every_hostile_file_and_the_run_exits_normally(tmp_path, ti
     assert "caf\\xff · jpeg · bytes=40" in failures  # the non-UTF-8 name ingested, shown escaped
     again = runner.invoke(app, ["run", str(root), "--no-progress"])
     assert again.exit_code == 0, again.output
+
+
+@posix_only
+def test_an_ingested_file_replaced_by_a_fifo_leaves_the_scope(tmp_path, image_folder, tiny_clip):
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    with Study.open(root) as study:
+        study.run(progress=False, stages=["ingest"])
+    replaced = image_folder / "landscape" / "img1.png"
+    replaced.unlink()
+    os.mkfifo(replaced)
+    with Study.open(root) as study:
+        summary = study.run(progress=False, stages=["ingest", "encode"])
+        ((stage, item, reason),) = summary.failures
+        assert (stage, item) == ("ingest", str(replaced)) and "FIFO" in reason
+        status = {row.what: row for row in study.status()}
+        assert status["ingest: originals"].done == 3
+        assert status["represent: jpeg"].done == 6 and status["represent: jpeg"].pending == 0
