@@ -96,6 +96,8 @@ class _Lines:
         self.last = ""
         #: the csv reader asked for a line after the last one (it was inside a quoted field)
         self.exhausted = False
+        #: a line of the current record holds a NUL character
+        self.nul = False
 
     def __iter__(self) -> _Lines:
         return self
@@ -112,6 +114,8 @@ class _Lines:
                 if not rest or rest.endswith(_NEWLINES):
                     break
             raise _LineTooLong
+        if "\0" in line:
+            self.nul = True
         self.last = line
         return line
 
@@ -130,8 +134,10 @@ def csv_records(
     max_line = max_line or MAX_LINE
     lines = _Lines(handle, max_line)
     reader = csv.reader(lines)
+    # csv enforces its own (global) field limit; check ours only if that one is looser
+    check_fields = csv.field_size_limit() > max_field
     while True:
-        start = lines.count + 1
+        start, lines.nul = lines.count + 1, False
         try:
             cells = next(reader)
         except StopIteration:
@@ -158,12 +164,12 @@ def csv_records(
                 "that is never closed",
             )
             return
-        if any("\0" in cell for cell in cells):
+        if lines.nul:
             yield CsvProblem(
                 start, "contains a NUL character (is it a binary or UTF-16 file?); row skipped"
             )
             continue
-        if any(len(cell) > max_field for cell in cells):
+        if check_fields and any(len(cell) > max_field for cell in cells):
             yield CsvProblem(start, f"a field is longer than {max_field:,} characters")
             continue
         yield CsvRecord(start, cells, unterminated=not lines.last.endswith(_NEWLINES))
