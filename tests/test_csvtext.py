@@ -183,3 +183,16 @@ def test_long_format_ratings_read_with_the_same_bounds(tmp_path):
     assert rows[0] == (2, "a field is longer than 131,072 characters")
     assert rows[1][0] == 3 and "NUL" in rows[1][1]
     assert rows[2].worker_id == "r3" and rows[2].line == 4
+
+
+def test_the_field_bound_holds_when_other_code_raised_the_csv_limit(tmp_path):
+    import csv
+
+    path = write_rows(tmp_path / "c.csv", "image,caption", [f"a.jpg,{HUGE_FIELD}", "b.jpg,ok"])
+    previous = csv.field_size_limit(10_000_000)
+    try:
+        by_image, problems = read_caption_rows(path)
+    finally:
+        csv.field_size_limit(previous)
+    assert list(by_image) == ["b.jpg"]
+    assert problems == [(f"{path}:2", "a field is longer than 131,072 characters")]
