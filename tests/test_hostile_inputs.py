@@ -290,3 +290,19 @@ def test_an_ingested_file_replaced_by_a_fifo_leaves_the_scope(tmp_path, image_fo
         status = {row.what: row for row in study.status()}
         assert status["ingest: originals"].done == 3
         assert status["represent: jpeg"].done == 6 and status["represent: jpeg"].pending == 0
+
+
+def test_clip_preprocessing_that_would_explode_an_image_is_a_failure_row(
+    tmp_path, image_folder, tiny_clip
+):
+    # the tiny CLIP resizes the short side to 32 px: 70000×1 would become 2,240,000×32
+    # (71.7 MP; 23,520,000×336, about 24 GB, with ViT-L-14-336)
+    Image.new("RGB", (70000, 1), (10, 20, 30)).save(image_folder / "landscape" / "line.png")
+    methods = '[[methods]]\nname = "webp"\ncodec = "webp"\nquality = [50]\n'
+    root = write_study(tmp_path / "s", image_folder, tiny_clip, methods=methods)
+    summary = run(root)
+    assert summary.status == "finished"
+    embed = [reason for stage, _, reason in summary.failures if stage == "embed"]
+    assert len(embed) == 1 and "2,240,000×32" in embed[0] and "max_pixels" in embed[0]
+    with Study.open(root) as study:
+        assert study.store.count("scores") == 4 * 2  # the four photos are scored
