@@ -128,7 +128,7 @@ def status(study: Path = STUDY_ARGUMENT) -> None:
         typer.echo("note: random-weight similarity model — numbers are not meaningful")
     if failures:
         typer.echo(f"{len(failures)} failure(s):")
-        for line in summarise_failures(failures):
+        for line in summarise_failures(failures, limit=None):  # status is where all are named
             typer.echo(line)
 
 

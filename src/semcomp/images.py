@@ -10,9 +10,12 @@ ingest stage records as a failure row.
 
 from __future__ import annotations
 
-import csv
+import errno
 import hashlib
 import io
+import os
+import re
+import stat
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +24,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from semcomp.csvtext import csv_encoding, open_csv
+from semcomp.csvtext import (
+    CsvProblem,
+    csv_encoding,
+    csv_records,
+    delimiter_hint,
+    open_csv,
+    shorten,
+)
 from semcomp.errors import ImageError, PixelLimitError
+from semcomp.filenames import path_text
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".dib"}
@@ -90,6 +101,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
     corrupt, or have more than ``max_pixels`` pixels (decompression bomb guard,
     checked from the header before any pixel is decoded).
     """
+    if not data:
+        raise ImageError("empty file (0 bytes)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -97,7 +110,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
         except UnidentifiedImageError:
             raise ImageError("not an image Pillow can identify") from None
         except Image.DecompressionBombError as exc:
-            raise PixelLimitError(f"decompression bomb guard: {exc}") from None
+            raise _bomb_error(exc, max_pixels) from None
         except Exception as exc:  # Pillow's parsers raise OSError, ValueError, struct.error, ...
             raise ImageError(f"cannot open image: {type(exc).__name__}: {exc}") from None
         width, height = image.size
@@ -118,7 +131,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedIm
             rgb = _to_rgb(upright)
             rgb.load()
         except Image.DecompressionBombError as exc:
-            raise PixelLimitError(f"decompression bomb guard: {exc}") from None
+            raise _bomb_error(exc, max_pixels) from None
         except Exception as exc:  # a corrupt file can make any parser step fail
             raise ImageError(
                 f"corrupt or truncated {fmt} data: {type(exc).__name__}: {exc}"
@@ -143,6 +156,84 @@ def file_format(pillow_format: str, data: bytes) -> str:
         position += 8 + size + (size & 1)  # chunks are padded to an even length
     lossless = b"VP8L" in chunks and b"VP8 " not in chunks
     return "WEBP-lossless" if lossless else "WEBP-lossy"
+
+
+_PILLOW_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
+def _bomb_error(exc: Image.DecompressionBombError, max_pixels: int) -> ImageError:
+    """Pillow's own bomb refusal, said with the configured ``max_pixels``.
+
+    Pillow refuses, while reading the header, anything over twice its global
+    ``Image.MAX_IMAGE_PIXELS`` (about 179 MP); that hard limit is not ours to
+    change per image, so an image under ``max_pixels`` but over it is settled.
+    """
+    found = _PILLOW_PIXELS.search(str(exc))
+    if found is None:
+        return PixelLimitError(
+            f"decompression bomb guard: the image has more pixels than the limit of "
+            f"{max_pixels:,} (raise images.max_pixels to allow it)"
+        )
+    pixels = int(found.group(1))
+    if pixels > max_pixels:
+        return PixelLimitError(
+            f"decompression bomb guard: {pixels:,} pixels exceeds the limit of "
+            f"{max_pixels:,} (raise images.max_pixels to allow it)"
+        )
+    return ImageError(
+        f"decompression bomb guard: {pixels:,} pixels is within images.max_pixels "
+        f"({max_pixels:,}) but over Pillow's own hard limit of {2 * Image.MAX_IMAGE_PIXELS:,}"
+    )
+
+
+def read_image_file(path: Path) -> bytes:
+    """The bytes of the regular file at ``path``; anything else is an :class:`ImageError`.
+
+    The file is opened without blocking and checked before it is read, so a FIFO
+    or device put where an image was is refused instead of waiting for a writer.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise ImageError(f"cannot read: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ImageError(f"not a regular file ({_file_kind(mode)})")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ImageError(f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` (named like an image) cannot be read as one, or None for a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if path.is_symlink():
+            if exc.errno == errno.ELOOP:
+                return "symlink loop: the link points (in the end) to itself"
+            if exc.errno == errno.ENOENT:
+                return f"dangling symlink: its target {path_text(os.readlink(path))} does not exist"
+        return f"cannot read: {exc.strerror}"
+    if stat.S_ISREG(mode):
+        return None
+    return f"{_file_kind(mode)}, not an image file; skipped without opening it"
 
 
 @dataclass(frozen=True)
@@ -170,16 +261,22 @@ def scan_folder(root: Path) -> Iterator[SourceImage | SourceProblem]:
     Hidden files and folders are skipped. Files whose suffix is not an image
     suffix are skipped, not failed: a README next to the photos is not an
     error. A file with an image suffix that does not decode *is* a failure,
-    recorded by the ingest stage.
+    recorded by the ingest stage, and so is anything named like an image that
+    is not a file (a dangling symlink or a loop, a folder, a FIFO: never opened).
+    Names that are not UTF-8 are kept escaped (:mod:`semcomp.filenames`).
     """
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+        if any(part.startswith(".") for part in relative.parts):
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
-        category = relative.parts[0] if len(relative.parts) > 1 else UNCATEGORISED
-        yield SourceImage(path=path, category=category, name=path.stem, origin="folder")
+        problem = _not_a_file(path)
+        if problem is not None:
+            yield SourceProblem(item=path_text(path), reason=problem)
+            continue
+        category = path_text(relative.parts[0]) if len(relative.parts) > 1 else UNCATEGORISED
+        yield SourceImage(path=path, category=category, name=path_text(path.stem), origin="folder")
 
 
 MANIFEST_COLUMNS = ("path", "category", "id")
@@ -195,28 +292,38 @@ def read_manifest(manifest: Path) -> Iterator[SourceImage | SourceProblem]:
     """
     root = manifest.parent.resolve()
     with open_csv(manifest, csv_encoding(manifest)) as handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        records = csv_records(handle)
+        first = next(records, None)
+        if isinstance(first, CsvProblem):
+            yield SourceProblem(item=f"{manifest}:{first.line}", reason=first.reason)
+            return
+        header = [h.strip().lower() for h in (first.cells if first else [])]
         if "path" not in header:
+            hint = delimiter_hint(header)
             yield SourceProblem(
                 item=f"{manifest}:1",
-                reason=f"manifest has no 'path' column (columns: {', '.join(header) or 'none'})",
+                reason="manifest has no 'path' column ("
+                + (hint or f"columns: {', '.join(map(shorten, header)) or 'none'}")
+                + ")",
             )
             return
         unknown = sorted(set(header) - set(MANIFEST_COLUMNS))
         if unknown:
             yield SourceProblem(
                 item=f"{manifest}:1",
-                reason=f"unknown manifest column(s) {', '.join(unknown)}; "
+                reason=f"unknown manifest column(s) {', '.join(map(shorten, unknown))}; "
                 f"expected {', '.join(MANIFEST_COLUMNS)}",
             )
             return
-        reader.fieldnames = header
-        for row in reader:
-            line = f"{manifest}:{reader.line_num}"
-            if None in row:
+        for record in records:
+            if isinstance(record, CsvProblem):
+                yield SourceProblem(item=f"{manifest}:{record.line}", reason=record.reason)
+                continue
+            line = f"{manifest}:{record.line}"
+            if len(record.cells) > len(header):
                 yield SourceProblem(item=line, reason="row has more fields than the header")
                 continue
+            row = dict(zip(header, record.cells, strict=False))
             raw_path = (row.get("path") or "").strip()
             if not raw_path:
                 yield SourceProblem(item=line, reason="empty path")
@@ -228,7 +335,7 @@ def read_manifest(manifest: Path) -> Iterator[SourceImage | SourceProblem]:
                 )
                 continue
             category = (row.get("category") or "").strip() or UNCATEGORISED
-            name = (row.get("id") or "").strip() or path.stem
+            name = (row.get("id") or "").strip() or path_text(path.stem)
             yield SourceImage(path=path, category=category, name=name, origin=line)
 
 

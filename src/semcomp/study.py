@@ -28,6 +28,7 @@ from semcomp.analysis.similarity import clip_metrics
 from semcomp.config import STUDY_FILE, StudyConfig, load_config
 from semcomp.engines import Engine, LocalEngine
 from semcomp.errors import ConfigError
+from semcomp.filenames import path_text
 from semcomp.images import SourceProblem, find_sources
 from semcomp.methods import TextualMethod
 from semcomp.stages import STAGES, StageContext, StageReport, failure_label
@@ -233,8 +234,8 @@ class Study:
             1
             for s in find_sources(self.config.images.source)
             if not isinstance(s, SourceProblem)
-            and str(s.path) not in ingested
-            and str(s.path) not in failed_paths
+            and path_text(s.path) not in ingested
+            and path_text(s.path) not in failed_paths
         )
         rows = [StatusRow("ingest: originals", originals, waiting, len(failed_paths))]
         for method in self.config.methods:
@@ -296,13 +297,13 @@ class Study:
         return rows
 
     def failures(self) -> list[tuple[str, str, str]]:
-        """Every recorded failure as (stage, item label, reason)."""
-        return [
-            (r["stage"], failure_label(r["item"], r["detail"]), r["reason"])
-            for r in self.store.conn.execute(
-                "SELECT stage, item, reason, detail FROM failures ORDER BY stage, item"
-            )
-        ]
+        """Every recorded failure as (stage, item label, reason), stages in pipeline order."""
+        order = {stage: i for i, stage in enumerate(STAGES)}
+        rows = self.store.conn.execute(
+            "SELECT stage, item, reason, detail FROM failures ORDER BY stage, item"
+        ).fetchall()
+        rows.sort(key=lambda r: order.get(r["stage"], len(order)))
+        return [(r["stage"], failure_label(r["item"], r["detail"]), r["reason"]) for r in rows]
 
 
 def write_study_file(
@@ -349,11 +350,13 @@ def init_study(root: Path, images: Path, *, name: str | None = None) -> Study:
     return Study.open(root)
 
 
-def summarise_failures(failures: Iterable[tuple[str, str, str]], limit: int = 20) -> list[str]:
-    """One line per failure, at most ``limit`` lines plus a count of the rest."""
+def summarise_failures(
+    failures: Iterable[tuple[str, str, str]], limit: int | None = 20
+) -> list[str]:
+    """One line per failure, at most ``limit`` lines (None: all) plus a count of the rest."""
     failures = list(failures)
     lines = [f"  {stage:<6} {item}: {reason}" for stage, item, reason in failures[:limit]]
-    if len(failures) > limit:
+    if limit is not None and len(failures) > limit:
         lines.append(f"  ... and {len(failures) - limit} more (see `semcomp status`)")
     return lines
 

@@ -8,7 +8,6 @@ are reported with their line numbers and skipped.
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from pathlib import Path
 from typing import ClassVar
@@ -17,7 +16,7 @@ from PIL import Image
 from pydantic import model_validator
 
 from semcomp.captioners.base import Caption, Captioner, CaptionFailure, OriginalRef
-from semcomp.csvtext import csv_encoding, open_csv
+from semcomp.csvtext import CsvProblem, csv_encoding, csv_records, delimiter_hint, open_csv, shorten
 from semcomp.errors import ConfigError
 from semcomp.params import PluginParams, StudyPath, file_sha256
 
@@ -52,21 +51,27 @@ def read_caption_rows(path: Path) -> tuple[dict[str, list[Caption]], list[tuple[
     except OSError as exc:
         raise ConfigError(f"cannot read captions CSV {path}: {exc.strerror}") from None
     with handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip().lower() for h in reader.fieldnames or []]
+        records = csv_records(handle)
+        first = next(records, None)
+        if isinstance(first, CsvProblem):
+            raise ConfigError(f"{path}:{first.line}: captions CSV header: {first.reason}")
+        header = [h.strip().lower() for h in (first.cells if first else [])]
         missing = [c for c in ("image", "caption") if c not in header]
-        unknown = [c for c in header if c not in COLUMNS]
+        unknown = [shorten(c) for c in header if c not in COLUMNS]
         if missing or unknown:
             raise ConfigError(
                 f"{path}: captions CSV needs columns image, caption (optional author); "
-                f"missing {missing}, unknown {unknown}"
+                + (delimiter_hint(header) or f"missing {missing}, unknown {unknown}")
             )
-        reader.fieldnames = header
-        for row in reader:
-            line = f"{path}:{reader.line_num}"
-            if None in row:
+        for record in records:
+            if isinstance(record, CsvProblem):
+                problems.append((f"{path}:{record.line}", record.reason))
+                continue
+            line = f"{path}:{record.line}"
+            if len(record.cells) > len(header):
                 problems.append((line, "row has more fields than the header"))
                 continue
+            row = dict(zip(header, record.cells, strict=False))
             image = (row.get("image") or "").strip()
             text = row.get("caption")
             if not image:

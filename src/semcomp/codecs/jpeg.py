@@ -22,6 +22,7 @@ class JpegCodec(PillowCodec):
     suffix = ".jpg"
     media_type = "image/jpeg"
     pillow_format = "JPEG"
+    max_side = 65_500
     quality_range = (1, 100)
 
     def save_options(self) -> dict[str, Any]:

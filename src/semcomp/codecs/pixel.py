@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from semcomp.codecs.base import ImageCodec, OperatingPoint, OriginalFacts, Representation
-from semcomp.errors import TargetUnreachableError
+from semcomp.errors import ImageError, TargetUnreachableError
 
 
 class QualitySearch:
@@ -51,6 +51,8 @@ class PillowCodec(ImageCodec):
 
     pillow_format: ClassVar[str]
     quality_range: ClassVar[tuple[int, int]]
+    #: the longest side, in pixels, the format can hold (None: no limit of its own)
+    max_side: ClassVar[int | None] = None
 
     def save_options(self) -> dict[str, Any]:
         """Pillow ``save`` keyword arguments other than quality."""
@@ -64,6 +66,12 @@ class PillowCodec(ImageCodec):
     def encode(
         self, image: Image.Image, points: list[OperatingPoint], original: OriginalFacts
     ) -> list[Representation | Exception]:
+        if self.max_side is not None and max(image.size) > self.max_side:
+            refused = ImageError(
+                f"{self.pillow_format} cannot hold a side over {self.max_side:,} px; "
+                f"this image is {image.width:,}×{image.height:,}"
+            )
+            return [refused for _ in points]
         search = QualitySearch(self, image)
         results: list[Representation | Exception] = []
         for point in points:

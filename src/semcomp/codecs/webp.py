@@ -21,6 +21,7 @@ class WebpCodec(PillowCodec):
     suffix = ".webp"
     media_type = "image/webp"
     pillow_format = "WEBP"
+    max_side = 16_383
     quality_range = (0, 100)
 
     def save_options(self) -> dict[str, Any]:

@@ -62,7 +62,15 @@ def run(ctx: StageContext) -> None:
                 continue
             for method, points in work:
                 codec = codecs[method.method_id]
-                results = codec.encode(image, points, facts)
+                try:
+                    results = codec.encode(image, points, facts)
+                except Exception as exc:  # any codec error settles this image's points
+                    with store.transaction():
+                        for point in points:
+                            reason = f"{codec.name} cannot encode it: {type(exc).__name__}: {exc}"
+                            fail(ctx, original, method, point.label, reason)
+                    bar.update(len(points))
+                    continue
                 with store.transaction():
                     for point, result in zip(points, results, strict=True):
                         if isinstance(result, Exception):

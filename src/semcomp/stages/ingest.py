@@ -6,7 +6,14 @@ import os
 from typing import Any
 
 from semcomp.errors import ImageError, PixelLimitError
-from semcomp.images import SourceImage, SourceProblem, decode_image, find_sources
+from semcomp.filenames import path_text, text_path
+from semcomp.images import (
+    SourceImage,
+    SourceProblem,
+    decode_image,
+    find_sources,
+    read_image_file,
+)
 from semcomp.stages import StageContext
 from semcomp.store import utc_now
 
@@ -22,15 +29,24 @@ def run(ctx: StageContext) -> None:
     found = list(find_sources(source))
     if source.is_file():  # the manifest is read afresh: its old row problems are replaced
         ctx.clear_prefix(f"{source}:")
+    named = {s.item if isinstance(s, SourceProblem) else path_text(s.path) for s in found}
     with ctx.bar(len(found), "img") as bar:
         for source in found:
             bar.update()
             if isinstance(source, SourceProblem):
-                ctx.fail(source.item, source.reason, retryable=False)
+                with store.transaction():  # a known file that became a FIFO, a broken link, ...
+                    store.conn.execute("DELETE FROM sources WHERE path = ?", (source.item,))
+                    ctx.fail(source.item, source.reason, retryable=False)
                 continue
-            key = str(source.path)
+            key = path_text(source.path)
             try:
                 stat = source.path.stat()
+            except FileNotFoundError:
+                if key in known:
+                    mark_gone(ctx, key)
+                else:
+                    ctx.fail(key, "cannot read: No such file or directory")
+                continue
             except OSError as exc:
                 ctx.fail(key, f"cannot read: {exc.strerror}")
                 continue
@@ -40,11 +56,33 @@ def run(ctx: StageContext) -> None:
                 ctx.report.skipped += 1
                 continue
             ingest_one(ctx, source, stat)
+    images = ctx.config.images.source
+    if images.is_dir() or images.is_file():  # a missing source is one problem, not all gone
+        for key in sorted(set(known) - named):
+            if not os.path.lexists(text_path(key)):
+                mark_gone(ctx, key)
+
+
+def mark_gone(ctx: StageContext, key: str) -> None:
+    """A source file that was ingested and is no longer there leaves the study's scope.
+
+    Its row in ``sources`` goes, so later stages and ``status`` count it neither done
+    nor pending; its original and every result stay in the store (ids are content
+    hashes), so putting the file back costs one read and no model work.
+    """
+    with ctx.store.transaction():
+        ctx.store.conn.execute("DELETE FROM sources WHERE path = ?", (key,))
+        ctx.fail(
+            key,
+            "gone: the file was removed or moved after it was ingested; its results stay "
+            "in the store and come back if the file does",
+            retryable=False,
+        )
 
 
 def ingest_one(ctx: StageContext, source: SourceImage, stat: os.stat_result) -> None:
     store, images = ctx.store, ctx.config.images
-    key = str(source.path)
+    key = path_text(source.path)
     source_row: dict[str, Any] = {
         "path": key,
         "size": stat.st_size,
@@ -57,7 +95,7 @@ def ingest_one(ctx: StageContext, source: SourceImage, stat: os.stat_result) -> 
         ctx.fail(key, f"category {source.category!r} is not one of {images.categories}")
         return
     try:
-        data = source.path.read_bytes()
+        data = read_image_file(source.path)
         decoded = decode_image(data, images.max_pixels)
     except (OSError, ImageError) as exc:
         with store.transaction():

@@ -26,7 +26,6 @@ under another is an error.
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semcomp.csvtext import csv_encoding, open_csv
+from semcomp.csvtext import CsvProblem, csv_encoding, csv_records, delimiter_hint, open_csv
 from semcomp.errors import ConfigError
 from semcomp.params import file_sha256
 from semcomp.store import Store, content_key, to_json, utc_now
@@ -544,18 +543,24 @@ def _long_rows(path: Path, survey: SurveyDefinition) -> Iterator[AssignmentRow |
     source = str(Path(path).resolve())
     encoding = csv_encoding(path)
     with open_csv(path, encoding) as handle:
-        reader = csv.reader(handle)
-        header = [h.strip().lower() for h in next(reader, [])]
+        records = csv_records(handle)
+        first = next(records, None)
+        if isinstance(first, CsvProblem):
+            raise ConfigError(f"{path}:{first.line}: the header cannot be read: {first.reason}")
+        header = [h.strip().lower() for h in (first.cells if first else [])]
         missing = [c for c in LONG_COLUMNS if c not in header]
         if missing:
             raise ConfigError(
                 f"{path}: a long-format ratings CSV needs columns {', '.join(LONG_COLUMNS)}; "
-                f"missing {', '.join(missing)}; found {', '.join(header) or 'none'}"
+                f"missing {', '.join(missing)}; "
+                + (delimiter_hint(header) or f"found {', '.join(header) or 'none'}")
             )
         at = {name: header.index(name) for name in LONG_COLUMNS}
-        start = reader.line_num
-        for cells in reader:
-            line, start = start + 1, reader.line_num
+        for record in records:
+            if isinstance(record, CsvProblem):
+                yield (record.line, record.reason)
+                continue
+            cells, line = record.cells, record.line
             if not any(c.strip() for c in cells):
                 continue
             if len(cells) != len(header):

@@ -20,7 +20,6 @@ be read (an impossible date, an unknown zone) is ``None`` and a problem of its r
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from semcomp.csvtext import csv_encoding, open_csv
+from semcomp.csvtext import CsvProblem, csv_encoding, csv_records, delimiter_hint, open_csv, shorten
 from semcomp.errors import ConfigError
 
 REQUIRED_COLUMNS = ("HITId", "AssignmentId", "WorkerId", "AssignmentStatus")
@@ -186,19 +185,26 @@ def read_batch_results(path: Path) -> BatchFile:
     """
     encoding = csv_encoding(path)
     with open_csv(path, encoding) as handle:
-        header = next(csv.reader(handle), None)
-    if not header:
+        first = next(csv_records(handle), None)
+    if isinstance(first, CsvProblem):
+        raise ConfigError(f"{path}:{first.line}: the header cannot be read: {first.reason}")
+    if first is None:
         raise ConfigError(f"{path} is empty; expected an MTurk batch-results CSV")
-    header = [h.strip() for h in header]
+    header = [h.strip() for h in first.cells]
     answer_columns = [h for h in header if h.startswith("Answer.")]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing or not answer_columns:
         expected = [*REQUIRED_COLUMNS, "Answer.* (at least one)"]
+        hint = delimiter_hint(header)
         raise ConfigError(
-            f"{path} is not an MTurk batch-results CSV: missing "
-            f"{', '.join(missing + ([] if answer_columns else ['Answer.*']))}; "
-            f"expected columns {', '.join(expected)}; found {', '.join(header[:40])}"
-            + (" ..." if len(header) > 40 else "")
+            f"{path} is not an MTurk batch-results CSV: "
+            + (
+                hint
+                or f"missing {', '.join(missing + ([] if answer_columns else ['Answer.*']))}; "
+                f"expected columns {', '.join(expected)}; "
+                f"found {', '.join(shorten(h) for h in header[:40])}"
+                + (" ..." if len(header) > 40 else "")
+            )
         )
     input_columns = [h for h in header if h.startswith("Input.")]
     unknown = [
@@ -219,9 +225,8 @@ def _rows(
     path: Path, encoding: str, header: list[str]
 ) -> Iterator[AssignmentRow | tuple[int, str]]:
     with open_csv(path, encoding) as handle:
-        reader = csv.reader(handle)
-        next(reader, None)
-        start = reader.line_num
+        records = csv_records(handle)
+        next(records, None)
         width = len(header)
         index = {name: i for i, name in enumerate(header)}
         inputs = [
@@ -230,12 +235,22 @@ def _rows(
         answers = [
             (name[len("Answer.") :], i) for name, i in index.items() if name.startswith("Answer.")
         ]
-        for cells in reader:
-            line, start = start + 1, reader.line_num
+        for record in records:
+            if isinstance(record, CsvProblem):
+                yield (record.line, record.reason)
+                continue
+            cells, line = record.cells, record.line
             if not any(c.strip() for c in cells):
                 continue
             if len(cells) != width:
-                yield (line, f"row has {len(cells)} fields, the header has {width}")
+                if record.unterminated and len(cells) < width:
+                    yield (
+                        line,
+                        f"the file ends early, at line {line}: "
+                        f"the row has {len(cells)} of {width} fields",
+                    )
+                else:
+                    yield (line, f"row has {len(cells)} fields, the header has {width}")
                 continue
             yield _assignment(line, cells, index, inputs, answers)
 
