@@ -25,6 +25,13 @@ HUMAN_PREFIX = "human."
 SATISFACTION_PREFIX = "human.A.median["
 #: CLIP similarity scaled to [0, 1], as in the textual-transform paper
 SCALED_CLIP = "clip_(cos+1)/2["
+#: which originals an aggregate covers (``image_set`` column; see :mod:`.coverage`):
+#: a method's originals with a candidate at every one of its operating points,
+PAIRED = "paired"
+#: the originals common to the methods compared (and paired within each),
+COMMON = "common"
+#: or each operating point's own originals (``semcomp report --unpaired``)
+UNPAIRED = "unpaired"
 ID_COLUMNS = [
     "original_id",
     "original",
@@ -141,7 +148,7 @@ def per_image_means(points: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return values.groupby(keys, sort=False, observed=True).mean().reset_index()
 
 
-def summarise(points: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+def summarise(points: pd.DataFrame, seed: int = 0, image_set: str = UNPAIRED) -> pd.DataFrame:
     """Per method and operating point: mean rates; mean and median of each metric with 95 % CIs.
 
     The image is the unit: a method's replicates (diffusion seeds) and caption variants
@@ -149,6 +156,8 @@ def summarise(points: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     taken over originals, as in Table 1, so several samples of one image do not count
     as independent evidence. ``n`` is the number of images; ``{metric} n`` the number
     with a value of that metric (human ratings may exist for only some).
+    ``image_set`` names the originals ``points`` was restricted to (:data:`PAIRED`,
+    :data:`COMMON`; :data:`UNPAIRED` when each point keeps its own); it is a column.
     """
     metrics = metric_columns(points)
     rates = ["rate_bytes", "rate_bits", "bpp"]
@@ -161,6 +170,7 @@ def summarise(points: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             "codec": codecs[(method, operating_point)],
             "operating_point": operating_point,
             "n": len(group),
+            "image_set": image_set,
             "rate_bytes_mean": group["rate_bytes"].mean(),
             "rate_bits_mean": group["rate_bits"].mean(),
             "bpp_mean": group["bpp"].mean(),
