@@ -118,3 +118,86 @@ def test_a_method_without_a_rate_is_a_labelled_band_in_the_figure():
     table = table1(points).table
     texts = [t.get_text() for t in table1_figure(table, None).axes[0].texts]
     assert f"— ({NO_RATE_LABEL})" in texts
+
+
+@pytest.fixture(scope="module")
+def uneven_study(tmp_path_factory, tiny_clip):
+    """A study in which a ``bytes`` target is too small for the two large originals (their
+    smallest JPEG is larger), beside a quality sweep and imported reconstructions without
+    captions (no rate)."""
+    from helpers import photo, write_study
+    from semcomp.study import Study
+
+    base = tmp_path_factory.mktemp("uneven")
+    images, external = base / "images", base / "study" / "external"
+    external.mkdir(parents=True)
+    for offset, category in enumerate(("landscape", "person")):
+        (images / category).mkdir(parents=True)
+        for index, (width, height) in enumerate(((48, 32), (240, 180))):
+            name, seed = f"{category}_{index + 1}", 2 * offset + index
+            photo(width, height, seed).save(images / category / f"{name}.png")
+            photo(64, 64, seed + 10).save(external / f"{name}_gr.png")
+    methods = (
+        '[[methods]]\nname = "jpeg-bytes"\ncodec = "jpeg"\nbytes = [1000, 50000]\n\n'
+        '[[methods]]\nname = "webp-q"\ncodec = "webp"\nquality = [20, 80]\n\n'
+        '[[methods]]\nname = "dalle-gr"\nfolder = "external"\npattern = "{name}_gr.png"\n'
+    )
+    root = write_study(base / "study", images, tiny_clip, methods=methods)
+    with Study.open(root) as study:
+        summary = study.run(progress=False)
+    assert len(summary.failures) == 2  # the 1000-byte target on both large originals
+    return root
+
+
+def test_report_of_a_study_whose_target_fails_for_some_images(uneven_study, tmp_path):
+    from semcomp.analysis.report import write_report
+    from semcomp.study import Study
+
+    with Study.open(uneven_study, read_only=True) as study:
+        files = write_report(study, tmp_path / "report", rate="bytes")
+    folder = files.folder
+    rd = pd.read_csv(folder / "rd.csv")
+    dalle = rd[rd["method"] == "dalle-gr"]
+    assert len(dalle) == 4 and dalle["rate_bytes"].isna().all()  # in rd.csv, rate empty
+    summary = pd.read_csv(folder / "summary.csv").set_index(["method", "operating_point"])
+    jpeg = summary.loc["jpeg-bytes"]
+    assert list(jpeg["n"]) == [2, 2] and (summary["image_set"] == PAIRED).all()
+    assert summary.loc["dalle-gr", "n"].iloc[0] == 4
+    left_out = pd.read_csv(folder / "left_out.csv")
+    curves = left_out[(left_out["output"] == "curves")]
+    assert sorted(curves["original"]) == ["landscape_2", "person_2"]
+    assert set(curves["method"]) == {"jpeg-bytes"}
+    table = pd.read_csv(folder / "table1.csv", keep_default_na=False)
+    assert (table["images"] == 2).all() and (table["image_set"] == COMMON).all()
+    assert table.loc[table["method"] == "dalle-gr", "size"].tolist() == [NO_SIZE]
+    assert table.loc[table["method"] == "dalle-gr", "size_bytes_mean"].tolist() == [""]
+    dropped = pd.read_csv(folder / "dropped.csv")
+    no_rate = dropped[dropped["method"] == "dalle-gr"]
+    assert no_rate["output"].str.contains("BD-rate").any()
+    assert no_rate["reason"].str.contains("no rate").all()
+    for name in ("pareto.csv", "bd_rate.csv", "iso_satisfaction.csv"):
+        frame = pd.read_csv(folder / name)
+        assert (frame["n"] == 2).all() and (frame["image_set"] == COMMON).all(), name
+    assert "dalle-gr" not in set(pd.read_csv(folder / "bd_rate.csv")["test"])
+    readme = (folder / "README.txt").read_text()
+    rate_less = readme.split("## Methods without a rate")[1].split("##")[0]
+    assert "dalle-gr" in rate_less
+    assert "limited by jpeg-bytes (2)" in readme
+    assert "jpeg-bytes: 2 of 4 originals" in readme
+    assert "- left_out.csv:" in readme and "- table1.csv:" in readme
+    assert any("n = 2 originals" in note for note in files.notes)
+
+
+def test_report_unpaired_keeps_each_point_over_its_own_originals(uneven_study, tmp_path):
+    from semcomp.cli import main
+
+    out = tmp_path / "unpaired"
+    with pytest.raises(SystemExit) as exit_code:
+        main(["report", str(uneven_study), "--out", str(out), "--rate", "bytes", "--unpaired"])
+    assert exit_code.value.code in (0, None)
+    summary = pd.read_csv(out / "summary.csv").set_index(["method", "operating_point"])
+    assert sorted(summary.loc["jpeg-bytes", "n"]) == [2, 4]
+    assert (summary["image_set"] == UNPAIRED).all()
+    table = pd.read_csv(out / "table1.csv")
+    assert sorted(table["images"]) == [2, 4, 4, 4, 4] and (table["image_set"] == UNPAIRED).all()
+    assert pd.read_csv(out / "left_out.csv").empty

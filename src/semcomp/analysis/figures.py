@@ -339,6 +339,7 @@ def table1_figure(table: pd.DataFrame, satisfaction_metric: str | None) -> Figur
     )
     if (table["size_bytes_mean"] > 0).any():
         size_axis.set_yscale("log")
+    size_axis.set_xlim(-0.6, len(table) - 0.4)  # keep the places of bars without a size
     for position in positions[table["size_bytes_mean"].isna().to_numpy()]:
         # a method without a rate (imported without captions) keeps its place: size "—"
         size_axis.text(
