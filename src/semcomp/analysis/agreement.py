@@ -119,7 +119,11 @@ def agreement(
                 "method": method,
                 "model_metric": model_metric,
                 "human_metric": human_metric,
-                "originals": int(group["original_id"].nunique()),
+                **(
+                    {"originals": int(group["original_id"].nunique())}
+                    if "original_id" in group
+                    else {}
+                ),
                 **_correlations(x, y, seed),
             }
         )

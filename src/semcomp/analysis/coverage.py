@@ -237,3 +237,44 @@ def curve_coverage(points: pd.DataFrame, *, unpaired: bool = False) -> Coverage:
         dropped=_dropped(gone),
         note=note,
     )
+
+
+#: the comparisons on a rate axis, as the report names them
+RATE_COMPARISONS = "iso-satisfaction, Pareto front, BD-rate"
+
+
+def rate_comparison(points: pd.DataFrame, metric: str, *, unpaired: bool = False) -> Coverage:
+    """Rule (b) for the comparisons on a rate axis (iso-satisfaction, Pareto front,
+    BD-rate): the candidates with a rate and a ``metric`` score, over the originals common
+    to their methods. Methods without a rate, or without ``metric`` scores, are dropped
+    and named with that reason."""
+    rate_less = methods_without_rate(points)
+    scored = (
+        set(points.dropna(subset=[metric])["method"].astype(str)) if metric in points else set()
+    )
+    unscored = sorted(set(points["method"].astype(str)) - set(rate_less) - scored)
+    reasons = [(m, NO_RATE) for m in rate_less] + [(m, f"no {metric} scores") for m in unscored]
+    on_axis = points.dropna(subset=["rate_bits", metric]) if metric in points else points.iloc[:0]
+    return common_images(on_axis, RATE_COMPARISONS, unpaired=unpaired, dropped=reasons)
+
+
+def agreement_comparison(
+    points: pd.DataFrame, model_metric: str, human_metric: str, *, unpaired: bool = False
+) -> Coverage:
+    """Rule (b) for the agreement between a model and a human metric: the candidates with
+    both scores, over the originals common to their methods; methods with no such
+    candidate are dropped and named."""
+    both = points.dropna(subset=[model_metric, human_metric])
+    missing = sorted(set(points["method"].astype(str)) - set(both["method"].astype(str)))
+    reasons = [(m, f"no candidate with both {model_metric} and {human_metric}") for m in missing]
+    return common_images(both, "agreement", unpaired=unpaired, dropped=reasons)
+
+
+def with_rate_less(points: pd.DataFrame, coverage: Coverage) -> pd.DataFrame:
+    """``coverage``'s rows plus those of the methods without a rate over the same originals,
+    so that a chart of a comparison on a rate axis draws them as bands beside it."""
+    bands = points[
+        points["method"].isin(methods_without_rate(points))
+        & points["original_id"].isin(coverage.points["original_id"])
+    ]
+    return pd.concat([coverage.points, bands]) if not bands.empty else coverage.points

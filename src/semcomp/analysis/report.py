@@ -112,7 +112,12 @@ def write_comparisons(
     the originals and methods it left out; ``unpaired`` keeps every row instead.
     """
     from semcomp.analysis.agreement import MISSING_HUMAN, agreement
-    from semcomp.analysis.coverage import NO_RATE, common_images, methods_without_rate
+    from semcomp.analysis.coverage import (
+        agreement_comparison,
+        common_images,
+        rate_comparison,
+        with_rate_less,
+    )
     from semcomp.analysis.curves import default_iso_level, iso_satisfaction, pareto_front
     from semcomp.analysis.embedding_results import embedding_results
     from semcomp.analysis.figures import (
@@ -155,17 +160,7 @@ def write_comparisons(
     if metric is None:
         notes.append("no similarity scores yet: no iso-satisfaction, Pareto front or BD-rate")
     else:
-        rate_less = methods_without_rate(points)
-        unscored = sorted(
-            set(points["method"].astype(str))
-            - set(rate_less)
-            - set(points.dropna(subset=[metric])["method"].astype(str))
-        )
-        reasons = [(m, NO_RATE) for m in rate_less] + [(m, f"no {metric} scores") for m in unscored]
-        on_axis = points.dropna(subset=["rate_bits", metric])
-        rated = common_images(
-            on_axis, "iso-satisfaction, Pareto front, BD-rate", unpaired=unpaired, dropped=reasons
-        )
+        rated = rate_comparison(points, metric, unpaired=unpaired)
         rated_points = covered(rated)
         common_summary = summarise(rated_points, seed=seed, image_set=rated.image_set)
         level = default_iso_level(rated_points, metric)
@@ -179,12 +174,7 @@ def write_comparisons(
         table(stated(bd, rated) if not bd.empty else bd, "bd_rate.csv")
         if not bd.empty and bd["bd_rate_percent"].isna().all():
             notes.append(f"BD-rate undefined for every pair: {bd['reason'].iloc[0]}")
-        # methods without a rate as bands, over the same originals as the rest
-        bands = points[
-            points["method"].isin(rate_less)
-            & points["original_id"].isin(rated_points["original_id"])
-        ]
-        drawn = pd.concat([rated_points, bands]) if not bands.empty else rated_points
+        drawn = with_rate_less(points, rated)  # methods without a rate: bands
         figure = rd_chart(
             drawn,
             summarise(drawn, seed=seed, image_set=rated.image_set),
@@ -199,16 +189,7 @@ def write_comparisons(
     humans, models = human_metrics(points), clip_metrics(points)
     if humans and models:
         human = next((m for m in humans if m.startswith(SATISFACTION_PREFIX)), humans[0])
-        unscored = sorted(
-            set(points["method"].astype(str))
-            - set(points.dropna(subset=[models[0], human])["method"].astype(str))
-        )
-        both = common_images(
-            points.dropna(subset=[models[0], human]),
-            "agreement",
-            unpaired=unpaired,
-            dropped=[(m, f"no candidate with both {models[0]} and {human}") for m in unscored],
-        )
+        both = agreement_comparison(points, models[0], human, unpaired=unpaired)
         agreeing = covered(both)
         correlations = agreement(agreeing, models[0], human, seed=seed)
         table(correlations.assign(image_set=both.image_set), "agreement.csv")
