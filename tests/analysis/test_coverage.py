@@ -122,31 +122,9 @@ def test_a_method_without_a_rate_is_a_labelled_band_in_the_figure():
 
 @pytest.fixture(scope="module")
 def uneven_study(tmp_path_factory, tiny_clip):
-    """A study in which a ``bytes`` target is too small for the two large originals (their
-    smallest JPEG is larger), beside a quality sweep and imported reconstructions without
-    captions (no rate)."""
-    from helpers import photo, write_study
-    from semcomp.study import Study
+    from helpers import write_uneven_study
 
-    base = tmp_path_factory.mktemp("uneven")
-    images, external = base / "images", base / "study" / "external"
-    external.mkdir(parents=True)
-    for offset, category in enumerate(("landscape", "person")):
-        (images / category).mkdir(parents=True)
-        for index, (width, height) in enumerate(((48, 32), (240, 180))):
-            name, seed = f"{category}_{index + 1}", 2 * offset + index
-            photo(width, height, seed).save(images / category / f"{name}.png")
-            photo(64, 64, seed + 10).save(external / f"{name}_gr.png")
-    methods = (
-        '[[methods]]\nname = "jpeg-bytes"\ncodec = "jpeg"\nbytes = [1000, 50000]\n\n'
-        '[[methods]]\nname = "webp-q"\ncodec = "webp"\nquality = [20, 80]\n\n'
-        '[[methods]]\nname = "dalle-gr"\nfolder = "external"\npattern = "{name}_gr.png"\n'
-    )
-    root = write_study(base / "study", images, tiny_clip, methods=methods)
-    with Study.open(root) as study:
-        summary = study.run(progress=False)
-    assert len(summary.failures) == 2  # the 1000-byte target on both large originals
-    return root
+    return write_uneven_study(tmp_path_factory.mktemp("uneven"), tiny_clip)
 
 
 def test_report_of_a_study_whose_target_fails_for_some_images(uneven_study, tmp_path):
