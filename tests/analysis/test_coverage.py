@@ -9,6 +9,7 @@ from semcomp.analysis.coverage import (
     curve_coverage,
     curve_images,
     methods_without_rate,
+    missing_points,
 )
 from semcomp.analysis.rd import COMMON, PAIRED, UNPAIRED, summarise
 from semcomp.analysis.table1 import NO_SIZE, table1
@@ -95,6 +96,20 @@ def test_a_method_sharing_no_original_is_dropped_with_its_reason_not_the_compari
     reasons = coverage.dropped.set_index("method")["reason"]
     assert "share none" in reasons["lonely"] and reasons["x"] == "no rate"
     assert "lonely" in coverage.note
+
+
+def test_operating_points_and_methods_without_any_candidate_are_named():
+    configured = {
+        "jpeg": ["bytes=10", "bytes=900", "bytes=20000"],
+        "webp": ["q10", "q90"],
+        "ghost": ["ghost"],
+    }
+    dropped = missing_points(uneven_points(), configured)
+    assert list(zip(dropped["method"], dropped["reason"], strict=True)) == [
+        ("jpeg", "operating point bytes=10 has no candidate (see failures.csv)"),
+        ("ghost", "no candidate at any operating point (see failures.csv)"),
+    ]
+    assert (dropped["output"] == "curves").all()
 
 
 def test_methods_without_rate_are_named():

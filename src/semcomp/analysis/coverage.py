@@ -278,3 +278,26 @@ def with_rate_less(points: pd.DataFrame, coverage: Coverage) -> pd.DataFrame:
         & points["original_id"].isin(coverage.points["original_id"])
     ]
     return pd.concat([coverage.points, bands]) if not bands.empty else coverage.points
+
+
+def missing_points(points: pd.DataFrame, configured: dict[str, list[str]]) -> pd.DataFrame:
+    """Methods and operating points the study asks for (``configured``: method name →
+    operating point labels) that have no candidate at all, e.g. a target no original could
+    meet: rows for ``dropped.csv`` (output ``curves``), so none vanishes unnamed."""
+    have = (
+        points.groupby("method", observed=True)["operating_point"].agg(lambda p: set(map(str, p)))
+        if not points.empty
+        else pd.Series(dtype=object)
+    )
+    rows = []
+    for method, labels in configured.items():
+        present = have.get(method, set())
+        if not present:
+            reason = "no candidate at any operating point (see failures.csv)"
+            rows.append({"output": "curves", "method": method, "reason": reason})
+            continue
+        for label in labels:
+            if label not in present:
+                reason = f"operating point {label} has no candidate (see failures.csv)"
+                rows.append({"output": "curves", "method": method, "reason": reason})
+    return _dropped(rows)

@@ -310,7 +310,7 @@ def write_report(
     ``README.txt`` says what each file is. ``unpaired`` gives each operating point its
     own originals instead.
     """
-    from semcomp.analysis.coverage import curve_coverage, methods_without_rate
+    from semcomp.analysis.coverage import curve_coverage, methods_without_rate, missing_points
 
     folder = Path(out) if out else study.root / "report"
     (folder / "methods").mkdir(parents=True, exist_ok=True)
@@ -355,7 +355,11 @@ def write_report(
     extra += survey_files
     comparison_notes += survey_notes
     left_out = pd.concat([curves.left_out, *comparisons.left_out], ignore_index=True)
-    dropped = pd.concat([curves.dropped, *comparisons.dropped], ignore_index=True)
+    configured = {m.name: m.operating_point_labels() for m in config.methods}
+    dropped = pd.concat(
+        [missing_points(points, configured), curves.dropped, *comparisons.dropped],
+        ignore_index=True,
+    )
     rate_less = methods_without_rate(points)
     for frame, name in ((left_out, "left_out.csv"), (dropped, "dropped.csv")):
         frame.to_csv(folder / name, index=False)
