@@ -162,6 +162,7 @@ def test_report_of_a_study_whose_target_fails_for_some_images(uneven_study, tmp_
     assert set(curves["method"]) == {"jpeg-bytes"}
     table = pd.read_csv(folder / "table1.csv", keep_default_na=False)
     assert (table["images"] == 2).all() and (table["image_set"] == COMMON).all()
+    assert (table["n"] == 2).all()
     assert table.loc[table["method"] == "dalle-gr", "size"].tolist() == [NO_SIZE]
     assert table.loc[table["method"] == "dalle-gr", "size_bytes_mean"].tolist() == [""]
     dropped = pd.read_csv(folder / "dropped.csv")

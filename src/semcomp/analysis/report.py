@@ -153,7 +153,7 @@ def write_comparisons(
 
     compared = common_images(points, "table1", unpaired=unpaired)
     first = table1(covered(compared), seed=seed)
-    table(first.table.assign(image_set=compared.image_set), "table1.csv")
+    table(stated(first.table, compared), "table1.csv")
     written += save_figure(table1_figure(first.table, first.satisfaction_metric), folder / "table1")
     notes.append(f"Table 1: {first.note}")
     metric = headline_metric(points)

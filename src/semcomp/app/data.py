@@ -242,7 +242,7 @@ def _table1(
 
     compared = common_images(points, "table1", unpaired=unpaired)
     result = table1(compared.points, seed=seed)
-    table = result.table.assign(image_set=compared.image_set)
+    table = result.table.assign(n=compared.n, image_set=compared.image_set)
     return table, result.satisfaction_metric, f"{result.note}; {compared.note}", compared
 
 
