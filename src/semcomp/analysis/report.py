@@ -162,7 +162,9 @@ def write_comparisons(
     else:
         rated = rate_comparison(points, metric, unpaired=unpaired)
         rated_points = covered(rated)
-        common_summary = summarise(rated_points, seed=seed, image_set=rated.image_set)
+        drawn = with_rate_less(points, rated)  # methods without a rate: bands in the figure
+        drawn_summary = summarise(drawn, seed=seed, image_set=rated.image_set)
+        common_summary = drawn_summary[drawn_summary["method"].isin(rated.methods)]
         level = default_iso_level(rated_points, metric)
         per_image, per_method = iso_satisfaction(rated_points, metric, level, rate)
         table(per_image, "iso_satisfaction_images.csv")
@@ -174,10 +176,9 @@ def write_comparisons(
         table(stated(bd, rated) if not bd.empty else bd, "bd_rate.csv")
         if not bd.empty and bd["bd_rate_percent"].isna().all():
             notes.append(f"BD-rate undefined for every pair: {bd['reason'].iloc[0]}")
-        drawn = with_rate_less(points, rated)  # methods without a rate: bands
         figure = rd_chart(
             drawn,
-            summarise(drawn, seed=seed, image_set=rated.image_set),
+            drawn_summary,
             metric,
             rate=rate,
             iso_level=level,
