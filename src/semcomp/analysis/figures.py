@@ -272,7 +272,7 @@ def no_rate_bands(points: pd.DataFrame, summary: pd.DataFrame, metric: str) -> p
     there). Such a method has no x-coordinate, but its similarity is still comparable.
     """
     columns = ["method", "operating_point", "label", "mean", "low", "high"]
-    if metric not in points or points.empty:
+    if metric not in points or "rate_bits" not in points or points.empty:
         return pd.DataFrame(columns=columns)
     rate_less = points[points["rate_bits"].isna() & points[metric].notna()]
     if rate_less.empty:

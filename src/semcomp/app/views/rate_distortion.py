@@ -22,6 +22,9 @@ from semcomp.app.widgets import (
 )
 from semcomp.errors import AnalysisError
 
+#: line styles of the bands of methods without a rate, as the report's figure draws them
+BAND_DASHES = ["dash", "dashdot", "dot"]
+
 study, filters = context()
 st.title("Rate–distortion")
 points = filters.points(study)
@@ -154,7 +157,6 @@ if aggregated:
             )
         )
 span = [usable[point_rate].min(), usable[point_rate].max()]
-BAND_DASHES = ["dash", "dashdot", "dot"]  # as the report's figure draws them
 for index, band in enumerate(bands.itertuples(index=False)):
     colour = colours.get(str(band.method), "#555") if colour_by == "method" else "#555"
     if pd.notna(band.low) and pd.notna(band.high) and band.high > band.low:
