@@ -1,5 +1,7 @@
 """Aggregates over the same images, and no method disappearing silently (issue 11, items 4–5)."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -173,6 +175,8 @@ def test_report_of_a_study_whose_target_fails_for_some_images(uneven_study, tmp_
         frame = pd.read_csv(folder / name)
         assert (frame["n"] == 2).all() and (frame["image_set"] == COMMON).all(), name
     assert "dalle-gr" not in set(pd.read_csv(folder / "bd_rate.csv")["test"])
+    result = json.loads((folder / "methods" / "dalle-gr.json").read_text())["results"]
+    assert result["rate_bytes"] == [None] and result["n"] == [4]  # valid JSON, null rate
     readme = (folder / "README.txt").read_text()
     rate_less = readme.split("## Methods without a rate")[1].split("##")[0]
     assert "dalle-gr" in rate_less

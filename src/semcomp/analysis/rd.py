@@ -191,14 +191,25 @@ def summarise(points: pd.DataFrame, seed: int = 0, image_set: str = UNPAIRED) ->
 
 
 def compressai_results(summary: pd.DataFrame, method: str, description: str) -> dict:
-    """CompressAI's results JSON for one method: ``{"name", "description", "results"}``."""
+    """CompressAI's results JSON for one method: ``{"name", "description", "results"}``.
+
+    A value that is unknown (the rate of a method without one) is ``null``, so the file
+    stays valid JSON. ``n`` and ``image_set`` say which originals each point covers.
+    """
     rows = summary[summary["method"] == method].sort_values("bpp_mean")
+
+    def values(column: str) -> list:
+        return [None if pd.isna(v) else v for v in rows[column].tolist()]
+
     results: dict[str, list] = {
         "operating_point": rows["operating_point"].tolist(),
-        "bpp": rows["bpp_mean"].tolist(),
-        "rate_bytes": rows["rate_bytes_mean"].tolist(),
+        "bpp": values("bpp_mean"),
+        "rate_bytes": values("rate_bytes_mean"),
     }
+    for column in ("n", "image_set"):
+        if column in rows:
+            results[column] = values(column)
     for column in rows.columns:
         if column.endswith(" mean") and "[" in column:
-            results[column.removesuffix(" mean")] = rows[column].tolist()
+            results[column.removesuffix(" mean")] = values(column)
     return {"name": method, "description": description, "results": results}
