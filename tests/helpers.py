@@ -192,3 +192,29 @@ def serving_app(study: Path, log_path: Path) -> Iterator[tuple[str, subprocess.P
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=20)
+
+
+def write_uneven_study(base: Path, tiny_clip: str) -> Path:
+    """A finished study in which a ``bytes`` target is too small for the two large originals
+    (their smallest JPEG is larger), beside a WebP quality sweep and imported
+    reconstructions without captions (no rate). Four originals, two per category."""
+    from semcomp.study import Study
+
+    images, external = base / "images", base / "study" / "external"
+    external.mkdir(parents=True)
+    for offset, category in enumerate(("landscape", "person")):
+        (images / category).mkdir(parents=True)
+        for index, (width, height) in enumerate(((48, 32), (240, 180))):
+            name, seed = f"{category}_{index + 1}", 2 * offset + index
+            photo(width, height, seed).save(images / category / f"{name}.png")
+            photo(64, 64, seed + 10).save(external / f"{name}_gr.png")
+    methods = (
+        '[[methods]]\nname = "jpeg-bytes"\ncodec = "jpeg"\nbytes = [1000, 50000]\n\n'
+        '[[methods]]\nname = "webp-q"\ncodec = "webp"\nquality = [20, 80]\n\n'
+        '[[methods]]\nname = "dalle-gr"\nfolder = "external"\npattern = "{name}_gr.png"\n'
+    )
+    root = write_study(base / "study", images, tiny_clip, methods=methods)
+    with Study.open(root) as study:
+        summary = study.run(progress=False)
+    assert len(summary.failures) == 2, summary.failures  # 1000 bytes on both large originals
+    return root

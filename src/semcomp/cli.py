@@ -140,6 +140,13 @@ def report(
     pqvae_results: list[Path] = typer.Option(
         None, help="PQVAE eval/sweep result files or folders (besides STUDY/pqvae/)."
     ),
+    unpaired: bool = typer.Option(
+        False,
+        "--unpaired",
+        help="Each operating point over its own originals, instead of a method's curve over "
+        "the originals with a candidate at all its points and comparisons over the originals "
+        "the methods share.",
+    ),
 ) -> None:
     """Write rd.csv, summary.csv, per-method JSON, Table 1, comparisons and their figures."""
     from semcomp.analysis.figures import RATE_AXES
@@ -149,7 +156,9 @@ def report(
     if rate not in RATE_AXES:
         raise SemcompError(f"--rate must be one of {', '.join(RATE_AXES)}, not {rate!r}")
     with Study.open(study, read_only=True) as opened:
-        files = write_report(opened, out, rate=rate, pqvae_results=pqvae_results or ())
+        files = write_report(
+            opened, out, rate=rate, pqvae_results=pqvae_results or (), unpaired=unpaired
+        )
     typer.echo(f"report of {files.rows} candidates in {files.folder}")
     for path in [files.rd_csv, files.summary_csv, *files.method_json, *files.figures, *files.extra]:
         typer.echo(f"  {path}")

@@ -341,3 +341,49 @@ def test_agreement_page_follows_the_shared_metric_filter(all_methods_study, monk
     assert app.selectbox(key="agree_model").value == models[-1]
     app.selectbox(key="agree_human").set_value(humans[0]).run()  # a choice here holds
     assert app.selectbox(key="agree_human").value == humans[0]
+
+
+@pytest.fixture(scope="module")
+def uneven_study(tmp_path_factory, tiny_clip):
+    """A bytes target that fails for two of four originals, and a method without a rate."""
+    from helpers import write_uneven_study
+
+    return write_uneven_study(tmp_path_factory.mktemp("uneven"), tiny_clip)
+
+
+def test_a_method_without_a_rate_and_a_failing_target_are_shown_not_dropped(
+    uneven_study, monkeypatch
+):
+    from semcomp.analysis.table1 import NO_SIZE
+
+    app = open_page(app_on(uneven_study, monkeypatch), "overview.py")
+    tables = [element.value for element in app.dataframe]
+    table1 = next(t for t in tables if "size_bytes_mean" in t.columns)
+    assert table1.loc[table1.method == "dalle-gr", "size"].tolist() == [NO_SIZE]
+    assert (table1["images"] == 2).all() and (table1["image_set"] == "common").all()
+    methods = next(t for t in tables if "rate" in t.columns and "kind" in t.columns)
+    assert methods.set_index("name").loc["dalle-gr", "rate"] == "no rate"
+    captions = texts(app, "caption")
+    assert "limited by jpeg-bytes (2)" in captions and "no rate" in captions
+    assert any("left out" in e.label for e in app.expander)
+
+    open_page(app, "rate_distortion.py")
+    names = [t.get("name") for t in chart_traces(app)]
+    assert "dalle-gr (no rate)" in names and "jpeg-bytes" in names
+    captions = texts(app, "caption")
+    assert "jpeg-bytes: 2 of 4 originals" in captions and "dalle-gr" in captions
+    app.checkbox(key="rd_pareto").check().run()
+    assert not app.exception
+    expander = next(e for e in app.expander if "left out" in e.label)
+    reasons = "\n".join(str(d.value) for d in expander.dataframe)
+    assert "no rate" in reasons and "bytes=1000" in reasons
+
+    app.radio(key="filter_images").set_value("each point its own (unpaired)").run()
+    assert not app.exception
+    assert "unpaired" in texts(app, "caption")
+    labels = [e.label for e in app.expander if "left out" in e.label]
+    assert labels == ["left out: 1 method(s), 0 original(s) — why"]  # no rate, still named
+    from semcomp.app.data import cached_summary, signature
+
+    summary = cached_summary(str(uneven_study), signature(uneven_study), (), (), True)
+    assert sorted(summary.loc[summary.method == "jpeg-bytes", "n"]) == [2, 4]

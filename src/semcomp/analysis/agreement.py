@@ -101,7 +101,8 @@ def agreement(
 
     Defaults: the first CLIP metric and the first human metric of the table.
     One row overall (``method == "all methods"``) and one per method; ``n`` is
-    the number of candidates with both scores. Empty when either is missing.
+    the number of candidates with both scores, ``originals`` the images they show.
+    Empty when either is missing.
     """
     model_metric = model_metric or next(iter(clip_metrics(points)), None)
     human_metric = human_metric or next(iter(human_metrics(points)), None)
@@ -118,6 +119,11 @@ def agreement(
                 "method": method,
                 "model_metric": model_metric,
                 "human_metric": human_metric,
+                **(
+                    {"originals": int(group["original_id"].nunique())}
+                    if "original_id" in group
+                    else {}
+                ),
                 **_correlations(x, y, seed),
             }
         )

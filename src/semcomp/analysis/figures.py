@@ -187,11 +187,15 @@ def draw_rd(
     point_rate, mean_rate, rate_label = RATE_AXES[rate]
     usable = points.dropna(subset=[point_rate, metric]) if metric in points else points.iloc[:0]
     usable = usable[usable[point_rate] > 0]
-    if usable.empty:
+    bands = no_rate_bands(points, summary, metric)
+    if usable.empty and bands.empty:
         axis.text(0.5, 0.5, f"no {metric} scores with a rate", ha="center", va="center")
         axis.set_axis_off()
         return False
-    colours = colour_map(usable[colour_by].unique())
+    if colour_by == "method":
+        colours = colour_map({*usable["method"].unique(), *bands["method"]})
+    else:
+        colours = colour_map(usable[colour_by].unique())
     by_method = aggregated and colour_by == "method" and f"{metric} mean" in summary
     summary = summary[summary[mean_rate] > 0] if mean_rate in summary else summary
     for key, dots in usable.groupby(colour_by):
@@ -251,12 +255,70 @@ def draw_rd(
             color="magenta",
             zorder=5,
         )
+    for index, band in enumerate(bands.itertuples(index=False)):
+        style = BAND_STYLES[index % len(BAND_STYLES)]
+        colour = colours.get(str(band.method), "0.35")
+        axis.axhline(band.mean, color=colour, ls=style, lw=1.3, label=band.label)
+        if np.isfinite(band.low) and np.isfinite(band.high) and band.high > band.low:
+            axis.axhspan(band.low, band.high, color=colour, alpha=0.08, lw=0)
+    if usable.empty:  # only methods without a rate: their bands, on an empty rate axis
+        axis.text(0.5, 0.05, "no method has a rate", transform=axis.transAxes, ha="center")
+        axis.set_xlim(1, 10)
     axis.set_xscale("log")
     axis.set_xlabel(rate_label)
     axis.set_ylabel(metric)
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize="x-small", loc="best")
     return True
+
+
+#: line styles of the horizontal bands of methods without a rate (told apart from curves)
+BAND_STYLES = ["--", "-.", ":"]
+#: the legend's mark of a method without a rate
+NO_RATE_LABEL = "no rate"
+
+
+def no_rate_bands(points: pd.DataFrame, summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Methods (and operating points) whose candidates have no rate but have ``metric``
+    scores: where a rate–similarity chart draws them as horizontal bands.
+
+    Columns: method, operating_point, label (``"dalle-gr (no rate)"``), mean (the mean
+    over originals, as the curves), low and high (its 95 % CI from ``summary``, when
+    there). Such a method has no x-coordinate, but its similarity is still comparable.
+    """
+    columns = ["method", "operating_point", "label", "mean", "low", "high"]
+    if metric not in points or "rate_bits" not in points or points.empty:
+        return pd.DataFrame(columns=columns)
+    rate_less = points[points["rate_bits"].isna() & points[metric].notna()]
+    if rate_less.empty:
+        return pd.DataFrame(columns=columns)
+    keys = ["method", "operating_point"]
+    has_rate = points.dropna(subset=["rate_bits"]).set_index(keys).index
+    per_image = rate_less.groupby([*keys, "original_id"], observed=True)[metric].mean()
+    means = per_image.groupby(level=keys, observed=True).mean()
+    means = means[~means.index.isin(has_rate)]  # a point with some rates is on the axis
+    ci = {}
+    if f"{metric} mean_ci_low" in summary:
+        bounds = summary.set_index(keys)[[f"{metric} mean_ci_low", f"{metric} mean_ci_high"]]
+        ci = {
+            key: tuple(values) for key, values in zip(bounds.index, bounds.to_numpy(), strict=True)
+        }
+    points_per_method = means.groupby(level="method", observed=True).size()
+    rows = []
+    for (method, operating_point), mean in means.items():
+        label = str(method) if points_per_method[method] == 1 else f"{method} · {operating_point}"
+        low, high = ci.get((method, operating_point), (np.nan, np.nan))
+        rows.append(
+            {
+                "method": method,
+                "operating_point": operating_point,
+                "label": f"{label} ({NO_RATE_LABEL})",
+                "mean": float(mean),
+                "low": float(low),
+                "high": float(high),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
 
 
 def table1_figure(table: pd.DataFrame, satisfaction_metric: str | None) -> Figure:
@@ -290,8 +352,21 @@ def table1_figure(table: pd.DataFrame, satisfaction_metric: str | None) -> Figur
         table["size_ci_high"],
         "mean size (bytes)",
     )
-    if (table["size_bytes_mean"] > 0).any():  # external methods without captions: no rate
+    if (table["size_bytes_mean"] > 0).any():
         size_axis.set_yscale("log")
+    size_axis.set_xlim(-0.6, len(table) - 0.4)  # keep the places of bars without a size
+    for position in positions[table["size_bytes_mean"].isna().to_numpy()]:
+        # a method without a rate (imported without captions) keeps its place: size "—"
+        size_axis.text(
+            position,
+            0.02,
+            f"— ({NO_RATE_LABEL})",
+            transform=size_axis.get_xaxis_transform(),
+            rotation=90,
+            ha="center",
+            va="bottom",
+            fontsize="x-small",
+        )
     if satisfaction_metric:
         bars(
             score_axis,

@@ -26,6 +26,13 @@ HUMAN_PREFIX = "human."
 SATISFACTION_PREFIX = "human.A.median["
 #: CLIP similarity scaled to [0, 1], as in the textual-transform paper
 SCALED_CLIP = "clip_(cos+1)/2["
+#: which originals an aggregate covers (``image_set`` column; see :mod:`.coverage`):
+#: a method's originals with a candidate at every one of its operating points,
+PAIRED = "paired"
+#: the originals common to the methods compared (and paired within each),
+COMMON = "common"
+#: or each operating point's own originals (``semcomp report --unpaired``)
+UNPAIRED = "unpaired"
 ID_COLUMNS = [
     "original_id",
     "original",
@@ -178,7 +185,7 @@ def per_image_means(points: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return values.groupby(keys, sort=False, observed=True).mean().reset_index()
 
 
-def summarise(points: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+def summarise(points: pd.DataFrame, seed: int = 0, image_set: str = UNPAIRED) -> pd.DataFrame:
     """Per method and operating point: mean rates; mean and median of each metric with 95 % CIs.
 
     The image is the unit: a method's replicates (diffusion seeds) and caption variants
@@ -186,6 +193,8 @@ def summarise(points: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     taken over originals, as in Table 1, so several samples of one image do not count
     as independent evidence. ``n`` is the number of images; ``{metric} n`` the number
     with a value of that metric (human ratings may exist for only some).
+    ``image_set`` names the originals ``points`` was restricted to (:data:`PAIRED`,
+    :data:`COMMON`; :data:`UNPAIRED` when each point keeps its own); it is a column.
     """
     metrics = metric_columns(points)
     rates = ["rate_bytes", "rate_bits", "bpp"]
@@ -198,6 +207,7 @@ def summarise(points: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             "codec": codecs[(method, operating_point)],
             "operating_point": operating_point,
             "n": len(group),
+            "image_set": image_set,
             "rate_bytes_mean": group["rate_bytes"].mean(),
             "rate_bits_mean": group["rate_bits"].mean(),
             "bpp_mean": group["bpp"].mean(),
@@ -218,14 +228,25 @@ def summarise(points: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 
 def compressai_results(summary: pd.DataFrame, method: str, description: str) -> dict:
-    """CompressAI's results JSON for one method: ``{"name", "description", "results"}``."""
+    """CompressAI's results JSON for one method: ``{"name", "description", "results"}``.
+
+    A value that is unknown (the rate of a method without one) is ``null``, so the file
+    stays valid JSON. ``n`` and ``image_set`` say which originals each point covers.
+    """
     rows = summary[summary["method"] == method].sort_values("bpp_mean")
+
+    def values(column: str) -> list:
+        return [None if pd.isna(v) else v for v in rows[column].tolist()]
+
     results: dict[str, list] = {
         "operating_point": rows["operating_point"].tolist(),
-        "bpp": rows["bpp_mean"].tolist(),
-        "rate_bytes": rows["rate_bytes_mean"].tolist(),
+        "bpp": values("bpp_mean"),
+        "rate_bytes": values("rate_bytes_mean"),
     }
+    for column in ("n", "image_set"):
+        if column in rows:
+            results[column] = values(column)
     for column in rows.columns:
         if column.endswith(" mean") and "[" in column:
-            results[column.removesuffix(" mean")] = rows[column].tolist()
+            results[column.removesuffix(" mean")] = values(column)
     return {"name": method, "description": description, "results": results}

@@ -82,17 +82,43 @@ def bd_rate_table(summary: pd.DataFrame, metric: str, rate: str) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+@dataclass
+class Comparisons:
+    """What :func:`write_comparisons` wrote and what it left out."""
+
+    written: list[Path]
+    notes: list[str]
+    #: every original an output left out, with the reason (``left_out.csv``)
+    left_out: list[pd.DataFrame]
+    #: every method an output dropped, with the reason (``dropped.csv``)
+    dropped: list[pd.DataFrame]
+    #: per comparison: the originals it covers (``n``) and which methods limited them
+    coverage: list[str]
+
+
 def write_comparisons(
     study: Study,
     points: pd.DataFrame,
-    summary: pd.DataFrame,
     folder: Path,
     *,
     rate: str,
     pqvae_results: list[Path] | tuple[Path, ...] = (),
-) -> tuple[list[Path], list[str]]:
-    """Table 1, iso-satisfaction, Pareto front, BD-rate, agreement and embedding-codec files."""
+    unpaired: bool = False,
+) -> Comparisons:
+    """Table 1, iso-satisfaction, Pareto front, BD-rate, agreement and embedding-codec files.
+
+    Each comparison between methods covers the originals common to the methods it
+    compares (:func:`semcomp.analysis.coverage.common_images`) and says so: an
+    ``n`` and ``image_set`` column, a note naming the methods that limited ``n``, and
+    the originals and methods it left out; ``unpaired`` keeps every row instead.
+    """
     from semcomp.analysis.agreement import MISSING_HUMAN, agreement
+    from semcomp.analysis.coverage import (
+        agreement_comparison,
+        common_images,
+        rate_comparison,
+        with_rate_less,
+    )
     from semcomp.analysis.curves import default_iso_level, iso_satisfaction, pareto_front
     from semcomp.analysis.embedding_results import embedding_results
     from semcomp.analysis.figures import (
@@ -108,33 +134,52 @@ def write_comparisons(
     seed, random_weights = study.config.seed, study.random_weights
     written: list[Path] = []
     notes: list[str] = []
+    left_out: list[pd.DataFrame] = []
+    dropped: list[pd.DataFrame] = []
+    coverage_notes: list[str] = []
 
     def table(frame: pd.DataFrame, name: str) -> None:
         path = folder / name
         frame.to_csv(path, index=False)
         written.append(path)
 
-    first = table1(points, seed=seed)
-    table(first.table, "table1.csv")
+    def covered(coverage) -> pd.DataFrame:
+        coverage_notes.append(coverage.note)
+        left_out.append(coverage.left_out)
+        dropped.append(coverage.dropped)
+        return coverage.points
+
+    def stated(frame: pd.DataFrame, coverage) -> pd.DataFrame:
+        return frame.assign(n=coverage.n, image_set=coverage.image_set)
+
+    compared = common_images(points, "table1", unpaired=unpaired)
+    first = table1(covered(compared), seed=seed)
+    table(stated(first.table, compared), "table1.csv")
     written += save_figure(table1_figure(first.table, first.satisfaction_metric), folder / "table1")
     notes.append(f"Table 1: {first.note}")
     metric = headline_metric(points)
     if metric is None:
         notes.append("no similarity scores yet: no iso-satisfaction, Pareto front or BD-rate")
     else:
-        level = default_iso_level(points, metric)
-        per_image, per_method = iso_satisfaction(points, metric, level, rate)
+        rated = rate_comparison(points, metric, unpaired=unpaired)
+        rated_points = covered(rated)
+        drawn = with_rate_less(points, rated)  # methods without a rate: bands in the figure
+        drawn_summary = summarise(drawn, seed=seed, image_set=rated.image_set)
+        common_summary = drawn_summary[drawn_summary["method"].isin(rated.methods)]
+        level = default_iso_level(rated_points, metric)
+        per_image, per_method = iso_satisfaction(rated_points, metric, level, rate)
         table(per_image, "iso_satisfaction_images.csv")
-        table(per_method, "iso_satisfaction.csv")
+        table(stated(per_method, rated), "iso_satisfaction.csv")
         _, mean_rate, _ = RATE_AXES[rate]
-        table(pareto_front(summary, mean_rate, f"{metric} mean"), "pareto.csv")
-        bd = bd_rate_table(summary, metric, rate)
-        table(bd, "bd_rate.csv")
+        front = pareto_front(common_summary, mean_rate, f"{metric} mean")
+        table(stated(front, rated), "pareto.csv")
+        bd = bd_rate_table(common_summary, metric, rate)
+        table(stated(bd, rated) if not bd.empty else bd, "bd_rate.csv")
         if not bd.empty and bd["bd_rate_percent"].isna().all():
             notes.append(f"BD-rate undefined for every pair: {bd['reason'].iloc[0]}")
         figure = rd_chart(
-            points,
-            summary,
+            drawn,
+            drawn_summary,
             metric,
             rate=rate,
             iso_level=level,
@@ -146,9 +191,11 @@ def write_comparisons(
     humans, models = human_metrics(points), clip_metrics(points)
     if humans and models:
         human = next((m for m in humans if m.startswith(SATISFACTION_PREFIX)), humans[0])
-        correlations = agreement(points, models[0], human, seed=seed)
-        table(correlations, "agreement.csv")
-        figure = agreement_figure(points, models[0], human, correlations)
+        both = agreement_comparison(points, models[0], human, unpaired=unpaired)
+        agreeing = covered(both)
+        correlations = agreement(agreeing, models[0], human, seed=seed)
+        table(correlations.assign(image_set=both.image_set), "agreement.csv")
+        figure = agreement_figure(agreeing, models[0], human, correlations)
         written += save_figure(figure, folder / "agreement")
     else:
         notes.append(f"agreement: {MISSING_HUMAN}")
@@ -157,7 +204,89 @@ def write_comparisons(
     if not embedding.table.empty:
         table(embedding.table, "embedding_codecs.csv")
         written += save_figure(embedding_figure(embedding.table), folder / "embedding_codecs")
-    return written, notes
+    return Comparisons(
+        written=written,
+        notes=notes,
+        left_out=left_out,
+        dropped=dropped,
+        coverage=coverage_notes,
+    )
+
+
+#: what each file of a report holds (README.txt lists those written)
+FILE_DESCRIPTIONS = {
+    "rd.csv": "one row per candidate: rate (empty when unknown) and every similarity score",
+    "summary.csv": "per method and operating point: mean rates, mean and median of each "
+    "metric with 95 % CIs, n and the image set it used",
+    "methods/": "CompressAI-style results JSON per method",
+    "rd.png": "similarity against rate, one curve per method; methods without a rate are "
+    "horizontal bands labelled 'no rate'",
+    "table1.csv": "Table 1: mean size (— without a rate) and mean of median ratings or CLIP "
+    "similarity per method and operating point",
+    "table1.png": "Table 1 as bars",
+    "iso_satisfaction.csv": "per method: the smallest rate reaching the iso-satisfaction level",
+    "iso_satisfaction_images.csv": "per image and method: the smallest rate reaching the level",
+    "pareto.csv": "operating points on the Pareto front across methods",
+    "bd_rate.csv": "BD-rate of every method against every other, or why it is undefined",
+    "rd_iso_pareto.png": "the headline metric against rate with the iso-satisfaction line and "
+    "the Pareto front",
+    "agreement.csv": "rank correlations between CLIP and human ratings, overall and per method",
+    "agreement.png": "human rating against CLIP similarity",
+    "embedding_codecs.csv": "PQVAE and baseline embedding codecs: accuracy against bpd",
+    "embedding_codecs.png": "embedding codecs: accuracy against bpd",
+    "left_out.csv": "every original an output left out (per method), with the reason",
+    "dropped.csv": "every method an output left out, with the reason",
+    "failures.csv": "every recorded failure, with its stage and reason",
+}
+IMAGE_SET_NOTE = (
+    "image_set (summary.csv and every comparison): 'paired' = a method's originals with a "
+    "candidate at every one of its operating points; 'common' = the originals common to the "
+    "methods compared (and paired within each); 'unpaired' = each operating point over its "
+    "own originals (`semcomp report --unpaired`)"
+)
+
+
+def readme_text(
+    head: list[str],
+    files: list[Path],
+    folder: Path,
+    *,
+    rate_less: list[str],
+    dropped: pd.DataFrame,
+    left_out: pd.DataFrame,
+    coverage_notes: list[str],
+    notes: list[str],
+) -> str:
+    """The report's README.txt: what each file is, which methods have no rate, which
+    methods and originals each output left out and why, and every other note."""
+    lines = [*head, "", "## Files"]
+    names = sorted(
+        {p.relative_to(folder).parts[0] + ("/" if p.parent != folder else "") for p in files}
+    )
+    for name in names:
+        key = name if name in FILE_DESCRIPTIONS else Path(name).with_suffix(".png").name
+        described = FILE_DESCRIPTIONS.get(key)
+        if name.endswith(".pdf"):
+            continue
+        lines.append(f"- {name}: {described}" if described else f"- {name}")
+    lines += ["", "## Methods without a rate"]
+    lines += [
+        f"- {m}: kept in rd.csv (empty rate), in Table 1 (size —) and drawn as a horizontal "
+        "band labelled 'no rate' in rd.png and rd_iso_pareto.png"
+        for m in rate_less
+    ] or ["none"]
+    lines += ["", "## Image sets (n)", IMAGE_SET_NOTE, *[f"- {n}" for n in coverage_notes]]
+    lines += ["", "## Methods dropped from an output (dropped.csv)"]
+    lines += [f"- {r.output}: {r.method} — {r.reason}" for r in dropped.itertuples()] or ["none"]
+    lines += ["", "## Originals left out (left_out.csv)"]
+    if left_out.empty:
+        lines.append("none")
+    for (output, method), rows in left_out.groupby(["output", "method"], sort=True):
+        shown = ", ".join(map(str, rows["original"].head(20)))
+        more = f" and {len(rows) - 20} more" if len(rows) > 20 else ""
+        lines.append(f"- {output}: {method}: {len(rows)} ({shown}{more})")
+    lines += ["", "## Notes", *[f"- {n}" for n in notes]]
+    return "\n".join(lines) + "\n"
 
 
 def write_report(
@@ -166,6 +295,7 @@ def write_report(
     *,
     rate: str = "bpp",
     pqvae_results: list[Path] | tuple[Path, ...] = (),
+    unpaired: bool = False,
 ) -> ReportFiles:
     """Write ``rd.csv``, ``summary.csv``, CompressAI-style JSON per method, ``rd.png/pdf``.
 
@@ -175,13 +305,22 @@ def write_report(
     ``embedding_codecs.csv/png/pdf`` (with PQVAE evaluation files); and per survey with
     imported ratings ``survey_<id>_*.csv`` (method means of medians, dimensions, top
     answers, overlap, reliability) and ``survey_<id>_dimensions.png/pdf`` (Survey B).
+
+    Each method's curve (summary.csv, rd.png, the JSON) covers the originals with a
+    candidate at every one of its operating points; ``left_out.csv`` and
+    ``dropped.csv`` list the originals and methods any output left out, and
+    ``README.txt`` says what each file is. ``unpaired`` gives each operating point its
+    own originals instead.
     """
+    from semcomp.analysis.coverage import curve_coverage, methods_without_rate, missing_points
+
     folder = Path(out) if out else study.root / "report"
     (folder / "methods").mkdir(parents=True, exist_ok=True)
     config = study.config
     random_weights = study.random_weights
     points = rd_points(study.store, study.scope())
-    summary = summarise(points, seed=config.seed)
+    curves = curve_coverage(points, unpaired=unpaired)
+    summary = summarise(curves.points, seed=config.seed, image_set=curves.image_set)
     rd_csv, summary_csv = folder / "rd.csv", folder / "summary.csv"
     points.drop(columns=["candidate_id"], errors="ignore").to_csv(rd_csv, index=False)
     summary.to_csv(summary_csv, index=False)
@@ -199,27 +338,63 @@ def write_report(
         path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         method_json.append(path)
     figures = rd_figure(
-        points, summary, folder / "rd", rate=rate, title=config.name, random_weights=random_weights
+        curves.points,
+        summary,
+        folder / "rd",
+        rate=rate,
+        title=config.name,
+        random_weights=random_weights,
     )
     from semcomp.surveys.tables import write_survey_files
 
-    extra, comparison_notes = write_comparisons(
-        study, points, summary, folder, rate=rate, pqvae_results=pqvae_results
+    comparisons = write_comparisons(
+        study, points, folder, rate=rate, pqvae_results=pqvae_results, unpaired=unpaired
     )
+    extra = comparisons.written
+    coverage_notes = [curves.note, *comparisons.coverage]
+    comparison_notes = comparisons.notes
     survey_files, survey_notes = write_survey_files(study.store, folder, seed=config.seed)
     extra += survey_files
     comparison_notes += survey_notes
+    left_out = pd.concat([curves.left_out, *comparisons.left_out], ignore_index=True)
+    configured = {m.name: m.operating_point_labels() for m in config.methods}
+    dropped = pd.concat(
+        [missing_points(points, configured), curves.dropped, *comparisons.dropped],
+        ignore_index=True,
+    )
+    rate_less = methods_without_rate(points)
+    for frame, name in ((left_out, "left_out.csv"), (dropped, "dropped.csv")):
+        frame.to_csv(folder / name, index=False)
+        extra.append(folder / name)
+    if rate_less:
+        comparison_notes.append(f"no rate (shown apart from the rate axis): {', '.join(rate_less)}")
     failures = study.store.failures()
     failures_csv = folder / "failures.csv"
     failures.to_csv(failures_csv, index=False)
-    notes = [f"study: {config.name}", f"candidates: {len(points)}", f"failures: {len(failures)}"]
+    head = [
+        f"# Report of study {config.name}",
+        f"candidates: {len(points)}",
+        f"failures: {len(failures)}",
+    ]
     if random_weights:
-        notes.insert(1, f"WARNING: {RANDOM_WEIGHTS_NOTE}")
+        head.insert(1, f"WARNING: {RANDOM_WEIGHTS_NOTE}")
     lossless = lossless_reduction_note(points)
     if lossless:
-        notes.append(lossless)
-    notes += comparison_notes
-    (folder / "README.txt").write_text("\n".join(notes) + "\n", encoding="utf-8")
+        comparison_notes = [lossless, *comparison_notes]
+    written = [rd_csv, summary_csv, *method_json, *figures, *extra, failures_csv]
+    (folder / "README.txt").write_text(
+        readme_text(
+            head,
+            written,
+            folder,
+            rate_less=rate_less,
+            dropped=dropped,
+            left_out=left_out,
+            coverage_notes=coverage_notes,
+            notes=comparison_notes,
+        ),
+        encoding="utf-8",
+    )
     return ReportFiles(
         folder=folder,
         rd_csv=rd_csv,
@@ -229,5 +404,5 @@ def write_report(
         failures_csv=failures_csv,
         rows=len(points),
         extra=extra,
-        notes=comparison_notes,
+        notes=coverage_notes + comparison_notes,
     )

@@ -6,7 +6,8 @@ median Survey A rating (the *semantic satisfaction index*), each with a
 bootstrap 95 % CI. The paper reports BLIP 48.7 B / 6.2, GPT-4 143.2 B / 7.7,
 human 191.2 B / 7.7, JPEG-low 81,156 B / 9.0, JPEG-high 168,497 B / 9.7.
 CLIP similarity columns are added beside it; without human ratings the table
-holds size and CLIP only, and says so.
+holds size and CLIP only, and says so. A method without a rate (imported
+reconstructions without captions) keeps its row and scores, with size "—".
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import pandas as pd
 from semcomp.analysis.rd import SATISFACTION_PREFIX, SCALED_CLIP, clip_metrics, metric_columns
 from semcomp.analysis.stats import mean_ci
 
+#: Table 1's size of a method without a rate
+NO_SIZE = "—"
 MISSING_HUMAN = (
     "no human ratings in this study yet: Table 1 shows mean size and CLIP similarity only "
     "(import Survey A ratings to add the mean of median ratings)"
@@ -61,6 +64,8 @@ def table1(points: pd.DataFrame, *, seed: int = 0) -> Table1:
         row["size_bytes_mean"], row["size_ci_low"], row["size_ci_high"] = _mean_with_ci(
             per_image["rate_bytes"], seed
         )
+        size = row["size_bytes_mean"]
+        row["size"] = NO_SIZE if pd.isna(size) else f"{size:,.1f} B"
         if metric:
             rated = per_image[metric].dropna()
             row["rated_images"] = len(rated)
@@ -83,4 +88,7 @@ def table1(points: pd.DataFrame, *, seed: int = 0) -> Table1:
         note = f"satisfaction: mean over images of {metric}" + (
             f"; no ratings for {', '.join(map(str, unrated))}" if unrated else ""
         )
+    if not table.empty and table["size_bytes_mean"].isna().any():
+        no_rate = table.loc[table["size_bytes_mean"].isna(), "method"].unique().tolist()
+        note += f"; no rate (size {NO_SIZE}): {', '.join(map(str, no_rate))}"
     return Table1(table=table, satisfaction_metric=metric, note=note)

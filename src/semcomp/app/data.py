@@ -28,6 +28,14 @@ from typing import TYPE_CHECKING, TypeVar
 import pandas as pd
 import streamlit as st
 
+from semcomp.analysis.coverage import (
+    Coverage,
+    agreement_comparison,
+    common_images,
+    curve_coverage,
+    rate_comparison,
+    with_rate_less,
+)
 from semcomp.analysis.rd import clip_metrics, human_metrics, metric_columns, rd_points, summarise
 from semcomp.config import STUDY_FILE
 from semcomp.errors import SemcompError
@@ -200,11 +208,18 @@ def current_study() -> StudyData | None:
 
 @st.cache_data(show_spinner="summarising…", max_entries=32)
 def cached_summary(
-    root: str, db_signature: tuple, categories: tuple[str, ...], methods: tuple[str, ...]
+    root: str,
+    db_signature: tuple,
+    categories: tuple[str, ...],
+    methods: tuple[str, ...],
+    unpaired: bool = False,
 ) -> pd.DataFrame:
-    """Per method and operating point means and medians with bootstrap CIs, of the filtered rows."""
+    """Per method and operating point means and medians with bootstrap CIs, of the filtered
+    rows: each method's curve over the originals with a candidate at all its operating
+    points (``unpaired``: each point over its own), as ``semcomp report`` writes it."""
     study = load_study(root, db_signature)
-    return summarise(select(study.points, categories, methods), seed=study.seed)
+    curves = curve_coverage(select(study.points, categories, methods), unpaired=unpaired)
+    return summarise(curves.points, seed=study.seed, image_set=curves.image_set)
 
 
 def select(
@@ -219,27 +234,52 @@ def select(
     return points[keep]
 
 
-def _table1(points: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, str | None, str]:
+def _table1(
+    points: pd.DataFrame, seed: int, unpaired: bool = False
+) -> tuple[pd.DataFrame, str | None, str, Coverage]:
+    """Table 1 over the originals common to its methods, its note and that coverage."""
     from semcomp.analysis.table1 import table1
 
-    result = table1(points, seed=seed)
-    return result.table, result.satisfaction_metric, result.note
+    compared = common_images(points, "table1", unpaired=unpaired)
+    result = table1(compared.points, seed=seed)
+    table = result.table.assign(n=compared.n, image_set=compared.image_set)
+    return table, result.satisfaction_metric, f"{result.note}; {compared.note}", compared
 
 
 def _agreement(
-    points: pd.DataFrame, seed: int, model_metric: str, human_metric: str
-) -> pd.DataFrame:
+    points: pd.DataFrame, seed: int, model_metric: str, human_metric: str, unpaired: bool = False
+) -> tuple[pd.DataFrame, Coverage]:
     from semcomp.analysis.agreement import agreement
 
-    return agreement(points, model_metric, human_metric, seed=seed)
+    compared = agreement_comparison(points, model_metric, human_metric, unpaired=unpaired)
+    table = agreement(compared.points, model_metric, human_metric, seed=seed)
+    return table.assign(image_set=compared.image_set), compared
 
 
-def _iso(points: pd.DataFrame, seed: int, metric: str, level: float, rate: str) -> tuple:
+def _curves(points: pd.DataFrame, seed: int, unpaired: bool = False) -> Coverage:
+    del seed  # no resampling
+    return curve_coverage(points, unpaired=unpaired)
+
+
+def _compared(
+    points: pd.DataFrame, seed: int, metric: str, unpaired: bool = False
+) -> tuple[Coverage, pd.DataFrame]:
+    """The rate-axis comparison's rows (with the methods without a rate, for their bands)
+    and their summary, over the originals common to the methods with a rate."""
+    compared = rate_comparison(points, metric, unpaired=unpaired)
+    drawn = with_rate_less(points, compared)
+    return compared, summarise(drawn, seed=seed, image_set=compared.image_set)
+
+
+def _iso(
+    points: pd.DataFrame, seed: int, metric: str, level: float, rate: str, unpaired: bool = False
+) -> tuple:
     from semcomp.analysis.curves import iso_satisfaction
 
     del seed  # no resampling
-
-    return iso_satisfaction(points, metric, level, rate)
+    compared = rate_comparison(points, metric, unpaired=unpaired)
+    per_image, per_method = iso_satisfaction(compared.points, metric, level, rate)
+    return per_image, per_method.assign(n=compared.n, image_set=compared.image_set)
 
 
 #: analyses of the filtered rows the pages cache (one table of names); each takes the rows
@@ -247,6 +287,8 @@ def _iso(points: pd.DataFrame, seed: int, metric: str, level: float, rate: str) 
 ANALYSES = {
     "table1": _table1,
     "agreement": _agreement,
+    "curves": _curves,
+    "compared": _compared,
     "iso": _iso,
 }
 

@@ -30,6 +30,9 @@ from .data import (
 )
 
 CATEGORIES, METHODS, METRIC = "filter_categories", "filter_methods", "filter_metric"
+IMAGES = "filter_images"
+#: the "Images" choice: the same originals (as ``semcomp report``) or ``--unpaired``
+SAME_IMAGES, PER_POINT = "same images", "each point its own (unpaired)"
 
 
 @dataclass
@@ -37,12 +40,16 @@ class Filters:
     categories: tuple[str, ...]
     methods: tuple[str, ...]
     metric: str | None
+    #: each operating point over its own originals (``semcomp report --unpaired``)
+    unpaired: bool = False
 
     def points(self, study: StudyData) -> pd.DataFrame:
         return select(study.points, self.categories, self.methods)
 
     def summary(self, study: StudyData) -> pd.DataFrame:
-        return cached_summary(str(study.root), signature(study.root), self.categories, self.methods)
+        return cached_summary(
+            str(study.root), signature(study.root), self.categories, self.methods, self.unpaired
+        )
 
     def survey_tables(self, study: StudyData, survey: str) -> SurveyTables:
         """The tables of one survey's kept answers in the chosen categories and methods."""
@@ -51,9 +58,16 @@ class Filters:
         )
 
     def analysis(self, study: StudyData, name: str, **options):
-        """A cached analysis (``data.ANALYSES``) of the filtered rows."""
+        """A cached analysis (``data.ANALYSES``) of the filtered rows, over the image set
+        chosen in the sidebar."""
         return cached_analysis(
-            name, str(study.root), signature(study.root), self.categories, self.methods, **options
+            name,
+            str(study.root),
+            signature(study.root),
+            self.categories,
+            self.methods,
+            unpaired=self.unpaired,
+            **options,
         )
 
 
@@ -77,9 +91,19 @@ def sidebar(study: StudyData) -> Filters:
             metric = st.selectbox(
                 "Metric", metrics, key=METRIC, help="CLIP similarity or a human rating (human.*)"
             )
+        images = st.radio(
+            "Images",
+            [SAME_IMAGES, PER_POINT],
+            key=IMAGES,
+            help="same images: a method's curve over the originals with a candidate at all its "
+            "operating points, comparisons over the originals the methods share (as `semcomp "
+            "report`); each point its own: as `semcomp report --unpaired`",
+        )
         if study.random_weights:
             st.warning("random weights — numbers are not meaningful")
-    return Filters(tuple(chosen_categories), tuple(chosen_methods), metric)
+    return Filters(
+        tuple(chosen_categories), tuple(chosen_methods), metric, unpaired=images == PER_POINT
+    )
 
 
 def context() -> tuple[StudyData, Filters]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from semcomp.analysis.coverage import Coverage
 from semcomp.analysis.rd import rate_text
 
 from .data import StudyData
@@ -93,3 +94,18 @@ def candidate_grid(
                 else:
                     st.markdown(":material/broken_image: *image file missing*")
                 st.markdown(_describe(item, metrics))
+
+
+def left_out(*coverages: Coverage) -> None:
+    """What these aggregates left out: the methods dropped and the originals not covered,
+    each with its reason, under one expander (nothing is left out silently)."""
+    dropped = pd.concat([c.dropped for c in coverages], ignore_index=True)
+    originals = pd.concat([c.left_out for c in coverages], ignore_index=True)
+    if dropped.empty and originals.empty:
+        return
+    label = f"left out: {len(dropped)} method(s), {len(originals)} original(s) — why"
+    with st.expander(label):
+        if not dropped.empty:
+            st.dataframe(dropped, hide_index=True)
+        if not originals.empty:
+            st.dataframe(originals.drop(columns=["original_id"]), hide_index=True)

@@ -30,10 +30,15 @@ if st.session_state.get("agree_human") not in humans:
     )
 model_metric = pick[0].selectbox("Model metric", models, key="agree_model")
 human_metric = pick[1].selectbox("Human metric", humans, key="agree_human")
-both = points.dropna(subset=[model_metric, human_metric])
-if both.empty:
+if points.dropna(subset=[model_metric, human_metric]).empty:
     st.info("no candidate has both scores (with these filters)")
     st.stop()
+# over the originals common to the methods compared (the sidebar's "Images" choice)
+table, compared = filters.analysis(
+    study, "agreement", model_metric=model_metric, human_metric=human_metric
+)
+both = compared.points
+st.caption(compared.note)
 figure = px.scatter(
     both,
     x=model_metric,
@@ -43,7 +48,6 @@ figure = px.scatter(
     height=480,
 )
 st.plotly_chart(figure, key="agreement_chart")
-table = filters.analysis(study, "agreement", model_metric=model_metric, human_metric=human_metric)
 st.subheader("Rank correlations (95 % bootstrap CIs)")
 st.dataframe(table, hide_index=True)
 buttons = st.columns(2)

@@ -3,7 +3,9 @@
 import pandas as pd
 import streamlit as st
 
+from semcomp.analysis.coverage import methods_without_rate
 from semcomp.app.filters import context, download_csv
+from semcomp.app.widgets import left_out
 
 study, filters = context()
 points = filters.points(study)
@@ -66,16 +68,24 @@ with right:
         methods = study.methods[["name", "kind", "codec"]].merge(
             per_method, left_on="name", right_on="method", how="left"
         )
+        rate_less = methods_without_rate(study.points)
+        methods["rate"] = ["no rate" if m in rate_less else "" for m in methods["name"]]
         st.dataframe(methods.drop(columns=["method"]), hide_index=True)
+        if rate_less:
+            st.caption(
+                f"no rate (size — in Table 1, a band on the rate–distortion page): "
+                f"{', '.join(rate_less)}"
+            )
 
 st.subheader("Table 1: mean size and semantic satisfaction")
 if points.empty:
     st.info("no candidates match the filters")
 else:
-    table, _, note = filters.analysis(study, "table1")
+    table, _, note, compared = filters.analysis(study, "table1")
     st.caption(note)
     st.dataframe(table, hide_index=True)
     download_csv(table, "table1.csv", "table1_csv")
+    left_out(compared)
 
 st.subheader("Failures")
 if study.failures.empty:

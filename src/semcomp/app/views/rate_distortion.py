@@ -5,15 +5,25 @@ Hovering a point shows its image name, method, caption and numbers; clicking one
 Plotly cannot draw images inside a hover box, so the images follow the selection.
 """
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from semcomp.analysis.curves import bd_rate, default_iso_level, iso_markers, pareto_front
-from semcomp.analysis.figures import RATE_AXES, colour_map, rd_chart
+from semcomp.analysis.figures import RATE_AXES, colour_map, no_rate_bands, rd_chart
 from semcomp.analysis.rd import rate_text
 from semcomp.app.filters import context, download_csv, download_png
-from semcomp.app.widgets import CANDIDATE, OPERATING_POINT, candidate_grid, candidates_behind
+from semcomp.app.widgets import (
+    CANDIDATE,
+    OPERATING_POINT,
+    candidate_grid,
+    candidates_behind,
+    left_out,
+)
 from semcomp.errors import AnalysisError
+
+#: line styles of the bands of methods without a rate, as the report's figure draws them
+BAND_DASHES = ["dash", "dashdot", "dot"]
 
 study, filters = context()
 st.title("Rate–distortion")
@@ -42,9 +52,19 @@ if aggregated and colour_by == "category":
 point_rate, mean_rate, rate_label = RATE_AXES[rate]
 usable = points.dropna(subset=[point_rate, metric])
 usable = usable[usable[point_rate] > 0]
+curve_summary = filters.summary(study)  # each method's curve over one set of originals
+# methods without a rate keep their similarity: horizontal bands, "no rate" in the legend
+bands = no_rate_bands(points, curve_summary, metric)
+no_rate = f"; without a rate: {', '.join(bands['method'].unique())}" if not bands.empty else ""
 if usable.empty:
-    st.info(f"no candidate has both a rate and a {metric} score (with these filters)")
+    st.info(f"no candidate has both a rate and a {metric} score (with these filters){no_rate}")
     st.stop()
+curves = filters.analysis(study, "curves")
+compared, common_summary = filters.analysis(study, "compared", metric=metric)
+st.caption(
+    f"{curves.note}. {compared.note}"
+    + (f". Methods without a rate are drawn as horizontal bands ({no_rate[2:]})" if no_rate else "")
+)
 level = None
 if show_iso:
     level = st.number_input(
@@ -54,10 +74,13 @@ if show_iso:
         key=f"rd_level_{metric}",
     )
 
-summary = filters.summary(study)
-summary = summary[summary["method"].isin(usable["method"].unique())]
+summary = curve_summary[curve_summary["method"].isin(usable["method"].unique())]
 summary = summary[summary[mean_rate] > 0]  # a log axis: no zero-rate operating points
-colours = colour_map(usable[colour_by].unique())
+common_summary = common_summary[common_summary[mean_rate] > 0]
+if colour_by == "method":
+    colours = colour_map({*usable["method"].unique(), *bands["method"]})
+else:
+    colours = colour_map(usable[colour_by].unique())
 figure = go.Figure()
 for key, rows in usable.groupby(colour_by):
     captions = rows["caption"].fillna("").str.slice(0, 80) if "caption" in rows else ""
@@ -133,9 +156,41 @@ if aggregated:
                 "<extra></extra>",
             )
         )
+span = [usable[point_rate].min(), usable[point_rate].max()]
+for index, band in enumerate(bands.itertuples(index=False)):
+    colour = colours.get(str(band.method), "#555") if colour_by == "method" else "#555"
+    if pd.notna(band.low) and pd.notna(band.high) and band.high > band.low:
+        figure.add_trace(
+            go.Scatter(
+                x=span + span[::-1],
+                y=[band.high, band.high, band.low, band.low],
+                fill="toself",
+                fillcolor=colour,
+                opacity=0.1,
+                line={"width": 0},
+                hoverinfo="skip",
+                showlegend=False,
+                legendgroup=band.label,
+            )
+        )
+    figure.add_trace(
+        go.Scatter(
+            x=span,
+            y=[band.mean, band.mean],
+            mode="lines",
+            name=band.label,
+            legendgroup=band.label,
+            line={"color": colour, "dash": BAND_DASHES[index % len(BAND_DASHES)]},
+            hovertemplate=f"<b>{band.label}</b><br>mean {band.mean:.4f}<extra></extra>",
+        )
+    )
 if show_pareto:
+    # across methods: over the originals they share
+    compared_usable = compared.points.dropna(subset=[point_rate])
     source, x_col, y_col = (
-        (summary, mean_rate, mean) if aggregated else (usable, point_rate, metric)
+        (common_summary, mean_rate, mean)
+        if aggregated
+        else (compared_usable[compared_usable[point_rate] > 0], point_rate, metric)
     )
     front = pareto_front(source, x_col, y_col)
     figure.add_trace(
@@ -176,6 +231,7 @@ figure.update_layout(
     legend={"font": {"size": 11}},
 )
 event = st.plotly_chart(figure, key="rd_chart", on_select="rerun", selection_mode="points")
+left_out(curves, compared)
 
 table = summary if aggregated else usable.drop(columns=["candidate_id"], errors="ignore")
 buttons = st.columns(2)
@@ -184,8 +240,8 @@ with buttons[0]:
 with buttons[1]:
     download_png(
         lambda: rd_chart(
-            usable,
-            summary,
+            curves.points,  # with the methods without a rate: their bands
+            curve_summary,
             metric,
             rate=rate,
             colour_by=colour_by,
@@ -220,15 +276,16 @@ if iso_table is not None:
         download_csv(iso_images, f"iso_satisfaction_images_{rate}.csv", "rd_iso_images_csv")
 
 with st.expander("BD-rate between two methods"):
-    methods = sorted(summary["method"].unique())
+    methods = sorted(common_summary["method"].unique())
+    st.caption(compared.note)
     if len(methods) < 2:
-        st.write("needs two methods")
+        st.write("needs two methods with a rate")
     else:
         pick = st.columns(2)
         anchor = pick[0].selectbox("anchor", methods, key="bd_anchor")
         test = pick[1].selectbox("test", methods, index=1, key="bd_test")
         try:
-            value = bd_rate(summary, anchor, test, metric, rate)
+            value = bd_rate(common_summary, anchor, test, metric, rate)
             st.metric(f"BD-rate of {test} against {anchor} on {metric}", f"{value:+.1f} %")
         except AnalysisError as exc:
             st.info(str(exc))
