@@ -191,7 +191,7 @@ def make_client(params: ApiParams, key: str) -> Any:
 
     The connection pool is at least the concurrency, and waiting for a pooled
     connection is not bounded by the read timeout. Answers are read through
-    :func:`bounded_transport`: at most ``max_response_bytes`` of any body.
+    :func:`bounded_answers`: at most ``max_response_bytes`` of any body.
     """
     import openai
 
@@ -201,9 +201,9 @@ def make_client(params: ApiParams, key: str) -> Any:
         import httpx
 
     connections = max(16, params.concurrency)
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     http_client = openai.DefaultAsyncHttpxClient(
-        transport=bounded_transport(httpx, limits, params.max_response_bytes)
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        event_hooks=bounded_answers(httpx, params.max_response_bytes),
     )
     return openai.AsyncOpenAI(
         base_url=params.base_url,
@@ -214,12 +214,12 @@ def make_client(params: ApiParams, key: str) -> Any:
     )
 
 
-def bounded_transport(httpx: Any, limits: Any, max_bytes: int) -> Any:
-    """An httpx transport that stops reading an answer past ``max_bytes`` (raising
-    :class:`ResponseTooLarge`) and asks for uncompressed bodies, so the bytes counted
-    are the bytes kept."""
+def bounded_answers(httpx: Any, max_bytes: int) -> dict[str, list[Any]]:
+    """httpx event hooks that ask for uncompressed answers (so the bytes counted are the
+    bytes kept) and stop reading one past ``max_bytes``, raising :class:`ResponseTooLarge`
+    (hooks, not a transport: they hold whichever transport a proxy setting picks)."""
 
-    def too_large(received: int | str) -> ResponseTooLarge:
+    def too_large(received: str) -> ResponseTooLarge:
         return ResponseTooLarge(
             f"the answer is larger than max_response_bytes = {max_bytes:,} bytes "
             f"({received} bytes); not read further"
@@ -240,29 +240,17 @@ def bounded_transport(httpx: Any, limits: Any, max_bytes: int) -> Any:
         async def aclose(self) -> None:
             await self.stream.aclose()
 
-    class BoundedTransport(httpx.AsyncBaseTransport):
-        def __init__(self) -> None:
-            self.inner = httpx.AsyncHTTPTransport(limits=limits)
+    async def uncompressed(request: Any) -> None:
+        request.headers["Accept-Encoding"] = "identity"
 
-        async def handle_async_request(self, request: Any) -> Any:
-            request.headers["Accept-Encoding"] = "identity"
-            response = await self.inner.handle_async_request(request)
-            length = response.headers.get("content-length", "")
-            if length.isdigit() and int(length) > max_bytes:
-                await response.aclose()
-                raise too_large(f"{int(length):,}")
-            return httpx.Response(
-                status_code=response.status_code,
-                headers=response.headers,
-                stream=BoundedBody(response.stream),
-                extensions=response.extensions,
-                request=request,
-            )
+    async def bounded(response: Any) -> None:
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > max_bytes:
+            await response.aclose()
+            raise too_large(f"{int(length):,}")
+        response.stream = BoundedBody(response.stream)
 
-        async def aclose(self) -> None:
-            await self.inner.aclose()
-
-    return BoundedTransport()
+    return {"request": [uncompressed], "response": [bounded]}
 
 
 class ApiRunner:

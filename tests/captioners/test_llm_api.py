@@ -197,3 +197,32 @@ def test_every_string_from_the_api_is_redacted(fake_openai):
     assert "asked by [REDACTED]" in fine[0].text and "[REDACTED]" in fine[0].meta["response_model"]
     assert "not for [REDACTED]" in str(refused) and "from [REDACTED]" in str(bad_request)
     assert KEY not in text
+
+
+def test_a_body_without_a_length_is_cut_off_at_max_response_bytes():
+    """A chunked answer (no Content-Length) is read up to the bound and no further."""
+    import asyncio
+
+    import httpx2 as httpx
+
+    from semcomp.api import ResponseTooLarge, bounded_answers
+
+    sent = []
+
+    async def endless():
+        for _ in range(1000):
+            sent.append(1)
+            yield b"x" * 1000
+
+    def answer(request):
+        assert request.headers["accept-encoding"] == "identity"
+        return httpx.Response(200, content=endless())
+
+    async def fetch():
+        hooks = bounded_answers(httpx, 4096)
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer), event_hooks=hooks) as c:
+            await c.get("http://api.invalid/v1/chat/completions")
+
+    with pytest.raises(ResponseTooLarge, match="over 5,000 bytes"):
+        asyncio.run(fetch())
+    assert len(sent) == 5
