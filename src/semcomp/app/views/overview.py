@@ -4,11 +4,12 @@ import pandas as pd
 import streamlit as st
 
 from semcomp.app.filters import context, download_csv
+from semcomp.app.widgets import plain
 
 study, filters = context()
 points = filters.points(study)
-st.title(study.name)
-st.caption(str(study.root))
+st.title(plain(study.name))
+st.caption(plain(study.root))
 
 counts = study.counts
 columns = st.columns(5)

@@ -12,7 +12,13 @@ from semcomp.analysis.curves import bd_rate, default_iso_level, iso_markers, par
 from semcomp.analysis.figures import RATE_AXES, colour_map, rd_chart
 from semcomp.analysis.rd import rate_text
 from semcomp.app.filters import context, download_csv, download_png
-from semcomp.app.widgets import CANDIDATE, OPERATING_POINT, candidate_grid, candidates_behind
+from semcomp.app.widgets import (
+    CANDIDATE,
+    OPERATING_POINT,
+    candidate_grid,
+    candidates_behind,
+    plain,
+)
 from semcomp.errors import AnalysisError
 
 study, filters = context()
@@ -43,7 +49,7 @@ point_rate, mean_rate, rate_label = RATE_AXES[rate]
 usable = points.dropna(subset=[point_rate, metric])
 usable = usable[usable[point_rate] > 0]
 if usable.empty:
-    st.info(f"no candidate has both a rate and a {metric} score (with these filters)")
+    st.info(f"no candidate has both a rate and a {plain(metric)} score (with these filters)")
     st.stop()
 level = None
 if show_iso:
@@ -209,7 +215,7 @@ else:
     st.caption("click a point to see the images behind it")
 
 if iso_table is not None:
-    st.subheader(f"Iso-satisfaction at {metric} ≥ {level:g}")
+    st.subheader(f"Iso-satisfaction at {plain(metric)} ≥ {level:g}")
     st.caption(
         "per method: images reaching the level, the median and smallest of each image's "
         "smallest rate reaching it, and the cheapest operating point whose mean reaches it"
@@ -229,6 +235,7 @@ with st.expander("BD-rate between two methods"):
         test = pick[1].selectbox("test", methods, index=1, key="bd_test")
         try:
             value = bd_rate(summary, anchor, test, metric, rate)
-            st.metric(f"BD-rate of {test} against {anchor} on {metric}", f"{value:+.1f} %")
+            label = f"BD-rate of {test} against {anchor} on {metric}"
+            st.metric(plain(label), f"{value:+.1f} %")
         except AnalysisError as exc:
-            st.info(str(exc))
+            st.info(plain(exc))
