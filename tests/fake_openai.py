@@ -70,7 +70,8 @@ def closed_port_url() -> str:
 class Fault:
     """One scripted response.
 
-    ``kind``: status, delay, malformed, refusal, empty, invalid_key or disconnect.
+    ``kind``: status, delay, malformed, refusal, empty, invalid_key, disconnect,
+    trickle or answer.
     """
 
     kind: str
@@ -126,6 +127,16 @@ class Fault:
         return cls("invalid_key", status=401, **kw)
 
     @classmethod
+    def trickle(cls, interval: float = 0.5, **kw) -> Fault:
+        """Answer normally, but send the body one byte every ``interval`` seconds."""
+        return cls("trickle", delay=interval, **kw)
+
+    @classmethod
+    def answer(cls, text: str, **kw) -> Fault:
+        """A chat completion whose content is ``text`` (e.g. far longer than max_tokens)."""
+        return cls("answer", body=text, **kw)
+
+    @classmethod
     def disconnect(cls, **kw) -> Fault:
         """Close the socket without sending any response."""
         return cls("disconnect", **kw)
@@ -150,10 +161,17 @@ class _Server(ThreadingHTTPServer):
 
 class FakeOpenAIServer:
     def __init__(
-        self, latency: float = 0.0, api_key: str | None = None, strict_image_params: bool = True
+        self,
+        latency: float = 0.0,
+        api_key: str | None = None,
+        strict_image_params: bool = True,
+        echo_key: bool = False,
     ):
         self.latency = latency  # applied to every successful-path request
         self.api_key = api_key  # if set, any other Bearer token -> 401 (echoing the key)
+        # a hostile endpoint: the caller's key in every caption, model name, revised
+        # prompt, image (a PNG text chunk) and error message it sends back
+        self.echo_key = echo_key
         self.strict_image_params = (
             strict_image_params  # reject response_format for gpt-image-* (emulation)
         )
@@ -249,6 +267,7 @@ def _make_handler(srv: FakeOpenAIServer):
             True  # TCP_NODELAY: otherwise Nagle + delayed ACK adds ~40 ms per response
         )
         timeout = 30  # idle keep-alive sockets get closed eventually
+        trickle_interval: float | None = None  # set per request by a trickle fault
 
         def log_message(self, *a: Any) -> None:  # silence stderr
             pass
@@ -269,7 +288,15 @@ def _make_handler(srv: FakeOpenAIServer):
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("x-request-id", f"req_fake_{len(srv.requests)}")
                 self.end_headers()  # flushes the header buffer ...
-                self.wfile.write(data)  # ... then the body (two writes; fine with TCP_NODELAY)
+                if self.trickle_interval is None:
+                    self.wfile.write(data)  # ... then the body (two writes; fine with NODELAY)
+                    return
+                for i in range(len(data)):  # one byte per interval, until the client gives up
+                    if srv._stop.is_set():
+                        return
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    srv._sleep(self.trickle_interval)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # client gave up (e.g. timeout)
 
@@ -359,6 +386,11 @@ def _make_handler(srv: FakeOpenAIServer):
                 return self._invalid_key()
 
             fault = srv._next_fault(endpoint)
+            self.trickle_interval = None
+            if fault is not None and fault.kind == "trickle":
+                self.trickle_interval = fault.delay
+            if fault is not None and srv.echo_key and fault.kind == "status":
+                fault.body = {"error": {"message": f"bad request from {self._bearer()}"}}
             if fault is not None:
                 if fault.kind == "status":
                     return self._send_json(fault.status, fault.body or {}, fault.headers)
@@ -398,6 +430,12 @@ def _make_handler(srv: FakeOpenAIServer):
                 message.update(content=None, refusal=fault.body)
             elif fault is not None and fault.kind == "empty":
                 message.update(content="")
+            elif fault is not None and fault.kind == "answer":
+                message.update(content=fault.body)
+            model = body.get("model", "gpt-4o-mini")
+            if srv.echo_key:
+                message["content"] = f"{message['content']} (asked by {self._bearer()})"
+                model = f"{model}-{self._bearer()}"
             completion_tokens = len((message["content"] or message["refusal"] or "").split())
             self._send_json(
                 200,
@@ -405,7 +443,7 @@ def _make_handler(srv: FakeOpenAIServer):
                     "id": f"chatcmpl-fake{len(srv.requests)}",
                     "object": "chat.completion",
                     "created": int(time.time()),
-                    "model": body.get("model", "gpt-4o-mini"),
+                    "model": model,
                     "choices": [
                         {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
                     ],
@@ -437,12 +475,22 @@ def _make_handler(srv: FakeOpenAIServer):
             n = int(body.get("n") or 1)
             seed = hashlib.sha256(str(body.get("prompt", "")).encode()).digest()
             png = tiny_png(rgb=(seed[0], seed[1], seed[2]))
+            if srv.echo_key:  # a tEXt chunk before IEND holding the key
+                text = b"Comment\x00" + self._bearer().encode()
+                chunk = struct.pack(">I", len(text)) + b"tEXt" + text
+                chunk += struct.pack(">I", zlib.crc32(b"tEXt" + text) & 0xFFFFFFFF)
+                png = png[:-12] + chunk + png[-12:]
+            revised = body.get("prompt")
+            if srv.echo_key:
+                revised = f"{revised} for {self._bearer()}"
             out: dict = {
                 "created": int(time.time()),
                 "data": [
                     {
                         "b64_json": base64.b64encode(png).decode(),
-                        **({} if is_gpt_image else {"revised_prompt": body.get("prompt")}),
+                        **(
+                            {} if is_gpt_image and not srv.echo_key else {"revised_prompt": revised}
+                        ),
                     }
                     for _ in range(n)
                 ],

@@ -43,8 +43,12 @@ def ray_cluster():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'semcomp[ray]')")
     pytest.importorskip("ray.data", reason="Ray Data is not installed (ray[data])")
+    # Ray's workers import the test tasks (tests/ray_tasks.py) from this folder
+    here = os.path.dirname(__file__)
+    paths = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
     ray.init(
         num_cpus=2,
+        runtime_env={"env_vars": {"PYTHONPATH": paths}},
         include_dashboard=False,
         object_store_memory=150 * 1024**2,
         log_to_driver=False,
@@ -305,3 +309,45 @@ def test_ray_pool_is_checked_against_the_cluster_and_loading_is_not_fused(
     operators = [line for line in optimized.splitlines() if "Operator[" in line]
     assert len(operators) == 2, optimized  # decoding runs in tasks, not inside the actor
     assert "_Infer" in operators[0] and "_load" in operators[1] and "_Infer" not in operators[1]
+
+
+def test_a_batch_that_kills_its_ray_actor_is_retried_then_stops_the_stage(tmp_path, ray_cluster):
+    """A dead actor is replaced and its batch retried; a batch that kills every actor
+    stops the stage with one clear line instead of being retried forever."""
+    import threading
+
+    from ray_tasks import KillsItsActor
+    from semcomp.captioners.fixed import FixedParams
+    from semcomp.engines import PluginFactory
+
+    factory = PluginFactory("captioner", "fixed", FixedParams(), {"device": "cpu", "batch_size": 1})
+    batches = [["a"], ["b"], ["kill"], ["c"]]
+
+    def run(task):
+        got: dict = {}
+
+        def work():
+            try:
+                with make_engine("ray") as engine:
+                    got["results"] = {
+                        o.index: o.results for o in engine.run(factory, task, batches)
+                    }
+            except Exception as exc:  # handed to the assertions below
+                got["error"] = exc
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        thread.join(timeout=240)
+        assert not thread.is_alive(), "the Ray run made no progress after its actor died"
+        return got
+
+    once = run(KillsItsActor(once_marker=tmp_path / "killed-once"))
+    assert (tmp_path / "killed-once").exists()
+    assert once.get("results") == {0: ["a"], 1: ["b"], 2: ["kill"], 3: ["c"]}
+
+    always = run(KillsItsActor())
+    error = always.get("error")
+    assert isinstance(error, SemcompError), always
+    message = str(error)
+    assert "died on the same batch 3 times" in message and "fixed" in message
+    assert "resumes" in message and "\n" not in message

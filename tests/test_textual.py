@@ -189,6 +189,49 @@ reconstructor = "solid-colour"
     assert key not in out.out + out.err + caplog.text
 
 
+def test_a_key_echoed_by_the_endpoint_reaches_no_file_of_the_study(
+    tmp_path, image_folder, tiny_clip, monkeypatch, capsys
+):
+    """Captions, metadata, reconstructions (a PNG text chunk) and failure reasons that
+    echo the key: no byte of any file in the study folder holds it, WAL included."""
+    from fake_openai import Fault
+
+    key = "sk-proj-ECHOED0123456789abcdefSECRET"
+    monkeypatch.setenv("TEST_OPENAI_KEY", key)
+    with FakeOpenAIServer(echo_key=True) as server:
+        server.enqueue(Fault.server_error(400, endpoint="chat"))  # an error quoting the key
+        methods = f"""
+[[methods]]
+name = "gpt"
+captioner = "llm-api"
+captioner_params = {{ base_url = "{server.base_url}", model = "m", api_key_env = "{KEY_ENV}" }}
+reconstructor = "image-api"
+reconstructor_params = {{ base_url = "{server.base_url}", api_key_env = "{KEY_ENV}" }}
+"""
+        root = write_study(tmp_path / "s", image_folder, tiny_clip, methods=methods)
+
+        def files_holding_the_key() -> list[str]:
+            return [
+                str(path.relative_to(root))
+                for path in root.rglob("*")
+                if path.is_file() and key.encode() in path.read_bytes()
+            ]
+
+        with Study.open(root) as study:
+            summary = study.run(progress=False)
+            captions = list(study.store.frame("SELECT text FROM captions").text)
+            reasons = [reason for _, _, reason in summary.failures]
+            assert (root / "study.db-wal").exists()
+            assert files_holding_the_key() == []
+        with pytest.raises(SystemExit) as reported:
+            main(["report", str(root)])
+        assert reported.value.code == 0
+    assert len(captions) == 3 and all("asked by [REDACTED]" in c for c in captions)
+    assert len(reasons) == 1 and "[REDACTED]" in reasons[0]
+    assert files_holding_the_key() == []
+    assert key not in "".join(capsys.readouterr())
+
+
 def test_external_reconstructions_without_captions_have_no_rate(tmp_path, image_folder, tiny_clip):
     external = tmp_path / "elsewhere"
     external.mkdir()

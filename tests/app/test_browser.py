@@ -61,20 +61,27 @@ def save_screenshot(driver, tmp_path: Path, name: str) -> Path:
     return screenshot
 
 
-def test_rate_distortion_page_renders_in_chromium(running_app, tmp_path):
+def chromium(tmp_path: Path):
+    """A headless Chromium (selenium driver) with a profile in the test's folder."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ready
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    url, server = running_app
     assert shutil.which(CHROMIUM) or Path(CHROMIUM).exists(), f"{CHROMIUM} is not installed"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def test_rate_distortion_page_renders_in_chromium(running_app, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, server = running_app
+    driver = chromium(tmp_path)
     try:
         assert driver.execute_script(
             "return !!document.createElement('canvas').getContext('webgl')"
@@ -121,3 +128,38 @@ def test_rate_distortion_page_renders_in_chromium(running_app, tmp_path):
     while app_answers(url) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not app_answers(url), "the Streamlit server outlived `semcomp app`"
+
+
+def test_a_crafted_study_makes_the_browser_fetch_nothing_from_elsewhere(
+    crafted_study, beacon, tmp_path
+):
+    """Markdown images in the study name, a method name and the captions, pointing at
+    another local port: every page shows them as text and the browser never asks it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    root, strings = crafted_study
+    with serving_app(root, tmp_path / "app.log") as (url, _):
+        driver = chromium(tmp_path)
+        try:
+            wait = WebDriverWait(driver, 90)
+            for page, shown in (
+                ("", strings["study"]),
+                ("/explorer", strings["caption"]),
+                ("/rate_distortion", strings["study"]),
+            ):
+                driver.get(f"{url}{page}")
+                # the sidebar's study line, and on the explorer the candidate's image
+                drawn = "[data-testid='stSidebar'] [data-testid='stCaptionContainer']"
+                if page == "/explorer":
+                    drawn = "[data-testid='stImage'] img"
+                wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, drawn)))
+                time.sleep(2)  # time for any image the page holds to be requested
+                assert beacon.requests == [], page
+                body = driver.find_element(By.TAG_NAME, "body").text
+                assert shown in body and strings["study"] in body, page  # shown as text
+            save_screenshot(driver, tmp_path, "crafted_study_explorer.png")
+        finally:
+            driver.quit()
+    assert beacon.requests == []

@@ -13,6 +13,7 @@ from semcomp.api import ApiKeyRejected
 from semcomp.captioners.base import OriginalRef
 from semcomp.captioners.llm_api import LlmApiCaptioner, LlmApiParams
 from semcomp.errors import ConfigError
+from semcomp.reconstructors.image_api import ImageApiParams
 
 KEY = "sk-proj-TESTKEY0123456789abcdefSECRET"
 IMAGES = [photo(400, 300, seed) for seed in range(4)]
@@ -119,3 +120,109 @@ def test_missing_key_variable_is_a_config_error(monkeypatch, fake_openai):
     monkeypatch.delenv("TEST_OPENAI_KEY")
     with pytest.raises(ConfigError, match="TEST_OPENAI_KEY is not set"):
         captioner(fake_openai.base_url)
+
+
+def in_time(work, seconds: float):
+    """``work()``'s result, or a test failure if it takes longer than ``seconds`` (it runs
+    in a daemon thread, so a request that never ends cannot hang the session)."""
+    import threading
+
+    got = []
+    thread = threading.Thread(target=lambda: got.append(work()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s"
+    return got[0]
+
+
+def test_retry_after_is_capped_by_max_backoff_recorded_and_retryable(fake_openai):
+    fake_openai.enqueue(*(Fault.rate_limit(retry_after=3600) for _ in range(4)))
+    subject = captioner(fake_openai.base_url, concurrency=1, max_attempts=3, max_backoff=0.2)
+    started = time.perf_counter()
+    (failed,) = in_time(lambda: subject.caption(REFS[:1], IMAGES[:1]), 20)
+    assert time.perf_counter() - started < 5
+    assert isinstance(failed, Exception) and failed.retryable
+    reason = str(failed)
+    assert "gave up after 3 attempts" in reason and "RateLimitError" in reason
+    assert "asked for up to 3600 s, capped at max_backoff = 0.2 s" in reason
+    assert failed.detail["retry_after_s"] == 3600 and failed.detail["api_attempts"] == 3
+    assert 0 < failed.detail["api_waited_s"] <= 0.5
+    # one 429 left: the next item waits 0.2 s once, then its caption records the wait
+    (fine,) = in_time(lambda: subject.caption(REFS[:1], IMAGES[:1]), 20)
+    meta = fine[0].meta
+    assert meta["api_attempts"] == 2 and meta["retry_after_s"] == 3600
+    assert 0 < meta["api_waited_s"] <= 0.5
+
+
+def test_a_trickling_answer_is_abandoned_at_the_total_deadline(fake_openai):
+    """A byte every 0.5 s never trips a 1 s read timeout; the total deadline stops it."""
+    fake_openai.enqueue(Fault.trickle(0.5), Fault.trickle(0.5))
+    subject = captioner(fake_openai.base_url, concurrency=1, timeout=1.0, max_attempts=1)
+    started = time.perf_counter()
+    (failed,) = in_time(lambda: subject.caption(REFS[:1], IMAGES[:1]), 30)
+    assert time.perf_counter() - started < 4
+    assert isinstance(failed, Exception) and failed.retryable
+    assert "no complete answer within timeout = 1 s" in str(failed)
+    retried = captioner(fake_openai.base_url, concurrency=1, timeout=1.0, max_attempts=2)
+    (fine,) = in_time(lambda: retried.caption(REFS[:1], IMAGES[:1]), 30)
+    assert isinstance(fine, list) and fine[0].text.startswith("a photo")
+
+
+def test_an_answer_past_max_response_bytes_is_a_settled_failure(fake_openai):
+    fake_openai.enqueue(Fault.answer("word " * 400_000))  # a 2 MB body
+    (failed,) = captioner(fake_openai.base_url).caption(REFS[:1], IMAGES[:1])
+    assert isinstance(failed, Exception) and not failed.retryable
+    assert "larger than max_response_bytes = 1,048,576 bytes" in str(failed)
+    assert len(fake_openai.requests) == 1  # not asked (and paid for) again
+    assert LlmApiParams(model="m").max_response_bytes == 1 << 20  # small for text
+    assert ImageApiParams().max_response_bytes == 128 << 20  # generous for images
+
+
+def test_a_caption_longer_than_max_tokens_could_produce_is_a_failure(fake_openai):
+    fake_openai.enqueue(Fault.answer("a very long caption " * 100))  # 2,000 bytes
+    (failed,) = captioner(fake_openai.base_url, max_tokens=20).caption(REFS[:1], IMAGES[:1])
+    assert isinstance(failed, Exception) and not failed.retryable
+    assert "longer than max_tokens = 20 tokens could produce (at most 640 bytes)" in str(failed)
+    (fine,) = captioner(fake_openai.base_url, max_tokens=20).caption(REFS[:1], IMAGES[:1])
+    assert isinstance(fine, list)
+
+
+def test_every_string_from_the_api_is_redacted(fake_openai):
+    """An endpoint echoing the key: captions, metadata and errors come back without it."""
+    fake_openai.echo_key = True
+    fake_openai.enqueue(Fault.refusal(f"not for {KEY}"), Fault.server_error(400))
+    results = captioner(fake_openai.base_url, concurrency=1).caption(REFS[:3], IMAGES[:3])
+    refused, bad_request, fine = results
+    text = f"{refused} {refused.detail} {bad_request} {bad_request.detail} {fine[0]}"
+    assert "asked by [REDACTED]" in fine[0].text and "[REDACTED]" in fine[0].meta["response_model"]
+    assert "not for [REDACTED]" in str(refused) and "from [REDACTED]" in str(bad_request)
+    assert KEY not in text
+
+
+def test_a_body_without_a_length_is_cut_off_at_max_response_bytes():
+    """A chunked answer (no Content-Length) is read up to the bound and no further."""
+    import asyncio
+
+    import httpx2 as httpx
+
+    from semcomp.api import ResponseTooLarge, bounded_answers
+
+    sent = []
+
+    async def endless():
+        for _ in range(1000):
+            sent.append(1)
+            yield b"x" * 1000
+
+    def answer(request):
+        assert request.headers["accept-encoding"] == "identity"
+        return httpx.Response(200, content=endless())
+
+    async def fetch():
+        hooks = bounded_answers(httpx, 4096)
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer), event_hooks=hooks) as c:
+            await c.get("http://api.invalid/v1/chat/completions")
+
+    with pytest.raises(ResponseTooLarge, match="over 5,000 bytes"):
+        asyncio.run(fetch())
+    assert len(sent) == 5

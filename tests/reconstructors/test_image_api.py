@@ -42,3 +42,10 @@ def test_a_content_policy_refusal_is_a_settled_failure(fake_openai):
     assert isinstance(result, Exception) and not result.retryable
     assert "safety system" in str(result)
     assert len(fake_openai.requests) == 1
+
+
+def test_an_image_holding_the_key_is_stored_without_it(fake_openai):
+    fake_openai.echo_key = True
+    (result,) = reconstructor(fake_openai.base_url).reconstruct(["a red apple"], [0])
+    assert b"sk-test-0000000000" not in result.png and result.png.startswith(b"\x89PNG")
+    assert result.meta["revised_prompt"] == "a red apple for [REDACTED]"

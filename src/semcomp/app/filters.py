@@ -28,6 +28,7 @@ from .data import (
     select,
     signature,
 )
+from .widgets import plain
 
 CATEGORIES, METHODS, METRIC = "filter_categories", "filter_methods", "filter_metric"
 IMAGES = "filter_images"
@@ -75,7 +76,7 @@ def sidebar(study: StudyData) -> Filters:
     """Draw the shared filters; empty category/method choices mean "all"."""
     points = study.points
     with st.sidebar:
-        st.caption(f"study: **{study.name}**")
+        st.caption(f"study: **{plain(study.name)}**")
         categories = sorted(points["category"].dropna().unique()) if not points.empty else []
         methods = sorted(points["method"].dropna().unique()) if not points.empty else []
         chosen_categories = st.multiselect(

@@ -10,6 +10,7 @@ import streamlit as st
 from semcomp.app import PAGES
 from semcomp.app.data import current_study
 from semcomp.app.filters import sidebar
+from semcomp.app.widgets import plain
 
 st.set_page_config(page_title="semcomp", page_icon=":material/compress:", layout="wide")
 page = st.navigation(
@@ -21,5 +22,5 @@ if study is None:
 st.session_state["filters"] = sidebar(study)
 st.session_state["study"] = study
 for note in study.notes:
-    st.warning(note)
+    st.warning(plain(note))
 page.run()

@@ -1,7 +1,9 @@
-"""Pieces several pages draw: a grid of candidates with their images and numbers."""
+"""Pieces several pages draw: a grid of candidates with their images and numbers, and
+:func:`plain`, through which every string that comes from the study reaches the page."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -13,8 +15,18 @@ from semcomp.analysis.rd import rate_text
 from .data import StudyData
 
 COLUMNS = 4
+#: every ASCII punctuation character: CommonMark lets a backslash escape each of them
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 #: first element of a rate–distortion chart point's ``customdata``: what the point stands for
 CANDIDATE, OPERATING_POINT = "candidate", "operating point"
+
+
+def plain(value: object) -> str:
+    """``value`` shown as the text it is wherever Streamlit renders markdown (titles,
+    captions, messages, labels, image captions): every markdown character is escaped and
+    lines are joined, so a study name, method name, caption or path can never become an
+    image fetched from elsewhere, a link, a heading or a directive."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(value).splitlines()))
 
 
 def candidates_behind(points: pd.DataFrame, customdata: list | None) -> pd.DataFrame:
@@ -35,7 +47,9 @@ def show_original(study: StudyData, original_id: str) -> None:
         st.write("original not found")
         return
     row = row.iloc[0]
-    caption = f"original: {row['name']} ({row['category']}, {row['file_bytes']:,} bytes)"
+    caption = (
+        f"original: {plain(row['name'])} ({plain(row['category'])}, {row['file_bytes']:,} bytes)"
+    )
     if not isinstance(row["path"], str) or not Path(row["path"]).is_file():
         st.markdown(f":material/broken_image: *original file missing*  \n{caption}")
         return
@@ -43,18 +57,18 @@ def show_original(study: StudyData, original_id: str) -> None:
 
 
 def _describe(candidate: pd.Series, metrics: list[str]) -> str:
-    lines = [f"**{candidate['method']}** · {candidate['operating_point']}"]
+    lines = [f"**{plain(candidate['method'])}** · {plain(candidate['operating_point'])}"]
     if pd.notna(candidate.get("rate_bits")):
         lines.append(f"{rate_text(candidate['rate_bits'])} · {candidate['bpp']:.4g} bpp")
     else:
         lines.append("rate unknown")
     caption = candidate.get("caption")
     if isinstance(caption, str) and caption:
-        lines.append(f"“{caption}”")
+        lines.append(f"“{plain(caption)}”")
     for metric in metrics:
         value = candidate.get(metric)
         if pd.notna(value):
-            lines.append(f"{metric}: {value:.4f}")
+            lines.append(f"{plain(metric)}: {value:.4f}")
     return "  \n".join(lines)
 
 

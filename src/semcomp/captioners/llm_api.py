@@ -5,8 +5,9 @@ downscaled to ``max_side`` and sent as a base64 data URL with a prompt preset
 (the textual-transform paper's "in a way DALL-E 2 would understand", the
 paper's human protocol, or a length-targeted ``max_words`` prompt for a rate
 sweep). Token usage and, when prices are given, the estimated cost are
-recorded with every caption; refusals and empty answers are failures, never
-captions. Concurrency, retries and key handling live in :mod:`semcomp.api`.
+recorded with every caption; refusals, empty answers and answers longer than
+``max_tokens`` could produce are failures, never captions. Concurrency,
+retries and key handling live in :mod:`semcomp.api`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from semcomp.api import ApiItemFailure, ApiParams, ApiRunner, MalformedResponse
 from semcomp.captioners.base import Caption, Captioner, OriginalRef
 from semcomp.captioners.prompts import load_preset
 from semcomp.errors import ConfigError
+
+#: UTF-8 bytes one token can stand for, at most, in a caption: real tokenizers average
+#: about 4 per token on English text; a caption longer than ``max_tokens`` times this
+#: did not come from ``max_tokens`` tokens
+MAX_BYTES_PER_TOKEN = 32
 
 
 class LlmApiParams(ApiParams):
@@ -158,11 +164,18 @@ class LlmApiCaptioner(Captioner):
         }
         message = choice.message
         if message.refusal:
-            reason = f"refused: {self.runner.redact(message.refusal)}"
-            raise ApiItemFailure(reason, retryable=False, detail=meta)
+            raise ApiItemFailure(f"refused: {message.refusal}", retryable=False, detail=meta)
         text = (message.content or "").strip()
         if not text:
             reason = f"empty answer (finish_reason={choice.finish_reason})"
+            raise ApiItemFailure(reason, retryable=False, detail=meta)
+        limit = self.params.max_tokens * MAX_BYTES_PER_TOKEN
+        size = len(text.encode("utf-8"))
+        if size > limit:
+            reason = (
+                f"an answer of {size:,} bytes is longer than max_tokens = "
+                f"{self.params.max_tokens} tokens could produce (at most {limit:,} bytes)"
+            )
             raise ApiItemFailure(reason, retryable=False, detail=meta)
         return Caption(text=text, meta=meta)
 

@@ -15,6 +15,10 @@ node mounts, and semcomp must be installed on every node. Plugins are found
 in the actors by registry name: a plugin registered at run time (not by an
 imported module or an entry point) cannot be built there.
 
+An actor that dies (killed, out of memory) is replaced and its batch retried on the
+new one, ``BATCH_RETRIES`` times; a batch that kills every actor it runs on stops the
+stage with one line (the batches written before stay; a new run resumes after them).
+
 Each batch is one block, so outcomes stream back batch by batch. The loading
 tasks ask for half a CPU and the actors for a whole one, so Ray Data keeps
 them as two operators (with equal resources it fuses them, and a CPU-only
@@ -47,6 +51,10 @@ from semcomp.errors import ConfigError, SemcompError
 
 #: CPUs a loading task asks for (unlike the actors' 1, so Ray Data does not fuse the two)
 LOAD_CPUS = 0.5
+#: times a batch is retried on a new actor after the actor running it died (Ray Data's
+#: default is forever: a batch that kills its actor each time, e.g. out of memory, would
+#: stall the run with no progress)
+BATCH_RETRIES = 2
 #: seconds to wait for a ``ray://`` cluster before giving up
 CONNECT_TIMEOUT_S = 15
 
@@ -85,6 +93,18 @@ def semcomp_error(exc: BaseException) -> SemcompError | None:
             return current
         waiting += [current.__context__, current.__cause__, cause]
     return None
+
+
+def lost_actor_message(factory: PluginFactory, exc: BaseException) -> str:
+    """One line for a batch whose actor died on every try (the stage stops there)."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return (
+        f"a Ray actor running {factory.label or factory.name} died on the same batch "
+        f"{BATCH_RETRIES + 1} times ({type(exc).__name__}: {reason}); the stage stopped. "
+        "The batches finished before are saved and a new run resumes after them; look for "
+        "what kills the actor (out of memory is the usual cause: lower the batch size) in "
+        "Ray's logs, or run with --engine local to see the error"
+    )
 
 
 def _pickled_column(values: list[Any]) -> Any:
@@ -249,6 +269,8 @@ class RayEngine(Engine):
                 yield outcome
         except SemcompError as exc:
             raise exc from None
+        except self.ray.exceptions.RayActorError as exc:
+            raise SemcompError(lost_actor_message(factory, exc)) from None
         except Exception as exc:
             found = semcomp_error(exc)
             if found is None:
@@ -298,6 +320,8 @@ class RayEngine(Engine):
                 compute=data.ActorPoolStrategy(size=actors),
                 num_gpus=gpus,
                 num_cpus=min(self.cpus_per_actor, cpus / 2),
+                max_restarts=-1,
+                max_task_retries=BATCH_RETRIES,
             )
         )
 

@@ -6,7 +6,9 @@ notes), so the default is ``gpt-image-2``; any model name the endpoint serves
 can be given. Images APIs take no seed: each replicate is a separate request
 and the seed column stays empty. Concurrency, retries, the key and the abort on
 a rejected key come from :mod:`semcomp.api`; a content-policy refusal is a
-settled failure of that item.
+settled failure of that item. An answer may be up to ``max_response_bytes``
+(128 MiB by default); a returned image that holds the key (an endpoint echoing
+it in a PNG text chunk) is stored re-encoded from its pixels, without it.
 """
 
 from __future__ import annotations
@@ -30,14 +32,18 @@ class ImageApiParams(ApiParams):
     quality: str | None = None
     #: list price per image, to estimate the cost of each reconstruction
     price_per_image: float | None = Field(default=None, ge=0)
+    #: images are large: a generous bound on an answer's body
+    max_response_bytes: int = Field(default=128 << 20, ge=1024)
 
     operational: ClassVar[frozenset[str]] = ApiParams.operational | {"price_per_image"}
 
 
-def as_png(data: bytes) -> bytes:
-    """The image, fully decoded (a truncated file fails here), as PNG bytes."""
+def as_png(data: bytes, *, keep_png: bool = True) -> bytes:
+    """The image, fully decoded (a truncated file fails here), as PNG bytes: ``data``
+    itself when it is a PNG and ``keep_png``, else re-encoded from its pixels (no
+    metadata kept)."""
     decoded = decode_image(data).rgb
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+    if keep_png and data.startswith(b"\x89PNG\r\n\x1a\n"):
         return data
     buffer = io.BytesIO()
     decoded.save(buffer, format="PNG")
@@ -73,7 +79,8 @@ class ImageApiReconstructor(Reconstructor):
         if not first.b64_json:
             raise MalformedResponse("images response without b64_json")
         try:
-            png = as_png(base64.b64decode(first.b64_json))
+            data = base64.b64decode(first.b64_json)
+            png = as_png(data, keep_png=not self.runner.leaks_secret(data))
         except (ValueError, ImageError) as exc:  # retried: a fresh request may decode
             raise MalformedResponse(f"the returned image does not decode: {exc}") from None
         meta: dict[str, Any] = {"estimated_cost_usd": self.params.price_per_image}

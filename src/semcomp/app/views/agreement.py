@@ -7,6 +7,7 @@ from semcomp.analysis.agreement import MISSING_CLIP, MISSING_HUMAN
 from semcomp.analysis.figures import agreement_figure
 from semcomp.analysis.rd import SATISFACTION_PREFIX
 from semcomp.app.filters import context, download_csv, download_png
+from semcomp.app.widgets import plain
 
 study, filters = context()
 st.title("Agreement of CLIP and human ratings")
@@ -38,7 +39,7 @@ table, compared = filters.analysis(
     study, "agreement", model_metric=model_metric, human_metric=human_metric
 )
 both = compared.points
-st.caption(compared.note)
+st.caption(plain(compared.note))
 figure = px.scatter(
     both,
     x=model_metric,

@@ -12,12 +12,13 @@ import streamlit as st
 from semcomp.analysis.embedding_results import PQVAE_FOLDER, embedding_results
 from semcomp.app.data import pqvae_result_paths
 from semcomp.app.filters import context, download_csv
+from semcomp.app.widgets import plain
 
 study, filters = context()
 st.title("Embedding codecs: accuracy against rate")
 results = embedding_results(study.root, pqvae_result_paths())
 for path, reason in results.problems:
-    st.warning(f"{path}: {reason}")
+    st.warning(plain(f"{path}: {reason}"))
 embedding_methods = study.points[study.points["kind"] == "embedding"]["method"].unique()
 if len(embedding_methods):
     st.caption(

@@ -5,12 +5,12 @@ import streamlit as st
 
 from semcomp.analysis.coverage import methods_without_rate
 from semcomp.app.filters import context, download_csv
-from semcomp.app.widgets import left_out
+from semcomp.app.widgets import left_out, plain
 
 study, filters = context()
 points = filters.points(study)
-st.title(study.name)
-st.caption(str(study.root))
+st.title(plain(study.name))
+st.caption(plain(study.root))
 
 counts = study.counts
 columns = st.columns(5)
@@ -73,8 +73,10 @@ with right:
         st.dataframe(methods.drop(columns=["method"]), hide_index=True)
         if rate_less:
             st.caption(
-                f"no rate (size — in Table 1, a band on the rate–distortion page): "
-                f"{', '.join(rate_less)}"
+                plain(
+                    f"no rate (size — in Table 1, a band on the rate–distortion page): "
+                    f"{', '.join(rate_less)}"
+                )
             )
 
 st.subheader("Table 1: mean size and semantic satisfaction")
@@ -82,7 +84,7 @@ if points.empty:
     st.info("no candidates match the filters")
 else:
     table, _, note, compared = filters.analysis(study, "table1")
-    st.caption(note)
+    st.caption(plain(note))
     st.dataframe(table, hide_index=True)
     download_csv(table, "table1.csv", "table1_csv")
     left_out(compared)

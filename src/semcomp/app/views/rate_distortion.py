@@ -19,6 +19,7 @@ from semcomp.app.widgets import (
     candidate_grid,
     candidates_behind,
     left_out,
+    plain,
 )
 from semcomp.errors import AnalysisError
 
@@ -57,13 +58,21 @@ curve_summary = filters.summary(study)  # each method's curve over one set of or
 bands = no_rate_bands(points, curve_summary, metric)
 no_rate = f"; without a rate: {', '.join(bands['method'].unique())}" if not bands.empty else ""
 if usable.empty:
-    st.info(f"no candidate has both a rate and a {metric} score (with these filters){no_rate}")
+    st.info(
+        plain(f"no candidate has both a rate and a {metric} score (with these filters){no_rate}")
+    )
     st.stop()
 curves = filters.analysis(study, "curves")
 compared, common_summary = filters.analysis(study, "compared", metric=metric)
 st.caption(
-    f"{curves.note}. {compared.note}"
-    + (f". Methods without a rate are drawn as horizontal bands ({no_rate[2:]})" if no_rate else "")
+    plain(
+        f"{curves.note}. {compared.note}"
+        + (
+            f". Methods without a rate are drawn as horizontal bands ({no_rate[2:]})"
+            if no_rate
+            else ""
+        )
+    )
 )
 level = None
 if show_iso:
@@ -265,7 +274,7 @@ else:
     st.caption("click a point to see the images behind it")
 
 if iso_table is not None:
-    st.subheader(f"Iso-satisfaction at {metric} ≥ {level:g}")
+    st.subheader(f"Iso-satisfaction at {plain(metric)} ≥ {level:g}")
     st.caption(
         "per method: images reaching the level, the median and smallest of each image's "
         "smallest rate reaching it, and the cheapest operating point whose mean reaches it"
@@ -277,7 +286,7 @@ if iso_table is not None:
 
 with st.expander("BD-rate between two methods"):
     methods = sorted(common_summary["method"].unique())
-    st.caption(compared.note)
+    st.caption(plain(compared.note))
     if len(methods) < 2:
         st.write("needs two methods with a rate")
     else:
@@ -286,6 +295,7 @@ with st.expander("BD-rate between two methods"):
         test = pick[1].selectbox("test", methods, index=1, key="bd_test")
         try:
             value = bd_rate(common_summary, anchor, test, metric, rate)
-            st.metric(f"BD-rate of {test} against {anchor} on {metric}", f"{value:+.1f} %")
+            label = f"BD-rate of {test} against {anchor} on {metric}"
+            st.metric(plain(label), f"{value:+.1f} %")
         except AnalysisError as exc:
-            st.info(str(exc))
+            st.info(plain(exc))
