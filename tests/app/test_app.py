@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +29,8 @@ def open_page(app: AppTest, script: str) -> AppTest:
 
 
 def texts(app: AppTest, kind: str) -> str:
-    return "\n".join(str(element.value) for element in app.get(kind))
+    """The text of every element of a kind as a reader sees it (markdown escapes undone)."""
+    return re.sub(r"\\(.)", r"\1", "\n".join(str(element.value) for element in app.get(kind)))
 
 
 def fingerprint(root: Path) -> dict[str, str]:
