@@ -534,12 +534,13 @@ class Store:
         self.read_only = read_only
         self._migrations = list(migrations) or MIGRATIONS
         self._locked = False
+        self._snapshot = snapshot
         if read_only:
             if not self.db_path.exists():
                 raise StoreError(
                     f"no study database at {self.db_path}; run `semcomp run {self.root}` first"
                 )
-            self.conn = self._connect_read_only(snapshot)
+            self.conn = self._connect_read_only()
             self._configure()
             self._migrate()
             return
@@ -591,24 +592,25 @@ class Store:
         """A writer's connection keeps a ``-wal`` file; it is removed when the last closes."""
         return self.db_path.with_name(self.db_path.name + "-wal").exists()
 
-    def _read_only_uri(self, *, immutable: bool = False) -> str:
+    def _read_only_uri(self) -> str:
+        """The URI a read-only open starts with (``immutable`` for a snapshot while no
+        writer has the database open)."""
         uri = f"file:{self.db_path.resolve()}?mode=ro"
-        return uri + "&immutable=1" if immutable else uri
+        return uri + "&immutable=1" if self._snapshot and not self._wal_exists() else uri
 
-    def _connect_read_only(self, snapshot: bool) -> sqlite3.Connection:
+    def _connect_read_only(self) -> sqlite3.Connection:
         """A read-only connection; it writes nothing, so it works in a read-only folder.
 
         Plain ``mode=ro`` locks like any reader (consistent while a run writes), but
         needs the WAL side files, creating them when absent. Where they cannot be created
         (a read-only folder) and no ``-wal`` holds uncheckpointed pages, no one can be
         writing and the database file is complete: it is read as ``immutable``, which
-        creates nothing. ``snapshot`` reads that way whenever no ``-wal`` exists.
+        creates nothing. A ``snapshot`` reads that way whenever no ``-wal`` exists.
         """
-        if snapshot and not self._wal_exists():
-            return sqlite3.connect(
-                self._read_only_uri(immutable=True), uri=True, isolation_level=None
-            )
-        conn = sqlite3.connect(self._read_only_uri(), uri=True, isolation_level=None)
+        uri = self._read_only_uri()
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        if "immutable=1" in uri:
+            return conn
         try:
             conn.execute("PRAGMA schema_version").fetchone()  # opens the WAL side files
             return conn
@@ -622,7 +624,7 @@ class Store:
                     "stopped left its last writes in study.db-wal; open the study once where "
                     "it can be written (e.g. `semcomp status` on a copy)"
                 ) from None
-        return sqlite3.connect(self._read_only_uri(immutable=True), uri=True, isolation_level=None)
+        return sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
 
     # ---- lifecycle -------------------------------------------------------------------
 
