@@ -124,15 +124,60 @@ def test_a_second_writer_is_refused_naming_the_first_and_readers_do_not_wait(
     assert code == 0 and "run 1: finished" in out
 
 
+RUN_THAT_WAITS_IN_ENCODE = """
+    import sys, time
+    from pathlib import Path
+    import semcomp.stages.encode
+    from semcomp.cli import main
+
+    encode, go = semcomp.stages.encode.run, Path(sys.argv[2])
+
+    def waits(context):
+        while not go.exists():
+            time.sleep(0.05)
+        encode(context)
+
+    semcomp.stages.encode.run = waits
+    main(["run", sys.argv[1], "--no-progress", "--stage", "ingest", "--stage", "encode"])
+"""
+
+
+def ingested(root: Path) -> bool:
+    try:
+        return rows(root, "SELECT COUNT(*) FROM originals") == [(6,)]
+    except sqlite3.OperationalError:  # no database or no tables yet
+        return False
+
+
 @pytest.mark.slow
-def test_two_runs_at_once_do_the_work_once(study):
-    runs = [semcomp("run", str(study), "--no-progress", *PIXEL_STAGES) for _ in range(2)]
-    outcomes = sorted((p.wait(timeout=300), p.stderr.read()) for p in runs)
-    assert [code for code, _ in outcomes] == [0, 1], outcomes
-    assert "being written by pid" in outcomes[1][1]
-    assert rows(study, "SELECT status FROM runs") == [("finished",)]
-    # every representation written once, by the one run
-    assert rows(study, "SELECT COUNT(*), COUNT(DISTINCT run_id) FROM representations") == [(12, 1)]
+def test_a_run_while_another_runs_does_nothing_and_says_who(study, tmp_path):
+    go = tmp_path / "go"
+    first = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(RUN_THAT_WAITS_IN_ENCODE), str(study), str(go)],
+        env=os.environ | {"PYTHONPATH": SRC},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ingested(study):
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        # the first run is inside its encode stage: a second `semcomp run` starts now
+        second = semcomp("run", str(study), "--no-progress", *PIXEL_STAGES)
+        _, err = second.communicate(timeout=300)
+        assert second.returncode == 1 and err.count("\n") == 1, err
+        assert f"being written by pid {first.pid} on {socket.gethostname()}" in err
+    finally:
+        go.touch()
+        out, err = first.communicate(timeout=300)
+    assert first.returncode == 0 and "run 1: finished" in out, err
+    assert rows(study, "SELECT id, status FROM runs") == [(1, "finished")]
+    # every representation written once, by the first run
+    assert rows(study, "SELECT COUNT(*), MIN(run_id), MAX(run_id) FROM representations") == [
+        (12, 1, 1)
+    ]
 
 
 def test_writers_in_one_process_share_the_lock(study):
@@ -404,3 +449,41 @@ def test_a_full_database_disk_is_one_line_and_rolls_back(tmp_path, capsys, monke
     code, out, _ = cli(capsys, "run", str(study), "--no-progress", *PIXEL_STAGES)
     assert code == 0 and "finished" in out
     assert stored(study) == reference_rows(tmp_path, images)
+
+
+@pytest.mark.slow
+def test_a_really_full_disk_on_a_small_tmpfs(tmp_path, capsys):
+    """The kernel's own ENOSPC: the study on a 1.2 MB tmpfs (in a private mount namespace)
+    that holds the store and a few of six 280 KB originals."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(6):
+        photo(400, 300, index).save(images / f"{index}.png")
+    study = write_study(tmp_path / "study", images, "unused-clip-model")
+    disk, kept = tmp_path / "disk", tmp_path / "kept"
+    disk.mkdir()
+    if not bind_read_only_available(disk):
+        pytest.skip("needs `unshare -Urm` (user and mount namespaces)")
+    run = f"{shlex.quote(sys.executable)} -m semcomp run {disk / 'study'} --no-progress"
+    script = (
+        f"mount -t tmpfs -o size=1200k tmpfs {disk} && cp -a {study} {disk}/ && "
+        f"{run} {' '.join(PIXEL_STAGES)}; echo rc=$?; cp -a {disk / 'study'} {kept}"
+    )
+    done = subprocess.run(
+        ["unshare", "-Urm", "sh", "-c", script],
+        env=os.environ | {"PYTHONPATH": SRC},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "rc=1" in done.stdout, done
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"error: no space left on the disk holding {disk / 'study'}")
+    assert " bytes needed, " in done.stderr or "more space needed" in done.stderr
+    # the store as the full disk left it: intact, and the next run (with space) finishes
+    assert rows(kept, "SELECT status FROM runs") == [("failed",)]
+    artifacts_are_whole(kept)
+    assert 0 < len(stored(kept)["originals"]) < 6
+    code, out, _ = cli(capsys, "run", str(kept), "--no-progress", *PIXEL_STAGES)
+    assert code == 0 and "run 2: finished" in out
+    assert stored(kept) == reference_rows(tmp_path, images)
