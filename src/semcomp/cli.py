@@ -117,15 +117,18 @@ def status(study: Path = STUDY_ARGUMENT) -> None:
     """What is done, pending and failed, without running anything."""
     from semcomp.study import Study, summarise_failures
 
-    with Study.open(study) as opened:
+    with Study.open_to_read(study) as opened:
         rows = opened.status()
         failures = opened.failures()
         random_weights = opened.random_weights
+        unfinished = opened.unfinished_runs()
     typer.echo(f"{'stage':<48} {'done':>7} {'pending':>8} {'failed':>7}")
     for row in rows:
         typer.echo(f"{row.what:<48} {row.done:>7} {row.pending:>8} {row.failed:>7}")
     if random_weights:
         typer.echo("note: random-weight similarity model — numbers are not meaningful")
+    for line in unfinished:
+        typer.echo(line)
     if failures:
         typer.echo(f"{len(failures)} failure(s):")
         for line in summarise_failures(failures, limit=None):  # status is where all are named
@@ -156,6 +159,13 @@ def report(
     if rate not in RATE_AXES:
         raise SemcompError(f"--rate must be one of {', '.join(RATE_AXES)}, not {rate!r}")
     with Study.open(study, read_only=True) as opened:
+        folder = out or opened.root / "report"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SemcompError(
+                f"cannot write the report to {folder} ({exc.strerror}); choose a folder with --out"
+            ) from None
         files = write_report(
             opened, out, rate=rate, pqvae_results=pqvae_results or (), unpaired=unpaired
         )

@@ -17,6 +17,18 @@ class StoreError(SemcompError):
     """The study database cannot be opened or migrated."""
 
 
+class StudyBusyError(StoreError):
+    """Another process is writing the study (it holds the study's writer lock)."""
+
+
+class ReadOnlyStudyError(StoreError):
+    """A command that writes was given a study folder it cannot write."""
+
+
+class DiskFullError(StoreError):
+    """The disk holding the study is full; nothing committed is lost."""
+
+
 class ImageError(SemcompError):
     """An image cannot be read or normalised; recorded as a failure, never fatal to a run."""
 

@@ -9,16 +9,32 @@ is simply reused by the next run.
 
 The schema version lives in ``PRAGMA user_version``; :data:`MIGRATIONS` holds
 one script per version and only ever grows.
+
+One study, one writer: a writing store holds the study's writer lock (an exclusive
+``flock`` on ``study.lock``, through ``filelock``) from opening to closing, and
+says who it is in ``study.lock.json`` beside it. The operating system drops the
+lock when its process ends, however it ends, so a killed run never leaves a stale
+lock, and a ``running`` row found by the next writer is known to be stale. Readers
+never take the lock and never wait for it; in a folder they cannot write they read
+the database as an immutable file (see :meth:`Store._connect_read_only`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shlex
+import shutil
+import socket
 import sqlite3
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,11 +42,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from semcomp.errors import StoreError
+from semcomp.errors import DiskFullError, ReadOnlyStudyError, StoreError, StudyBusyError
 from semcomp.images import sha256_hex
 
 DB_NAME = "study.db"
 ARTIFACTS_DIR = "artifacts"
+#: the writer lock, and who holds it (JSON: pid, host, command, since; removed on release)
+LOCK_NAME = "study.lock"
+WRITER_NAME = "study.lock.json"
+#: errors that mean "no space left" (a full disk, or the user's quota)
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 MIGRATIONS: list[str] = [
     # version 1: the foundation schema
@@ -302,38 +323,316 @@ def _upsert_sql(table: str, columns: list[str], key: Sequence[str]) -> str:
     )
 
 
+def is_writable(path: Path) -> bool:
+    """Whether this process may change ``path`` (for a folder: create files in it).
+
+    The kernel's answer (``os.access``): false on a read-only mount even for root, while
+    root passes permission bits, and then can indeed write.
+    """
+    return os.access(path, os.W_OK)
+
+
+def free_bytes(path: Path) -> int | None:
+    """Bytes free on the disk holding ``path`` (its nearest existing folder), if known."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            with suppress(OSError):
+                return shutil.disk_usage(folder).free
+            return None
+    return None
+
+
+def disk_full(path: Path, needed: int | None = None) -> DiskFullError:
+    """The one-line error for a full disk: the path, the bytes needed (when known), the free."""
+    free = free_bytes(path)
+    free_text = "" if free is None else f", {free:,} free"
+    needed_text = f"{needed:,} bytes needed" if needed is not None else "more space needed"
+    return DiskFullError(
+        f"no space left on the disk holding {path} ({needed_text}{free_text}); "
+        "free some space and run again: everything committed so far is kept"
+    )
+
+
+def process_command() -> str:
+    """This process's command line, as a user would recognise it in a message."""
+    argv = list(sys.argv) or [""]
+    if argv[0].endswith("__main__.py"):  # python -m PACKAGE
+        head = ["python", "-m", Path(argv[0]).parent.name]
+    elif argv[0] in ("", "-c"):
+        head = ["python", *argv[:1]] if argv[0] else ["python"]
+    else:
+        head = [Path(argv[0]).name]
+    return shlex.join([*head, *argv[1:]])
+
+
+@dataclass(frozen=True)
+class Writer:
+    """Who holds a study's writer lock, as it wrote in ``study.lock.json``."""
+
+    pid: int
+    host: str
+    command: str
+    since: str
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host} (`{self.command}`, since {self.since})"
+
+    @property
+    def alive(self) -> bool | None:
+        """Whether that process still exists; ``None`` when it runs on another host."""
+        if self.host != socket.gethostname():
+            return None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # exists, owned by someone else
+            return True
+        return True
+
+
+def read_writer(root: Path) -> Writer | None:
+    """The last writer's ``study.lock.json``, or ``None`` (none, or unreadable).
+
+    Left behind by a writer that was killed; whether it still writes only the lock
+    knows, so this is for messages, never for deciding.
+    """
+    try:
+        data = json.loads((Path(root) / WRITER_NAME).read_text(encoding="utf-8"))
+        return Writer(int(data["pid"]), str(data["host"]), str(data["command"]), data["since"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+#: writer locks this process holds: lock path → [FileLock, number of stores holding it]
+_HOLDS: dict[str, list] = {}
+_HOLDS_GUARD = threading.Lock()
+
+
+def read_only_error(root: Path, path: Path) -> ReadOnlyStudyError:
+    which = "" if path == root else f" ({path.name} cannot be written)"
+    return ReadOnlyStudyError(
+        f"the study folder {root} is read-only{which}: `run`, `ratings import` and "
+        "`survey make` write to it; `status`, `report --out ELSEWHERE` and `app` only read"
+    )
+
+
+def acquire_writer_lock(root: Path) -> bool:
+    """Take ``root``'s writer lock without waiting; ``True`` if this process did not
+    hold it already (more writing stores of one study in one process share the hold).
+
+    Raises :class:`StudyBusyError` naming the process that holds it, or
+    :class:`ReadOnlyStudyError` when the folder cannot be written.
+    """
+    from filelock import FileLock, Timeout
+
+    path = str(root / LOCK_NAME)
+    with _HOLDS_GUARD:
+        if path in _HOLDS:
+            _HOLDS[path][1] += 1
+            return False
+        lock = FileLock(path, timeout=0, thread_local=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise StudyBusyError(_busy_message(root)) from None
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise read_only_error(root, Path(path)) from None
+            if exc.errno in NO_SPACE:
+                raise disk_full(Path(path)) from None
+            raise
+        try:
+            _write_writer_info(root)
+        except BaseException:
+            lock.release()
+            raise
+        _HOLDS[path] = [lock, 1]
+        return True
+
+
+def release_writer_lock(root: Path) -> None:
+    path = str(root / LOCK_NAME)
+    with _HOLDS_GUARD:
+        hold = _HOLDS.get(path)
+        if hold is None:
+            return
+        hold[1] -= 1
+        if hold[1] == 0:
+            del _HOLDS[path]
+            with suppress(OSError):
+                (root / WRITER_NAME).unlink()
+            hold[0].release()
+
+
+def _write_writer_info(root: Path) -> None:
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": process_command(),
+        "since": utc_now(),
+    }
+    try:
+        _write_new_file(root, to_json(info).encode("utf-8"), WRITER_NAME, root / WRITER_NAME)
+    except OSError as exc:
+        if exc.errno in NO_SPACE:
+            raise disk_full(root / WRITER_NAME) from None
+        raise
+
+
+def _busy_message(root: Path) -> str:
+    writer = None
+    deadline = time.monotonic() + 1.0  # the holder writes its name just after locking
+    while writer is None and time.monotonic() < deadline:
+        writer = read_writer(root)
+        if writer is None:
+            time.sleep(0.05)
+    who = writer.describe() if writer else "another process (it has not said which)"
+    return (
+        f"{root} is being written by {who}; one process writes a study at a time: wait for "
+        "it to finish or stop it (`status`, `report` and `app` read the study meanwhile)"
+    )
+
+
+def _write_new_file(folder: Path, data: bytes, suffix: str, target: Path) -> None:
+    """Write ``data`` to a temporary file in ``folder`` and rename it to ``target``, so a
+    reader never sees a partial file; a failed write leaves no temporary file."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class SchemaOutdatedError(StoreError):
+    """A read-only store found an older schema (a writer migrates it on opening)."""
+
+
 class Store:
     """One study's database and artifact folder."""
 
-    def __init__(self, root: Path, *, read_only: bool = False, migrations: Sequence[str] = ()):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        read_only: bool = False,
+        migrations: Sequence[str] = (),
+        snapshot: bool = False,
+    ):
+        """Open ``root``'s store: to write (taking the writer lock) or ``read_only``.
+
+        ``snapshot`` (read-only): read the file as immutable while no writer has it open,
+        creating no side files (for callers that check for concurrent writes themselves,
+        like the app).
+        """
         self.root = Path(root)
         self.db_path = self.root / DB_NAME
         self.artifacts_dir = self.root / ARTIFACTS_DIR
         self.read_only = read_only
         self._migrations = list(migrations) or MIGRATIONS
+        self._locked = False
+        self._snapshot = snapshot
         if read_only:
             if not self.db_path.exists():
                 raise StoreError(
                     f"no study database at {self.db_path}; run `semcomp run {self.root}` first"
                 )
-            self.conn = sqlite3.connect(self._read_only_uri(), uri=True, isolation_level=None)
-        else:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.conn = self._connect_read_only()
+            self._configure()
+            self._migrate()
+            return
+        first_holder = self._lock()
+        try:
             self.conn = sqlite3.connect(self.db_path, isolation_level=None, timeout=30.0)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self._configure()
+                self._migrate()
+                if first_holder:
+                    self.interrupt_stale_runs()
+            except BaseException:
+                self.conn.close()
+                raise
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _configure(self) -> None:
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA busy_timeout=30000")
-        self._migrate()
+
+    def _lock(self) -> bool:
+        """Take the writer lock (see :func:`acquire_writer_lock`) after checking, in one
+        line, that the folder and its files can be written."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if exc.errno in NO_SPACE:
+                raise disk_full(self.root) from None
+            raise read_only_error(self.root, self.root) from None
+        wal = self.db_path.with_name(self.db_path.name + "-wal")
+        for path in (self.root, self.db_path, wal, self.artifacts_dir):
+            if path.exists() and not is_writable(path):
+                raise read_only_error(self.root, path)
+        first_holder = acquire_writer_lock(self.root)
+        self._locked = True
+        return first_holder
+
+    def _unlock(self) -> None:
+        if self._locked:
+            self._locked = False
+            release_writer_lock(self.root)
+
+    def _wal_exists(self) -> bool:
+        """A writer's connection keeps a ``-wal`` file; it is removed when the last closes."""
+        return self.db_path.with_name(self.db_path.name + "-wal").exists()
 
     def _read_only_uri(self) -> str:
-        return f"file:{self.db_path.resolve()}?mode=ro"
+        """The URI a read-only open starts with (``immutable`` for a snapshot while no
+        writer has the database open)."""
+        uri = f"file:{self.db_path.resolve()}?mode=ro"
+        return uri + "&immutable=1" if self._snapshot and not self._wal_exists() else uri
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A read-only connection; it writes nothing, so it works in a read-only folder.
+
+        Plain ``mode=ro`` locks like any reader (consistent while a run writes), but
+        needs the WAL side files, creating them when absent. Where they cannot be created
+        (a read-only folder) and no ``-wal`` holds uncheckpointed pages, no one can be
+        writing and the database file is complete: it is read as ``immutable``, which
+        creates nothing. A ``snapshot`` reads that way whenever no ``-wal`` exists.
+        """
+        uri = self._read_only_uri()
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        if "immutable=1" in uri:
+            return conn
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()  # opens the WAL side files
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if is_writable(self.root):
+                raise StoreError(f"cannot open {self.db_path} read-only: {exc}") from None
+            if self._wal_exists():
+                raise StoreError(
+                    f"cannot read {self.db_path}: its folder is read-only and a run that "
+                    "stopped left its last writes in study.db-wal; open the study once where "
+                    "it can be written (e.g. `semcomp status` on a copy)"
+                ) from None
+        return sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
 
     # ---- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
-        self.conn.close()
+        try:
+            self.conn.close()
+        finally:
+            self._unlock()
 
     def __enter__(self) -> Store:
         return self
@@ -355,7 +654,7 @@ class Store:
         if current == latest:
             return
         if self.read_only:
-            raise StoreError(
+            raise SchemaOutdatedError(
                 f"{self.db_path} has schema version {current}, older than {latest}; "
                 "open it once with `semcomp status` to migrate it"
             )
@@ -378,11 +677,13 @@ class Store:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
             self.conn.execute("COMMIT")
+        except BaseException as exc:
+            if self.conn.in_transaction:  # SQLite rolls back by itself on some errors
+                self.conn.execute("ROLLBACK")
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise disk_full(self.db_path) from exc
+            raise
 
     # ---- generic upsert --------------------------------------------------------------
 
@@ -416,14 +717,12 @@ class Store:
         relpath = f"{digest[:2]}/{digest}{suffix}"
         target = self.artifact_path(relpath)
         if not (target.exists() and target.stat().st_size == len(data)):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=suffix)
             try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _write_new_file(target.parent, data, suffix, target)
+            except OSError as exc:
+                if exc.errno in NO_SPACE:
+                    raise disk_full(target, len(data)) from None
                 raise
         self.upsert(
             "artifacts",
@@ -509,6 +808,27 @@ class Store:
                 (utc_now(), command, semcomp_version, to_json(packages), to_json(config), seed),
             )
         return int(cursor.lastrowid)
+
+    def interrupt_stale_runs(self) -> list[int]:
+        """Mark runs left ``running`` as ``interrupted``; returns their ids.
+
+        Only the writer-lock holder starts runs, and the lock ends with its process, so
+        when this process has just taken the lock every ``running`` row belongs to a
+        process that ended without finishing it (killed, out of memory, power lost).
+        """
+        with self.transaction():
+            stale = [
+                int(r[0]) for r in self.conn.execute("SELECT id FROM runs WHERE status = 'running'")
+            ]
+            self.conn.execute(
+                "UPDATE runs SET status = 'interrupted', summary = ? WHERE status = 'running'",
+                (
+                    to_json(
+                        {"interrupted": f"its process ended without finishing; found {utc_now()}"}
+                    ),
+                ),
+            )
+        return stale
 
     def finish_run(self, run_id: int, *, status: str, summary: Mapping[str, Any]) -> None:
         with self.transaction():

@@ -27,13 +27,21 @@ from semcomp import __version__
 from semcomp.analysis.similarity import clip_metrics
 from semcomp.config import STUDY_FILE, StudyConfig, load_config
 from semcomp.engines import Engine, LocalEngine
-from semcomp.errors import ConfigError
+from semcomp.errors import ConfigError, StoreError
 from semcomp.filenames import path_text
 from semcomp.images import SourceProblem, find_sources
 from semcomp.methods import TextualMethod
 from semcomp.stages import STAGES, StageContext, StageReport, failure_label
 from semcomp.stages.embed import artifacts_to_score
-from semcomp.store import Store, to_json, utc_now
+from semcomp.store import (
+    DB_NAME,
+    SchemaOutdatedError,
+    Store,
+    is_writable,
+    read_writer,
+    to_json,
+    utc_now,
+)
 
 PROVENANCE_PACKAGES = (
     "semcomp",
@@ -96,9 +104,29 @@ class Study:
 
     @classmethod
     def open(cls, root: Path | str, *, read_only: bool = False) -> Study:
+        """Open to write (holding the study's writer lock until closed) or ``read_only``."""
         root = Path(root).resolve()
         config = load_config(root)
         return cls(root, config, Store(root, read_only=read_only))
+
+    @classmethod
+    def open_to_read(cls, root: Path | str) -> Study:
+        """Open for reading, never waiting for a writer.
+
+        Reading needs a store at the current schema: one that does not exist yet, or is
+        older, is created or migrated first, under the writer lock (refused at once, naming
+        the writer, if another process holds it).
+        """
+        root = Path(root).resolve()
+        config = load_config(root)
+        if (root / DB_NAME).exists():
+            try:
+                return cls(root, config, Store(root, read_only=True))
+            except SchemaOutdatedError:
+                pass
+        elif not is_writable(root):
+            raise StoreError(f"{root} has no results yet (no {DB_NAME}) and is read-only")
+        return cls(root, config, Store(root))
 
     def close(self) -> None:
         self.store.close()
@@ -296,6 +324,30 @@ class Study:
             rows.append(StatusRow(f"score: {metric}", scored, all_candidates - scored, 0))
         return rows
 
+    def unfinished_runs(self, limit: int = 5) -> list[str]:
+        """One line for each of the latest ``limit`` runs that did not finish (interrupted,
+        failed, or still ``running``), newest first."""
+        rows = self.store.conn.execute(
+            "SELECT id, status, command, started_at FROM runs WHERE status != 'finished' "
+            "ORDER BY id DESC"
+        ).fetchall()
+        writer = read_writer(self.root)
+        lines = []
+        for row in rows[:limit]:
+            what = f"`{row['command']}`, started {row['started_at']}"
+            if row["status"] != "running":
+                lines.append(f"run {row['id']} {row['status']} ({what})")
+            elif writer is not None and writer.alive is not False:
+                lines.append(f"run {row['id']} running ({what}): {writer.describe()}")
+            else:  # only a writer can tell for certain; it marks the run on opening
+                lines.append(
+                    f"run {row['id']} stopped without finishing ({what}); the next run marks "
+                    "it interrupted"
+                )
+        if len(rows) > limit:
+            lines.append(f"... and {len(rows) - limit} earlier run(s) that did not finish")
+        return lines
+
     def failures(self) -> list[tuple[str, str, str]]:
         """Every recorded failure as (stage, item label, reason), stages in pipeline order."""
         order = {stage: i for i, stage in enumerate(STAGES)}
@@ -346,8 +398,13 @@ def init_study(root: Path, images: Path, *, name: str | None = None) -> Study:
     """Create a study folder with a default ``study.toml`` and an empty store."""
     if not images.exists():
         raise ConfigError(f"images source {images} does not exist")
-    write_study_file(root, images, name=name or root.name, methods_toml=DEFAULT_METHODS_TOML)
-    return Study.open(root)
+    store = Store(root.resolve())  # the writer lock first: no study file beside a run's
+    try:
+        write_study_file(root, images, name=name or root.name, methods_toml=DEFAULT_METHODS_TOML)
+        return Study(root.resolve(), load_config(root.resolve()), store)
+    except BaseException:
+        store.close()
+        raise
 
 
 def summarise_failures(

@@ -105,15 +105,11 @@ def signature(root: Path) -> tuple:
 
 
 class SnapshotStore(Store):
-    """A read-only store that creates no ``-wal``/``-shm`` files when nothing is writing."""
+    """A read-only store that creates no ``-wal``/``-shm`` files when nothing is writing
+    (``Store(snapshot=True)``)."""
 
     def __init__(self, root: Path):
-        super().__init__(root, read_only=True)
-
-    def _read_only_uri(self) -> str:
-        uri = super()._read_only_uri()
-        quiescent = not self.db_path.with_name(self.db_path.name + "-wal").exists()
-        return uri + "&immutable=1" if quiescent else uri
+        super().__init__(root, read_only=True, snapshot=True)
 
 
 def read_consistently(folder: Path, db_signature: tuple, read: Callable[[Path, Store], T]) -> T:
