@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from semcomp.codecs import CODECS, ImageCodec, OperatingPoint, OriginalFacts
-from semcomp.errors import ImageError
+from semcomp.errors import DiskFullError, ImageError
 from semcomp.methods import PixelMethod
 from semcomp.stages import StageContext, store_representation
 
@@ -64,6 +64,8 @@ def run(ctx: StageContext) -> None:
                 codec = codecs[method.method_id]
                 try:
                     results = codec.encode(image, points, facts)
+                except (DiskFullError, MemoryError):  # the machine's trouble, not the image's
+                    raise
                 except Exception as exc:  # any codec error settles this image's points
                     with store.transaction():
                         for point in points:
