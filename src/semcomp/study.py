@@ -28,7 +28,7 @@ from semcomp.analysis.similarity import clip_metrics
 from semcomp.config import STUDY_FILE, StudyConfig, load_config
 from semcomp.engines import Engine, LocalEngine
 from semcomp.errors import ConfigError
-from semcomp.images import SourceProblem, find_sources
+from semcomp.images import IMAGE_SUFFIXES, SourceProblem, find_sources
 from semcomp.methods import TextualMethod
 from semcomp.stages import STAGES, StageContext, StageReport, failure_label
 from semcomp.stages.embed import artifacts_to_score
@@ -135,6 +135,8 @@ class Study:
         unknown = selected - set(STAGES)
         if unknown:
             raise ConfigError(f"unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
+        if "ingest" in selected:
+            require_images(self.config.images.source)
         run_id = self.store.start_run(
             command=command,
             semcomp_version=__version__,
@@ -165,10 +167,13 @@ class Study:
         finally:
             failures = [
                 (r["stage"], failure_label(r["item"], r["detail"]), r["reason"])
-                for r in self.store.conn.execute(
-                    "SELECT stage, item, reason, detail FROM failures WHERE run_id = ? "
-                    "ORDER BY stage, item",
-                    (run_id,),
+                for r in sorted(
+                    self.store.conn.execute(
+                        "SELECT stage, item, reason, detail FROM failures WHERE run_id = ? "
+                        "ORDER BY stage, item",
+                        (run_id,),
+                    ),
+                    key=lambda r: stage_order(r["stage"]),
                 )
             ]
             self.store.finish_run(
@@ -299,8 +304,11 @@ class Study:
         """Every recorded failure as (stage, item label, reason)."""
         return [
             (r["stage"], failure_label(r["item"], r["detail"]), r["reason"])
-            for r in self.store.conn.execute(
-                "SELECT stage, item, reason, detail FROM failures ORDER BY stage, item"
+            for r in sorted(
+                self.store.conn.execute(
+                    "SELECT stage, item, reason, detail FROM failures ORDER BY stage, item"
+                ),
+                key=lambda r: stage_order(r["stage"]),
             )
         ]
 
@@ -341,20 +349,74 @@ reduction = [0.8, 0.9]
 """
 
 
+def require_images(source: Path) -> None:
+    """A :class:`ConfigError` when ``source`` names no image at all (an empty folder, a
+    folder of other files, a manifest without a usable row): nothing to study."""
+    problems = 0
+    for found in find_sources(source):
+        if not isinstance(found, SourceProblem):
+            return
+        problems += 1
+    if not source.exists():
+        raise ConfigError(f"images source {source} does not exist")
+    rows = f" ({problems} unusable row(s) or path(s))" if problems else ""
+    suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+    raise ConfigError(
+        f"images source {source} holds no images{rows}; a folder needs image files "
+        f"({suffixes}), a manifest needs rows naming them"
+    )
+
+
 def init_study(root: Path, images: Path, *, name: str | None = None) -> Study:
     """Create a study folder with a default ``study.toml`` and an empty store."""
     if not images.exists():
         raise ConfigError(f"images source {images} does not exist")
+    require_images(images)
     write_study_file(root, images, name=name or root.name, methods_toml=DEFAULT_METHODS_TOML)
     return Study.open(root)
 
 
-def summarise_failures(failures: Iterable[tuple[str, str, str]], limit: int = 20) -> list[str]:
-    """One line per failure, at most ``limit`` lines plus a count of the rest."""
-    failures = list(failures)
-    lines = [f"  {stage:<6} {item}: {reason}" for stage, item, reason in failures[:limit]]
-    if len(failures) > limit:
-        lines.append(f"  ... and {len(failures) - limit} more (see `semcomp status`)")
+def stage_order(stage: str) -> tuple[int, str]:
+    """Sort key of a stage name: pipeline order (ingest first), then any other stage
+    (ratings imports, ...) by name."""
+    return (STAGES.index(stage) if stage in STAGES else len(STAGES), stage)
+
+
+def parse_failure_limit(value: str) -> int | None:
+    """``--failures all`` → None (no limit); ``--failures N`` → N per stage (N ≥ 0)."""
+    if value.strip().lower() == "all":
+        return None
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = -1
+    if limit < 0:
+        raise ConfigError(f"--failures must be 'all' or a number ≥ 0, not {value!r}")
+    return limit
+
+
+def summarise_failures(
+    failures: Iterable[tuple[str, str, str]], limit: int | None = None
+) -> list[str]:
+    """Failures grouped by stage in pipeline order (ingest first), one line each.
+
+    ``limit`` caps the lines per stage (None: every failure); a stage with more
+    says how many are left out and where the whole list is.
+    """
+    by_stage: dict[str, list[tuple[str, str]]] = {}
+    for stage, item, reason in failures:
+        by_stage.setdefault(stage, []).append((item, reason))
+    lines = []
+    for stage in sorted(by_stage, key=stage_order):
+        items = by_stage[stage]
+        lines.append(f"  {stage} ({len(items)}):")
+        shown = items if limit is None else items[:limit]
+        lines += [f"    {item}: {reason}" for item, reason in shown]
+        if len(items) > len(shown):
+            lines.append(
+                f"    ... and {len(items) - len(shown)} more {stage} failure(s) "
+                "(all of them: `--failures all`, or report/failures.csv)"
+            )
     return lines
 
 
@@ -365,6 +427,7 @@ __all__ = [
     "StatusRow",
     "Study",
     "init_study",
+    "parse_failure_limit",
     "summarise_failures",
     "write_study_file",
 ]
