@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from semcomp import __version__
 from semcomp.analysis.similarity import clip_metrics
@@ -30,9 +31,12 @@ from semcomp.engines import Engine, LocalEngine
 from semcomp.errors import ConfigError
 from semcomp.images import IMAGE_SUFFIXES, SourceProblem, find_sources
 from semcomp.methods import TextualMethod
+from semcomp.models import hf_model_problem
+from semcomp.params import portable_value
 from semcomp.stages import STAGES, StageContext, StageReport, failure_label
 from semcomp.stages.embed import artifacts_to_score
 from semcomp.store import Store, to_json, utc_now
+from semcomp.tiny_models import ensure_tiny_model, tiny_model_kind
 
 PROVENANCE_PACKAGES = (
     "semcomp",
@@ -60,6 +64,25 @@ def package_versions() -> dict[str, str]:
     for codec in ("jpg", "webp"):
         versions[f"lib{codec}"] = str(features.version(codec))
     return versions
+
+
+#: study_info key: "" when the study's identities use paths relative to its folder; the
+#: folder it was in, for a study whose identities were made with absolute paths
+IDENTITY_ROOT = "identity_root"
+
+
+def identity_root(store: Store) -> str | None:
+    """The folder a study's path-based identities are anchored at (None: its own folder).
+
+    A study first run by a semcomp that stored absolute paths keeps them: its identities
+    are computed as if it were still where it was then (its folder when first opened
+    now), so it keeps its rows and, from then on, can be moved too.
+    """
+    recorded = store.get_info(IDENTITY_ROOT)
+    if recorded is not None:
+        return recorded or None
+    legacy = store.count("methods") > 0
+    return str(store.root.resolve()) if legacy else None
 
 
 @dataclass
@@ -97,7 +120,11 @@ class Study:
     def open(cls, root: Path | str, *, read_only: bool = False) -> Study:
         root = Path(root).resolve()
         config = load_config(root)
-        return cls(root, config, Store(root, read_only=read_only))
+        store = Store(root, read_only=read_only)
+        anchor = identity_root(store)
+        if anchor:
+            config = load_config(root, anchor)
+        return cls(root, config, store)
 
     def close(self) -> None:
         self.store.close()
@@ -137,16 +164,19 @@ class Study:
             raise ConfigError(f"unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
         if "ingest" in selected:
             require_images(self.config.images.source)
+        self.prepare_models(selected)
         run_id = self.store.start_run(
             command=command,
             semcomp_version=__version__,
             packages=package_versions(),
-            config=self.config.model_dump(mode="json"),
+            config=portable_value(self.config.model_dump(mode="json"), self.root),
             seed=self.config.seed,
         )
         with self.store.transaction():
             self.store.set_info("name", self.config.name)
             self.store.set_info("random_weights", self.random_weights)
+            if self.store.get_info(IDENTITY_ROOT) is None:
+                self.store.set_info(IDENTITY_ROOT, identity_root(self.store) or "")
         self._register_methods()
         reports: list[StageReport] = []
         status = "failed"
@@ -187,6 +217,83 @@ class Study:
             )
         return RunSummary(run_id=run_id, status=status, stages=reports, failures=failures)
 
+    def models_needed(self, stages: Iterable[str]) -> list[tuple[str, str, Any]]:
+        """The models the pending work of ``stages`` loads, as (family, what needs it, source):
+        family ``hf`` (a Hugging Face id or folder) or ``clip`` (an :class:`EmbedderConfig`).
+
+        Worked out from the store as :meth:`status` counts it: a finished study needs
+        none; pending work upstream (new images, new representations) needs every model
+        downstream of it.
+        """
+        from semcomp.captioners import CAPTIONERS
+        from semcomp.reconstructors import RECONSTRUCTORS
+
+        selected = set(stages)
+        rows = {row.what: row.pending for row in self.status()}
+        new_originals = rows["ingest: originals"] > 0
+        upstream = new_originals
+        needed: list[tuple[str, str, Any]] = []
+        for method in self.config.methods:
+            represent = rows.get(f"represent: {method.name}", 0) > 0 or new_originals
+            candidates = rows.get(f"candidates: {method.name}", 0) > 0
+            upstream = upstream or represent or candidates
+            if not isinstance(method, TextualMethod):
+                continue
+            owner = f"method {method.name!r}"
+            reconstructor = RECONSTRUCTORS.get(method.reconstructor)
+            params = reconstructor.Params.model_validate(method.reconstructor_params)
+            if represent and "caption" in selected:
+                captioner = CAPTIONERS.get(method.captioner)
+                for point in method.caption_points():
+                    point_params = captioner.Params.model_validate(point.captioner_params)
+                    needed += [("hf", owner, m) for m in captioner.hf_models(point_params)]
+                # the caption stage reads prompts with the reconstructor's tokenizer
+                needed += [("hf", owner, m) for m in reconstructor.hf_models(params)]
+            if (represent or candidates) and "reconstruct" in selected:
+                needed += [("hf", owner, m) for m in reconstructor.hf_models(params)]
+        if "embed" in selected:
+            for embedder in self.config.similarity.models:
+                if upstream or rows.get(f"embed: {embedder.label}", 0) > 0:
+                    needed.append(("clip", "similarity", embedder))
+        unique: dict[str, tuple[str, str, Any]] = {}
+        for family, owner, source in needed:
+            unique.setdefault(
+                source if family == "hf" else source.embedder_id, (family, owner, source)
+            )
+        return list(unique.values())
+
+    def prepare_models(self, stages: Iterable[str]) -> None:
+        """Before any stage starts: build the tiny models (``model = "tiny"``) the pending
+        work needs, and check every other model it needs can be loaded (a folder, the local
+        cache, or a hub that answers). Every missing model is named in one error."""
+        from semcomp.errors import ModelUnavailableError
+        from semcomp.models import HubReachability
+
+        needed = self.models_needed(stages)
+        if not needed:
+            return
+        reachable = HubReachability()
+        problems: list[str] = []
+        for family, owner, source in needed:
+            model = source if family == "hf" else source.model
+            tiny = tiny_model_kind(self.root, model)
+            if tiny is not None:
+                ensure_tiny_model(self.root, tiny)
+                continue
+            if family == "hf":
+                problem = hf_model_problem(source, "model", reachable)
+            else:
+                from semcomp.analysis.clip import weights_problem
+
+                problem = weights_problem(source, reachable)
+            if problem:
+                problems.append(f"  {problem} (needed by {owner})")
+        if problems:
+            raise ModelUnavailableError(
+                f"{len(problems)} model(s) this run needs cannot be loaded; nothing was run:\n"
+                + "\n".join(problems)
+            )
+
     def scope(self) -> dict[str, tuple[list[str], int]]:
         """What the study file asks for: method id → (operating point labels, replicates)."""
         return {
@@ -205,7 +312,7 @@ class Study:
                         "name": method.name,
                         "kind": method.kind,
                         "codec": method.payload_codec,
-                        "params": to_json(described),
+                        "params": to_json(portable_value(described, self.root)),
                         "created_at": utc_now(),
                     },
                     key=("id",),
@@ -234,12 +341,13 @@ class Study:
         failed_paths = {
             r[0] for r in conn.execute("SELECT item FROM failures WHERE stage = 'ingest'")
         }
+        stored = self.config.stored_path
         waiting = sum(
             1
             for s in find_sources(self.config.images.source)
             if not isinstance(s, SourceProblem)
-            and str(s.path) not in ingested
-            and str(s.path) not in failed_paths
+            and stored(s.path) not in ingested
+            and stored(s.path) not in failed_paths
         )
         rows = [StatusRow("ingest: originals", originals, waiting, len(failed_paths))]
         for method in self.config.methods:

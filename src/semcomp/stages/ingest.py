@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from semcomp.errors import ImageError, PixelLimitError
-from semcomp.images import SourceImage, SourceProblem, decode_image, find_sources
+from semcomp.images import SourceImage, SourceProblem, decode_image, find_sources, sha256_hex
 from semcomp.stages import StageContext
 from semcomp.store import utc_now
 
@@ -28,7 +28,7 @@ def run(ctx: StageContext) -> None:
             if isinstance(source, SourceProblem):
                 ctx.fail(source.item, source.reason, retryable=False)
                 continue
-            key = str(source.path)
+            key = ctx.config.stored_path(source.path)
             try:
                 stat = source.path.stat()
             except OSError as exc:
@@ -39,12 +39,30 @@ def run(ctx: StageContext) -> None:
             if unchanged and (seen[2] is not None or key in settled):
                 ctx.report.skipped += 1
                 continue
+            if seen is not None and seen[2] is not None and same_content(source, seen, stat):
+                # copied without its times (`cp -r`): the same original, nothing to redo
+                with store.transaction():
+                    store.conn.execute(
+                        "UPDATE sources SET mtime_ns = ? WHERE path = ?", (stat.st_mtime_ns, key)
+                    )
+                ctx.report.skipped += 1
+                continue
             ingest_one(ctx, source, stat)
+
+
+def same_content(source: SourceImage, seen: tuple, stat: os.stat_result) -> bool:
+    """Whether a file whose time changed still holds the original it was ingested as."""
+    if seen[0] != stat.st_size:
+        return False
+    try:
+        return sha256_hex(source.path.read_bytes()) == seen[2]
+    except OSError:
+        return False
 
 
 def ingest_one(ctx: StageContext, source: SourceImage, stat: os.stat_result) -> None:
     store, images = ctx.store, ctx.config.images
-    key = str(source.path)
+    key = ctx.config.stored_path(source.path)
     source_row: dict[str, Any] = {
         "path": key,
         "size": stat.st_size,
