@@ -50,9 +50,10 @@ class BatchPlugin:
         return batch_size
 
     @classmethod
-    def hf_models(cls, params: PluginParams) -> list[str]:
-        """The Hugging Face models (hub ids or folders) building it loads, so that a run can
-        check they are there before any stage starts (none for API plugins)."""
+    def hf_models(cls, params: dict[str, Any]) -> list[str]:
+        """The Hugging Face models (hub ids or folders) building it loads, from its validated
+        params' JSON dump, so that a run can check they are there before any stage starts
+        (none for API plugins)."""
         return []
 
 

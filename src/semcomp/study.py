@@ -241,16 +241,16 @@ class Study:
                 continue
             owner = f"method {method.name!r}"
             reconstructor = RECONSTRUCTORS.get(method.reconstructor)
-            params = reconstructor.Params.model_validate(method.reconstructor_params)
+            uses = [("hf", owner, m) for m in reconstructor.hf_models(method.reconstructor_params)]
             if represent and "caption" in selected:
                 captioner = CAPTIONERS.get(method.captioner)
                 for point in method.caption_points():
-                    point_params = captioner.Params.model_validate(point.captioner_params)
-                    needed += [("hf", owner, m) for m in captioner.hf_models(point_params)]
-                # the caption stage reads prompts with the reconstructor's tokenizer
-                needed += [("hf", owner, m) for m in reconstructor.hf_models(params)]
+                    needed += [
+                        ("hf", owner, m) for m in captioner.hf_models(point.captioner_params)
+                    ]
+                needed += uses  # the caption stage reads prompts with its tokenizer
             if (represent or candidates) and "reconstruct" in selected:
-                needed += [("hf", owner, m) for m in reconstructor.hf_models(params)]
+                needed += uses
         if "embed" in selected:
             for embedder in self.config.similarity.models:
                 if upstream or rows.get(f"embed: {embedder.label}", 0) > 0:

@@ -93,8 +93,8 @@ class BlipCaptioner(Captioner):
             self.processor.tokenizer.padding_side = "left"
 
     @classmethod
-    def hf_models(cls, params: PluginParams) -> list[str]:
-        return [params.model]
+    def hf_models(cls, params: dict[str, Any]) -> list[str]:
+        return [params["model"]]
 
     def identity(self) -> dict[str, Any]:
         return {

@@ -117,8 +117,8 @@ class DiffusersReconstructor(Reconstructor):
         self.commit = getattr(pipeline.config, "_commit_hash", None)
 
     @classmethod
-    def hf_models(cls, params: PluginParams) -> list[str]:
-        return [params.model]
+    def hf_models(cls, params: dict[str, Any]) -> list[str]:
+        return [params["model"]]
 
     def identity(self) -> dict[str, Any]:
         return {
