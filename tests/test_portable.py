@@ -110,7 +110,7 @@ def test_paths_inside_are_relative_and_outside_absolute(built):
         assert store.frame("SELECT model FROM embedders").model.tolist() == [
             "local-dir:models/tiny-clip"
         ]
-        for table in ("captions", "reconstructions", "runs"):
+        for table in ("captions", "reconstructions", "runs", "representations", "candidates"):
             for column in ("meta", "params", "config"):
                 try:
                     values = store.frame(f"SELECT {column} FROM {table}")[column]
@@ -157,3 +157,23 @@ def test_a_study_made_before_keeps_its_rows_and_becomes_portable(tmp_path):
 def test_a_new_study_records_relative_identities(built):
     with Store(built, read_only=True) as store:
         assert store.get_info(IDENTITY_ROOT) == ""
+
+
+def test_the_demo_study_moves_with_its_tiny_models_and_pqvae_checkpoint(
+    all_methods_study, tmp_path
+):
+    """The demo (tiny CLIP, BLIP and Stable Diffusion from `model = "tiny"`, a PQVAE-shared
+    checkpoint whose CLIP is the study's tiny CLIP) plus external reconstructions."""
+    text = (all_methods_study / "study.toml").read_text()
+    assert "model = 'tiny'" in text and str(all_methods_study) not in text
+    copy = tmp_path / "copy"
+    shutil.copytree(all_methods_study, copy)
+    away = all_methods_study.with_name("away")
+    all_methods_study.rename(away)  # nothing may still point at the original folder
+    try:
+        assert_done_without_work(copy)
+        with Study.open(copy) as study:
+            pqvae = next(m for m in study.config.methods if m.kind == "embedding")
+            assert study.config.embedder_for(pqvae) is study.config.similarity.models[0]
+    finally:
+        away.rename(all_methods_study)
