@@ -7,6 +7,7 @@ Relative paths are relative to the study folder.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -179,7 +180,7 @@ class StudyConfig(Section):
 
     def stored_path(self, path: Path | str) -> str:
         """How the store keeps a path: relative to the study folder when inside it."""
-        return identity_in_study(str(Path(path).resolve()), self._context)
+        return identity_in_study(os.path.abspath(path), self._context)
 
     def embedder_for(self, method: EmbeddingMethod) -> EmbedderConfig | None:
         """The similarity model whose embeddings ``method``'s checkpoint compresses."""

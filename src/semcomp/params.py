@@ -4,6 +4,7 @@ and the base of the plugins that run in batches (captioners, reconstructors)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -102,9 +103,15 @@ def portable_path(path: str | Path, study_dir: Path | str | None, anchor: str | 
     """
     if study_dir is None:
         return str(path)
-    try:
-        relative = Path(path).resolve().relative_to(Path(study_dir).resolve())
-    except ValueError:
+    root = Path(study_dir).resolve()
+    relative = None
+    for candidate in (Path(os.path.abspath(path)), Path(path).resolve()):  # links kept first
+        try:
+            relative = candidate.relative_to(root)
+            break
+        except ValueError:
+            continue
+    if relative is None:
         return str(path)
     return str(Path(anchor) / relative) if anchor else relative.as_posix()
 
