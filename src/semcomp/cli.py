@@ -32,10 +32,13 @@ features_app = typer.Typer(help="CLIP features of image folders.", no_args_is_he
 app.add_typer(features_app, name="features")
 
 STUDY_ARGUMENT = typer.Argument(..., help="Study folder (holds study.toml).", show_default=False)
+FAILURES_OPTION = typer.Option(
+    "all", "--failures", help="Failures to print per stage: all, or a number."
+)
 
 
-def _print_run(summary: object) -> None:
-    from semcomp.study import summarise_failures
+def _print_run(summary: object, failures: str = "all") -> None:
+    from semcomp.study import parse_failure_limit, summarise_failures
 
     typer.echo(f"run {summary.run_id}: {summary.status}")
     for stage in summary.stages:
@@ -46,7 +49,7 @@ def _print_run(summary: object) -> None:
         )
     if summary.failures:
         typer.echo(f"{len(summary.failures)} failure(s) recorded in this run:")
-        for line in summarise_failures(summary.failures):
+        for line in summarise_failures(summary.failures, parse_failure_limit(failures)):
             typer.echo(line)
 
 
@@ -88,11 +91,13 @@ def run(
     profile: bool = typer.Option(
         False, help="Print per-stage throughput and time split (decode, preprocess, model, write)."
     ),
+    failures: str = FAILURES_OPTION,
 ) -> None:
     """Run every pending stage (ingest, encode, decode, embed, score); resumable."""
     from semcomp.engines import make_engine, profile_lines
-    from semcomp.study import Study
+    from semcomp.study import Study, parse_failure_limit
 
+    parse_failure_limit(failures)  # a bad value is an error before anything runs
     with (
         make_engine(
             engine, workers=workers, address=address, actors=actors, gpus_per_actor=gpus_per_actor
@@ -105,7 +110,7 @@ def run(
             stages=stage or None,
             engine=chosen,
         )
-    _print_run(summary)
+    _print_run(summary, failures)
     if profile:
         typer.echo(f"profile ({chosen.name} engine):")
         for line in profile_lines(summary.stages):
@@ -113,13 +118,14 @@ def run(
 
 
 @app.command()
-def status(study: Path = STUDY_ARGUMENT) -> None:
-    """What is done, pending and failed, without running anything."""
-    from semcomp.study import Study, summarise_failures
+def status(study: Path = STUDY_ARGUMENT, failures: str = FAILURES_OPTION) -> None:
+    """What is done, pending and failed, without running anything; failures by stage."""
+    from semcomp.study import Study, parse_failure_limit, summarise_failures
 
+    limit = parse_failure_limit(failures)
     with Study.open_to_read(study) as opened:
         rows = opened.status()
-        failures = opened.failures()
+        recorded = opened.failures()
         random_weights = opened.random_weights
         unfinished = opened.unfinished_runs()
     typer.echo(f"{'stage':<48} {'done':>7} {'pending':>8} {'failed':>7}")
@@ -129,9 +135,9 @@ def status(study: Path = STUDY_ARGUMENT) -> None:
         typer.echo("note: random-weight similarity model — numbers are not meaningful")
     for line in unfinished:
         typer.echo(line)
-    if failures:
-        typer.echo(f"{len(failures)} failure(s):")
-        for line in summarise_failures(failures, limit=None):  # status is where all are named
+    if recorded:
+        typer.echo(f"{len(recorded)} failure(s):")
+        for line in summarise_failures(recorded, limit):
             typer.echo(line)
 
 

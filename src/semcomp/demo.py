@@ -183,7 +183,6 @@ DEMO_RECONSTRUCTOR = "stabilityai/sd-turbo"
 def _textual_methods_toml(root: Path, say: Callable[[str], None]) -> tuple[str, bool]:
     """Human-caption and BLIP methods; tiny random-weight models when the real ones are absent."""
     from semcomp.models import hf_model_available
-    from semcomp.tiny_models import write_tiny_blip, write_tiny_stable_diffusion
 
     captions = root / "captions.csv"
     with captions.open("w", encoding="utf-8", newline="") as handle:
@@ -196,8 +195,7 @@ def _textual_methods_toml(root: Path, say: Callable[[str], None]) -> tuple[str, 
         blip = DEMO_CAPTIONER
     else:
         say(f"{DEMO_CAPTIONER} is not available offline: using a tiny random-weight BLIP")
-        blip, random_weights = "models/tiny-blip", True
-        write_tiny_blip(root / blip)
+        blip, random_weights = "tiny", True  # built in models/ when the run needs it
     if hf_model_available(DEMO_RECONSTRUCTOR):
         diffusion = f'model = "{DEMO_RECONSTRUCTOR}", steps = 1, guidance = 0.0'
     else:
@@ -205,8 +203,7 @@ def _textual_methods_toml(root: Path, say: Callable[[str], None]) -> tuple[str, 
             f"{DEMO_RECONSTRUCTOR} is not available offline: using a tiny random-weight "
             "Stable Diffusion"
         )
-        write_tiny_stable_diffusion(root / "models" / "tiny-sd")
-        diffusion = 'model = "models/tiny-sd", steps = 2, width = 64, height = 64'
+        diffusion = 'model = "tiny", steps = 2, width = 64, height = 64'
         random_weights = True
     flag = "random_weights = true\n" if random_weights else ""
     toml = f"""
@@ -278,7 +275,10 @@ def _pqvae_method_toml(
             EmbeddingSet(embeddings, np.array(labels), list(SCENES)),
             None,
             checkpoint.parent,
-            clip={"model": embedder_config.model, "pretrained": embedder_config.pretrained},
+            clip={
+                "model": embedder_config.portable_model,
+                "pretrained": embedder_config.pretrained,
+            },
             log=lambda _: None,
             progress=False,
         ).train()
@@ -301,7 +301,7 @@ class DemoOutcome:
 def _similarity_toml(root: Path, say: Callable[[str], None]) -> tuple[str, bool, str]:
     """The study's similarity section: the real default CLIP if it can be had, else a tiny one."""
     from semcomp.analysis.clip import fetch_open_clip_weights
-    from semcomp.tiny_models import write_tiny_open_clip
+    from semcomp.tiny_models import ensure_tiny_model
 
     default = EmbedderConfig()
     try:
@@ -313,12 +313,8 @@ def _similarity_toml(root: Path, say: Callable[[str], None]) -> tuple[str, bool,
             "random-weight CLIP (random weights — numbers are not meaningful)"
         )
         say(note)
-        write_tiny_open_clip(root / "models" / "tiny-clip")
-        toml = (
-            "[similarity]\nbatch_size = 64\n\n[[similarity.models]]\n"
-            "model = 'local-dir:models/tiny-clip'\nname = 'tiny-clip-random'\n"
-            "random_weights = true\n"
-        )
+        ensure_tiny_model(root, "clip")  # the PQVAE codec is trained on its embeddings
+        toml = "[similarity]\nbatch_size = 64\n\n[[similarity.models]]\nmodel = 'tiny'\n"
         return toml, True, note
 
 

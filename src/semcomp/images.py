@@ -253,6 +253,7 @@ class SourceProblem:
 
     item: str
     reason: str
+    path: Path | None = None  #: the file it is about, when it is one
 
 
 def scan_folder(root: Path) -> Iterator[SourceImage | SourceProblem]:
@@ -273,7 +274,7 @@ def scan_folder(root: Path) -> Iterator[SourceImage | SourceProblem]:
             continue
         problem = _not_a_file(path)
         if problem is not None:
-            yield SourceProblem(item=path_text(path), reason=problem)
+            yield SourceProblem(item=path_text(path), reason=problem, path=path)
             continue
         category = path_text(relative.parts[0]) if len(relative.parts) > 1 else UNCATEGORISED
         yield SourceImage(path=path, category=category, name=path_text(path.stem), origin="folder")

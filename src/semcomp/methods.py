@@ -32,7 +32,14 @@ from semcomp.captioners import CAPTIONERS
 from semcomp.codecs import CODECS, TEXT_CODECS
 from semcomp.codecs.base import TARGET_KINDS, OperatingPoint
 from semcomp.errors import ConfigError
-from semcomp.params import PluginParams, StudyPath, file_sha256
+from semcomp.params import (
+    TINY_MODEL,
+    PluginParams,
+    StudyPath,
+    file_sha256,
+    identity_in_study,
+    portable_path,
+)
 from semcomp.reconstructors import RECONSTRUCTORS
 from semcomp.registry import Registry
 from semcomp.store import content_key, to_json
@@ -275,6 +282,9 @@ class TextualMethod(MethodBase):
 
     @model_validator(mode="after")
     def _validate_plugins(self, info: ValidationInfo) -> TextualMethod:
+        models = (self.captioner_params.get("model"), self.reconstructor_params.get("model"))
+        if TINY_MODEL in models:
+            self.random_weights = True  # marked as the demo's tiny models are
         text_codec = validated_params(
             TEXT_CODECS, self.text_codec, self.text_codec_params, "text_codec_params", info
         )
@@ -287,8 +297,10 @@ class TextualMethod(MethodBase):
         )
         self.text_codec_params = text_codec.model_dump(mode="json")
         self.reconstructor_params = reconstructor.model_dump(mode="json")
-        self._text_codec_identity = text_codec.identity()
-        self._reconstructor_identity = reconstructor.identity()
+        # paths inside the study folder enter identities relative to it: a moved study
+        # keeps its rows
+        self._text_codec_identity = identity_in_study(text_codec.identity(), info.context)
+        self._reconstructor_identity = identity_in_study(reconstructor.identity(), info.context)
         base = self.captioner_params
         if self.sweep:
             ((key, values),) = self.sweep.items()
@@ -298,7 +310,8 @@ class TextualMethod(MethodBase):
         points = []
         for label, raw, where in variants:
             params = validated_params(CAPTIONERS, self.captioner, raw, where, info)
-            key = content_key("captioner", self.captioner, params.identity())
+            identity = identity_in_study(params.identity(), info.context)
+            key = content_key("captioner", self.captioner, identity)
             points.append(
                 CaptionPoint(
                     label=label,
@@ -389,6 +402,7 @@ class ExternalMethod(MethodBase):
 
     _text_codec_identity: dict[str, Any] = PrivateAttr(default_factory=dict)
     _captions_sha256: str | None = PrivateAttr(default=None)
+    _folder_identity: str = PrivateAttr(default="")
 
     @field_validator("pattern")
     @classmethod
@@ -432,7 +446,11 @@ class ExternalMethod(MethodBase):
             TEXT_CODECS, self.text_codec, self.text_codec_params, "text_codec_params", info
         )
         self.text_codec_params = text_codec.model_dump(mode="json")
-        self._text_codec_identity = text_codec.identity()
+        self._text_codec_identity = identity_in_study(text_codec.identity(), info.context)
+        context = info.context or {}
+        self._folder_identity = portable_path(
+            self.folder, context.get("study_dir"), context.get("identity_root")
+        )
         if self.captions is not None:
             self._captions_sha256 = file_sha256(self.captions, "captions CSV")
         return self
@@ -467,7 +485,7 @@ class ExternalMethod(MethodBase):
         parts: list[Any] = [
             "method",
             "external",
-            str(self.folder),
+            self._folder_identity or str(self.folder),
             self.pattern,
             self._captions_sha256,  # edited captions are new rates
             self.text_codec,

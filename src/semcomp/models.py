@@ -120,6 +120,49 @@ def hf_model_available(repo_id: str) -> bool:
         return hub_reachable()
 
 
+class HubReachability:
+    """Whether the hub answers, asked at most once (a check of many models waits once)."""
+
+    def __init__(self) -> None:
+        self._answer: bool | None = None
+
+    def __call__(self) -> bool:
+        if self._answer is None:
+            self._answer = hub_reachable()
+        return self._answer
+
+
+def hf_cached(repo_id: str, filename: str | None = None) -> bool:
+    """Whether the local Hugging Face cache holds ``repo_id`` (or one file of it); no network."""
+    from huggingface_hub import snapshot_download, try_to_load_from_cache
+
+    try:
+        if filename is not None:
+            return isinstance(try_to_load_from_cache(repo_id, filename), str)
+        with hub_offline():
+            snapshot_download(repo_id)
+        return True
+    except Exception:  # not cached (LocalEntryNotFoundError), or not a valid repo id
+        return False
+
+
+def hf_model_problem(source: str, what: str, reachable: Callable[[], bool]) -> str | None:
+    """Why a Hugging Face model (hub id or folder) cannot be loaded, or None if it can: a
+    folder that exists, a model in the local cache, or a hub that answers (to download)."""
+    path = Path(source)
+    if path.is_dir():
+        return None
+    if path.is_absolute():
+        return f"{what} {source}: no such folder"
+    if hf_cached(source) or reachable():
+        return None
+    return (
+        f"{what} {source!r}: not in the local cache and the hub is unreachable; run "
+        f"`semcomp models fetch --hf {source}` on a connected machine (or copy its Hugging "
+        "Face cache here), or give a local folder"
+    )
+
+
 def fetch_hf_model(repo_id: str) -> str:
     """Download a whole hub model into the local cache and return its folder."""
     from huggingface_hub import snapshot_download

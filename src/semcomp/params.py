@@ -4,6 +4,8 @@ and the base of the plugins that run in batches (captioners, reconstructors)."""
 from __future__ import annotations
 
 import hashlib
+import os
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -48,6 +50,13 @@ class BatchPlugin:
         plugins raise it to keep their concurrent requests busy."""
         return batch_size
 
+    @classmethod
+    def hf_models(cls, params: dict[str, Any]) -> list[str]:
+        """The Hugging Face models (hub ids or folders) building it loads, from its validated
+        params' JSON dump, so that a run can check they are there before any stage starts
+        (none for API plugins)."""
+        return []
+
 
 def file_sha256(path: Path, what: str) -> str:
     """Content hash of a file a parameter names, so that editing the file changes identities.
@@ -75,8 +84,66 @@ def _resolve_in_study(path: Path, info: ValidationInfo) -> Path:
 StudyPath = Annotated[Path, AfterValidator(_resolve_in_study)]
 
 
-def _local_folder_or_hub_id(source: str, info: ValidationInfo) -> str:
+#: ``model = "tiny"``: the tiny random-weight model of the plugin's architecture (what the
+#: offline demo runs), kept in the study folder under ``models/`` (see ``semcomp.tiny_models``)
+TINY_MODEL = "tiny"
+#: where a study keeps each tiny model, by architecture
+TINY_FOLDERS = {"clip": "models/tiny-clip", "blip": "models/tiny-blip", "sd": "models/tiny-sd"}
+#: the prefix of an open_clip model in a local folder
+LOCAL_DIR = "local-dir:"
+
+
+def portable_path(path: str | Path, study_dir: Path | str | None, anchor: str | None = None) -> str:
+    """How a path is stored and enters identities, wherever the study folder is.
+
+    A path inside ``study_dir`` becomes relative to it (POSIX); one outside stays as
+    given (absolute). ``anchor`` is for studies whose identities were made with absolute
+    paths before they were portable: the path is then written as if the study were at
+    ``anchor`` (the folder it had then), so their identities, and rows, stay the same.
+    """
+    if study_dir is None:
+        return str(path)
+    root = Path(study_dir).resolve()
+    relative = None
+    for candidate in (Path(os.path.abspath(path)), Path(path).resolve()):  # links kept first
+        try:
+            relative = candidate.relative_to(root)
+            break
+        except ValueError:
+            continue
+    if relative is None:
+        return str(path)
+    return str(Path(anchor) / relative) if anchor else relative.as_posix()
+
+
+def portable_value(value: Any, study_dir: Path | str | None, anchor: str | None = None) -> Any:
+    """``value`` (JSON: dicts, lists, strings) with every absolute path inside the study
+    folder, plain or ``local-dir:``, written by :func:`portable_path`."""
+    if isinstance(value, dict):
+        return {k: portable_value(v, study_dir, anchor) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable_value(v, study_dir, anchor) for v in value]
+    if study_dir is None or not isinstance(value, str):
+        return value
+    prefix = LOCAL_DIR if value.startswith(LOCAL_DIR) else ""
+    path = value[len(prefix) :]
+    if not Path(path).is_absolute() or "\n" in path:
+        return value
+    return prefix + portable_path(path, study_dir, anchor)
+
+
+def identity_in_study(value: Any, context: dict | None) -> Any:
+    """:func:`portable_value` for a method's or model's identity, from the validation
+    context (``study_dir`` and, for a study made before, its ``identity_root``)."""
+    context = context or {}
+    return portable_value(value, context.get("study_dir"), context.get("identity_root"))
+
+
+def _local_folder_or_hub_id(source: str, info: ValidationInfo, tiny: str) -> str:
     study_dir = (info.context or {}).get("study_dir")
+    if source == TINY_MODEL and tiny:
+        folder = Path(TINY_FOLDERS[tiny])
+        return str((Path(study_dir) / folder).resolve()) if study_dir is not None else str(folder)
     if study_dir is not None and not Path(source).is_absolute():
         local = Path(study_dir) / source
         if local.exists():
@@ -84,5 +151,8 @@ def _local_folder_or_hub_id(source: str, info: ValidationInfo) -> str:
     return source
 
 
-#: A model source: a hub id (``org/name``) or a folder (relative to the study folder).
-ModelSource = Annotated[str, AfterValidator(_local_folder_or_hub_id)]
+def model_source(tiny: str) -> Any:
+    """A model source: a hub id (``org/name``), a folder (relative to the study folder), or
+    ``"tiny"`` for the tiny random-weight model of architecture ``tiny`` (a
+    :data:`TINY_FOLDERS` key), built in the study folder when a run needs it."""
+    return Annotated[str, AfterValidator(partial(_local_folder_or_hub_id, tiny=tiny))]

@@ -22,15 +22,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from semcomp import __version__
 from semcomp.analysis.similarity import clip_metrics
 from semcomp.config import STUDY_FILE, StudyConfig, load_config
 from semcomp.engines import Engine, LocalEngine
 from semcomp.errors import ConfigError, StoreError
-from semcomp.filenames import path_text
-from semcomp.images import SourceProblem, find_sources
+from semcomp.images import IMAGE_SUFFIXES, SourceProblem, find_sources
 from semcomp.methods import TextualMethod
+from semcomp.models import hf_model_problem
+from semcomp.params import portable_value
 from semcomp.stages import STAGES, StageContext, StageReport, failure_label
 from semcomp.stages.embed import artifacts_to_score
 from semcomp.store import (
@@ -42,6 +44,7 @@ from semcomp.store import (
     to_json,
     utc_now,
 )
+from semcomp.tiny_models import ensure_tiny_model, tiny_model_kind
 
 PROVENANCE_PACKAGES = (
     "semcomp",
@@ -69,6 +72,25 @@ def package_versions() -> dict[str, str]:
     for codec in ("jpg", "webp"):
         versions[f"lib{codec}"] = str(features.version(codec))
     return versions
+
+
+#: study_info key: "" when the study's identities use paths relative to its folder; the
+#: folder it was in, for a study whose identities were made with absolute paths
+IDENTITY_ROOT = "identity_root"
+
+
+def identity_root(store: Store) -> str | None:
+    """The folder a study's path-based identities are anchored at (None: its own folder).
+
+    A study first run by a semcomp that stored absolute paths keeps them: its identities
+    are computed as if it were still where it was then (its folder when first opened
+    now), so it keeps its rows and, from then on, can be moved too.
+    """
+    recorded = store.get_info(IDENTITY_ROOT)
+    if recorded is not None:
+        return recorded or None
+    legacy = store.count("methods") > 0
+    return str(store.root.resolve()) if legacy else None
 
 
 @dataclass
@@ -106,8 +128,18 @@ class Study:
     def open(cls, root: Path | str, *, read_only: bool = False) -> Study:
         """Open to write (holding the study's writer lock until closed) or ``read_only``."""
         root = Path(root).resolve()
-        config = load_config(root)
-        return cls(root, config, Store(root, read_only=read_only))
+        return cls.on_store(root, Store(root, read_only=read_only))
+
+    @classmethod
+    def on_store(cls, root: Path, store: Store) -> Study:
+        """The study at ``root`` over an opened store; an older study's method identities
+        are computed from the folder it was made in (see :func:`identity_root`)."""
+        try:
+            anchor = identity_root(store)
+            return cls(root, load_config(root, anchor or None), store)
+        except BaseException:
+            store.close()
+            raise
 
     @classmethod
     def open_to_read(cls, root: Path | str) -> Study:
@@ -118,15 +150,15 @@ class Study:
         the writer, if another process holds it).
         """
         root = Path(root).resolve()
-        config = load_config(root)
+        load_config(root)  # a broken study.toml is reported before any store is made
         if (root / DB_NAME).exists():
             try:
-                return cls(root, config, Store(root, read_only=True))
+                return cls.on_store(root, Store(root, read_only=True))
             except SchemaOutdatedError:
                 pass
         elif not is_writable(root):
             raise StoreError(f"{root} has no results yet (no {DB_NAME}) and is read-only")
-        return cls(root, config, Store(root))
+        return cls.on_store(root, Store(root))
 
     def close(self) -> None:
         self.store.close()
@@ -164,16 +196,21 @@ class Study:
         unknown = selected - set(STAGES)
         if unknown:
             raise ConfigError(f"unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
+        if "ingest" in selected:
+            require_images(self.config.images.source)
+        self.prepare_models(selected)
         run_id = self.store.start_run(
             command=command,
             semcomp_version=__version__,
             packages=package_versions(),
-            config=self.config.model_dump(mode="json"),
+            config=portable_value(self.config.model_dump(mode="json"), self.root),
             seed=self.config.seed,
         )
         with self.store.transaction():
             self.store.set_info("name", self.config.name)
             self.store.set_info("random_weights", self.random_weights)
+            if self.store.get_info(IDENTITY_ROOT) is None:
+                self.store.set_info(IDENTITY_ROOT, identity_root(self.store) or "")
         self._register_methods()
         reports: list[StageReport] = []
         status = "failed"
@@ -194,10 +231,13 @@ class Study:
         finally:
             failures = [
                 (r["stage"], failure_label(r["item"], r["detail"]), r["reason"])
-                for r in self.store.conn.execute(
-                    "SELECT stage, item, reason, detail FROM failures WHERE run_id = ? "
-                    "ORDER BY stage, item",
-                    (run_id,),
+                for r in sorted(
+                    self.store.conn.execute(
+                        "SELECT stage, item, reason, detail FROM failures WHERE run_id = ? "
+                        "ORDER BY stage, item",
+                        (run_id,),
+                    ),
+                    key=lambda r: stage_order(r["stage"]),
                 )
             ]
             self.store.finish_run(
@@ -210,6 +250,83 @@ class Study:
                 },
             )
         return RunSummary(run_id=run_id, status=status, stages=reports, failures=failures)
+
+    def models_needed(self, stages: Iterable[str]) -> list[tuple[str, str, Any]]:
+        """The models the pending work of ``stages`` loads, as (family, what needs it, source):
+        family ``hf`` (a Hugging Face id or folder) or ``clip`` (an :class:`EmbedderConfig`).
+
+        Worked out from the store as :meth:`status` counts it: a finished study needs
+        none; pending work upstream (new images, new representations) needs every model
+        downstream of it.
+        """
+        from semcomp.captioners import CAPTIONERS
+        from semcomp.reconstructors import RECONSTRUCTORS
+
+        selected = set(stages)
+        rows = {row.what: row.pending for row in self.status()}
+        new_originals = rows["ingest: originals"] > 0
+        upstream = new_originals
+        needed: list[tuple[str, str, Any]] = []
+        for method in self.config.methods:
+            represent = rows.get(f"represent: {method.name}", 0) > 0 or new_originals
+            candidates = rows.get(f"candidates: {method.name}", 0) > 0
+            upstream = upstream or represent or candidates
+            if not isinstance(method, TextualMethod):
+                continue
+            owner = f"method {method.name!r}"
+            reconstructor = RECONSTRUCTORS.get(method.reconstructor)
+            uses = [("hf", owner, m) for m in reconstructor.hf_models(method.reconstructor_params)]
+            if represent and "caption" in selected:
+                captioner = CAPTIONERS.get(method.captioner)
+                for point in method.caption_points():
+                    needed += [
+                        ("hf", owner, m) for m in captioner.hf_models(point.captioner_params)
+                    ]
+                needed += uses  # the caption stage reads prompts with its tokenizer
+            if (represent or candidates) and "reconstruct" in selected:
+                needed += uses
+        if "embed" in selected:
+            for embedder in self.config.similarity.models:
+                if upstream or rows.get(f"embed: {embedder.label}", 0) > 0:
+                    needed.append(("clip", "similarity", embedder))
+        unique: dict[str, tuple[str, str, Any]] = {}
+        for family, owner, source in needed:
+            unique.setdefault(
+                source if family == "hf" else source.embedder_id, (family, owner, source)
+            )
+        return list(unique.values())
+
+    def prepare_models(self, stages: Iterable[str]) -> None:
+        """Before any stage starts: build the tiny models (``model = "tiny"``) the pending
+        work needs, and check every other model it needs can be loaded (a folder, the local
+        cache, or a hub that answers). Every missing model is named in one error."""
+        from semcomp.errors import ModelUnavailableError
+        from semcomp.models import HubReachability
+
+        needed = self.models_needed(stages)
+        if not needed:
+            return
+        reachable = HubReachability()
+        problems: list[str] = []
+        for family, owner, source in needed:
+            model = source if family == "hf" else source.model
+            tiny = tiny_model_kind(self.root, model)
+            if tiny is not None:
+                ensure_tiny_model(self.root, tiny)
+                continue
+            if family == "hf":
+                problem = hf_model_problem(source, "model", reachable)
+            else:
+                from semcomp.analysis.clip import weights_problem
+
+                problem = weights_problem(source, reachable)
+            if problem:
+                problems.append(f"  {problem} (needed by {owner})")
+        if problems:
+            raise ModelUnavailableError(
+                f"{len(problems)} model(s) this run needs cannot be loaded; nothing was run:\n"
+                + "\n".join(problems)
+            )
 
     def scope(self) -> dict[str, tuple[list[str], int]]:
         """What the study file asks for: method id → (operating point labels, replicates)."""
@@ -229,7 +346,7 @@ class Study:
                         "name": method.name,
                         "kind": method.kind,
                         "codec": method.payload_codec,
-                        "params": to_json(described),
+                        "params": to_json(portable_value(described, self.root)),
                         "created_at": utc_now(),
                     },
                     key=("id",),
@@ -258,12 +375,13 @@ class Study:
         failed_paths = {
             r[0] for r in conn.execute("SELECT item FROM failures WHERE stage = 'ingest'")
         }
+        stored = self.config.stored_path
         waiting = sum(
             1
             for s in find_sources(self.config.images.source)
             if not isinstance(s, SourceProblem)
-            and path_text(s.path) not in ingested
-            and path_text(s.path) not in failed_paths
+            and stored(s.path) not in ingested
+            and stored(s.path) not in failed_paths
         )
         rows = [StatusRow("ingest: originals", originals, waiting, len(failed_paths))]
         for method in self.config.methods:
@@ -350,12 +468,15 @@ class Study:
 
     def failures(self) -> list[tuple[str, str, str]]:
         """Every recorded failure as (stage, item label, reason), stages in pipeline order."""
-        order = {stage: i for i, stage in enumerate(STAGES)}
-        rows = self.store.conn.execute(
-            "SELECT stage, item, reason, detail FROM failures ORDER BY stage, item"
-        ).fetchall()
-        rows.sort(key=lambda r: order.get(r["stage"], len(order)))
-        return [(r["stage"], failure_label(r["item"], r["detail"]), r["reason"]) for r in rows]
+        return [
+            (r["stage"], failure_label(r["item"], r["detail"]), r["reason"])
+            for r in sorted(
+                self.store.conn.execute(
+                    "SELECT stage, item, reason, detail FROM failures ORDER BY stage, item"
+                ),
+                key=lambda r: stage_order(r["stage"]),
+            )
+        ]
 
 
 def write_study_file(
@@ -394,27 +515,79 @@ reduction = [0.8, 0.9]
 """
 
 
+def require_images(source: Path) -> None:
+    """A :class:`ConfigError` when ``source`` names no image at all (an empty folder, a
+    folder of other files, a manifest without a usable row): nothing to study."""
+    problems = 0
+    for found in find_sources(source):
+        if not isinstance(found, SourceProblem):
+            return
+        problems += 1
+    if not source.exists():
+        raise ConfigError(f"images source {source} does not exist")
+    rows = f" ({problems} unusable row(s) or path(s))" if problems else ""
+    suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+    raise ConfigError(
+        f"images source {source} holds no images{rows}; a folder needs image files "
+        f"({suffixes}), a manifest needs rows naming them"
+    )
+
+
 def init_study(root: Path, images: Path, *, name: str | None = None) -> Study:
     """Create a study folder with a default ``study.toml`` and an empty store."""
     if not images.exists():
         raise ConfigError(f"images source {images} does not exist")
+    require_images(images)
     store = Store(root.resolve())  # the writer lock first: no study file beside a run's
     try:
         write_study_file(root, images, name=name or root.name, methods_toml=DEFAULT_METHODS_TOML)
-        return Study(root.resolve(), load_config(root.resolve()), store)
     except BaseException:
         store.close()
         raise
+    return Study.on_store(root.resolve(), store)
+
+
+def stage_order(stage: str) -> tuple[int, str]:
+    """Sort key of a stage name: pipeline order (ingest first), then any other stage
+    (ratings imports, ...) by name."""
+    return (STAGES.index(stage) if stage in STAGES else len(STAGES), stage)
+
+
+def parse_failure_limit(value: str) -> int | None:
+    """``--failures all`` → None (no limit); ``--failures N`` → N per stage (N ≥ 0)."""
+    if value.strip().lower() == "all":
+        return None
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = -1
+    if limit < 0:
+        raise ConfigError(f"--failures must be 'all' or a number ≥ 0, not {value!r}")
+    return limit
 
 
 def summarise_failures(
-    failures: Iterable[tuple[str, str, str]], limit: int | None = 20
+    failures: Iterable[tuple[str, str, str]], limit: int | None = None
 ) -> list[str]:
-    """One line per failure, at most ``limit`` lines (None: all) plus a count of the rest."""
-    failures = list(failures)
-    lines = [f"  {stage:<6} {item}: {reason}" for stage, item, reason in failures[:limit]]
-    if limit is not None and len(failures) > limit:
-        lines.append(f"  ... and {len(failures) - limit} more (see `semcomp status`)")
+    """Failures grouped by stage in pipeline order (ingest first), one line each.
+
+    ``limit`` caps the lines per stage (None: every failure); a stage with more
+    says how many are left out and where the whole list is.
+    """
+    by_stage: dict[str, list[tuple[str, str]]] = {}
+    for stage, item, reason in failures:
+        by_stage.setdefault(stage, []).append((item, reason))
+    lines = []
+    for stage in sorted(by_stage, key=stage_order):
+        items = by_stage[stage]
+        lines.append(f"  {stage} ({len(items)}):")
+        shown = items if limit is None else items[:limit]
+        lines += [f"    {item}: {reason}" for item, reason in shown]
+        if len(items) > len(shown):
+            lines.append(
+                f"    ... and {len(items) - len(shown)} more {stage} failure(s) "
+                "(all of them: `--failures all`, or report/failures.csv)"
+            )
     return lines
 
 
@@ -425,6 +598,7 @@ __all__ = [
     "StatusRow",
     "Study",
     "init_study",
+    "parse_failure_limit",
     "summarise_failures",
     "write_study_file",
 ]

@@ -384,3 +384,41 @@ def write_tiny_stable_diffusion(folder: Path, seed: int = 0, *, full_size: bool 
     )
     _save_whole(folder, pipeline)
     return folder
+
+
+#: the file each tiny model's folder has once it is complete
+_TINY_MARKERS = {
+    "clip": "open_clip_model.safetensors",
+    "blip": "model.safetensors",
+    "sd": "model_index.json",
+}
+
+
+def tiny_model_kind(study_dir: Path, source: str) -> str | None:
+    """Which tiny model (``clip``, ``blip``, ``sd``) ``source`` is in ``study_dir``, if any:
+    where ``model = "tiny"`` puts it (``semcomp.params.TINY_FOLDERS``)."""
+    from semcomp.params import LOCAL_DIR, TINY_FOLDERS
+
+    path = Path(source.removeprefix(LOCAL_DIR))
+    if not path.is_absolute():
+        return None
+    for kind, folder in TINY_FOLDERS.items():
+        if path.resolve() == (Path(study_dir) / folder).resolve():
+            return kind
+    return None
+
+
+def ensure_tiny_model(study_dir: Path, kind: str) -> bool:
+    """Build the study's tiny ``kind`` model unless it is there; whether it was built."""
+    from semcomp.params import TINY_FOLDERS
+
+    folder = Path(study_dir) / TINY_FOLDERS[kind]
+    if (folder / _TINY_MARKERS[kind]).exists():
+        return False
+    builders = {
+        "clip": write_tiny_open_clip,
+        "blip": write_tiny_blip,
+        "sd": write_tiny_stable_diffusion,
+    }
+    builders[kind](folder)
+    return True

@@ -9,6 +9,7 @@ same way). The store keys cached embeddings by that identity.
 from __future__ import annotations
 
 import json
+import os
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,77 @@ def check_model_name(model: str) -> None:
             f'open_clip has no model {model!r}; `python -c "import open_clip; '
             'print(open_clip.list_models())"` lists them'
         )
+
+
+def open_clip_pretrained_table() -> Any:
+    """open_clip's table of weights tags (``open_clip.pretrained``) without importing torch.
+
+    Importing open_clip takes seconds (torch); a run checks its models before any stage
+    starts, in well under that. The module is read from open_clip's folder under a private
+    package name, with its optional safetensors import turned off; when open_clip is
+    already imported (or this fails), its own module is used.
+    """
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    if "open_clip" not in sys.modules:
+        name = "_semcomp_open_clip_tables"
+        try:
+            if name not in sys.modules:
+                spec = importlib.util.find_spec("open_clip")
+                package = types.ModuleType(name)
+                package.__path__ = list(spec.submodule_search_locations or [])
+                sys.modules[name] = package
+            saved = sys.modules.get("safetensors.torch", False)
+            sys.modules["safetensors.torch"] = None  # type: ignore[assignment]
+            try:
+                return importlib.import_module(f"{name}.pretrained")
+            finally:
+                if saved is False:
+                    del sys.modules["safetensors.torch"]
+                else:
+                    sys.modules["safetensors.torch"] = saved
+        except Exception:  # another open_clip layout: import it the usual way
+            pass
+    return importlib.import_module("open_clip.pretrained")
+
+
+def weights_problem(config: EmbedderConfig, reachable: Any) -> str | None:
+    """Why ``config``'s CLIP weights cannot be loaded, or None if they can: a local folder,
+    weights in the local cache, or a hub that answers. Fast: no model is built."""
+    from semcomp.models import hf_cached, hf_model_problem
+
+    what = f"CLIP model {config.label!r}"
+    if config.model.startswith(LOCAL_DIR):
+        folder = Path(config.model.removeprefix(LOCAL_DIR))
+        if (folder / "open_clip_config.json").is_file():
+            return None
+        return f"{what}: no open_clip model in {folder} (open_clip_config.json and weights)"
+    if config.model.startswith("hf-hub:"):
+        return hf_model_problem(config.model.removeprefix("hf-hub:"), what, reachable)
+    if Path(config.pretrained).is_file():
+        return None
+    table = open_clip_pretrained_table()
+    cfg = table.get_pretrained_cfg(config.model.replace("/", "-"), config.pretrained)
+    if not cfg:
+        return f"{what}: open_clip has no weights {config.pretrained!r} for model {config.model!r}"
+    repo = cfg.get("hf_hub", "")
+    if repo:
+        repo_id, filename = os.path.split(repo)  # as open_clip reads it: "org/model/[file]"
+        names = [table.HF_SAFE_WEIGHTS_NAME, table.HF_WEIGHTS_NAME]
+        if filename:
+            names = [filename, str(Path(filename).with_suffix(".safetensors"))]
+        if any(hf_cached(repo_id, name) for name in names):
+            return None
+    elif cfg.get("url"):
+        cache = Path(os.path.expanduser("~/.cache/clip"))
+        if (cache / os.path.basename(cfg["url"])).is_file():
+            return None
+    if reachable():
+        return None
+    return f"{what}: not in the local cache and the hub is unreachable; {_fetch_hint(config)}"
 
 
 def load_open_clip(config: EmbedderConfig, device: str) -> Any:

@@ -137,11 +137,11 @@ def load_study(root: str, db_signature: tuple) -> StudyData:
 
 def _read_study(folder: Path, store: Store) -> StudyData:
     from semcomp.config import load_config
-    from semcomp.study import Study
+    from semcomp.study import Study, identity_root
 
     notes: list[str] = []
     try:
-        study = Study(folder, load_config(folder), store)
+        study = Study(folder, load_config(folder, identity_root(store)), store)
         name, scope, random_weights = study.config.name, study.scope(), study.random_weights
         seed = study.config.seed
     except SemcompError as exc:

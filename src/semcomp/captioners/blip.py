@@ -28,13 +28,17 @@ from semcomp.models import (
     release,
     select_device,
 )
-from semcomp.params import ModelSource, PluginParams
+from semcomp.params import PluginParams, model_source
 
 BLIP_MODEL_TYPES = ("blip", "blip-2")
 
 
+#: a hub id, a folder, or "tiny" (a tiny random-weight model, see semcomp.tiny_models)
+BlipSource = model_source("blip")
+
+
 class BlipParams(PluginParams):
-    model: ModelSource = "Salesforce/blip-image-captioning-large"
+    model: BlipSource = "Salesforce/blip-image-captioning-large"
     #: a hub revision (branch, tag or commit) to pin the weights
     revision: str | None = None
     num_beams: int = Field(default=3, ge=1)
@@ -87,6 +91,10 @@ class BlipCaptioner(Captioner):
         if self.model_type == "blip-2":
             # BLIP-2 generates after the prompt: pad on the left so batched = one at a time
             self.processor.tokenizer.padding_side = "left"
+
+    @classmethod
+    def hf_models(cls, params: dict[str, Any]) -> list[str]:
+        return [params["model"]]
 
     def identity(self) -> dict[str, Any]:
         return {

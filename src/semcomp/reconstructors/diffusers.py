@@ -30,12 +30,15 @@ from semcomp.models import (
     release,
     select_device,
 )
-from semcomp.params import ModelSource, PluginParams
+from semcomp.params import PluginParams, model_source
 from semcomp.reconstructors.base import PromptUse, Reconstruction, Reconstructor
+
+#: a hub id, a folder, or "tiny" (a tiny random-weight model, see semcomp.tiny_models)
+DiffusionSource = model_source("sd")
 
 
 class DiffusersParams(PluginParams):
-    model: ModelSource = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    model: DiffusionSource = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     revision: str | None = None
     steps: int = Field(default=25, ge=1)
     guidance: float = Field(default=7.5, ge=0)
@@ -112,6 +115,10 @@ class DiffusersReconstructor(Reconstructor):
         pipeline.set_progress_bar_config(disable=True)
         self.pipeline = pipeline
         self.commit = getattr(pipeline.config, "_commit_hash", None)
+
+    @classmethod
+    def hf_models(cls, params: dict[str, Any]) -> list[str]:
+        return [params["model"]]
 
     def identity(self) -> dict[str, Any]:
         return {

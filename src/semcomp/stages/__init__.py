@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from semcomp.config import StudyConfig
 from semcomp.engines import BatchOutcome, BatchTask, Engine, LocalEngine, PluginFactory
 from semcomp.images import decode_image
+from semcomp.params import portable_value
 from semcomp.store import Store, content_key, to_json, utc_now
 
 #: stage name → module under ``semcomp.stages``, in pipeline order
@@ -93,6 +94,10 @@ class StageContext:
 
     def settled(self) -> set[str]:
         return self.store.settled_failures(self.report.stage)
+
+    def portable(self, value: Any) -> Any:
+        """``value`` (JSON) with paths inside the study folder relative to it, as stored."""
+        return portable_value(value, self.store.root)
 
     def bar(self, total: int, unit: str) -> Any:
         return tqdm(
@@ -185,7 +190,7 @@ def store_representation(
             "variant": variant,
             "payload_hash": payload_hash,
             "rate_bits": rate_bits,
-            "meta": to_json(meta),
+            "meta": to_json(ctx.portable(meta)),
             "run_id": ctx.run_id,
             "created_at": utc_now(),
         },
@@ -212,7 +217,7 @@ def store_candidate(
             "replicate": replicate,
             "seed": seed,
             "artifact_hash": artifact_hash,
-            "meta": to_json(meta),
+            "meta": to_json(ctx.portable(meta)),
             "run_id": ctx.run_id,
             "created_at": utc_now(),
         },

@@ -176,6 +176,7 @@ def run(ctx: StageContext) -> None:
 
 def register_embedder(ctx: StageContext, embedder_id: str, identity: dict[str, Any]) -> None:
     """The embedder's row: model, weights and preprocessing (call inside a transaction)."""
+    identity = ctx.portable(identity)
     ctx.store.upsert(
         "embedders",
         {

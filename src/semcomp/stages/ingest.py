@@ -6,13 +6,13 @@ import os
 from typing import Any
 
 from semcomp.errors import ImageError, PixelLimitError
-from semcomp.filenames import path_text, text_path
 from semcomp.images import (
     SourceImage,
     SourceProblem,
     decode_image,
     find_sources,
     read_image_file,
+    sha256_hex,
 )
 from semcomp.stages import StageContext
 from semcomp.store import utc_now
@@ -29,16 +29,17 @@ def run(ctx: StageContext) -> None:
     found = list(find_sources(source))
     if source.is_file():  # the manifest is read afresh: its old row problems are replaced
         ctx.clear_prefix(f"{source}:")
-    named = {s.item if isinstance(s, SourceProblem) else path_text(s.path) for s in found}
+    named = {ctx.config.stored_path(s.path) if s.path else s.item for s in found}
     with ctx.bar(len(found), "img") as bar:
         for source in found:
             bar.update()
             if isinstance(source, SourceProblem):
+                item = ctx.config.stored_path(source.path) if source.path else source.item
                 with store.transaction():  # a known file that became a FIFO, a broken link, ...
-                    store.conn.execute("DELETE FROM sources WHERE path = ?", (source.item,))
-                    ctx.fail(source.item, source.reason, retryable=False)
+                    store.conn.execute("DELETE FROM sources WHERE path = ?", (item,))
+                    ctx.fail(item, source.reason, retryable=False)
                 continue
-            key = path_text(source.path)
+            key = ctx.config.stored_path(source.path)
             try:
                 stat = source.path.stat()
             except FileNotFoundError:
@@ -55,11 +56,19 @@ def run(ctx: StageContext) -> None:
             if unchanged and (seen[2] is not None or key in settled):
                 ctx.report.skipped += 1
                 continue
+            if seen is not None and seen[2] is not None and same_content(source, seen, stat):
+                # copied without its times (`cp -r`): the same original, nothing to redo
+                with store.transaction():
+                    store.conn.execute(
+                        "UPDATE sources SET mtime_ns = ? WHERE path = ?", (stat.st_mtime_ns, key)
+                    )
+                ctx.report.skipped += 1
+                continue
             ingest_one(ctx, source, stat)
     images = ctx.config.images.source
     if images.is_dir() or images.is_file():  # a missing source is one problem, not all gone
         for key in sorted(set(known) - named):
-            if not os.path.lexists(text_path(key)):
+            if not os.path.lexists(ctx.config.stored_file(key)):
                 mark_gone(ctx, key)
 
 
@@ -80,9 +89,19 @@ def mark_gone(ctx: StageContext, key: str) -> None:
         )
 
 
+def same_content(source: SourceImage, seen: tuple, stat: os.stat_result) -> bool:
+    """Whether a file whose time changed still holds the original it was ingested as."""
+    if seen[0] != stat.st_size:
+        return False
+    try:
+        return sha256_hex(source.path.read_bytes()) == seen[2]
+    except OSError:
+        return False
+
+
 def ingest_one(ctx: StageContext, source: SourceImage, stat: os.stat_result) -> None:
     store, images = ctx.store, ctx.config.images
-    key = path_text(source.path)
+    key = ctx.config.stored_path(source.path)
     source_row: dict[str, Any] = {
         "path": key,
         "size": stat.st_size,

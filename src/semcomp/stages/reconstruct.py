@@ -200,7 +200,7 @@ def run_reconstructor(
                         "seed": job.seed,
                         "replicate": job.replicate,
                         "artifact_hash": digest,
-                        "meta": to_json(outcome.identity | result.meta),
+                        "meta": to_json(ctx.portable(outcome.identity | result.meta)),
                         "run_id": ctx.run_id,
                         "created_at": utc_now(),
                     },
