@@ -127,12 +127,15 @@ def test_patterns_use_name_id_and_any_extension(tmp_path, tiny_clip):
     assert files_by_method == {"by-id": ["Object 1", "group_1"], "by-name": ["Object 1", "group_1"]}
 
 
-def external(tmp_path, **keys):
+def external(tmp_path, identity_root=None, **keys):
     folder = tmp_path / "files"
     folder.mkdir(exist_ok=True)
     data = {"name": "ext", "folder": str(folder), "pattern": "{name}_gr.png"} | keys
     config = parse_config(
-        {"name": "s", "images": {"source": str(tmp_path)}, "methods": [data]}, "t.toml", tmp_path
+        {"name": "s", "images": {"source": str(tmp_path)}, "methods": [data]},
+        "t.toml",
+        tmp_path,
+        identity_root,
     )
     return config.methods[0]
 
@@ -140,7 +143,8 @@ def external(tmp_path, **keys):
 def test_rate_defaults_and_method_ids_of_older_study_files(tmp_path):
     captions = tmp_path / "gpt4.csv"
     captions.write_text("image,caption\nobject_1,a red apple\n")
-    with_captions = external(tmp_path, captions=str(captions))
+    # an older study: its identities were made with absolute paths (see test_portable.py)
+    with_captions = external(tmp_path, str(tmp_path), captions=str(captions))
     assert isinstance(with_captions, ExternalMethod)
     assert with_captions.rate == "captions" and external(tmp_path).rate == "none"
     # an older study's external method keeps its id (and so its rows)
@@ -156,8 +160,9 @@ def test_rate_defaults_and_method_ids_of_older_study_files(tmp_path):
         with_captions._text_codec_identity,
     )
     assert with_captions.method_id == older
-    assert external(tmp_path, captions=str(captions), rate="captions").method_id == older
-    assert external(tmp_path, captions=str(captions), rate="none").method_id != older
+    older_study = {"identity_root": str(tmp_path), "captions": str(captions)}
+    assert external(tmp_path, rate="captions", **older_study).method_id == older
+    assert external(tmp_path, rate="none", **older_study).method_id != older
     assert with_captions.operating_point_labels() == ["caption"]
     as_file = external(tmp_path, rate="file", codec="jpeg", operating_point="q1")
     assert as_file.operating_point_labels() == ["q1"] and as_file.payload_codec == "jpeg"

@@ -104,15 +104,17 @@ def portable_path(path: str | Path, study_dir: Path | str | None, anchor: str | 
     if study_dir is None:
         return str(path)
     root = Path(study_dir).resolve()
-    relative = None
-    for candidate in (Path(os.path.abspath(path)), Path(path).resolve()):  # links kept first
+    absolute = Path(os.path.abspath(path))
+    if absolute.is_relative_to(root):  # links kept as they are
+        relative = absolute.relative_to(root)
+    else:
         try:
-            relative = candidate.relative_to(root)
-            break
-        except ValueError:
-            continue
-    if relative is None:
-        return str(path)
+            resolved = Path(path).resolve()
+        except (OSError, RuntimeError):  # a symlink loop: not a file to follow
+            return str(path)
+        if not resolved.is_relative_to(root):
+            return str(path)
+        relative = resolved.relative_to(root)
     return str(Path(anchor) / relative) if anchor else relative.as_posix()
 
 

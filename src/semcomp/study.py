@@ -196,7 +196,9 @@ class Study:
         unknown = selected - set(STAGES)
         if unknown:
             raise ConfigError(f"unknown stage(s) {sorted(unknown)}; stages are {', '.join(STAGES)}")
-        if "ingest" in selected:
+        if "ingest" in selected and not self.store.count("originals"):
+            # nothing to study; once originals exist, a source gone missing is an ingest
+            # failure and the run goes on with what the store holds
             require_images(self.config.images.source)
         self.prepare_models(selected)
         run_id = self.store.start_run(

@@ -223,8 +223,22 @@ def summarise(points: pd.DataFrame, seed: int = 0, image_set: str = UNPAIRED) ->
                 values, seed
             )
         rows.append(row)
-    summary = pd.DataFrame(rows)
-    return summary.sort_values(["method", "bpp_mean"]).reset_index(drop=True) if rows else summary
+    if not rows:  # the columns still say what a summary holds
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    return pd.DataFrame(rows).sort_values(["method", "bpp_mean"]).reset_index(drop=True)
+
+
+#: the columns every summary has (metric columns follow them when there are rows)
+SUMMARY_COLUMNS = [
+    "method",
+    "codec",
+    "operating_point",
+    "n",
+    "image_set",
+    "rate_bytes_mean",
+    "rate_bits_mean",
+    "bpp_mean",
+]
 
 
 def compressai_results(summary: pd.DataFrame, method: str, description: str) -> dict:

@@ -158,11 +158,16 @@ def write_comparisons(
     written += save_figure(table1_figure(first.table, first.satisfaction_metric), folder / "table1")
     notes.append(f"Table 1: {first.note}")
     metric = headline_metric(points)
+    rated = None if metric is None else rate_comparison(points, metric, unpaired=unpaired)
+    rated_points = covered(rated) if rated is not None else None
     if metric is None:
         notes.append("no similarity scores yet: no iso-satisfaction, Pareto front or BD-rate")
+    elif rated_points.empty:
+        notes.append(
+            f"no method with a rate has a {metric} score: no iso-satisfaction, Pareto front "
+            "or BD-rate (dropped.csv says why for each method)"
+        )
     else:
-        rated = rate_comparison(points, metric, unpaired=unpaired)
-        rated_points = covered(rated)
         drawn = with_rate_less(points, rated)  # methods without a rate: bands in the figure
         drawn_summary = summarise(drawn, seed=seed, image_set=rated.image_set)
         common_summary = drawn_summary[drawn_summary["method"].isin(rated.methods)]

@@ -13,7 +13,6 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from semcomp.engines import BatchTask, PluginFactory
@@ -242,7 +241,7 @@ def import_external(ctx: StageContext, method: ExternalMethod) -> None:
         item = f"{row['id']}|0"
         recorded = json.loads(row["meta"]).get("file")
         path = (
-            Path(recorded)
+            ctx.config.stored_file(recorded)  # stored relative to the study folder when inside
             if recorded
             else external_file(method, row["name"], row["original_id"], row["source_path"])
         )
