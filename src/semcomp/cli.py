@@ -483,6 +483,8 @@ def ratings_import(
         )
     for line in summary.lines():
         typer.echo(line)
+    if not summary.kept:  # the lines above say why; the exit status says it to scripts
+        raise SemcompError(summary.nothing_kept())
 
 
 @ratings_app.command("summary")
@@ -507,6 +509,17 @@ def ratings_summary(
             known = ", ".join(definitions) or "none"
             raise SemcompError(f"no ratings for survey {survey!r} in {study} (surveys: {known})")
         definition = definitions[survey]
+        answers = aggregate.kept_ratings(store, survey, include_excluded=True)
+        answers = answers[answers["is_check"] == 0]
+        if answers["excluded"].notna().all():  # nothing kept: say so in one line
+            rules = answers["excluded"].value_counts()
+            unmatched = len(aggregate.unmatched_answers(store, survey))
+            typer.echo(
+                f"survey {survey}: no kept ratings ({len(answers)} answers imported, "
+                + ", ".join([*(f"{n} excluded as {rule}" for rule, n in rules.items()), ""])
+                + f"{unmatched} about images the study does not know)"
+            )
+            return
         synonym_map = aggregate.load_synonyms(synonyms)
         if any(q.numeric for q in definition.questions):
             typer.echo(aggregate.method_summary(store, survey).to_string(index=False))
