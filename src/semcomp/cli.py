@@ -164,7 +164,7 @@ def demo(
 ) -> None:
     """The main job: a demo study of generated images, JPEG/WebP sweeps, CLIP scores, report."""
     from semcomp.analysis.report import write_report
-    from semcomp.demo import prepare_demo
+    from semcomp.demo import add_simulated_ratings, prepare_demo
     from semcomp.study import Study
 
     started = time.perf_counter()
@@ -172,6 +172,7 @@ def demo(
     with Study.open(outcome.root) as study:
         summary = study.run(progress=progress, command="semcomp demo")
         _print_run(summary)
+        add_simulated_ratings(study.store, outcome.root / "surveys", say=typer.echo)
     with Study.open(outcome.root, read_only=True) as study:
         files = write_report(study)
     typer.echo(f"demo study: {outcome.root}")
@@ -497,6 +498,7 @@ def ratings_summary(
     from semcomp.study import Study
     from semcomp.surveys import aggregate
     from semcomp.surveys.definitions import builtin_surveys, load_survey
+    from semcomp.surveys.simulated import SIMULATED, simulated_surveys
 
     if survey.lower().endswith(".toml"):
         survey = load_survey(survey).id
@@ -521,6 +523,9 @@ def ratings_summary(
             )
             return
         synonym_map = aggregate.load_synonyms(synonyms)
+        simulated = simulated_surveys(store)
+        if survey in simulated:
+            typer.echo(f"{SIMULATED}: {simulated[survey]}")
         if any(q.numeric for q in definition.questions):
             typer.echo(aggregate.method_summary(store, survey).to_string(index=False))
         if sum(q.kind == "scale" for q in definition.questions) > 1:  # Survey B's dimensions
@@ -582,6 +587,8 @@ def survey_make(
     typer.echo(f"  upload {made.images} so that {base_url.rstrip('/')}/<file> serves each file")
     typer.echo(f"  HIT input CSV: {made.hits_csv}")
     typer.echo(f"  HIT template:  {made.template}")
+    for note in made.notes:
+        typer.echo(f"note: {note}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from semcomp.app.filters import context, download_csv
+from semcomp.surveys.simulated import SIMULATED, survey_of
 
 study, filters = context()
 points = filters.points(study)
@@ -72,8 +73,10 @@ st.subheader("Table 1: mean size and semantic satisfaction")
 if points.empty:
     st.info("no candidates match the filters")
 else:
-    table, _, note = filters.analysis(study, "table1")
+    table, metric, note = filters.analysis(study, "table1")
     st.caption(note)
+    if metric and survey_of(metric) in study.simulated_ratings:
+        st.warning(f"the satisfaction column holds {SIMULATED}, not people's")
     st.dataframe(table, hide_index=True)
     download_csv(table, "table1.csv", "table1_csv")
 
