@@ -170,3 +170,26 @@ def test_survey_make_leaves_out_candidates_that_are_not_images(rated_demo, tmp_p
     out = capsys.readouterr().out
     assert raised.value.code == 0
     assert "note: left out 9 candidates that are not images (decoded embeddings)" in out
+
+
+def test_the_app_pages_show_the_simulated_ratings_with_their_label(rated_demo, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from semcomp.app import MAIN_SCRIPT, STUDY_ENV
+
+    root, _, _ = rated_demo
+    monkeypatch.setenv(STUDY_ENV, str(root))
+    app = AppTest.from_file(str(MAIN_SCRIPT), default_timeout=120)
+    app.run()
+    warnings = {}
+    for page in ("overview", "surveys", "agreement", "embedding_codecs"):
+        app.switch_page(f"views/{page}.py")
+        app.run()
+        assert not app.exception, [e.value for e in app.exception]
+        warnings[page] = "\n".join(str(w.value) for w in app.warning)
+        assert not app.info, (page, [i.value for i in app.info])  # no "nothing yet" notes
+    for page, shown in warnings.items():  # the sidebar says so on every page
+        assert "simulated ratings — Survey A, B, C" in shown, page
+    assert "satisfaction column holds simulated ratings" in warnings["overview"]
+    assert "simulated ratings: ratings drawn at random" in warnings["surveys"]
+    assert "simulated ratings: ratings drawn at random" in warnings["agreement"]

@@ -23,11 +23,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from semcomp.config import STUDY_FILE, EmbedderConfig
+
+if TYPE_CHECKING:
+    from semcomp.store import Store
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -276,7 +280,8 @@ def _pqvae_method_toml(
                 images.append(draw_scene(rng, seed % 3).resize((128, 96)))
                 labels.append(label)
         held_out = np.arange(len(images)) % 40 >= 30
-        say(f"training a small PQVAE-shared codec on {len(images)} CLIP embeddings of drawn scenes")
+        trained_on = int((~held_out).sum())
+        say(f"training a small PQVAE-shared codec on {trained_on} CLIP embeddings of drawn scenes")
         embedder = OpenClipEmbedder(embedder_config, device="auto", batch_size=32)
         try:
             everything = embedder.embed(images)
@@ -330,7 +335,9 @@ def _write_pqvae_evaluation(checkpoint, data, text: np.ndarray, path: Path) -> N
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
-def add_simulated_ratings(store, folder: Path, say: Callable[[str], None] = print) -> list[str]:
+def add_simulated_ratings(
+    store: Store, folder: Path, say: Callable[[str], None] = print
+) -> list[str]:
     """Write simulated Survey A, B and C results as MTurk batch-results files in ``folder``,
     import them through the real importer and mark the surveys "simulated ratings".
 
@@ -348,9 +355,9 @@ def add_simulated_ratings(store, folder: Path, say: Callable[[str], None] = prin
         if not write(store, survey, path, facts=facts):
             say(f"survey {survey.id}: no candidate has a CLIP score, no {SIMULATED}")
             continue
-        summary = import_ratings(store, path, survey)
-        with store.transaction():
+        with store.transaction():  # labelled before any of them is in the store
             mark_simulated(store, survey.id)
+        summary = import_ratings(store, path, survey)
         say(f"survey {survey.id}: imported {summary.kept} {SIMULATED} from {path.name}")
         imported.append(str(path))
     return imported

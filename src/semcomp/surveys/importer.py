@@ -20,8 +20,9 @@ said in the summary. Blank, out-of-range and unreadable answers (and unreadable
 times) are failures (stage ``ratings``, with file, line, column and value); a blank
 or unreadable answer to an attention check fails the check. Answers about images the
 study does not know, or in a slot that names no image, are kept aside in
-``ratings_unmatched`` and reported. An assignment belongs to one survey: importing it
-under another is an error.
+``ratings_unmatched`` and reported; an assignment none of whose answers names an image
+of the study is not registered (a corrected import of the file counts it as new). An
+assignment belongs to one survey: importing it under another is an error.
 """
 
 from __future__ import annotations
