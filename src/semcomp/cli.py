@@ -189,7 +189,7 @@ def demo(
 ) -> None:
     """The main job: a demo study of generated images, JPEG/WebP sweeps, CLIP scores, report."""
     from semcomp.analysis.report import write_report
-    from semcomp.demo import prepare_demo
+    from semcomp.demo import add_simulated_ratings, prepare_demo
     from semcomp.study import Study
 
     started = time.perf_counter()
@@ -197,6 +197,7 @@ def demo(
     with Study.open(outcome.root) as study:
         summary = study.run(progress=progress, command="semcomp demo")
         _print_run(summary)
+        add_simulated_ratings(study.store, outcome.root / "surveys", say=typer.echo)
     with Study.open(outcome.root, read_only=True) as study:
         files = write_report(study)
     typer.echo(f"demo study: {outcome.root}")
@@ -508,6 +509,8 @@ def ratings_import(
         )
     for line in summary.lines():
         typer.echo(line)
+    if not summary.kept:  # the lines above say why; the exit status says it to scripts
+        raise SemcompError(summary.nothing_kept())
 
 
 @ratings_app.command("summary")
@@ -520,6 +523,7 @@ def ratings_summary(
     from semcomp.study import Study
     from semcomp.surveys import aggregate
     from semcomp.surveys.definitions import builtin_surveys, load_survey
+    from semcomp.surveys.simulated import SIMULATED, simulated_surveys
 
     if survey.lower().endswith(".toml"):
         survey = load_survey(survey).id
@@ -532,7 +536,21 @@ def ratings_summary(
             known = ", ".join(definitions) or "none"
             raise SemcompError(f"no ratings for survey {survey!r} in {study} (surveys: {known})")
         definition = definitions[survey]
+        answers = aggregate.kept_ratings(store, survey, include_excluded=True)
+        answers = answers[answers["is_check"] == 0]
+        if answers["excluded"].notna().all():  # nothing kept: say so in one line
+            rules = answers["excluded"].value_counts()
+            unmatched = len(aggregate.unmatched_answers(store, survey))
+            typer.echo(
+                f"survey {survey}: no kept ratings ({len(answers)} answers imported, "
+                + ", ".join([*(f"{n} excluded as {rule}" for rule, n in rules.items()), ""])
+                + f"{unmatched} about images the study does not know)"
+            )
+            return
         synonym_map = aggregate.load_synonyms(synonyms)
+        simulated = simulated_surveys(store)
+        if survey in simulated:
+            typer.echo(f"{SIMULATED}: {simulated[survey]}")
         if any(q.numeric for q in definition.questions):
             typer.echo(aggregate.method_summary(store, survey).to_string(index=False))
         if sum(q.kind == "scale" for q in definition.questions) > 1:  # Survey B's dimensions
@@ -594,6 +612,8 @@ def survey_make(
     typer.echo(f"  upload {made.images} so that {base_url.rstrip('/')}/<file> serves each file")
     typer.echo(f"  HIT input CSV: {made.hits_csv}")
     typer.echo(f"  HIT template:  {made.template}")
+    for note in made.notes:
+        typer.echo(f"note: {note}")
 
 
 def main(argv: list[str] | None = None) -> None:

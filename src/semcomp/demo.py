@@ -4,6 +4,10 @@ Nine scenes in three of the textual-transform paper's categories; JPEG and
 WebP sweeps (the paper's ~80 %/~90 % reductions plus a quality ladder); two
 textual transforms, human captions written for the scenes and BLIP captions,
 both reconstructed with a diffusion model; CLIP similarity and the report.
+So that every page has something to show, it also imports *simulated* Survey
+A/B/C ratings (a stated random model around each candidate's CLIP score, see
+:mod:`semcomp.surveys.simulated`; labelled "simulated ratings" wherever they
+appear) and writes a PQVAE evaluation file (``pqvae/demo-eval.json``).
 
 Each model family uses the real default when its weights are cached or the hub
 is reachable (CLIP ViT-L/14@336px, BLIP base, SD-Turbo); otherwise the demo
@@ -19,11 +23,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from semcomp.config import STUDY_FILE, EmbedderConfig
+
+if TYPE_CHECKING:
+    from semcomp.store import Store
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -176,6 +184,19 @@ SCENE_CAPTIONS = {
     "landscape_3": "dark mountains and a river in a valley at night under a navy sky with a moon",
 }
 
+#: what stands out in each scene (Survey C's simulated answers aim at these)
+SCENE_FACTS = {
+    "single_object_1": (("apple", "table", "leaf", "wall"), "lies on", ("Calm", "Warm")),
+    "single_object_2": (("mug", "coffee", "table", "wall"), "stands on", ("Calm", "Warm")),
+    "single_object_3": (("ball", "table", "wall"), "rests on", ("Cheerful", "Calm")),
+    "multiple_objects_1": (("balls", "boxes", "grass", "sky"), "are scattered on", ("Busy",)),
+    "multiple_objects_2": (("balls", "boxes", "lawn"), "lie on", ("Busy", "Cheerful")),
+    "multiple_objects_3": (("balls", "boxes", "field"), "are spread over", ("Busy", "Energetic")),
+    "landscape_1": (("mountains", "river", "valley", "sun"), "flows through", ("Peaceful",)),
+    "landscape_2": (("mountains", "river", "sunset"), "runs below", ("Warm", "Pleasing")),
+    "landscape_3": (("mountains", "river", "moon"), "shines over", ("Dark", "Calm", "Eerie")),
+}
+
 DEMO_CAPTIONER = "Salesforce/blip-image-captioning-base"
 DEMO_RECONSTRUCTOR = "stabilityai/sd-turbo"
 
@@ -229,7 +250,10 @@ def _pqvae_method_toml(
 
     A toy codec (a few hundred training embeddings, a small network, 200 bits):
     it shows an embedding codec on the rate axis next to JPEG and captions, not
-    the paper's numbers; its checkpoint records how it was made.
+    the paper's numbers; its checkpoint records how it was made. Its zero-shot
+    accuracy on 30 more drawn scenes (3 classes, prompts "a picture of a
+    landscape", ...) is written to ``pqvae/demo-eval.json`` for the
+    Embedding-codecs page and the report.
     """
     from semcomp.analysis.clip import OpenClipEmbedder
     from semcomp.codecs.pqvae.data import EmbeddingSet
@@ -248,20 +272,27 @@ def _pqvae_method_toml(
         embedder_config = parse_config(data, "demo", root).similarity.models[0]
         images, labels = [], []
         for label, draw_scene in enumerate(SCENES.values()):
-            for seed in range(1, 31):
+            for seed in range(1, 41):  # 1-30 train the codec, 31-40 evaluate it
                 rng = np.random.default_rng([seed, label, 7])
                 images.append(draw_scene(rng, seed % 3).resize((128, 96)))
                 labels.append(label)
-        say(f"training a small PQVAE-shared codec on {len(images)} CLIP embeddings of drawn scenes")
+        held_out = np.arange(len(images)) % 40 >= 30
+        trained_on = int((~held_out).sum())
+        say(f"training a small PQVAE-shared codec on {trained_on} CLIP embeddings of drawn scenes")
         embedder = OpenClipEmbedder(embedder_config, device="auto", batch_size=32)
         try:
-            embeddings = embedder.embed(images)
+            everything = embedder.embed(images)
+            prompts = [f"a picture of {'a ' if c[-1] != 's' else ''}{c}" for c in SCENES]
+            text = embedder.embed_texts([p.replace("_", " ") for p in prompts])
         finally:
             embedder.close()
+        embeddings, labels = everything[~held_out], np.array(labels)
+        evaluation = EmbeddingSet(everything[held_out], labels[held_out], list(SCENES))
+        labels = labels[~held_out]
         config = PQVAEConfig(
             input_dim=embeddings.shape[1], hidden=(64, 32), residual_hidden=16, channels=16, d_sub=4
         )
-        Trainer(
+        trained = Trainer(
             config,
             TrainConfig(
                 epochs=15,
@@ -282,6 +313,7 @@ def _pqvae_method_toml(
             log=lambda _: None,
             progress=False,
         ).train()
+        _write_pqvae_evaluation(trained, evaluation, text, root / "pqvae" / "demo-eval.json")
     flag = "random_weights = true\n" if random_weights else ""
     return f"""
 [[methods]]
@@ -289,6 +321,46 @@ name = "pqvae-demo"
 checkpoint = "models/pqvae/best.safetensors"
 entropy_coder = "ans"
 {flag}"""
+
+
+def _write_pqvae_evaluation(checkpoint, data, text: np.ndarray, path: Path) -> None:
+    """Zero-shot accuracy and exact rate of the demo codec with two entropy coders."""
+    import json
+    from dataclasses import asdict
+
+    from semcomp.codecs.pqvae.evaluate import evaluate
+
+    results = [asdict(evaluate(checkpoint, data, text, coder)) for coder in ("ans", "fixed")]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+def add_simulated_ratings(
+    store: Store, folder: Path, say: Callable[[str], None] = print
+) -> list[str]:
+    """Write simulated Survey A, B and C results as MTurk batch-results files in ``folder``,
+    import them through the real importer and mark the surveys "simulated ratings".
+
+    The random model is :mod:`semcomp.surveys.simulated`'s; returns the files imported.
+    """
+    from semcomp.surveys.definitions import load_survey
+    from semcomp.surveys.importer import import_ratings
+    from semcomp.surveys.simulated import SIMULATED, SceneFacts, mark_simulated
+    from semcomp.surveys.simulated import write_simulated_results as write
+
+    facts = {name: SceneFacts(*entry) for name, entry in SCENE_FACTS.items()}
+    imported = []
+    for survey in map(load_survey, "ABC"):
+        path = folder / f"simulated_{survey.id}_batch_results.csv"
+        if not write(store, survey, path, facts=facts):
+            say(f"survey {survey.id}: no candidate has a CLIP score, no {SIMULATED}")
+            continue
+        with store.transaction():  # labelled before any of them is in the store
+            mark_simulated(store, survey.id)
+        summary = import_ratings(store, path, survey)
+        say(f"survey {survey.id}: imported {summary.kept} {SIMULATED} from {path.name}")
+        imported.append(str(path))
+    return imported
 
 
 @dataclass

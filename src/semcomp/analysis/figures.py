@@ -85,6 +85,14 @@ def _pyplot():
     return plt
 
 
+def label_panel(figure: Figure, label: str, axis: int = 0) -> None:
+    """Add ``label`` (e.g. "simulated ratings") in capitals under a panel's title."""
+    if label and figure.axes:
+        panel = figure.axes[min(axis, len(figure.axes) - 1)]
+        title = panel.get_title()
+        panel.set_title((title + "\n" if title else "") + label.upper(), fontsize="small")
+
+
 def save_figure(figure: Figure, out_stem: Path) -> list[Path]:
     """Write ``figure`` as PNG (150 dpi) and PDF next to each other and close it."""
     written = []

@@ -7,9 +7,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from semcomp.analysis.figures import RANDOM_WEIGHTS_NOTE, rd_figure
+from semcomp.analysis.figures import RANDOM_WEIGHTS_NOTE, label_panel, rd_figure
 from semcomp.analysis.rd import (
     SATISFACTION_PREFIX,
     SCALED_CLIP,
@@ -130,6 +131,7 @@ def write_comparisons(
         table1_figure,
     )
     from semcomp.analysis.table1 import table1
+    from semcomp.surveys.simulated import SIMULATED, simulated_surveys, survey_of
 
     seed, random_weights = study.config.seed, study.random_weights
     written: list[Path] = []
@@ -137,9 +139,17 @@ def write_comparisons(
     left_out: list[pd.DataFrame] = []
     dropped: list[pd.DataFrame] = []
     coverage_notes: list[str] = []
+    simulated = simulated_surveys(study.store)
 
-    def table(frame: pd.DataFrame, name: str) -> None:
+    def simulated_of(metric: str | None) -> str:
+        """``"simulated ratings"`` when ``metric`` holds a simulated survey's ratings."""
+        return SIMULATED if metric and survey_of(metric) in simulated else ""
+
+    def table(frame: pd.DataFrame, name: str, metric: str | None = None) -> None:
         path = folder / name
+        if simulated_of(metric) and not frame.empty:  # the label travels with the file
+            rated = frame["rated_images"] > 0 if "rated_images" in frame else True
+            frame = frame.assign(rating_source=np.where(rated, SIMULATED, ""))
         frame.to_csv(path, index=False)
         written.append(path)
 
@@ -154,9 +164,12 @@ def write_comparisons(
 
     compared = common_images(points, "table1", unpaired=unpaired)
     first = table1(covered(compared), seed=seed)
-    table(stated(first.table, compared), "table1.csv")
-    written += save_figure(table1_figure(first.table, first.satisfaction_metric), folder / "table1")
-    notes.append(f"Table 1: {first.note}")
+    table(stated(first.table, compared), "table1.csv", first.satisfaction_metric)
+    figure = table1_figure(first.table, first.satisfaction_metric)
+    label_panel(figure, simulated_of(first.satisfaction_metric), axis=1)
+    written += save_figure(figure, folder / "table1")
+    marked = f" ({SIMULATED})" if simulated_of(first.satisfaction_metric) else ""
+    notes.append(f"Table 1{marked}: {first.note}")
     metric = headline_metric(points)
     rated = None if metric is None else rate_comparison(points, metric, unpaired=unpaired)
     rated_points = covered(rated) if rated is not None else None
@@ -173,13 +186,15 @@ def write_comparisons(
         common_summary = drawn_summary[drawn_summary["method"].isin(rated.methods)]
         level = default_iso_level(rated_points, metric)
         per_image, per_method = iso_satisfaction(rated_points, metric, level, rate)
-        table(per_image, "iso_satisfaction_images.csv")
-        table(stated(per_method, rated), "iso_satisfaction.csv")
+        table(per_image, "iso_satisfaction_images.csv", metric)
+        table(stated(per_method, rated), "iso_satisfaction.csv", metric)
         _, mean_rate, _ = RATE_AXES[rate]
         front = pareto_front(common_summary, mean_rate, f"{metric} mean")
-        table(stated(front, rated), "pareto.csv")
+        table(stated(front, rated), "pareto.csv", metric)
         bd = bd_rate_table(common_summary, metric, rate)
-        table(stated(bd, rated) if not bd.empty else bd, "bd_rate.csv")
+        table(stated(bd, rated) if not bd.empty else bd, "bd_rate.csv", metric)
+        if simulated_of(metric):
+            notes.append(f"iso-satisfaction, Pareto front and BD-rate use {metric}: {SIMULATED}")
         if not bd.empty and bd["bd_rate_percent"].isna().all():
             notes.append(f"BD-rate undefined for every pair: {bd['reason'].iloc[0]}")
         figure = rd_chart(
@@ -192,6 +207,7 @@ def write_comparisons(
             title=study.config.name,
             random_weights=random_weights,
         )
+        label_panel(figure, simulated_of(metric))
         written += save_figure(figure, folder / "rd_iso_pareto")
     humans, models = human_metrics(points), clip_metrics(points)
     if humans and models:
@@ -199,9 +215,12 @@ def write_comparisons(
         both = agreement_comparison(points, models[0], human, unpaired=unpaired)
         agreeing = covered(both)
         correlations = agreement(agreeing, models[0], human, seed=seed)
-        table(correlations.assign(image_set=both.image_set), "agreement.csv")
+        table(correlations.assign(image_set=both.image_set), "agreement.csv", human)
         figure = agreement_figure(agreeing, models[0], human, correlations)
+        label_panel(figure, simulated_of(human))
         written += save_figure(figure, folder / "agreement")
+        if simulated_of(human):
+            notes.append(f"agreement: {human} holds {SIMULATED}, not people's")
     else:
         notes.append(f"agreement: {MISSING_HUMAN}")
     embedding = embedding_results(study.root, pqvae_results)
@@ -383,6 +402,12 @@ def write_report(
     ]
     if random_weights:
         head.insert(1, f"WARNING: {RANDOM_WEIGHTS_NOTE}")
+    from semcomp.surveys.simulated import SIMULATED, simulated_surveys
+
+    simulated = simulated_surveys(study.store)
+    for model in dict.fromkeys(simulated.values()):
+        surveys = ", ".join(s for s, m in simulated.items() if m == model)
+        head.insert(1, f"WARNING: {SIMULATED} in survey {surveys}: {model}")
     lossless = lossless_reduction_note(points)
     if lossless:
         comparison_notes = [lossless, *comparison_notes]

@@ -68,6 +68,8 @@ class StudyData:
     notes: list[str] = field(default_factory=list)
     #: the study's seed (bootstrap resampling), as ``semcomp report`` uses it
     seed: int = 0
+    #: survey id → the random model of its simulated ratings (``semcomp demo``)
+    simulated_ratings: dict[str, str] = field(default_factory=dict)
 
     @property
     def metrics(self) -> list[str]:
@@ -138,6 +140,7 @@ def load_study(root: str, db_signature: tuple) -> StudyData:
 def _read_study(folder: Path, store: Store) -> StudyData:
     from semcomp.config import load_config
     from semcomp.study import Study, identity_root
+    from semcomp.surveys.simulated import simulated_surveys
 
     notes: list[str] = []
     try:
@@ -165,6 +168,7 @@ def _read_study(folder: Path, store: Store) -> StudyData:
             for table in ("originals", "representations", "candidates", "scores", "failures")
         }
         random_weights = random_weights or bool(store.get_info("random_weights", False))
+        simulated = simulated_surveys(store)
     artifacts["path"] = [str(store.artifacts_dir / p) for p in artifacts.pop("relpath")]
     originals = originals.merge(original_files, left_on="id", right_on="original_id", how="left")
     originals["path"] = [str(store.artifacts_dir / p) for p in originals.pop("relpath")]
@@ -180,6 +184,7 @@ def _read_study(folder: Path, store: Store) -> StudyData:
         counts=counts,
         notes=notes,
         seed=seed,
+        simulated_ratings=simulated,
     )
 
 

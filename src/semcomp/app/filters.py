@@ -102,6 +102,11 @@ def sidebar(study: StudyData) -> Filters:
         )
         if study.random_weights:
             st.warning("random weights — numbers are not meaningful")
+        if study.simulated_ratings:
+            surveys = ", ".join(study.simulated_ratings)
+            st.warning(
+                plain(f"simulated ratings — Survey {surveys}: drawn at random, not people's")
+            )
     return Filters(
         tuple(chosen_categories), tuple(chosen_methods), metric, unpaired=images == PER_POINT
     )

@@ -96,10 +96,6 @@ def kept_ratings(
     )
 
 
-def _iqr(values: pd.Series) -> float:
-    return float(values.quantile(0.75) - values.quantile(0.25))
-
-
 def pair_summary(store: Store, survey: str | None = None) -> pd.DataFrame:
     """Per (survey, question, original, candidate) of numeric answers: n, median, mean, std,
     iqr (std with n − 1; NaN for one rating)."""
@@ -113,7 +109,10 @@ def pair_summary_of(ratings: pd.DataFrame) -> pd.DataFrame:
     if ratings.empty:
         return pd.DataFrame(columns=columns)
     grouped = ratings.groupby(PAIR_COLUMNS, dropna=False)["value"]
-    summary = grouped.agg(n="count", median="median", mean="mean", std="std", iqr=_iqr)
+    summary = grouped.agg(n="count", median="median", mean="mean", std="std")
+    # quartiles of every group at once (a Python function per group is ~50x slower)
+    quartiles = grouped.quantile([0.25, 0.75]).unstack()
+    summary["iqr"] = quartiles[0.75] - quartiles[0.25]
     return summary.reset_index()[columns]
 
 

@@ -20,8 +20,9 @@ said in the summary. Blank, out-of-range and unreadable answers (and unreadable
 times) are failures (stage ``ratings``, with file, line, column and value); a blank
 or unreadable answer to an attention check fails the check. Answers about images the
 study does not know, or in a slot that names no image, are kept aside in
-``ratings_unmatched`` and reported. An assignment belongs to one survey: importing it
-under another is an error.
+``ratings_unmatched`` and reported; an assignment none of whose answers names an image
+of the study is not registered (a corrected import of the file counts it as new). An
+assignment belongs to one survey: importing it under another is an error.
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ from semcomp.surveys.answers import (
 from semcomp.surveys.definitions import SurveyDefinition
 from semcomp.surveys.mapping import (
     Mapping,
+    NamedItem,
     default_mapping,
     generated_mapping,
+    list_hint,
     load_mapping,
     reference_keys,
 )
@@ -119,6 +122,8 @@ class ImportSummary:
     assignments_new: int = 0
     assignments_updated: int = 0
     assignments_unchanged: int = 0
+    #: assignments left unregistered: every item they answered names no image of the study
+    assignments_unmatched: int = 0
     ratings_new: int = 0
     #: answers of this file kept after quality control (attention checks not counted)
     kept: int = 0
@@ -147,16 +152,38 @@ class ImportSummary:
         listed += entries[: max(LISTED - len(listed), 0)]
         setattr(self, f"{name}_count", getattr(self, f"{name}_count") + len(entries))
 
+    def nothing_kept(self) -> str:
+        """Why this file gave the survey no answers (call when :attr:`kept` is 0)."""
+        reasons = [
+            f"{count} {what}"
+            for count, what in (
+                (self.unmatched_count, "about images the study does not know"),
+                (self.failed_count, "unreadable"),
+                (sum(self.excluded.values()), "excluded by quality control"),
+            )
+            if count
+        ]
+        return f"no answers kept from {Path(self.file).name} for survey {self.survey}" + (
+            f" ({', '.join(reasons)})" if reasons else " (it holds no answers)"
+        )
+
     def lines(self, limit: int = 20) -> list[str]:
         excluded = ", ".join(f"{n} {rule}" for rule, n in sorted(self.excluded.items())) or "none"
         out = [
             f"{self.file} ({self.format}, {self.encoding}) → survey {self.survey}: "
             f"{self.rows} rows; assignments {self.assignments_new} new, "
-            f"{self.assignments_updated} updated, {self.assignments_unchanged} unchanged; "
-            f"{self.ratings_new} new answers",
+            f"{self.assignments_updated} updated, {self.assignments_unchanged} unchanged"
+            + (
+                f", {self.assignments_unmatched} not registered (no image of the study named)"
+                if self.assignments_unmatched
+                else ""
+            )
+            + f"; {self.ratings_new} new answers",
             f"  kept {self.kept} answers; excluded: {excluded}; failed {self.failed_count}; "
             f"unknown images {self.unmatched_count}; {self.scores_written} human score rows",
         ]
+        if not self.kept:
+            out.append(f"  {self.nothing_kept()}")
         if self.options_changed:
             out.append(f"  quality control of survey {self.survey} changed: {self.options_changed}")
         if self.unknown_columns:
@@ -225,6 +252,19 @@ class StudyIndex:
             self.candidate_original[row["id"]] = row["original_id"]
             for ref in [row["id"], row["artifact_hash"], *reference_keys(row["relpath"])[1:]]:
                 self.candidates[ref].add(row["id"])
+        #: (original, method name) → operating point → replicate → candidate ids
+        self.by_method: dict[tuple[str, str], dict[str, dict[int, set[str]]]] = defaultdict(
+            lambda: defaultdict(lambda: defaultdict(set))
+        )
+        rows = store.conn.execute(
+            "SELECT c.id, c.replicate, r.original_id, r.operating_point, m.name FROM candidates c "
+            "JOIN representations r ON r.id = c.representation_id "
+            "JOIN methods m ON m.id = r.method_id"
+        )
+        for row in rows:
+            points = self.by_method[(row["original_id"], row["name"].lower())]
+            points[row["operating_point"]][row["replicate"]].add(row["id"])
+        self.method_names = {method.lower() for _, method in self.by_method}
         checks = {q.id: (q.check_min, None) for q in survey.questions if q.check_min is not None}
         self.items = {
             row["id"]: Resolved(
@@ -251,6 +291,52 @@ class StudyIndex:
         if not found:
             return None, f"{what} {ref!r} is not in the study"
         return None, f"{what} {ref!r} names {len(found)} images; use its id"
+
+    def resolve_named(
+        self, original_ref: str | None, item: NamedItem
+    ) -> tuple[Resolved | None, str]:
+        """The candidate of an original (display name, id or file name) with a method's name,
+        its operating point (the label, ``quality=5``, or its value, ``5``; optional when the
+        method has one) and a replicate."""
+        if not original_ref:
+            return None, f"no original named for method {item.method!r}"
+        original_id, reason = self._one(self.originals, original_ref, "original")
+        if original_id is None:
+            return None, reason
+        method = item.method.strip().lower()
+        if method not in self.method_names:
+            return None, f"method {item.method!r} is not in the study"
+        points = self.by_method.get((original_id, method), {})
+        if not points:
+            return None, f"method {item.method!r} has no candidate of {original_ref!r}"
+        wanted = (item.operating_point or "").strip().lower()
+        if not wanted:
+            chosen = list(points) if len(points) == 1 else []
+            if not chosen:
+                return None, (
+                    f"method {item.method!r} has {len(points)} operating points "
+                    f"({', '.join(sorted(points))}); name one"
+                )
+        else:
+            chosen = [p for p in points if p.lower() == wanted] or [
+                p for p in points if p.lower().split("=", 1)[-1] == wanted
+            ]
+        if len(chosen) != 1:
+            known = ", ".join(sorted(points))
+            problem = "is not" if not chosen else "names several"
+            return None, (
+                f"operating point {item.operating_point!r} {problem} one of method "
+                f"{item.method!r}'s ({known})"
+            )
+        found = points[chosen[0]].get(item.replicate, set())
+        if len(found) != 1:
+            what = "no" if not found else f"{len(found)}"
+            return None, (
+                f"{item.method} · {chosen[0]} of {original_ref!r} has {what} candidate(s) at "
+                f"replicate {item.replicate}"
+            )
+        candidate_id = next(iter(found))
+        return Resolved(original_id=original_id, candidate_id=candidate_id), ""
 
     def resolve(
         self, original_ref: str | None, candidate_ref: str | None, subject: str
@@ -302,6 +388,10 @@ class _Reader:
         #: long format only: one assignment spans rows, so an answer can repeat
         self.seen_ratings: dict[tuple[str, str, str], int] | None = None
         self.gold = self._gold()
+        #: whether the row being read named an image of the study
+        self.matched = False
+        #: assignments not registered: every item they answered names no image of the study
+        self.unregistered = 0
 
     def _gold(self) -> dict[tuple[str, str | None], dict[str, tuple[float | None, float | None]]]:
         gold: dict[tuple[str, str | None], dict] = defaultdict(dict)
@@ -342,6 +432,18 @@ class _Reader:
         )
 
     def items(self, row: AssignmentRow, *, absent_is_blank: bool) -> None:
+        """Read the row's items, then register its assignment unless every item it answered
+        names no image of the study (those answers are in ``ratings_unmatched`` only, so a
+        corrected import later registers the assignment as new)."""
+        self.matched = False
+        unmatched_before = len(self.batch.unmatched)
+        self._items(row, absent_is_blank)
+        if self.matched or len(self.batch.unmatched) == unmatched_before:
+            self.assignment(row)
+        else:
+            self.unregistered += 1
+
+    def _items(self, row: AssignmentRow, absent_is_blank: bool) -> None:
         for column, value, reason in row.problems:
             self.fail(row.line, column, value, reason, assignment=row.assignment_id)
         if any(column == f"Answer.{TASK_ANSWERS}" for column, _, _ in row.problems):
@@ -368,15 +470,31 @@ class _Reader:
             references: tuple[str | None, str | None] = (None, item_id)
             reason = "" if resolved else f"item id {item_id!r} was not made for this study"
         else:
-            original_ref = row.inputs.get(mapping.column(mapping.original, slot) or "", "").strip()
-            candidate_ref = row.inputs.get(mapping.column(mapping.candidate, slot) or "", "")
-            candidate_ref = candidate_ref.strip()
-            if not original_ref and not candidate_ref:
+            original_ref, problem = mapping.reference(row.inputs, mapping.original, slot)
+            candidate_ref, candidate_problem = mapping.reference(
+                row.inputs, mapping.candidate, slot
+            )
+            method_ref, method_problem = mapping.reference(row.inputs, mapping.method, slot)
+            point_ref, point_problem = mapping.reference(row.inputs, mapping.operating_point, slot)
+            problem = problem or candidate_problem or method_problem or point_problem
+            if problem or not (original_ref or candidate_ref or method_ref):
                 if self._answered(row, slot, entries):
-                    self._unmatched(row, slot, (None, None), "no image named")
+                    references = (original_ref or None, candidate_ref or None)
+                    self._unmatched(row, slot, references, problem or "no image named")
                 return  # an unused slot
             references = (original_ref or None, candidate_ref or None)
-            resolved, reason = self.index.resolve(*references, self.survey.subject)
+            named = mapping.items.get(candidate_ref) if candidate_ref else None
+            if named is not None:
+                resolved, reason = self.index.resolve_named(named.original or original_ref, named)
+            elif method_ref:
+                item = NamedItem(method=method_ref, operating_point=point_ref or None)
+                resolved, reason = self.index.resolve_named(original_ref, item)
+            else:
+                resolved, reason = self.index.resolve(*references, self.survey.subject)
+            if resolved is None and reason.endswith("is not in the study"):
+                side = "original" if reason.startswith("original") else "candidate"
+                reference = original_ref if side == "original" else candidate_ref
+                reason += list_hint(reference, getattr(mapping, side))
             if resolved is not None:
                 bounds = self.gold.get((resolved.original_id, resolved.candidate_id))
                 if bounds:
@@ -386,6 +504,7 @@ class _Reader:
         if resolved is None:
             self._unmatched(row, slot, references, reason)
             return
+        self.matched = True
         for question in self.survey.questions:
             name, values = mapping.field(question.id, slot)
             check = resolved.is_check and question.id in resolved.bounds
@@ -515,7 +634,6 @@ def _mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict
         )
         return
     seen[row.assignment_id] = row.line
-    reader.assignment(row)
     reader.items(row, absent_is_blank=True)
 
 
@@ -532,7 +650,6 @@ def _long_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict)
             f"survey {reader.survey.id} has no question {question!r}",
         )
         return
-    reader.assignment(row)
     reader.items(row, absent_is_blank=False)
 
 
@@ -679,6 +796,7 @@ def import_ratings(
             if len(reader.batch.ratings) >= FLUSH_ANSWERS:
                 _flush(store, reader, summary, import_id, counted)
         _flush(store, reader, summary, import_id, counted)
+        summary.assignments_unmatched = reader.unregistered
         store.set_info(_options_key(survey.id), options)
         apply_quality_control(store, survey.id, **options)
         summary.scores_written = write_human_scores(store, survey)
@@ -756,9 +874,16 @@ def _flush(
 
 def _check_columns(mapping: Mapping, input_columns: list[str], path: Path) -> None:
     present = {c.removeprefix("Input.") for c in input_columns}
+    templates = (
+        mapping.item_id,
+        mapping.original,
+        mapping.candidate,
+        mapping.method,
+        mapping.operating_point,
+    )
     wanted = {
-        mapping.column(template, slot)
-        for template in (mapping.item_id, mapping.original, mapping.candidate)
+        mapping.input_column(template, slot)
+        for template in templates
         if template
         for slot in mapping.slots
     }

@@ -26,7 +26,7 @@ import csv
 import html
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import cycle, islice
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,17 +68,23 @@ class MadeSurvey:
     hits_csv: Path
     template: Path
     images: Path
+    #: what was left out and why (candidates that are not images)
+    notes: list[str] = field(default_factory=list)
 
 
 def answer_name(slot: int, question_id: str) -> str:
     return GENERATED_FIELD.replace("{slot}", str(slot)).replace("{question}", question_id)
 
 
-def _study_candidates(store: Store, methods: list[str] | None, scope: Scope | None) -> list[dict]:
+def _study_candidates(
+    store: Store, methods: list[str] | None, scope: Scope | None, notes: list[str]
+) -> list[dict]:
+    """The candidates to ask about; those that are not images (decoded embeddings) are
+    left out with a note in ``notes``."""
     rows = store.conn.execute(
         "SELECT c.id AS candidate_id, c.artifact_hash, ca.relpath AS candidate_path, "
         "o.id AS original_id, oa.relpath AS original_path, m.name AS method, "
-        "m.id AS method_id, r.operating_point, c.replicate "
+        "m.id AS method_id, r.operating_point, c.replicate, ca.media_type "
         "FROM candidates c JOIN representations r ON r.id = c.representation_id "
         "JOIN methods m ON m.id = r.method_id JOIN originals o ON o.id = r.original_id "
         "JOIN artifacts ca ON ca.hash = c.artifact_hash "
@@ -103,9 +109,18 @@ def _study_candidates(store: Store, methods: list[str] | None, scope: Scope | No
                 f"{', '.join(sorted(known)) or 'none (run the study first)'}"
             )
         found = [r for r in found if r["method"] in methods]
-    if not found:
+    shown = [r for r in found if r["media_type"].startswith("image/")]
+    if len(shown) < len(found):
+        left = sorted({r["method"] for r in found if not r["media_type"].startswith("image/")})
+        notes.append(
+            f"left out {len(found) - len(shown)} candidates that are not images (decoded "
+            f"embeddings) of method(s) {', '.join(left)}: a survey shows images"
+        )
+        if not shown:
+            raise ConfigError(f"no image candidates to ask about: {notes[-1]}")
+    if not shown:
         raise ConfigError("the study has no candidate images yet; run `semcomp run STUDY` first")
-    return found
+    return shown
 
 
 def make_survey(
@@ -138,7 +153,8 @@ def make_survey(
             f"--items-per-hit ({items_per_hit}) must be at least 1 and more than --checks "
             f"({checks})"
         )
-    candidates = _study_candidates(store, methods, scope)
+    notes: list[str] = []
+    candidates = _study_candidates(store, methods, scope, notes)
     rng = random.Random(seed)
     batch = content_key(
         survey.id, seed, items_per_hit, checks, [c["candidate_id"] for c in candidates]
@@ -223,6 +239,7 @@ def make_survey(
         hits_csv=hits_csv,
         template=template,
         images=images,
+        notes=notes,
     )
 
 

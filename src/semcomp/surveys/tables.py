@@ -98,9 +98,11 @@ def write_survey_files(
     """``survey_<id>_<table>.csv`` for every survey with kept ratings, and for surveys with
     several scale questions (Survey B) the dimension bars ``survey_<id>_dimensions.png/pdf``.
     Returns the files written and notes (surveys without ratings)."""
-    from semcomp.analysis.figures import save_figure, survey_dimensions_figure
+    from semcomp.analysis.figures import label_panel, save_figure, survey_dimensions_figure
+    from semcomp.surveys.simulated import SIMULATED, simulated_surveys
 
     written: list[Path] = []
+    simulated = simulated_surveys(store)
     definitions = aggregate.survey_definitions(store)
     if not definitions:
         return written, ["surveys: no human ratings imported (semcomp ratings import)"]
@@ -111,11 +113,15 @@ def write_survey_files(
         if not tables.answers:
             notes.append(f"survey {survey.id}: no kept ratings")
             continue
+        label = SIMULATED if survey.id in simulated else ""
+        if label:
+            notes.append(f"survey {survey.id}: {label}")
         for stem, table in tables.files().items():
             path = folder / f"{stem}.csv"
-            table.to_csv(path, index=False)
+            (table.assign(rating_source=label) if label else table).to_csv(path, index=False)
             written.append(path)
         if len(tables.scale_questions) > 1 and not tables.dimensions.empty:
             figure = survey_dimensions_figure(tables.dimensions, survey)
+            label_panel(figure, label)
             written += save_figure(figure, folder / f"survey_{survey.id}_dimensions")
     return written, notes

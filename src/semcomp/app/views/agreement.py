@@ -8,6 +8,7 @@ from semcomp.analysis.figures import agreement_figure
 from semcomp.analysis.rd import SATISFACTION_PREFIX
 from semcomp.app.filters import context, download_csv, download_png
 from semcomp.app.widgets import plain
+from semcomp.surveys.simulated import SIMULATED, survey_of
 
 study, filters = context()
 st.title("Agreement of CLIP and human ratings")
@@ -31,6 +32,8 @@ if st.session_state.get("agree_human") not in humans:
     )
 model_metric = pick[0].selectbox("Model metric", models, key="agree_model")
 human_metric = pick[1].selectbox("Human metric", humans, key="agree_human")
+if survey_of(human_metric) in study.simulated_ratings:
+    st.warning(plain(f"{SIMULATED}: {study.simulated_ratings[survey_of(human_metric)]}"))
 if points.dropna(subset=[model_metric, human_metric]).empty:
     st.info("no candidate has both scores (with these filters)")
     st.stop()

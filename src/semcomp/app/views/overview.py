@@ -6,6 +6,7 @@ import streamlit as st
 from semcomp.analysis.coverage import methods_without_rate
 from semcomp.app.filters import context, download_csv
 from semcomp.app.widgets import left_out, plain
+from semcomp.surveys.simulated import SIMULATED, survey_of
 
 study, filters = context()
 points = filters.points(study)
@@ -83,8 +84,10 @@ st.subheader("Table 1: mean size and semantic satisfaction")
 if points.empty:
     st.info("no candidates match the filters")
 else:
-    table, _, note, compared = filters.analysis(study, "table1")
+    table, metric, note, compared = filters.analysis(study, "table1")
     st.caption(plain(note))
+    if metric and survey_of(metric) in study.simulated_ratings:
+        st.warning(f"the satisfaction column holds {SIMULATED}, not people's")
     st.dataframe(table, hide_index=True)
     download_csv(table, "table1.csv", "table1_csv")
     left_out(compared)

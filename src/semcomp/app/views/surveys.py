@@ -9,6 +9,7 @@ from semcomp.app.data import load_surveys, select, signature
 from semcomp.app.filters import context, download_csv, download_png
 from semcomp.surveys.aggregate import METHOD_POINT, group_label
 from semcomp.surveys.importer import STAGE
+from semcomp.surveys.simulated import SIMULATED
 
 NO_RATINGS = (
     "No human ratings imported yet. Make the surveys with `semcomp survey make STUDY "
@@ -28,6 +29,8 @@ survey_id = st.selectbox(
     "Survey", rated, format_func=lambda s: f"{s} — {definitions[s].name}", key="survey_pick"
 )
 survey = definitions[survey_id]
+if survey_id in study.simulated_ratings:
+    st.warning(f"{SIMULATED}: {study.simulated_ratings[survey_id]}")
 
 # ---- what was imported and what quality control left out ------------------------------
 answers = surveys.answers[surveys.answers["survey"] == survey_id]
