@@ -128,6 +128,7 @@ class Study:
     def open(cls, root: Path | str, *, read_only: bool = False) -> Study:
         """Open to write (holding the study's writer lock until closed) or ``read_only``."""
         root = Path(root).resolve()
+        load_config(root)  # a missing or broken study.toml is reported before any store is made
         return cls.on_store(root, Store(root, read_only=read_only))
 
     @classmethod
@@ -150,7 +151,7 @@ class Study:
         the writer, if another process holds it).
         """
         root = Path(root).resolve()
-        load_config(root)  # a broken study.toml is reported before any store is made
+        load_config(root)  # a missing or broken study.toml is reported before any store is made
         if (root / DB_NAME).exists():
             try:
                 return cls.on_store(root, Store(root, read_only=True))
