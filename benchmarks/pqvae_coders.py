@@ -3,7 +3,7 @@ code length under each prior and the empirical entropy, per embedding and in bat
 with encode/decode speed; and Huffman decoding, per-row loop (the former decoder) beside
 the vectorised one, in the same run.
 
-    python benchmarks/pqvae_coders.py [--embeddings 4000] [--epochs 8] [--json]
+    python benchmarks/pqvae_coders.py [--embeddings 4000] [--epochs 6] [--json]
 
 The model has the paper's index layout (a 5×5 grid, 8 subspaces of d_sub 16, K 4: 200
 indices, 400 fixed bits) on a small encoder (64-dimensional inputs), trained for a few
@@ -92,8 +92,8 @@ def loop_huffman_decode(coder, streams: list[bytes]) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--embeddings", type=int, default=4000, help="held-out rows coded")
-    parser.add_argument("--train", type=int, default=8000, help="training rows")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--train", type=int, default=6000, help="training rows")
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--json", action="store_true", help="print the rows as JSON only")
     args = parser.parse_args()
     say = (lambda *_: None) if args.json else print
