@@ -61,10 +61,11 @@ def clustered(rows: int, dim: int = 64, classes: int = 100, rank: int = 16, seed
     return EmbeddingSet(x.astype(np.float32), labels)
 
 
-def empirical_bits(indices: np.ndarray, prior: str, subspaces: int) -> float:
-    """Mean −Σ log2 p per embedding, p the rows' own frequencies under ``prior``'s contexts."""
+def empirical_bits(indices: np.ndarray, prior: str, subspaces: int) -> float | None:
+    """Mean −Σ log2 p per embedding, p the rows' own frequencies under ``prior``'s contexts
+    (None for the fixed-length code, which has no prior)."""
     if prior == "none":
-        return float("nan")
+        return None
     overall, positional = index_counts(indices, MODEL.alphabet)
     counts = prior_counts(prior, overall, positional, subspaces)
     p = counts / counts.sum(1, keepdims=True)
@@ -148,9 +149,10 @@ def main() -> None:
         f"{'empirical':>9} {'fixed':>5} {'encode/s':>9} {'decode/s':>9}"
     )
     for r in rows:
+        empirical = "-" if r["empirical_bits"] is None else f"{r['empirical_bits']:.1f}"
         say(
             f"{r['coder']:<8} {r['prior']:<10} {r['stream_size']:>4} {r['coded_bits']:7.1f} "
-            f"{r['ideal_bits']:7.1f} {r['ratio']:6.3f} {r['empirical_bits']:9.1f} "
+            f"{r['ideal_bits']:7.1f} {r['ratio']:6.3f} {empirical:>9} "
             f"{r['fixed_bits']:5d} {r['encode_per_s']:9.0f} {r['decode_per_s']:9.0f}"
         )
     huffman = checkpoint.coder("huffman")
