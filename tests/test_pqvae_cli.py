@@ -77,12 +77,20 @@ def test_train_eval_sweep(features, tmp_path, capsys):
         text,
         "--coder",
         "huffman",
+        "--stream-size",
+        "5",
         "--out",
         str(tmp_path / "eval.json"),
     )
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["coder"] == "huffman" and result["raw_top1"] is not None
     assert result["bpd"] == pytest.approx(result["bits_mean"] / 32)
+    assert result["stream_size"] == 5
+    rates = {(r["name"], r["stream_size"]): r for r in result["rates"]}
+    assert ("range-positional", 1) in rates and ("range", 5) in rates and ("ans", 1) in rates
+    for rate in result["rates"]:
+        assert {"coded_bits", "ideal_bits", "ratio", "encode_per_s", "decode_per_s"} <= set(rate)
+    assert "ideal_bits" in capsys.readouterr().out  # the per-coder table is printed
     sweep = tmp_path / "sweep"
     cli(
         "pqvae",
@@ -102,6 +110,8 @@ def test_train_eval_sweep(features, tmp_path, capsys):
         "1",
         "--lr",
         "1e-3",
+        "--stream-size",
+        "10",
         "--no-progress",
     )
     table = (sweep / "table1.csv").read_text()
@@ -113,3 +123,7 @@ def test_train_eval_sweep(features, tmp_path, capsys):
     # the float32 upper bound decodes to the embedding itself: its accuracy is the raw one
     assert results.loc["float32", "top1"] == results.loc["float32", "raw_top1"]
     assert results.loc["float32", "bpd"] == 32
+    rates = pd.read_csv(sweep / "rates.csv")
+    assert set(rates["stream_size"]) == {1, 10} and "rates" not in results.columns
+    ranged = rates[rates["coder"] == "range"]
+    assert len(ranged) and (ranged["coded_bits"] <= ranged["fixed_bits"] + 8).all()  # + header

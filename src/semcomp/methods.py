@@ -506,11 +506,21 @@ class EmbeddingMethod(MethodBase):
 
     kind: Literal["embedding"] = "embedding"
     checkpoint: StudyPath
-    entropy_coder: Literal["fixed", "huffman", "ans", "ans-positional"] = "ans"
+    #: one of semcomp.codecs.pqvae.bitstream.CODERS
+    entropy_coder: str = "range-positional"
 
     _checkpoint_sha256: str = PrivateAttr(default="")
     _clip: dict[str, str] = PrivateAttr(default_factory=dict)
     _architecture: str = PrivateAttr(default="")
+
+    @field_validator("entropy_coder")
+    @classmethod
+    def _known_coder(cls, value: str) -> str:
+        from semcomp.codecs.pqvae.bitstream import CODERS
+
+        if value not in CODERS:
+            raise ValueError(f"unknown entropy coder {value!r}; coders: {', '.join(CODERS)}")
+        return value
 
     @model_validator(mode="after")
     def _read_checkpoint(self) -> EmbeddingMethod:

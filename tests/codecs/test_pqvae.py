@@ -7,10 +7,21 @@ import pytest
 import torch
 
 from semcomp.analysis.zeroshot import zero_shot
-from semcomp.codecs.pqvae.bitstream import CODERS, HuffmanCoder, smoothed
+from semcomp.codecs.pqvae.bitstream import (
+    CODERS,
+    RANGE_PRIORS,
+    STREAM_CODERS,
+    HuffmanCoder,
+    decode_streams,
+    encode_stream,
+    encode_streams,
+    make_coder,
+    smoothed,
+)
 from semcomp.codecs.pqvae.checkpoint import load_checkpoint
 from semcomp.codecs.pqvae.codec import EmbeddingCodec
 from semcomp.codecs.pqvae.data import EmbeddingSet, load_embeddings
+from semcomp.codecs.pqvae.evaluate import evaluate
 from semcomp.codecs.pqvae.model import PAPER_PRESET, EmbeddingCodecModel, PQVAEConfig
 from semcomp.codecs.pqvae.train import TrainConfig, Trainer
 from semcomp.errors import ConfigError
@@ -99,6 +110,120 @@ def test_rates_against_the_ideal_code_length(data, trained):
         ans = EmbeddingCodec(checkpoint, name).encode_batch(rows)
         # rANS: within 1 % of the ideal length plus its fixed state flush (≤ 64 bits)
         assert (ans.bits <= 1.01 * ans.ideal_bits + 64).all()
+
+
+def paper_like(rows=400, symbols=200, alphabet=4, seed=0, skew=1.0):
+    """Indices with position-dependent statistics, and their counts (global, per symbol)."""
+    rng = np.random.default_rng(seed)
+    logits = skew * rng.normal(size=(symbols, alphabet))
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    cdf = p.cumsum(1)
+    draws = rng.random((rows, symbols))
+    indices = (draws[..., None] > cdf[None]).sum(-1).clip(0, alphabet - 1)
+    counts = np.bincount(indices.ravel(), minlength=alphabet).astype(float)
+    positional = np.stack([np.bincount(c, minlength=alphabet) for c in indices.T]).astype(float)
+    return indices, counts, positional
+
+
+@pytest.mark.parametrize("name", list(RANGE_PRIORS))
+@pytest.mark.parametrize("skew", [0.0, 1.0, 3.0])
+def test_range_coders_are_near_the_ideal_and_never_above_fixed(name, skew):
+    # the paper's shape: 200 indices of 4 symbols, 400 fixed bits; 8 subspaces per position
+    indices, counts, positional = paper_like(skew=skew)
+    coder = make_coder(name, 200, 4, counts, positional, subspaces=8)
+    streams = coder.encode(indices)
+    assert np.array_equal(coder.decode(streams), indices)
+    bits = np.array([8 * len(s) for s in streams])
+    ideal = coder.ideal_bits(indices)
+    assert bits.max() <= 400  # the stream's length is the flag: no bit beyond the fixed code
+    # within 1.03 × the ideal length under the stored prior (or the fixed code when shorter)
+    assert bits.mean() <= max(min(1.03 * ideal.mean(), 400), ideal.mean() + 8)
+    if skew:
+        assert bits.mean() <= 1.03 * ideal.mean()
+
+
+def test_range_coder_falls_back_to_the_fixed_code_when_it_is_shorter():
+    counts = np.array([1000.0, 1, 1, 1])  # a prior that expects index 0 everywhere
+    coder = make_coder("range", 200, 4, counts, np.tile(counts, (200, 1)))
+    rng = np.random.default_rng(1)
+    indices = np.vstack([np.zeros((3, 200), int), rng.integers(0, 4, size=(5, 200))])
+    streams = coder.encode(indices)
+    lengths = [len(s) for s in streams]
+    assert lengths[:3] == [min(lengths)] * 3 and max(lengths[:3]) < 5  # near 0 ideal bits
+    assert lengths[3:] == [50] * 5  # unlikely under the prior: the 400-bit code, no extra bit
+    assert np.array_equal(coder.decode(streams), indices)
+
+
+@pytest.mark.parametrize("alphabet", [2, 3, 16, 300])
+def test_range_coder_round_trips_extreme_priors_and_carries(alphabet):
+    rng = np.random.default_rng(alphabet)
+    for concentration in (0.01, 1.0, 100.0):
+        p = rng.dirichlet(np.full(alphabet, concentration))
+        indices = rng.choice(alphabet, size=(300, 60), p=p)
+        counts = np.bincount(indices.ravel(), minlength=alphabet) * 50.0
+        coder = make_coder("range", 60, alphabet, counts, np.ones((60, alphabet)))
+        streams = coder.range_code(indices)  # without the fixed fallback
+        assert np.array_equal(coder.range_decode(streams), indices)
+        assert np.array_equal(coder.decode(coder.encode(indices)), indices)
+
+
+@pytest.mark.parametrize("name", STREAM_CODERS)
+def test_batch_streams_round_trip_and_pay_the_termination_once(name):
+    indices, counts, positional = paper_like(rows=1005, skew=1.0)
+    coder = make_coder(name, 200, 4, counts, positional, subspaces=8)
+    ideal = coder.ideal_bits(indices).mean()
+    for size in (1, 10, 100):
+        streams = encode_streams(coder, indices, size)
+        assert len(streams) == -(-1005 // size)  # the last stream holds the remainder
+        assert np.array_equal(decode_streams(coder, streams), indices)
+        bits = sum(8 * len(s) for s in streams) / len(indices)
+        if name in RANGE_PRIORS and size >= 10:
+            assert bits <= 1.01 * ideal  # count header included
+    single = encode_stream(coder, indices[:7])
+    assert np.array_equal(decode_streams(coder, [single]), indices[:7])
+    assert decode_streams(coder, [encode_stream(coder, indices[:0])]).shape == (0, 200)
+
+
+def test_streams_of_the_older_coders_still_decode():
+    """Streams written by the coders before the range coder (bytes recorded from that code)."""
+    indices = np.array(
+        [
+            [1, 2, 2, 0, 0, 2, 0, 2, 2, 0, 0, 0],
+            [0, 0, 1, 1, 3, 2, 1, 3, 0, 0, 1, 0],
+            [0, 1, 0, 3, 1, 1, 0, 0, 0, 0, 1, 0],
+        ]
+    )
+    counts = np.array([50.0, 25, 15, 10])
+    positional = np.tile(counts, (12, 1))
+    positional[:, 0] += np.arange(12)
+    recorded = {
+        "fixed": ["682280", "05e704", "135004"],
+        "huffman": ["b63360", "2beb90", "4f4100"],
+        "ans": ["a5278c63a9000000", "fae66b72f8040000", "efc8313c50000000"],
+        "ans-positional": ["f1eabbd6c7000000", "4be85ba27d040000", "7d7b368e30000000"],
+    }
+    for name, hexes in recorded.items():
+        coder = make_coder(name, 12, 4, counts, positional)
+        assert [s.hex() for s in coder.encode(indices)] == hexes
+        assert np.array_equal(coder.decode([bytes.fromhex(h) for h in hexes]), indices)
+
+
+def test_evaluation_reports_every_coder_and_batch_streams(data, trained):
+    embeddings, text = data
+    _, checkpoint, _ = trained
+    rows = embeddings.subset(np.arange(200))
+    single = evaluate(checkpoint, rows, text)
+    batched = evaluate(checkpoint, rows, text, "range-positional", stream_size=20)
+    assert batched.stream_size == 20 and batched.top1 == single.top1  # lossless either way
+    assert batched.bits_mean < single.bits_mean <= checkpoint.config.raw_bits
+    rates = {(r.name, r.stream_size): r for r in batched.rates}
+    assert set(rates) == {(c, 1) for c in CODERS} | {(c, 20) for c in STREAM_CODERS}
+    for rate in batched.rates:
+        assert rate.ratio == pytest.approx(rate.coded_bits / rate.ideal_bits)
+        assert rate.encode_per_s > 0 and rate.decode_per_s > 0
+    assert rates["range-positional", 1].coded_bits == pytest.approx(single.bits_mean)
+    assert rates["range", 20].coded_bits <= 1.01 * rates["range", 20].ideal_bits
+    assert rates["range-position", 1].prior == "position" and rates["huffman", 1].coder == "huffman"
 
 
 def test_huffman_code_is_prefix_free_and_optimal_for_dyadic_sources():

@@ -64,8 +64,14 @@ class Checkpoint:
         return path
 
     def coder(self, name: str):
+        subspaces = 1 if self.config.architecture == "scalar" else self.config.subspaces
         return make_coder(
-            name, self.config.symbols, self.config.alphabet, self.prior, self.positional_prior
+            name,
+            self.config.symbols,
+            self.config.alphabet,
+            self.prior,
+            self.positional_prior,
+            subspaces,
         )
 
 

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from semcomp.codecs.pqvae.bitstream import CODERS, EntropyCoder
+from semcomp.codecs.pqvae.bitstream import (
+    CODERS,
+    DEFAULT_CODER,
+    STREAM_CODERS,
+    EntropyCoder,
+    decode_streams,
+    encode_streams,
+)
 from semcomp.codecs.pqvae.checkpoint import Checkpoint
 
 FLOATS = {"float32": np.float32, "float16": np.float16}
@@ -29,7 +36,7 @@ class EncodedBatch:
 
 
 class EmbeddingCodec:
-    def __init__(self, checkpoint: Checkpoint, coder: str = "ans"):
+    def __init__(self, checkpoint: Checkpoint, coder: str = DEFAULT_CODER):
         if coder not in CODERS:
             raise ValueError(f"unknown entropy coder {coder!r}; coders: {', '.join(CODERS)}")
         self.checkpoint = checkpoint
@@ -82,6 +89,25 @@ class EmbeddingCodec:
     def encode(self, embeddings: np.ndarray) -> list[bytes]:
         """One stream of bytes per embedding (batched)."""
         return self.encode_batch(embeddings).streams
+
+    def encode_streams(self, embeddings: np.ndarray, size: int) -> EncodedBatch:
+        """Batch streams of ``size`` embeddings each (a count header, then one code).
+
+        ``ideal_bits`` stays per embedding; ``bits`` is per stream.
+        """
+        if self.coder is None or self.coder_name not in STREAM_CODERS:
+            raise ValueError(
+                f"the {self.coder_name} coder sends one embedding per stream; batch streams: "
+                f"{', '.join(STREAM_CODERS)}"
+            )
+        indices = self.indices(embeddings)
+        return EncodedBatch(
+            encode_streams(self.coder, indices, size), self.coder.ideal_bits(indices)
+        )
+
+    def decode_streams(self, streams: list[bytes]) -> np.ndarray:
+        """Decoded embeddings of every batch stream, in order."""
+        return self.dequantize(decode_streams(self.coder, streams))
 
     def decode(self, streams: list[bytes]) -> np.ndarray:
         """Decoded, L2-normalised embeddings (float32), one row per stream."""

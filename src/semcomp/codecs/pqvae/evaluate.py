@@ -10,7 +10,8 @@ curve per d_sub) as CSV and figures.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,87 @@ import numpy as np
 import pandas as pd
 
 from semcomp.analysis.zeroshot import mean_cosine, zero_shot
+from semcomp.codecs.pqvae.bitstream import (
+    CODERS,
+    DEFAULT_CODER,
+    STREAM_CODERS,
+    decode_streams,
+    encode_streams,
+)
 from semcomp.codecs.pqvae.checkpoint import Checkpoint
 from semcomp.codecs.pqvae.codec import EmbeddingCodec
 from semcomp.codecs.pqvae.data import EmbeddingSet
 from semcomp.codecs.pqvae.model import PQVAEConfig
 from semcomp.codecs.pqvae.train import TrainConfig, Trainer
+
+
+@dataclass
+class CoderRate:
+    """A coder's rate and speed on a set of indices, per embedding (speeds exclude the network)."""
+
+    coder: str
+    prior: str
+    name: str
+    stream_size: int
+    #: mean coded bits per embedding (stream bytes × 8, headers and flags included)
+    coded_bits: float
+    #: mean ideal code length per embedding under the coder's prior (−Σ log2 p)
+    ideal_bits: float
+    fixed_bits: int
+    ratio: float
+    encode_per_s: float
+    decode_per_s: float
+
+
+def coder_rate(
+    checkpoint: Checkpoint, indices: np.ndarray, name: str, stream_size: int = 1
+) -> CoderRate:
+    """Code ``indices`` with coder ``name`` in streams of ``stream_size`` embeddings, time both
+    ways and check the round trip (a mismatch is a coder bug, so it raises)."""
+    coder = checkpoint.coder(name)
+    started = time.perf_counter()
+    if stream_size == 1:
+        streams = coder.encode(indices)
+    else:
+        streams = encode_streams(coder, indices, stream_size)
+    encoding = time.perf_counter() - started
+    started = time.perf_counter()
+    decoded = coder.decode(streams) if stream_size == 1 else decode_streams(coder, streams)
+    decoding = time.perf_counter() - started
+    if not np.array_equal(decoded, indices):
+        raise RuntimeError(f"the {name} coder did not decode its own streams")
+    count = max(len(indices), 1)
+    coded = sum(8 * len(stream) for stream in streams) / count
+    ideal = float(coder.ideal_bits(indices).mean()) if len(indices) else 0.0
+    return CoderRate(
+        coder=coder.family,
+        prior=coder.prior,
+        name=name,
+        stream_size=stream_size,
+        coded_bits=coded,
+        ideal_bits=ideal,
+        fixed_bits=checkpoint.config.raw_bits,
+        ratio=coded / ideal if ideal else float("nan"),
+        encode_per_s=len(indices) / max(encoding, 1e-9),
+        decode_per_s=len(indices) / max(decoding, 1e-9),
+    )
+
+
+def coder_rates(
+    checkpoint: Checkpoint,
+    indices: np.ndarray,
+    coders: tuple[str, ...] = CODERS,
+    stream_size: int = 1,
+) -> list[CoderRate]:
+    """Every coder on one embedding a stream, and the batch coders on streams of ``stream_size``."""
+    rates = [coder_rate(checkpoint, indices, name) for name in coders]
+    if stream_size > 1:
+        rates += [
+            coder_rate(checkpoint, indices, name, stream_size)
+            for name in coders
+            if name in STREAM_CODERS
+        ]
+    return rates
 
 
 @dataclass
@@ -42,6 +119,10 @@ class Evaluation:
     raw_top1: float | None
     raw_top5: float | None
     classes: int | None
+    #: embeddings per stream for ``coder`` (1: one stream each; more: batch streams)
+    stream_size: int = 1
+    #: every coder's rate and speed on these embeddings' indices (quantised models only)
+    rates: list[CoderRate] = field(default_factory=list)
 
 
 def method_label(config: PQVAEConfig) -> str:
@@ -56,13 +137,29 @@ def evaluate(
     checkpoint: Checkpoint,
     data: EmbeddingSet,
     text: np.ndarray | None,
-    coder: str = "ans",
+    coder: str = DEFAULT_CODER,
     classes: np.ndarray | None = None,
+    stream_size: int = 1,
 ) -> Evaluation:
-    """Encode to real streams, decode them, and measure what survived."""
+    """Encode to real streams, decode them, and measure what survived.
+
+    With ``stream_size`` > 1 the embeddings go in batch streams of that many;
+    ``bits_mean`` is then the streams' bits per embedding.
+    """
+    if stream_size < 1:
+        raise ValueError(f"stream size must be at least 1, not {stream_size}")
     codec = EmbeddingCodec(checkpoint, coder)
-    batch = codec.encode_batch(data.embeddings)
-    decoded = codec.decode(batch.streams)
+    if stream_size > 1 and codec.coder is not None:
+        batch = codec.encode_streams(data.embeddings, stream_size)
+        decoded = codec.decode_streams(batch.streams)
+        bits_mean = batch.bits.sum() / max(len(decoded), 1)
+    else:
+        batch = codec.encode_batch(data.embeddings)
+        decoded = codec.decode(batch.streams)
+        bits_mean = float(batch.bits.mean())
+    rates = []
+    if codec.coder is not None:
+        rates = coder_rates(checkpoint, codec.indices(data.embeddings), CODERS, stream_size)
     shot = raw = None
     if text is not None:
         shot = zero_shot(decoded, data.labels, text, classes)
@@ -76,9 +173,9 @@ def evaluate(
         d_sub=config.d_sub if pq else None,
         codebook_size=config.codebook_size if pq else None,
         embeddings=len(decoded),
-        bits_mean=float(batch.bits.mean()),
+        bits_mean=float(bits_mean),
         ideal_bits_mean=float(batch.ideal_bits.mean()),
-        bpd=float(batch.bits.mean() / config.input_dim),
+        bpd=float(bits_mean / config.input_dim),
         cosine=cosine,
         distortion=1.0 - cosine,
         top1=shot.top1 if shot else None,
@@ -86,6 +183,8 @@ def evaluate(
         raw_top1=raw.top1 if raw else None,
         raw_top5=raw.top5 if raw else None,
         classes=shot.classes if shot else None,
+        stream_size=stream_size if codec.coder is not None else 1,
+        rates=rates,
     )
 
 
@@ -139,13 +238,17 @@ def sweep(
     sizes: list[int],
     base: PQVAEConfig,
     train_config: TrainConfig,
-    coder: str = "ans",
+    coder: str = DEFAULT_CODER,
     log: Any = print,
     progress: bool = True,
+    stream_size: int = 1,
 ) -> pd.DataFrame:
-    """Train and evaluate every configuration; write results, Table 1 and the ablation."""
+    """Train and evaluate every configuration; write results, Table 1 and the ablation.
+
+    ``rates.csv`` holds every coder's coded and ideal bits, ratio and speed per method.
+    """
     out = Path(out)
-    rows = []
+    rows, rates = [], []
     for config in sweep_configs(data.dim, d_subs, sizes, base):
         name = method_label(config).replace(" ", "").replace("(", "_").replace(")", "")
         log(f"== {method_label(config)}")
@@ -154,15 +257,24 @@ def sweep(
         )
         checkpoint = trainer.train()
         validation, classes = held_out(checkpoint, data)
-        rows.append(asdict(evaluate(checkpoint, validation, text, coder, classes)))
+        row = asdict(evaluate(checkpoint, validation, text, coder, classes, stream_size))
+        rates += [{"method": row["method"], **rate} for rate in row.pop("rates")]
+        rows.append(row)
     results = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     results.to_csv(out / "results.csv", index=False)
+    pd.DataFrame(rates).to_csv(out / "rates.csv", index=False)
     write_table1(results, out / "table1.csv")
     write_ablation(results, out / "ablation")
     (out / "sweep.json").write_text(
         json.dumps(
-            {"d_sub": d_subs, "K": sizes, "coder": coder, "train": train_config.model_dump()},
+            {
+                "d_sub": d_subs,
+                "K": sizes,
+                "coder": coder,
+                "stream_size": stream_size,
+                "train": train_config.model_dump(),
+            },
             indent=2,
         )
     )
