@@ -1,6 +1,9 @@
 """CompressAI zoo codecs: real architectures with random weights, real bitstreams, offline."""
 
 import io
+import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,9 +23,14 @@ from semcomp.codecs.learned import (
     unpack_container,
     zoo,
 )
-from semcomp.config import load_config
+from semcomp.config import load_config, parse_config
 from semcomp.errors import ConfigError, ModelUnavailableError
 from semcomp.study import Study
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 METHOD = (
     '[[methods]]\nname = "factorized"\ncodec = "compressai"\nquality = [1, 2]\n'
@@ -151,3 +159,36 @@ def test_study_encodes_decodes_resumes_and_records_failures(tmp_path, image_fold
             assert expected.size == original.size
     for stage in rerun.stages:
         assert (stage.done, stage.failed, stage.models_loaded) == (0, 0, [])
+
+
+def test_out_of_memory_halves_the_batch_and_an_error_fails_only_its_group():
+    coder = codec("bmshj2018-factorized")
+    coder.batch_size = 4
+    images = [photo(40, 30, 1), photo(40, 30, 2), photo(40, 30, 3), photo(90, 20, 4)]
+    expected = [coder.encode_batch([image], 1)[0].payload for image in images]
+    net = coder.network(1)
+    compress = net.compress
+
+    def fragile(x):
+        if x.shape[0] > 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if x.shape[-1] == 128:  # the 90-pixel-wide image, padded
+            raise ValueError("something inside the model")
+        return compress(x)
+
+    net.compress = fragile
+    reps = coder.encode_batch(images, 1)
+    assert coder.batch_size == 1
+    assert [r.payload for r in reps[:3]] == expected[:3]
+    assert isinstance(reps[3], RuntimeError) and "something inside the model" in str(reps[3])
+
+
+def test_the_readme_example_is_a_valid_method(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (example,) = [
+        b for b in re.findall(r"```toml\n(.*?)```", readme, flags=re.S) if "compressai" in b
+    ]
+    data = {"name": "x", "images": {"source": "."}} | tomllib.loads(example)
+    (method,) = parse_config(data, "README.md", tmp_path).methods
+    assert method.operating_point_labels() == [f"quality={q}" for q in range(1, 7)]
+    assert method.params == {"model": "cheng2020-anchor", "metric": "mse", "weights": "pretrained"}

@@ -307,6 +307,32 @@ class CompressaiCodec(ImageCodec, BatchPlugin):
         self.model, self.quality = None, None
         release()
 
+    def _by_group(
+        self, keys: list[Any], run: Any, results: list[Any], failure: type[Exception]
+    ) -> None:
+        """``run(key, positions)`` → one result per position, over each group of equal keys
+        (None keys are skipped) in batches of ``batch_size``, halved on out-of-memory; an
+        error fails the rest of its group only."""
+        from semcomp.models import batches_with_backoff
+
+        def shrink(size: int) -> None:
+            self.batch_size = size
+
+        for key, members in groups_by(keys).items():
+            if key is None:
+                continue
+            done = 0
+            try:
+                for part, values in batches_with_backoff(
+                    members, self.batch_size, lambda part, key=key: run(key, part), shrink
+                ):
+                    for i, value in zip(part, values, strict=True):
+                        results[i] = value
+                    done += len(part)
+            except Exception as exc:  # e.g. an image too large for the device: its group fails
+                for i in members[done:]:
+                    results[i] = failure(f"compressai {self.params.model}: {exc}")
+
     def encode_batch(
         self, images: list[Image.Image], quality: int
     ) -> list[Representation | Exception]:
@@ -314,31 +340,28 @@ class CompressaiCodec(ImageCodec, BatchPlugin):
         import torch
 
         model = self.network(quality)
-        results: list[Representation | Exception] = [None] * len(images)  # type: ignore[list-item]
-        for size, members in groups_by([(i.height, i.width) for i in images]).items():
-            try:
-                with phase("preprocess"):
-                    x, _ = pad_to_multiple(to_tensor([images[i] for i in members]))
-                with torch.inference_mode():
-                    coded = model.compress(x.to(self.torch_device))
-            except Exception as exc:  # e.g. out of memory on a huge image: that group fails
-                for i in members:
-                    results[i] = RuntimeError(f"compressai {self.params.model}: {exc}")
-                continue
-            shape = tuple(int(s) for s in coded["shape"])
-            for position, i in enumerate(members):
+
+        def compress(size: tuple[int, int], part: list[int]) -> list[Representation]:
+            with phase("preprocess"):
+                x, _ = pad_to_multiple(to_tensor([images[i] for i in part]))
+            with torch.inference_mode():
+                coded = model.compress(x.to(self.torch_device))
+            shape = (int(coded["shape"][0]), int(coded["shape"][1]))
+            reps = []
+            for position in range(len(part)):
                 strings = [bytes(level[position]) for level in coded["strings"]]
-                payload = pack_container(size, shape, strings)  # type: ignore[arg-type]
-                results[i] = Representation(
-                    payload=payload,
-                    rate_bits=8 * len(payload),
-                    meta={
-                        "quality": quality,
-                        "model": self.params.model,
-                        "strings_bytes": [len(s) for s in strings],
-                        "container_bytes": len(payload) - sum(len(s) for s in strings),
-                    },
-                )
+                payload = pack_container(size, shape, strings)
+                meta = {
+                    "quality": quality,
+                    "model": self.params.model,
+                    "strings_bytes": [len(s) for s in strings],
+                    "container_bytes": len(payload) - sum(len(s) for s in strings),
+                }
+                reps.append(Representation(payload, 8 * len(payload), meta))
+            return reps
+
+        results: list[Any] = [None] * len(images)
+        self._by_group([(i.height, i.width) for i in images], compress, results, RuntimeError)
         return results
 
     def decode_batch(self, payloads: list[bytes], quality: int) -> list[Image.Image | Exception]:
@@ -346,7 +369,7 @@ class CompressaiCodec(ImageCodec, BatchPlugin):
         import torch
 
         model = self.network(quality)
-        results: list[Image.Image | Exception] = [None] * len(payloads)  # type: ignore[list-item]
+        results: list[Any] = [None] * len(payloads)
         unpacked: list[Any] = []
         for i, payload in enumerate(payloads):
             try:
@@ -354,22 +377,16 @@ class CompressaiCodec(ImageCodec, BatchPlugin):
             except ValueError as exc:
                 results[i] = exc
                 unpacked.append(None)
-        keys = [None if u is None else (u[0], u[1], len(u[2])) for u in unpacked]
-        for key, members in groups_by(keys).items():
-            if key is None:
-                continue
+
+        def decompress(key: tuple[Any, ...], part: list[int]) -> list[Image.Image]:
             size, shape, count = key
-            strings = [[unpacked[i][2][level] for i in members] for level in range(count)]
-            try:
-                with torch.inference_mode():
-                    x_hat = model.decompress(strings, list(shape))["x_hat"]
-                decoded = to_images(crop_padding(x_hat, size))
-            except Exception as exc:
-                for i in members:
-                    results[i] = ValueError(f"compressai {self.params.model}: {exc}")
-                continue
-            for i, image in zip(members, decoded, strict=True):
-                results[i] = image
+            strings = [[unpacked[i][2][level] for i in part] for level in range(count)]
+            with torch.inference_mode():
+                x_hat = model.decompress(strings, list(shape))["x_hat"]
+            return to_images(crop_padding(x_hat, size))
+
+        keys = [None if u is None else (u[0], u[1], len(u[2])) for u in unpacked]
+        self._by_group(keys, decompress, results, ValueError)
         return results
 
     # the per-image contract, for callers outside the stages (one image at a time)
