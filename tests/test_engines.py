@@ -305,3 +305,27 @@ def test_ray_pool_is_checked_against_the_cluster_and_loading_is_not_fused(
     operators = [line for line in optimized.splitlines() if "Operator[" in line]
     assert len(operators) == 2, optimized  # decoding runs in tasks, not inside the actor
     assert "_Infer" in operators[0] and "_load" in operators[1] and "_Infer" not in operators[1]
+
+
+def test_compressai_codec_on_ray_gives_the_local_engines_bitstreams(
+    tmp_path, tiny_clip, ray_cluster
+):
+    images = tmp_path / "images" / "photos"
+    images.mkdir(parents=True)
+    for seed in (1, 2, 3):
+        photo(64 + 16 * seed, 48, seed).save(images / f"img{seed}.png")
+    method = (
+        '[[methods]]\nname = "learned"\ncodec = "compressai"\nquality = [1, 2]\nbatch_size = 2\n'
+        'random_weights = true\nparams = { model = "bmshj2018-factorized", weights = "random" }\n'
+    )
+    found = {}
+    for engine_name in ("local", "ray"):
+        root = write_study(tmp_path / engine_name, images.parent, tiny_clip, methods=method)
+        with make_engine(engine_name) as engine, Study.open(root) as study:
+            summary = study.run(
+                progress=False, stages=["ingest", "encode", "decode"], engine=engine
+            )
+        assert [s.done for s in summary.stages] == [3, 6, 6]
+        tables = rows(root)
+        found[engine_name] = (tables["representations"], tables["candidates"])
+    assert found["ray"] == found["local"]
