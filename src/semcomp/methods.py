@@ -165,6 +165,10 @@ class PixelMethod(MethodBase):
     @model_validator(mode="after")
     def _check_against_codec(self, info: ValidationInfo) -> PixelMethod:
         codec_class = CODECS.get(self.codec)
+        if not codec_class.batched and (self.batch_size is not None or self.device != "auto"):
+            raise ValueError(
+                f"batch_size and device are for codecs that run a model, not {self.codec}"
+            )
         validated = validated_params(CODECS, self.codec, self.params, "params", info)
         self.params = validated.model_dump(mode="json")
         low, high = codec_class.quality_range_for(validated) or (None, None)

@@ -98,6 +98,9 @@ def test_qualities_and_models_are_checked_against_the_zoo(tmp_path, image_folder
     unknown = METHOD.replace("bmshj2018-factorized", "jpeg2000")
     with pytest.raises(ConfigError, match="no zoo model 'jpeg2000'"):
         load_config(write_study(tmp_path / "b", image_folder, tiny_clip, unknown))
+    jpeg = '[[methods]]\nname = "j"\ncodec = "jpeg"\nquality = [50]\nbatch_size = 8\n'
+    with pytest.raises(ConfigError, match="batch_size and device are for codecs that run a model"):
+        load_config(write_study(tmp_path / "d", image_folder, tiny_clip, jpeg))
     rate_target = METHOD.replace("quality = [1, 2]", "bpp = [0.5]")
     with pytest.raises(ConfigError, match="does not support bpp"):
         load_config(write_study(tmp_path / "c", image_folder, tiny_clip, rate_target))
@@ -135,7 +138,9 @@ def test_study_encodes_decodes_resumes_and_records_failures(tmp_path, image_fold
             r["representation_id"]: r["artifact_hash"]
             for r in store.conn.execute("SELECT representation_id, artifact_hash FROM candidates")
         }
-        failures = store.conn.execute("SELECT stage, item, reason FROM failures").fetchall()
+        failures = store.conn.execute(
+            "SELECT stage, item, reason, retryable, detail FROM failures"
+        ).fetchall()
         payloads = {r["id"]: store.read_artifact(r["payload_hash"]) for r in reps}
         pixels = {r["id"]: store.read_artifact(candidates[r["id"]]) for r in reps}
         originals = {r["original_id"]: store.read_artifact(r["artifact_hash"]) for r in reps}
@@ -147,6 +152,9 @@ def test_study_encodes_decodes_resumes_and_records_failures(tmp_path, image_fold
     assert decode.models_loaded == ["compressai bmshj2018-factorized"]
     assert {f["stage"] for f in failures} == {"encode"} and len(failures) == 2
     assert all(f["item"].startswith(corrupt["id"]) for f in failures)
+    assert all(
+        f["retryable"] == 0 and "img1 · factorized · quality=" in f["detail"] for f in failures
+    )
     coder = codec("bmshj2018-factorized")
     for rep in reps:
         assert rep["rate_bits"] == 8 * len(payloads[rep["id"]])

@@ -27,7 +27,9 @@ from semcomp.stages import StageContext, store_candidate, store_representation
 class Job:
     """One image (or one payload) at one quality."""
 
+    #: the stage's item key (failures are recorded under it)
     key: str
+    #: "original · method · operating point", for failure lists
     label: str
     path: str
     quality: int
@@ -112,7 +114,7 @@ def model_results(loaded: list[Any], run: Callable[[list[Any]], list[Any]]) -> l
 
 def encode(ctx: StageContext, method: PixelMethod) -> None:
     """Encode every original at every pending quality of ``method`` through the engine."""
-    from semcomp.stages.encode import fail, item_key
+    from semcomp.stages.encode import item_key
 
     store = ctx.store
     existing = {
@@ -125,7 +127,6 @@ def encode(ctx: StageContext, method: PixelMethod) -> None:
     settled = ctx.settled()
     originals = sorted(ctx.originals(), key=lambda o: (o["pixels"], o["id"]))
     paths = ctx.artifact_files([o["artifact_hash"] for o in originals])
-    by_id = {o["id"]: o for o in originals}
     jobs = []
     for original in originals:
         for point in method.operating_points():
@@ -136,7 +137,7 @@ def encode(ctx: StageContext, method: PixelMethod) -> None:
             jobs.append(
                 Job(
                     key=key,
-                    label=point.label,
+                    label=f"{original['name']} · {method.name} · {point.label}",
                     path=str(paths[original["artifact_hash"]]),
                     quality=int(point.value),
                     original_id=original["id"],
@@ -152,19 +153,17 @@ def encode(ctx: StageContext, method: PixelMethod) -> None:
     for batch, outcome in ctx.run_batches(factory, task, batches, "rep"):
         with store.transaction():
             for job, result in zip(batch, outcome.results, strict=True):
-                original = by_id[job.original_id]
-                if isinstance(result, Exception):
-                    if isinstance(result, OSError):  # unreadable now, perhaps not later
-                        ctx.fail(job.key, str(result), detail={"method_id": method.method_id})
-                    else:
-                        fail(ctx, original, method, job.label, str(result))
+                if isinstance(result, Exception):  # a read error may pass; the rest is settled
+                    detail = {"label": job.label, "method_id": method.method_id}
+                    retryable = isinstance(result, OSError)
+                    ctx.fail(job.key, str(result), retryable=retryable, detail=detail)
                     continue
                 assert job.point is not None
                 store_representation(
                     ctx,
                     original_id=job.original_id,
                     method_id=method.method_id,
-                    label=job.label,
+                    label=job.point.label,
                     variant=0,
                     payload=result.payload,
                     suffix=codec_class.suffix,
