@@ -200,3 +200,19 @@ def test_the_readme_example_is_a_valid_method(tmp_path):
     (method,) = parse_config(data, "README.md", tmp_path).methods
     assert method.operating_point_labels() == [f"quality={q}" for q in range(1, 7)]
     assert method.params == {"model": "cheng2020-anchor", "metric": "mse", "weights": "pretrained"}
+
+
+def test_a_run_without_the_weights_stops_with_one_line(
+    tmp_path, image_folder, tiny_clip, monkeypatch, capsys
+):
+    from semcomp.cli import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    pretrained = METHOD.replace(', weights = "random"', "").replace("random_weights = true\n", "")
+    root = write_study(tmp_path / "s", image_folder, tiny_clip, pretrained)
+    with pytest.raises(SystemExit) as failed:
+        main(["run", str(root), "--no-progress"])
+    assert failed.value.code == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: CompressAI bmshj2018-factorized (mse, quality 1) weights")
+    assert "\n" not in error and "pretrained=True" in error
