@@ -38,6 +38,8 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlparse
@@ -218,6 +220,22 @@ def load_zoo_model(params: CompressaiParams, quality: int, device: str) -> Any:
     return model
 
 
+@contextmanager
+def coding_mode() -> Iterator[None]:
+    """No autograd, and deterministic cuDNN convolutions: the decoder must recompute the
+    encoder's entropy-model parameters exactly (a hyperprior's scales, a context model's
+    predictions), even when the two run in batches of different sizes."""
+    import torch
+
+    with (
+        torch.inference_mode(),
+        torch.backends.cudnn.flags(
+            enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True
+        ),
+    ):
+        yield
+
+
 def pad_to_multiple(x: Any, multiple: int = PAD_MULTIPLE) -> tuple[Any, tuple[int, int, int, int]]:
     """Zero-pad an N×3×H×W tensor, centred, to a multiple; and the padding (l, r, t, b)."""
     import torch.nn.functional as F
@@ -337,14 +355,12 @@ class CompressaiCodec(ImageCodec, BatchPlugin):
         self, images: list[Image.Image], quality: int
     ) -> list[Representation | Exception]:
         """Each image's bitstream at ``quality``, or the exception that stopped it."""
-        import torch
-
         model = self.network(quality)
 
         def compress(size: tuple[int, int], part: list[int]) -> list[Representation]:
             with phase("preprocess"):
                 x, _ = pad_to_multiple(to_tensor([images[i] for i in part]))
-            with torch.inference_mode():
+            with coding_mode():
                 coded = model.compress(x.to(self.torch_device))
             shape = (int(coded["shape"][0]), int(coded["shape"][1]))
             reps = []
@@ -366,8 +382,6 @@ class CompressaiCodec(ImageCodec, BatchPlugin):
 
     def decode_batch(self, payloads: list[bytes], quality: int) -> list[Image.Image | Exception]:
         """Each container decoded with ``decompress()`` and cropped, or why it could not be."""
-        import torch
-
         model = self.network(quality)
         results: list[Any] = [None] * len(payloads)
         unpacked: list[Any] = []
@@ -381,7 +395,7 @@ class CompressaiCodec(ImageCodec, BatchPlugin):
         def decompress(key: tuple[Any, ...], part: list[int]) -> list[Image.Image]:
             size, shape, count = key
             strings = [[unpacked[i][2][level] for i in part] for level in range(count)]
-            with torch.inference_mode():
+            with coding_mode():
                 x_hat = model.decompress(strings, list(shape))["x_hat"]
             return to_images(crop_padding(x_hat, size))
 
