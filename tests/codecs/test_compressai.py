@@ -61,7 +61,12 @@ def test_model_table_matches_the_zoo():
         assert sorted(model_urls[model]["mse"]) == list(range(1, highest + 1))
 
 
-@pytest.mark.parametrize("model", ["bmshj2018-factorized", "mbt2018-mean"])
+#: forward() vs decompress(), in grey levels (max, mean): the autoregressive cheng2020 rounds
+#: the latent around its predicted means when coding but not in forward() (CompressAI #41)
+TOLERANCE = {"bmshj2018-factorized": (2, 0.1), "mbt2018-mean": (2, 0.1), "cheng2020-anchor": (8, 1)}
+
+
+@pytest.mark.parametrize("model", list(TOLERANCE))
 def test_bitstream_rate_is_the_container_and_decodes_to_the_forward_pass(model):
     coder = codec(model)
     images = [photo(40, 30, 1), photo(40, 30, 2), photo(70, 20, 3)]
@@ -82,7 +87,8 @@ def test_bitstream_rate_is_the_container_and_decodes_to_the_forward_pass(model):
         decoded = coder.decode_batch([rep.payload], 1)[0]
         assert decoded.size == image.size
         difference = np.abs(np.asarray(decoded, int) - np.asarray(forward, int))
-        assert difference.max() <= 2 and difference.mean() < 0.1
+        largest, mean = TOLERANCE[model]
+        assert difference.max() <= largest and difference.mean() < mean
     # one image's bits do not depend on what it was batched with
     assert coder.encode_batch([images[1]], 1)[0].payload == reps[1].payload
     assert set(map(len, [r.payload for r in reps])) != {0}
