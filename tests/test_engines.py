@@ -351,3 +351,27 @@ def test_a_batch_that_kills_its_ray_actor_is_retried_then_stops_the_stage(tmp_pa
     message = str(error)
     assert "died on the same batch 3 times" in message and "fixed" in message
     assert "resumes" in message and "\n" not in message
+
+
+def test_compressai_codec_on_ray_gives_the_local_engines_bitstreams(
+    tmp_path, tiny_clip, ray_cluster
+):
+    images = tmp_path / "images" / "photos"
+    images.mkdir(parents=True)
+    for seed in (1, 2, 3):
+        photo(64 + 16 * seed, 48, seed).save(images / f"img{seed}.png")
+    method = (
+        '[[methods]]\nname = "learned"\ncodec = "compressai"\nquality = [1, 2]\nbatch_size = 2\n'
+        'random_weights = true\nparams = { model = "bmshj2018-factorized", weights = "random" }\n'
+    )
+    found = {}
+    for engine_name in ("local", "ray"):
+        root = write_study(tmp_path / engine_name, images.parent, tiny_clip, methods=method)
+        with make_engine(engine_name) as engine, Study.open(root) as study:
+            summary = study.run(
+                progress=False, stages=["ingest", "encode", "decode"], engine=engine
+            )
+        assert [s.done for s in summary.stages] == [3, 6, 6]
+        tables = rows(root)
+        found[engine_name] = (tables["representations"], tables["candidates"])
+    assert found["ray"] == found["local"]

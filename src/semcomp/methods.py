@@ -129,6 +129,10 @@ class PixelMethod(MethodBase):
     bytes: list[int] = Field(default_factory=list)
     bpp: list[float] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
+    #: model-based codecs (``compressai``): images per model call, and ``auto`` picks CUDA
+    #: when available; how the work runs, not what it produces (not in the method's id)
+    batch_size: int | None = Field(default=None, ge=1)
+    device: str = "auto"
 
     @model_validator(mode="before")
     @classmethod
@@ -168,10 +172,13 @@ class PixelMethod(MethodBase):
     @model_validator(mode="after")
     def _check_against_codec(self, info: ValidationInfo) -> PixelMethod:
         codec_class = CODECS.get(self.codec)
-        self.params = validated_params(CODECS, self.codec, self.params, "params", info).model_dump(
-            mode="json"
-        )
-        low, high = getattr(codec_class, "quality_range", (None, None))
+        if not codec_class.batched and (self.batch_size is not None or self.device != "auto"):
+            raise ValueError(
+                f"batch_size and device are for codecs that run a model, not {self.codec}"
+            )
+        validated = validated_params(CODECS, self.codec, self.params, "params", info)
+        self.params = validated.model_dump(mode="json")
+        low, high = codec_class.quality_range_for(validated) or (None, None)
         for quality in self.quality:
             if low is not None and not low <= quality <= high:
                 raise ValueError(f"quality {quality} is outside {self.codec}'s range {low}..{high}")

@@ -72,9 +72,15 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     Checked before any download so an offline machine fails in seconds instead
     of through huggingface_hub's minute of retries.
     """
+    return host_reachable(os.environ.get("HF_ENDPOINT", DEFAULT_HUB), timeout)
+
+
+def host_reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether the host of ``url`` answers a TCP connection (never when offline is asked
+    for with ``HF_HUB_OFFLINE``, which semcomp honours for every download)."""
     if hub_offline_requested():
         return False
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", DEFAULT_HUB))
+    endpoint = urlparse(url)
     port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
     try:
         with socket.create_connection((endpoint.hostname or "", port), timeout=timeout):

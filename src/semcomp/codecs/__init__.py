@@ -12,6 +12,7 @@ from semcomp.registry import Registry
 CODECS = Registry("codec", entry_point_group="semcomp.codecs")
 CODECS.register("jpeg", "semcomp.codecs.jpeg:JpegCodec")
 CODECS.register("webp", "semcomp.codecs.webp:WebpCodec")
+CODECS.register("compressai", "semcomp.codecs.learned:CompressaiCodec")
 
 TEXT_CODECS = Registry("text codec", entry_point_group="semcomp.text_codecs")
 TEXT_CODECS.register("utf8", "semcomp.codecs.text:Utf8Codec")

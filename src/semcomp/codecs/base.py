@@ -95,8 +95,17 @@ class ImageCodec(ABC):
     #: which operating-point kinds this codec understands
     target_kinds: ClassVar[tuple[TargetKind, ...]] = TARGET_KINDS
 
+    #: whether it runs a model that the encode and decode stages batch through the engine
+    #: (it then has ``encode_batch(images, quality)`` and ``decode_batch(payloads, quality)``)
+    batched: ClassVar[bool] = False
+
     def __init__(self, params: CodecParams):
         self.params = params
+
+    @classmethod
+    def quality_range_for(cls, params: CodecParams) -> tuple[int, int] | None:
+        """The qualities a method may ask for with these parameters (None: any)."""
+        return getattr(cls, "quality_range", None)
 
     @abstractmethod
     def encode(

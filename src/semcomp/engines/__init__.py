@@ -42,6 +42,7 @@ FAMILIES = {
     "captioner": ("semcomp.captioners", "CAPTIONERS"),
     "reconstructor": ("semcomp.reconstructors", "RECONSTRUCTORS"),
     "embedder": ("semcomp.analysis", "EMBEDDERS"),
+    "codec": ("semcomp.codecs", "CODECS"),
 }
 
 _current_timer: ContextVar[PhaseTimer | None] = ContextVar("semcomp_phase_timer", default=None)

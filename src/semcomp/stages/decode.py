@@ -2,18 +2,25 @@
 
 The payload of a pixel codec is itself the decodable image file, so the
 candidate artifact *is* the payload: decoding here checks it, and storing a PNG
-of the same pixels would only double the disk use.
+of the same pixels would only double the disk use. Codecs that run a model
+(``compressai``) send a bitstream instead; their decoded pixels are stored as a
+PNG candidate (see :mod:`semcomp.stages.batch_codecs`).
 """
 
 from __future__ import annotations
 
 from semcomp.methods import PixelMethod
-from semcomp.stages import StageContext, store_candidate
+from semcomp.stages import StageContext, batch_codecs, store_candidate
 from semcomp.stages.encode import codec_for
 
 
 def run(ctx: StageContext) -> None:
-    methods = {m.method_id: m for m in ctx.methods(PixelMethod)}
+    methods = {}
+    for method in ctx.methods(PixelMethod):
+        if batch_codecs.is_batched(method):  # a bitstream: decoded pixels become a PNG
+            batch_codecs.decode(ctx, method)
+        else:
+            methods[method.method_id] = method
     if not methods:
         return
     store = ctx.store

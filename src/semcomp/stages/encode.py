@@ -20,7 +20,14 @@ def item_key(original_id: str, method: PixelMethod, label: str) -> str:
 
 
 def run(ctx: StageContext) -> None:
-    methods = ctx.methods(PixelMethod)
+    from semcomp.stages import batch_codecs
+
+    methods = []
+    for method in ctx.methods(PixelMethod):
+        if batch_codecs.is_batched(method):  # a model: batches through the engine
+            batch_codecs.encode(ctx, method)
+        else:
+            methods.append(method)
     if not methods:
         return
     store = ctx.store
