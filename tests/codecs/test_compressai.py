@@ -222,3 +222,15 @@ def test_a_run_without_the_weights_stops_with_one_line(
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: CompressAI bmshj2018-factorized (mse, quality 1) weights")
     assert "\n" not in error and "pretrained=True" in error
+
+
+def test_without_compressai_the_codec_names_the_extra(monkeypatch):
+    import sys
+
+    from semcomp.codecs.learned import zoo
+    from semcomp.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "compressai", None)  # import compressai fails
+    monkeypatch.setitem(sys.modules, "compressai.zoo", None)
+    with pytest.raises(ConfigError, match=r'pip install "semcomp\[learned\]"'):
+        zoo()

@@ -55,7 +55,7 @@ from semcomp.codecs.base import (
     Representation,
 )
 from semcomp.engines import phase
-from semcomp.errors import ModelUnavailableError
+from semcomp.errors import ConfigError, ModelUnavailableError
 from semcomp.params import BatchPlugin
 
 #: CompressAI zoo models with published weights → their highest quality (qualities start at 1)
@@ -162,7 +162,12 @@ def zoo() -> Any:
     torch now warns about, which says nothing to a semcomp user)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
-        import compressai.zoo
+        try:
+            import compressai.zoo
+        except ImportError as exc:
+            raise ConfigError(
+                f'codec "compressai" needs CompressAI ({exc}): pip install "semcomp[learned]"'
+            ) from None
 
     return compressai.zoo
 
