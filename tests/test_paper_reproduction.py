@@ -108,3 +108,24 @@ def test_the_readme_recipe_reproduces_the_paper_layout(
     low = rd[rd.method == "paper-jpeg-low"].rate_bytes.mean()
     assert table.loc["paper-jpeg-low", "size_bytes_mean"] == low
     assert table.loc["paper-jpeg-low", "codec"] == "jpeg"
+    # the DALL-E methods, which have no rate, are not dropped: Table 1 keeps them with
+    # size "—", the report's README names them, and the figure draws them as bands
+    from semcomp.analysis.figures import NO_RATE_LABEL, rd_chart
+    from semcomp.analysis.rd import summarise
+    from semcomp.analysis.table1 import NO_SIZE
+
+    dalle_methods = ["paper-blip-dalle2", "paper-gpt4-dalle2", "paper-human-dalle2"]
+    for method in dalle_methods:
+        assert table.loc[method, "size"] == NO_SIZE and pd.isna(
+            table.loc[method, "size_bytes_mean"]
+        )
+    readme = (files.folder / "README.txt").read_text(encoding="utf-8")
+    assert all(method in readme for method in dalle_methods)
+    summary_rows = pd.read_csv(files.summary_csv)
+    assert set(dalle_methods) <= set(summary_rows.method)
+    figure = rd_chart(rd, summarise(rd), clip, rate="bytes")
+    legend = figure.axes[0].get_legend_handles_labels()[1]
+    assert all(
+        any(label.startswith(method) and NO_RATE_LABEL in label for label in legend)
+        for method in dalle_methods
+    ), legend
