@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pqvae_epoch import synthetic  # class means on a low-rank sphere plus noise
 from semcomp.codecs.pqvae.bitstream import (
     CODERS,
     RANGE_PRIORS,
@@ -39,7 +40,6 @@ from semcomp.codecs.pqvae.bitstream import (
     prior_counts,
 )
 from semcomp.codecs.pqvae.codec import EmbeddingCodec
-from semcomp.codecs.pqvae.data import EmbeddingSet
 from semcomp.codecs.pqvae.evaluate import coder_rate
 from semcomp.codecs.pqvae.model import PQVAEConfig
 from semcomp.codecs.pqvae.train import TrainConfig, Trainer, index_counts
@@ -47,18 +47,6 @@ from semcomp.codecs.pqvae.train import TrainConfig, Trainer, index_counts
 #: the paper's index layout (5×5 grid, 128 channels, d_sub 16, K 4) on a small encoder
 MODEL = PQVAEConfig(input_dim=64, hidden=(128, 64), residual_hidden=32, channels=128, d_sub=16)
 STREAM_SIZES = (1, 10, 100)
-
-
-def clustered(rows: int, dim: int = 64, classes: int = 100, rank: int = 16, seed: int = 0):
-    """Class means on a low-rank sphere plus noise (CLIP-like clusters)."""
-    rng = np.random.default_rng(seed)
-    basis = np.linalg.qr(rng.normal(size=(dim, rank)))[0]
-    means = rng.normal(size=(classes, rank))
-    means /= np.linalg.norm(means, axis=1, keepdims=True)
-    labels = rng.integers(0, classes, rows)
-    z = means[labels] + 0.3 * rng.normal(size=(rows, rank)) / np.sqrt(rank)
-    x = z @ basis.T + 0.05 * rng.normal(size=(rows, dim)) / np.sqrt(dim)
-    return EmbeddingSet(x.astype(np.float32), labels)
 
 
 def empirical_bits(indices: np.ndarray, prior: str, subspaces: int) -> float | None:
@@ -98,7 +86,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print the rows as JSON only")
     args = parser.parse_args()
     say = (lambda *_: None) if args.json else print
-    data = clustered(args.train + args.embeddings)
+    data = synthetic(args.train + args.embeddings, dim=64, classes=100, rank=16)
     training = data.subset(np.arange(args.train))
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(

@@ -113,25 +113,30 @@ for key, rows in usable.groupby(colour_by):
         )
     )
 mean, low, high = f"{metric} mean", f"{metric} mean_ci_low", f"{metric} mean_ci_high"
+
+
+def ci_band(x: list, y: list, colour: str, opacity: float, group: str) -> go.Scatter:
+    """A shaded confidence band (a closed outline), grouped with its line in the legend."""
+    return go.Scatter(
+        x=x,
+        y=y,
+        fill="toself",
+        fillcolor=colour,
+        opacity=opacity,
+        line={"width": 0},
+        hoverinfo="skip",
+        showlegend=False,
+        legendgroup=group,
+    )
+
+
 if aggregated:
     for method, rows in summary.dropna(subset=[mean_rate, mean]).groupby("method"):
         rows = rows.sort_values(mean_rate)
         colour = colours.get(str(method), "#444")
         band_x = list(rows[mean_rate]) + list(rows[mean_rate])[::-1]
         band_y = list(rows[high].fillna(rows[mean])) + list(rows[low].fillna(rows[mean]))[::-1]
-        figure.add_trace(
-            go.Scatter(
-                x=band_x,
-                y=band_y,
-                fill="toself",
-                fillcolor=colour,
-                opacity=0.15,
-                line={"width": 0},
-                hoverinfo="skip",
-                showlegend=False,
-                legendgroup=str(method),
-            )
-        )
+        figure.add_trace(ci_band(band_x, band_y, colour, 0.15, str(method)))
         figure.add_trace(
             go.Scatter(
                 x=rows[mean_rate],
@@ -169,19 +174,8 @@ span = [usable[point_rate].min(), usable[point_rate].max()]
 for index, band in enumerate(bands.itertuples(index=False)):
     colour = colours.get(str(band.method), "#555") if colour_by == "method" else "#555"
     if pd.notna(band.low) and pd.notna(band.high) and band.high > band.low:
-        figure.add_trace(
-            go.Scatter(
-                x=span + span[::-1],
-                y=[band.high, band.high, band.low, band.low],
-                fill="toself",
-                fillcolor=colour,
-                opacity=0.1,
-                line={"width": 0},
-                hoverinfo="skip",
-                showlegend=False,
-                legendgroup=band.label,
-            )
-        )
+        band_y = [band.high, band.high, band.low, band.low]
+        figure.add_trace(ci_band(span + span[::-1], band_y, colour, 0.1, band.label))
     figure.add_trace(
         go.Scatter(
             x=span,
