@@ -166,7 +166,8 @@ def zoo() -> Any:
             import compressai.zoo
         except ImportError as exc:
             raise ConfigError(
-                f'codec "compressai" needs CompressAI ({exc}): pip install "semcomp[learned]"'
+                f'codec "compressai" needs CompressAI ({exc}): pip install "semcomp[learned]" '
+                '&& pip install --no-deps "compressai>=1.2.8"'
             ) from None
 
     return compressai.zoo
