@@ -21,6 +21,24 @@ def test_help_does_not_import_torch():
     assert "demo" in out.stdout and "report" in out.stdout
 
 
+@pytest.mark.parametrize("argv", [["--version"], ["-V"]])
+def test_version(argv, capsys):
+    from semcomp import __version__
+
+    with pytest.raises(SystemExit) as raised:
+        main(argv)
+    assert raised.value.code == 0
+    assert capsys.readouterr().out == f"semcomp {__version__}\n"
+
+
+def test_plain_semcomp_and_dash_h_print_help(capsys):
+    for argv in ([], ["-h"], ["status", "-h"]):
+        with pytest.raises(SystemExit) as raised:
+            main(argv)
+        assert raised.value.code == 0, argv
+        assert "Usage: semcomp" in capsys.readouterr().out, argv
+
+
 def test_user_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as raised:
         main(["run", str(tmp_path / "nowhere")])

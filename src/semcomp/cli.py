@@ -18,10 +18,33 @@ app = typer.Typer(
     name="semcomp",
     help="Semantic image compression studies: textual transforms, compressed CLIP "
     "embeddings and pixel codecs on one rate–semantic-distortion axis.",
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from semcomp import __version__
+
+        typer.echo(f"semcomp {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_print_version,
+        is_eager=True,
+        help="Print semcomp's version and exit.",
+    ),
+) -> None:
+    """Options of semcomp itself (the app's help text is set above)."""
+
+
 models_app = typer.Typer(help="Fetch model weights on a connected machine.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 pqvae_app = typer.Typer(
@@ -670,8 +693,9 @@ def survey_make(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point; ``main([...])`` is callable from tests. User errors print one line."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        app(args=argv, prog_name="semcomp")
+        app(args=args or ["--help"], prog_name="semcomp")  # plain `semcomp`: help, exit 0
     except SemcompError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None
