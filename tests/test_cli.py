@@ -75,3 +75,22 @@ def test_init_refuses_to_overwrite(tmp_path, image_folder, capsys):
             main(["init", str(tmp_path / "s"), "--images", str(image_folder)])
         assert raised.value.code == expected
     assert "already exists" in capsys.readouterr().err
+
+
+def test_status_json_for_scripts(tmp_path, image_folder, tiny_clip, capsys):
+    import json
+
+    (image_folder / "landscape" / "broken.png").write_bytes(b"not a png")
+    study = write_study(tmp_path / "study", image_folder, tiny_clip)
+    with pytest.raises(SystemExit):
+        main(["run", str(study), "--no-progress", "--stage", "ingest"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as raised:
+        main(["status", str(study), "--json"])
+    assert raised.value.code == 0
+    document = json.loads(capsys.readouterr().out)
+    ingest = next(s for s in document["stages"] if s["what"].startswith("ingest"))
+    assert ingest["done"] == 4 and ingest["failed"] == 1
+    (failure,) = document["failures"]
+    assert failure["stage"] == "ingest" and "broken.png" in failure["item"]
+    assert document["random_weights"] is True and document["unfinished_runs"] == []  # tiny CLIP

@@ -141,7 +141,13 @@ def run(
 
 
 @app.command()
-def status(study: Path = STUDY_ARGUMENT, failures: str = FAILURES_OPTION) -> None:
+def status(
+    study: Path = STUDY_ARGUMENT,
+    failures: str = FAILURES_OPTION,
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object (stages, runs, every failure) for scripts."
+    ),
+) -> None:
     """What is done, pending and failed, without running anything; failures by stage."""
     from semcomp.study import Study, parse_failure_limit, summarise_failures
 
@@ -151,6 +157,21 @@ def status(study: Path = STUDY_ARGUMENT, failures: str = FAILURES_OPTION) -> Non
         recorded = opened.failures()
         random_weights = opened.random_weights
         unfinished = opened.unfinished_runs()
+    if as_json:
+        import json
+        from dataclasses import asdict
+
+        document = {
+            "study": str(study),
+            "random_weights": random_weights,
+            "stages": [asdict(row) for row in rows],
+            "unfinished_runs": unfinished,
+            "failures": [
+                {"stage": stage, "item": item, "reason": reason} for stage, item, reason in recorded
+            ],
+        }
+        typer.echo(json.dumps(document, ensure_ascii=False, indent=1))
+        return
     typer.echo(f"{'stage':<48} {'done':>7} {'pending':>8} {'failed':>7}")
     for row in rows:
         typer.echo(f"{row.what:<48} {row.done:>7} {row.pending:>8} {row.failed:>7}")
