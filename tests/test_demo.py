@@ -99,7 +99,7 @@ def test_importing_the_simulated_ratings_again_adds_nothing(rated_demo, tmp_path
 
 
 def test_the_report_labels_simulated_ratings_wherever_they_appear(rated_demo):
-    from semcomp.analysis.report import write_report
+    from semcomp.report import write_report
 
     root, _, _ = rated_demo
     with Study.open(root, read_only=True) as study:

@@ -61,7 +61,7 @@ def test_bad_failures_option_is_a_one_line_error(tmp_path, image_folder, capsys)
 
 
 def test_report_failures_csv_has_them_all(tmp_path, image_folder):
-    from semcomp.analysis.report import write_report
+    from semcomp.report import write_report
 
     root = failing_study(tmp_path, image_folder)
     with Study.open(root) as study:

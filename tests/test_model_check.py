@@ -98,7 +98,7 @@ def test_a_finished_study_needs_no_model_to_be_there(tmp_path, image_folder, tin
 
 
 def test_tiny_models_run_as_in_the_demo_and_are_marked_random_weights(tmp_path, capsys):
-    from semcomp.analysis.report import write_report
+    from semcomp.report import write_report
 
     root = tmp_path / "study"
     small_images(root / "images")

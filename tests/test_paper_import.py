@@ -10,10 +10,10 @@ from PIL import Image
 from helpers import photo, write_study
 from paper_repo import JPEG_LEVELS, RECONSTRUCTIONS, build_paper_repo, write_manifest
 from semcomp.analysis.rd import rd_points
-from semcomp.analysis.report import write_report
 from semcomp.config import parse_config
 from semcomp.errors import ConfigError
 from semcomp.methods import ExternalMethod, PixelMethod
+from semcomp.report import write_report
 from semcomp.store import content_key
 from semcomp.study import Study
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from fake_openai import FakeOpenAIServer
 from paper_repo import JPEG_LEVELS, build_paper_repo
-from semcomp.analysis.report import write_report
+from semcomp.report import write_report
 from semcomp.study import Study
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()

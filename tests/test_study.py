@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from helpers import photo, write_hostile_images, write_study
-from semcomp.analysis import EMBEDDERS
-from semcomp.analysis.report import write_report
+from semcomp.metrics import EMBEDDERS
+from semcomp.report import write_report
 from semcomp.study import Study
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from fake_openai import FakeOpenAIServer
 from helpers import photo, write_study
-from semcomp.analysis.report import write_report
 from semcomp.cli import main
+from semcomp.report import write_report
 from semcomp.study import Study
 
 KEY_ENV = "TEST_OPENAI_KEY"

@@ -203,7 +203,7 @@ def report(
 ) -> None:
     """Write rd.csv, summary.csv, per-method JSON, Table 1, comparisons and their figures."""
     from semcomp.analysis.figures import RATE_AXES
-    from semcomp.analysis.report import write_report
+    from semcomp.report import write_report
     from semcomp.study import Study
 
     if rate not in RATE_AXES:
@@ -232,8 +232,8 @@ def demo(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """The main job: a demo study of generated images, JPEG/WebP sweeps, CLIP scores, report."""
-    from semcomp.analysis.report import write_report
     from semcomp.demo import add_simulated_ratings, prepare_demo
+    from semcomp.report import write_report
     from semcomp.study import Study
 
     started = time.perf_counter()
@@ -306,8 +306,8 @@ def models_fetch(
     ),
 ) -> None:
     """Download model weights into the local cache (run where there is a network)."""
-    from semcomp.analysis.clip import fetch_open_clip_weights
     from semcomp.config import EmbedderConfig
+    from semcomp.metrics.clip import fetch_open_clip_weights
     from semcomp.models import fetch_hf_model
 
     if not clip and not hf:
@@ -341,9 +341,9 @@ def features_extract(
     gpus_per_actor: float = typer.Option(None, help="GPUs each Ray actor holds."),
 ) -> None:
     """Embed an image folder (resumable, in shards) and its class names as text prompts."""
-    from semcomp.analysis.features import extract_features
     from semcomp.config import EmbedderConfig
     from semcomp.engines import make_engine
+    from semcomp.features import extract_features
 
     if workers is None and engine == "local":
         workers = 2

@@ -21,7 +21,6 @@ from pydantic import (
     model_validator,
 )
 
-from semcomp.analysis import EMBEDDERS
 from semcomp.errors import ConfigError
 from semcomp.filenames import path_text, text_path
 from semcomp.images import DEFAULT_MAX_PIXELS
@@ -30,13 +29,12 @@ from semcomp.methods import (
     ExternalMethod,
     MethodConfig,
     PixelMethod,
-    Section,
     TextualMethod,
-    describe_errors,
-    registered,
 )
+from semcomp.metrics import EMBEDDERS
 from semcomp.params import LOCAL_DIR, TINY_FOLDERS, TINY_MODEL, StudyPath, identity_in_study
 from semcomp.store import content_key
+from semcomp.validation import Section, describe_errors, registered
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,7 +60,7 @@ class ImagesConfig(Section):
 class EmbedderConfig(Section):
     """An image embedder for semantic similarity (CLIP through open_clip)."""
 
-    #: an embedder kind from ``semcomp.analysis.EMBEDDERS``
+    #: an embedder kind from ``semcomp.metrics.EMBEDDERS``
     kind: str = "open_clip"
     #: an open_clip model name, ``hf-hub:org/repo``, ``local-dir:/path``, or ``tiny`` (the
     #: demo's tiny random-weight CLIP, kept in the study folder: numbers are not meaningful)

@@ -255,11 +255,11 @@ def _pqvae_method_toml(
     landscape", ...) is written to ``pqvae/demo-eval.json`` for the
     Embedding-codecs page and the report.
     """
-    from semcomp.analysis.clip import OpenClipEmbedder
     from semcomp.codecs.pqvae.data import EmbeddingSet
     from semcomp.codecs.pqvae.model import PQVAEConfig
     from semcomp.codecs.pqvae.train import TrainConfig, Trainer
     from semcomp.config import parse_config
+    from semcomp.metrics.clip import OpenClipEmbedder
 
     checkpoint = root / "models" / "pqvae" / "best.safetensors"
     if not checkpoint.exists():
@@ -372,7 +372,7 @@ class DemoOutcome:
 
 def _similarity_toml(root: Path, say: Callable[[str], None]) -> tuple[str, bool, str]:
     """The study's similarity section: the real default CLIP if it can be had, else a tiny one."""
-    from semcomp.analysis.clip import fetch_open_clip_weights
+    from semcomp.metrics.clip import fetch_open_clip_weights
     from semcomp.tiny_models import ensure_tiny_model
 
     default = EmbedderConfig()

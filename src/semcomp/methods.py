@@ -17,12 +17,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     PrivateAttr,
     Tag,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -34,60 +32,14 @@ from semcomp.codecs.base import TARGET_KINDS, OperatingPoint
 from semcomp.errors import ConfigError
 from semcomp.params import (
     TINY_MODEL,
-    PluginParams,
     StudyPath,
     file_sha256,
     identity_in_study,
     portable_path,
 )
 from semcomp.reconstructors import RECONSTRUCTORS
-from semcomp.registry import Registry
 from semcomp.store import content_key, to_json
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def registered(registry: Registry, name: str) -> str:
-    """``name`` if ``registry`` has it; else a ValueError, which pydantic places at the key."""
-    try:
-        registry.check(name)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
-    return name
-
-
-def describe_errors(exc: ValidationError, prefix: str = "") -> str:
-    """Pydantic errors as ``key.path: message`` (method-kind tags left out of the path)."""
-    messages = []
-    for error in exc.errors():
-        parts = [prefix] if prefix else []
-        for part in error["loc"]:
-            if isinstance(part, int):
-                parts[-1:] = [f"{parts[-1]}[{part}]"] if parts else [f"[{part}]"]
-            elif part not in METHOD_KINDS:
-                parts.append(str(part))
-        where = ".".join(parts) or "(top level)"
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        messages.append(f"{where}: {message.removeprefix('Value error, ')}")
-    return "; ".join(messages)
-
-
-def validated_params(
-    registry: Registry, name: str, params: dict[str, Any], key: str, info: ValidationInfo
-) -> PluginParams:
-    """A plugin's parameters validated by its ``Params`` model, defaults filled in.
-
-    Paths come back absolute (resolved against the study folder).
-    """
-    plugin = registry.get(name)
-    try:
-        return plugin.Params.model_validate(params, context=info.context)
-    except ValidationError as exc:
-        raise ValueError(describe_errors(exc, prefix=key)) from None
+from semcomp.validation import UNION_TAGS, Section, registered, validated_params
 
 
 class MethodBase(Section):
@@ -563,6 +515,7 @@ class EmbeddingMethod(MethodBase):
 
 
 METHOD_KINDS = ("pixel", "textual", "external", "embedding")
+UNION_TAGS.update(METHOD_KINDS)
 
 
 def method_kind(data: Any) -> str:
@@ -600,5 +553,4 @@ __all__ = [
     "MethodConfig",
     "PixelMethod",
     "TextualMethod",
-    "describe_errors",
 ]

@@ -290,6 +290,33 @@ MIGRATIONS: list[str] = [
     CREATE INDEX ratings_unmatched_by_survey ON ratings_unmatched(survey);
     CREATE INDEX ratings_by_worker ON ratings(survey, worker_id, original_id);
     """,
+    # 3: metrics as a plugin family: each score's kind, direction, range, display name and
+    # identity; set metrics (FID, KID) give one value per method × operating point
+    """
+    ALTER TABLE metrics ADD COLUMN kind TEXT NOT NULL DEFAULT 'embedding';
+    ALTER TABLE metrics ADD COLUMN display TEXT;
+    ALTER TABLE metrics ADD COLUMN higher_is_better INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE metrics ADD COLUMN low REAL;
+    ALTER TABLE metrics ADD COLUMN high REAL;
+    ALTER TABLE metrics ADD COLUMN identity TEXT;
+    UPDATE metrics SET display = name, low = CASE formula WHEN 'cos' THEN -1 ELSE 0 END, high = 1
+        WHERE display IS NULL;
+    CREATE TABLE set_scores (
+        metric          TEXT NOT NULL REFERENCES metrics(name),
+        method_id       TEXT NOT NULL REFERENCES methods(id),
+        operating_point TEXT NOT NULL,
+        -- the originals whose candidates the value is over: a content key of their sorted
+        -- ids (a new or removed original makes the value stale), and how many
+        originals_key   TEXT NOT NULL,
+        n               INTEGER NOT NULL,
+        value           REAL NOT NULL,
+        ci_low          REAL,
+        ci_high         REAL,
+        run_id          INTEGER REFERENCES runs(id),
+        created_at      TEXT NOT NULL,
+        PRIMARY KEY (metric, method_id, operating_point)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

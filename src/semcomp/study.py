@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from semcomp import __version__
-from semcomp.analysis.similarity import clip_metrics
 from semcomp.config import STUDY_FILE, StudyConfig, load_config
 from semcomp.engines import Engine, LocalEngine
 from semcomp.errors import ConfigError, StoreError
 from semcomp.images import IMAGE_SUFFIXES, SourceProblem, find_sources
 from semcomp.methods import TextualMethod
+from semcomp.metrics.clip import clip_metrics
 from semcomp.models import hf_model_problem
 from semcomp.params import portable_value
 from semcomp.stages import STAGES, StageContext, StageReport, failure_label
@@ -320,7 +320,7 @@ class Study:
             if family == "hf":
                 problem = hf_model_problem(source, "model", reachable)
             else:
-                from semcomp.analysis.clip import weights_problem
+                from semcomp.metrics.clip import weights_problem
 
                 problem = weights_problem(source, reachable)
             if problem:

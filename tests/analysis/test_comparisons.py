@@ -176,7 +176,7 @@ def test_embedding_results_of_a_real_pqvae_sweep_folder(tmp_path):
 
 
 def test_report_writes_every_comparison_for_a_study_with_every_method(all_methods_study):
-    from semcomp.analysis.report import write_report
+    from semcomp.report import write_report
     from semcomp.study import Study
 
     with Study.open(all_methods_study, read_only=True) as study:
@@ -230,7 +230,7 @@ def test_rd_chart_draws_every_option_as_png(options):
 
 def test_report_of_a_study_without_scores_says_what_is_missing(tmp_path, image_folder, tiny_clip):
     from helpers import write_study
-    from semcomp.analysis.report import write_report
+    from semcomp.report import write_report
     from semcomp.study import Study
 
     root = write_study(tmp_path / "partial", image_folder, tiny_clip)
@@ -294,7 +294,7 @@ def test_bd_rate_refuses_curves_that_barely_overlap():
     mostly = jpeg.assign(method="mostly", **{f"{SAT} mean": jpeg[f"{SAT} mean"] + 0.5})
     # overlap 6.5–10 of 6–10.5: 78 %: defined
     assert np.isfinite(bd_rate(pd.concat([summary, mostly]), "jpeg", "mostly", SAT, "bytes"))
-    from semcomp.analysis.report import bd_rate_table
+    from semcomp.report import bd_rate_table
 
     table = bd_rate_table(pd.concat([summary, partial]), SAT, "bytes").set_index(["anchor", "test"])
     assert np.isnan(table.loc[("jpeg", "higher"), "bd_rate_percent"])

@@ -145,7 +145,7 @@ def uneven_study(tmp_path_factory, tiny_clip):
 
 
 def test_report_of_a_study_whose_target_fails_for_some_images(uneven_study, tmp_path):
-    from semcomp.analysis.report import write_report
+    from semcomp.report import write_report
     from semcomp.study import Study
 
     with Study.open(uneven_study, read_only=True) as study:

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from semcomp.analysis.zeroshot import zero_shot
 from semcomp.codecs.pqvae.bitstream import (
     CODERS,
     RANGE_PRIORS,
@@ -25,6 +24,7 @@ from semcomp.codecs.pqvae.evaluate import evaluate
 from semcomp.codecs.pqvae.model import PAPER_PRESET, EmbeddingCodecModel, PQVAEConfig
 from semcomp.codecs.pqvae.train import TrainConfig, Trainer
 from semcomp.errors import ConfigError
+from semcomp.metrics.zeroshot import zero_shot
 
 SMALL = PQVAEConfig(input_dim=64, hidden=(64, 32), residual_hidden=16, channels=16, d_sub=4)
 

@@ -1,12 +1,7 @@
-"""CLIP embeddings and similarity, rate–distortion tables, statistics and figures.
+"""Pure analysis over DataFrames: rate–distortion tables and summaries, curves, Pareto
+fronts, BD-rate, iso-satisfaction, agreement with human ratings, Table 1, statistics
+and figures.
 
-``EMBEDDERS`` is the one table of image-embedder kinds (lazy, so naming one
-does not import torch).
+Nothing here imports the study, the stages, the surveys or model code: the
+report (:mod:`semcomp.report`) and the app read the store and call these.
 """
-
-from semcomp.registry import Registry
-
-EMBEDDERS = Registry("embedder", entry_point_group="semcomp.embedders")
-EMBEDDERS.register("open_clip", "semcomp.analysis.clip:OpenClipEmbedder")
-
-__all__ = ["EMBEDDERS"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -14,14 +14,13 @@ from semcomp.analysis.rd import (
     RATE_COLUMNS,
     SCALED_CLIP,
     SUMMARY_RATE_COLUMNS,
+    group_label,
     metric_columns,
 )
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-    from semcomp.surveys.definitions import SurveyDefinition
 
 RATE_LABELS = {
     "bytes": "rate (bytes)",
@@ -453,11 +452,11 @@ def embedding_figure(results: pd.DataFrame) -> Figure:
     return figure
 
 
-def survey_dimensions_figure(dimensions: pd.DataFrame, survey: SurveyDefinition) -> Figure:
+def survey_dimensions_figure(dimensions: pd.DataFrame, survey: Any) -> Figure:
     """Mean rating of each scale question per method and operating point (one bar each,
     ``jpeg · quality=30``), ± one standard deviation (Survey B: objects, appearance,
-    position, background, colour; the paper's Figures 1G–4G)."""
-    from semcomp.surveys.aggregate import group_label
+    position, background, colour; the paper's Figures 1G–4G). ``survey`` is a survey
+    definition: its ``id`` and ``questions`` (each with ``id``, ``kind`` and ``high``)."""
 
     plt = _pyplot()
     questions = [q for q in survey.questions if q.kind == "scale" and f"{q.id} mean" in dimensions]

@@ -112,6 +112,11 @@ def rd_points(store: Store, scope: Scope | None = None) -> pd.DataFrame:
     return points
 
 
+def group_label(*parts: object) -> str:
+    """A readable name of a group: ``jpeg · quality=30`` (blank parts left out)."""
+    return " · ".join(str(p) for p in parts if p is not None and str(p) not in ("", "nan"))
+
+
 def original_formats(store: Store, points: pd.DataFrame) -> pd.Series:
     """Each row's original file format, WebPs marked lossless or lossy (read from the file's
     chunks, as the store keeps only Pillow's format name)."""

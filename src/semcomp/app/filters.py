@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import streamlit as st
 
-from semcomp.analysis.report import headline_metric
+from semcomp.report import headline_metric
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

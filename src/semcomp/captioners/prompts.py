@@ -87,6 +87,6 @@ def _load_preset(name_or_path: str) -> PromptPreset:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except ValidationError as exc:
-        from semcomp.methods import describe_errors
+        from semcomp.validation import describe_errors
 
         raise ConfigError(f"{path}: {describe_errors(exc)}") from None

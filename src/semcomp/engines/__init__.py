@@ -41,7 +41,8 @@ PHASES = ("decode", "preprocess", "model", "write")
 FAMILIES = {
     "captioner": ("semcomp.captioners", "CAPTIONERS"),
     "reconstructor": ("semcomp.reconstructors", "RECONSTRUCTORS"),
-    "embedder": ("semcomp.analysis", "EMBEDDERS"),
+    "embedder": ("semcomp.metrics", "EMBEDDERS"),
+    "metric": ("semcomp.metrics", "METRICS"),
     "codec": ("semcomp.codecs", "CODECS"),
 }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from semcomp.analysis.similarity import clip_metrics, cosine
+from semcomp.metrics.clip import clip_metrics, cosine
 from semcomp.stages import StageContext
 from semcomp.store import utc_now
 

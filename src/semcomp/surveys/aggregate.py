@@ -163,11 +163,6 @@ def method_summary_of(pairs: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def group_label(*parts: object) -> str:
-    """A readable name of a group: ``jpeg · quality=30`` (blank parts left out)."""
-    return " · ".join(str(p) for p in parts if p is not None and str(p) not in ("", "nan"))
-
-
 def _group_keys(by: str | tuple[str, ...] | list[str]) -> list[str]:
     keys = [by] if isinstance(by, str) else list(by)
     unknown = [k for k in keys if k not in GROUP_COLUMNS]

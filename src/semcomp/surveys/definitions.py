@@ -141,7 +141,7 @@ def read_toml(path: Path, what: str) -> dict:
 
 def validation_problems(exc: ValidationError) -> str:
     """Pydantic errors as ``key.path: message; ...`` (one wording for every settings file)."""
-    from semcomp.methods import describe_errors
+    from semcomp.validation import describe_errors
 
     return describe_errors(exc)
 

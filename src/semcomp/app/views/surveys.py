@@ -5,9 +5,10 @@ import plotly.express as px
 import streamlit as st
 
 from semcomp.analysis.figures import survey_dimensions_figure
+from semcomp.analysis.rd import group_label
 from semcomp.app.data import load_surveys, select, signature
 from semcomp.app.filters import context, download_csv, download_png
-from semcomp.surveys.aggregate import METHOD_POINT, group_label
+from semcomp.surveys.aggregate import METHOD_POINT
 from semcomp.surveys.importer import STAGE
 from semcomp.surveys.simulated import SIMULATED
 

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from semcomp.analysis.zeroshot import mean_cosine, zero_shot
 from semcomp.codecs.pqvae.bitstream import (
     CODERS,
     DEFAULT_CODER,
@@ -31,6 +30,7 @@ from semcomp.codecs.pqvae.codec import EmbeddingCodec
 from semcomp.codecs.pqvae.data import EmbeddingSet
 from semcomp.codecs.pqvae.model import PQVAEConfig
 from semcomp.codecs.pqvae.train import TrainConfig, Trainer
+from semcomp.metrics.zeroshot import mean_cosine, zero_shot
 
 
 @dataclass

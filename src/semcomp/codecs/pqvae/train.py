@@ -23,11 +23,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from semcomp.analysis.zeroshot import mean_cosine, zero_shot
 from semcomp.codecs.pqvae.checkpoint import Checkpoint
 from semcomp.codecs.pqvae.data import EmbeddingSet, split
 from semcomp.codecs.pqvae.model import EmbeddingCodecModel, PQVAEConfig
 from semcomp.errors import ConfigError
+from semcomp.metrics.zeroshot import mean_cosine, zero_shot
 
 STATE_FILE = "train_state.json"
 LAST = "last.safetensors"

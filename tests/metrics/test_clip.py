@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from helpers import photo
-from semcomp.analysis.clip import OpenClipEmbedder, fetch_open_clip_weights
 from semcomp.config import EmbedderConfig
 from semcomp.errors import ConfigError, ModelUnavailableError
+from semcomp.metrics.clip import OpenClipEmbedder, fetch_open_clip_weights
 from semcomp.models import batches_with_backoff
 
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from helpers import photo
-from semcomp.analysis import features
-from semcomp.analysis.features import extract_features
+from semcomp import features
 from semcomp.codecs.pqvae.data import load_embeddings
 from semcomp.config import EmbedderConfig
 from semcomp.engines import LocalEngine, PluginFactory
 from semcomp.errors import SemcompError
+from semcomp.features import extract_features
 
 
 @pytest.fixture

@@ -1,0 +1,17 @@
+"""Metrics: how much of an original survives in a candidate. One plugin family.
+
+``METRICS`` is the one table of metric backends (entry-point group
+``semcomp.metrics``; lazy, so naming one does not import torch); each backend
+subclasses one of the kinds in :mod:`semcomp.metrics.base`. ``EMBEDDERS`` is
+the table of image embedders (CLIP through open_clip), which the ``clip``
+metric and the embedding codecs share.
+"""
+
+from semcomp.registry import Registry
+
+METRICS = Registry("metric", entry_point_group="semcomp.metrics")
+
+EMBEDDERS = Registry("embedder", entry_point_group="semcomp.embedders")
+EMBEDDERS.register("open_clip", "semcomp.metrics.clip:OpenClipEmbedder")
+
+__all__ = ["EMBEDDERS", "METRICS"]
