@@ -6,7 +6,9 @@ does not import torch).
 
 from semcomp.registry import Registry
 
-EMBEDDERS = Registry("embedder", entry_point_group="semcomp.embedders")
+EMBEDDERS = Registry(
+    "embedder", entry_point_group="semcomp.embedders", base="semcomp.analysis.embedder:Embedder"
+)
 EMBEDDERS.register("open_clip", "semcomp.analysis.clip:OpenClipEmbedder")
 
 __all__ = ["EMBEDDERS"]

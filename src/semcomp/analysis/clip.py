@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from semcomp.analysis.embedder import Embedder
 from semcomp.config import EmbedderConfig
 from semcomp.engines import phase
 from semcomp.errors import ConfigError, ModelUnavailableError
@@ -160,7 +161,7 @@ def weights_location(config: EmbedderConfig) -> str:
     return fetch_open_clip_weights(config, download=False)
 
 
-class OpenClipEmbedder:
+class OpenClipEmbedder(Embedder):
     """Batched, L2-normalised CLIP image embeddings; load once per stage, then :meth:`close`."""
 
     #: a local model: ``--engine ray`` runs it in actors
