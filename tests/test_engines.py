@@ -250,7 +250,7 @@ def test_engine_ray_without_ray_is_one_clear_message(
     root = write_study(tmp_path / "s", image_folder, tiny_clip)
     with pytest.raises(SystemExit) as failed:
         main(["run", str(root), "--engine", "ray"])
-    assert failed.value.code == 1
+    assert failed.value.code == 3
     assert (
         capsys.readouterr().err.strip()
         == 'error: the Ray engine needs Ray: pip install "semcomp[ray]"'
@@ -268,7 +268,7 @@ def test_unreachable_ray_is_one_clear_message_before_any_stage(tmp_path, image_f
     failed = subprocess.run(
         [*command, "--address", address], capture_output=True, text=True, timeout=120
     )
-    assert failed.returncode == 1
+    assert failed.returncode == 3
     error = failed.stderr.strip()
     assert error.startswith(f"error: cannot reach Ray at {address}: "), error
     assert "ray start --head" in error and "Traceback" not in error

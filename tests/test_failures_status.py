@@ -21,16 +21,17 @@ def failing_study(tmp_path: Path, image_folder: Path) -> Path:
     return write_study(tmp_path / "s", image_folder, "unused-clip-model", methods=METHODS)
 
 
-def cli(args: list[str], capsys) -> str:
+def cli(args: list[str], capsys, code: int = 0) -> str:
     with pytest.raises(SystemExit) as raised:
         main(args)
-    assert raised.value.code == 0, capsys.readouterr().err
+    assert raised.value.code == code, capsys.readouterr().err
     return capsys.readouterr().out
 
 
 def test_run_and_status_list_every_failure_by_stage_ingest_first(tmp_path, image_folder, capsys):
     root = failing_study(tmp_path, image_folder)
-    out = cli(["run", str(root), "--no-progress", "--stage", "ingest", "--stage", "encode"], capsys)
+    run = ["run", str(root), "--no-progress", "--stage", "ingest", "--stage", "encode"]
+    out = cli(run, capsys, code=1)  # finished with failures
     assert "7 failure(s) recorded in this run:" in out and "see `semcomp status`" not in out
     lines = out.splitlines()
     ingest, encode = lines.index("  ingest (3):"), lines.index("  encode (4):")
@@ -56,7 +57,7 @@ def test_bad_failures_option_is_a_one_line_error(tmp_path, image_folder, capsys)
     root = failing_study(tmp_path, image_folder)
     with pytest.raises(SystemExit) as raised:
         main(["status", str(root), "--failures", "some"])
-    assert raised.value.code == 1
+    assert raised.value.code == 2
     assert "--failures must be 'all' or a number" in capsys.readouterr().err
 
 
@@ -112,5 +113,5 @@ def test_zero_images_cli_message(tmp_path, capsys):
     empty.mkdir()
     with pytest.raises(SystemExit) as raised:
         main(["init", str(tmp_path / "study"), "--images", str(empty)])
-    assert raised.value.code == 1
+    assert raised.value.code == 2
     assert "holds no images" in capsys.readouterr().err

@@ -61,11 +61,11 @@ def test_missing_models_are_all_named_before_any_stage_runs(tmp_path):
     assert "(needed by method 'blip')" in message and "(needed by similarity)" in message
 
 
-def test_missing_models_cli_is_one_error_and_exit_1(tmp_path, capsys):
+def test_missing_models_cli_is_one_error_and_exit_3(tmp_path, capsys):
     root = real_models_study(tmp_path / "study")
     with pytest.raises(SystemExit) as raised:
         main(["run", str(root), "--no-progress"])
-    assert raised.value.code == 1
+    assert raised.value.code == 3
     captured = capsys.readouterr()
     assert captured.err.startswith("error: 4 model(s) this run needs cannot be loaded")
     assert "Traceback" not in captured.err and "encode" not in captured.out

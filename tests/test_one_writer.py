@@ -101,7 +101,7 @@ def test_a_second_writer_is_refused_naming_the_first_and_readers_do_not_wait(
     try:
         assert holder.stdout.readline().strip() == "holding"
         code, _, err = cli(capsys, "run", str(study), "--no-progress", *PIXEL_STAGES)
-        assert code == 1
+        assert code == 3
         assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
         assert f"pid {holder.pid} on {socket.gethostname()}" in err
         assert "python -c" in err and "since 20" in err and "being written" in err
@@ -167,7 +167,7 @@ def test_a_run_while_another_runs_does_nothing_and_says_who(study, tmp_path):
         # the first run is inside its encode stage: a second `semcomp run` starts now
         second = semcomp("run", str(study), "--no-progress", *PIXEL_STAGES)
         _, err = second.communicate(timeout=300)
-        assert second.returncode == 1 and err.count("\n") == 1, err
+        assert second.returncode == 3 and err.count("\n") == 1, err
         assert f"being written by pid {first.pid} on {socket.gethostname()}" in err
     finally:
         go.touch()
@@ -324,9 +324,9 @@ def test_a_read_only_study_reads_and_run_says_so(how, study, tmp_path, capsys):
     err = done.stderr
     assert "rc=0" in sections["status"] and "represent: jpeg" in sections["status"], done
     assert "rc=0" in sections["report"] and (out / "rd.csv").exists(), done
-    assert "rc=1" in sections["report-in-place"]
+    assert "rc=3" in sections["report-in-place"]
     assert "cannot write the report to" in err and "--out" in err
-    assert "rc=1" in sections["run"]
+    assert "rc=3" in sections["run"]
     assert "Traceback" not in err and "unable to open database file" not in err, err
     run_errors = [line for line in err.splitlines() if line.startswith("error: the study folder")]
     assert len(run_errors) == 1 and "is read-only: `run`" in run_errors[0], err
@@ -340,7 +340,7 @@ def test_run_in_an_unwritable_folder_is_one_line(study, capsys, monkeypatch):
     assert code == 0
     monkeypatch.setattr("semcomp.store.is_writable", lambda path: False)
     code, _, err = cli(capsys, "run", str(study), "--no-progress")
-    assert code == 1 and err.count("\n") == 1
+    assert code == 3 and err.count("\n") == 1
     assert err.startswith(f"error: the study folder {study} is read-only: `run`")
     assert rows(study, "SELECT COUNT(*) FROM runs") == [(1,)]
     code, out, _ = cli(capsys, "status", str(study))  # readers do not need to write
@@ -401,7 +401,7 @@ def reference_rows(tmp_path: Path, images: Path) -> dict[str, set]:
 def test_a_full_disk_is_one_line_and_the_store_stays_intact(study, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("semcomp.store.tempfile", FullDisk(room=3))
     code, _, err = cli(capsys, "run", str(study), "--no-progress", *PIXEL_STAGES)
-    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert code == 3 and err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith(f"error: no space left on the disk holding {study / 'artifacts'}")
     needed = int(err.split(" (")[1].split(" bytes needed")[0].replace(",", ""))
     path = Path(err.split("holding ")[1].split(" (")[0])
@@ -441,7 +441,7 @@ def test_a_full_database_disk_is_one_line_and_rolls_back(tmp_path, capsys, monke
 
     monkeypatch.setattr(Store, "_migrate", small_disk)
     code, _, err = cli(capsys, "run", str(study), "--no-progress", *PIXEL_STAGES)
-    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert code == 3 and err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith(f"error: no space left on the disk holding {study / 'study.db'}")
     monkeypatch.undo()
     artifacts_are_whole(study)
@@ -476,7 +476,7 @@ def test_a_really_full_disk_on_a_small_tmpfs(tmp_path, capsys):
         text=True,
         timeout=300,
     )
-    assert "rc=1" in done.stdout, done
+    assert "rc=3" in done.stdout, done
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith(f"error: no space left on the disk holding {disk / 'study'}")
     assert " bytes needed, " in done.stderr or "more space needed" in done.stderr

@@ -105,7 +105,7 @@ def test_demo_then_tour_commands(tmp_path: Path):
                 assert app_answers(url)
         elif command == "models":
             result = semcomp(*words[1:], timeout=60)
-            assert result.returncode == 1 and "hub is unreachable" in result.stderr
+            assert result.returncode == 3 and "hub is unreachable" in result.stderr
         else:
             pytest.fail(f"README tour has an untested command: {words}")
     # re-running the finished demo loads no model

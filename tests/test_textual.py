@@ -173,7 +173,7 @@ reconstructor = "solid-colour"
         root = write_study(tmp_path / "s", image_folder, tiny_clip, methods=methods)
         with pytest.raises(SystemExit) as raised:
             main(["run", str(root), "--no-progress"])
-        assert raised.value.code == 1
+        assert raised.value.code == 3
         with pytest.raises(SystemExit):
             main(["report", str(root)])
     out = capsys.readouterr()

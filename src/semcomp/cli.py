@@ -2,19 +2,101 @@
 
 Library modules are imported inside the commands so that ``semcomp --help``
 imports neither torch nor pandas.
+
+Exit statuses (the README lists them too): :data:`EXIT_OK`, :data:`EXIT_FAILURES`,
+:data:`EXIT_USAGE`, :data:`EXIT_ERROR`, :data:`EXIT_INTERRUPTED`.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
 
 import typer
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from semcomp.errors import SemcompError
+from semcomp.errors import ConfigError, SemcompError, UsageError
+
+#: the command did what it was asked
+EXIT_OK = 0
+#: the command finished, but some items failed (each recorded with its reason:
+#: ``semcomp status`` lists them), or an import kept nothing
+EXIT_FAILURES = 1
+#: a usage or configuration error: a wrong option or argument, an invalid study.toml,
+#: an unknown or refused plugin name; nothing ran
+EXIT_USAGE = 2
+#: the command stopped on an error it names in one line (the study is being written by
+#: another process or is read-only, model weights or an extra missing, the disk full, ...)
+EXIT_ERROR = 3
+#: interrupted (Ctrl-C): what was committed stays; run the command again to finish
+EXIT_INTERRUPTED = 130
+
+
+def exit_status(exc: BaseException) -> int:
+    """The exit status of a command that raised ``exc`` (see the ``EXIT_*`` constants)."""
+    if isinstance(exc, UsageError | ConfigError):
+        return EXIT_USAGE
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_ERROR
+
+
+class _NamedArgument(TyperArgument):
+    """An argument shown as the name a user types (``STUDY``), not ``{study} <path>``."""
+
+    def _usage_display_name(self) -> str:
+        name = self.metavar or (self.name or "value").upper()
+        name = name if self.required else f"[{name}]"
+        return f"{name}..." if self.nargs != 1 else name
+
+    def display_type_rich(self, ctx: typer.Context) -> str | None:
+        return None  # the name says it
+
+
+def _name_values(command: object) -> None:
+    """Every value in ``command``'s help by the name a user types, as argparse names them:
+    arguments and options by their name in capitals (``STUDY``, ``--out OUT``) unless a
+    ``metavar`` says better; flags with no value at all. Typer's type placeholders
+    (``<bool>``, ``<list[Path]>``, ``{study}``) stay out, and so do Rich's boxes: help is
+    click's plain text, which also names the options typer adds itself without them."""
+    if hasattr(command, "rich_markup_mode"):
+        command.rich_markup_mode = None
+    for param in getattr(command, "params", []):
+        if isinstance(param, TyperArgument):
+            if param.metavar is None:
+                param.metavar = (param.name or "value").upper()
+            if type(param) is TyperArgument:
+                param.__class__ = _NamedArgument  # same state; its own usage and help
+        elif isinstance(param, TyperOption) and param.metavar is None:
+            flag = param.is_flag or getattr(param, "count", False)
+            param.metavar = "" if flag else (param.name or "value").upper()
+    for sub in getattr(command, "commands", {}).values():
+        _name_values(sub)
+
+
+class _Semcomp(TyperGroup):
+    """The root command: values named as users type them in every help text, and a
+    command's :class:`SemcompError` or Ctrl-C as one line and an ``EXIT_*`` status."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        _name_values(self)
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except SemcompError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exit_status(exc)) from None
+        except KeyboardInterrupt as exc:
+            typer.echo("interrupted: what was done is kept; run it again to finish", err=True)
+            raise typer.Exit(exit_status(exc)) from None
+
 
 app = typer.Typer(
+    cls=_Semcomp,
     name="semcomp",
     help="Semantic image compression studies: textual transforms, compressed CLIP "
     "embeddings and pixel codecs on one rate–semantic-distortion axis.",
@@ -31,6 +113,32 @@ def _print_version(wanted: bool) -> None:
         raise typer.Exit()
 
 
+class _EchoHandler(logging.Handler):
+    """``semcomp`` log records as ``level: message`` lines on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(f"{record.levelname.lower()}: {self.format(record)}", err=True)
+
+
+def set_verbosity(verbose: int = 0, quiet: bool = False) -> None:
+    """-q: errors only (no warnings, no progress bars); default: warnings; -v: what each
+    stage and plugin does; -vv: debugging. Sets the ``semcomp`` logger's level."""
+    level = (
+        logging.ERROR
+        if quiet
+        else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    )
+    logger = logging.getLogger("semcomp")
+    logger.setLevel(level)
+    if not any(isinstance(handler, _EchoHandler) for handler in logger.handlers):
+        logger.addHandler(_EchoHandler())
+
+
+def _bars(progress: bool) -> bool:
+    """Progress bars unless switched off, or -q asked for errors only."""
+    return progress and logging.getLogger("semcomp").getEffectiveLevel() <= logging.WARNING
+
+
 @app.callback()
 def _options(
     version: bool = typer.Option(
@@ -41,8 +149,22 @@ def _options(
         is_eager=True,
         help="Print semcomp's version and exit.",
     ),
+    verbose: int = typer.Option(
+        0,
+        "--verbose",
+        "-v",
+        count=True,
+        show_default=False,
+        help="More messages on stderr: -v what each stage and plugin does, -vv debugging.",
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Errors only: no warnings, no progress bars."
+    ),
 ) -> None:
     """Options of semcomp itself (the app's help text is set above)."""
+    if verbose and quiet:
+        raise UsageError("--verbose and --quiet contradict each other: give one")
+    set_verbosity(verbose, quiet)
 
 
 models_app = typer.Typer(help="Fetch model weights on a connected machine.", no_args_is_help=True)
@@ -56,7 +178,7 @@ app.add_typer(features_app, name="features")
 
 STUDY_ARGUMENT = typer.Argument(..., help="Study folder (holds study.toml).", show_default=False)
 FAILURES_OPTION = typer.Option(
-    "all", "--failures", help="Failures to print per stage: all, or a number."
+    "all", "--failures", metavar="all|N", help="Failures to print per stage: all, or a number."
 )
 
 
@@ -80,7 +202,10 @@ def _print_run(summary: object, failures: str = "all") -> None:
 def init(
     study: Path = STUDY_ARGUMENT,
     images: Path = typer.Option(
-        ..., "--images", help="Image folder (category = first-level subfolder) or CSV manifest."
+        ...,
+        "--images",
+        metavar="FOLDER|CSV",
+        help="Image folder (category = first-level subfolder) or CSV manifest.",
     ),
     name: str = typer.Option(None, help="Study name (default: the folder name)."),
 ) -> None:
@@ -99,7 +224,9 @@ def run(
         None, help="Run only this stage (repeatable): ingest, encode, decode, embed, score."
     ),
     engine: str = typer.Option(
-        "local", help="Where batch stages run their models: local, or ray (a Ray cluster)."
+        "local",
+        metavar="local|ray",
+        help="Where batch stages run their models: local, or ray (a Ray cluster).",
     ),
     address: str = typer.Option(
         None, help="Ray cluster: auto or ray://host:port (default: start a local Ray)."
@@ -128,7 +255,7 @@ def run(
         Study.open(study) as opened,
     ):
         summary = opened.run(
-            progress=progress,
+            progress=_bars(progress),
             command=" ".join(["semcomp", *sys.argv[1:]]),
             stages=stage or None,
             engine=chosen,
@@ -138,6 +265,8 @@ def run(
         typer.echo(f"profile ({chosen.name} engine):")
         for line in profile_lines(summary.stages):
             typer.echo(line)
+    if summary.failures:
+        raise typer.Exit(EXIT_FAILURES)
 
 
 @app.command()
@@ -188,10 +317,14 @@ def status(
 @app.command()
 def report(
     study: Path = STUDY_ARGUMENT,
-    out: Path = typer.Option(None, help="Output folder (default: STUDY/report)."),
-    rate: str = typer.Option("bpp", help="Rate axis of the figure: bytes, bits or bpp."),
+    out: Path = typer.Option(None, metavar="FOLDER", help="Output folder (default: STUDY/report)."),
+    rate: str = typer.Option(
+        "bpp", metavar="bytes|bits|bpp", help="Rate axis of the figure: bytes, bits or bpp."
+    ),
     pqvae_results: list[Path] = typer.Option(
-        None, help="PQVAE eval/sweep result files or folders (besides STUDY/pqvae/)."
+        None,
+        metavar="PATH",
+        help="PQVAE eval/sweep result files or folders (besides STUDY/pqvae/).",
     ),
     unpaired: bool = typer.Option(
         False,
@@ -207,7 +340,7 @@ def report(
     from semcomp.study import Study
 
     if rate not in RATE_AXES:
-        raise SemcompError(f"--rate must be one of {', '.join(RATE_AXES)}, not {rate!r}")
+        raise UsageError(f"--rate must be one of {', '.join(RATE_AXES)}, not {rate!r}")
     with Study.open(study, read_only=True) as opened:
         folder = out or opened.root / "report"
         try:
@@ -239,7 +372,7 @@ def demo(
     started = time.perf_counter()
     outcome = prepare_demo(folder, say=typer.echo)
     with Study.open(outcome.root) as study:
-        summary = study.run(progress=progress, command="semcomp demo")
+        summary = study.run(progress=_bars(progress), command="semcomp demo")
         _print_run(summary)
         add_simulated_ratings(study.store, outcome.root / "surveys", say=typer.echo)
     with Study.open(outcome.root, read_only=True) as study:
@@ -252,6 +385,8 @@ def demo(
     if outcome.random_weights:
         typer.echo("  note:    random weights — numbers are not meaningful")
     typer.echo(f"done in {time.perf_counter() - started:.1f} s")
+    if summary.failures:
+        raise typer.Exit(EXIT_FAILURES)
 
 
 @app.command("app")
@@ -260,7 +395,9 @@ def app_command(
     port: int = typer.Option(8501, help="Port on 127.0.0.1."),
     browser: bool = typer.Option(True, help="Open a browser tab (--no-browser: serve only)."),
     pqvae_results: list[Path] = typer.Option(
-        None, help="PQVAE eval/sweep result files or folders (besides STUDY/pqvae/)."
+        None,
+        metavar="PATH",
+        help="PQVAE eval/sweep result files or folders (besides STUDY/pqvae/).",
     ),
 ) -> None:
     """Explore a study's results in the browser (Streamlit, localhost only, read-only)."""
@@ -272,7 +409,7 @@ def app_command(
 
     root = study.resolve()
     if not (root / STUDY_FILE).exists() and not (root / "study.db").exists():
-        raise SemcompError(f"{study} is not a study folder (no {STUDY_FILE}, no study.db)")
+        raise UsageError(f"{study} is not a study folder (no {STUDY_FILE}, no study.db)")
     env = dict(os.environ)
     env[STUDY_ENV] = str(root)
     env[PQVAE_RESULTS_ENV] = os.pathsep.join(str(p.resolve()) for p in pqvae_results or [])
@@ -299,10 +436,14 @@ def app_command(
 
 @models_app.command("fetch")
 def models_fetch(
-    clip: str = typer.Option(None, help="open_clip model name, e.g. ViT-L-14-336."),
-    pretrained: str = typer.Option("openai", help="open_clip weights tag (with --clip)."),
+    clip: str = typer.Option(None, metavar="NAME", help="open_clip model name, e.g. ViT-L-14-336."),
+    pretrained: str = typer.Option(
+        "openai", metavar="TAG", help="open_clip weights tag (with --clip)."
+    ),
     hf: list[str] = typer.Option(
-        None, help="Hugging Face model id (BLIP, diffusers pipelines, ...); repeatable."
+        None,
+        metavar="ORG/NAME",
+        help="Hugging Face model id (BLIP, diffusers pipelines, ...); repeatable.",
     ),
 ) -> None:
     """Download model weights into the local cache (run where there is a network)."""
@@ -311,7 +452,7 @@ def models_fetch(
     from semcomp.models import fetch_hf_model
 
     if not clip and not hf:
-        raise SemcompError("name a model: --clip NAME [--pretrained TAG] and/or --hf ORG/NAME")
+        raise UsageError("name a model: --clip NAME [--pretrained TAG] and/or --hf ORG/NAME")
     if clip:
         path = fetch_open_clip_weights(EmbedderConfig(model=clip, pretrained=pretrained))
         typer.echo(f"{clip}/{pretrained}: {path}")
@@ -321,7 +462,7 @@ def models_fetch(
 
 @features_app.command("extract")
 def features_extract(
-    images: Path = typer.Argument(..., help="Folder of class subfolders: IMAGES/<class>/<file>."),
+    images: Path = typer.Argument(..., help="Folder of class subfolders: IMAGES/CLASS/IMAGE."),
     out: Path = typer.Argument(..., help="Output folder (images/ shards, text.safetensors)."),
     model: str = typer.Option("ViT-L-14-336", help="open_clip model (or local-dir:/path)."),
     pretrained: str = typer.Option("openai", help="open_clip weights tag."),
@@ -359,7 +500,7 @@ def features_extract(
             shard_size=shard_size,
             templates=templates,
             device=device,
-            progress=progress,
+            progress=_bars(progress),
             engine=chosen,
         )
     typer.echo(
@@ -375,7 +516,7 @@ def _model_config(
     from semcomp.codecs.pqvae.model import PAPER_PRESET
 
     if preset != "paper":
-        raise SemcompError(f"unknown preset {preset!r} (presets: paper)")
+        raise UsageError(f"unknown preset {preset!r} (presets: paper)")
     update: dict = {"architecture": architecture, "input_dim": dim, "scalar_bits": bits}
     if d_sub is not None:
         update["d_sub"] = d_sub
@@ -554,6 +695,63 @@ def pqvae_sweep(
     )
 
 
+@app.command()
+def plugins(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object for scripts."),
+) -> None:
+    """Every registered plugin name per family, built-in or from which installed distribution;
+    plugins refused (a name clash, not the family's base class), each with its reason.
+
+    Plugins from other distributions are imported to check their class; built-ins are not.
+    """
+    import json
+
+    from semcomp.registry import PLUGIN_FAMILIES, import_target
+
+    families = []
+    for title, location in PLUGIN_FAMILIES.items():
+        registry = import_target(location)
+        refused = registry.refused()
+        for entry in registry.entries():
+            if not entry.source.builtin:
+                try:
+                    registry.get(entry.name)
+                except ConfigError as exc:
+                    refused[entry.name] = str(exc)
+        families.append(
+            {
+                "family": title,
+                "entry_point_group": registry.entry_point_group,
+                "base": registry.base.replace(":", "."),
+                "plugins": [
+                    {
+                        "name": entry.name,
+                        "source": str(entry.source),
+                        "distribution": entry.source.distribution,
+                        "version": entry.source.version,
+                        "target": entry.target,
+                    }
+                    for entry in registry.entries()
+                    if entry.name not in refused
+                ],
+                "refused": refused,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps({"families": families}, ensure_ascii=False, indent=1))
+        return
+    for family in families:
+        typer.echo(
+            f"{family['family']} (entry points: {family['entry_point_group']}; "
+            f"subclasses of {family['base']})"
+        )
+        width = max((len(p["name"]) for p in family["plugins"]), default=0)
+        for plugin in family["plugins"]:
+            typer.echo(f"  {plugin['name']:<{width}}  {plugin['source']}")
+        for name, reason in family["refused"].items():
+            typer.echo(f"  refused {name}: {reason}")
+
+
 # ---- human ratings: `semcomp ratings ...` and `semcomp survey ...` -----------------------
 
 ratings_app = typer.Typer(
@@ -606,7 +804,10 @@ def ratings_import(
     for line in summary.lines():
         typer.echo(line)
     if not summary.kept:  # the lines above say why; the exit status says it to scripts
-        raise SemcompError(summary.nothing_kept())
+        typer.echo(f"error: {summary.nothing_kept()}", err=True)
+        raise typer.Exit(EXIT_FAILURES)
+    if summary.failed_count:  # rows that could not be read, listed above
+        raise typer.Exit(EXIT_FAILURES)
 
 
 @ratings_app.command("summary")
@@ -614,8 +815,13 @@ def ratings_summary(
     study: Path = STUDY_ARGUMENT,
     survey: str = typer.Option("A", help="Survey A, B or C, or a survey definition .toml."),
     synonyms: Path = typer.Option(None, help="Synonym map TOML for free answers (Survey C)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object (every table as a list of rows) for scripts."
+    ),
 ) -> None:
     """Per-method tables (mean of medians with 95 % CI; B dimensions; C top answers), alpha."""
+    import json
+
     from semcomp.study import Study
     from semcomp.surveys import aggregate
     from semcomp.surveys.definitions import builtin_surveys, load_survey
@@ -625,6 +831,8 @@ def ratings_summary(
         survey = load_survey(survey).id
     elif survey.upper() in builtin_surveys():
         survey = survey.upper()  # built-in ids in any case: b is B
+    document: dict = {"survey": survey}
+    tables = {}  # JSON key → table, in the order the text prints them
     with Study.open(study, read_only=True) as opened:
         store = opened.store
         definitions = aggregate.survey_definitions(store)
@@ -632,32 +840,46 @@ def ratings_summary(
             known = ", ".join(definitions) or "none"
             raise SemcompError(f"no ratings for survey {survey!r} in {study} (surveys: {known})")
         definition = definitions[survey]
+        document["name"] = definition.name
         answers = aggregate.kept_ratings(store, survey, include_excluded=True)
         answers = answers[answers["is_check"] == 0]
-        if answers["excluded"].notna().all():  # nothing kept: say so in one line
+        document["answers"] = len(answers)
+        document["kept"] = int(answers["excluded"].isna().sum())
+        if not document["kept"]:  # nothing kept: say so in one line
             rules = answers["excluded"].value_counts()
             unmatched = len(aggregate.unmatched_answers(store, survey))
-            typer.echo(
+            document["excluded"] = {str(rule): int(n) for rule, n in rules.items()}
+            document["unknown_images"] = unmatched
+            document["note"] = (
                 f"survey {survey}: no kept ratings ({len(answers)} answers imported, "
                 + ", ".join([*(f"{n} excluded as {rule}" for rule, n in rules.items()), ""])
                 + f"{unmatched} about images the study does not know)"
             )
-            return
-        synonym_map = aggregate.load_synonyms(synonyms)
-        simulated = simulated_surveys(store)
-        if survey in simulated:
-            typer.echo(f"{SIMULATED}: {simulated[survey]}")
-        if any(q.numeric for q in definition.questions):
-            typer.echo(aggregate.method_summary(store, survey).to_string(index=False))
-        if sum(q.kind == "scale" for q in definition.questions) > 1:  # Survey B's dimensions
-            typer.echo(aggregate.dimension_summary(store, survey).to_string(index=False))
-        if any(not q.numeric for q in definition.questions):
-            typer.echo(
-                aggregate.top_answers(store, survey, synonyms=synonym_map).to_string(index=False)
-            )
-            overlap = aggregate.answer_overlap(store, survey, synonyms=synonym_map)
-            typer.echo(overlap.to_string(index=False))
-        typer.echo(aggregate.reliability(store, survey, synonym_map).to_string(index=False))
+        else:
+            synonym_map = aggregate.load_synonyms(synonyms)
+            simulated = simulated_surveys(store)
+            if survey in simulated:
+                document["simulated"] = f"{SIMULATED}: {simulated[survey]}"
+            if any(q.numeric for q in definition.questions):
+                tables["methods"] = aggregate.method_summary(store, survey)
+            if sum(q.kind == "scale" for q in definition.questions) > 1:  # Survey B's dimensions
+                tables["dimensions"] = aggregate.dimension_summary(store, survey)
+            if any(not q.numeric for q in definition.questions):
+                tables["top_answers"] = aggregate.top_answers(store, survey, synonyms=synonym_map)
+                tables["answer_overlap"] = aggregate.answer_overlap(
+                    store, survey, synonyms=synonym_map
+                )
+            tables["reliability"] = aggregate.reliability(store, survey, synonym_map)
+    if as_json:
+        for key, table in tables.items():  # pandas writes NaN as null and numpy as numbers
+            document[key] = json.loads(table.to_json(orient="records", force_ascii=False))
+        typer.echo(json.dumps(document, ensure_ascii=False, indent=1))
+        return
+    for line in (document.get("note"), document.get("simulated")):
+        if line:
+            typer.echo(line)
+    for table in tables.values():
+        typer.echo(table.to_string(index=False))
 
 
 @survey_app.command("list")
@@ -713,13 +935,14 @@ def survey_make(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point; ``main([...])`` is callable from tests. User errors print one line."""
+    """Entry point; ``main([...])`` is callable from tests and always ends in ``SystemExit``
+    with an ``EXIT_*`` status. User errors print one line."""
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         app(args=args or ["--help"], prog_name="semcomp")  # plain `semcomp`: help, exit 0
-    except SemcompError as exc:
+    except SemcompError as exc:  # raised outside a command (the group turns theirs to exits)
         typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
+        raise SystemExit(exit_status(exc)) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,10 @@ class SemcompError(Exception):
     """Base class for errors that are the user's to fix, not bugs."""
 
 
+class UsageError(SemcompError):
+    """A command-line option or argument is wrong (the CLI exits with status 2)."""
+
+
 class ConfigError(SemcompError):
     """A study file or method preset is invalid; the message names the key and the file."""
 

@@ -857,12 +857,25 @@ class Store:
             )
         return stale
 
-    def finish_run(self, run_id: int, *, status: str, summary: Mapping[str, Any]) -> None:
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        summary: Mapping[str, Any],
+        packages: Mapping[str, str] | None = None,
+    ) -> None:
+        """Close a run; ``packages`` replaces its package versions (what it learnt while
+        running, such as the CUDA version of the GPU it used)."""
         with self.transaction():
             self.conn.execute(
                 "UPDATE runs SET finished_at = ?, status = ?, summary = ? WHERE id = ?",
                 (utc_now(), status, to_json(summary), run_id),
             )
+            if packages is not None:
+                self.conn.execute(
+                    "UPDATE runs SET packages = ? WHERE id = ?", (to_json(packages), run_id)
+                )
 
     # ---- embeddings ----------------------------------------------------------------------
 

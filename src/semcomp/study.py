@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from semcomp.methods import TextualMethod
 from semcomp.metrics.clip import clip_metrics
 from semcomp.models import hf_model_problem
 from semcomp.params import portable_value
+from semcomp.registry import PluginSource
 from semcomp.stages import STAGES, StageContext, StageReport, failure_label
 from semcomp.stages.embed import artifacts_to_score
 from semcomp.store import (
@@ -46,6 +49,8 @@ from semcomp.store import (
 )
 from semcomp.tiny_models import ensure_tiny_model, tiny_model_kind
 
+log = logging.getLogger(__name__)
+
 PROVENANCE_PACKAGES = (
     "semcomp",
     "torch",
@@ -56,11 +61,17 @@ PROVENANCE_PACKAGES = (
     "scipy",
     "pydantic",
     "safetensors",
+    "transformers",
+    "diffusers",
+    "openai",
+    "constriction",
+    "compressai",
 )
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of the packages (and Pillow's codec libraries) that shape the numbers."""
+def package_versions(plugins: Iterable[PluginSource] = ()) -> dict[str, str]:
+    """Versions of the packages (and Pillow's codec libraries) that shape the numbers, and
+    of every distribution in ``plugins`` (where the run's plugins come from)."""
     versions: dict[str, str] = {}
     for name in PROVENANCE_PACKAGES:
         try:
@@ -71,6 +82,44 @@ def package_versions() -> dict[str, str]:
 
     for codec in ("jpg", "webp"):
         versions[f"lib{codec}"] = str(features.version(codec))
+    for source in plugins:
+        if not source.builtin:
+            versions[str(source.distribution)] = str(source.version)
+    return versions
+
+
+def plugin_sources(config: StudyConfig) -> list[PluginSource]:
+    """Where each plugin a study's methods and similarity models name comes from."""
+    from semcomp.captioners import CAPTIONERS
+    from semcomp.codecs import CODECS, TEXT_CODECS
+    from semcomp.methods import ExternalMethod, PixelMethod
+    from semcomp.metrics import EMBEDDERS
+    from semcomp.reconstructors import RECONSTRUCTORS
+
+    used = [(EMBEDDERS, model.kind) for model in config.similarity.models]
+    for method in config.methods:
+        if isinstance(method, PixelMethod):
+            used.append((CODECS, method.codec))
+        elif isinstance(method, TextualMethod):
+            used += [
+                (CAPTIONERS, method.captioner),
+                (RECONSTRUCTORS, method.reconstructor),
+                (TEXT_CODECS, method.text_codec),
+            ]
+        elif isinstance(method, ExternalMethod):
+            used.append((TEXT_CODECS, method.text_codec))
+    return [registry.source(name) for registry, name in used]
+
+
+def gpu_versions() -> dict[str, str]:
+    """The CUDA and cuDNN versions (and the GPU) when this process used a GPU: torch is
+    imported and has initialised CUDA. Empty otherwise (torch is never imported for it)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return {}
+    versions = {"cuda": str(torch.version.cuda), "gpu": torch.cuda.get_device_name()}
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    versions["cudnn"] = str(cudnn) if cudnn else "not available"
     return versions
 
 
@@ -202,10 +251,12 @@ class Study:
             # failure and the run goes on with what the store holds
             require_images(self.config.images.source)
         self.prepare_models(selected)
+        packages = package_versions(plugin_sources(self.config))
+        log.debug("package versions: %s", packages)
         run_id = self.store.start_run(
             command=command,
             semcomp_version=__version__,
-            packages=package_versions(),
+            packages=packages,
             config=portable_value(self.config.model_dump(mode="json"), self.root),
             seed=self.config.seed,
         )
@@ -224,8 +275,13 @@ class Study:
                 report = StageReport(stage)
                 context = StageContext(self.store, self.config, run_id, progress, report, engine)
                 started = time.perf_counter()
+                log.info("run %d: %s", run_id, stage)
                 importlib.import_module(f"semcomp.stages.{stage}").run(context)
                 report.seconds = time.perf_counter() - started
+                log.info(
+                    "run %d: %s: %d done, %d already done, %d failed in %.1f s",
+                    *(run_id, stage, report.done, report.skipped, report.failed, report.seconds),
+                )
                 reports.append(report)
             status = "finished"
         except KeyboardInterrupt:
@@ -246,6 +302,7 @@ class Study:
             self.store.finish_run(
                 run_id,
                 status=status,
+                packages={**packages, **gpu_versions()},
                 summary={
                     "stages": [vars(s) for s in reports],
                     "failures": len(failures),

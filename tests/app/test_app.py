@@ -185,7 +185,7 @@ def test_semcomp_app_refuses_a_folder_that_is_not_a_study(tmp_path, capsys):
 
     with pytest.raises(SystemExit) as stopped:
         main(["app", str(tmp_path), "--no-browser"])
-    assert stopped.value.code == 1
+    assert stopped.value.code == 2  # a wrong argument
     assert "is not a study folder" in capsys.readouterr().err
 
 

@@ -218,7 +218,7 @@ def test_a_run_without_the_weights_stops_with_one_line(
     root = write_study(tmp_path / "s", image_folder, tiny_clip, pretrained)
     with pytest.raises(SystemExit) as failed:
         main(["run", str(root), "--no-progress"])
-    assert failed.value.code == 1
+    assert failed.value.code == 3
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: CompressAI bmshj2018-factorized (mse, quality 1) weights")
     assert "\n" not in error and "pretrained=True" in error

@@ -1,5 +1,6 @@
 """`semcomp survey ...` and `semcomp ratings ...` on the command line, and survey definitions."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -35,20 +36,25 @@ def test_list_make_import_summary(study, tmp_path, capsys):
     assert "kept 32 answers; excluded: none; failed 0; unknown images 0" in out
     code, out, _ = run(["ratings", "summary", str(study), "--survey", "A"], capsys)
     assert code == 0 and "median_mean" in out and "ordinal" in out and "jpeg" in out
+    code, out, _ = run(["ratings", "summary", str(study), "--survey", "a", "--json"], capsys)
+    document = json.loads(out)  # the same tables, for scripts
+    assert code == 0 and document["survey"] == "A" and document["kept"] == 32
+    assert {"methods", "reliability"} <= set(document) and "top_answers" not in document
+    assert any(row["method"] == "jpeg" and row["median_mean"] > 0 for row in document["methods"])
 
 
 def test_cli_errors_are_one_line(study, tmp_path, capsys):
     missing = tmp_path / "missing.csv"
     code, _, err = run(["ratings", "import", str(study), str(missing), "--survey", "A"], capsys)
-    assert code == 1 and err.startswith("error: no ratings file") and "Traceback" not in err
+    assert code == 2 and err.startswith("error: no ratings file") and "Traceback" not in err
     code, _, err = run(["ratings", "import", str(study), str(missing), "--survey", "Z"], capsys)
-    assert code == 1 and "unknown survey 'Z'" in err
+    assert code == 2 and "unknown survey 'Z'" in err
     code, _, err = run(["ratings", "summary", str(study), "--survey", "B"], capsys)
-    assert code == 1 and "no ratings for survey 'B'" in err
+    assert code == 3 and "no ratings for survey 'B'" in err
     code, _, err = run(
         ["ratings", "import", str(tmp_path / "nostudy"), str(missing), "--survey", "A"], capsys
     )
-    assert code == 1 and not (tmp_path / "nostudy").exists()
+    assert code == 2 and not (tmp_path / "nostudy").exists()
 
 
 def test_builtin_definitions():

@@ -2,7 +2,11 @@
 
 from semcomp.registry import Registry
 
-CAPTIONERS = Registry("captioner", entry_point_group="semcomp.captioners")
+CAPTIONERS = Registry(
+    "captioner",
+    entry_point_group="semcomp.captioners",
+    base="semcomp.captioners.base:Captioner",
+)
 CAPTIONERS.register("blip", "semcomp.captioners.blip:BlipCaptioner")
 CAPTIONERS.register("llm-api", "semcomp.captioners.llm_api:LlmApiCaptioner")
 CAPTIONERS.register("human", "semcomp.captioners.human:HumanCaptioner")

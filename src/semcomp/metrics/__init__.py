@@ -9,9 +9,13 @@ metric and the embedding codecs share.
 
 from semcomp.registry import Registry
 
-METRICS = Registry("metric", entry_point_group="semcomp.metrics")
+METRICS = Registry(
+    "metric", entry_point_group="semcomp.metrics", base="semcomp.metrics.base:Metric"
+)
 
-EMBEDDERS = Registry("embedder", entry_point_group="semcomp.embedders")
+EMBEDDERS = Registry(
+    "embedder", entry_point_group="semcomp.embedders", base="semcomp.metrics.embedder:Embedder"
+)
 EMBEDDERS.register("open_clip", "semcomp.metrics.clip:OpenClipEmbedder")
 
 __all__ = ["EMBEDDERS", "METRICS"]

@@ -25,6 +25,7 @@ from PIL import Image
 from semcomp.config import EmbedderConfig
 from semcomp.engines import phase
 from semcomp.errors import ConfigError, ModelUnavailableError
+from semcomp.metrics.embedder import Embedder
 from semcomp.models import (
     batches_with_backoff,
     hub_offline,
@@ -165,7 +166,7 @@ def weights_location(config: EmbedderConfig) -> str:
     return fetch_open_clip_weights(config, download=False)
 
 
-class OpenClipEmbedder:
+class OpenClipEmbedder(Embedder):
     """Batched, L2-normalised CLIP image embeddings; load once per stage, then :meth:`close`."""
 
     #: a local model: ``--engine ray`` runs it in actors

@@ -2,7 +2,11 @@
 
 from semcomp.registry import Registry
 
-RECONSTRUCTORS = Registry("reconstructor", entry_point_group="semcomp.reconstructors")
+RECONSTRUCTORS = Registry(
+    "reconstructor",
+    entry_point_group="semcomp.reconstructors",
+    base="semcomp.reconstructors.base:Reconstructor",
+)
 RECONSTRUCTORS.register("diffusers", "semcomp.reconstructors.diffusers:DiffusersReconstructor")
 RECONSTRUCTORS.register("image-api", "semcomp.reconstructors.image_api:ImageApiReconstructor")
 RECONSTRUCTORS.register("solid-colour", "semcomp.reconstructors.solid:SolidColourReconstructor")

@@ -1,0 +1,180 @@
+"""Plugins from other distributions: the README's example installed through the entry-point
+mechanism and run in a study; refusals of wrong classes and of clashing names."""
+
+import json
+import logging
+import re
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import write_study
+from semcomp.cli import main
+from semcomp.codecs import CODECS
+from semcomp.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def readme_plugin() -> tuple[str, str, str]:
+    """The README's plugin example: its module, its entry-point table and its method table."""
+    section = README.split("## Writing a plugin", 1)[1].split("\n## ", 1)[0]
+    (module,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    entry_points, method = re.findall(r"```toml\n(.*?)```", section, flags=re.S)
+    return module, entry_points, method
+
+
+def install(site: Path, distribution: str, version: str, modules: dict, entry_points: str):
+    """What `pip install --target site` leaves: the modules and a dist-info whose
+    entry_points.txt is the ``[project.entry-points."group"]`` tables of ``entry_points``."""
+    for name, code in modules.items():
+        (site / f"{name}.py").write_text(code)
+    info = site / f"{distribution.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n"
+    )
+    groups = tomllib.loads(entry_points)["project"]["entry-points"]
+    (info / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{name} = {value}\n" for name, value in points.items())
+            for group, points in groups.items()
+        )
+    )
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """A folder on sys.path to install distributions into; registries read it afresh."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    CODECS.rescan()
+    yield folder
+    monkeypatch.undo()  # off sys.path before the registry forgets what it read there
+    CODECS.rescan()
+
+
+def cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as raised:
+        main(argv)
+    captured = capsys.readouterr()
+    return raised.value.code, captured.out, captured.err
+
+
+def test_the_readme_example_runs_in_a_study(site, tmp_path, image_folder, capsys):
+    module, entry_points, method = readme_plugin()
+    install(site, "semcomp-posterize", "0.1.0", {"semcomp_posterize": module}, entry_points)
+
+    code, out, _ = cli(["plugins"], capsys)
+    assert code == 0
+    assert re.search(r"^  posterize +semcomp-posterize 0\.1\.0$", out, flags=re.M), out
+    assert re.search(r"^  jpeg +built-in$", out, flags=re.M)
+
+    root = write_study(tmp_path / "s", image_folder, "unused-clip-model", methods=method)
+    stages = ["--stage", "ingest", "--stage", "encode", "--stage", "decode"]
+    code, out, err = cli(["run", str(root), "--no-progress", *stages], capsys)
+    assert code == 0, err
+    assert "encode" in out and "0 failed" in out
+
+    db = sqlite3.connect(root / "study.db")
+    rates = db.execute(
+        "SELECT r.rate_bits, a.bytes FROM representations r "
+        "JOIN methods m ON m.id = r.method_id JOIN artifacts a ON a.hash = r.payload_hash "
+        "WHERE m.name = 'posterize'"
+    ).fetchall()
+    assert len(rates) == 8 and all(bits == 8 * size for bits, size in rates)  # 4 images × 2
+    (packages,) = db.execute("SELECT packages FROM runs").fetchone()
+    packages = json.loads(packages)
+    assert packages["semcomp-posterize"] == "0.1.0"
+    assert {"transformers", "diffusers", "open_clip_torch", "openai", "constriction"} <= set(
+        packages
+    )
+    assert "cuda" not in packages  # this run used no GPU
+
+
+def test_an_entry_point_that_is_not_a_codec_is_refused_in_one_line(
+    site, tmp_path, image_folder, capsys
+):
+    install(
+        site,
+        "semcomp-wrong",
+        "2.0",
+        {"semcomp_wrong": "class NotACodec:\n    pass\n"},
+        '[project.entry-points."semcomp.codecs"]\nwrong = "semcomp_wrong:NotACodec"\n',
+    )
+    with pytest.raises(ConfigError) as refused:
+        CODECS.get("wrong")
+    message = str(refused.value)
+    assert "\n" not in message and "semcomp-wrong 2.0" in message
+    assert "not a subclass of semcomp.codecs.base.ImageCodec" in message
+
+    methods = '[[methods]]\nname = "w"\ncodec = "wrong"\nquality = [1]\n'
+    root = write_study(tmp_path / "s", image_folder, "unused-clip-model", methods=methods)
+    code, _, err = cli(["run", str(root), "--no-progress"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "semcomp-wrong 2.0" in err, err
+    code, out, _ = cli(["plugins"], capsys)
+    assert code == 0 and "refused wrong: codec 'wrong' from semcomp-wrong 2.0" in out
+
+
+def test_a_name_clash_is_refused_with_a_warning_naming_both(site, caplog, capsys):
+    twin = '[project.entry-points."semcomp.codecs"]\ntwin = "semcomp_posterize:PosterizeCodec"\n'
+    module, _, _ = readme_plugin()
+    install(
+        site,
+        "semcomp-clash",
+        "1.0",
+        {"semcomp_posterize": module},
+        '[project.entry-points."semcomp.codecs"]\njpeg = "semcomp_posterize:PosterizeCodec"\n'
+        + twin.split("\n", 1)[1],
+    )
+    install(site, "semcomp-other", "3.1", {}, twin)
+    with caplog.at_level(logging.WARNING, logger="semcomp"):
+        names = CODECS.names()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    (builtin,) = [w for w in warnings if "'jpeg'" in w]
+    assert "semcomp-clash 1.0" in builtin and "semcomp.codecs.jpeg:JpegCodec" in builtin
+    (plugins,) = [w for w in warnings if "'twin'" in w]
+    assert "semcomp-clash 1.0" in plugins and "semcomp-other 3.1" in plugins
+    # the built-in stays; neither twin is used
+    assert "jpeg" in names and "twin" not in names
+    assert CODECS.get("jpeg").__module__ == "semcomp.codecs.jpeg"
+    with pytest.raises(ConfigError) as refused:
+        CODECS.check("twin")
+    assert "semcomp-clash 1.0" in str(refused.value) and "semcomp-other 3.1" in str(refused.value)
+
+    CODECS.rescan()
+    capsys.readouterr()
+    code, out, err = cli(["plugins"], capsys)  # the CLI shows the warnings and the refusals
+    assert code == 0 and err.count("warning: ") == 2
+    assert "refused jpeg: codec 'jpeg' from semcomp-clash 1.0" in out
+    assert "refused twin: codec 'twin' is provided by both" in out
+    CODECS.rescan()
+    code, _, err = cli(["-q", "plugins"], capsys)  # -q: errors only
+    assert code == 0 and err == ""
+
+
+def test_plugins_json_lists_every_family(capsys):
+    code, out, _ = cli(["plugins", "--json"], capsys)
+    assert code == 0
+    families = {f["family"]: f for f in json.loads(out)["families"]}
+    assert set(families) >= {
+        "captioners",
+        "reconstructors",
+        "pixel codecs",
+        "text codecs",
+        "embedders",
+    }
+    codecs = families["pixel codecs"]
+    assert codecs["entry_point_group"] == "semcomp.codecs"
+    assert codecs["base"] == "semcomp.codecs.base.ImageCodec"
+    assert {p["name"]: p["source"] for p in codecs["plugins"]}["jpeg"] == "built-in"
