@@ -10,6 +10,11 @@ metric and the embedding codecs share.
 from semcomp.registry import Registry
 
 METRICS = Registry("metric", entry_point_group="semcomp.metrics")
+METRICS.register("lpips", "semcomp.metrics.lpips:Lpips")
+METRICS.register("dists", "semcomp.metrics.dists:Dists")
+METRICS.register("dreamsim", "semcomp.metrics.dreamsim:DreamSim")
+METRICS.register("fid", "semcomp.metrics.fid:Fid")
+METRICS.register("kid", "semcomp.metrics.kid:Kid")
 
 EMBEDDERS = Registry("embedder", entry_point_group="semcomp.embedders")
 EMBEDDERS.register("open_clip", "semcomp.metrics.clip:OpenClipEmbedder")
