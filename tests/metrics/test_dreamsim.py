@@ -8,7 +8,8 @@ from PIL import ImageFilter
 from helpers import photo
 from semcomp.errors import ModelUnavailableError
 from semcomp.metrics import METRICS
-from semcomp.metrics.dreamsim import DreamSim, DreamSimParams, required_files
+from semcomp.metrics.dreamsim import BACKBONES, DreamSim, DreamSimParams, required_files
+from semcomp.metrics.learned import missing_packages
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +88,16 @@ def test_missing_weights_name_the_files_and_the_fetch_command(tmp_path):
         (tmp_path / name).write_text("{}")
     assert DreamSim.weights_problem(params, None) is None
     assert DreamSim.weights_problem(DreamSimParams(weights="random"), None) is None
+
+
+def test_backbones_are_the_packages_and_a_missing_package_is_named():
+    from dreamsim.config import dreamsim_args
+
+    for variant, backbones in BACKBONES.items():
+        assert dreamsim_args["model_config"][variant]["model_type"] == backbones
+    assert missing_packages("dreamsim", "dreamsim", "peft") is None
+    problem = missing_packages("dreamsim", "dreamsim", "no_such_package_here")
+    assert problem == (
+        "metric 'dreamsim' needs the package(s) no_such_package_here: "
+        "pip install 'semcomp[metrics]'"
+    )

@@ -16,7 +16,13 @@ from typing import Any, ClassVar
 from unittest import mock
 
 from semcomp.metrics.base import RESIZED_TO_ORIGINAL, ScoreSpec, at_original_size
-from semcomp.metrics.learned import LearnedPairwiseMetric, Weights, distance_score, seeded
+from semcomp.metrics.learned import (
+    LearnedPairwiseMetric,
+    Weights,
+    distance_score,
+    missing_packages,
+    seeded,
+)
 from semcomp.metrics.lpips import BACKBONE_URLS
 from semcomp.models import load_torch_weights, torch_weights_problem
 from semcomp.params import PluginParams
@@ -86,8 +92,9 @@ class Dists(LearnedPairwiseMetric):
 
     @classmethod
     def weights_problem(cls, params: DistsParams, reachable: Any) -> str | None:
-        if params.weights == "random":
-            return None
+        problem = missing_packages(cls.name, "piq")
+        if params.weights == "random" or problem:
+            return problem
         return torch_weights_problem("DISTS", URLS)
 
     def load(self) -> Any:

@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 from unittest import mock
 
-from semcomp.errors import ModelUnavailableError
 from semcomp.metrics.base import ScoreSpec
-from semcomp.metrics.learned import LearnedPairwiseMetric, distance_score, seeded
+from semcomp.metrics.learned import LearnedPairwiseMetric, distance_score, missing_packages, seeded
 from semcomp.params import PluginParams, StudyPath
 
 #: the DreamSim models whose backbones can also be built with random weights
@@ -38,6 +37,13 @@ DISPLAY = {
     "dino_vitb16": "DreamSim (DINO ViT-B/16)",
     "clip_vitb32": "DreamSim (CLIP ViT-B/32)",
     "open_clip_vitb32": "DreamSim (OpenCLIP ViT-B/32)",
+}
+#: each variant's backbones (the package's ``dreamsim_args``), known without importing it
+BACKBONES = {
+    "ensemble": "dino_vitb16,clip_vitb16,open_clip_vitb16",
+    "dino_vitb16": "dino_vitb16",
+    "clip_vitb32": "clip_vitb32",
+    "open_clip_vitb32": "open_clip_vitb32",
 }
 #: the LoRA of the released models (the ensemble's training config: r 16, α 0.5, dropout 0.3
 #: on the attention's qkv), used when there is no adapter_config.json (random weights)
@@ -69,10 +75,8 @@ def _tag(variant: str) -> str:
 def required_files(variant: str) -> list[str]:
     """What the weights folder must hold for ``variant`` (as the package's downloader
     checks it, plus DINO's ``torch.hub`` repository and checkpoint)."""
-    from dreamsim.config import dreamsim_args
-
     files = [f"{_tag(variant)}lora/adapter_config.json"]
-    for model_type in dreamsim_args["model_config"][variant]["model_type"].split(","):
+    for model_type in BACKBONES[variant].split(","):
         if model_type.startswith("dino"):
             files += [f"{model_type}_pretrain.pth", *DINO_HUB]
         else:
@@ -154,12 +158,9 @@ class DreamSim(LearnedPairwiseMetric):
 
     @classmethod
     def identity_of(cls, params: DreamSimParams) -> dict[str, Any]:
-        from dreamsim.config import dreamsim_args
-
-        backbones = dreamsim_args["model_config"][params.variant]["model_type"]
         return {
             **super().identity_of(params),
-            "backbones": backbones,
+            "backbones": BACKBONES[params.variant],
             "lora": f"{_tag(params.variant)}lora" if params.weights == "pretrained" else LORA,
             "preprocess": f"both images resized to {IMAGE_SIZE}×{IMAGE_SIZE} (PIL bicubic, "
             "aspect ratio not kept), RGB in [0, 1], each backbone's mean/std",
@@ -167,8 +168,9 @@ class DreamSim(LearnedPairwiseMetric):
 
     @classmethod
     def weights_problem(cls, params: DreamSimParams, reachable: Any) -> str | None:
-        if params.weights != "pretrained":
-            return None
+        problem = missing_packages(cls.name, "dreamsim", "peft")
+        if params.weights != "pretrained" or problem:
+            return problem
         folder = Path(params.weights_dir or default_weights_dir())
         missing = [f for f in required_files(params.variant) if not (folder / f).exists()]
         if not missing:
@@ -187,10 +189,6 @@ class DreamSim(LearnedPairwiseMetric):
 
         variant, weights = self.params.variant, self.params.weights
         folder = Path(self.params.weights_dir or default_weights_dir())
-        if weights == "pretrained":
-            problem = self.weights_problem(self.params, None)
-            if problem is not None:
-                raise ModelUnavailableError(problem)
         config = dreamsim_args["model_config"][variant]
 
         def perceptual_model() -> Any:

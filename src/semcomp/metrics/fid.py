@@ -24,7 +24,7 @@ import numpy as np
 
 from semcomp.engines import phase
 from semcomp.metrics.base import ScoreSpec, SetMetric
-from semcomp.metrics.learned import seeded
+from semcomp.metrics.learned import missing_packages, raise_weights_problem, seeded
 from semcomp.models import (
     batches_with_backoff,
     load_torch_weights,
@@ -94,6 +94,7 @@ class InceptionSetMetric(SetMetric):
         self, params: PluginParams, *, device: str = "auto", batch_size: int | None = None
     ):
         super().__init__(params, device=device, batch_size=batch_size)
+        raise_weights_problem(self)
         self.device = select_device(device)
         self.model = load_inception(self.params.weights).to(self.device)
 
@@ -121,8 +122,9 @@ class InceptionSetMetric(SetMetric):
 
     @classmethod
     def weights_problem(cls, params: PluginParams, reachable: Any) -> str | None:
-        if params.weights != "pretrained":
-            return None
+        problem = missing_packages(cls.name, "torchmetrics", "torch_fidelity")
+        if params.weights != "pretrained" or problem:
+            return problem
         return torch_weights_problem("FID Inception-v3", [INCEPTION_URL])
 
     @classmethod

@@ -16,14 +16,36 @@ from functools import partial
 from typing import Any, Literal
 
 from semcomp.engines import phase
-from semcomp.errors import ImageError
-from semcomp.metrics.base import PairwiseMetric, ScoreSpec
+from semcomp.errors import ImageError, ModelUnavailableError
+from semcomp.metrics.base import Metric, PairwiseMetric, ScoreSpec
 from semcomp.models import batches_with_backoff, is_out_of_memory, release, select_device
 from semcomp.params import PluginParams
 
 #: ``weights = "random"``: the real architecture with random backbone weights (tests, the
 #: offline demo); its numbers measure nothing, and its score keys say ``random``
 Weights = Literal["pretrained", "random"]
+
+
+def missing_packages(metric: str, *modules: str) -> str | None:
+    """Why ``metric`` cannot run here (packages of the ``metrics`` extra not installed), or
+    None; checked before any stage starts, with :meth:`Metric.weights_problem`."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    return (
+        f"metric {metric!r} needs the package(s) {', '.join(missing)}: "
+        "pip install 'semcomp[metrics]'"
+    )
+
+
+def raise_weights_problem(metric: Metric) -> None:
+    """Fail at once, with :meth:`Metric.weights_problem`'s one line, before any library is
+    imported or asked to download."""
+    problem = type(metric).weights_problem(metric.params, lambda: False)
+    if problem is not None:
+        raise ModelUnavailableError(problem)
 
 
 @contextmanager
@@ -45,6 +67,7 @@ class LearnedPairwiseMetric(PairwiseMetric):
         self, params: PluginParams, *, device: str = "auto", batch_size: int | None = None
     ):
         super().__init__(params, device=device, batch_size=batch_size)
+        raise_weights_problem(self)
         self.device = select_device(device)
         self.key = self.scores(params)[0].key
         self.display = self.scores(params)[0].display

@@ -15,7 +15,13 @@ import warnings
 from typing import Any, ClassVar, Literal
 
 from semcomp.metrics.base import RESIZED_TO_ORIGINAL, ScoreSpec, at_original_size
-from semcomp.metrics.learned import LearnedPairwiseMetric, Weights, distance_score, seeded
+from semcomp.metrics.learned import (
+    LearnedPairwiseMetric,
+    Weights,
+    distance_score,
+    missing_packages,
+    seeded,
+)
 from semcomp.models import load_torch_weights, torch_weights_problem
 from semcomp.params import PluginParams
 
@@ -69,8 +75,9 @@ class Lpips(LearnedPairwiseMetric):
 
     @classmethod
     def weights_problem(cls, params: LpipsParams, reachable: Any) -> str | None:
-        if params.weights == "random":
-            return None
+        problem = missing_packages(cls.name, "lpips")
+        if params.weights == "random" or problem:
+            return problem
         return torch_weights_problem(
             f"LPIPS ({BACKBONE_NAMES[params.net]})", [BACKBONE_URLS[params.net]]
         )
