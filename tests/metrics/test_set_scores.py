@@ -106,6 +106,11 @@ def test_values_follow_the_set_of_originals(study):
         assert n == 3 and key != before[point][4] and value != before[point][1]
         assert low is None and high is None  # bootstrap = 0: no interval
 
+    # other parameters, another identity: recomputed from the cache
+    report = step(study, "fid", FidParams(weights="tiny", bootstrap=5))
+    assert (report.done, report.skipped, report.models_loaded) == (2, 0, [])
+    assert all(low is not None for _, _, low, _, _ in set_rows(study, "fid[tiny]").values())
+
     # one original left: no FID; the stale value goes and the failure names why
     with study.store.transaction():
         study.store.conn.execute(

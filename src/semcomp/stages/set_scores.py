@@ -129,17 +129,24 @@ def write_set_scores(
     store = ctx.store
     specs = metric_cls.scores(params)
     feature_identity = metric_cls.feature_identity(params)
+    identity = {
+        **metric_cls.identity_of(params),
+        "random_weights": feature_identity["random_weights"],
+    }
     with store.transaction():
         register_embedder(ctx, features_id, feature_identity)
+        for spec in specs:  # values of another identity (other parameters) are recomputed
+            stored = store.conn.execute(
+                "SELECT identity FROM metrics WHERE name = ?", (spec.key,)
+            ).fetchone()
+            if stored is not None and stored[0] != to_json(ctx.portable(identity)):
+                store.conn.execute("DELETE FROM set_scores WHERE metric = ?", (spec.key,))
         register_scores(
             ctx,
             specs,
             kind="set",
             formula=metric_cls.name,
-            identity={
-                **metric_cls.identity_of(params),
-                "random_weights": feature_identity["random_weights"],
-            },
+            identity=identity,
             embedder_id=features_id,
         )
     where, ids = ctx.method_filter("r.method_id")
