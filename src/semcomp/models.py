@@ -262,3 +262,52 @@ def batches_with_backoff(
             continue
         yield batch, result
         start += len(batch)
+
+
+def torch_hub_checkpoint(url: str) -> Path:
+    """Where ``torch.hub.load_state_dict_from_url(url)`` (and so torchvision, LPIPS, piq and
+    torch-fidelity) keeps the file it downloads: ``$TORCH_HOME/hub/checkpoints/<name>``.
+
+    Worked out as torch does, without importing it (a run checks weights before any stage).
+    """
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch"
+    )
+    return Path(torch_home) / "hub" / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def torch_weights_fetch_hint(urls: Sequence[str]) -> str:
+    """How to put ``urls``' weights where torch looks for them, as one command."""
+    commands = [f"curl -L --create-dirs -o {torch_hub_checkpoint(u)} {u}" for u in urls]
+    return f"run `{' && '.join(commands)}` on a connected machine (or copy the files here)"
+
+
+def torch_weights_problem(what: str, urls: Sequence[str]) -> str | None:
+    """Why weights that torch downloads from ``urls`` cannot be had, or None: every file is
+    in torch's hub cache, or their hosts answer (a download will fetch them)."""
+    missing = [u for u in urls if not torch_hub_checkpoint(u).is_file()]
+    if not missing or all(host_reachable(u) for u in missing):
+        return None
+    hosts = ", ".join(sorted({urlparse(u).hostname or u for u in missing}))
+    return (
+        f"{what}: weights not in the local torch cache and {hosts} unreachable; "
+        + torch_weights_fetch_hint(missing)
+    )
+
+
+def load_torch_weights(load: Callable[[], T], *, what: str, urls: Sequence[str]) -> T:
+    """``load()`` a model whose library downloads its weights from ``urls`` with torch.hub.
+
+    From the cache it just loads; when a file is missing and its host does not answer,
+    one :class:`ModelUnavailableError` with the fetch command, instead of a URLError from
+    inside the library (or a minute of retries).
+    """
+    problem = torch_weights_problem(what, urls)
+    if problem is not None:
+        raise ModelUnavailableError(problem)
+    try:
+        return load()
+    except (OSError, RuntimeError, ValueError, EOFError) as exc:  # a failed download, a bad file
+        raise ModelUnavailableError(
+            f"{what}: weights could not be loaded ({exc}); {torch_weights_fetch_hint(urls)}"
+        ) from exc

@@ -12,6 +12,11 @@ from semcomp.registry import Registry
 METRICS = Registry(
     "metric", entry_point_group="semcomp.metrics", base="semcomp.metrics.base:Metric"
 )
+METRICS.register("lpips", "semcomp.metrics.lpips:Lpips")
+METRICS.register("dists", "semcomp.metrics.dists:Dists")
+METRICS.register("dreamsim", "semcomp.metrics.dreamsim:DreamSim")
+METRICS.register("fid", "semcomp.metrics.fid:Fid")
+METRICS.register("kid", "semcomp.metrics.kid:Kid")
 
 EMBEDDERS = Registry(
     "embedder", entry_point_group="semcomp.embedders", base="semcomp.metrics.embedder:Embedder"

@@ -122,6 +122,20 @@ class Metric(ABC):
         """Free the model (the next step may load another)."""
 
 
+def at_original_size(original: Any, candidate: Any) -> Any:
+    """``candidate`` (a PIL image) resized to ``original``'s size, bicubic, when it differs:
+    what a metric that needs equal sizes compares (and says so in its identity)."""
+    if candidate.size == original.size:
+        return candidate
+    from PIL import Image
+
+    return candidate.resize(original.size, Image.Resampling.BICUBIC)
+
+
+#: how :func:`at_original_size` resizes, for identities
+RESIZED_TO_ORIGINAL = "candidate resized to the original's size (PIL bicubic) when it differs"
+
+
 class PairwiseMetric(Metric):
     """(original, candidate) → one value per score, for each pair of a batch."""
 
@@ -166,6 +180,20 @@ class SetMetric(Metric):
     #: fewer images than this give a value that means little (shown with ``n``)
     min_images: ClassVar[int] = 2
 
+    @classmethod
+    @abstractmethod
+    def feature_identity(cls, params: PluginParams) -> dict[str, Any]:
+        """The feature extractor's row in the store's ``embedders`` table (``kind``,
+        ``model``, ``pretrained``, ``preprocess``, ``weights``, ``random_weights``): metrics
+        with the same extractor (FID and KID on Inception) share its cached features."""
+
+    @classmethod
+    def features_id(cls, params: PluginParams) -> str:
+        """The key of the cached features: a content key of :meth:`feature_identity`."""
+        from semcomp.store import content_key
+
+        return content_key("set-features", cls.feature_identity(params))
+
     @abstractmethod
     def features(self, images: Sequence[Any]) -> np.ndarray:
         """One feature row per RGB PIL image."""
@@ -173,10 +201,20 @@ class SetMetric(Metric):
     @classmethod
     @abstractmethod
     def compare_sets(
-        cls, params: PluginParams, originals: np.ndarray, candidates: np.ndarray, seed: int = 0
+        cls,
+        params: PluginParams,
+        originals: np.ndarray,
+        candidates: np.ndarray,
+        seed: int = 0,
+        origin: np.ndarray | None = None,
     ) -> dict[str, tuple[float, float | None, float | None]]:
         """``{score key: (value, ci_low, ci_high)}`` for two feature sets (rows = images);
-        the interval from resampling images, or None where that means nothing."""
+        the interval from resampling images, or None where that means nothing.
+
+        ``origin``: for each candidate row, the row of its original in ``originals`` (a
+        method's replicates share one), so that a bootstrap resamples originals with their
+        candidates; None resamples each set on its own.
+        """
 
 
 class TaskMetric(Metric):

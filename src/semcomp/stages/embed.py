@@ -194,20 +194,32 @@ def register_embedder(ctx: StageContext, embedder_id: str, identity: dict[str, A
 
 
 def embed_pending(
-    ctx: StageContext, factory: PluginFactory, embedder_id: str, pending: list[str]
+    ctx: StageContext,
+    factory: PluginFactory,
+    embedder_id: str,
+    pending: list[str],
+    *,
+    task: BatchTask | None = None,
+    chunk: int | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> None:
+    """Embed ``pending`` artifacts with ``factory``'s model and cache the vectors.
+
+    ``task``, ``chunk`` and ``identity`` (the embedder row) default to the CLIP embed
+    stage's; a set metric passes its feature extraction, batch size and extractor.
+    """
     store = ctx.store
-    chunk = max(1, ctx.config.similarity.batch_size)
+    chunk = max(1, chunk or ctx.config.similarity.batch_size)
     files = ctx.artifact_files(pending)
     hashes = [pending[i : i + chunk] for i in range(0, len(pending), chunk)]
     batches = [[files[digest] for digest in batch] for batch in hashes]
-    task = EmbedImages(ctx.config.images.max_pixels)
+    task = task or EmbedImages(ctx.config.images.max_pixels)
     registered = False
     for _, outcome in ctx.run_batches(factory, task, batches, "img"):
         digests = hashes[outcome.index]
         with store.transaction():
             if not registered:
-                register_embedder(ctx, embedder_id, outcome.identity)
+                register_embedder(ctx, embedder_id, identity or outcome.identity)
                 registered = True
             embedded = []
             for digest, result in zip(digests, outcome.results, strict=True):
