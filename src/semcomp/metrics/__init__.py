@@ -10,6 +10,10 @@ metric and the embedding codecs share.
 from semcomp.registry import Registry
 
 METRICS = Registry("metric", entry_point_group="semcomp.metrics")
+METRICS.register("clip", "semcomp.metrics.clip:ClipMetric")
+METRICS.register("psnr", "semcomp.metrics.psnr:PsnrMetric")
+METRICS.register("ms-ssim", "semcomp.metrics.msssim:MsSsimMetric")
+METRICS.register("zero-shot", "semcomp.metrics.zeroshot:ZeroShotMetric")
 
 EMBEDDERS = Registry("embedder", entry_point_group="semcomp.embedders")
 EMBEDDERS.register("open_clip", "semcomp.metrics.clip:OpenClipEmbedder")
