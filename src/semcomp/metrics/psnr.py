@@ -23,9 +23,7 @@ PIXEL_INPUT = "RGB, 8 bits per channel (data range 255)"
 
 
 def resize_statement(resize: str) -> str:
-    return (
-        f"candidate resized to the original's size with Pillow's {resize} filter when they differ"
-    )
+    return f"candidate resized to the original's size (Pillow, {resize}) when they differ"
 
 
 def psnr(original: np.ndarray, candidate: np.ndarray, max_db: float = math.inf) -> float:
