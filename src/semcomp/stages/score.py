@@ -45,7 +45,13 @@ from semcomp.store import to_json, utc_now
 
 def run(ctx: StageContext) -> None:
     metrics = ctx.config.metric_entries
-    set_step = set_metric_step() if any(m.kind == "set" for m in metrics) else None
+    set_metrics = [m for m in metrics if m.kind == "set"]
+    set_step = set_metric_step() if set_metrics else None
+    if set_metrics and set_step is None:
+        raise ConfigError(
+            f"metric {set_metrics[0].label!r} ({set_metrics[0].metric}): set metrics need the "
+            "set-metric step (semcomp.stages.set_scores), which this semcomp lacks"
+        )
     for metric in metrics:
         if metric.kind == "embedding":
             score_embeddings(ctx, metric)
@@ -54,11 +60,6 @@ def run(ctx: StageContext) -> None:
         elif metric.kind == "task":
             score_task(ctx, metric)
         elif metric.kind == "set":
-            if set_step is None:
-                raise ConfigError(
-                    f"metric {metric.label!r} ({metric.metric}): set metrics need the "
-                    "set-metric step (semcomp.stages.set_scores), which this semcomp lacks"
-                )
             set_step(ctx, metric)
         else:
             raise ConfigError(f"metric {metric.label!r} has an unknown kind {metric.kind!r}")
@@ -100,6 +101,10 @@ def register_metric(
         )
     }
     stale = [k for k in keys if recorded.get(k) is not None and recorded[k] != identity_json]
+    if embedder_id is not None and not store.conn.execute(
+        "SELECT 1 FROM embedders WHERE id = ?", (embedder_id,)
+    ).fetchone():
+        embedder_id = None  # nothing embedded yet: a later run fills it in
     formulas = (
         {m.name: m.formula for m in clip_metrics(metric.validated)}
         if metric.metric == "clip"
