@@ -387,3 +387,22 @@ def test_zero_shot_with_manifest_labels_top5_embeddings_and_an_original_without_
     assert score_report(again).models_loaded == [] and [f[1] for f in again.failures] == [
         "zs: no class"
     ]
+
+
+def test_metrics_alone_run_without_a_similarity_model_and_build_a_tiny_clip(tmp_path, image_folder):
+    root = tmp_path / "s"
+    root.mkdir()
+    (root / "study.toml").write_text(
+        f'[images]\nsource = "{image_folder.as_posix()}"\n\n'
+        '[[methods]]\nname = "jpeg"\ncodec = "jpeg"\nquality = [40]\n\n'
+        '[similarity]\ndevice = "cpu"\n\n'
+        '[[metrics]]\nmetric = "zero-shot"\nmodel = "tiny"\n\n[[metrics]]\nmetric = "psnr"\n'
+    )
+    summary = run(root)
+    assert summary.status == "finished" and summary.failures == []
+    assert [s.models_loaded for s in summary.stages if s.models_loaded] == [["zero-shot", "psnr"]]
+    assert (root / "models" / "tiny-clip" / "open_clip_config.json").is_file()
+    assert len(scores(root, "zero-shot top-1[tiny-clip-random]")) == 4
+    assert table(root, "SELECT COUNT(*) FROM embeddings")[0][0] == 0
+    with Study.open(root, read_only=True) as study:
+        assert study.random_weights
