@@ -101,9 +101,12 @@ def register_metric(
         )
     }
     stale = [k for k in keys if recorded.get(k) is not None and recorded[k] != identity_json]
-    if embedder_id is not None and not store.conn.execute(
-        "SELECT 1 FROM embedders WHERE id = ?", (embedder_id,)
-    ).fetchone():
+    if (
+        embedder_id is not None
+        and not store.conn.execute(
+            "SELECT 1 FROM embedders WHERE id = ?", (embedder_id,)
+        ).fetchone()
+    ):
         embedder_id = None  # nothing embedded yet: a later run fills it in
     formulas = (
         {m.name: m.formula for m in clip_metrics(metric.validated)}
