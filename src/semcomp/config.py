@@ -31,10 +31,10 @@ from semcomp.methods import (
     PixelMethod,
     TextualMethod,
 )
-from semcomp.metrics import EMBEDDERS
+from semcomp.metrics import EMBEDDERS, METRICS
 from semcomp.params import LOCAL_DIR, TINY_FOLDERS, TINY_MODEL, StudyPath, identity_in_study
 from semcomp.store import content_key
-from semcomp.validation import Section, describe_errors, registered
+from semcomp.validation import Section, describe_errors, registered, validated_params
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -150,6 +150,109 @@ class SimilarityConfig(Section):
         return self
 
 
+class MetricConfig(Section):
+    """A ``[[metrics]]`` entry: ``metric = "psnr"`` (a name in ``semcomp.metrics.METRICS``),
+    an optional ``name`` (the label its score keys carry instead of the default), ``device``
+    and ``batch_size`` (default: ``[similarity]``'s), and the metric's own parameters,
+    validated by its ``Params`` model (``[[similarity.models]]`` entries are ``clip`` ones).
+    """
+
+    metric: str
+    name: str | None = Field(default=None, min_length=1)
+    device: str | None = None
+    batch_size: int | None = Field(default=None, gt=0)
+    #: the metric's parameters: every other key of the entry (validated, defaults filled in)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    _validated: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _other_keys_are_params(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        own = {"metric", "name", "device", "batch_size"}
+        params = {key: value for key, value in data.items() if key not in own}
+        if data.get("metric") == "clip" and data.get("name") is not None:
+            params["name"] = data["name"]  # a CLIP model's name is its label already
+        return {key: value for key, value in data.items() if key in own} | {"params": params}
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        return registered(METRICS, metric)
+
+    @model_validator(mode="after")
+    def _validate_params(self, info: ValidationInfo) -> MetricConfig:
+        self._validated = validated_params(METRICS, self.metric, self.params, "", info)
+        self.params = self._validated.model_dump(mode="json")
+        return self
+
+    @classmethod
+    def for_embedder(cls, embedder: EmbedderConfig) -> MetricConfig:
+        """The ``clip`` metric of a ``[[similarity.models]]`` entry."""
+        config = cls.model_construct(
+            metric="clip", name=embedder.name, params=embedder.model_dump(mode="json")
+        )
+        config._validated = embedder
+        return config
+
+    @property
+    def metric_class(self) -> Any:
+        """The metric's class (imports its module, not its model's libraries)."""
+        return METRICS.get(self.metric)
+
+    @property
+    def kind(self) -> str:
+        return str(self.metric_class.kind)
+
+    @property
+    def validated(self) -> Any:
+        """The parameters as the metric's ``Params`` model (an :class:`EmbedderConfig` for
+        ``clip``)."""
+        return self._validated
+
+    @property
+    def label(self) -> str:
+        """How failures, progress and score keys name this entry: ``name``, else the CLIP
+        model's label for ``clip``, else the metric's name."""
+        if self.metric == "clip":
+            return str(self._validated.label)
+        return self.name or self.metric
+
+    @property
+    def random_weights(self) -> bool:
+        """Whether it runs random-weight models (its numbers are then not meaningful)."""
+        embedders = self.metric_class.embedders(self._validated)
+        own = bool(getattr(self._validated, "random_weights", False))
+        return own or any(embedder.random_weights for embedder in embedders)
+
+    def scores(self, params: Any = None) -> list[Any]:
+        """Its :class:`~semcomp.metrics.base.ScoreSpec` list for ``params`` (default: its
+        validated ones); with a ``name``, each key's bracketed part is the name."""
+        from dataclasses import replace
+
+        specs = self.metric_class.scores(self._validated if params is None else params)
+        if self.metric == "clip" or not self.name:
+            return specs
+        return [
+            replace(
+                spec,
+                key=f"{spec.key.partition('[')[0]}[{self.name}]",
+                display=f"{spec.display} [{self.name}]",
+            )
+            for spec in specs
+        ]
+
+    def identity(self, params: Any = None) -> dict[str, Any]:
+        return self.metric_class.identity_of(self._validated if params is None else params)
+
+    @property
+    def embedder_id(self) -> str:
+        """The store key of an embedding metric's cached vectors."""
+        return str(self.metric_class.embedder_id(self._validated))
+
+
 class StudyConfig(Section):
     name: str = "study"
     description: str = ""
@@ -157,19 +260,24 @@ class StudyConfig(Section):
     images: ImagesConfig
     methods: list[MethodConfig] = Field(min_length=1)
     similarity: SimilarityConfig = Field(default_factory=SimilarityConfig)
+    #: ``[[metrics]]`` entries; with any and no ``[[similarity.models]]``, the default CLIP
+    #: model is not added
+    metrics: list[MetricConfig] = Field(default_factory=list)
 
     #: the validation context: the study folder and, for a study made before paths were
     #: stored relative to it, the folder its identities were made in
     _context: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _metric_entries: list[MetricConfig] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _embedding_codecs_match_a_clip(self, info: ValidationInfo) -> StudyConfig:
         self._context = dict(info.context or {})
+        self._metric_entries = self._merged_metrics()
         for method in self.methods:
             if not isinstance(method, EmbeddingMethod):
                 continue
             if self.embedder_for(method) is None:
-                have = [f"{m.model}/{m.pretrained}" for m in self.similarity.models]
+                have = [f"{m.model}/{m.pretrained}" for m in self.clip_models]
                 raise ValueError(
                     f"method {method.name!r}: its checkpoint compresses embeddings of CLIP "
                     f"{method.clip.get('model')}/{method.clip.get('pretrained')}, which is not one "
@@ -193,10 +301,64 @@ class StudyConfig(Section):
             return Path(study_dir) / path.relative_to(anchor)  # an older study, since moved
         return Path(study_dir) / path  # a relative key is inside the study folder
 
+    def _merged_metrics(self) -> list[MetricConfig]:
+        """``[[similarity.models]]`` as ``clip`` metrics, then ``[[metrics]]``, with device and
+        batch size filled in; identical CLIP entries are one; score keys must be distinct."""
+        similarity = self.similarity
+        entries: list[MetricConfig] = []
+        if "models" in similarity.model_fields_set or not self.metrics:
+            entries += [MetricConfig.for_embedder(model) for model in similarity.models]
+        entries += self.metrics
+        merged: list[MetricConfig] = []
+        owners: dict[str, str] = {}
+        clip_labels: dict[str, str] = {}
+        for entry in entries:
+            if entry.metric == "clip":
+                seen = clip_labels.get(entry.label)
+                if seen == entry.embedder_id:
+                    continue  # in [[similarity.models]] and in [[metrics]]: one metric
+                if seen is not None:
+                    raise ValueError(
+                        f"two CLIP models are labelled {entry.label!r}: give each a name"
+                    )
+                clip_labels[entry.label] = entry.embedder_id
+            for spec in entry.scores():
+                if spec.key in owners:
+                    raise ValueError(
+                        f"metrics {owners[spec.key]!r} and {entry.label!r} both write the score "
+                        f"{spec.key!r}: give one of them a name"
+                    )
+                owners[spec.key] = entry.label
+            merged.append(
+                entry.model_copy(
+                    update={
+                        "device": entry.device or similarity.device,
+                        "batch_size": entry.batch_size or similarity.batch_size,
+                    }
+                )
+            )
+        return merged
+
+    @property
+    def metric_entries(self) -> list[MetricConfig]:
+        """Every configured metric in study order (``clip`` ones from ``[[similarity.models]]``
+        first), each with its class (:attr:`MetricConfig.metric_class`), validated params
+        (:attr:`MetricConfig.validated`), device and batch size."""
+        return list(self._metric_entries)
+
+    @property
+    def clip_models(self) -> list[EmbedderConfig]:
+        """The CLIP models of the ``clip`` metrics, one per embedder identity."""
+        models: dict[str, EmbedderConfig] = {}
+        for entry in self._metric_entries:
+            if entry.metric == "clip":
+                models.setdefault(entry.embedder_id, entry.validated)
+        return list(models.values())
+
     def embedder_for(self, method: EmbeddingMethod) -> EmbedderConfig | None:
         """The similarity model whose embeddings ``method``'s checkpoint compresses."""
         clip = method.clip
-        for model in self.similarity.models:
+        for model in self.clip_models:
             carries_weights = model.model.startswith(("local-dir:", "hf-hub:"))
             same_model = (
                 self._clip_key(model.model) == self._clip_key(clip.get("model", ""))
@@ -280,6 +442,7 @@ __all__ = [
     "ExternalMethod",
     "ImagesConfig",
     "MethodConfig",
+    "MetricConfig",
     "PixelMethod",
     "SimilarityConfig",
     "StudyConfig",

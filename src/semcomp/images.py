@@ -245,6 +245,8 @@ class SourceImage:
     name: str
     #: where it was named, for error messages: ``folder`` or ``manifest.csv:LINE``
     origin: str
+    #: its class for task metrics (a manifest's ``label`` column; empty: its category)
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -280,11 +282,12 @@ def scan_folder(root: Path) -> Iterator[SourceImage | SourceProblem]:
         yield SourceImage(path=path, category=category, name=path_text(path.stem), origin="folder")
 
 
-MANIFEST_COLUMNS = ("path", "category", "id")
+MANIFEST_COLUMNS = ("path", "category", "id", "label")
 
 
 def read_manifest(manifest: Path) -> Iterator[SourceImage | SourceProblem]:
-    """Rows of a CSV manifest with columns ``path``, ``category`` and optional ``id``.
+    """Rows of a CSV manifest with columns ``path``, ``category`` and optional ``id`` and
+    ``label`` (the class task metrics use, when it is not the category).
 
     Paths are relative to the manifest's folder and must stay inside it. A
     malformed row is yielded as a :class:`SourceProblem` naming its line. The
@@ -337,7 +340,8 @@ def read_manifest(manifest: Path) -> Iterator[SourceImage | SourceProblem]:
                 continue
             category = (row.get("category") or "").strip() or UNCATEGORISED
             name = (row.get("id") or "").strip() or path_text(path.stem)
-            yield SourceImage(path=path, category=category, name=name, origin=line)
+            label = (row.get("label") or "").strip()
+            yield SourceImage(path=path, category=category, name=name, origin=line, label=label)
 
 
 def find_sources(source: Path) -> Iterator[SourceImage | SourceProblem]:

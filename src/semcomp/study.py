@@ -32,7 +32,6 @@ from semcomp.engines import Engine, LocalEngine
 from semcomp.errors import ConfigError, StoreError
 from semcomp.images import IMAGE_SUFFIXES, SourceProblem, find_sources
 from semcomp.methods import TextualMethod
-from semcomp.metrics.clip import clip_metrics
 from semcomp.models import hf_model_problem
 from semcomp.params import portable_value
 from semcomp.registry import PluginSource
@@ -221,7 +220,7 @@ class Study:
 
     @property
     def random_weights(self) -> bool:
-        return any(m.random_weights for m in self.config.similarity.models) or any(
+        return any(m.random_weights for m in self.config.metric_entries) or any(
             m.random_weights for m in self.config.methods
         )
 
@@ -346,14 +345,26 @@ class Study:
             if (represent or candidates) and "reconstruct" in selected:
                 needed += uses
         if "embed" in selected:
-            for embedder in self.config.similarity.models:
+            for embedder in self.config.clip_models:
                 if upstream or rows.get(f"embed: {embedder.label}", 0) > 0:
                     needed.append(("clip", "similarity", embedder))
+        if "score" in selected:
+            for metric in self.config.metric_entries:
+                if metric.kind in ("embedding", "set"):
+                    continue  # embeddings come from the embed stage; set metrics check theirs
+                if not (upstream or rows.get(f"score: {metric.scores()[0].key}", 0) > 0):
+                    continue
+                owner = f"metric {metric.label!r}"
+                embedders = metric.metric_class.embedders(metric.validated)
+                needed += [("clip", owner, embedder) for embedder in embedders]
+                if not embedders:
+                    needed.append(("metric", owner, metric))
         unique: dict[str, tuple[str, str, Any]] = {}
         for family, owner, source in needed:
-            unique.setdefault(
-                source if family == "hf" else source.embedder_id, (family, owner, source)
+            key = {"hf": source, "clip": getattr(source, "embedder_id", "")}.get(
+                family, f"metric:{getattr(source, 'label', '')}"
             )
+            unique.setdefault(key, (family, owner, source))
         return list(unique.values())
 
     def prepare_models(self, stages: Iterable[str]) -> None:
@@ -369,6 +380,11 @@ class Study:
         reachable = HubReachability()
         problems: list[str] = []
         for family, owner, source in needed:
+            if family == "metric":
+                problem = source.metric_class.weights_problem(source.validated, reachable)
+                if problem:
+                    problems.append(f"  {problem} (needed by {owner})")
+                continue
             model = source if family == "hf" else source.model
             tiny = tiny_model_kind(self.root, model)
             if tiny is not None:
@@ -480,7 +496,7 @@ class Study:
         context = StageContext(self.store, self.config, 0, False, StageReport("status"))
         needed = artifacts_to_score(context)
         all_candidates = sum(r.done for r in rows if r.what.startswith("candidates:"))
-        for embedder in self.config.similarity.models:
+        for embedder in self.config.clip_models:
             have = len(self.store.embeddings(embedder.embedder_id, needed))
             unreadable = scalar(
                 "SELECT COUNT(*) FROM failures WHERE stage = 'embed' AND item LIKE ?",
@@ -491,15 +507,35 @@ class Study:
                     f"embed: {embedder.label}", have, len(needed) - have - unreadable, unreadable
                 )
             )
-            metric = clip_metrics(embedder)[-1].name
-            where, ids = context.method_filter("r.method_id")
+        where, ids = context.method_filter("r.method_id")
+        image_candidates = scalar(
+            "SELECT COUNT(*) FROM candidates c JOIN representations r "
+            "ON r.id = c.representation_id JOIN artifacts a ON a.hash = c.artifact_hash "
+            f"WHERE {where} AND a.media_type LIKE 'image/%'",
+            ids,
+        )
+        for metric in self.config.metric_entries:
+            if metric.kind == "set":
+                continue  # one value per method × operating point, not per candidate
+            specs = metric.scores()
+            key = specs[-1].key if metric.kind == "embedding" else specs[0].key
             scored = scalar(
                 "SELECT COUNT(*) FROM scores s JOIN candidates c ON c.id = s.candidate_id "
                 "JOIN representations r ON r.id = c.representation_id "
                 f"WHERE s.metric = ? AND {where}",
-                [metric, *ids],
+                [key, *ids],
             )
-            rows.append(StatusRow(f"score: {metric}", scored, all_candidates - scored, 0))
+            if metric.kind == "embedding":  # unreadable images are counted under embed
+                rows.append(StatusRow(f"score: {key}", scored, all_candidates - scored, 0))
+                continue
+            suffix = f"|{metric.label}"
+            failed_here = scalar(
+                "SELECT COUNT(*) FROM failures WHERE stage = 'score' AND substr(item, ?) = ?",
+                [-len(suffix), suffix],
+            )
+            eligible = image_candidates if metric.kind == "pairwise" else all_candidates
+            pending = max(0, eligible - scored - failed_here)
+            rows.append(StatusRow(f"score: {key}", scored, pending, failed_here))
         return rows
 
     def unfinished_runs(self, limit: int = 5) -> list[str]:

@@ -30,7 +30,7 @@ def step(study: Study, metric: str, params) -> StageReport:
     )
     report = StageReport("score")
     ctx = StageContext(study.store, study.config, run_id, False, report)
-    config = SimpleNamespace(metric=metric, params=params, device="cpu", batch_size=4)
+    config = SimpleNamespace(metric=metric, validated=params, device="cpu", batch_size=4)
     run_set_metric(ctx, config)
     return report
 

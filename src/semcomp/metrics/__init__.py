@@ -12,11 +12,15 @@ from semcomp.registry import Registry
 METRICS = Registry(
     "metric", entry_point_group="semcomp.metrics", base="semcomp.metrics.base:Metric"
 )
+METRICS.register("clip", "semcomp.metrics.clip:ClipMetric")
+METRICS.register("psnr", "semcomp.metrics.psnr:PsnrMetric")
+METRICS.register("ms-ssim", "semcomp.metrics.msssim:MsSsimMetric")
 METRICS.register("lpips", "semcomp.metrics.lpips:Lpips")
 METRICS.register("dists", "semcomp.metrics.dists:Dists")
 METRICS.register("dreamsim", "semcomp.metrics.dreamsim:DreamSim")
 METRICS.register("fid", "semcomp.metrics.fid:Fid")
 METRICS.register("kid", "semcomp.metrics.kid:Kid")
+METRICS.register("zero-shot", "semcomp.metrics.zeroshot:ZeroShotMetric")
 
 EMBEDDERS = Registry(
     "embedder", entry_point_group="semcomp.embedders", base="semcomp.metrics.embedder:Embedder"

@@ -107,6 +107,13 @@ class Metric(ABC):
         no model is built. Metrics without weights keep the default."""
         return None
 
+    @classmethod
+    def embedders(cls, params: PluginParams) -> list[Any]:
+        """The CLIP models (:class:`~semcomp.config.EmbedderConfig`) it loads, so that a run
+        builds tiny ones (``model = "tiny"``) and checks the weights of the others before
+        any stage starts, as for ``[[similarity.models]]``. None by default."""
+        return []
+
     @property
     def random_weights(self) -> bool:
         """Whether its model has random weights (tests, the offline demo): its numbers then
@@ -122,14 +129,23 @@ class Metric(ABC):
         """Free the model (the next step may load another)."""
 
 
-def at_original_size(original: Any, candidate: Any) -> Any:
-    """``candidate`` (a PIL image) resized to ``original``'s size, bicubic, when it differs:
-    what a metric that needs equal sizes compares (and says so in its identity)."""
+#: Pillow's resampling filters by the names a metric's ``resize`` parameter takes
+RESIZE_FILTERS = ("bicubic", "bilinear", "lanczos", "nearest")
+
+
+def resized_to(original: Any, candidate: Any, resize: str) -> Any:
+    """``candidate`` at ``original``'s size (Pillow's ``resize`` filter; as is when equal)."""
     if candidate.size == original.size:
         return candidate
     from PIL import Image
 
-    return candidate.resize(original.size, Image.Resampling.BICUBIC)
+    return candidate.resize(original.size, getattr(Image.Resampling, resize.upper()))
+
+
+def at_original_size(original: Any, candidate: Any) -> Any:
+    """``candidate`` (a PIL image) resized to ``original``'s size, bicubic, when it differs:
+    what a metric that needs equal sizes compares (and says so in its identity)."""
+    return resized_to(original, candidate, "bicubic")
 
 
 #: how :func:`at_original_size` resizes, for identities
@@ -167,6 +183,29 @@ class EmbeddingMetric(Metric):
     @abstractmethod
     def values(cls, params: PluginParams, cosine: float) -> dict[str, float]:
         """The metric's scores from one cosine similarity."""
+
+    @classmethod
+    def embedder_id(cls, params: PluginParams) -> str:
+        """The key its vectors are cached under in the store (same identity, same vectors)."""
+        from semcomp.store import content_key
+
+        return content_key("embedder", cls.name, cls.identity_of(params))
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "embedder": self.embedder_identity()}
+
+    def embedder_identity(self) -> dict[str, Any]:
+        """The store's ``embedders`` row for its vectors: ``kind``, ``model``, ``pretrained``,
+        ``preprocess`` (a dict), ``weights`` and ``random_weights``."""
+        identity = self.identity_of(self.params)
+        return {
+            "kind": self.name,
+            "model": str(identity.get("model", self.name)),
+            "pretrained": str(identity.get("pretrained", "")),
+            "preprocess": identity.get("preprocess", {}),
+            "weights": str(identity.get("weights", "")),
+            "random_weights": self.random_weights,
+        }
 
 
 class SetMetric(Metric):
@@ -219,9 +258,25 @@ class SetMetric(Metric):
 
 class TaskMetric(Metric):
     """Whether a downstream prediction on the candidate is right: 1.0 or 0.0 per candidate
-    for each score (e.g. top-1 and top-5), so the mean over images is the accuracy."""
+    for each score (e.g. top-1 and top-5), so the mean over images is the accuracy.
+
+    The true label of a candidate is its original's class (a manifest's ``label``, else
+    its ``category``); :meth:`with_classes` gives the parameters for a study's classes
+    (the score stage calls it before building the metric or listing its scores).
+    """
 
     kind = "task"
+
+    @classmethod
+    def with_classes(cls, params: PluginParams, classes: Sequence[str]) -> PluginParams:
+        """``params`` for a study whose originals have ``classes`` (sorted, distinct)."""
+        return params
+
+    @classmethod
+    def embedder_for_vectors(cls, params: PluginParams) -> str | None:
+        """The ``embedder_id`` of the vectors :meth:`predict_embeddings` can classify (an
+        embedding codec's decoded embeddings of that model), or None."""
+        return None
 
     @abstractmethod
     def predict(self, images: Sequence[Any], labels: Sequence[str]) -> list[dict[str, float]]:

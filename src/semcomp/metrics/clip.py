@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -25,6 +27,8 @@ from PIL import Image
 from semcomp.config import EmbedderConfig
 from semcomp.engines import phase
 from semcomp.errors import ConfigError, ModelUnavailableError
+from semcomp.metrics import EMBEDDERS
+from semcomp.metrics.base import EmbeddingMetric, ScoreSpec
 from semcomp.metrics.embedder import Embedder
 from semcomp.models import (
     batches_with_backoff,
@@ -320,3 +324,107 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two vectors (renormalised, so stored fp16 rounding cancels)."""
     denominator = float(np.linalg.norm(a) * np.linalg.norm(b))
     return float(np.dot(a, b) / denominator) if denominator > 0 else 0.0
+
+
+def pretty_model(config: EmbedderConfig) -> str:
+    """How figures name a CLIP model: ``ViT-L/14@336 (openai)`` for open_clip's
+    ``ViT-L-14-336`` with weights ``openai``; a ``name`` as given; a folder or hub
+    repository by its last part."""
+    if config.name:
+        return config.name
+    if config.model.startswith((LOCAL_DIR, "hf-hub:")):
+        return config.label
+    shape = re.fullmatch(r"ViT-([A-Za-z0-9]+)-(\d+)(?:-(\d+))?(.*)", config.model)
+    model = config.model
+    if shape:
+        size, patch, resolution, rest = shape.groups()
+        model = f"ViT-{size}/{patch}" + (f"@{resolution}" if resolution else "") + rest
+    overrides = [value for value in (config.resize_mode, config.interpolation) if value]
+    return " ".join([f"{model} ({config.pretrained})", *overrides])
+
+
+class ClipMetric(EmbeddingMetric):
+    """``clip``: cosine similarity of CLIP image embeddings (open_clip: any model name with
+    a weights tag, ``hf-hub:`` repositories such as SigLIP or EVA-CLIP, ``local-dir:``
+    folders), raw and scaled to [0, 1] as in the textual-transform paper.
+
+    Its parameters are an :class:`~semcomp.config.EmbedderConfig` (``[[similarity.models]]``
+    entries are the same thing); the embed stage caches its vectors per artifact.
+    """
+
+    name = "clip"
+    Params = EmbedderConfig  # type: ignore[assignment]
+    default_batch_size = 32
+
+    def __init__(
+        self, params: EmbedderConfig, *, device: str = "auto", batch_size: int | None = None
+    ):
+        super().__init__(params, device=device, batch_size=batch_size)
+        embedder_class = EMBEDDERS.get(params.kind)
+        self.embedder = embedder_class(params, device=device, batch_size=self.batch_size)
+        #: what the embed stage's loading applies (:class:`~semcomp.stages.embed.EmbedImages`)
+        self.preprocess = self.embedder.preprocess
+        self.preprocess_cfg = getattr(self.embedder, "preprocess_cfg", {})
+
+    @classmethod
+    def scores(cls, params: EmbedderConfig) -> list[ScoreSpec]:  # type: ignore[override]
+        model = pretty_model(params)
+        return [
+            ScoreSpec(
+                key=metric.name,
+                display=f"CLIP {model} cosine"
+                + (", scaled" if metric.formula == "(cos+1)/2" else ""),
+                higher_is_better=True,
+                low=0.0 if metric.formula == "(cos+1)/2" else -1.0,
+                high=1.0,
+                description=metric.description,
+            )
+            for metric in clip_metrics(params)
+        ]
+
+    @classmethod
+    def values(cls, params: EmbedderConfig, cosine: float) -> dict[str, float]:  # type: ignore[override]
+        return {metric.name: metric.value(cosine) for metric in clip_metrics(params)}
+
+    @classmethod
+    def identity_of(cls, params: EmbedderConfig) -> dict[str, Any]:  # type: ignore[override]
+        overrides = {"resize_mode": params.resize_mode, "interpolation": params.interpolation}
+        return {
+            "metric": cls.name,
+            "kind": params.kind,
+            "model": params.portable_model,
+            "pretrained": params.pretrained,
+            **{key: value for key, value in overrides.items() if value is not None},
+        }
+
+    @classmethod
+    def embedder_id(cls, params: EmbedderConfig) -> str:  # type: ignore[override]
+        return params.embedder_id
+
+    @classmethod
+    def weights_problem(cls, params: EmbedderConfig, reachable: Any) -> str | None:  # type: ignore[override]
+        return weights_problem(params, reachable)
+
+    @classmethod
+    def embedders(cls, params: EmbedderConfig) -> list[Any]:  # type: ignore[override]
+        return [params]
+
+    @property
+    def random_weights(self) -> bool:
+        return bool(self.params.random_weights)
+
+    @property
+    def torch_device(self) -> str:
+        return str(self.embedder.device)
+
+    def embedder_identity(self) -> dict[str, Any]:
+        return self.embedder.identity()
+
+    def embed(self, images: Sequence[Any]) -> np.ndarray:
+        return self.embedder.embed(list(images))
+
+    def embed_preprocessed(self, pixels: Any) -> np.ndarray:
+        return self.embedder.embed_preprocessed(pixels)
+
+    def close(self) -> None:
+        self.embedder.close()

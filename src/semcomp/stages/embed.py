@@ -58,6 +58,8 @@ class EmbedImages(BatchTask):
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     def context(self, model: Any) -> Any:
+        if getattr(model, "preprocess", None) is None:
+            return None  # an embedding metric that preprocesses inside ``embed``
         return GuardedPreprocess(
             model.preprocess, getattr(model, "preprocess_cfg", {}), self.max_pixels
         )
@@ -83,6 +85,9 @@ class EmbedImages(BatchTask):
         import torch
 
         problems = list(loaded.problems)
+        if context is None and not isinstance(loaded.images, torch.Tensor):
+            vectors = iter(model.embed(loaded.images) if loaded.images else [])
+            return [next(vectors) if problem is None else problem for problem in problems]
         with phase("preprocess"):
             pixels = (
                 loaded.images
@@ -152,11 +157,33 @@ def embedder_factory(config: Any, *, device: str, batch_size: int) -> PluginFact
     )
 
 
+def metric_factory(metric: Any, params: Any = None) -> PluginFactory:
+    """Builds a configured metric (a :class:`~semcomp.config.MetricConfig`) with ``params``
+    (default: its validated ones), its device and batch size, wherever the engine runs it."""
+    return PluginFactory(
+        "metric",
+        metric.metric,
+        metric.validated if params is None else params,
+        {"device": metric.device or "auto", "batch_size": metric.batch_size},
+        label=metric.label,
+    )
+
+
+def embedding_metrics(config: Any) -> list[Any]:
+    """The configured embedding metrics, one per embedder identity (two labels of one CLIP
+    model share its vectors)."""
+    unique: dict[str, Any] = {}
+    for metric in config.metric_entries:
+        if metric.kind == "embedding":
+            unique.setdefault(metric.embedder_id, metric)
+    return list(unique.values())
+
+
 def run(ctx: StageContext) -> None:
-    store, similarity = ctx.store, ctx.config.similarity
+    store = ctx.store
     needed = artifacts_to_score(ctx)
-    for embedder_config in similarity.models:
-        embedder_id = embedder_config.embedder_id
+    for metric in embedding_metrics(ctx.config):
+        embedder_id = metric.embedder_id
         have = {
             r[0]
             for r in store.conn.execute(
@@ -168,15 +195,13 @@ def run(ctx: StageContext) -> None:
         ctx.report.skipped += len(needed) - len(pending)
         if not pending:
             continue
-        factory = embedder_factory(
-            embedder_config, device=similarity.device, batch_size=similarity.batch_size
-        )
-        embed_pending(ctx, factory, embedder_id, pending)
+        embed_pending(ctx, metric_factory(metric), embedder_id, pending)
 
 
 def register_embedder(ctx: StageContext, embedder_id: str, identity: dict[str, Any]) -> None:
-    """The embedder's row: model, weights and preprocessing (call inside a transaction)."""
-    identity = ctx.portable(identity)
+    """The embedder's row: model, weights and preprocessing (call inside a transaction).
+    ``identity`` is an embedder's, or an embedding metric's with its ``embedder`` inside."""
+    identity = ctx.portable(identity.get("embedder", identity))
     ctx.store.upsert(
         "embedders",
         {
@@ -209,7 +234,7 @@ def embed_pending(
     stage's; a set metric passes its feature extraction, batch size and extractor.
     """
     store = ctx.store
-    chunk = max(1, chunk or ctx.config.similarity.batch_size)
+    chunk = max(1, chunk or factory.chunk())
     files = ctx.artifact_files(pending)
     hashes = [pending[i : i + chunk] for i in range(0, len(pending), chunk)]
     batches = [[files[digest] for digest in batch] for batch in hashes]

@@ -84,11 +84,11 @@ def register_scores(
 
 def run_set_metric(ctx: StageContext, metric_config: Any) -> None:
     """Features, then one value per method × operating point, for one ``[[metrics]]`` entry
-    (``.metric``, ``.params``, ``.device``, ``.batch_size``) of a set metric."""
+    (``.metric``, ``.validated`` (its Params), ``.device``, ``.batch_size``) of a set metric."""
     metric_cls = METRICS.get(metric_config.metric)
     if not issubclass(metric_cls, SetMetric):
         raise TypeError(f"metric {metric_config.metric!r} is not a set metric")
-    params = metric_config.params
+    params = metric_config.validated
     features_id = metric_cls.features_id(params)
     needed = artifacts_to_score(ctx)
     if not needed:

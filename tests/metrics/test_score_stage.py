@@ -1,0 +1,369 @@
+"""The score stage: every configured metric on a tiny study, resumable, with the metrics table."""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import photo, write_study
+from semcomp.config import EmbedderConfig
+from semcomp.images import decode_image
+from semcomp.metrics.clip import OpenClipEmbedder
+from semcomp.metrics.psnr import PsnrMetric, psnr
+from semcomp.study import Study
+
+
+def metrics_toml(tiny_clip: str, psnr_extra: str = "") -> str:
+    return (
+        f'\n[[metrics]]\nmetric = "psnr"\n{psnr_extra}\n'
+        '[[metrics]]\nmetric = "ms-ssim"\nwin_size = 3\n\n'
+        f'[[metrics]]\nmetric = "zero-shot"\nmodel = "{tiny_clip}"\n'
+        'templates = ["a photo of a {}.", "art of the {}."]\n'
+    )
+
+
+def make_study(root: Path, images: Path, tiny_clip: str, metrics: str, **kwargs) -> Path:
+    write_study(root, images, tiny_clip, **kwargs)
+    with (root / "study.toml").open("a") as handle:
+        handle.write(metrics)
+    return root
+
+
+def run(root: Path, **kwargs):
+    with Study.open(root) as study:
+        return study.run(progress=False, **kwargs)
+
+
+def score_report(summary):
+    return next(s for s in summary.stages if s.stage == "score")
+
+
+def table(root: Path, sql: str, params=()) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(root / "study.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def pairs(root: Path) -> list[tuple[str, np.ndarray, np.ndarray, str]]:
+    """(candidate id, original pixels, candidate pixels, original category) of image pairs."""
+    rows = table(
+        root,
+        "SELECT c.id, ca.relpath AS candidate, oa.relpath AS original, o.category "
+        "FROM candidates c JOIN representations r ON r.id = c.representation_id "
+        "JOIN originals o ON o.id = r.original_id JOIN artifacts ca ON ca.hash = c.artifact_hash "
+        "JOIN artifacts oa ON oa.hash = o.artifact_hash WHERE ca.media_type LIKE 'image/%' "
+        "ORDER BY c.id",
+    )
+
+    def pixels(relpath: str) -> np.ndarray:
+        return np.asarray(decode_image((root / "artifacts" / relpath).read_bytes()).rgb)
+
+    return [(r["id"], pixels(r["original"]), pixels(r["candidate"]), r["category"]) for r in rows]
+
+
+def scores(root: Path, metric: str) -> dict[str, float]:
+    rows = table(root, "SELECT candidate_id, value FROM scores WHERE metric = ?", (metric,))
+    return {r["candidate_id"]: r["value"] for r in rows}
+
+
+def test_every_metric_scores_every_candidate_with_its_metrics_row(
+    tmp_path, image_folder, tiny_clip
+):
+    root = make_study(tmp_path / "s", image_folder, tiny_clip, metrics_toml(tiny_clip))
+    summary = run(root)
+    assert summary.status == "finished" and summary.failures == []
+    assert score_report(summary).models_loaded == ["psnr", "ms-ssim", "zero-shot"]
+    rows = {r["name"]: r for r in table(root, "SELECT * FROM metrics")}
+    assert set(rows) == {
+        "clip_cos[tiny]",
+        "clip_(cos+1)/2[tiny]",
+        "psnr",
+        "ms-ssim",
+        "zero-shot top-1[tiny-clip]",
+    }
+    psnr_row = rows["psnr"]
+    assert (psnr_row["kind"], psnr_row["display"], psnr_row["higher_is_better"]) == (
+        "pairwise",
+        "PSNR",
+        1,
+    )
+    assert (psnr_row["low"], psnr_row["high"]) == (0.0, 100.0)
+    assert "bicubic" in json.loads(psnr_row["identity"])["preprocess"]
+    scaled = rows["clip_(cos+1)/2[tiny]"]
+    assert (scaled["kind"], scaled["display"], scaled["low"], scaled["formula"]) == (
+        "embedding",
+        "CLIP tiny cosine, scaled",
+        0.0,
+        "(cos+1)/2",
+    )
+    zero_shot = rows["zero-shot top-1[tiny-clip]"]
+    identity = json.loads(zero_shot["identity"])
+    assert zero_shot["kind"] == "task"
+    assert identity["classes"] == ["landscape", "single_object"]
+    assert identity["templates"] == ["a photo of a {}.", "art of the {}."]
+
+    image_pairs = pairs(root)
+    assert len(image_pairs) == 8
+    expected = {cid: psnr(a, b, 100.0) for cid, a, b, _ in image_pairs}
+    assert scores(root, "psnr") == pytest.approx(expected, abs=1e-9)
+    assert len(scores(root, "ms-ssim")) == 8
+    assert all(0 < v <= 1 for v in scores(root, "ms-ssim").values())
+    assert len(scores(root, "clip_cos[tiny]")) == 8
+
+    # zero-shot, computed independently from the same tiny CLIP
+    embedder = OpenClipEmbedder(EmbedderConfig(model=tiny_clip), device="cpu")
+    try:
+        from PIL import Image
+
+        images = [Image.fromarray(b) for _, _, b, _ in image_pairs]
+        vectors = embedder.embed(images)
+        classes = ["landscape", "single_object"]
+        prompts = [t.format(c.replace("_", " ")) for c in classes for t in identity["templates"]]
+        text = embedder.embed_texts(prompts).reshape(2, 2, -1).mean(axis=1)
+    finally:
+        embedder.close()
+    predicted = np.argmax(vectors @ text.T, axis=1)
+    truth = [classes.index(category) for *_, category in image_pairs]
+    hits = {
+        cid: float(p == t) for (cid, *_), p, t in zip(image_pairs, predicted, truth, strict=True)
+    }
+    assert scores(root, "zero-shot top-1[tiny-clip]") == hits
+
+    again = run(root)
+    assert again.models_loaded == [] and score_report(again).done == 0
+
+    # another parameter is another identity: its old values are stale and computed again
+    text = (
+        (root / "study.toml")
+        .read_text()
+        .replace('metric = "psnr"\n', 'metric = "psnr"\nresize = "nearest"\n')
+    )
+    (root / "study.toml").write_text(text)
+    changed = run(root)
+    assert score_report(changed).models_loaded == ["psnr"] and score_report(changed).done == 8
+    assert (
+        '"resize":"nearest"'
+        in table(root, "SELECT identity FROM metrics WHERE name = 'psnr'")[0][0]
+    )
+
+
+def test_an_interrupted_score_stage_resumes_without_computing_a_score_twice(
+    tmp_path, image_folder, tiny_clip, monkeypatch
+):
+    root = make_study(
+        tmp_path / "s", image_folder, tiny_clip, '\n[[metrics]]\nmetric = "psnr"\nbatch_size = 2\n'
+    )
+    compared: list[int] = []
+    original_compare = PsnrMetric.compare
+
+    def interrupted(self, originals, candidates):
+        if len(compared) == 2:
+            raise KeyboardInterrupt
+        compared.append(len(originals))
+        return original_compare(self, originals, candidates)
+
+    monkeypatch.setattr(PsnrMetric, "compare", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(root)
+    assert len(scores(root, "psnr")) == 4
+    assert table(root, "SELECT status FROM runs ORDER BY id DESC")[0][0] == "interrupted"
+
+    def counted(self, originals, candidates):
+        compared.append(len(originals))
+        return original_compare(self, originals, candidates)
+
+    monkeypatch.setattr(PsnrMetric, "compare", counted)
+    summary = run(root)
+    assert summary.status == "finished" and score_report(summary).done == 4
+    assert sum(compared) == 8  # every pair once across the two runs
+    assert len(scores(root, "psnr")) == 8
+    with Study.open(root) as study:
+        row = next(r for r in study.status() if r.what == "score: psnr")
+    assert (row.done, row.pending, row.failed) == (8, 0, 0)
+
+
+def test_images_too_small_for_ms_ssim_are_settled_failures_with_the_reason(
+    tmp_path, image_folder, tiny_clip
+):
+    root = make_study(
+        tmp_path / "s", image_folder, tiny_clip, '\n[[metrics]]\nmetric = "ms-ssim"\n'
+    )
+    summary = run(root)
+    assert summary.status == "finished"
+    failures = [f for f in summary.failures if f[0] == "score"]
+    assert len(failures) == 8
+    assert all("at least 161 px at win_size 11" in reason for _, _, reason in failures)
+    assert "img1 / jpeg quality=30 (ms-ssim)" in {label for _, label, _ in failures}
+    assert scores(root, "ms-ssim") == {}
+    with Study.open(root) as study:
+        row = next(r for r in study.status() if r.what == "score: ms-ssim")
+    assert (row.done, row.pending, row.failed) == (0, 0, 8)
+    again = run(root)
+    assert again.models_loaded == [] and score_report(again).skipped == 8
+
+
+def downgrade_to_schema_2(root: Path) -> None:
+    """Make ``root``'s store what semcomp wrote before metrics were a plugin family."""
+    conn = sqlite3.connect(root / "study.db")
+    try:
+        conn.executescript(
+            "DROP TABLE set_scores;"
+            + "".join(
+                f"ALTER TABLE metrics DROP COLUMN {c};"
+                for c in ("kind", "display", "higher_is_better", "low", "high", "identity")
+            )
+            + "PRAGMA user_version = 2;"
+        )
+    finally:
+        conn.close()
+
+
+def test_a_store_from_before_metrics_keeps_its_scores_and_gains_their_description(
+    tmp_path, image_folder, tiny_clip
+):
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    assert run(root).status == "finished"
+    before = table(root, "SELECT candidate_id, metric, value, run_id FROM scores ORDER BY 1, 2")
+    downgrade_to_schema_2(root)
+    with Study.open(root) as study:  # migration 3
+        migrated = {r["name"]: r for r in study.store.conn.execute("SELECT * FROM metrics")}
+        assert migrated["clip_cos[tiny]"]["display"] == "clip_cos[tiny]"
+        assert migrated["clip_cos[tiny]"]["identity"] is None
+        summary = study.run(progress=False)
+    assert summary.models_loaded == [] and score_report(summary).done == 0
+    after = table(root, "SELECT candidate_id, metric, value, run_id FROM scores ORDER BY 1, 2")
+    assert [tuple(r) for r in after] == [tuple(r) for r in before]
+    rows = {r["name"]: r for r in table(root, "SELECT * FROM metrics")}
+    assert rows["clip_cos[tiny]"]["display"] == "CLIP tiny cosine"
+    assert rows["clip_(cos+1)/2[tiny]"]["display"] == "CLIP tiny cosine, scaled"
+    assert all(r["higher_is_better"] == 1 and r["kind"] == "embedding" for r in rows.values())
+    assert (rows["clip_cos[tiny]"]["low"], rows["clip_(cos+1)/2[tiny]"]["low"]) == (-1.0, 0.0)
+    assert json.loads(rows["clip_cos[tiny]"]["identity"])["model"] == tiny_clip
+
+
+def test_clip_as_a_metrics_entry_is_the_similarity_model_it_repeats(
+    tmp_path, image_folder, tiny_clip
+):
+    root = make_study(
+        tmp_path / "s",
+        image_folder,
+        tiny_clip,
+        f"\n[[metrics]]\nmetric = 'clip'\nmodel = '{tiny_clip}'\nname = 'tiny'\n"
+        "random_weights = true\n",
+    )
+    summary = run(root)
+    embed = next(s for s in summary.stages if s.stage == "embed")
+    assert embed.models_loaded == ["tiny"] and summary.failures == []
+    assert len(scores(root, "clip_(cos+1)/2[tiny]")) == 8
+
+
+def train_pqvae(folder: Path, tiny_clip: str) -> Path:
+    from semcomp.codecs.pqvae.data import EmbeddingSet
+    from semcomp.codecs.pqvae.model import PQVAEConfig
+    from semcomp.codecs.pqvae.train import TrainConfig, Trainer
+
+    rng = np.random.default_rng(0)
+    training = EmbeddingSet(rng.normal(size=(256, 32)), rng.integers(0, 8, 256))
+    config = PQVAEConfig(input_dim=32, hidden=(32, 16), residual_hidden=8, channels=8, d_sub=4)
+    Trainer(
+        config,
+        TrainConfig(epochs=1, lr=1e-3, split="random"),
+        training,
+        None,
+        folder,
+        clip={"model": tiny_clip, "pretrained": "openai"},
+        progress=False,
+        log=lambda _: None,
+    ).train()
+    return folder / "best.safetensors"
+
+
+def test_zero_shot_with_manifest_labels_top5_embeddings_and_an_original_without_class(
+    tmp_path, tiny_clip
+):
+    images = tmp_path / "images"
+    images.mkdir()
+    lines = ["path,category,label"]
+    for seed, label in enumerate(["cat", "dog", "red_car", "tree", "boat", ""]):
+        photo(96, 64, seed).save(images / f"p{seed}.png")
+        lines.append(f"p{seed}.png,,{label}")
+    (images / "manifest.csv").write_text("\n".join(lines) + "\n")
+    checkpoint = train_pqvae(tmp_path / "codec", tiny_clip)
+    methods = (
+        '[[methods]]\nname = "jpeg"\ncodec = "jpeg"\nquality = [50]\n\n'
+        f'[[methods]]\nname = "pq"\ncheckpoint = "{checkpoint}"\n'
+    )
+    metrics = (
+        f'\n[[metrics]]\nmetric = "zero-shot"\nmodel = "{tiny_clip}"\nname = "zs"\n'
+        'templates = ["a photo of a {}."]\n\n[[metrics]]\nmetric = "psnr"\n'
+    )
+    root = make_study(tmp_path / "s", images / "manifest.csv", tiny_clip, metrics, methods=methods)
+    summary = run(root)
+    assert summary.status == "finished"
+    failures = [f for f in summary.failures if f[0] == "score"]
+    assert len(failures) == 1  # one line for the original without a class, not silence
+    assert failures[0][1] == "zs: no class"
+    assert "2 candidate(s) of 1 original(s) not scored" in failures[0][2] and "p5" in failures[0][2]
+
+    identity = json.loads(
+        table(root, "SELECT identity FROM metrics WHERE name = 'zero-shot top-1[zs]'")[0][0]
+    )
+    assert identity["classes"] == ["boat", "cat", "dog", "red_car", "tree"]
+    top1, top5 = scores(root, "zero-shot top-1[zs]"), scores(root, "zero-shot top-5[zs]")
+    assert len(top1) == len(top5) == 10  # 5 labelled originals × (jpeg, pq)
+    assert set(top5.values()) == {1.0}  # five classes: always among the top five
+    assert set(top1.values()) <= {0.0, 1.0}
+
+    # the decoded embeddings are classified directly, against the same class prompts
+    rows = table(
+        root,
+        "SELECT c.id, a.relpath, o.name FROM candidates c JOIN artifacts a ON a.hash = "
+        "c.artifact_hash JOIN representations r ON r.id = c.representation_id "
+        "JOIN originals o ON o.id = r.original_id WHERE a.media_type NOT LIKE 'image/%'",
+    )
+    assert len(rows) == 6
+    embedder = OpenClipEmbedder(EmbedderConfig(model=tiny_clip), device="cpu")
+    try:
+        classes = identity["classes"]
+        text = embedder.embed_texts([f"a photo of a {c.replace('_', ' ')}." for c in classes])
+    finally:
+        embedder.close()
+    labels = {f"p{i}": label for i, label in enumerate(["cat", "dog", "red_car", "tree", "boat"])}
+    for row in rows:
+        if row["name"] not in labels:
+            assert row["id"] not in top1
+            continue
+        vector = np.frombuffer((root / "artifacts" / row["relpath"]).read_bytes(), np.float32)
+        predicted = classes[int(np.argmax(text @ vector))]
+        assert top1[row["id"]] == float(predicted == labels[row["name"]])
+
+    # psnr leaves the decoded embeddings out without a failure
+    assert len(scores(root, "psnr")) == 6
+    again = run(root)
+    assert score_report(again).models_loaded == [] and [f[1] for f in again.failures] == [
+        "zs: no class"
+    ]
+
+
+def test_metrics_alone_run_without_a_similarity_model_and_build_a_tiny_clip(tmp_path, image_folder):
+    root = tmp_path / "s"
+    root.mkdir()
+    (root / "study.toml").write_text(
+        f'[images]\nsource = "{image_folder.as_posix()}"\n\n'
+        '[[methods]]\nname = "jpeg"\ncodec = "jpeg"\nquality = [40]\n\n'
+        '[similarity]\ndevice = "cpu"\n\n'
+        '[[metrics]]\nmetric = "zero-shot"\nmodel = "tiny"\n\n[[metrics]]\nmetric = "psnr"\n'
+    )
+    summary = run(root)
+    assert summary.status == "finished" and summary.failures == []
+    assert [s.models_loaded for s in summary.stages if s.models_loaded] == [["zero-shot", "psnr"]]
+    assert (root / "models" / "tiny-clip" / "open_clip_config.json").is_file()
+    assert len(scores(root, "zero-shot top-1[tiny-clip-random]")) == 4
+    assert table(root, "SELECT COUNT(*) FROM embeddings")[0][0] == 0
+    with Study.open(root, read_only=True) as study:
+        assert study.random_weights
