@@ -877,6 +877,38 @@ class Store:
                     "UPDATE runs SET packages = ? WHERE id = ?", (to_json(packages), run_id)
                 )
 
+    # ---- metrics -------------------------------------------------------------------------
+
+    def put_metrics(
+        self,
+        specs: Sequence[Any],
+        *,
+        kind: str,
+        formulas: Mapping[str, str] | str,
+        identity_json: str,
+        embedder_id: str | None = None,
+    ) -> None:
+        """One ``metrics`` row per score (a :class:`~semcomp.metrics.base.ScoreSpec`): kind,
+        direction, range, display name and identity; ``formulas`` per key, or one for all
+        (call inside a transaction)."""
+        for spec in specs:
+            self.upsert(
+                "metrics",
+                {
+                    "name": spec.key,
+                    "embedder_id": embedder_id,
+                    "formula": formulas if isinstance(formulas, str) else formulas[spec.key],
+                    "description": spec.description,
+                    "kind": kind,
+                    "display": spec.display,
+                    "higher_is_better": int(spec.higher_is_better),
+                    "low": spec.low,
+                    "high": spec.high,
+                    "identity": identity_json,
+                },
+                key=("name",),
+            )
+
     # ---- embeddings ----------------------------------------------------------------------
 
     def put_embeddings(

@@ -101,23 +101,13 @@ def register_metric(
             store.conn.execute(
                 f"DELETE FROM scores WHERE metric IN ({', '.join('?' for _ in stale)})", stale
             )
-        for spec in specs:
-            store.upsert(
-                "metrics",
-                {
-                    "name": spec.key,
-                    "embedder_id": embedder_id,
-                    "formula": formulas.get(spec.key, metric.metric),
-                    "description": spec.description,
-                    "kind": metric.kind,
-                    "display": spec.display,
-                    "higher_is_better": int(spec.higher_is_better),
-                    "low": spec.low,
-                    "high": spec.high,
-                    "identity": identity_json,
-                },
-                key=("name",),
-            )
+        store.put_metrics(
+            specs,
+            kind=metric.kind,
+            formulas={spec.key: formulas.get(spec.key, metric.metric) for spec in specs},
+            identity_json=identity_json,
+            embedder_id=embedder_id,
+        )
 
 
 def write_scores(ctx: StageContext, candidate_id: str, values: dict[str, float]) -> None:

@@ -19,7 +19,6 @@ value that cannot be computed per score, method and operating point
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ import numpy as np
 
 from semcomp.engines import PluginFactory
 from semcomp.metrics import METRICS
-from semcomp.metrics.base import ScoreSpec, SetMetric
+from semcomp.metrics.base import SetMetric
 from semcomp.stages import StageContext
 from semcomp.stages.embed import (
     EmbedImages,
@@ -50,36 +49,6 @@ class ExtractFeatures(EmbedImages):
     def infer(self, model: Any, loaded: LoadedImages, context: Any) -> list[Any]:
         rows = iter(model.features(loaded.images) if loaded.images else [])
         return [next(rows) if problem is None else problem for problem in loaded.problems]
-
-
-def register_scores(
-    ctx: StageContext,
-    specs: Sequence[ScoreSpec],
-    *,
-    kind: str,
-    formula: str,
-    identity: dict[str, Any],
-    embedder_id: str | None = None,
-) -> None:
-    """The ``metrics`` rows of a metric's scores: kind, direction, range, display name and
-    identity (call inside a transaction)."""
-    for spec in specs:
-        ctx.store.upsert(
-            "metrics",
-            {
-                "name": spec.key,
-                "embedder_id": embedder_id,
-                "formula": formula,
-                "description": spec.description,
-                "kind": kind,
-                "display": spec.display,
-                "higher_is_better": int(spec.higher_is_better),
-                "low": spec.low,
-                "high": spec.high,
-                "identity": to_json(ctx.portable(identity)),
-            },
-            key=("name",),
-        )
 
 
 def run_set_metric(ctx: StageContext, metric_config: Any) -> None:
@@ -141,12 +110,11 @@ def write_set_scores(
             ).fetchone()
             if stored is not None and stored[0] != to_json(ctx.portable(identity)):
                 store.conn.execute("DELETE FROM set_scores WHERE metric = ?", (spec.key,))
-        register_scores(
-            ctx,
+        store.put_metrics(
             specs,
             kind="set",
-            formula=metric_cls.name,
-            identity=identity,
+            formulas=metric_cls.name,
+            identity_json=to_json(ctx.portable(identity)),
             embedder_id=features_id,
         )
     where, ids = ctx.method_filter("r.method_id")
