@@ -165,6 +165,8 @@ class OpenClipEmbedder:
 
     #: a local model: ``--engine ray`` runs it in actors
     scalable = True
+    #: the pip extra it needs (``semcomp.extras``)
+    extra = "clip"
 
     def __init__(self, config: EmbedderConfig, *, device: str = "auto", batch_size: int = 32):
         import torch
