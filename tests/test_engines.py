@@ -239,7 +239,7 @@ def test_engine_options_are_checked(monkeypatch):
     with pytest.raises(ConfigError, match="ray://host:port"):
         make_engine("ray", address="10.0.0.1:6379")
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
-    with pytest.raises(SemcompError, match=r'pip install "semcomp\[ray\]"'):
+    with pytest.raises(SemcompError, match=r"pip install 'semcomp\[ray\]'"):
         make_engine("ray")
 
 
@@ -253,7 +253,7 @@ def test_engine_ray_without_ray_is_one_clear_message(
     assert failed.value.code == 3
     assert (
         capsys.readouterr().err.strip()
-        == 'error: the Ray engine needs Ray: pip install "semcomp[ray]"'
+        == "error: --engine ray needs the 'ray' extra: pip install 'semcomp[ray]'"
     )
 
 

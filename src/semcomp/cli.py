@@ -366,8 +366,11 @@ def demo(
 ) -> None:
     """The main job: a demo study of generated images, JPEG/WebP sweeps, CLIP scores, report."""
     from semcomp.demo import add_simulated_ratings, prepare_demo
+    from semcomp.extras import require_extras
     from semcomp.report import write_report
     from semcomp.study import Study
+
+    require_extras("semcomp demo", "clip", "captioning", "diffusion", "pqvae")
 
     started = time.perf_counter()
     outcome = prepare_demo(folder, say=typer.echo)
@@ -406,6 +409,9 @@ def app_command(
 
     from semcomp.app import MAIN_SCRIPT, PQVAE_RESULTS_ENV, STUDY_ENV
     from semcomp.config import STUDY_FILE
+    from semcomp.extras import require_extras
+
+    require_extras("semcomp app", "app")
 
     root = study.resolve()
     if not (root / STUDY_FILE).exists() and not (root / "study.db").exists():
@@ -448,11 +454,13 @@ def models_fetch(
 ) -> None:
     """Download model weights into the local cache (run where there is a network)."""
     from semcomp.config import EmbedderConfig
+    from semcomp.extras import require_extras
     from semcomp.metrics.clip import fetch_open_clip_weights
     from semcomp.models import fetch_hf_model
 
     if not clip and not hf:
         raise UsageError("name a model: --clip NAME [--pretrained TAG] and/or --hf ORG/NAME")
+    require_extras("semcomp models fetch", *(["clip"] if clip else []), *(["hub"] if hf else []))
     if clip:
         path = fetch_open_clip_weights(EmbedderConfig(model=clip, pretrained=pretrained))
         typer.echo(f"{clip}/{pretrained}: {path}")
@@ -484,7 +492,10 @@ def features_extract(
     """Embed an image folder (resumable, in shards) and its class names as text prompts."""
     from semcomp.config import EmbedderConfig
     from semcomp.engines import make_engine
+    from semcomp.extras import require_extras
     from semcomp.features import extract_features
+
+    require_extras("semcomp features extract", "clip")
 
     if workers is None and engine == "local":
         workers = 2
@@ -551,6 +562,9 @@ def pqvae_train(
     progress: bool = typer.Option(True),
 ) -> None:
     """Train an embedding codec; resumes when --out holds an unfinished run."""
+    from semcomp.extras import require_extras
+
+    require_extras("semcomp pqvae train", "pqvae")
     from semcomp.codecs.pqvae.data import load_embeddings, load_text_embeddings
     from semcomp.codecs.pqvae.train import TrainConfig, Trainer
 
@@ -618,6 +632,9 @@ def pqvae_eval(
 
     import pandas as pd
 
+    from semcomp.extras import require_extras
+
+    require_extras("semcomp pqvae eval", "pqvae")
     from semcomp.codecs.pqvae.checkpoint import load_checkpoint
     from semcomp.codecs.pqvae.data import load_embeddings, load_text_embeddings
     from semcomp.codecs.pqvae.evaluate import evaluate, held_out
@@ -668,6 +685,9 @@ def pqvae_sweep(
 
     rates.csv: every coder's coded and ideal bits, ratio and speed, per method.
     """
+    from semcomp.extras import require_extras
+
+    require_extras("semcomp pqvae sweep", "pqvae")
     from semcomp.codecs.pqvae.data import load_embeddings, load_text_embeddings
     from semcomp.codecs.pqvae.evaluate import sweep
     from semcomp.codecs.pqvae.model import PAPER_PRESET

@@ -55,3 +55,7 @@ class TargetUnreachableError(SemcompError):
 
 class AnalysisError(SemcompError):
     """An analysis cannot be computed from the data at hand (too few points, no overlap)."""
+
+
+class MissingExtraError(SemcompError):
+    """A command needs an optional dependency set (a pip extra) that is not installed."""

@@ -34,6 +34,8 @@ class BatchPlugin:
     Params: ClassVar[type[PluginParams]]
     #: whether it runs a local model that ``--engine ray`` should run in actors (not an API)
     scalable: ClassVar[bool] = False
+    #: the pip extra its dependencies come in (``semcomp.extras``); None: the base install
+    extra: ClassVar[str | None] = None
     default_batch_size: ClassVar[int] = 8
 
     def __init__(

@@ -30,6 +30,7 @@ from semcomp import __version__
 from semcomp.config import STUDY_FILE, StudyConfig, load_config
 from semcomp.engines import Engine, LocalEngine
 from semcomp.errors import ConfigError, StoreError
+from semcomp.extras import require_extras
 from semcomp.images import IMAGE_SUFFIXES, SourceProblem, find_sources
 from semcomp.methods import TextualMethod
 from semcomp.models import hf_model_problem
@@ -249,6 +250,7 @@ class Study:
             # nothing to study; once originals exist, a source gone missing is an ingest
             # failure and the run goes on with what the store holds
             require_images(self.config.images.source)
+        require_extras("semcomp run", *self.extras_needed(selected))
         self.prepare_models(selected)
         packages = package_versions(plugin_sources(self.config))
         log.debug("package versions: %s", packages)
@@ -366,6 +368,46 @@ class Study:
             )
             unique.setdefault(key, (family, owner, source))
         return list(unique.values())
+
+    def extras_needed(self, stages: Iterable[str]) -> list[str]:
+        """The pip extras (``semcomp.extras``) the pending work of ``stages`` imports, from
+        the plugins that do it; pending as in :meth:`models_needed`."""
+        from semcomp.captioners import CAPTIONERS
+        from semcomp.codecs import CODECS
+        from semcomp.metrics import EMBEDDERS
+        from semcomp.reconstructors import RECONSTRUCTORS
+
+        selected = set(stages)
+        rows = {row.what: row.pending for row in self.status()}
+        new_originals = rows["ingest: originals"] > 0
+        upstream = new_originals
+        extras: list[str | None] = []
+        for method in self.config.methods:
+            represent = rows.get(f"represent: {method.name}", 0) > 0 or new_originals
+            candidates = rows.get(f"candidates: {method.name}", 0) > 0
+            upstream = upstream or represent or candidates
+            if not (represent or candidates):
+                continue
+            if isinstance(method, TextualMethod):
+                if represent and "caption" in selected:
+                    extras.append(getattr(CAPTIONERS.get(method.captioner), "extra", None))
+                # the caption stage reads prompts with the reconstructor's tokenizer
+                if (represent and "caption" in selected) or "reconstruct" in selected:
+                    plugin = RECONSTRUCTORS.get(method.reconstructor)
+                    extras.append(getattr(plugin, "extra", None))
+            elif method.kind == "pixel" and selected & {"encode", "decode"}:
+                extras.append(getattr(CODECS.get(method.codec), "extra", None))
+            elif method.kind == "embedding" and "embedding_codecs" in selected:
+                extras.append("pqvae")
+        if "embed" in selected:
+            for embedder in self.config.clip_models:
+                if upstream or rows.get(f"embed: {embedder.label}", 0) > 0:
+                    extras.append(getattr(EMBEDDERS.get(embedder.kind), "extra", None))
+        if "score" in selected:
+            for metric in self.config.metric_entries:
+                if upstream or rows.get(f"score: {metric.scores()[0].key}", 0) > 0:
+                    extras.append(metric.metric_class.extra)
+        return [extra for extra in dict.fromkeys(extras) if extra is not None]
 
     def prepare_models(self, stages: Iterable[str]) -> None:
         """Before any stage starts: build the tiny models (``model = "tiny"``) the pending

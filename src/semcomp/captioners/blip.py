@@ -61,6 +61,7 @@ def _loader_preprocess(model_type: str, params: BlipParams, processor: Any) -> A
 
 class BlipCaptioner(Captioner):
     name = "blip"
+    extra = "captioning"
     Params = BlipParams
     scalable = True
 

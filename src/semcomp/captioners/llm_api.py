@@ -99,6 +99,7 @@ def data_url(image: Image.Image, max_side: int, image_format: str) -> str:
 
 class LlmApiCaptioner(Captioner):
     name = "llm-api"
+    extra = "api"
     Params = LlmApiParams
 
     def __init__(self, params: LlmApiParams, **kwargs: Any):

@@ -98,6 +98,8 @@ class ImageCodec(ABC):
     #: whether it runs a model that the encode and decode stages batch through the engine
     #: (it then has ``encode_batch(images, quality)`` and ``decode_batch(payloads, quality)``)
     batched: ClassVar[bool] = False
+    #: the pip extra its dependencies come in (``semcomp.extras``); None: the base install
+    extra: ClassVar[str | None] = None
 
     def __init__(self, params: CodecParams):
         self.params = params

@@ -56,6 +56,7 @@ from semcomp.codecs.base import (
 )
 from semcomp.engines import phase
 from semcomp.errors import ConfigError, ModelUnavailableError
+from semcomp.extras import install_command, require_extras
 from semcomp.params import BatchPlugin
 
 #: CompressAI zoo models with published weights → their highest quality (qualities start at 1)
@@ -162,12 +163,12 @@ def zoo() -> Any:
     torch now warns about, which says nothing to a semcomp user)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
+        require_extras('codec "compressai"', "learned")
         try:
             import compressai.zoo
-        except ImportError as exc:
+        except ImportError as exc:  # installed, but a module it imports is not
             raise ConfigError(
-                f'codec "compressai" needs CompressAI ({exc}): pip install "semcomp[learned]" '
-                '&& pip install --no-deps "compressai>=1.2.8"'
+                f'codec "compressai" cannot be imported ({exc}): {install_command(["learned"])}'
             ) from None
 
     return compressai.zoo
@@ -289,6 +290,7 @@ class CompressaiCodec(ImageCodec, BatchPlugin):
     """A CompressAI zoo network per quality; ``compress()`` bytes in, ``decompress()`` out."""
 
     name = "compressai"
+    extra = "learned"
     Params = CompressaiParams
     suffix = ".cai"
     media_type = "application/x-semcomp-compressai"

@@ -326,10 +326,6 @@ def profile_lines(stages: Sequence[Any]) -> list[str]:
     return [header, *lines] if lines else ["  no stage ran a model in this run"]
 
 
-def ray_missing_message() -> str:
-    return 'the Ray engine needs Ray: pip install "semcomp[ray]"'
-
-
 def make_engine(
     name: str = "local",
     *,
@@ -357,6 +353,9 @@ def make_engine(
                 "--workers is for the local engine (on Ray, CPU tasks decode the images)"
             )
         from semcomp.engines.ray import RayEngine
+        from semcomp.extras import require_extras
+
+        require_extras("--engine ray", "ray")
 
         return RayEngine(address=address, actors=actors, gpus_per_actor=gpus_per_actor)
     raise ConfigError(f"unknown engine {name!r}; engines are local and ray")

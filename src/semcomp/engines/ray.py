@@ -45,9 +45,9 @@ from semcomp.engines import (
     ModelWorker,
     PluginFactory,
     load_timed,
-    ray_missing_message,
 )
 from semcomp.errors import ConfigError, SemcompError
+from semcomp.extras import require_extras
 
 #: CPUs a loading task asks for (unlike the actors' 1, so Ray Data does not fuse the two)
 LOAD_CPUS = 0.5
@@ -61,11 +61,10 @@ CONNECT_TIMEOUT_S = 15
 
 def import_ray() -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise SemcompError(ray_missing_message()) from None
+    require_extras("--engine ray", "ray")
+    import ray
+    import ray.data
+
     return ray
 
 

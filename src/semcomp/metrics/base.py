@@ -74,6 +74,8 @@ class Metric(ABC):
     #: whether it runs a local model that ``--engine ray`` should run in actors
     scalable: ClassVar[bool] = True
     default_batch_size: ClassVar[int] = 16
+    #: the pip extra that installs what it imports (``semcomp.extras``); None: the base install
+    extra: ClassVar[str | None] = "metrics"
 
     def __init__(
         self, params: PluginParams, *, device: str = "auto", batch_size: int | None = None

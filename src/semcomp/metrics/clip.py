@@ -175,6 +175,8 @@ class OpenClipEmbedder(Embedder):
 
     #: a local model: ``--engine ray`` runs it in actors
     scalable = True
+    #: the pip extra it needs (``semcomp.extras``)
+    extra = "clip"
 
     def __init__(self, config: EmbedderConfig, *, device: str = "auto", batch_size: int = 32):
         import torch
@@ -352,6 +354,7 @@ class ClipMetric(EmbeddingMetric):
     entries are the same thing); the embed stage caches its vectors per artifact.
     """
 
+    extra = "clip"
     name = "clip"
     Params = EmbedderConfig  # type: ignore[assignment]
     default_batch_size = 32

@@ -42,6 +42,7 @@ class PsnrParams(PluginParams):
 
 
 class PsnrMetric(PairwiseMetric):
+    extra = None
     name = "psnr"
     Params = PsnrParams
     #: arithmetic on pixels: no model to spread over a cluster

@@ -142,6 +142,7 @@ class ZeroShotMetric(TaskMetric):
     mean is the top-1 accuracy; top-5 too with five classes or more). The decoded
     embeddings of an embedding codec of the same CLIP model are classified directly."""
 
+    extra = "clip"
     name = "zero-shot"
     Params = ZeroShotParams
     default_batch_size = 32

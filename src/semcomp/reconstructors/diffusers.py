@@ -70,6 +70,7 @@ def consumed_prefix(tokenizer: Any, text: str) -> PromptUse:
 
 class DiffusersReconstructor(Reconstructor):
     name = "diffusers"
+    extra = "diffusion"
     Params = DiffusersParams
     scalable = True
 

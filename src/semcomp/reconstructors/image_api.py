@@ -52,6 +52,7 @@ def as_png(data: bytes, *, keep_png: bool = True) -> bytes:
 
 class ImageApiReconstructor(Reconstructor):
     name = "image-api"
+    extra = "api"
     Params = ImageApiParams
     seeded = False
 

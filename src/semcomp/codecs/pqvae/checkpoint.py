@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from semcomp.codecs.pqvae.bitstream import make_coder
-from semcomp.codecs.pqvae.model import EmbeddingCodecModel, PQVAEConfig
 from semcomp.errors import ConfigError
+
+if TYPE_CHECKING:  # torch: reading a checkpoint's metadata (a study's status) needs none
+    from semcomp.codecs.pqvae.model import EmbeddingCodecModel, PQVAEConfig
 
 FORMAT = "semcomp-pqvae"
 FORMAT_VERSION = 1
@@ -79,7 +81,7 @@ def read_metadata(path: Path) -> dict[str, str]:
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="numpy") as handle:
             return dict(handle.metadata() or {})
     except Exception as exc:  # safetensors raises its own SafetensorError for foreign files
         raise ConfigError(f"{path} is not a readable safetensors checkpoint: {exc}") from None
@@ -88,6 +90,8 @@ def read_metadata(path: Path) -> dict[str, str]:
 def load_checkpoint(path: Path) -> Checkpoint:
     """Load a checkpoint written by :meth:`Checkpoint.save` (tensors and JSON only)."""
     from safetensors.torch import load_file
+
+    from semcomp.codecs.pqvae.model import EmbeddingCodecModel, PQVAEConfig
 
     path = Path(path)
     if not path.is_file():
