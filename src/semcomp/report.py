@@ -278,7 +278,7 @@ def write_comparisons(
             centre = f"{key} value"
             extent = {"image_set": "set metric: each operating point over its own n"}
         elif key == metric:
-            source, centre, extent = common_summary, f"{key} mean", {}
+            source, centre = common_summary, f"{key} mean"
             extent = {"n": rated.n, "image_set": rated.image_set}
         else:
             coverage = rate_comparison(points, key, unpaired=unpaired)

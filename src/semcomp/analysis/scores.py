@@ -21,14 +21,12 @@ import json
 import math
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pandas as pd
 
 from semcomp.metrics.base import ScoreSpec
 
-#: kinds with one value per candidate (columns of rd.csv) and the kind with one per set
-PER_CANDIDATE_KINDS = ("embedding", "pairwise", "task", "human")
 SET = "set"
 HUMAN = "human"
 #: human-rating keys: ``human.<survey>.<stat>[<question>]`` (surveys import)
@@ -55,14 +53,6 @@ class ScoreInfo(ScoreSpec):
     @property
     def is_human(self) -> bool:
         return self.kind == HUMAN
-
-    @property
-    def direction(self) -> str:
-        return "higher is better" if self.higher_is_better else "lower is better"
-
-    def oriented(self, values):
-        """``values`` turned so that larger is better (negated when lower is better)."""
-        return values if self.higher_is_better else -values
 
 
 def readable_clip_model(label: str) -> str:
@@ -232,10 +222,6 @@ class Scores:
     def restricted(self, keys: Iterable[str]) -> Scores:
         """Only ``keys``, in their order (a key not listed is described by its form)."""
         return Scores(self[k] for k in keys)
-
-    def relabelled(self, key: str, **changes) -> Scores:
-        """A copy with one description changed (tests, a hand-made table)."""
-        return Scores(replace(i, **changes) if i.key == key else i for i in self)
 
 
 def describe(points: pd.DataFrame, scores: Scores | None) -> Scores:
