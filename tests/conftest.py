@@ -116,3 +116,12 @@ def all_methods_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
         study.run(progress=False)
     add_human_scores(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def metric_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """JPEG and WebP sweeps with PSNR, LPIPS, CLIP, FID (a set metric) and Survey A rows
+    written straight into the store (see metric_store.py); read-only for tests."""
+    from metric_store import write_metric_study
+
+    return write_metric_study(tmp_path_factory.mktemp("metric-study"))

@@ -333,6 +333,13 @@ def report(
         "the originals with a candidate at all its points and comparisons over the originals "
         "the methods share.",
     ),
+    metrics: str = typer.Option(
+        None,
+        "--metrics",
+        help="Comma-separated metric keys to draw (one rate–distortion panel and figure each) "
+        "and compare (Pareto, BD-rate), e.g. 'psnr,lpips[alex]'; default: every model and set "
+        "metric and the Survey A satisfaction index.",
+    ),
 ) -> None:
     """Write rd.csv, summary.csv, per-method JSON, Table 1, comparisons and their figures."""
     from semcomp.analysis.figures import RATE_AXES
@@ -350,7 +357,12 @@ def report(
                 f"cannot write the report to {folder} ({exc.strerror}); choose a folder with --out"
             ) from None
         files = write_report(
-            opened, out, rate=rate, pqvae_results=pqvae_results or (), unpaired=unpaired
+            opened,
+            out,
+            rate=rate,
+            pqvae_results=pqvae_results or (),
+            unpaired=unpaired,
+            metrics=[m.strip() for m in metrics.split(",") if m.strip()] if metrics else None,
         )
     typer.echo(f"report of {files.rows} candidates in {files.folder}")
     for path in [files.rd_csv, files.summary_csv, *files.method_json, *files.figures, *files.extra]:

@@ -12,16 +12,16 @@ import pandas as pd
 
 from semcomp.analysis.figures import RANDOM_WEIGHTS_NOTE, label_panel, rd_figure
 from semcomp.analysis.rd import (
-    SATISFACTION_PREFIX,
-    SCALED_CLIP,
-    clip_metrics,
     compressai_results,
-    human_metrics,
     lossless_reduction_note,
     rd_points,
+    set_points,
+    study_scores,
     summarise,
+    summary_columns,
 )
-from semcomp.errors import AnalysisError
+from semcomp.analysis.scores import Scores, default_figure_keys, describe, headline
+from semcomp.errors import AnalysisError, ConfigError
 from semcomp.study import Study
 
 
@@ -44,22 +44,47 @@ def _file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "method"
 
 
-def headline_metric(points: pd.DataFrame) -> str | None:
-    """The metric a comparison leads with: Survey A satisfaction, else scaled CLIP, else any."""
-    humans = human_metrics(points)
-    satisfaction = [m for m in humans if m.startswith(SATISFACTION_PREFIX)]
-    clip = clip_metrics(points)
-    scaled = [m for m in clip if m.startswith(SCALED_CLIP)]
-    for candidates in (satisfaction, scaled, clip, humans):
-        if candidates:
-            return candidates[0]
-    return None
+def headline_metric(points: pd.DataFrame, scores: Scores | None = None) -> str | None:
+    """The metric a comparison leads with: Survey A satisfaction, else scaled CLIP, else
+    any other model metric, else any human rating (:func:`semcomp.analysis.scores.headline`)."""
+    return headline(describe(points, scores), points)
 
 
-def bd_rate_table(summary: pd.DataFrame, metric: str, rate: str) -> pd.DataFrame:
-    """BD-rate of every method against every other on ``metric``, or why it is undefined."""
-    from semcomp.analysis.curves import bd_rate
+def chosen_metrics(scores: Scores, points: pd.DataFrame, metrics: list[str] | None) -> list[str]:
+    """The metrics ``--metrics`` names, checked against the study's (every model and set
+    metric and the satisfaction index by default)."""
+    if metrics is None:
+        return default_figure_keys(scores, points)
+    known = [*scores.per_candidate(points), *scores.set_keys()]
+    unknown = [m for m in metrics if m not in known]
+    if unknown:
+        raise ConfigError(
+            f"--metrics: no metric {', '.join(map(repr, unknown))} in this study; it has "
+            + (", ".join(known) or "none yet")
+        )
+    return list(dict.fromkeys(metrics))
 
+
+#: the sign conventions of bd_rate.csv
+BD_NOTE = (
+    "bd_rate.csv: bd_rate_percent < 0 means the test method needs fewer bits than the anchor "
+    "for the same score, for every metric (a lower-is-better metric is negated before the fit); "
+    "bd_metric is the test's score minus the anchor's at equal rate, in the metric's units: "
+    "better when positive for a higher-is-better metric, when negative for a lower-is-better one "
+    "(column better_bd_metric)"
+)
+
+
+def bd_rate_table(
+    summary: pd.DataFrame, metric: str, rate: str, scores: Scores | None = None
+) -> pd.DataFrame:
+    """BD-rate and BD-metric of every method against every other on ``metric``, or why
+    they are undefined (sign conventions: :data:`BD_NOTE`)."""
+    from semcomp.analysis.curves import bd_metric, bd_rate
+
+    info = (scores or Scores())[metric]
+    statistic = summary_columns(metric, scores)[0].removeprefix(f"{metric} ")
+    options = {"statistic": statistic, "higher_is_better": info.higher_is_better}
     methods = sorted(summary["method"].unique()) if not summary.empty else []
     rows = []
     for anchor in methods:
@@ -67,16 +92,25 @@ def bd_rate_table(summary: pd.DataFrame, metric: str, rate: str) -> pd.DataFrame
             if anchor == test:
                 continue
             try:
-                value, reason = bd_rate(summary, anchor, test, metric, rate), ""
+                value, reason = bd_rate(summary, anchor, test, metric, rate, **options), ""
             except AnalysisError as exc:
                 value, reason = float("nan"), str(exc)
+            try:
+                delta = bd_metric(summary, anchor, test, metric, rate, **options)
+            except AnalysisError as exc:
+                delta = float("nan")
+                reason = reason or str(exc)
             rows.append(
                 {
                     "anchor": anchor,
                     "test": test,
                     "metric": metric,
+                    "display": info.display,
+                    "higher_is_better": info.higher_is_better,
                     "rate": rate,
                     "bd_rate_percent": value,
+                    "bd_metric": delta,
+                    "better_bd_metric": "positive" if info.higher_is_better else "negative",
                     "reason": reason,
                 }
             )
@@ -105,6 +139,10 @@ def write_comparisons(
     rate: str,
     pqvae_results: list[Path] | tuple[Path, ...] = (),
     unpaired: bool = False,
+    scores: Scores | None = None,
+    set_scores: pd.DataFrame | None = None,
+    summary: pd.DataFrame | None = None,
+    metrics: list[str] | None = None,
 ) -> Comparisons:
     """Table 1, iso-satisfaction, Pareto front, BD-rate, agreement and embedding-codec files.
 
@@ -112,9 +150,21 @@ def write_comparisons(
     compares (:func:`semcomp.analysis.coverage.common_images`) and says so: an
     ``n`` and ``image_set`` column, a note naming the methods that limited ``n``, and
     the originals and methods it left out; ``unpaired`` keeps every row instead.
+
+    ``scores`` describes the study's metrics (direction, display name); ``metrics`` are
+    the keys of ``pareto.csv`` and ``bd_rate.csv`` (default: every model and set metric
+    and the satisfaction index); a set metric's come from ``summary`` (the curves') with
+    ``set_scores``. Iso-satisfaction and ``rd_iso_pareto`` use the headline metric;
+    ``agreement.csv`` correlates every per-candidate metric with the human ratings.
     """
-    from semcomp.analysis.agreement import MISSING_HUMAN, agreement
+    from semcomp.analysis.agreement import (
+        MISSING_HUMAN,
+        ORIENTED_NOTE,
+        default_human_metric,
+        oriented_agreement,
+    )
     from semcomp.analysis.coverage import (
+        RATE_COMPARISONS,
         agreement_comparison,
         common_images,
         rate_comparison,
@@ -125,6 +175,7 @@ def write_comparisons(
     from semcomp.analysis.figures import (
         RATE_AXES,
         agreement_figure,
+        agreement_metrics_figure,
         embedding_figure,
         rd_chart,
         save_figure,
@@ -162,17 +213,23 @@ def write_comparisons(
     def stated(frame: pd.DataFrame, coverage) -> pd.DataFrame:
         return frame.assign(n=coverage.n, image_set=coverage.image_set)
 
+    scores = describe(points, scores)
+    chosen = chosen_metrics(scores, points, metrics)
     compared = common_images(points, "table1", unpaired=unpaired)
-    first = table1(covered(compared), seed=seed)
+    first = table1(covered(compared), seed=seed, scores=scores, set_scores=set_scores)
     table(stated(first.table, compared), "table1.csv", first.satisfaction_metric)
-    figure = table1_figure(first.table, first.satisfaction_metric)
+    figure = table1_figure(first.table, first.satisfaction_metric, scores)
     label_panel(figure, simulated_of(first.satisfaction_metric), axis=1)
     written += save_figure(figure, folder / "table1")
     marked = f" ({SIMULATED})" if simulated_of(first.satisfaction_metric) else ""
     notes.append(f"Table 1{marked}: {first.note}")
-    metric = headline_metric(points)
+    metric = headline_metric(points, scores)
+    if metric is not None and scores[metric].is_set:
+        metric = None  # one value per operating point: no per-image iso-satisfaction
     rated = None if metric is None else rate_comparison(points, metric, unpaired=unpaired)
     rated_points = covered(rated) if rated is not None else None
+    fronts: list[pd.DataFrame] = []
+    bds: list[pd.DataFrame] = []
     if metric is None:
         notes.append("no similarity scores yet: no iso-satisfaction, Pareto front or BD-rate")
     elif rated_points.empty:
@@ -181,22 +238,20 @@ def write_comparisons(
             "or BD-rate (dropped.csv says why for each method)"
         )
     else:
+        info = scores[metric]
         drawn = with_rate_less(points, rated)  # methods without a rate: bands in the figure
-        drawn_summary = summarise(drawn, seed=seed, image_set=rated.image_set)
+        drawn_summary = summarise(
+            drawn, seed=seed, image_set=rated.image_set, scores=scores, set_scores=set_scores
+        )
         common_summary = drawn_summary[drawn_summary["method"].isin(rated.methods)]
         level = default_iso_level(rated_points, metric)
-        per_image, per_method = iso_satisfaction(rated_points, metric, level, rate)
+        per_image, per_method = iso_satisfaction(
+            rated_points, metric, level, rate, higher_is_better=info.higher_is_better
+        )
         table(per_image, "iso_satisfaction_images.csv", metric)
         table(stated(per_method, rated), "iso_satisfaction.csv", metric)
-        _, mean_rate, _ = RATE_AXES[rate]
-        front = pareto_front(common_summary, mean_rate, f"{metric} mean")
-        table(stated(front, rated), "pareto.csv", metric)
-        bd = bd_rate_table(common_summary, metric, rate)
-        table(stated(bd, rated) if not bd.empty else bd, "bd_rate.csv", metric)
         if simulated_of(metric):
             notes.append(f"iso-satisfaction, Pareto front and BD-rate use {metric}: {SIMULATED}")
-        if not bd.empty and bd["bd_rate_percent"].isna().all():
-            notes.append(f"BD-rate undefined for every pair: {bd['reason'].iloc[0]}")
         figure = rd_chart(
             drawn,
             drawn_summary,
@@ -206,19 +261,83 @@ def write_comparisons(
             pareto=True,
             title=study.config.name,
             random_weights=random_weights,
+            scores=scores,
         )
         label_panel(figure, simulated_of(metric))
         written += save_figure(figure, folder / "rd_iso_pareto")
-    humans, models = human_metrics(points), clip_metrics(points)
-    if humans and models:
-        human = next((m for m in humans if m.startswith(SATISFACTION_PREFIX)), humans[0])
-        both = agreement_comparison(points, models[0], human, unpaired=unpaired)
-        agreeing = covered(both)
-        correlations = agreement(agreeing, models[0], human, seed=seed)
-        table(correlations.assign(image_set=both.image_set), "agreement.csv", human)
-        figure = agreement_figure(agreeing, models[0], human, correlations)
+        if metric not in chosen:
+            chosen = [metric, *chosen]
+    _, mean_rate, _ = RATE_AXES[rate]
+    for key in chosen:
+        info = scores[key]
+        if info.is_set:  # its own originals per point (n); the rates of the curves
+            source = summary if summary is not None else pd.DataFrame()
+            if source.empty or f"{key} value" not in source:
+                continue
+            source = source.dropna(subset=[mean_rate, f"{key} value"])
+            centre = f"{key} value"
+            extent = {"image_set": "set metric: each operating point over its own n"}
+        elif key == metric:
+            source, centre = common_summary, f"{key} mean"
+            extent = {"n": rated.n, "image_set": rated.image_set}
+        else:
+            coverage = rate_comparison(points, key, unpaired=unpaired)
+            output = f"Pareto front, BD-rate ({key})"
+            coverage_notes.append(coverage.note.replace(RATE_COMPARISONS, output, 1))
+            left_out.append(coverage.left_out.assign(output=output))
+            dropped.append(coverage.dropped.assign(output=output))
+            if coverage.points.empty:
+                continue
+            others = [c for c in scores.per_candidate(points) if c != key]
+            source = summarise(
+                coverage.points.drop(columns=others, errors="ignore"),
+                seed=seed,
+                image_set=coverage.image_set,
+                scores=scores.restricted([key]),
+            )
+            centre = f"{key} mean"
+            extent = {"n": coverage.n, "image_set": coverage.image_set}
+        front = pareto_front(source, mean_rate, centre, higher_is_better=info.higher_is_better)
+        fronts.append(front.assign(metric=key, **extent))
+        bd = bd_rate_table(source, key, rate, scores)
+        if not bd.empty:
+            bds.append(bd.assign(**extent))
+            if bd["bd_rate_percent"].isna().all():
+                notes.append(f"BD-rate on {key} undefined for every pair: {bd['reason'].iloc[0]}")
+    if fronts:
+        pareto = pd.concat(fronts, ignore_index=True)
+        first_columns = ["metric", "method", "operating_point"]
+        pareto = pareto[first_columns + [c for c in pareto.columns if c not in first_columns]]
+        table(pareto, "pareto.csv", metric)
+        bd = pd.concat(bds, ignore_index=True) if bds else pd.DataFrame()
+        table(bd, "bd_rate.csv", metric)
+        notes.append(BD_NOTE)
+    human = default_human_metric(points, scores)
+    models = scores.model(points)
+    if human and models:
+        lead = metric if metric in models else models[0]
+        tables = []
+        for key in [lead, *(m for m in models if m != lead)]:
+            both = agreement_comparison(points, key, human, unpaired=unpaired)
+            if key == lead:
+                agreeing = covered(both)
+            else:
+                output = f"agreement ({key})"
+                left_out.append(both.left_out.assign(output=output))
+                dropped.append(both.dropped.assign(output=output))
+            correlations = oriented_agreement(both.points, key, human, scores=scores, seed=seed)
+            if not correlations.empty:
+                tables.append(correlations.assign(image_set=both.image_set))
+        correlations = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+        table(correlations, "agreement.csv", human)
+        figure = agreement_figure(agreeing, lead, human, correlations, scores)
         label_panel(figure, simulated_of(human))
         written += save_figure(figure, folder / "agreement")
+        if not correlations.empty:
+            figure = agreement_metrics_figure(correlations, scores[human].display)
+            label_panel(figure, simulated_of(human))
+            written += save_figure(figure, folder / "agreement_metrics")
+        notes.append(f"agreement: {ORIENTED_NOTE}")
         if simulated_of(human):
             notes.append(f"agreement: {human} holds {SIMULATED}, not people's")
     else:
@@ -239,23 +358,31 @@ def write_comparisons(
 
 #: what each file of a report holds (README.txt lists those written)
 FILE_DESCRIPTIONS = {
-    "rd.csv": "one row per candidate: rate (empty when unknown) and every similarity score",
+    "rd.csv": "one row per candidate: rate (empty when unknown) and every score per candidate "
+    "(one column per metric key)",
     "summary.csv": "per method and operating point: mean rates, mean and median of each "
-    "metric with 95 % CIs, n and the image set it used",
-    "methods/": "CompressAI-style results JSON per method",
-    "rd.png": "similarity against rate, one curve per method; methods without a rate are "
-    "horizontal bands labelled 'no rate'",
-    "table1.csv": "Table 1: mean size (— without a rate) and mean of median ratings or CLIP "
-    "similarity per method and operating point",
+    "metric with 95 % CIs, n and the image set it used; each set metric's value, CI and n",
+    "methods/": "CompressAI-style results JSON per method (every metric; what each is under "
+    "'metrics')",
+    "rd.png": "each chosen metric against rate (one panel each), one curve per method; methods "
+    "without a rate are horizontal bands labelled 'no rate'",
+    "rd/": "the panels of rd.png one figure per metric, named by its key",
+    "table1.csv": "Table 1: mean size (— without a rate), mean of median ratings and every "
+    "metric per method and operating point",
     "table1.png": "Table 1 as bars",
     "iso_satisfaction.csv": "per method: the smallest rate reaching the iso-satisfaction level",
     "iso_satisfaction_images.csv": "per image and method: the smallest rate reaching the level",
-    "pareto.csv": "operating points on the Pareto front across methods",
-    "bd_rate.csv": "BD-rate of every method against every other, or why it is undefined",
+    "pareto.csv": "operating points on the Pareto front across methods, per metric (in its "
+    "direction)",
+    "bd_rate.csv": "BD-rate and BD-metric of every method against every other, per metric, or "
+    "why they are undefined",
     "rd_iso_pareto.png": "the headline metric against rate with the iso-satisfaction line and "
     "the Pareto front",
-    "agreement.csv": "rank correlations between CLIP and human ratings, overall and per method",
-    "agreement.png": "human rating against CLIP similarity",
+    "agreement.csv": "rank correlations between each metric and the human ratings, overall "
+    "and per method (oriented: lower-is-better metrics negated)",
+    "agreement.png": "human rating against the headline metric",
+    "agreement_metrics.png": "which metric tracks the human ratings best: Spearman and Kendall "
+    "with 95 % CIs per metric",
     "embedding_codecs.csv": "PQVAE and baseline embedding codecs: accuracy against bpd",
     "embedding_codecs.png": "embedding codecs: accuracy against bpd",
     "left_out.csv": "every original an output left out (per method), with the reason",
@@ -320,8 +447,11 @@ def write_report(
     rate: str = "bpp",
     pqvae_results: list[Path] | tuple[Path, ...] = (),
     unpaired: bool = False,
+    metrics: list[str] | None = None,
 ) -> ReportFiles:
-    """Write ``rd.csv``, ``summary.csv``, CompressAI-style JSON per method, ``rd.png/pdf``.
+    """Write ``rd.csv``, ``summary.csv``, CompressAI-style JSON per method, ``rd.png/pdf``
+    (one panel per metric of ``metrics``, default every model and set metric and the
+    satisfaction index) and ``rd/<key>.png/pdf`` (one figure per metric).
 
     Plus the comparisons of :func:`write_comparisons`: ``table1.csv/png/pdf``,
     ``iso_satisfaction*.csv``, ``pareto.csv``, ``bd_rate.csv``,
@@ -343,8 +473,17 @@ def write_report(
     config = study.config
     random_weights = study.random_weights
     points = rd_points(study.store, study.scope())
+    scores = study_scores(study.store).with_columns(points.columns)
+    set_scores = set_points(study.store, study.scope())
+    chosen = chosen_metrics(scores, points, metrics)
     curves = curve_coverage(points, unpaired=unpaired)
-    summary = summarise(curves.points, seed=config.seed, image_set=curves.image_set)
+    summary = summarise(
+        curves.points,
+        seed=config.seed,
+        image_set=curves.image_set,
+        scores=scores,
+        set_scores=set_scores,
+    )
     rd_csv, summary_csv = folder / "rd.csv", folder / "summary.csv"
     points.drop(columns=["candidate_id"], errors="ignore").to_csv(rd_csv, index=False)
     summary.to_csv(summary_csv, index=False)
@@ -355,7 +494,7 @@ def write_report(
             description += f"; {RANDOM_WEIGHTS_NOTE}"
         path = folder / "methods" / f"{_file_name(method.name)}.json"
         payload = (
-            compressai_results(summary, method.name, description)
+            compressai_results(summary, method.name, description, scores)
             if not summary.empty
             else {"name": method.name, "description": description, "results": {}}
         )
@@ -368,11 +507,22 @@ def write_report(
         rate=rate,
         title=config.name,
         random_weights=random_weights,
+        scores=scores,
+        metrics=chosen,
     )
     from semcomp.surveys.tables import write_survey_files
 
     comparisons = write_comparisons(
-        study, points, folder, rate=rate, pqvae_results=pqvae_results, unpaired=unpaired
+        study,
+        points,
+        folder,
+        rate=rate,
+        pqvae_results=pqvae_results,
+        unpaired=unpaired,
+        scores=scores,
+        set_scores=set_scores,
+        summary=summary,
+        metrics=chosen,
     )
     extra = comparisons.written
     coverage_notes = [curves.note, *comparisons.coverage]

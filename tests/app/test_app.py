@@ -333,9 +333,15 @@ def test_a_missing_original_file_is_a_note_not_a_crash(all_methods_study, monkey
 
 
 def test_agreement_page_follows_the_shared_metric_filter(all_methods_study, monkeypatch):
+    from semcomp.app.data import load_study, signature
+    from semcomp.app.filters import metric_label
+
     app = open_page(app_on(all_methods_study, monkeypatch), "agreement.py")
-    humans = app.selectbox(key="agree_human").options
-    models = app.selectbox(key="agree_model").options
+    data = load_study(str(all_methods_study), signature(all_methods_study))
+    humans, models = data.human_metrics, data.model_metrics
+    # listed by display name, chosen by key
+    assert app.selectbox(key="agree_model").options == [metric_label(data, m) for m in models]
+    assert app.selectbox(key="agree_human").options == [metric_label(data, m) for m in humans]
     app.selectbox(key="filter_metric").set_value(models[-1]).run()
     assert app.selectbox(key="agree_model").value == models[-1]
     app.selectbox(key="filter_metric").set_value(humans[-1]).run()

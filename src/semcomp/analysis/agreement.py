@@ -1,9 +1,14 @@
-"""Agreement between model similarity (CLIP) and human ratings.
+"""Agreement between metrics (CLIP, PSNR, LPIPS, ...) and human ratings.
 
 Rank correlations — Spearman's ρ and Kendall's τ-b, because ratings are
-ordinal and CLIP cosines are not on the rating scale — between one model metric
+ordinal and metrics are not on the rating scale — between one model metric
 and one human metric over the candidates that have both, overall and per
 method, with paired percentile-bootstrap 95 % CIs (resampling candidates).
+:func:`metric_agreement` does it for every per-candidate metric, so a table
+shows which metric tracks Survey A best: a lower-is-better metric (LPIPS,
+DISTS) is negated first (``oriented``), so a positive correlation always
+means the metric agrees with people. Set metrics (FID, KID) have one value per
+operating point, not per candidate, and are not correlated here.
 """
 
 from __future__ import annotations
@@ -13,12 +18,18 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from semcomp.analysis.rd import clip_metrics, human_metrics
+from semcomp.analysis.rd import SATISFACTION_PREFIX, clip_metrics, human_metrics
+from semcomp.analysis.scores import Scores, describe
 from semcomp.analysis.stats import paired_bootstrap_ci
 
 MISSING_HUMAN = "no human ratings in this study yet: agreement needs `human.*` scores"
-MISSING_CLIP = "no CLIP similarity scores in this study yet: run `semcomp run STUDY`"
+MISSING_CLIP = "no metric scores per candidate in this study yet: run `semcomp run STUDY`"
 ALL = "all methods"
+#: what ``oriented`` means in an agreement table
+ORIENTED_NOTE = (
+    "oriented: a lower-is-better metric is negated before correlating, so a positive "
+    "Spearman ρ or Kendall τ always means the metric agrees with the human ratings"
+)
 
 
 def spearman_rows(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -128,3 +139,84 @@ def agreement(
             }
         )
     return pd.DataFrame(rows)
+
+
+def default_human_metric(points: pd.DataFrame, scores: Scores | None = None) -> str | None:
+    """The human metric agreement is measured against: Survey A satisfaction (median
+    rating) when imported, else the first human metric."""
+    humans = human_metrics(points, scores)
+    return next((m for m in humans if m.startswith(SATISFACTION_PREFIX)), None) or next(
+        iter(humans), None
+    )
+
+
+def oriented_agreement(
+    points: pd.DataFrame,
+    metric: str,
+    human_metric: str,
+    *,
+    scores: Scores | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """:func:`agreement` of one metric, turned to its direction (see :data:`ORIENTED_NOTE`)
+    and labelled: ``display``, ``higher_is_better`` and ``oriented`` columns after
+    ``model_metric``. Empty for a set metric or a metric without scores."""
+    info = describe(points, scores)[metric]
+    if info.is_set or metric not in points or human_metric not in points:
+        return pd.DataFrame()
+    values = points if info.higher_is_better else points.assign(**{metric: -points[metric]})
+    table = agreement(values, metric, human_metric, seed=seed)
+    if table.empty:
+        return table
+    at = table.columns.get_loc("model_metric") + 1
+    for offset, (name, value) in enumerate(
+        (
+            ("display", info.display),
+            ("higher_is_better", info.higher_is_better),
+            ("oriented", not info.higher_is_better),
+        )
+    ):
+        table.insert(at + offset, name, value)
+    return table
+
+
+def metric_agreement(
+    points: pd.DataFrame,
+    human_metric: str | None = None,
+    metrics: list[str] | None = None,
+    *,
+    scores: Scores | None = None,
+    seed: int = 0,
+    per_method: bool = False,
+) -> pd.DataFrame:
+    """Every per-candidate metric's agreement with ``human_metric`` (default
+    :func:`default_human_metric`): one row per metric (over all methods; and per method
+    with ``per_method``), ordered by how well the metric agrees (oriented Spearman ρ).
+
+    ``metrics`` defaults to every model metric of ``scores``; each uses the candidates
+    that have both its score and the rating (``n`` per row). Empty without a human metric.
+    """
+    scores = describe(points, scores)
+    human_metric = human_metric or default_human_metric(points, scores)
+    if human_metric is None:
+        return pd.DataFrame()
+    tables = [
+        oriented_agreement(points, metric, human_metric, scores=scores, seed=seed)
+        for metric in (metrics if metrics is not None else scores.model(points))
+    ]
+    tables = [t for t in tables if not t.empty]
+    if not tables:
+        return pd.DataFrame()
+    table = pd.concat(tables, ignore_index=True)
+    if not per_method:
+        table = table[table["method"] == ALL]
+    rank = table[table["method"] == ALL].set_index("model_metric")["spearman"]
+    order = {
+        m: i for i, m in enumerate(rank.sort_values(ascending=False, na_position="last").index)
+    }
+    table = table.assign(_order=table["model_metric"].map(order), _all=table["method"] != ALL)
+    return (
+        table.sort_values(["_order", "_all"], kind="stable")
+        .drop(columns=["_order", "_all"])
+        .reset_index(drop=True)
+    )

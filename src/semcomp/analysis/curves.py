@@ -2,7 +2,10 @@
 
 All three work on the tables of :mod:`semcomp.analysis.rd` — per-candidate
 points (``rd_points``) or per-operating-point summaries (``summarise``) — for
-any similarity metric (CLIP or human) and any rate unit (bytes, bits, bpp).
+any metric (CLIP, PSNR, LPIPS, FID, human ratings) and any rate unit (bytes,
+bits, bpp), in the metric's direction: ``higher_is_better=False`` (LPIPS, DISTS,
+FID) makes the front minimise the score, "reaching a level" mean scoring at or
+below it, and BD-rate compare rates at equal quality all the same.
 """
 
 from __future__ import annotations
@@ -60,10 +63,22 @@ def per_image_points(points: pd.DataFrame, metric: str, rate: str = "bytes") -> 
     )
 
 
+def reaches(values, level: float, higher_is_better: bool = True):
+    """Whether ``values`` reach ``level``: at or above it, or at or below it for a
+    lower-is-better metric."""
+    return values >= level if higher_is_better else values <= level
+
+
 def iso_satisfaction(
-    points: pd.DataFrame, metric: str, level: float, rate: str = "bytes"
+    points: pd.DataFrame,
+    metric: str,
+    level: float,
+    rate: str = "bytes",
+    *,
+    higher_is_better: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The smallest rate at which each method reaches ``metric ≥ level``.
+    """The smallest rate at which each method reaches ``metric ≥ level`` (``≤`` for a
+    lower-is-better metric).
 
     As the magenta iso-satisfaction curve of the textual-transform paper's
     Fig. 3: per image, the cheapest operating point of each method whose
@@ -75,7 +90,7 @@ def iso_satisfaction(
     """
     column = rate_column(rate)
     images = per_image_points(points, metric, rate)
-    reached = images[images[metric] >= level]
+    reached = images[reaches(images[metric], level, higher_is_better)]
     cheapest = (
         reached.sort_values(column)
         .groupby(["original_id", "method"], as_index=False)
@@ -91,7 +106,7 @@ def iso_satisfaction(
     rows = []
     for method, group in images.groupby("method"):
         per_point = group.groupby("operating_point").agg({column: "mean", metric: "mean"})
-        passing = per_point[per_point[metric] >= level]
+        passing = per_point[reaches(per_point[metric], level, higher_is_better)]
         mins = per_image.loc[per_image["method"] == method, f"min_{column}"]
         rows.append(
             {
@@ -110,9 +125,15 @@ def iso_satisfaction(
 
 
 def curve_crossings(
-    summary: pd.DataFrame, level: float, score_col: str, rate_col: str
+    summary: pd.DataFrame,
+    level: float,
+    score_col: str,
+    rate_col: str,
+    *,
+    higher_is_better: bool = True,
 ) -> pd.DataFrame:
-    """Where each method's drawn curve first reaches ``level``, in increasing rate.
+    """Where each method's drawn curve first reaches ``level``, in increasing rate
+    (reaching: at or above it, or at or below it for a lower-is-better metric).
 
     The curve is the method's operating points (``summary`` rows) by mean rate, joined
     by straight segments on a log rate axis as the charts draw them; the crossing is
@@ -126,7 +147,7 @@ def curve_crossings(
         curve = curve.sort_values(rate_col)
         rates = np.log(curve[rate_col].to_numpy(dtype=float))
         scores = curve[score_col].to_numpy(dtype=float)
-        reached = np.flatnonzero(scores >= level)
+        reached = np.flatnonzero(reaches(scores, level, higher_is_better))
         if not reached.size:
             continue
         first = reached[0]
@@ -152,6 +173,8 @@ def iso_markers(
     rate: str,
     *,
     aggregated: bool,
+    higher_is_better: bool = True,
+    score_col: str | None = None,
 ) -> pd.DataFrame:
     """Where a chart marks each method on the iso-satisfaction line: ``method``, ``rate``,
     ``label``.
@@ -159,11 +182,16 @@ def iso_markers(
     Over aggregated curves, where the drawn mean curve crosses the level
     (:func:`curve_crossings`); over per-image points, the median over images of the
     smallest rate at which each image reaches it (``per_method`` from
-    :func:`iso_satisfaction`).
+    :func:`iso_satisfaction`). ``score_col`` is the summary's column of the curve
+    (default ``{metric} mean``; a set metric's is ``{metric} value``).
     """
     if aggregated:
         crossings = curve_crossings(
-            summary, level, f"{metric} mean", rate_column(rate, summary=True)
+            summary,
+            level,
+            score_col or f"{metric} mean",
+            rate_column(rate, summary=True),
+            higher_is_better=higher_is_better,
         )
         labels = [
             f"{m}: mean curve reaches {level:g} at {r:.4g} (first point: {p})"
@@ -180,20 +208,57 @@ def iso_markers(
     return pd.DataFrame({"method": reached["method"], "rate": reached[column], "label": labels})
 
 
-def pareto_front(frame: pd.DataFrame, rate_col: str, metric: str) -> pd.DataFrame:
-    """Rows no other row beats: none has a lower-or-equal rate with a higher score.
+def pareto_front(
+    frame: pd.DataFrame, rate_col: str, metric: str, *, higher_is_better: bool = True
+) -> pd.DataFrame:
+    """Rows no other row beats: none has a lower-or-equal rate with a better score
+    (higher, or lower for a lower-is-better metric: the front then minimises it).
 
     Works on points or summaries across methods; returned in increasing rate.
     """
     usable = frame.dropna(subset=[rate_col, metric]).sort_values(
-        [rate_col, metric], ascending=[True, False]
+        [rate_col, metric], ascending=[True, not higher_is_better]
     )
+    sign = 1.0 if higher_is_better else -1.0
     keep, best = [], -np.inf
     for position, score in enumerate(usable[metric]):
+        score = sign * score
         if score > best:
             keep.append(position)
             best = score
     return usable.iloc[keep]
+
+
+def _bd_curves(
+    summary: pd.DataFrame,
+    anchor: str,
+    test: str,
+    metric: str,
+    rate: str,
+    statistic: str,
+    higher_is_better: bool,
+) -> tuple[str, str, dict[str, pd.DataFrame]]:
+    """Each method's efficient operating points (its own Pareto front, with at least
+    :data:`BD_MIN_POINTS`), or :class:`AnalysisError` saying why BD-rate is undefined."""
+    rate_col = rate_column(rate, summary=True)
+    score_col = f"{metric} {statistic}"
+    if score_col not in summary.columns:
+        raise AnalysisError(f"no {statistic} of {metric} in the summary")
+    curves = {}
+    for method in (anchor, test):
+        rows = summary[summary["method"] == method].dropna(subset=[rate_col, score_col])
+        rows = pareto_front(
+            rows[rows[rate_col] > 0], rate_col, score_col, higher_is_better=higher_is_better
+        )
+        if len(rows) < BD_MIN_POINTS:
+            better = "rising" if higher_is_better else "falling"
+            raise AnalysisError(
+                f"BD-rate needs at least {BD_MIN_POINTS} efficient operating points per method "
+                f"({metric} {better} with rate); {method!r} has {len(rows)} with a rate and a "
+                f"{metric} score"
+            )
+        curves[method] = rows
+    return rate_col, score_col, curves
 
 
 def bd_rate(
@@ -205,61 +270,56 @@ def bd_rate(
     *,
     statistic: str = "mean",
     interpolation: str = "pchip",
+    higher_is_better: bool = True,
 ) -> float:
     """Bjøntegaard-delta rate (%) of method ``test`` against ``anchor`` on ``metric``.
 
     Uses the ``bjontegaard`` package on each method's efficient operating points
     (``summary`` from :func:`semcomp.analysis.rd.summarise`): the method's own
-    Pareto front, since a setting that costs more for less similarity is one
-    nobody would choose and BD-rate's interpolation needs similarity strictly
-    rising with rate. Negative means
-    ``test`` needs fewer bits for the same similarity. Raises
-    :class:`AnalysisError` when a curve has too few points, is not monotone
-    enough to invert, or the curves' similarity ranges overlap over less than
+    Pareto front, since a setting that costs more for a worse score is one
+    nobody would choose and BD-rate's interpolation needs the score strictly
+    improving with rate. The sign convention is the same for every metric:
+    negative means ``test`` needs fewer bits for the same score. A lower-is-better
+    metric (``higher_is_better=False``: LPIPS, FID) is negated before the fit, so
+    "the same score" and "efficient" follow its direction. ``statistic`` is the
+    summary column's suffix (``mean``, ``median``; ``value`` for a set metric).
+    Raises :class:`AnalysisError` when a curve has too few points, is not monotone
+    enough to invert, or the curves' score ranges overlap over less than
     :data:`BD_MIN_OVERLAP` of their combined range.
     """
     import bjontegaard
 
-    rate_col = rate_column(rate, summary=True)
-    score_col = f"{metric} {statistic}"
-    if score_col not in summary.columns:
-        raise AnalysisError(f"no {statistic} of {metric} in the summary")
-    curves = {}
-    for method in (anchor, test):
-        rows = summary[summary["method"] == method].dropna(subset=[rate_col, score_col])
-        rows = pareto_front(rows[rows[rate_col] > 0], rate_col, score_col)
-        if len(rows) < BD_MIN_POINTS:
-            raise AnalysisError(
-                f"BD-rate needs at least {BD_MIN_POINTS} efficient operating points per method "
-                f"(similarity rising with rate); {method!r} has {len(rows)} with a rate and a "
-                f"{metric} score"
-            )
-        curves[method] = rows
-    low = max(curves[m][score_col].min() for m in curves)
-    high = min(curves[m][score_col].max() for m in curves)
+    rate_col, score_col, curves = _bd_curves(
+        summary, anchor, test, metric, rate, statistic, higher_is_better
+    )
+    sign = 1.0 if higher_is_better else -1.0
+    oriented = {m: sign * curves[m][score_col].to_numpy(dtype=float) for m in curves}
+    low = max(oriented[m].min() for m in curves)
+    high = min(oriented[m].max() for m in curves)
     if high <= low:
         raise AnalysisError(
             f"the {metric} ranges of {anchor!r} and {test!r} do not overlap; BD-rate compares "
-            "rates at equal similarity, so it is undefined here"
+            "rates at equal scores, so it is undefined here"
         )
-    lowest = min(curves[m][score_col].min() for m in curves)
-    highest = max(curves[m][score_col].max() for m in curves)
+    lowest = min(oriented[m].min() for m in curves)
+    highest = max(oriented[m].max() for m in curves)
     overlap = (high - low) / (highest - lowest)
     if overlap < BD_MIN_OVERLAP:
+        shown = sorted((sign * low, sign * high)), sorted((sign * lowest, sign * highest))
         raise AnalysisError(
             f"the {metric} ranges of {anchor!r} and {test!r} overlap over only {overlap:.0%} "
-            f"of their combined range ({low:.4g} to {high:.4g} of {lowest:.4g} to "
-            f"{highest:.4g}); BD-rate needs {BD_MIN_OVERLAP:.0%}, or it averages over a "
-            "sliver of the curves"
+            f"of their combined range ({shown[0][0]:.4g} to {shown[0][1]:.4g} of "
+            f"{shown[1][0]:.4g} to {shown[1][1]:.4g}); BD-rate needs {BD_MIN_OVERLAP:.0%}, "
+            "or it averages over a sliver of the curves"
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # overlap checked above; the rest become errors below
         try:
             value = bjontegaard.bd_rate(
                 curves[anchor][rate_col].to_numpy(),
-                curves[anchor][score_col].to_numpy(),
+                oriented[anchor],
                 curves[test][rate_col].to_numpy(),
-                curves[test][score_col].to_numpy(),
+                oriented[test],
                 method=interpolation,
                 require_matching_points=False,
                 min_overlap=BD_MIN_OVERLAP,
@@ -267,11 +327,64 @@ def bd_rate(
         except (ValueError, ZeroDivisionError, np.linalg.LinAlgError) as exc:
             raise AnalysisError(
                 f"BD-rate of {test!r} against {anchor!r} failed: {exc} (BD-rate needs each "
-                "curve's similarity to rise strictly with rate)"
+                "curve's score to improve strictly with rate)"
             ) from exc
     if not np.isfinite(value):
         raise AnalysisError(
             f"BD-rate of {test!r} against {anchor!r} on {metric} is not finite "
-            "(a curve's similarity is not monotone in rate)"
+            "(a curve's score is not monotone in rate)"
         )
+    return float(value)
+
+
+def bd_metric(
+    summary: pd.DataFrame,
+    anchor: str,
+    test: str,
+    metric: str,
+    rate: str = "bpp",
+    *,
+    statistic: str = "mean",
+    interpolation: str = "pchip",
+    higher_is_better: bool = True,
+) -> float:
+    """Bjøntegaard-delta of the score (BD-PSNR generalised): the mean of ``test``'s score
+    minus ``anchor``'s over the rates both cover, in the metric's own units.
+
+    Sign convention: positive means ``test`` scores higher at the same rate, which is
+    better for a higher-is-better metric and worse for a lower-is-better one (a negative
+    BD-LPIPS is an improvement). Same curves and errors as :func:`bd_rate`, except that
+    the rate ranges (log) must overlap over :data:`BD_MIN_OVERLAP` of their span.
+    """
+    import bjontegaard
+
+    rate_col, score_col, curves = _bd_curves(
+        summary, anchor, test, metric, rate, statistic, higher_is_better
+    )
+    logs = {m: np.log(curves[m][rate_col].to_numpy(dtype=float)) for m in curves}
+    low, high = max(v.min() for v in logs.values()), min(v.max() for v in logs.values())
+    span = max(v.max() for v in logs.values()) - min(v.min() for v in logs.values())
+    if high <= low or span <= 0 or (high - low) / span < BD_MIN_OVERLAP:
+        raise AnalysisError(
+            f"the rates of {anchor!r} and {test!r} overlap too little for a BD-{metric} "
+            f"(it needs {BD_MIN_OVERLAP:.0%} of their combined log-rate range)"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            value = bjontegaard.bd_psnr(
+                curves[anchor][rate_col].to_numpy(),
+                curves[anchor][score_col].to_numpy(dtype=float),
+                curves[test][rate_col].to_numpy(),
+                curves[test][score_col].to_numpy(dtype=float),
+                method=interpolation,
+                require_matching_points=False,
+                min_overlap=BD_MIN_OVERLAP,
+            )
+        except (ValueError, ZeroDivisionError, np.linalg.LinAlgError) as exc:
+            raise AnalysisError(
+                f"BD-{metric} of {test!r} against {anchor!r} failed: {exc}"
+            ) from exc
+    if not np.isfinite(value):
+        raise AnalysisError(f"BD-{metric} of {test!r} against {anchor!r} is not finite")
     return float(value)

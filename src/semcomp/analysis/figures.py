@@ -12,11 +12,11 @@ import pandas as pd
 from semcomp.analysis.agreement import ALL
 from semcomp.analysis.rd import (
     RATE_COLUMNS,
-    SCALED_CLIP,
     SUMMARY_RATE_COLUMNS,
     group_label,
-    metric_columns,
+    summary_columns,
 )
+from semcomp.analysis.scores import Scores, default_figure_keys, describe, file_stem
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -36,6 +36,10 @@ RANDOM_WEIGHTS_NOTE = "random weights — numbers are not meaningful"
 PAPER_WIDTH = 7.0
 
 
+#: panels per row of ``rd.png``
+RD_COLUMNS = 3
+
+
 def rd_figure(
     points: pd.DataFrame,
     summary: pd.DataFrame,
@@ -44,24 +48,33 @@ def rd_figure(
     rate: str = "bpp",
     title: str = "",
     random_weights: bool = False,
+    scores: Scores | None = None,
+    metrics: list[str] | None = None,
 ) -> list[Path]:
-    """Similarity against rate (log x), one curve per method with 95 % CI bands.
+    """Each chosen metric against rate (log x), one curve per method with 95 % CI bands.
 
-    One panel per ``(cos+1)/2`` metric (the scaled CLIP similarity of the
-    textual-transform paper; any metric when there is none), each drawn as
-    :func:`rd_chart` draws it; faint dots are single candidates.
+    ``metrics`` (keys; default :func:`~semcomp.analysis.scores.default_figure_keys`:
+    every model and set metric and the satisfaction index) get one panel each in
+    ``out_stem`` (``rd.png``/``.pdf``, up to :data:`RD_COLUMNS` a row) and one figure
+    each in the folder ``out_stem`` named by the key (``rd/lpips_alex.png``), each drawn
+    as :func:`rd_chart` draws it; faint dots are single candidates, a set metric's value
+    has its CI as error bars.
     """
     plt = _pyplot()
-    metrics = [m for m in metric_columns(points) if m.startswith(SCALED_CLIP)]
-    metrics = metrics or metric_columns(points)
-    panels = max(1, len(metrics))
-    figure, axes = plt.subplots(1, panels, figsize=(5.0 * panels, 3.8), squeeze=False)
-    for axis, metric in zip(axes[0], metrics or [None], strict=True):
+    scores = describe(points, scores)
+    keys = list(metrics) if metrics is not None else default_figure_keys(scores, points)
+    panels = max(1, len(keys))
+    columns = min(RD_COLUMNS, panels)
+    rows = -(-panels // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.0 * columns, 3.8 * rows), squeeze=False)
+    for axis, metric in zip(axes.flat, keys or [None], strict=False):
         if metric is None:
             axis.text(0.5, 0.5, "no similarity scores yet", ha="center", va="center")
             axis.set_axis_off()
             continue
-        draw_rd(axis, points, summary, metric, rate=rate)
+        draw_rd(axis, points, summary, metric, rate=rate, scores=scores)
+    for axis in list(axes.flat)[len(keys or [None]) :]:
+        axis.set_axis_off()
     heading = title + (f" ({RANDOM_WEIGHTS_NOTE})" if random_weights else "")
     if heading:
         figure.suptitle(heading, fontsize="medium")
@@ -72,6 +85,19 @@ def rd_figure(
         figure.savefig(path, dpi=150)
         written.append(path)
     plt.close(figure)
+    if keys:
+        out_stem.mkdir(parents=True, exist_ok=True)
+    for metric in keys:
+        chart = rd_chart(
+            points,
+            summary,
+            metric,
+            rate=rate,
+            title=title,
+            random_weights=random_weights,
+            scores=scores,
+        )
+        written += save_figure(chart, out_stem / file_stem(metric))
     return written
 
 
@@ -148,14 +174,19 @@ def rd_chart(
     pareto: bool = False,
     title: str = "",
     random_weights: bool = False,
+    scores: Scores | None = None,
 ) -> Figure:
-    """One rate–similarity panel: every codec, log rate axis, as the app draws it.
+    """One rate–score panel: every codec, log rate axis, as the app draws it.
 
     ``colour_by`` is ``method`` or ``category`` (the textual-transform paper's
     Fig. 5); ``aggregated`` draws per-operating-point means with 95 % CI bands
     over faint per-candidate dots (colour by method only), otherwise only the
     candidates. ``iso_level`` draws the iso-satisfaction line and marks where
-    each method first reaches it; ``pareto`` draws the front across methods.
+    each method first reaches it; ``pareto`` draws the front across methods. Both
+    follow the metric's direction (``scores``; inferred from the key when None),
+    and the y axis is its display name, with "lower is better" where it is. A set
+    metric (FID, KID) is drawn from ``summary``: its value at each operating point
+    with its CI as error bars and ``n`` in the legend.
     """
     figure, axis = _pyplot().subplots(figsize=(PAPER_WIDTH * 0.75, 3.6))
     drawn = draw_rd(
@@ -168,6 +199,7 @@ def rd_chart(
         aggregated=aggregated,
         iso_level=iso_level,
         pareto=pareto,
+        scores=scores,
     )
     heading = title + (f" ({RANDOM_WEIGHTS_NOTE})" if random_weights else "")
     if drawn and heading:
@@ -187,16 +219,23 @@ def draw_rd(
     aggregated: bool = True,
     iso_level: float | None = None,
     pareto: bool = False,
+    scores: Scores | None = None,
 ) -> bool:
     """Draw :func:`rd_chart`'s panel on ``axis``; False (and a note) when nothing to draw."""
     from semcomp.analysis.curves import iso_markers, iso_satisfaction, pareto_front
 
+    scores = describe(points, scores)
+    info = scores[metric]
+    if info.is_set:
+        return draw_set_rd(axis, summary, metric, rate=rate, pareto=pareto, scores=scores)
     point_rate, mean_rate, rate_label = RATE_AXES[rate]
     usable = points.dropna(subset=[point_rate, metric]) if metric in points else points.iloc[:0]
     usable = usable[usable[point_rate] > 0]
     bands = no_rate_bands(points, summary, metric)
     if usable.empty and bands.empty:
-        axis.text(0.5, 0.5, f"no {metric} scores with a rate", ha="center", va="center")
+        axis.text(
+            0.5, 0.5, f"no {info.display} scores with a rate", ha="center", va="center", wrap=True
+        )
         axis.set_axis_off()
         return False
     if colour_by == "method":
@@ -236,24 +275,15 @@ def draw_rd(
                 axis.errorbar(rows[mean_rate], mean, yerr=error, color=colour, capsize=2, lw=1)
     if pareto:
         source = summary if by_method else usable
-        front = pareto_front(
-            source,
-            mean_rate if by_method else point_rate,
-            f"{metric} mean" if by_method else metric,
-        )
-        axis.step(
-            front[mean_rate if by_method else point_rate],
-            front[f"{metric} mean" if by_method else metric],
-            where="post",
-            color="black",
-            ls=":",
-            lw=1.2,
-            label="Pareto front",
-        )
+        x_col = mean_rate if by_method else point_rate
+        y_col = f"{metric} mean" if by_method else metric
+        draw_front(axis, pareto_front(source, x_col, y_col, **direction(info)), x_col, y_col)
     if iso_level is not None:
         axis.axhline(iso_level, color="magenta", lw=1, label=f"iso-satisfaction {iso_level:g}")
-        _, per_method = iso_satisfaction(usable, metric, iso_level, rate)
-        reached = iso_markers(per_method, summary, metric, iso_level, rate, aggregated=by_method)
+        _, per_method = iso_satisfaction(usable, metric, iso_level, rate, **direction(info))
+        reached = iso_markers(
+            per_method, summary, metric, iso_level, rate, aggregated=by_method, **direction(info)
+        )
         axis.scatter(
             reached["rate"],
             np.full(len(reached), iso_level),
@@ -271,11 +301,105 @@ def draw_rd(
     if usable.empty:  # only methods without a rate: their bands, on an empty rate axis
         axis.text(0.5, 0.05, "no method has a rate", transform=axis.transAxes, ha="center")
         axis.set_xlim(1, 10)
+    finish_rd_axis(axis, rate_label, info.axis_label)
+    return True
+
+
+def direction(info) -> dict[str, bool]:
+    """The ``higher_is_better`` keyword of the curve functions, from a score's info."""
+    return {"higher_is_better": info.higher_is_better}
+
+
+def draw_front(axis: Axes, front: pd.DataFrame, x_col: str, y_col: str) -> None:
+    axis.step(
+        front[x_col],
+        front[y_col],
+        where="post",
+        color="black",
+        ls=":",
+        lw=1.2,
+        label="Pareto front",
+    )
+
+
+def finish_rd_axis(axis: Axes, rate_label: str, score_label: str) -> None:
     axis.set_xscale("log")
     axis.set_xlabel(rate_label)
-    axis.set_ylabel(metric)
+    axis.set_ylabel(score_label)
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize="x-small", loc="best")
+
+
+def n_label(values: pd.Series) -> str:
+    """``n = 15`` or ``n = 12–15``: how many originals a set metric's values are over."""
+    known = values.dropna().astype(int)
+    if known.empty:
+        return "n unknown"
+    low, high = int(known.min()), int(known.max())
+    return f"n = {low}" if low == high else f"n = {low}–{high}"
+
+
+def draw_set_rd(
+    axis: Axes,
+    summary: pd.DataFrame,
+    metric: str,
+    *,
+    rate: str = "bytes",
+    pareto: bool = False,
+    scores: Scores | None = None,
+) -> bool:
+    """A set metric (FID, KID) against rate: its value at each operating point of each
+    method, its CI as error bars, ``n`` in the legend; methods without a rate are
+    horizontal bands as elsewhere."""
+    from semcomp.analysis.curves import pareto_front
+
+    info = (scores or Scores())[metric]
+    _, mean_rate, rate_label = RATE_AXES[rate]
+    value, low, high, n = summary_columns(metric, scores)
+    rows = summary.dropna(subset=[value]) if value in summary else summary.iloc[:0]
+    rated = rows[rows[mean_rate] > 0] if mean_rate in rows else rows.iloc[:0]
+    rate_less = rows[rows[mean_rate].isna()] if mean_rate in rows else rows
+    if rated.empty and rate_less.empty:
+        axis.text(0.5, 0.5, f"no {info.display} values yet", ha="center", va="center", wrap=True)
+        axis.set_axis_off()
+        return False
+    colours = colour_map(rows["method"].unique())
+    for method, curve in rated.groupby("method"):
+        curve = curve.sort_values(mean_rate)
+        centre = curve[value]
+        error = [
+            (centre - curve[low].fillna(centre)).clip(lower=0),
+            (curve[high].fillna(centre) - centre).clip(lower=0),
+        ]
+        axis.errorbar(
+            curve[mean_rate],
+            centre,
+            yerr=error,
+            fmt="o-",
+            ms=4,
+            capsize=2,
+            lw=1,
+            color=colours[str(method)],
+            label=f"{method} ({n_label(curve[n])})",
+        )
+    if pareto and not rated.empty:
+        draw_front(axis, pareto_front(rated, mean_rate, value, **direction(info)), mean_rate, value)
+    for index, (_, band) in enumerate(rate_less.iterrows()):
+        label = (
+            f"{band['method']} · {band['operating_point']} "
+            f"({NO_RATE_LABEL}, {n_label(pd.Series([band[n]]))})"
+        )
+        axis.axhline(
+            band[value],
+            color=colours.get(str(band["method"]), "0.35"),
+            ls=BAND_STYLES[index % len(BAND_STYLES)],
+            lw=1.3,
+            label=label,
+        )
+    if rated.empty:
+        axis.text(0.5, 0.05, "no method has a rate", transform=axis.transAxes, ha="center")
+        axis.set_xlim(1, 10)
+    finish_rd_axis(axis, rate_label, f"{info.axis_label}\n(one value per operating point)")
     return True
 
 
@@ -328,8 +452,11 @@ def no_rate_bands(points: pd.DataFrame, summary: pd.DataFrame, metric: str) -> p
     return pd.DataFrame(rows, columns=columns)
 
 
-def table1_figure(table: pd.DataFrame, satisfaction_metric: str | None) -> Figure:
-    """Table 1 as two bar panels: mean size (log) and mean satisfaction (or CLIP), 95 % CIs."""
+def table1_figure(
+    table: pd.DataFrame, satisfaction_metric: str | None, scores: Scores | None = None
+) -> Figure:
+    """Table 1 as two bar panels: mean size (log) and mean satisfaction (or the first
+    metric, CLIP when there is one), 95 % CIs."""
     plt = _pyplot()
     figure, (size_axis, score_axis) = plt.subplots(1, 2, figsize=(PAPER_WIDTH, 3.2))
     if table.empty:
@@ -380,7 +507,7 @@ def table1_figure(table: pd.DataFrame, satisfaction_metric: str | None) -> Figur
             table["satisfaction_mean"],
             table["satisfaction_ci_low"],
             table["satisfaction_ci_high"],
-            f"mean of {satisfaction_metric}",
+            f"mean of {(scores or Scores())[satisfaction_metric].display}",
         )
     else:
         clip = [c.removesuffix(" mean") for c in table.columns if c.endswith(" mean")]
@@ -391,16 +518,21 @@ def table1_figure(table: pd.DataFrame, satisfaction_metric: str | None) -> Figur
                 table[f"{name} mean"],
                 table[f"{name} ci_low"],
                 table[f"{name} ci_high"],
-                f"mean {name}\n(no human ratings yet)",
+                f"mean {(scores or Scores())[name].axis_label}\n(no human ratings yet)",
             )
     figure.tight_layout()
     return figure
 
 
 def agreement_figure(
-    points: pd.DataFrame, model_metric: str, human_metric: str, correlations: pd.DataFrame
+    points: pd.DataFrame,
+    model_metric: str,
+    human_metric: str,
+    correlations: pd.DataFrame,
+    scores: Scores | None = None,
 ) -> Figure:
-    """Human rating against CLIP similarity, one colour per method, ρ and τ in the title."""
+    """Human rating against a metric (CLIP similarity), one colour per method, ρ and τ
+    in the title (oriented: negated for a lower-is-better metric, as in the table)."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(PAPER_WIDTH / 2, 3.2))
     both = points.dropna(subset=[model_metric, human_metric])
@@ -416,6 +548,8 @@ def agreement_figure(
             label=str(method),
         )
     overall = correlations[correlations["method"] == ALL]
+    if "model_metric" in overall:
+        overall = overall[overall["model_metric"] == model_metric]
     if not overall.empty:
         row = overall.iloc[0]
         axis.set_title(
@@ -424,11 +558,55 @@ def agreement_figure(
             f"[{row['kendall_ci_low']:.2f}, {row['kendall_ci_high']:.2f}]  (n = {int(row['n'])})",
             fontsize="x-small",
         )
-    axis.set_xlabel(model_metric, fontsize="small")
-    axis.set_ylabel(human_metric, fontsize="small")
+    scores = describe(points, scores)
+    axis.set_xlabel(scores[model_metric].axis_label, fontsize="small")
+    axis.set_ylabel(scores[human_metric].axis_label, fontsize="small")
     axis.grid(True, alpha=0.3)
     if len(colours):
         axis.legend(fontsize="x-small")
+    figure.tight_layout()
+    return figure
+
+
+def agreement_metrics_figure(table: pd.DataFrame, human_metric: str) -> Figure:
+    """Which metric tracks the human ratings best: each metric's Spearman ρ and Kendall τ
+    over all methods (rows of :func:`~semcomp.analysis.agreement.metric_agreement`) with
+    95 % CIs, best first; a lower-is-better metric is marked "negated" (oriented)."""
+    plt = _pyplot()
+    rows = table[table["method"] == ALL].reset_index(drop=True)
+    figure, axis = plt.subplots(figsize=(PAPER_WIDTH * 0.75, 1.0 + 0.45 * max(len(rows), 1)))
+    if rows.empty:
+        axis.text(0.5, 0.5, "no metric to correlate", ha="center", va="center")
+        axis.set_axis_off()
+        return figure
+    positions = np.arange(len(rows))[::-1]
+    for offset, name, colour in ((0.15, "spearman", "C0"), (-0.15, "kendall", "C1")):
+        centre = rows[name].to_numpy(dtype=float)
+        low = rows[f"{name}_ci_low"].to_numpy(dtype=float)
+        high = rows[f"{name}_ci_high"].to_numpy(dtype=float)
+        error = np.nan_to_num(np.vstack([centre - low, high - centre]).clip(min=0))
+        label = "Spearman ρ" if name == "spearman" else "Kendall τ"
+        axis.errorbar(
+            centre,
+            positions + offset,
+            xerr=error,
+            fmt="o",
+            ms=4,
+            capsize=2,
+            color=colour,
+            label=label,
+        )
+    labels = [
+        f"{row.display} (negated)" if row.oriented else str(row.display)
+        for row in rows.itertuples(index=False)
+    ]
+    labels = [f"{label}\nn = {int(n)}" for label, n in zip(labels, rows["n"], strict=True)]
+    axis.set_yticks(positions, labels, fontsize="x-small")
+    axis.axvline(0, color="0.5", lw=0.8)
+    axis.set_xlim(-1.05, 1.05)
+    axis.set_xlabel(f"rank correlation with {human_metric} (95 % CI)", fontsize="small")
+    axis.grid(True, axis="x", alpha=0.3)
+    axis.legend(fontsize="x-small", loc="lower left")
     figure.tight_layout()
     return figure
 

@@ -12,6 +12,13 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from semcomp.analysis.scores import (  # noqa: F401 - the prefixes' old home
+    HUMAN_PREFIX,
+    SATISFACTION_PREFIX,
+    SCALED_CLIP,
+    Scores,
+    describe,
+)
 from semcomp.analysis.stats import mean_ci, median_ci
 from semcomp.images import LOSSLESS_FORMATS, file_format
 from semcomp.store import Store
@@ -20,12 +27,8 @@ RATE_UNITS = ("bytes", "bits", "bpp")
 #: rate unit → column of an :func:`rd_points` table and of a :func:`summarise` table
 RATE_COLUMNS = {"bytes": "rate_bytes", "bits": "rate_bits", "bpp": "bpp"}
 SUMMARY_RATE_COLUMNS = {"bytes": "rate_bytes_mean", "bits": "rate_bits_mean", "bpp": "bpp_mean"}
-#: human-rating metrics are named ``human.<SURVEY>.<stat>[<question>]`` (surveys import)
-HUMAN_PREFIX = "human."
-#: the textual-transform paper's semantic satisfaction index: median Survey A rating
-SATISFACTION_PREFIX = "human.A.median["
-#: CLIP similarity scaled to [0, 1], as in the textual-transform paper
-SCALED_CLIP = "clip_(cos+1)/2["
+#: the columns of :func:`set_points`: a set metric's value per method × operating point
+SET_COLUMNS = ["metric", "method", "operating_point", "n", "value", "ci_low", "ci_high"]
 #: which originals an aggregate covers (``image_set`` column; see :mod:`.coverage`):
 #: a method's originals with a candidate at every one of its operating points,
 PAIRED = "paired"
@@ -112,6 +115,40 @@ def rd_points(store: Store, scope: Scope | None = None) -> pd.DataFrame:
     return points
 
 
+def metrics_table(store: Store) -> pd.DataFrame:
+    """The store's ``metrics`` table, in the order its rows were written (for
+    :meth:`semcomp.analysis.scores.Scores.from_frame`)."""
+    return store.frame("SELECT * FROM metrics ORDER BY rowid")
+
+
+def study_scores(store: Store) -> Scores:
+    """What each score of the study is (key, display name, direction, range, kind)."""
+    return Scores.from_frame(metrics_table(store))
+
+
+def set_points(store: Store, scope: Scope | None = None) -> pd.DataFrame:
+    """Set metrics' values (FID, KID): one row per metric × method × operating point with
+    ``n`` (the originals it is over) and its CI, restricted to ``scope`` as
+    :func:`rd_points` is. Empty (with :data:`SET_COLUMNS`) in a store without any."""
+    has_table = store.conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'set_scores'"
+    ).fetchone()
+    if not has_table:
+        return pd.DataFrame(columns=SET_COLUMNS)
+    rows = store.frame(
+        "SELECT s.metric, m.id AS method_id, m.name AS method, s.operating_point, s.n, "
+        "s.value, s.ci_low, s.ci_high FROM set_scores s JOIN methods m ON m.id = s.method_id "
+        "ORDER BY s.metric, m.name, s.operating_point"
+    )
+    if scope is not None and not rows.empty:
+        keep = [
+            method in scope and point in scope[method][0]
+            for method, point in zip(rows["method_id"], rows["operating_point"], strict=True)
+        ]
+        rows = rows[keep]
+    return rows.drop(columns=["method_id"]).reset_index(drop=True)[SET_COLUMNS]
+
+
 def group_label(*parts: object) -> str:
     """A readable name of a group: ``jpeg · quality=30`` (blank parts left out)."""
     return " · ".join(str(p) for p in parts if p is not None and str(p) not in ("", "nan"))
@@ -159,19 +196,29 @@ def rate_text(rate_bits: float | None) -> str:
     return f"{bits // 8:,} bytes" if bits % 8 == 0 else f"{bits:,} bits ({bits / 8:,.1f} bytes)"
 
 
-def metric_columns(points: pd.DataFrame) -> list[str]:
-    """The similarity metric columns of an :func:`rd_points` table."""
-    return [c for c in points.columns if "[" in c and c.endswith("]")]
+def metric_columns(points: pd.DataFrame, scores: Scores | None = None) -> list[str]:
+    """The score columns of an :func:`rd_points` table (one value per candidate).
+
+    With ``scores`` (the study's metrics table), every column it lists, whatever its key
+    (``psnr``, ``lpips[alex]``), and any bracketed column it does not; without, the
+    bracketed columns semcomp writes (``clip_cos[...]``, ``human.A.median[...]``).
+    """
+    return describe(points, scores).per_candidate(points)
 
 
-def human_metrics(points: pd.DataFrame) -> list[str]:
+def human_metrics(points: pd.DataFrame, scores: Scores | None = None) -> list[str]:
     """Metric columns that hold human ratings (``human.A.median[similarity]``, ...)."""
-    return [c for c in metric_columns(points) if c.startswith(HUMAN_PREFIX)]
+    return describe(points, scores).human(points)
 
 
-def clip_metrics(points: pd.DataFrame) -> list[str]:
-    """Metric columns computed by a model (CLIP similarity and any other embedder)."""
-    return [c for c in metric_columns(points) if not c.startswith(HUMAN_PREFIX)]
+def model_metrics(points: pd.DataFrame, scores: Scores | None = None) -> list[str]:
+    """Metric columns computed by a model or a formula (CLIP, PSNR, LPIPS, zero-shot, ...):
+    every per-candidate score but human ratings."""
+    return describe(points, scores).model(points)
+
+
+#: the name this had when CLIP was the only model metric
+clip_metrics = model_metrics
 
 
 def rate_column(rate: str, *, summary: bool = False) -> str:
@@ -190,7 +237,14 @@ def per_image_means(points: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return values.groupby(keys, sort=False, observed=True).mean().reset_index()
 
 
-def summarise(points: pd.DataFrame, seed: int = 0, image_set: str = UNPAIRED) -> pd.DataFrame:
+def summarise(
+    points: pd.DataFrame,
+    seed: int = 0,
+    image_set: str = UNPAIRED,
+    *,
+    scores: Scores | None = None,
+    set_scores: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Per method and operating point: mean rates; mean and median of each metric with 95 % CIs.
 
     The image is the unit: a method's replicates (diffusion seeds) and caption variants
@@ -200,8 +254,14 @@ def summarise(points: pd.DataFrame, seed: int = 0, image_set: str = UNPAIRED) ->
     with a value of that metric (human ratings may exist for only some).
     ``image_set`` names the originals ``points`` was restricted to (:data:`PAIRED`,
     :data:`COMMON`; :data:`UNPAIRED` when each point keeps its own); it is a column.
+
+    ``scores`` says which columns are scores (see :func:`metric_columns`). Set metrics
+    (``set_scores``, from :func:`set_points`) join each method × operating point as
+    ``{metric} value``, ``{metric} ci_low``, ``{metric} ci_high`` and ``{metric} n``
+    (the originals the value is over, which the store fixed when it computed it: it
+    may differ from this row's ``n``); see :func:`summary_columns`.
     """
-    metrics = metric_columns(points)
+    metrics = metric_columns(points, scores)
     rates = ["rate_bytes", "rate_bits", "bpp"]
     codecs = points.groupby(["method", "operating_point"], observed=True)["codec"].first()
     images = per_image_means(points, rates + metrics)
@@ -230,7 +290,39 @@ def summarise(points: pd.DataFrame, seed: int = 0, image_set: str = UNPAIRED) ->
         rows.append(row)
     if not rows:  # the columns still say what a summary holds
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    return pd.DataFrame(rows).sort_values(["method", "bpp_mean"]).reset_index(drop=True)
+    summary = pd.DataFrame(rows)
+    if set_scores is not None and not set_scores.empty:
+        summary = summary.merge(
+            set_columns(set_scores), on=["method", "operating_point"], how="left"
+        )
+    return summary.sort_values(["method", "bpp_mean"]).reset_index(drop=True)
+
+
+def set_columns(set_scores: pd.DataFrame) -> pd.DataFrame:
+    """:func:`set_points` rows as one row per method × operating point, four columns per
+    set metric (``{metric} value``, ``ci_low``, ``ci_high``, ``n``)."""
+    keys = ["method", "operating_point"]
+    wide = set_scores.pivot_table(
+        index=keys, columns="metric", values=["value", "ci_low", "ci_high", "n"], aggfunc="first"
+    )
+    wide.columns = [f"{metric} {field}" for field, metric in wide.columns]
+    order = [
+        f"{metric} {field}"
+        for metric in dict.fromkeys(set_scores["metric"])
+        for field in ("value", "ci_low", "ci_high", "n")
+        if f"{metric} {field}" in wide.columns
+    ]
+    return wide[order].reset_index()
+
+
+def summary_columns(metric: str, scores: Scores | None = None) -> tuple[str, str, str, str]:
+    """A score's columns in a :func:`summarise` table: (centre, CI low, CI high, n).
+
+    The mean over images for a per-candidate score; the value for a set metric.
+    """
+    if scores is not None and scores[metric].is_set:
+        return (f"{metric} value", f"{metric} ci_low", f"{metric} ci_high", f"{metric} n")
+    return (f"{metric} mean", f"{metric} mean_ci_low", f"{metric} mean_ci_high", f"{metric} n")
 
 
 #: the columns every summary has (metric columns follow them when there are rows)
@@ -246,11 +338,17 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def compressai_results(summary: pd.DataFrame, method: str, description: str) -> dict:
+def compressai_results(
+    summary: pd.DataFrame, method: str, description: str, scores: Scores | None = None
+) -> dict:
     """CompressAI's results JSON for one method: ``{"name", "description", "results"}``.
 
     A value that is unknown (the rate of a method without one) is ``null``, so the file
     stays valid JSON. ``n`` and ``image_set`` say which originals each point covers.
+    ``results[key]`` is each per-candidate score's mean over images and each set metric's
+    value, with ``"{key} ci_low"``/``"{key} ci_high"`` (95 % CIs) and, for a set metric,
+    ``"{key} n"``; with ``scores``, ``"metrics"`` says what each key is (display name,
+    direction, unit, range, kind).
     """
     rows = summary[summary["method"] == method].sort_values("bpp_mean")
 
@@ -265,7 +363,31 @@ def compressai_results(summary: pd.DataFrame, method: str, description: str) -> 
     for column in ("n", "image_set"):
         if column in rows:
             results[column] = values(column)
+    keys = []
     for column in rows.columns:
-        if column.endswith(" mean") and "[" in column:
-            results[column.removesuffix(" mean")] = values(column)
-    return {"name": method, "description": description, "results": results}
+        if column.endswith(" mean") and f"{column.removesuffix(' mean')} mean_ci_low" in rows:
+            key = column.removesuffix(" mean")
+            keys.append(key)
+            results[key] = values(column)
+            results[f"{key} ci_low"] = values(f"{key} mean_ci_low")
+            results[f"{key} ci_high"] = values(f"{key} mean_ci_high")
+        elif column.endswith(" value") and f"{column.removesuffix(' value')} n" in rows:
+            key = column.removesuffix(" value")
+            keys.append(key)
+            results[key] = values(column)
+            for field in ("ci_low", "ci_high", "n"):
+                results[f"{key} {field}"] = values(f"{key} {field}")
+    payload = {"name": method, "description": description, "results": results}
+    if scores is not None:
+        payload["metrics"] = {
+            key: {
+                "display": scores[key].display,
+                "higher_is_better": scores[key].higher_is_better,
+                "unit": scores[key].unit,
+                "low": scores[key].low,
+                "high": scores[key].high,
+                "kind": scores[key].kind,
+            }
+            for key in keys
+        }
+    return payload

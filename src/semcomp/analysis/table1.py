@@ -5,9 +5,14 @@ one method's two points): mean size in bytes and the mean over images of the
 median Survey A rating (the *semantic satisfaction index*), each with a
 bootstrap 95 % CI. The paper reports BLIP 48.7 B / 6.2, GPT-4 143.2 B / 7.7,
 human 191.2 B / 7.7, JPEG-low 81,156 B / 9.0, JPEG-high 168,497 B / 9.7.
-CLIP similarity columns are added beside it; without human ratings the table
-holds size and CLIP only, and says so. A method without a rate (imported
-reconstructions without captions) keeps its row and scores, with size "—".
+Every other metric's columns are added beside it — the mean over images with
+its CI (``{key} mean``, ``{key} ci_low``, ``{key} ci_high``) of each score per
+candidate (CLIP first, then PSNR, LPIPS, ... in the metrics table's order; a raw
+CLIP cosine is left out beside its scaled twin), and each set metric's value at
+the operating point (``{key} value``, ``ci_low``, ``ci_high``, ``{key} n``).
+Without human ratings the table holds size and those metrics only, and says so.
+A method without a rate (imported reconstructions without captions) keeps its
+row and scores, with size "—".
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from semcomp.analysis.rd import SATISFACTION_PREFIX, SCALED_CLIP, clip_metrics, metric_columns
+from semcomp.analysis.rd import SATISFACTION_PREFIX, metric_columns, set_columns
+from semcomp.analysis.scores import Scores, default_figure_keys, describe
 from semcomp.analysis.stats import mean_ci
 
 #: Table 1's size of a method without a rate
 NO_SIZE = "—"
 MISSING_HUMAN = (
-    "no human ratings in this study yet: Table 1 shows mean size and CLIP similarity only "
+    "no human ratings in this study yet: Table 1 shows mean size and the metrics only "
     "(import Survey A ratings to add the mean of median ratings)"
 )
 
@@ -43,12 +49,21 @@ def _mean_with_ci(values: pd.Series, seed: int) -> tuple[float, float, float]:
     return mean, low, high
 
 
-def table1(points: pd.DataFrame, *, seed: int = 0) -> Table1:
-    """Mean size (bytes) and mean of median human ratings per method and operating point."""
-    satisfaction = [m for m in metric_columns(points) if m.startswith(SATISFACTION_PREFIX)]
+def table1(
+    points: pd.DataFrame,
+    *,
+    seed: int = 0,
+    scores: Scores | None = None,
+    set_scores: pd.DataFrame | None = None,
+) -> Table1:
+    """Mean size (bytes) and mean of median human ratings per method and operating point,
+    and every metric beside them (``scores``: the study's; ``set_scores``: set metrics'
+    values from :func:`semcomp.analysis.rd.set_points`)."""
+    satisfaction = [m for m in metric_columns(points, scores) if m.startswith(SATISFACTION_PREFIX)]
     metric = satisfaction[0] if satisfaction else None
-    scaled = [m for m in clip_metrics(points) if m.startswith(SCALED_CLIP)]
-    clip = scaled or clip_metrics(points)
+    described = describe(points, scores)
+    clip = [k for k in default_figure_keys(described, points) if k in points.columns]
+    clip = [k for k in clip if not described[k].is_human]
     rows = []
     for (method, operating_point), group in points.groupby(["method", "operating_point"]):
         row: dict[str, object] = {
@@ -79,6 +94,8 @@ def table1(points: pd.DataFrame, *, seed: int = 0) -> Table1:
             row[f"{name} mean"], row[f"{name} ci_low"], row[f"{name} ci_high"] = mean, low, high
         rows.append(row)
     table = pd.DataFrame(rows)
+    if not table.empty and set_scores is not None and not set_scores.empty:
+        table = table.merge(set_columns(set_scores), on=["method", "operating_point"], how="left")
     if not table.empty:
         table = table.sort_values("size_bytes_mean").reset_index(drop=True)
     if metric is None:

@@ -36,7 +36,8 @@ from semcomp.analysis.coverage import (
     rate_comparison,
     with_rate_less,
 )
-from semcomp.analysis.rd import clip_metrics, human_metrics, metric_columns, rd_points, summarise
+from semcomp.analysis.rd import SET_COLUMNS, rd_points, set_points, study_scores, summarise
+from semcomp.analysis.scores import Scores
 from semcomp.config import STUDY_FILE
 from semcomp.errors import SemcompError
 from semcomp.store import DB_NAME, Store
@@ -70,18 +71,31 @@ class StudyData:
     seed: int = 0
     #: survey id → the random model of its simulated ratings (``semcomp demo``)
     simulated_ratings: dict[str, str] = field(default_factory=dict)
+    #: what each score is (display name, direction, range, kind), from the metrics table
+    scores: Scores = field(default_factory=Scores)
+    #: set metrics' values per method × operating point (FID, KID: ``set_points``)
+    set_scores: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SET_COLUMNS))
 
     @property
     def metrics(self) -> list[str]:
-        return metric_columns(self.points)
+        """Every metric the selector offers: per-candidate scores, then set metrics."""
+        return [*self.scores.per_candidate(self.points), *self.scores.set_keys(self.set_scores)]
 
     @property
     def clip_metrics(self) -> list[str]:
-        return clip_metrics(self.points)
+        """Per-candidate scores computed by a model or formula (CLIP, PSNR, LPIPS, ...)."""
+        return self.scores.model(self.points)
+
+    #: the name that says what it holds now
+    model_metrics = clip_metrics
 
     @property
     def human_metrics(self) -> list[str]:
-        return human_metrics(self.points)
+        return self.scores.human(self.points)
+
+    def display(self, metric: str | None) -> str:
+        """How a metric is named on screen (its display name), for selectors' labels."""
+        return "" if metric is None else self.scores.display(metric)
 
 
 def study_root() -> Path | None:
@@ -169,6 +183,8 @@ def _read_study(folder: Path, store: Store) -> StudyData:
         }
         random_weights = random_weights or bool(store.get_info("random_weights", False))
         simulated = simulated_surveys(store)
+        scores = study_scores(store).with_columns(points.columns)
+        set_scores = set_points(store, scope)
     artifacts["path"] = [str(store.artifacts_dir / p) for p in artifacts.pop("relpath")]
     originals = originals.merge(original_files, left_on="id", right_on="original_id", how="left")
     originals["path"] = [str(store.artifacts_dir / p) for p in originals.pop("relpath")]
@@ -185,6 +201,8 @@ def _read_study(folder: Path, store: Store) -> StudyData:
         notes=notes,
         seed=seed,
         simulated_ratings=simulated,
+        scores=scores,
+        set_scores=set_scores,
     )
 
 
@@ -220,7 +238,20 @@ def cached_summary(
     points (``unpaired``: each point over its own), as ``semcomp report`` writes it."""
     study = load_study(root, db_signature)
     curves = curve_coverage(select(study.points, categories, methods), unpaired=unpaired)
-    return summarise(curves.points, seed=study.seed, image_set=curves.image_set)
+    return summarise(
+        curves.points,
+        seed=study.seed,
+        image_set=curves.image_set,
+        scores=study.scores,
+        set_scores=select_sets(study.set_scores, methods),
+    )
+
+
+def select_sets(set_scores: pd.DataFrame, methods: tuple[str, ...]) -> pd.DataFrame:
+    """The set metrics' values of the chosen methods (all when none is chosen). A set
+    value is over all its operating point's originals: a category filter cannot narrow
+    it (its ``n`` says how many)."""
+    return set_scores[set_scores["method"].isin(methods)] if methods else set_scores
 
 
 def select(
@@ -236,58 +267,124 @@ def select(
 
 
 def _table1(
-    points: pd.DataFrame, seed: int, unpaired: bool = False
+    points: pd.DataFrame, study: StudyData, methods: tuple[str, ...], unpaired: bool = False
 ) -> tuple[pd.DataFrame, str | None, str, Coverage]:
     """Table 1 over the originals common to its methods, its note and that coverage."""
     from semcomp.analysis.table1 import table1
 
     compared = common_images(points, "table1", unpaired=unpaired)
-    result = table1(compared.points, seed=seed)
+    result = table1(
+        compared.points,
+        seed=study.seed,
+        scores=study.scores,
+        set_scores=select_sets(study.set_scores, methods),
+    )
     table = result.table.assign(n=compared.n, image_set=compared.image_set)
     return table, result.satisfaction_metric, f"{result.note}; {compared.note}", compared
 
 
 def _agreement(
-    points: pd.DataFrame, seed: int, model_metric: str, human_metric: str, unpaired: bool = False
+    points: pd.DataFrame,
+    study: StudyData,
+    methods: tuple[str, ...],
+    model_metric: str,
+    human_metric: str,
+    unpaired: bool = False,
 ) -> tuple[pd.DataFrame, Coverage]:
-    from semcomp.analysis.agreement import agreement
+    """One metric's agreement with a human metric (per method, oriented: see
+    :func:`semcomp.analysis.agreement.oriented_agreement`) and its coverage."""
+    from semcomp.analysis.agreement import oriented_agreement
 
     compared = agreement_comparison(points, model_metric, human_metric, unpaired=unpaired)
-    table = agreement(compared.points, model_metric, human_metric, seed=seed)
+    table = oriented_agreement(
+        compared.points, model_metric, human_metric, scores=study.scores, seed=study.seed
+    )
     return table.assign(image_set=compared.image_set), compared
 
 
-def _curves(points: pd.DataFrame, seed: int, unpaired: bool = False) -> Coverage:
-    del seed  # no resampling
+def _metric_agreement(
+    points: pd.DataFrame,
+    study: StudyData,
+    methods: tuple[str, ...],
+    human_metric: str,
+    unpaired: bool = False,
+) -> pd.DataFrame:
+    """Every model metric's agreement with ``human_metric`` over all methods, each over
+    the originals common to the methods that have both scores, best first."""
+    from semcomp.analysis.agreement import ALL, metric_agreement
+
+    tables = []
+    for metric in study.scores.model(points):
+        compared = agreement_comparison(points, metric, human_metric, unpaired=unpaired)
+        table = metric_agreement(
+            compared.points, human_metric, [metric], scores=study.scores, seed=study.seed
+        )
+        tables.append(table.assign(image_set=compared.image_set))
+    tables = [t for t in tables if not t.empty]
+    if not tables:
+        return pd.DataFrame()
+    table = pd.concat(tables, ignore_index=True)
+    return table[table["method"] == ALL].sort_values(
+        "spearman", ascending=False, na_position="last", kind="stable"
+    )
+
+
+def _curves(
+    points: pd.DataFrame, study: StudyData, methods: tuple[str, ...], unpaired: bool = False
+) -> Coverage:
     return curve_coverage(points, unpaired=unpaired)
 
 
 def _compared(
-    points: pd.DataFrame, seed: int, metric: str, unpaired: bool = False
+    points: pd.DataFrame,
+    study: StudyData,
+    methods: tuple[str, ...],
+    metric: str,
+    unpaired: bool = False,
 ) -> tuple[Coverage, pd.DataFrame]:
     """The rate-axis comparison's rows (with the methods without a rate, for their bands)
     and their summary, over the originals common to the methods with a rate."""
     compared = rate_comparison(points, metric, unpaired=unpaired)
     drawn = with_rate_less(points, compared)
-    return compared, summarise(drawn, seed=seed, image_set=compared.image_set)
+    summary = summarise(
+        drawn,
+        seed=study.seed,
+        image_set=compared.image_set,
+        scores=study.scores,
+        set_scores=select_sets(study.set_scores, methods),
+    )
+    return compared, summary
 
 
 def _iso(
-    points: pd.DataFrame, seed: int, metric: str, level: float, rate: str, unpaired: bool = False
+    points: pd.DataFrame,
+    study: StudyData,
+    methods: tuple[str, ...],
+    metric: str,
+    level: float,
+    rate: str,
+    unpaired: bool = False,
 ) -> tuple:
     from semcomp.analysis.curves import iso_satisfaction
 
-    del seed  # no resampling
     compared = rate_comparison(points, metric, unpaired=unpaired)
-    per_image, per_method = iso_satisfaction(compared.points, metric, level, rate)
+    per_image, per_method = iso_satisfaction(
+        compared.points,
+        metric,
+        level,
+        rate,
+        higher_is_better=study.scores.higher_is_better(metric),
+    )
     return per_image, per_method.assign(n=compared.n, image_set=compared.image_set)
 
 
-#: analyses of the filtered rows the pages cache (one table of names); each takes the rows
-#: and the study's seed (for bootstrap CIs, as ``semcomp report`` uses it), then options
+#: analyses of the filtered rows the pages cache (one table of names); each takes the rows,
+#: the study (its seed for bootstrap CIs, as ``semcomp report`` uses it; what each score is;
+#: set metrics' values) and the chosen methods, then options
 ANALYSES = {
     "table1": _table1,
     "agreement": _agreement,
+    "metric_agreement": _metric_agreement,
     "curves": _curves,
     "compared": _compared,
     "iso": _iso,
@@ -306,7 +403,7 @@ def cached_analysis(
     """``ANALYSES[name]`` of the filtered rows, cached by study state, filters and options."""
     study = load_study(root, db_signature)
     points = select(study.points, categories, methods)
-    return ANALYSES[name](points, study.seed, **options)
+    return ANALYSES[name](points, study, methods, **options)
 
 
 @dataclass

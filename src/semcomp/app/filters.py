@@ -86,11 +86,16 @@ def sidebar(study: StudyData) -> Filters:
         metrics = study.metrics
         metric = None
         if metrics:
-            default = headline_metric(points)
+            default = headline_metric(points, study.scores)
             if st.session_state.get(METRIC) not in metrics:
                 st.session_state[METRIC] = default
             metric = st.selectbox(
-                "Metric", metrics, key=METRIC, help="CLIP similarity or a human rating (human.*)"
+                "Metric",
+                metrics,
+                key=METRIC,
+                format_func=lambda key: metric_label(study, key),
+                help="every metric of the study by its name: CLIP, PSNR, LPIPS, ... (one value "
+                "per image), FID/KID (one value per operating point) and human ratings",
             )
         images = st.radio(
             "Images",
@@ -110,6 +115,21 @@ def sidebar(study: StudyData) -> Filters:
     return Filters(
         tuple(chosen_categories), tuple(chosen_methods), metric, unpaired=images == PER_POINT
     )
+
+
+def metric_label(study: StudyData, key: str) -> str:
+    """A metric as a selector lists it: its display name, its direction when lower is
+    better, and "per operating point" for a set metric."""
+    info = study.scores[key]
+    notes = [
+        note
+        for note, show in (
+            ("lower is better", not info.higher_is_better),
+            ("per operating point", info.is_set),
+        )
+        if show
+    ]
+    return info.display + (f" ({', '.join(notes)})" if notes else "")
 
 
 def context() -> tuple[StudyData, Filters]:

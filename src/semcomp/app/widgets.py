@@ -56,7 +56,7 @@ def show_original(study: StudyData, original_id: str) -> None:
     st.image(row["path"], caption=caption)
 
 
-def _describe(candidate: pd.Series, metrics: list[str]) -> str:
+def _describe(candidate: pd.Series, metrics: list[str], names: dict[str, str] | None = None) -> str:
     lines = [f"**{plain(candidate['method'])}** · {plain(candidate['operating_point'])}"]
     if pd.notna(candidate.get("rate_bits")):
         lines.append(f"{rate_text(candidate['rate_bits'])} · {candidate['bpp']:.4g} bpp")
@@ -68,7 +68,7 @@ def _describe(candidate: pd.Series, metrics: list[str]) -> str:
     for metric in metrics:
         value = candidate.get(metric)
         if pd.notna(value):
-            lines.append(f"{plain(metric)}: {value:.4f}")
+            lines.append(f"{plain((names or {}).get(metric, metric))}: {value:.4f}")
     return "  \n".join(lines)
 
 
@@ -79,6 +79,7 @@ def candidate_grid(
     files = study.artifacts.set_index("candidate_id")
     metrics = [metric] if metric else []
     metrics += [m for m in study.metrics if m not in metrics]
+    names = {m: study.scores[m].axis_label for m in metrics}
     cells = []
     if with_original:
         cells += [("original", original) for original in candidates["original_id"].unique()]
@@ -107,7 +108,7 @@ def candidate_grid(
                     )
                 else:
                     st.markdown(":material/broken_image: *image file missing*")
-                st.markdown(_describe(item, metrics))
+                st.markdown(_describe(item, metrics, names))
 
 
 def left_out(*coverages: Coverage) -> None:

@@ -1,17 +1,18 @@
-"""Agreement: CLIP similarity against human ratings, with rank correlations."""
+"""Agreement: any metric (CLIP, PSNR, LPIPS, ...) against human ratings, with rank
+correlations, and a table of which metric tracks the ratings best."""
 
 import plotly.express as px
 import streamlit as st
 
-from semcomp.analysis.agreement import MISSING_CLIP, MISSING_HUMAN
-from semcomp.analysis.figures import agreement_figure
+from semcomp.analysis.agreement import MISSING_CLIP, MISSING_HUMAN, ORIENTED_NOTE
+from semcomp.analysis.figures import agreement_figure, agreement_metrics_figure
 from semcomp.analysis.rd import SATISFACTION_PREFIX
-from semcomp.app.filters import context, download_csv, download_png
+from semcomp.app.filters import context, download_csv, download_png, metric_label
 from semcomp.app.widgets import plain
 from semcomp.surveys.simulated import SIMULATED, survey_of
 
 study, filters = context()
-st.title("Agreement of CLIP and human ratings")
+st.title("Agreement of metrics and human ratings")
 points = filters.points(study)
 if not study.human_metrics:
     st.info(MISSING_HUMAN + " (Survey A/B aggregates are imported as `human.*` scores)")
@@ -30,8 +31,15 @@ if st.session_state.get("agree_human") not in humans:
     st.session_state["agree_human"] = next(
         (m for m in humans if m.startswith(SATISFACTION_PREFIX)), humans[0]
     )
-model_metric = pick[0].selectbox("Model metric", models, key="agree_model")
-human_metric = pick[1].selectbox("Human metric", humans, key="agree_human")
+
+
+def label(key: str) -> str:
+    return metric_label(study, key)
+
+
+model_metric = pick[0].selectbox("Model metric", models, key="agree_model", format_func=label)
+human_metric = pick[1].selectbox("Human metric", humans, key="agree_human", format_func=label)
+model_info = study.scores[model_metric]
 if survey_of(human_metric) in study.simulated_ratings:
     st.warning(plain(f"{SIMULATED}: {study.simulated_ratings[survey_of(human_metric)]}"))
 if points.dropna(subset=[model_metric, human_metric]).empty:
@@ -49,17 +57,47 @@ figure = px.scatter(
     y=human_metric,
     color="method",
     hover_data=["original", "operating_point", "rate_bytes"],
+    labels={
+        model_metric: model_info.axis_label,
+        human_metric: study.scores[human_metric].axis_label,
+    },
     height=480,
 )
 st.plotly_chart(figure, key="agreement_chart")
 st.subheader("Rank correlations (95 % bootstrap CIs)")
+if not model_info.higher_is_better:
+    st.caption(plain(f"{model_info.display} is lower-is-better: {ORIENTED_NOTE}"))
 st.dataframe(table, hide_index=True)
 buttons = st.columns(2)
 with buttons[0]:
     download_csv(table, "agreement.csv", "agreement_csv")
 with buttons[1]:
     download_png(
-        lambda: agreement_figure(both, model_metric, human_metric, table),
+        lambda: agreement_figure(both, model_metric, human_metric, table, study.scores),
         "agreement.png",
         "agreement_png",
     )
+
+human_name = study.scores[human_metric].display
+st.subheader(plain(f"Which metric tracks {human_name} best"))
+st.caption(
+    plain(
+        f"every metric with a value per image, over all methods, best first; {ORIENTED_NOTE}. "
+        "Set metrics (FID, KID) have one value per operating point and are not correlated "
+        "per image"
+    )
+)
+ranking = filters.analysis(study, "metric_agreement", human_metric=human_metric)
+if ranking.empty:
+    st.info("no metric has scores for the rated candidates (with these filters)")
+else:
+    st.dataframe(ranking, hide_index=True)
+    buttons = st.columns(2)
+    with buttons[0]:
+        download_csv(ranking, "agreement_metrics.csv", "agreement_metrics_csv")
+    with buttons[1]:
+        download_png(
+            lambda: agreement_metrics_figure(ranking, human_name),
+            "agreement_metrics.png",
+            "agreement_metrics_png",
+        )

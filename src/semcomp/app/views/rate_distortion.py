@@ -1,8 +1,11 @@
-"""Rate–distortion: every codec on one rate axis against any CLIP or human metric.
+"""Rate–distortion: every codec on one rate axis against any metric (CLIP, PSNR, LPIPS,
+FID, human ratings), in the metric's direction.
 
 Hovering a point shows its image name, method, caption and numbers; clicking one
 (or a curve's operating point) shows the images behind it under the chart.
 Plotly cannot draw images inside a hover box, so the images follow the selection.
+A set metric (FID, KID) has one value per method and operating point: it is drawn
+there with its CI as error bars and ``n`` in the legend and hover.
 """
 
 import pandas as pd
@@ -10,8 +13,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from semcomp.analysis.curves import bd_rate, default_iso_level, iso_markers, pareto_front
-from semcomp.analysis.figures import RATE_AXES, colour_map, no_rate_bands, rd_chart
-from semcomp.analysis.rd import rate_text
+from semcomp.analysis.figures import RATE_AXES, colour_map, n_label, no_rate_bands, rd_chart
+from semcomp.analysis.rd import rate_text, summary_columns
 from semcomp.app.filters import context, download_csv, download_png
 from semcomp.app.widgets import (
     CANDIDATE,
@@ -26,6 +29,142 @@ from semcomp.errors import AnalysisError
 #: line styles of the bands of methods without a rate, as the report's figure draws them
 BAND_DASHES = ["dash", "dashdot", "dot"]
 
+
+def bd_rate_expander(common_summary: pd.DataFrame, metric: str, rate: str, note: str) -> None:
+    """BD-rate between two chosen methods on ``metric``, in its direction."""
+    info = study.scores[metric]
+    with st.expander("BD-rate between two methods"):
+        methods = sorted(common_summary["method"].unique())
+        st.caption(plain(note))
+        if len(methods) < 2:
+            st.write("needs two methods with a rate")
+            return
+        pick = st.columns(2)
+        anchor = pick[0].selectbox("anchor", methods, key="bd_anchor")
+        test = pick[1].selectbox("test", methods, index=1, key="bd_test")
+        statistic = summary_columns(metric, study.scores)[0].removeprefix(f"{metric} ")
+        try:
+            value = bd_rate(
+                common_summary,
+                anchor,
+                test,
+                metric,
+                rate,
+                statistic=statistic,
+                higher_is_better=info.higher_is_better,
+            )
+            label = f"BD-rate of {test} against {anchor} on {info.display}"
+            st.metric(plain(label), f"{value:+.1f} %")
+            st.caption(
+                "negative: the test method needs fewer bits for the same score"
+                + ("" if info.higher_is_better else f" ({info.display}: lower is better)")
+            )
+        except AnalysisError as exc:
+            st.info(plain(exc))
+
+
+def set_metric_page(metric: str) -> None:
+    """A set metric against rate: one value per method × operating point, CI error bars."""
+    info = study.scores[metric]
+    rate = st.radio("Rate", list(RATE_AXES), index=0, horizontal=True, key="rd_rate")
+    show_pareto = st.checkbox("Pareto front", key="rd_pareto")
+    _, mean_rate, rate_label = RATE_AXES[rate]
+    value, low, high, n = summary_columns(metric, study.scores)
+    summary = filters.summary(study)
+    rows = summary.dropna(subset=[value]) if value in summary else summary.iloc[:0]
+    rated = rows[rows[mean_rate] > 0]
+    st.caption(
+        plain(
+            f"{info.display}: one value per method and operating point, over the originals "
+            "the score stage used (n; a category filter cannot narrow it); error bars are "
+            "its 95 % CI"
+        )
+    )
+    if rated.empty:
+        st.info(plain(f"no method with a rate has a {info.display} value (with these filters)"))
+        return
+    colours = colour_map(rated["method"].unique())
+    figure = go.Figure()
+    for method, curve in rated.groupby("method"):
+        curve = curve.sort_values(mean_rate)
+        figure.add_trace(
+            go.Scatter(
+                x=curve[mean_rate],
+                y=curve[value],
+                mode="lines+markers",
+                name=f"{method} ({n_label(curve[n])})",
+                line={"color": colours[str(method)]},
+                error_y={
+                    "type": "data",
+                    "array": (curve[high] - curve[value]).clip(lower=0).fillna(0),
+                    "arrayminus": (curve[value] - curve[low]).clip(lower=0).fillna(0),
+                    "width": 4,
+                },
+                customdata=list(
+                    zip(
+                        [OPERATING_POINT] * len(curve),
+                        curve["method"],
+                        curve["operating_point"],
+                        curve[n],
+                        curve[low],
+                        curve[high],
+                        strict=True,
+                    )
+                ),
+                hovertemplate="<b>%{customdata[1]}</b> · %{customdata[2]}<br>"
+                "n = %{customdata[3]} originals<br>"
+                "x %{x:.4g} · value %{y:.4f} [%{customdata[4]:.4f}, %{customdata[5]:.4f}]"
+                "<extra></extra>",
+            )
+        )
+    if show_pareto:
+        front = pareto_front(rated, mean_rate, value, higher_is_better=info.higher_is_better)
+        figure.add_trace(
+            go.Scatter(
+                x=front[mean_rate],
+                y=front[value],
+                mode="lines",
+                name="Pareto front",
+                line={"color": "black", "dash": "dot", "shape": "hv"},
+                hoverinfo="skip",
+            )
+        )
+    figure.update_layout(
+        xaxis={"type": "log", "title": rate_label},
+        yaxis={"title": info.axis_label},
+        height=560,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"font": {"size": 11}},
+    )
+    st.plotly_chart(figure, key="rd_chart")
+    columns = ["method", "operating_point", mean_rate, value, low, high, n]
+    buttons = st.columns(2)
+    with buttons[0]:
+        download_csv(rated[columns], f"rd_{rate}.csv", "rd_csv")
+    with buttons[1]:
+        download_png(
+            lambda: rd_chart(
+                filters.points(study),
+                summary,
+                metric,
+                rate=rate,
+                pareto=show_pareto,
+                title=study.name,
+                random_weights=study.random_weights,
+                scores=study.scores,
+            ),
+            f"rd_{rate}.png",
+            "rd_png",
+        )
+    st.dataframe(rated[columns], hide_index=True)
+    bd_rate_expander(
+        rated,
+        metric,
+        rate,
+        "over each operating point's own originals (n), as the score stage computed it",
+    )
+
+
 study, filters = context()
 st.title("Rate–distortion")
 points = filters.points(study)
@@ -36,6 +175,10 @@ if metric is None or points.empty:
         if not points.empty
         else "no candidates match the filters (or none exist yet)"
     )
+    st.stop()
+info = study.scores[metric]
+if info.is_set:
+    set_metric_page(metric)
     st.stop()
 
 controls = st.columns([1, 1, 1.4, 1, 1])
@@ -59,7 +202,9 @@ bands = no_rate_bands(points, curve_summary, metric)
 no_rate = f"; without a rate: {', '.join(bands['method'].unique())}" if not bands.empty else ""
 if usable.empty:
     st.info(
-        plain(f"no candidate has both a rate and a {metric} score (with these filters){no_rate}")
+        plain(
+            f"no candidate has both a rate and a {info.display} score (with these filters){no_rate}"
+        )
     )
     st.stop()
 curves = filters.analysis(study, "curves")
@@ -77,7 +222,7 @@ st.caption(
 level = None
 if show_iso:
     level = st.number_input(
-        f"level of {metric}",
+        f"level of {info.display}" + ("" if info.higher_is_better else " (reached at or below)"),
         value=float(default_iso_level(usable, metric)),
         format="%.4g",
         key=f"rd_level_{metric}",
@@ -195,7 +340,7 @@ if show_pareto:
         if aggregated
         else (compared_usable[compared_usable[point_rate] > 0], point_rate, metric)
     )
-    front = pareto_front(source, x_col, y_col)
+    front = pareto_front(source, x_col, y_col, higher_is_better=info.higher_is_better)
     figure.add_trace(
         go.Scatter(
             x=front[x_col],
@@ -214,7 +359,15 @@ if level is not None:
         line={"color": "magenta", "width": 1},
         annotation_text=f"iso-satisfaction {level:g}",
     )
-    marks = iso_markers(iso_table, summary, metric, level, rate, aggregated=aggregated)
+    marks = iso_markers(
+        iso_table,
+        summary,
+        metric,
+        level,
+        rate,
+        aggregated=aggregated,
+        higher_is_better=info.higher_is_better,
+    )
     figure.add_trace(
         go.Scatter(
             x=marks["rate"],
@@ -228,7 +381,7 @@ if level is not None:
     )
 figure.update_layout(
     xaxis={"type": "log", "title": rate_label},
-    yaxis={"title": metric},
+    yaxis={"title": info.axis_label},
     height=560,
     margin={"l": 10, "r": 10, "t": 30, "b": 10},
     legend={"font": {"size": 11}},
@@ -253,6 +406,7 @@ with buttons[1]:
             pareto=show_pareto,
             title=study.name,
             random_weights=study.random_weights,
+            scores=study.scores,
         ),
         f"rd_{rate}.png",
         "rd_png",
@@ -268,7 +422,8 @@ else:
     st.caption("click a point to see the images behind it")
 
 if iso_table is not None:
-    st.subheader(f"Iso-satisfaction at {plain(metric)} ≥ {level:g}")
+    sign = "≥" if info.higher_is_better else "≤"
+    st.subheader(f"Iso-satisfaction at {plain(info.display)} {sign} {level:g}")
     st.caption(
         "per method: images reaching the level, the median and smallest of each image's "
         "smallest rate reaching it, and the cheapest operating point whose mean reaches it"
@@ -278,18 +433,4 @@ if iso_table is not None:
         st.dataframe(iso_images, hide_index=True)
         download_csv(iso_images, f"iso_satisfaction_images_{rate}.csv", "rd_iso_images_csv")
 
-with st.expander("BD-rate between two methods"):
-    methods = sorted(common_summary["method"].unique())
-    st.caption(plain(compared.note))
-    if len(methods) < 2:
-        st.write("needs two methods with a rate")
-    else:
-        pick = st.columns(2)
-        anchor = pick[0].selectbox("anchor", methods, key="bd_anchor")
-        test = pick[1].selectbox("test", methods, index=1, key="bd_test")
-        try:
-            value = bd_rate(common_summary, anchor, test, metric, rate)
-            label = f"BD-rate of {test} against {anchor} on {metric}"
-            st.metric(plain(label), f"{value:+.1f} %")
-        except AnalysisError as exc:
-            st.info(plain(exc))
+bd_rate_expander(common_summary, metric, rate, compared.note)
