@@ -299,8 +299,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE metrics ADD COLUMN low REAL;
     ALTER TABLE metrics ADD COLUMN high REAL;
     ALTER TABLE metrics ADD COLUMN identity TEXT;
-    UPDATE metrics SET display = name, low = CASE formula WHEN 'cos' THEN -1 ELSE 0 END, high = 1
-        WHERE display IS NULL;
+    ALTER TABLE metrics ADD COLUMN unit TEXT;
+    -- rows written before: CLIP cosines (their range is known) and human ratings (their
+    -- scale is in the formula, read by semcomp.analysis.scores)
+    UPDATE metrics SET low = CASE formula WHEN 'cos' THEN -1 ELSE 0 END, high = 1
+        WHERE formula IN ('cos', '(cos+1)/2');
+    UPDATE metrics SET kind = 'human' WHERE substr(name, 1, 6) = 'human.';
     CREATE TABLE set_scores (
         metric          TEXT NOT NULL REFERENCES metrics(name),
         method_id       TEXT NOT NULL REFERENCES methods(id),
@@ -904,6 +908,7 @@ class Store:
                     "higher_is_better": int(spec.higher_is_better),
                     "low": spec.low,
                     "high": spec.high,
+                    "unit": spec.unit or None,
                     "identity": identity_json,
                 },
                 key=("name",),

@@ -215,7 +215,7 @@ def downgrade_to_schema_2(root: Path) -> None:
             "DROP TABLE set_scores;"
             + "".join(
                 f"ALTER TABLE metrics DROP COLUMN {c};"
-                for c in ("kind", "display", "higher_is_better", "low", "high", "identity")
+                for c in ("kind", "display", "higher_is_better", "low", "high", "identity", "unit")
             )
             + "PRAGMA user_version = 2;"
         )
@@ -232,7 +232,8 @@ def test_a_store_from_before_metrics_keeps_its_scores_and_gains_their_descriptio
     downgrade_to_schema_2(root)
     with Study.open(root) as study:  # migration 3
         migrated = {r["name"]: r for r in study.store.conn.execute("SELECT * FROM metrics")}
-        assert migrated["clip_cos[tiny]"]["display"] == "clip_cos[tiny]"
+        assert migrated["clip_cos[tiny]"]["display"] is None  # named by the reader
+        assert (migrated["clip_cos[tiny]"]["low"], migrated["clip_cos[tiny]"]["high"]) == (-1, 1)
         assert migrated["clip_cos[tiny]"]["identity"] is None
         summary = study.run(progress=False)
     assert summary.models_loaded == [] and score_report(summary).done == 0

@@ -1047,6 +1047,7 @@ def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
                     f"{question.id}, {question.low}–{question.high})",
                     "description": f"Survey {survey.id} ({survey.name}): {description} of "
                     f"“{question.text}” per (original, candidate) after quality control",
+                    "kind": "human",
                 },
                 key=("name",),
             )
