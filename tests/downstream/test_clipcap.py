@@ -326,3 +326,24 @@ def test_a_pqvae_codec_in_the_loop_changes_only_the_features(coco, tmp_path):
     assert looped.codec_name == "pqvae-shared (d_sub=8, K=4) [pq]"
     with pytest.raises(ConfigError, match="neither float32, float16 nor a PQVAE checkpoint"):
         Trainer(model, configs(gpt, 1, codec="nope")[1], data, tmp_path / "x", log=quiet)
+
+
+def test_the_readme_clipcap_commands_exist(capsys):
+    """The README block's commands run for real above (tiny data); here: names and options."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Downstream: captioning from compressed CLIP features")[1]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    lines = [line.split("#")[0].split() for line in block.strip().splitlines()]
+    assert [words[:3] for words in lines][1:] == [
+        ["semcomp", "clipcap", "train"],
+        ["semcomp", "clipcap", "eval"],
+    ]
+    for words in lines:
+        with pytest.raises(SystemExit) as raised:
+            main([words[1], words[2], "--help"])
+        assert raised.value.code == 0
+        out = capsys.readouterr().out
+        for option in (w for w in words if w.startswith("--")):
+            assert option in out, (option, words)
