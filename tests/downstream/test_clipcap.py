@@ -232,7 +232,7 @@ def test_missing_java_reports_meteor_skipped(coco, trained, tmp_path, monkeypatc
     monkeypatch.setattr(caption_eval, "java_available", lambda: False)
     out = tmp_path / "eval"
     cli("clipcap", "eval", str(trained), str(annotations), str(features), "--out", str(out),
-        "--max-tokens", "12", "--device", "cpu", "--no-progress")  # fmt: skip
+        "--max-tokens", "12", "--beams", "2", "--device", "cpu", "--no-progress")  # fmt: skip
     printed = capsys.readouterr().out
     assert "METEOR skipped: no Java runtime" in printed
     report = json.loads((out / "eval.json").read_text())

@@ -29,6 +29,7 @@ import json
 import logging
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,7 @@ def evaluate_captioning(
     features: Path,
     out: Path,
     *,
-    codecs: list[str] = (),
+    codecs: Sequence[str] = (),
     coder: str | None = None,
     beams: int = 1,
     max_new_tokens: int = 30,
