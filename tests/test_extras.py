@@ -77,6 +77,18 @@ GATED = [  # (arguments, a module its extra brings, what the error names, the ex
         "semcomp pqvae sweep",
         "pqvae",
     ),
+    (
+        ["clipcap", "train", "{tmp}/a.json", "{tmp}/f", "--out", "{tmp}/r"],
+        "pycocoevalcap",
+        "semcomp clipcap train",
+        "downstream",
+    ),
+    (
+        ["clipcap", "eval", "{tmp}/r", "{tmp}/a.json", "{tmp}/f", "--out", "{tmp}/e"],
+        "transformers",
+        "semcomp clipcap eval",
+        "downstream",
+    ),
     (["run", "{study}"], "open_clip", "semcomp run", "clip"),
     (["run", "{study}", "--engine", "ray"], "ray", "--engine ray", "ray"),
 ]

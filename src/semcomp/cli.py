@@ -175,6 +175,11 @@ pqvae_app = typer.Typer(
 app.add_typer(pqvae_app, name="pqvae")
 features_app = typer.Typer(help="CLIP features of image folders.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+clipcap_app = typer.Typer(
+    help="ClipCap captioning from (compressed) CLIP features: train and evaluate.",
+    no_args_is_help=True,
+)
+app.add_typer(clipcap_app, name="clipcap")
 
 STUDY_ARGUMENT = typer.Argument(..., help="Study folder (holds study.toml).", show_default=False)
 FAILURES_OPTION = typer.Option(
@@ -725,6 +730,116 @@ def pqvae_sweep(
         f"written: {out / 'results.csv'}, {out / 'rates.csv'}, {out / 'table1.csv'}, "
         f"{out / 'ablation.png'}"
     )
+
+
+@clipcap_app.command("train")
+def clipcap_train(
+    annotations: Path = typer.Argument(..., help="COCO caption file (captions_train2014.json)."),
+    features: Path = typer.Argument(..., help="`semcomp features extract` output folder."),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoint, resume state)."),
+    gpt: str = typer.Option("gpt2", help="GPT-2: a local folder or a Hugging Face id."),
+    mapping: str = typer.Option("mlp", help="Mapping network: mlp or transformer."),
+    prefix_length: int = typer.Option(10, min=1, help="GPT-2 prefix tokens per embedding."),
+    tune_gpt: bool = typer.Option(
+        None, help="Fine-tune GPT-2 too (default: with mlp, as the paper; not with transformer)."
+    ),
+    codec: str = typer.Option(
+        None, help="Frozen codec in the loop: float32, float16 or a PQVAE checkpoint."
+    ),
+    coder: str = typer.Option(None, help="Entropy coder of a PQVAE codec (its default)."),
+    epochs: int = typer.Option(10, min=1),
+    batch_size: int = typer.Option(40, min=1),
+    lr: float = typer.Option(2e-5),
+    warmup_steps: int = typer.Option(5000, min=0),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Train a ClipCap mapping network (and GPT-2); resumes when --out holds an unfinished run."""
+    from semcomp.extras import require_extras
+
+    require_extras("semcomp clipcap train", "downstream")
+    from semcomp.downstream.clipcap import (
+        ClipCapConfig,
+        TrainConfig,
+        Trainer,
+        load_captioned_features,
+    )
+    from semcomp.models import select_device
+
+    if mapping not in ("mlp", "transformer"):
+        raise UsageError(f"--mapping must be mlp or transformer, not {mapping!r}")
+    data = load_captioned_features(annotations, features)
+    model_config = ClipCapConfig(
+        gpt=gpt,
+        mapping=mapping,
+        clip_dim=data.dim,
+        prefix_length=prefix_length,
+        tune_gpt=mapping == "mlp" if tune_gpt is None else tune_gpt,
+    )
+    training = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=warmup_steps,
+        seed=seed,
+        codec=codec,
+        coder=coder,
+        device=select_device(device),
+    )
+    typer.echo(f"{len(data.image_ids)} images, {sum(map(len, data.references))} captions")
+    Trainer(model_config, training, data, out, log=typer.echo, progress=_bars(progress)).train()
+
+
+@clipcap_app.command("eval")
+def clipcap_eval(
+    checkpoint: Path = typer.Argument(..., help="A `semcomp clipcap train` run folder."),
+    annotations: Path = typer.Argument(..., help="COCO caption file of the evaluation split."),
+    features: Path = typer.Argument(..., help="`semcomp features extract` output folder."),
+    out: Path = typer.Option(..., "--out", help="Folder for captions.csv, metrics.csv."),
+    codec: list[str] = typer.Option(
+        None, help="float16 or a PQVAE checkpoint (repeatable); float32 is always included."
+    ),
+    coder: str = typer.Option(None, help="Entropy coder of the PQVAE codecs (their default)."),
+    beams: int = typer.Option(1, min=1, help="Beam width (1: greedy)."),
+    max_tokens: int = typer.Option(30, min=1, help="Most tokens per caption."),
+    batch_size: int = typer.Option(64, min=1),
+    meteor: bool = typer.Option(None, help="METEOR (needs Java; default: where Java is)."),
+    spice: bool = typer.Option(False, help="SPICE (needs Java; slow)."),
+    gpt: str = typer.Option(None, help="Load GPT-2 from here instead of the recorded source."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Caption from original and decoded features; BLEU-4, METEOR, ROUGE-L, CIDEr-D per codec."""
+    from semcomp.extras import require_extras
+
+    require_extras("semcomp clipcap eval", "downstream")
+    from semcomp.downstream.caption_eval import METRICS, evaluate_captioning
+
+    results = evaluate_captioning(
+        checkpoint,
+        annotations,
+        features,
+        out,
+        codecs=codec or [],
+        coder=coder,
+        beams=beams,
+        max_new_tokens=max_tokens,
+        batch_size=batch_size,
+        device=device,
+        meteor=meteor,
+        spice=spice,
+        gpt=gpt,
+        progress=_bars(progress),
+    )
+    for result in results:
+        shown = "  ".join(
+            f"{m} {result.scores.scores[m]:.4f}" for m in METRICS if m in result.scores.scores
+        )
+        typer.echo(f"{result.name}: {result.bits.mean():.1f} bits/image  {shown}")
+    for metric, why in results[0].scores.skipped.items():
+        typer.echo(f"{metric} skipped: {why}")
+    typer.echo(f"written: {out / 'captions.csv'}, {out / 'metrics.csv'}, {out / 'eval.json'}")
 
 
 @app.command()

@@ -32,6 +32,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "metrics": ("torch", "torchvision", "torchmetrics", "lpips", "piq", "pytorch_msssim"),
     "hub": ("huggingface_hub",),
+    "downstream": ("torch", "transformers", "pycocoevalcap", "constriction"),
 }
 
 #: CompressAI pins numpy<2, so it is installed without its dependencies (the

@@ -274,6 +274,42 @@ def write_tiny_blip2(folder: Path, seed: int = 0, num_query_tokens: int = 4) -> 
     return folder
 
 
+def write_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
+    """A tiny GPT-2 language model (``GPT2LMHeadModel``) with a byte-level BPE tokenizer
+    trained on the caption words, for ClipCap (``semcomp clipcap``)."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    folder = Path(folder)
+    if _done(folder, "model.safetensors"):
+        return folder
+    with tempfile.TemporaryDirectory() as scratch:
+        bpe = ByteLevelBPETokenizer()
+        sentences = [" ".join(WORDS[i : i + 8]) for i in range(0, len(WORDS), 3)]
+        bpe.train_from_iterator(
+            sentences * 4, vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False
+        )
+        bpe.save_model(scratch)
+        # from_pretrained(folder): GPT2TokenizerFast(vocab_file=...) builds an empty tokenizer
+        tokenizer = GPT2TokenizerFast.from_pretrained(scratch)
+    if len(tokenizer) < 100:
+        raise RuntimeError(f"the tiny GPT-2 tokenizer has only {len(tokenizer)} tokens")
+    quiet_hf_libraries()
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=64,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    _save_whole(folder, tokenizer, GPT2LMHeadModel(config).eval())
+    return folder
+
+
 def _byte_symbols() -> list[str]:
     """The 256 printable stand-ins for bytes that CLIP's byte-level BPE works on."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
