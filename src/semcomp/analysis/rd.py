@@ -56,6 +56,12 @@ META_COLUMNS = (
     "truncated",
     "entropy_coder",
     "bpd",
+    # textual methods with side information: the rate split (semcomp.codecs.side)
+    "side",
+    "side_size",
+    "caption_bytes",
+    "side_bytes",
+    "header_bytes",
 )
 
 
