@@ -308,6 +308,9 @@ side_params = {{ size = [24], codec = "jpeg", bytes = 800 }}
     assert (rd[rd.method == "thumb"].side_bytes <= 800).all()
     assert set(rd.side) == {"edges", "thumbnail"}
     assert set(rd[rd.method == "edges"].operating_point) == {"edges=32", "edges=64"}
+    table = pd.read_csv(files.folder / "table1.csv")  # the report shows the split
+    assert len(table) == 3
+    assert table.size_split.str.fullmatch(r"caption [\d.]+ \+ side [\d,.]+ \+ header 2\.0 B").all()
 
 
 def test_an_unmet_side_budget_is_a_recorded_failure(tmp_path, image_folder, tiny_clip, tiny_sd):
@@ -332,3 +335,67 @@ quality = [50]
         summary = study.run(progress=False, stages=["ingest", "encode", "caption"])
         reasons = [reason for _, _, reason in summary.failures]
     assert any("side information (thumbnail)" in r and "30 bytes" in r for r in reasons)
+
+
+# ---- documentation, the app and the demo ----------------------------------------------------
+
+
+def test_the_readme_side_information_example_is_valid(tmp_path):
+    import re
+    import sys
+    from pathlib import Path
+
+    from semcomp.config import parse_config
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (example,) = [
+        block
+        for block in re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
+        if 'side = "edges"' in block
+    ]
+    images = tmp_path / "images"
+    images.mkdir()
+    study = f'name = "x"\n[images]\nsource = "{images}"\n{example}'
+    config = parse_config(tomllib.loads(study), "README.md", tmp_path)
+    edges, thumbnail = config.methods
+    assert edges.operating_point_labels() == ["edges=64", "edges=128", "edges=256"]
+    assert thumbnail.operating_point_labels() == ["thumbnail=32", "thumbnail=64"]
+
+
+def test_the_explorer_shows_the_rate_split_beside_a_reconstruction():
+    from semcomp.app.widgets import _describe
+
+    row = {"method": "m", "operating_point": "edges=96", "rate_bits": 8 * 314, "bpp": 0.01}
+    side = pd.Series(
+        row
+        | {
+            "caption": "a valley",
+            "side": "edges",
+            "side_size": 96.0,
+            "caption_bytes": 8.0,
+            "side_bytes": 304.0,
+            "header_bytes": 2.0,
+        }
+    )
+    assert "8 B caption + 304 B edges (96 px) + 2 B header" in _describe(side, [])
+    assert "header" not in _describe(pd.Series(row | {"side": None}), [])
+
+
+def test_the_demo_has_a_caption_plus_edges_method(all_methods_study):
+    from semcomp.analysis.rd import rd_points
+
+    with Study.open(all_methods_study, read_only=True) as study:
+        points = rd_points(study.store)
+        candidates = study.store.frame(
+            "SELECT c.id FROM candidates c JOIN representations r ON r.id = c.representation_id "
+            "JOIN methods m ON m.id = r.method_id WHERE m.name = 'human-captions+edges'"
+        )
+    edges = points[points.method == "human-captions+edges"]
+    assert len(edges) == len(candidates) == 9  # one reconstruction per scene
+    assert (edges.caption_bytes + edges.side_bytes + edges.header_bytes == edges.rate_bytes).all()
+    assert set(edges.operating_point) == {"edges=96"}

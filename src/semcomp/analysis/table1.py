@@ -17,7 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from semcomp.analysis.rd import SATISFACTION_PREFIX, SCALED_CLIP, clip_metrics, metric_columns
+from semcomp.analysis.rd import (
+    RATE_SPLIT_COLUMNS,
+    SATISFACTION_PREFIX,
+    SCALED_CLIP,
+    clip_metrics,
+    metric_columns,
+)
 from semcomp.analysis.stats import mean_ci
 
 #: Table 1's size of a method without a rate
@@ -66,6 +72,12 @@ def table1(points: pd.DataFrame, *, seed: int = 0) -> Table1:
         )
         size = row["size_bytes_mean"]
         row["size"] = NO_SIZE if pd.isna(size) else f"{size:,.1f} B"
+        split = list(RATE_SPLIT_COLUMNS)
+        if set(split) <= set(group.columns) and group[split].notna().all(axis=None):
+            caption, side, header = group.groupby("original_id")[split].mean().mean()
+            row["size_split"] = (
+                f"caption {caption:,.1f} + side {side:,.1f} + header {header:,.1f} B"
+            )
         if metric:
             rated = per_image[metric].dropna()
             row["rated_images"] = len(rated)
