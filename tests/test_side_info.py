@@ -155,6 +155,30 @@ def test_methods_without_side_information_keep_their_ids(tmp_path):
     assert point.side_size is None and plain.operating_point_labels() == ["caption"]
 
 
+@pytest.mark.parametrize(
+    ("fields", "method_id", "reconstruction_keys"),
+    [
+        ({}, "cd561c215310087a445d223e", ["f7a12846a162c95b46548394"]),
+        (
+            {
+                "sweep": {"max_new_tokens": [5, 10]},
+                "text_codec": "zstd",
+                "reconstructor_params": {"steps": 4},
+            },
+            "b7e160a8db2696546473cf01",
+            ["cc9a5147d19de72523a091c6", "fe4c4c3da5f75854c75119d9"],
+        ),
+    ],
+)
+def test_ids_and_seeds_are_those_computed_before_side_information(
+    fields, method_id, reconstruction_keys
+):
+    """Pinned from the commit before side information existed (04e6561)."""
+    blip = TextualMethod.model_validate({"name": "b", "captioner": "blip"} | fields, context={})
+    assert blip.method_id == method_id
+    assert [blip.reconstruction_key(p) for p in blip.caption_points()] == reconstruction_keys
+
+
 def test_side_sizes_are_operating_points_and_enter_the_identity(tmp_path):
     csv = str(tmp_path / "c.csv")
     (tmp_path / "c.csv").write_text("image,caption\na,b\n")
