@@ -423,3 +423,24 @@ def test_the_demo_has_a_caption_plus_edges_method(all_methods_study):
     assert len(edges) == len(candidates) == 9  # one reconstruction per scene
     assert (edges.caption_bytes + edges.side_bytes + edges.header_bytes == edges.rate_bytes).all()
     assert set(edges.operating_point) == {"edges=96"}
+
+
+def test_status_counts_a_missing_caption_at_every_side_size(
+    tmp_path, image_folder, tiny_clip, tiny_sd, tiny_controlnet
+):
+    (tmp_path / "captions.csv").write_text("image,caption\nimg1,a valley\n")
+    methods = f"""
+[[methods]]
+name = "edges"
+captioner = "human"
+captioner_params = {{ csv = "{tmp_path / "captions.csv"}" }}
+reconstructor = "diffusers-controlnet"
+reconstructor_params = {{ model = "{tiny_sd}", controlnet = "{tiny_controlnet}" }}
+side = "edges"
+side_params = {{ size = [32, 64] }}
+"""
+    root = write_study(tmp_path / "study", image_folder, tiny_clip, methods=methods)
+    with Study.open(root) as study:
+        study.run(progress=False, stages=["ingest", "caption"])
+        row = next(r for r in study.status() if r.what == "represent: edges")
+    assert (row.done, row.pending, row.failed) == (2, 0, 6)  # 3 uncaptioned images × 2 sizes
