@@ -240,7 +240,32 @@ captioner = "blip"
 captioner_params = {{ model = "{blip}" }}
 reconstructor_params = {{ {diffusion} }}
 {flag}"""
+    if random_weights and diffusion.startswith('model = "tiny"'):
+        toml += _side_information_toml(diffusion, say)
     return toml, random_weights
+
+
+def _side_information_toml(diffusion: str, say: Callable[[str], None]) -> str:
+    """The human captions plus a Canny edge sketch, reconstructed by a tiny ControlNet
+    beside the tiny Stable Diffusion (only offline: no real ControlNet matches SD-Turbo)."""
+    from semcomp.codecs.side import EDGES_PACKAGE
+
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        say(f"{EDGES_PACKAGE} is not installed: the demo has no side-information method")
+        return ""
+    return f"""
+[[methods]]
+name = "human-captions+edges"
+captioner = "human"
+captioner_params = {{ csv = "captions.csv", protocol = "Arikan & Weissman a-f" }}
+reconstructor = "diffusers-controlnet"
+reconstructor_params = {{ {diffusion}, controlnet = "tiny" }}
+side = "edges"
+side_params = {{ size = [96] }}
+random_weights = true
+"""
 
 
 def _pqvae_method_toml(

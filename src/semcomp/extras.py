@@ -32,6 +32,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "metrics": ("torch", "torchvision", "torchmetrics", "lpips", "piq", "pytorch_msssim"),
     "hub": ("huggingface_hub",),
+    "side": ("cv2",),
     "downstream": ("torch", "transformers", "pycocoevalcap", "constriction"),
 }
 

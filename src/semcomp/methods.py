@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     Tag,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -39,7 +40,13 @@ from semcomp.params import (
 )
 from semcomp.reconstructors import RECONSTRUCTORS
 from semcomp.store import content_key, to_json
-from semcomp.validation import UNION_TAGS, Section, registered, validated_params
+from semcomp.validation import (
+    UNION_TAGS,
+    Section,
+    describe_errors,
+    registered,
+    validated_params,
+)
 
 
 class MethodBase(Section):
@@ -188,6 +195,8 @@ class CaptionPoint(BaseModel):
     label: str
     captioner_params: dict[str, Any]
     captioner_key: str
+    #: the side information's longest side at this point (None: the caption alone)
+    side_size: int | None = None
 
 
 class TextualMethod(MethodBase):
@@ -209,6 +218,10 @@ class TextualMethod(MethodBase):
     batch_size: int = Field(default=8, ge=1)
     #: ``auto`` picks CUDA (fp16) when available, else CPU
     device: str = "auto"
+    #: side information sent with the caption (``thumbnail`` or ``edges``, see
+    #: :mod:`semcomp.codecs.side`); each of ``side_params.size`` is an operating point
+    side: Literal["thumbnail", "edges"] | None = None
+    side_params: dict[str, Any] = Field(default_factory=dict)
 
     _points: list[CaptionPoint] = PrivateAttr(default_factory=list)
     _text_codec_identity: dict[str, Any] = PrivateAttr(default_factory=dict)
@@ -278,8 +291,50 @@ class TextualMethod(MethodBase):
                     captioner_key=key,
                 )
             )
-        self._points = points
+        self._points = self._with_side(points)
         return self
+
+    def _with_side(self, points: list[CaptionPoint]) -> list[CaptionPoint]:
+        """Validate the side information; each caption point at each of its sizes."""
+        from semcomp.codecs.side import SIDE_PARAMS
+
+        reconstructor_sides = RECONSTRUCTORS.get(self.reconstructor).side_kinds
+        if self.side is None:
+            if self.side_params:
+                raise ValueError('side_params needs side ("thumbnail" or "edges")')
+            if reconstructor_sides:
+                raise ValueError(
+                    f"reconstructor {self.reconstructor!r} is conditioned on side information: "
+                    f"set side = {' or '.join(repr(k) for k in reconstructor_sides)}"
+                )
+            return points
+        if self.side not in reconstructor_sides:
+            users = sorted(
+                name
+                for name in RECONSTRUCTORS.names()
+                if self.side in RECONSTRUCTORS.get(name).side_kinds
+            )
+            raise ValueError(
+                f"reconstructor {self.reconstructor!r} does not use side = {self.side!r}; "
+                f"reconstructors that do: {', '.join(users) or 'none'}"
+            )
+        try:
+            side = SIDE_PARAMS[self.side].model_validate(self.side_params)
+        except ValidationError as exc:
+            raise ValueError(describe_errors(exc, prefix="side_params")) from None
+        self.side_params = side.model_dump(mode="json")
+        return [
+            point.model_copy(
+                update={
+                    "label": f"{self.side}={size}"
+                    if point.label == CAPTION_POINT
+                    else f"{point.label} {self.side}={size}",
+                    "side_size": size,
+                }
+            )
+            for point in points
+            for size in side.size
+        ]
 
     def caption_points(self) -> list[CaptionPoint]:
         return list(self._points)
@@ -292,8 +347,9 @@ class TextualMethod(MethodBase):
         captioner = f"{self.captioner} ({model})" if model else self.captioner
         sweep = f" sweeping {to_json(self.sweep)}" if self.sweep else ""
         target = self.reconstructor_params.get("model", "")
+        side = f" + {self.side} {to_json(self.side_params)}" if self.side else ""
         return (
-            f"textual transform: {captioner}{sweep} -> {self.text_codec} -> "
+            f"textual transform: {captioner}{sweep}{side} -> {self.text_codec} -> "
             f"{self.reconstructor} {target}, {self.replicates} replicate(s)"
         ).strip()
 
@@ -302,23 +358,39 @@ class TextualMethod(MethodBase):
         return content_key("reconstructor", self.reconstructor, self._reconstructor_identity)
 
     @property
+    def side_identity(self) -> dict[str, Any] | None:
+        """The side information's part of identities (None without side information)."""
+        return {"side": self.side, "params": self.side_params} if self.side else None
+
+    @property
     def method_id(self) -> str:
-        return content_key(
+        keys = [p.captioner_key for p in self._points]
+        if self.side:  # each caption point at several sizes: its captioner once
+            keys = list(dict.fromkeys(keys))
+        parts: list[Any] = [
             "method",
             "textual",
-            [p.captioner_key for p in self._points],
+            keys,
             self.text_codec,
             self._text_codec_identity,
             self.reconstructor_key,
-        )
+        ]
+        if self.side:  # only when set: methods without it keep their ids
+            parts.append(self.side_identity)
+        return content_key(*parts)
 
     def reconstruction_key(self, point: CaptionPoint) -> str:
-        """What a reconstruction's seed derives from: caption source and reconstructor.
+        """What a reconstruction's seed derives from: caption source and reconstructor
+        (and the side information at this point's size, when there is one).
 
         The text codec is left out: it changes the rate, never the caption, so
         methods that differ only in payload codec reconstruct the same images.
         """
-        return content_key(point.captioner_key, self.reconstructor_key)
+        if point.side_size is None:
+            return content_key(point.captioner_key, self.reconstructor_key)
+        return content_key(
+            point.captioner_key, self.reconstructor_key, self.side_identity, point.side_size
+        )
 
 
 #: placeholders an external method's file pattern may use: ``name`` (and its older

@@ -90,7 +90,12 @@ StudyPath = Annotated[Path, AfterValidator(_resolve_in_study)]
 #: offline demo runs), kept in the study folder under ``models/`` (see ``semcomp.tiny_models``)
 TINY_MODEL = "tiny"
 #: where a study keeps each tiny model, by architecture
-TINY_FOLDERS = {"clip": "models/tiny-clip", "blip": "models/tiny-blip", "sd": "models/tiny-sd"}
+TINY_FOLDERS = {
+    "clip": "models/tiny-clip",
+    "blip": "models/tiny-blip",
+    "sd": "models/tiny-sd",
+    "controlnet": "models/tiny-controlnet",
+}
 #: the prefix of an open_clip model in a local folder
 LOCAL_DIR = "local-dir:"
 

@@ -322,6 +322,19 @@ def _byte_symbols() -> list[str]:
     return [chr(c) for c in codes]
 
 
+#: the tiny Stable Diffusion's UNet (a tiny ControlNet is made from one like it)
+TINY_SD_UNET: dict[str, Any] = {
+    "sample_size": 8,
+    "layers_per_block": 1,
+    "block_out_channels": (32, 64),
+    "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+    "cross_attention_dim": 32,
+    "attention_head_dim": 8,
+    "norm_num_groups": 32,
+}
+
+
 def write_tiny_stable_diffusion(folder: Path, seed: int = 0, *, full_size: bool = False) -> Path:
     """A tiny Stable Diffusion 1.x pipeline (CLIP text encoder, UNet, VAE with the real ×8).
 
@@ -364,16 +377,7 @@ def write_tiny_stable_diffusion(folder: Path, seed: int = 0, *, full_size: bool 
         "num_hidden_layers": 2,
         "num_attention_heads": 4,
     }
-    unet_config: dict[str, Any] = {
-        "sample_size": 8,
-        "layers_per_block": 1,
-        "block_out_channels": (32, 64),
-        "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
-        "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
-        "cross_attention_dim": 32,
-        "attention_head_dim": 8,
-        "norm_num_groups": 32,
-    }
+    unet_config: dict[str, Any] = dict(TINY_SD_UNET)
     vae_config: dict[str, Any] = {
         "block_out_channels": (8, 8, 8, 8),
         "layers_per_block": 1,
@@ -422,11 +426,36 @@ def write_tiny_stable_diffusion(folder: Path, seed: int = 0, *, full_size: bool 
     return folder
 
 
+def write_tiny_controlnet(folder: Path, seed: int = 0) -> Path:
+    """A tiny ControlNet (``ControlNetModel.from_unet``) for the tiny Stable Diffusion's UNet
+    architecture: random weights; its conditioning embedding downscales by the real ×8."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    quiet_hf_libraries()
+    folder = Path(folder)
+    if _done(folder, "config.json"):
+        return folder
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(in_channels=4, out_channels=4, **TINY_SD_UNET)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16))
+    # a fresh ControlNet's "zero convolutions" ignore the sketch: give them random weights
+    with torch.no_grad():
+        for name, parameter in controlnet.named_parameters():
+            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block")) or (
+                name.startswith("controlnet_cond_embedding.conv_out")
+            ):
+                parameter.normal_(std=0.1)
+    _save_whole(folder, controlnet)
+    return folder
+
+
 #: the file each tiny model's folder has once it is complete
 _TINY_MARKERS = {
     "clip": "open_clip_model.safetensors",
     "blip": "model.safetensors",
     "sd": "model_index.json",
+    "controlnet": "config.json",
 }
 
 
@@ -455,6 +484,7 @@ def ensure_tiny_model(study_dir: Path, kind: str) -> bool:
         "clip": write_tiny_open_clip,
         "blip": write_tiny_blip,
         "sd": write_tiny_stable_diffusion,
+        "controlnet": write_tiny_controlnet,
     }
     builders[kind](folder)
     return True

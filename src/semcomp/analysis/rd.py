@@ -48,6 +48,9 @@ ID_COLUMNS = [
     "replicate",
     "seed",
 ]
+#: a textual method with side information: its rate as caption + side + container header
+#: bytes (semcomp.codecs.side), which add up to ``rate_bytes``
+RATE_SPLIT_COLUMNS = ("caption_bytes", "side_bytes", "header_bytes")
 #: representation details copied from its metadata into the table, when present
 META_COLUMNS = (
     "quality",
@@ -59,6 +62,10 @@ META_COLUMNS = (
     "truncated",
     "entropy_coder",
     "bpd",
+    # textual methods with side information: the rate split (semcomp.codecs.side)
+    "side",
+    "side_size",
+    *RATE_SPLIT_COLUMNS,
 )
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from semcomp.analysis.rd import SATISFACTION_PREFIX, metric_columns, set_columns
+from semcomp.analysis.rd import RATE_SPLIT_COLUMNS, SATISFACTION_PREFIX, metric_columns, set_columns
 from semcomp.analysis.scores import Scores, default_figure_keys, describe
 from semcomp.analysis.stats import mean_ci
 
@@ -81,6 +81,12 @@ def table1(
         )
         size = row["size_bytes_mean"]
         row["size"] = NO_SIZE if pd.isna(size) else f"{size:,.1f} B"
+        split = list(RATE_SPLIT_COLUMNS)
+        if set(split) <= set(group.columns) and group[split].notna().all(axis=None):
+            caption, side, header = group.groupby("original_id")[split].mean().mean()
+            row["size_split"] = (
+                f"caption {caption:,.1f} + side {side:,.1f} + header {header:,.1f} B"
+            )
         if metric:
             rated = per_image[metric].dropna()
             row["rated_images"] = len(rated)

@@ -65,6 +65,13 @@ def _describe(candidate: pd.Series, metrics: list[str], names: dict[str, str] | 
     caption = candidate.get("caption")
     if isinstance(caption, str) and caption:
         lines.append(f"“{plain(caption)}”")
+    side = candidate.get("side")
+    if isinstance(side, str) and side:  # the rate split of caption + side information
+        lines.append(
+            f"{candidate['caption_bytes']:,.0f} B caption + {candidate['side_bytes']:,.0f} B "
+            f"{plain(side)} ({candidate['side_size']:.0f} px) + {candidate['header_bytes']:.0f} B "
+            "header"
+        )
     for metric in metrics:
         value = candidate.get(metric)
         if pd.notna(value):

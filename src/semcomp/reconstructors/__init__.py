@@ -8,6 +8,12 @@ RECONSTRUCTORS = Registry(
     base="semcomp.reconstructors.base:Reconstructor",
 )
 RECONSTRUCTORS.register("diffusers", "semcomp.reconstructors.diffusers:DiffusersReconstructor")
+RECONSTRUCTORS.register(
+    "diffusers-controlnet", "semcomp.reconstructors.diffusers:ControlNetReconstructor"
+)
+RECONSTRUCTORS.register(
+    "diffusers-img2img", "semcomp.reconstructors.diffusers:Img2ImgReconstructor"
+)
 RECONSTRUCTORS.register("image-api", "semcomp.reconstructors.image_api:ImageApiReconstructor")
 RECONSTRUCTORS.register("solid-colour", "semcomp.reconstructors.solid:SolidColourReconstructor")
 

@@ -39,6 +39,9 @@ class Reconstructor(BatchPlugin, ABC):
     #: whether a seed makes the output reproducible (an image API has none)
     seeded: ClassVar[bool] = True
     default_batch_size: ClassVar[int] = 4
+    #: the side information (``semcomp.codecs.side`` kinds) it is conditioned on; a
+    #: reconstructor that has any needs it, and is called through :meth:`reconstruct_with_side`
+    side_kinds: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def prompt_reader(cls, params: PluginParams) -> Any:
@@ -48,6 +51,12 @@ class Reconstructor(BatchPlugin, ABC):
     @abstractmethod
     def reconstruct(self, prompts: list[str], seeds: list[int]) -> list[Reconstruction | Exception]:
         """One image per prompt; an exception in place of an image is that item's failure."""
+
+    def reconstruct_with_side(
+        self, prompts: list[str], seeds: list[int], sides: list[Any]
+    ) -> list[Reconstruction | Exception]:
+        """One image per prompt, conditioned on its decoded side information (a PIL image)."""
+        raise NotImplementedError(f"reconstructor {self.name!r} takes no side information")
 
     def identity(self) -> dict[str, Any]:
         return {"reconstructor": self.name}

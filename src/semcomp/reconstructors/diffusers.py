@@ -92,16 +92,14 @@ class DiffusersReconstructor(Reconstructor):
 
         self.torch_device = select_device(self.device)
         revision = {"revision": params.revision} if params.revision else {}
-        pipeline = load_pretrained(
-            lambda: diffusers.AutoPipelineForText2Image.from_pretrained(
-                params.model,
-                dtype=inference_dtype(self.torch_device),
-                safety_checker=None,
-                requires_safety_checker=False,
+        pipeline = self.load_pipeline(
+            diffusers,
+            {
+                "dtype": inference_dtype(self.torch_device),
+                "safety_checker": None,
+                "requires_safety_checker": False,
                 **revision,
-            ),
-            params.model,
-            what="text-to-image pipeline",
+            },
         )
         if params.scheduler:
             name = params.scheduler.removesuffix("Scheduler") + "Scheduler"
@@ -117,6 +115,20 @@ class DiffusersReconstructor(Reconstructor):
         self.pipeline = pipeline
         self.commit = getattr(pipeline.config, "_commit_hash", None)
 
+    def load_pipeline(self, diffusers: Any, options: dict[str, Any]) -> Any:
+        """The pipeline, loaded through :func:`load_pretrained` (one clear message if absent)."""
+        return load_pretrained(
+            lambda: diffusers.AutoPipelineForText2Image.from_pretrained(
+                self.params.model, **options
+            ),
+            self.params.model,
+            what="text-to-image pipeline",
+        )
+
+    def pipeline_inputs(self, sides: list[Any]) -> dict[str, Any]:
+        """The pipeline's arguments besides prompts, seeds, steps and guidance."""
+        return {"width": self.params.width, "height": self.params.height}
+
     @classmethod
     def hf_models(cls, params: dict[str, Any]) -> list[str]:
         return [params["model"]]
@@ -130,12 +142,12 @@ class DiffusersReconstructor(Reconstructor):
             "revision": self.params.revision or self.commit,
         }
 
-    def _generate(self, batch: list[tuple[str, int]]) -> list[bytes]:
+    def _generate(self, batch: list[tuple[str, int, Any]]) -> list[bytes]:
         import torch
 
         params: DiffusersParams = self.params
-        prompts = [prompt for prompt, _ in batch]
-        generators = [torch.Generator(device="cpu").manual_seed(seed) for _, seed in batch]
+        prompts = [prompt for prompt, _, _ in batch]
+        generators = [torch.Generator(device="cpu").manual_seed(seed) for _, seed, _ in batch]
         options: dict[str, Any] = {}
         if params.negative_prompt:
             options["negative_prompt"] = [params.negative_prompt] * len(batch)
@@ -145,9 +157,8 @@ class DiffusersReconstructor(Reconstructor):
                 generator=generators,
                 num_inference_steps=params.steps,
                 guidance_scale=params.guidance,
-                width=params.width,
-                height=params.height,
                 output_type="pil",
+                **self.pipeline_inputs([side for _, _, side in batch]),
                 **options,
             ).images
         encoded = []
@@ -159,7 +170,9 @@ class DiffusersReconstructor(Reconstructor):
         return encoded
 
     def reconstruct(self, prompts: list[str], seeds: list[int]) -> list[Reconstruction | Exception]:
-        pairs = list(zip(prompts, seeds, strict=True))
+        return self._reconstruct(list(zip(prompts, seeds, [None] * len(prompts), strict=True)))
+
+    def _reconstruct(self, pairs: list[tuple[str, int, Any]]) -> list[Reconstruction | Exception]:
         return [
             Reconstruction(png=png)
             for _, batch in batches_with_backoff(
@@ -171,3 +184,109 @@ class DiffusersReconstructor(Reconstructor):
     def close(self) -> None:
         self.pipeline = None
         release()
+
+
+# ---- conditioned on side information (semcomp.codecs.side) ---------------------------------
+
+#: a ControlNet: a hub id, a folder, or "tiny" (one matching the tiny Stable Diffusion)
+ControlNetSource = model_source("controlnet")
+
+
+class ControlNetParams(DiffusersParams):
+    #: a ControlNet for the base model (canny edges for ``side = "edges"``)
+    controlnet: ControlNetSource = "lllyasviel/sd-controlnet-canny"
+    conditioning_scale: float = Field(default=1.0, ge=0)
+
+
+class ControlNetReconstructor(DiffusersReconstructor):
+    """Text and an edge sketch → image: ``StableDiffusionControlNetPipeline`` (canny).
+
+    The decoded sketch is resized to ``width`` × ``height`` and conditions every step.
+    """
+
+    name = "diffusers-controlnet"
+    Params = ControlNetParams
+    side_kinds = ("edges",)
+
+    def load_pipeline(self, diffusers: Any, options: dict[str, Any]) -> Any:
+        params: ControlNetParams = self.params
+        controlnet = load_pretrained(
+            lambda: diffusers.ControlNetModel.from_pretrained(
+                params.controlnet, dtype=options["dtype"]
+            ),
+            params.controlnet,
+            what="ControlNet",
+        )
+        return load_pretrained(
+            lambda: diffusers.StableDiffusionControlNetPipeline.from_pretrained(
+                params.model, controlnet=controlnet, **options
+            ),
+            params.model,
+            what="ControlNet pipeline",
+        )
+
+    def pipeline_inputs(self, sides: list[Any]) -> dict[str, Any]:
+        params: ControlNetParams = self.params
+        size = (params.width, params.height)
+        return super().pipeline_inputs(sides) | {
+            "image": [side.resize(size) for side in sides],
+            "controlnet_conditioning_scale": params.conditioning_scale,
+        }
+
+    @classmethod
+    def hf_models(cls, params: dict[str, Any]) -> list[str]:
+        return [params["model"], params["controlnet"]]
+
+    def identity(self) -> dict[str, Any]:
+        return super().identity() | {"controlnet": self.params.controlnet}
+
+    def reconstruct(self, prompts: list[str], seeds: list[int]) -> list[Reconstruction | Exception]:
+        raise NotImplementedError(f'{self.name} needs side information (side = "edges")')
+
+    def reconstruct_with_side(
+        self, prompts: list[str], seeds: list[int], sides: list[Any]
+    ) -> list[Reconstruction | Exception]:
+        return self._reconstruct(list(zip(prompts, seeds, sides, strict=True)))
+
+
+class Img2ImgParams(DiffusersParams):
+    #: how far from the thumbnail the image may move: 0 keeps it, 1 ignores it
+    #: (``steps × strength`` denoising steps run)
+    strength: float = Field(default=0.6, gt=0, le=1)
+
+
+class Img2ImgReconstructor(DiffusersReconstructor):
+    """Text and a thumbnail → image: ``AutoPipelineForImage2Image`` (for SD 1.x
+    ``StableDiffusionImg2ImgPipeline``) started from the thumbnail, upscaled to
+    ``width`` × ``height``, noised to ``strength``."""
+
+    name = "diffusers-img2img"
+    Params = Img2ImgParams
+    side_kinds = ("thumbnail",)
+
+    def load_pipeline(self, diffusers: Any, options: dict[str, Any]) -> Any:
+        return load_pretrained(
+            lambda: diffusers.AutoPipelineForImage2Image.from_pretrained(
+                self.params.model, **options
+            ),
+            self.params.model,
+            what="image-to-image pipeline",
+        )
+
+    def pipeline_inputs(self, sides: list[Any]) -> dict[str, Any]:
+        from PIL import Image
+
+        params: Img2ImgParams = self.params
+        size = (params.width, params.height)
+        return {
+            "image": [side.resize(size, Image.Resampling.BICUBIC) for side in sides],
+            "strength": params.strength,
+        }
+
+    def reconstruct(self, prompts: list[str], seeds: list[int]) -> list[Reconstruction | Exception]:
+        raise NotImplementedError(f'{self.name} needs side information (side = "thumbnail")')
+
+    def reconstruct_with_side(
+        self, prompts: list[str], seeds: list[int], sides: list[Any]
+    ) -> list[Reconstruction | Exception]:
+        return self._reconstruct(list(zip(prompts, seeds, sides, strict=True)))

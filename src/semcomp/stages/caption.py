@@ -20,6 +20,13 @@ from semcomp.captioners import CAPTIONERS
 from semcomp.captioners.base import Captioner, CaptionFailure, OriginalRef
 from semcomp.captioners.human import match_captions, read_caption_rows, reference_owners
 from semcomp.codecs import TEXT_CODECS
+from semcomp.codecs.side import (
+    SIDE_PARAMS,
+    SidePayload,
+    encode_side,
+    pack,
+    require_edges_backend,
+)
 from semcomp.codecs.text import TextCodec, Utf8Codec, normalise_caption
 from semcomp.engines import BatchTask, PluginFactory, phase
 from semcomp.errors import ImageError
@@ -248,6 +255,36 @@ def payload_meta(
     return meta
 
 
+#: the file suffix of a caption + side information container (semcomp.codecs.side)
+CONTAINER_SUFFIX = ".semcomp-side"
+
+
+class SideEncoder:
+    """A method's side payload of each original at each size, encoded once per run."""
+
+    def __init__(self, ctx: StageContext, method: TextualMethod):
+        if method.side == "edges":
+            require_edges_backend()
+        self.ctx = ctx
+        self.kind = str(method.side)
+        self.params = SIDE_PARAMS[self.kind].model_validate(method.side_params)
+        self.originals = {o["id"]: o for o in ctx.originals()}
+        self.images: dict[str, Any] = {}
+        self.payloads: dict[tuple[str, int], SidePayload] = {}
+
+    def __call__(self, original_id: str, size: int | None) -> SidePayload:
+        assert size is not None
+        if (original_id, size) not in self.payloads:
+            if original_id not in self.images:
+                data = self.ctx.store.read_artifact(self.originals[original_id]["artifact_hash"])
+                max_pixels = self.ctx.config.images.max_pixels
+                self.images[original_id] = decode_image(data, max_pixels).rgb
+            self.payloads[original_id, size] = encode_side(
+                self.kind, self.params, self.images[original_id], size
+            )
+        return self.payloads[original_id, size]
+
+
 def represent_captions(ctx: StageContext, method: TextualMethod) -> None:
     """Pack every new caption of ``method`` with its text codec into a representation."""
     store = ctx.store
@@ -255,6 +292,7 @@ def represent_captions(ctx: StageContext, method: TextualMethod) -> None:
     read_prompt: Callable[[str], Any] | None = None
     prompt_reader_loaded = False
     settled = ctx.settled()
+    sides = SideEncoder(ctx, method) if method.side is not None else None
     for point in method.caption_points():
         existing = {
             (r[0], r[1])
@@ -296,6 +334,36 @@ def represent_captions(ctx: StageContext, method: TextualMethod) -> None:
                     )
                     continue
                 meta = payload_meta(codec, caption["text"], read_prompt)
+                suffix = ".txt" if isinstance(codec, Utf8Codec) else f".{codec.name}"
+                media_type = (
+                    "text/plain; charset=utf-8"
+                    if isinstance(codec, Utf8Codec)
+                    else "application/octet-stream"
+                )
+                if method.side is not None:
+                    try:
+                        side = sides(caption["original_id"], point.side_size)
+                    except Exception as exc:  # an unmet byte budget, an unreadable original
+                        ctx.fail(
+                            item,
+                            f"side information ({method.side}): {exc}",
+                            retryable=isinstance(exc, OSError),
+                            detail={"method_id": method.method_id},
+                        )
+                        continue
+                    caption_bytes = len(payload)
+                    payload = pack(payload, side.data)
+                    meta |= side.meta | {
+                        "side": method.side,
+                        "side_size": point.side_size,
+                        "caption_bytes": caption_bytes,
+                        "side_bytes": len(side.data),
+                        "header_bytes": len(payload) - caption_bytes - len(side.data),
+                        "side_artifact": store.put_artifact(
+                            side.data, suffix=side.suffix, media_type=side.media_type
+                        ),
+                    }
+                    suffix, media_type = CONTAINER_SUFFIX, "application/octet-stream"
                 store_representation(
                     ctx,
                     original_id=caption["original_id"],
@@ -303,10 +371,8 @@ def represent_captions(ctx: StageContext, method: TextualMethod) -> None:
                     label=point.label,
                     variant=caption["variant"],
                     payload=payload,
-                    suffix=".txt" if isinstance(codec, Utf8Codec) else f".{codec.name}",
-                    media_type="text/plain; charset=utf-8"
-                    if isinstance(codec, Utf8Codec)
-                    else "application/octet-stream",
+                    suffix=suffix,
+                    media_type=media_type,
                     rate_bits=8 * len(payload),
                     meta=meta | {"caption_id": caption["id"]},
                 )

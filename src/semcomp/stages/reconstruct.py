@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from semcomp.codecs.side import decode_side, unpack
 from semcomp.engines import BatchTask, PluginFactory
 from semcomp.errors import ImageError
-from semcomp.images import decode_image
+from semcomp.images import decode_image, sha256_hex
 from semcomp.methods import ExternalMethod, TextualMethod
 from semcomp.reconstructors import RECONSTRUCTORS
 from semcomp.reconstructors.base import Reconstructor
@@ -43,6 +44,8 @@ class Job:
     seed: int | None
     replicate: int
     cache_key: str
+    #: the side payload sent with the caption (None: the caption alone)
+    side: bytes | None = None
 
 
 def run(ctx: StageContext) -> None:
@@ -78,17 +81,23 @@ def pending_jobs(ctx: StageContext, method: TextualMethod) -> list[Job]:
         if point is None:
             continue
         prompt: str | None = None
+        side: bytes | None = None
         for replicate in range(method.replicates):
             if (row["id"], replicate) in done or f"{row['id']}|{replicate}" in settled:
                 ctx.report.skipped += 1
                 continue
             if prompt is None:  # the decoder reads what was sent, not the stored caption
                 try:
-                    prompt = codec.decode(store.read_artifact(row["payload_hash"]))
+                    payload = store.read_artifact(row["payload_hash"])
+                    if method.side is not None:
+                        container = unpack(payload)
+                        payload, side = container.caption, container.side
+                    prompt = codec.decode(payload)
                 except Exception as exc:  # e.g. a zstd dictionary that no longer matches
+                    what = "caption + side container" if method.side else method.text_codec
                     ctx.fail(
                         f"{row['id']}|{replicate}",
-                        f"{method.text_codec} payload does not decode: {exc}",
+                        f"{what} payload does not decode: {exc}",
                         detail={"method_id": method.method_id},
                     )
                     break
@@ -109,7 +118,9 @@ def pending_jobs(ctx: StageContext, method: TextualMethod) -> list[Job]:
                         method.reconstructor_key,
                         prompt,
                         seed_or_none if reconstructor.seeded else replicate,
+                        *([] if side is None else [sha256_hex(side)]),
                     ),
+                    side=side,
                 )
             )
     return jobs
@@ -160,7 +171,23 @@ class ReconstructPrompts(BatchTask):
         return batch
 
     def infer(self, model: Reconstructor, loaded: Sequence[Job], context: Any) -> list[Any]:
-        return model.reconstruct([job.prompt for job in loaded], [job.seed for job in loaded])
+        prompts, seeds = [job.prompt for job in loaded], [job.seed for job in loaded]
+        if not model.side_kinds:
+            return model.reconstruct(prompts, seeds)
+        results: list[Any] = []
+        for job in loaded:  # a side payload that does not decode fails its item only
+            try:
+                results.append(decode_side(job.side or b""))
+            except Exception as exc:
+                results.append(ImageError(f"side information does not decode: {exc}"))
+        good = [i for i, result in enumerate(results) if not isinstance(result, Exception)]
+        if good:
+            made = model.reconstruct_with_side(
+                [prompts[i] for i in good], [seeds[i] for i in good], [results[i] for i in good]
+            )
+            for position, result in zip(good, made, strict=True):
+                results[position] = result
+        return results
 
 
 def run_reconstructor(
