@@ -150,6 +150,7 @@ def test_scoring_picks_the_argmax_region_counts_iou_and_bits():
     half = score_codec("float16", open_codec("float16", dim).codec, regions, expressions, texts)
     assert half.bits_per_region == 16 * dim and half.bits_per_image == 16 * dim * 2.5
     assert [c[0] for c in half.choices] == [1, 0, 2]
+    assert referring.proposal_recall(regions, expressions) == pytest.approx(2 / 3)
 
 
 # ---- annotations ------------------------------------------------------------------------------
@@ -234,6 +235,10 @@ def test_eval_end_to_end_with_codecs_and_resume(tmp_path, tiny_sam, tiny_clip, m
     assert results[2].name.endswith("[pq]")
     assert summary["left_out"] == [{"image_id": 9, "reason": "no image gone.jpg"}]
     assert summary["expressions"] == 6 and summary["images_evaluated"] == 3
+    assert 0 <= summary["proposal_recall"] <= 1
+    assert json.loads((out / "eval.json").read_text())["proposal_recall"] == pytest.approx(
+        summary["proposal_recall"]
+    )
     accuracy = read_csv(out / "accuracy.csv")
     assert [float(row["bits_per_region"]) for row in accuracy[:2]] == [32 * 32, 16 * 32]
     assert float(accuracy[2]["bits_per_region"]) < 16 * 32

@@ -33,8 +33,9 @@ Outputs in ``out``:
   accuracy;
 - ``choices.csv``: one row per expression: ref, image, sentence, target box,
   then per codec the chosen region, its box, cosine, IoU and whether correct;
-- ``eval.json``: settings, region counts and the expressions left out, each
-  with its reason (a missing image, no region proposed).
+- ``eval.json``: settings, region counts, the proposal recall (the share of
+  expressions with some region at IoU ≥ 0.5: the accuracy's upper bound) and
+  the images left out, each with its reason (missing, unreadable, no region).
 
 Every codec is scored on the same expressions. SAM masks and region
 embeddings are cached under ``out/cache`` keyed by the image's content and the
@@ -466,6 +467,16 @@ def score_codec(
     return result
 
 
+def proposal_recall(regions: dict[Any, ImageRegions], expressions: list[tuple[Ref, str]]) -> float:
+    """The share of expressions whose image has some region with IoU ≥ 0.5 with the target:
+    the accuracy a perfect matcher would reach on these proposals (an upper bound)."""
+    hits = [
+        any(box_iou(box, ref.bbox) >= IOU_THRESHOLD for box in regions[ref.image_id].boxes)
+        for ref, _ in expressions
+    ]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
 def evaluate_referring(
     annotations: Path,
     images: Path,
@@ -636,6 +647,7 @@ def evaluate_referring(
         "expressions": len(expressions),
         "images_evaluated": len(regions),
         "regions": int(sum(len(r.boxes) for r in regions.values())),
+        "proposal_recall": proposal_recall(regions, expressions),
         "left_out": left_out,
     }
     (out / "eval.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
