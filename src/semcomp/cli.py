@@ -863,6 +863,7 @@ def referring_eval(
     ),
     split: str = typer.Option(None, help="Only the refs of this split (val, testA, ...)."),
     limit: int = typer.Option(None, min=1, help="Only the first N refs."),
+    examples: int = typer.Option(4, min=0, help="Expressions drawn in examples.png (Fig. 8)."),
     sam: str = typer.Option("facebook/sam-vit-base", help="SAM: a Hugging Face id or folder."),
     points_per_side: int = typer.Option(16, min=1, help="SAM point-prompt grid (N×N)."),
     points_per_batch: int = typer.Option(64, min=1, help="SAM point prompts per forward pass."),
@@ -904,6 +905,7 @@ def referring_eval(
         instances=instances,
         split=split,
         limit=limit,
+        examples=examples,
         batch_size=batch_size,
         device=select_device(device),
         progress=_bars(progress),
@@ -920,7 +922,10 @@ def referring_eval(
         )
     for item in summary["left_out"]:
         typer.echo(f"left out image {item['image_id']}: {item['reason']}")
-    typer.echo(f"written: {out / 'accuracy.csv'}, {out / 'choices.csv'}, {out / 'eval.json'}")
+    figure = f", {out / 'examples.png'}" if examples else ""
+    typer.echo(
+        f"written: {out / 'accuracy.csv'}, {out / 'choices.csv'}, {out / 'eval.json'}{figure}"
+    )
 
 
 @app.command()

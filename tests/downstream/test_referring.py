@@ -252,6 +252,13 @@ def test_eval_end_to_end_with_codecs_and_resume(tmp_path, tiny_sam, tiny_clip, m
             iou = box_iou(box, json.loads(row["target_box"]))
             assert float(row[f"iou: {result.name}"]) == pytest.approx(iou, abs=1e-6)
             assert row[f"correct: {result.name}"] == str(int(iou >= 0.5))
+    figure = Image.open(out / "examples.png")
+    assert figure.height == 4 * (referring.PANEL_HEIGHT + referring.CAPTION_HEIGHT)
+    assert figure.width == 3 * round(80 * referring.PANEL_HEIGHT / 60)  # three codecs
+    first = np.asarray(figure)[: referring.PANEL_HEIGHT, : figure.width // 3]
+    box = [v * referring.PANEL_HEIGHT / 60 for v in json.loads(choices[0]["box: float32"])]
+    colour = (0, 200, 0) if choices[0]["correct: float32"] == "1" else (220, 0, 0)
+    assert tuple(first[round(box[1]) + 1, round(box[0] + box[2] / 2)]) == colour  # top edge
     assert len(list((out / "cache" / "masks").glob("*.npz"))) == 3
     assert len(list((out / "cache" / "regions").glob("*.npz"))) == 3
 
@@ -307,3 +314,41 @@ def test_the_readme_referring_command_exists():
 
     names = {p.replace("_", "-") for p in inspect.signature(referring_eval).parameters}
     assert {w[2:] for w in words if w.startswith("--")} <= names
+
+
+def red(image: Image.Image) -> np.ndarray:
+    pixels = np.asarray(image.convert("RGB")).astype(int)
+    return (pixels[..., 0] > 200) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)
+
+
+def test_a_region_that_is_the_target_counts_as_correct(tmp_path, tiny_clip, monkeypatch):
+    """SAM stood in for by the red pixels' mask: the chosen box is the red box's (IoU ≥ 0.5,
+    exactly the mask box's IoU with the target)."""
+
+    class RedRegions:
+        def __init__(self, settings, device):
+            self.settings = settings
+
+        def regions(self, image):
+            return red(image)[None], np.ones(1, np.float32)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(referring, "SamRegions", RedRegions)
+    annotations, images = refcoco(tmp_path)
+    results, summary = evaluate_referring(
+        annotations, images, tmp_path / "out", clip=EmbedderConfig(model=tiny_clip),
+        codecs=["float16"], examples=0, progress=False,
+    )  # fmt: skip
+    assert summary["proposal_recall"] == 1.0 and summary["regions"] == 3
+    assert [(r.correct, r.expressions) for r in results] == [(6, 6), (6, 6)]
+    refs = read_refs(annotations)[:3]
+    expected = [
+        box_iou(mask_box(red(Image.open(images / f"COCO_train2014_{i:012d}.jpg"))), ref.bbox)
+        for i, ref in enumerate(refs)
+        for _ in ref.sentences
+    ]
+    for result in results:
+        assert [c[2] for c in result.choices] == pytest.approx(expected)
+    assert not (tmp_path / "out" / "examples.png").exists()

@@ -33,6 +33,8 @@ Outputs in ``out``:
   accuracy;
 - ``choices.csv``: one row per expression: ref, image, sentence, target box,
   then per codec the chosen region, its box, cosine, IoU and whether correct;
+- ``examples.png``: the paper's Fig. 8 for the first ``examples`` expressions
+  (:func:`draw_examples`);
 - ``eval.json``: settings, region counts, the proposal recall (the share of
   expressions with some region at IoU ≥ 0.5: the accuracy's upper bound) and
   the images left out, each with its reason (missing, unreadable, no region).
@@ -467,6 +469,67 @@ def score_codec(
     return result
 
 
+#: an example panel's height (images are scaled to it) and its caption band
+PANEL_HEIGHT = 192
+CAPTION_HEIGHT = 28
+
+
+def draw_examples(
+    paths: dict[Any, Path],
+    regions: dict[Any, ImageRegions],
+    expressions: list[tuple[Ref, str]],
+    results: Sequence[CodecAccuracy],
+    count: int,
+) -> Image.Image:
+    """The paper's Fig. 8 for the first ``count`` expressions: one row each, one panel per
+    codec: the image, the chosen region tinted and boxed (green when correct, red when not),
+    the target box in white, the expression and the codec's name and bits per region."""
+    from PIL import ImageDraw
+
+    rows = []
+    for number, (ref, sentence) in enumerate(expressions[:count]):
+        with Image.open(paths[ref.image_id]) as opened:
+            image = opened.convert("RGB")
+        scale = PANEL_HEIGHT / image.height
+        width = max(1, round(image.width * scale))
+        panels = []
+        for result in results:
+            region, _cosine, _iou, correct = result.choices[number]
+            colour = (0, 200, 0) if correct else (220, 0, 0)
+            pixels = np.asarray(image, dtype=np.float32).copy()
+            mask = regions[ref.image_id].masks[region]
+            pixels[mask] = 0.5 * pixels[mask] + 0.5 * np.array(colour, np.float32)
+            panel = Image.fromarray(pixels.astype(np.uint8)).resize((width, PANEL_HEIGHT))
+            canvas = Image.new("RGB", (width, PANEL_HEIGHT + CAPTION_HEIGHT), "white")
+            canvas.paste(panel, (0, 0))
+            draw = ImageDraw.Draw(canvas)
+            for box, fill in (
+                (ref.bbox, (255, 255, 255)),
+                (regions[ref.image_id].boxes[region], colour),
+            ):
+                x, y, w, h = (v * scale for v in box)
+                draw.rectangle((x, y, x + w - 1, y + h - 1), outline=fill, width=2)
+            draw.text((2, PANEL_HEIGHT + 1), sentence[:60], fill="black")
+            draw.text(
+                (2, PANEL_HEIGHT + 14),
+                f"{result.name[:40]}: {result.bits_per_region:.0f} bits/region",
+                fill="black",
+            )
+            panels.append(canvas)
+        row = Image.new("RGB", (sum(p.width for p in panels), panels[0].height), "white")
+        left = 0
+        for panel in panels:
+            row.paste(panel, (left, 0))
+            left += panel.width
+        rows.append(row)
+    figure = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    top = 0
+    for row in rows:
+        figure.paste(row, (0, top))
+        top += row.height
+    return figure
+
+
 def proposal_recall(regions: dict[Any, ImageRegions], expressions: list[tuple[Ref, str]]) -> float:
     """The share of expressions whose image has some region with IoU ≥ 0.5 with the target:
     the accuracy a perfect matcher would reach on these proposals (an upper bound)."""
@@ -489,6 +552,7 @@ def evaluate_referring(
     instances: Path | None = None,
     split: str | None = None,
     limit: int | None = None,
+    examples: int = 4,
     batch_size: int = 32,
     device: str = "cpu",
     progress: bool = True,
@@ -634,6 +698,8 @@ def evaluate_referring(
             row += [region, json.dumps(box), round(cosine, 6), round(iou, 6), int(correct)]
         rows.append(row)
     write_csv(out / "choices.csv", header, rows)
+    if examples:
+        draw_examples(paths, regions, expressions, results, examples).save(out / "examples.png")
     summary = {
         "annotations": str(Path(annotations).resolve()),
         "images": str(Path(images).resolve()),
