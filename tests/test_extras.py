@@ -89,6 +89,18 @@ GATED = [  # (arguments, a module its extra brings, what the error names, the ex
         "semcomp clipcap eval",
         "downstream",
     ),
+    (
+        ["referring", "eval", "{tmp}/refs.json", "{tmp}/images", "--out", "{tmp}/e"],
+        "transformers",
+        "semcomp referring eval",
+        "downstream",
+    ),
+    (
+        ["referring", "eval", "{tmp}/refs.json", "{tmp}/images", "--out", "{tmp}/e"],
+        "open_clip",
+        "semcomp referring eval",
+        "clip",
+    ),
     (["run", "{study}"], "open_clip", "semcomp run", "clip"),
     (["run", "{study}", "--engine", "ray"], "ray", "--engine ray", "ray"),
 ]

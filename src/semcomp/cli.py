@@ -180,6 +180,11 @@ clipcap_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(clipcap_app, name="clipcap")
+referring_app = typer.Typer(
+    help="Referring-object identification from (compressed) SAM-region CLIP features.",
+    no_args_is_help=True,
+)
+app.add_typer(referring_app, name="referring")
 
 STUDY_ARGUMENT = typer.Argument(..., help="Study folder (holds study.toml).", show_default=False)
 FAILURES_OPTION = typer.Option(
@@ -840,6 +845,87 @@ def clipcap_eval(
     for metric, why in results[0].scores.skipped.items():
         typer.echo(f"{metric} skipped: {why}")
     typer.echo(f"written: {out / 'captions.csv'}, {out / 'metrics.csv'}, {out / 'eval.json'}")
+
+
+@referring_app.command("eval")
+def referring_eval(
+    annotations: Path = typer.Argument(
+        ..., help="RefCOCO refs: the refer toolkit's refs(unc).p, or a JSON export of it."
+    ),
+    images: Path = typer.Argument(..., help="Folder holding the annotated images."),
+    out: Path = typer.Option(..., "--out", help="Folder for accuracy.csv, choices.csv, cache/."),
+    codec: list[str] = typer.Option(
+        None, help="float16 or a PQVAE checkpoint (repeatable); float32 is always included."
+    ),
+    coder: str = typer.Option(None, help="Entropy coder of the PQVAE codecs (their default)."),
+    instances: Path = typer.Option(
+        None, help="COCO instances.json: boxes of refs that give only an ann_id, file names."
+    ),
+    split: str = typer.Option(None, help="Only the refs of this split (val, testA, ...)."),
+    limit: int = typer.Option(None, min=1, help="Only the first N refs."),
+    examples: int = typer.Option(4, min=0, help="Expressions drawn in examples.png (Fig. 8)."),
+    sam: str = typer.Option("facebook/sam-vit-base", help="SAM: a Hugging Face id or folder."),
+    points_per_side: int = typer.Option(16, min=1, help="SAM point-prompt grid (N×N)."),
+    points_per_batch: int = typer.Option(64, min=1, help="SAM point prompts per forward pass."),
+    pred_iou_threshold: float = typer.Option(0.88, help="Keep masks SAM scores at least this."),
+    stability_threshold: float = typer.Option(0.95, help="Keep masks at least this stable."),
+    nms_iou: float = typer.Option(0.7, help="Drop a mask overlapping a better one this much."),
+    max_regions: int = typer.Option(64, min=1, help="Most regions per image."),
+    model: str = typer.Option("ViT-L-14-336", help="open_clip model (or local-dir:/path)."),
+    pretrained: str = typer.Option("openai", help="open_clip weights tag."),
+    batch_size: int = typer.Option(32, min=1, help="Regions per CLIP forward pass."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """SAM regions → CLIP → each codec; the region best matching each expression; accuracy
+    (IoU ≥ 0.5 with the target box) per codec and bits per region. Resumable (cache/)."""
+    from semcomp.extras import require_extras
+
+    require_extras("semcomp referring eval", "downstream", "clip")
+    from semcomp.config import EmbedderConfig
+    from semcomp.downstream.referring import SamSettings, evaluate_referring
+    from semcomp.models import select_device
+
+    results, summary = evaluate_referring(
+        annotations,
+        images,
+        out,
+        clip=EmbedderConfig(model=model, pretrained=pretrained),
+        codecs=codec or [],
+        coder=coder,
+        sam=SamSettings(
+            model=sam,
+            points_per_side=points_per_side,
+            points_per_batch=points_per_batch,
+            pred_iou_threshold=pred_iou_threshold,
+            stability_threshold=stability_threshold,
+            nms_iou=nms_iou,
+            max_regions=max_regions,
+        ),
+        instances=instances,
+        split=split,
+        limit=limit,
+        examples=examples,
+        batch_size=batch_size,
+        device=select_device(device),
+        progress=_bars(progress),
+        log_line=typer.echo,
+    )
+    typer.echo(
+        f"{summary['expressions']} expressions on {summary['images_evaluated']} images, "
+        f"{summary['regions']} regions"
+    )
+    for result in results:
+        typer.echo(
+            f"{result.name}: {result.bits_per_region:.1f} bits/region "
+            f"({result.bits_per_image:.1f} bits/image)  accuracy {result.accuracy:.4f}"
+        )
+    for item in summary["left_out"]:
+        typer.echo(f"left out image {item['image_id']}: {item['reason']}")
+    figure = f", {out / 'examples.png'}" if examples else ""
+    typer.echo(
+        f"written: {out / 'accuracy.csv'}, {out / 'choices.csv'}, {out / 'eval.json'}{figure}"
+    )
 
 
 @app.command()

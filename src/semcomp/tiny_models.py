@@ -322,6 +322,51 @@ def _byte_symbols() -> list[str]:
     return [chr(c) for c in codes]
 
 
+def write_tiny_sam(folder: Path, seed: int = 0) -> Path:
+    """A tiny Segment Anything model (``SamModel``: ViT image encoder, prompt encoder, mask
+    decoder) at 64 px with its processor, for ``semcomp referring eval``."""
+    import torch
+    from transformers import SamConfig, SamImageProcessor, SamModel, SamProcessor
+
+    folder = Path(folder)
+    if _done(folder, "model.safetensors"):
+        return folder
+    quiet_hf_libraries()
+    torch.manual_seed(seed)
+    config = SamConfig(
+        vision_config={
+            "image_size": 64,
+            "patch_size": 8,
+            "hidden_size": 32,
+            "output_channels": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "mlp_dim": 64,
+            "global_attn_indexes": [1],
+            "window_size": 4,
+            "num_pos_feats": 16,
+        },
+        prompt_encoder_config={"hidden_size": 32, "image_size": 64, "patch_size": 8},
+        mask_decoder_config={
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "mlp_dim": 64,
+            "iou_head_hidden_dim": 32,
+        },
+    )
+    processor = SamProcessor(
+        SamImageProcessor(
+            size={"longest_edge": 64},
+            pad_size={"height": 64, "width": 64},
+            mask_size={"longest_edge": 32},
+            mask_pad_size={"height": 32, "width": 32},
+        )
+    )
+    _save_whole(folder, processor, SamModel(config).eval())
+    return folder
+
+
 #: the tiny Stable Diffusion's UNet (a tiny ControlNet is made from one like it)
 TINY_SD_UNET: dict[str, Any] = {
     "sample_size": 8,
