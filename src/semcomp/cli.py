@@ -321,8 +321,20 @@ def models_fetch(
 
 @features_app.command("extract")
 def features_extract(
-    images: Path = typer.Argument(..., help="Folder of class subfolders: IMAGES/<class>/<file>."),
+    images: Path = typer.Argument(
+        ..., help="The dataset's folder: IMAGES/<class>/<file>, or a named dataset's root."
+    ),
     out: Path = typer.Argument(..., help="Output folder (images/ shards, text.safetensors)."),
+    dataset: str = typer.Option(
+        "folder",
+        help="folder (a folder per class), hf (a Hugging Face parquet or imagefolder copy), "
+        "imagenet-1k, tiny-imagenet, oxford-pets, food-101, caltech-101, cifar-10 or cifar-100 "
+        "(torchvision's or Hugging Face's layout).",
+    ),
+    split: str = typer.Option(
+        None, help="Split to embed (default: a named dataset's official test split)."
+    ),
+    label_column: str = typer.Option(None, help="Hugging Face layouts: the label column."),
     model: str = typer.Option("ViT-L-14-336", help="open_clip model (or local-dir:/path)."),
     pretrained: str = typer.Option("openai", help="open_clip weights tag."),
     batch_size: int = typer.Option(64, help="Images per forward pass."),
@@ -330,7 +342,11 @@ def features_extract(
         None, help="Local engine: DataLoader processes that decode and preprocess (2)."
     ),
     shard_size: int = typer.Option(10_000, help="Images per output shard."),
-    templates: str = typer.Option("ensemble", help="Class prompt templates: single or ensemble."),
+    templates: str = typer.Option(
+        "auto",
+        help="Class prompt templates: auto (a named dataset's own, else ensemble), dataset, "
+        "single or ensemble.",
+    ),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     progress: bool = typer.Option(True, help="Show progress bars."),
     engine: str = typer.Option("local", help="local, or ray (a Ray cluster)."),
@@ -361,6 +377,9 @@ def features_extract(
             device=device,
             progress=progress,
             engine=chosen,
+            dataset=dataset,
+            split=split,
+            label_column=label_column,
         )
     typer.echo(
         f"{summary.images} images in {summary.classes} classes: {summary.shards_written} shard(s) "
