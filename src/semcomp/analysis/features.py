@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from semcomp.config import EmbedderConfig
-from semcomp.datasets import open_dataset
+from semcomp.datasets import open_dataset, pixel_count
 from semcomp.engines import BatchTask, Engine, LocalEngine
 from semcomp.errors import ConfigError, SemcompError
 
@@ -295,6 +295,8 @@ def write_shard(
                 vectors.append(result)
     embeddings = np.stack(vectors) if vectors else np.zeros((0, dim), np.float32)
     labels = np.array([label for _, label in kept], dtype=np.int64)
+    # the originals' sizes, for bits per pixel (the images decoded, so their headers read)
+    pixels = np.array([pixel_count(path) for path, _ in kept], dtype=np.int64)
     write_rows(shard_path(out, number, ".failures.csv"), failures)
     paths = "\n".join(str(path) for path, _ in kept) + "\n"
     write_atomically(
@@ -304,7 +306,7 @@ def write_shard(
     write_atomically(
         shard_path(out, number),
         lambda tmp: save_file(
-            {"embeddings": embeddings.astype(np.float32), "labels": labels},
+            {"embeddings": embeddings.astype(np.float32), "labels": labels, "pixels": pixels},
             str(tmp),
             metadata=metadata,
         ),

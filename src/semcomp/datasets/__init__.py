@@ -32,6 +32,7 @@ OpenAI's CLIP for that dataset (``classes/<dataset>.toml``).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -179,6 +180,15 @@ def stratified(
             kept.append(rows[depth])
         depth += 1
     return [items[position] for position in sorted(kept)]
+
+
+def pixel_count(image: Any) -> int:
+    """Width × height of an image file or dataset row, from its header (nothing decoded)."""
+    from PIL import Image
+
+    opened = image if isinstance(image, (str, Path)) else io.BytesIO(image.read_bytes())
+    with Image.open(opened) as header:  # a file: only its header is read
+        return header.width * header.height
 
 
 # ---- class folders --------------------------------------------------------------------------
