@@ -27,6 +27,7 @@ def test_pets_test_split_with_its_own_prompt(tmp_path, tiny_clip):
     layouts.oxford_pets(tmp_path / "pets")
     summary = extract(tmp_path / "pets", tmp_path / "out", tiny_clip, dataset="oxford-pets")
     assert (summary.images, summary.classes) == (6, 37)
+    assert summary.source == "oxford-pets, split test, torchvision layout"
     shard = metadata(tmp_path / "out" / "images" / "shard-00000.safetensors")
     identity = json.loads(shard["dataset"])
     assert identity["dataset"] == "oxford-pets" and identity["split"] == "test"

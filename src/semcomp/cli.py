@@ -382,6 +382,7 @@ def features_extract(
             label_column=label_column,
         )
     typer.echo(
+        f"{summary.source}: "
         f"{summary.images} images in {summary.classes} classes: {summary.shards_written} shard(s) "
         f"written, {summary.shards_skipped} already there, {summary.failures} not decodable -> "
         f"{summary.out}"

@@ -119,6 +119,8 @@ class ExtractionSummary:
     #: images left out because they do not decode (all shards, ``failures.csv``)
     failures: int
     classes: int
+    #: which images: the dataset, split and layout read (``semcomp.datasets``)
+    source: str = ""
 
 
 def shard_path(out: Path, number: int, suffix: str = ".safetensors") -> Path:
@@ -267,6 +269,7 @@ def extract_features(
         shards_skipped=len(shards) - len(pending),
         failures=len(failures),
         classes=len(classes),
+        source=f"{labelled.dataset}, split {labelled.split}, {labelled.layout} layout",
     )
 
 
