@@ -1,4 +1,9 @@
-"""``semcomp features extract``: CLIP embeddings of a class-subfolder image folder.
+"""``semcomp features extract``: CLIP embeddings of a labelled image dataset.
+
+The dataset is a folder per class or a named dataset in torchvision's or Hugging
+Face's layout (:mod:`semcomp.datasets`); its class names (readable) and its own
+prompt templates (``--templates auto``) go with it, and the shards' metadata
+records which dataset, split and layout they came from.
 
 Images are decoded and preprocessed in DataLoader workers (or Ray CPU tasks
 with ``--engine ray``), embedded in batches by the engine's model,
@@ -31,9 +36,9 @@ from typing import Any
 import numpy as np
 
 from semcomp.config import EmbedderConfig
+from semcomp.datasets import open_dataset, pixel_count
 from semcomp.engines import BatchTask, Engine, LocalEngine
 from semcomp.errors import ConfigError, SemcompError
-from semcomp.images import IMAGE_SUFFIXES
 
 TEMPLATES: dict[str, list[str]] = {
     "single": ["a photo of a {}."],
@@ -47,21 +52,9 @@ TEMPLATES: dict[str, list[str]] = {
         "art of the {}.",
         "a photo of the small {}.",
     ],
+    # a named dataset's own (OpenAI CLIP's per-dataset prompts, semcomp.datasets)
+    "dataset": [],
 }
-
-
-def class_folder_files(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    """Class names (sorted subfolders) and (file, label) pairs, in a stable order."""
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise ConfigError(f"{root} has no class subfolders (expected ROOT/<class>/<image>)")
-    files = [
-        (path, label)
-        for label, name in enumerate(classes)
-        for path in sorted((root / name).rglob("*"))
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-    ]
-    return classes, files
 
 
 @dataclass(frozen=True)
@@ -126,6 +119,8 @@ class ExtractionSummary:
     #: images left out because they do not decode (all shards, ``failures.csv``)
     failures: int
     classes: int
+    #: which images: the dataset, split and layout read (``semcomp.datasets``)
+    source: str = ""
 
 
 def shard_path(out: Path, number: int, suffix: str = ".safetensors") -> Path:
@@ -155,10 +150,13 @@ def extract_features(
     batch_size: int = 64,
     workers: int = 2,
     shard_size: int = 10_000,
-    templates: str = "ensemble",
+    templates: str = "auto",
     device: str = "auto",
     progress: bool = True,
     engine: Engine | None = None,
+    dataset: str = "folder",
+    split: str | None = None,
+    label_column: str | None = None,
 ) -> ExtractionSummary:
     """Embed ``root``'s images into shards under ``out`` (see the module docstring).
 
@@ -173,16 +171,27 @@ def extract_features(
 
     from semcomp.stages.embed import EmbedImages, embedder_factory, settled
 
-    if templates not in TEMPLATES:
-        raise ConfigError(f"templates must be one of {', '.join(TEMPLATES)}")
+    if templates not in (*TEMPLATES, "auto"):
+        raise ConfigError(f"templates must be auto or one of {', '.join(TEMPLATES)}")
     engine = engine or LocalEngine(workers=workers)
-    classes, files = class_folder_files(Path(root).resolve())
+    labelled = open_dataset(root, dataset, split, label_column=label_column)
+    classes, files = labelled.class_names, labelled.items
+    if templates in ("auto", "dataset") and labelled.templates:
+        prompts = labelled.templates
+    else:
+        prompts = TEMPLATES["ensemble" if templates == "auto" else templates]
+    if not prompts:
+        raise ConfigError(f"{labelled.dataset} has no templates of its own: use single or ensemble")
     out = Path(out).resolve()
     (out / "images").mkdir(parents=True, exist_ok=True)
     shards = [files[i : i + shard_size] for i in range(0, len(files), shard_size)]
     pending = [n for n in range(len(shards)) if not shard_path(out, n).exists()]
     clip = {"model": embedder_config.model, "pretrained": embedder_config.pretrained}
-    metadata = {"class_names": json.dumps(classes), "clip": json.dumps(clip)}
+    metadata = {
+        "class_names": json.dumps(classes),
+        "clip": json.dumps(clip),
+        "dataset": json.dumps(labelled.identity()),
+    }
     factory = embedder_factory(embedder_config, device=device, batch_size=batch_size)
     # (shard number, position of the batch's first file in the shard) per image batch
     where: list[tuple[int, int]] = []
@@ -192,7 +201,6 @@ def extract_features(
             where.append((number, start))
             batches.append([path for path, _ in shards[number][start : start + batch_size]])
     text_path = out / "text.safetensors"
-    prompts = TEMPLATES[templates]
     if not text_path.exists():
         batches += [
             [ClassName(name) for name in classes[i : i + 256]] for i in range(0, len(classes), 256)
@@ -261,6 +269,7 @@ def extract_features(
         shards_skipped=len(shards) - len(pending),
         failures=len(failures),
         classes=len(classes),
+        source=f"{labelled.dataset}, split {labelled.split}, {labelled.layout} layout",
     )
 
 
@@ -289,6 +298,8 @@ def write_shard(
                 vectors.append(result)
     embeddings = np.stack(vectors) if vectors else np.zeros((0, dim), np.float32)
     labels = np.array([label for _, label in kept], dtype=np.int64)
+    # the originals' sizes, for bits per pixel (the images decoded, so their headers read)
+    pixels = np.array([pixel_count(path) for path, _ in kept], dtype=np.int64)
     write_rows(shard_path(out, number, ".failures.csv"), failures)
     paths = "\n".join(str(path) for path, _ in kept) + "\n"
     write_atomically(
@@ -298,7 +309,7 @@ def write_shard(
     write_atomically(
         shard_path(out, number),
         lambda tmp: save_file(
-            {"embeddings": embeddings.astype(np.float32), "labels": labels},
+            {"embeddings": embeddings.astype(np.float32), "labels": labels, "pixels": pixels},
             str(tmp),
             metadata=metadata,
         ),

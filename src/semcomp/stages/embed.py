@@ -69,7 +69,8 @@ class EmbedImages(BatchTask):
         problems: list[Exception | None] = []
         for path in batch:
             try:
-                images.append(decode_image(Path(path).read_bytes(), self.max_pixels).rgb)
+                source = path if hasattr(path, "read_bytes") else Path(path)  # or a dataset row
+                images.append(decode_image(source.read_bytes(), self.max_pixels).rgb)
                 problems.append(None)
             except (ImageError, OSError) as exc:
                 problems.append(exc)

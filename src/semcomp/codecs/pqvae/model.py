@@ -47,6 +47,13 @@ class PQVAEConfig(BaseModel):
     hidden: tuple[int, int] = (512, 256)
     residual_hidden: int = 128
     residual_layers: int = 3
+    #: codebook initialisation: ``normal`` (N(0, 1/d_sub)) or ``uniform`` (U(−1, 1), as the
+    #: authors' reference code)
+    codebook_init: Literal["normal", "uniform"] = "normal"
+    #: biases in the convolutions (the reference code has none)
+    conv_bias: bool = True
+    #: transposed convolutions in the residual blocks (as the reference code)
+    residual_transpose: bool = False
 
     @model_validator(mode="after")
     def _subspaces_divide_channels(self) -> PQVAEConfig:
@@ -82,18 +89,22 @@ class PQVAEConfig(BaseModel):
 
 #: the paper's configuration: 768-d ViT-L/14@336px embeddings, 5×5×128, d_sub 16, K 4 → 400 bits
 PAPER_PRESET = PQVAEConfig()
+#: the same, built as the authors' reference code builds it (``--schedule reference``):
+#: codebook initialised U(−1, 1), no convolution biases, ``ConvTranspose2d`` in the residual blocks
+REFERENCE_MODEL = {"codebook_init": "uniform", "conv_bias": False, "residual_transpose": True}
 
 
 class Residual(nn.Module):
     """ReLU, 3×3 conv to ``hidden``, ReLU, 1×1 conv back, plus the skip (VQ-VAE's residual)."""
 
-    def __init__(self, channels: int, hidden: int):
+    def __init__(self, channels: int, hidden: int, bias: bool = True, transpose: bool = False):
         super().__init__()
+        conv = nn.ConvTranspose2d if transpose else nn.Conv2d  # same shapes at stride 1
         self.block = nn.Sequential(
             nn.ReLU(),
-            nn.Conv2d(channels, hidden, 3, padding=1),
+            conv(channels, hidden, 3, padding=1, bias=bias),
             nn.ReLU(),
-            nn.Conv2d(hidden, channels, 1),
+            conv(hidden, channels, 1, bias=bias),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,10 +112,13 @@ class Residual(nn.Module):
 
 
 class ResidualStack(nn.Sequential):
-    def __init__(self, channels: int, hidden: int, layers: int):
+    def __init__(self, channels: int, config: PQVAEConfig):
         modules: list[nn.Module] = []
-        for _ in range(layers):
-            modules += [Residual(channels, hidden), nn.ReLU()]
+        for _ in range(config.residual_layers):
+            residual = Residual(
+                channels, config.residual_hidden, config.conv_bias, config.residual_transpose
+            )
+            modules += [residual, nn.ReLU()]
         super().__init__(*modules)
 
 
@@ -115,15 +129,16 @@ class Encoder(nn.Module):
     def __init__(self, config: PQVAEConfig):
         super().__init__()
         first, second = config.hidden
+        bias = config.conv_bias
         self.grid = (config.grid_h, config.grid_w)
         self.up = nn.Sequential(
-            nn.ConvTranspose2d(config.input_dim, first, 3, stride=2, padding=0),
+            nn.ConvTranspose2d(config.input_dim, first, 3, stride=2, padding=0, bias=bias),
             nn.ReLU(),
-            nn.ConvTranspose2d(first, second, 3, stride=2, padding=1),
+            nn.ConvTranspose2d(first, second, 3, stride=2, padding=1, bias=bias),
             nn.ReLU(),
         )
-        self.residual = ResidualStack(second, config.residual_hidden, config.residual_layers)
-        self.out = nn.Conv2d(second, config.channels, 3, padding=1)
+        self.residual = ResidualStack(second, config)
+        self.out = nn.Conv2d(second, config.channels, 3, padding=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.up(x[:, :, None, None])
@@ -138,12 +153,13 @@ class Decoder(nn.Module):
     def __init__(self, config: PQVAEConfig):
         super().__init__()
         first, second = config.hidden
-        self.inp = nn.Conv2d(config.channels, second, 3, padding=1)
-        self.residual = ResidualStack(second, config.residual_hidden, config.residual_layers)
+        bias = config.conv_bias
+        self.inp = nn.Conv2d(config.channels, second, 3, padding=1, bias=bias)
+        self.residual = ResidualStack(second, config)
         self.down = nn.Sequential(
-            nn.Conv2d(second, first, 3, stride=2, padding=1),
+            nn.Conv2d(second, first, 3, stride=2, padding=1, bias=bias),
             nn.ReLU(),
-            nn.Conv2d(first, config.input_dim, 3, stride=1, padding=0),
+            nn.Conv2d(first, config.input_dim, 3, stride=1, padding=0, bias=bias),
         )
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
@@ -164,7 +180,11 @@ class ProductQuantizer(nn.Module):
         super().__init__()
         self.d, self.d_sub, self.k = config.subspaces, config.d_sub, config.codebook_size
         books = 1 if shared else self.d
-        self.codebook = nn.Parameter(torch.randn(books, self.k, self.d_sub) / math.sqrt(self.d_sub))
+        if config.codebook_init == "uniform":
+            initial = torch.rand(books, self.k, self.d_sub) * 2 - 1
+        else:
+            initial = torch.randn(books, self.k, self.d_sub) / math.sqrt(self.d_sub)
+        self.codebook = nn.Parameter(initial)
 
     def subvectors(self, latent: torch.Tensor) -> torch.Tensor:
         """(B, c, h, w) → (B, h·w, d, d_sub) in the bitstream's order (position, subspace)."""

@@ -1,12 +1,26 @@
 """Training PQVAE-shared (and the baselines) on CLIP embeddings.
 
-Defaults are the paper's (DESIGN.md): α = 10 on the cosine term, β = 0.25 on
-commitment, Adam with lr 1e-5 and weight decay 5e-4, the learning rate ×0.1
-every 20 epochs, batch 64, the 800/200 class split. Each epoch reports the
-training loss, validation cosine, zero-shot top-1/top-5 on the held-out
-classes (when class text embeddings are given), codebook utilisation and the
-entropy of the indices. Training is seeded and deterministic on CPU, stops
-early when validation cosine stops improving, and resumes from its last epoch.
+Two schedules (``TrainConfig.schedule``):
+
+- ``semcomp`` (the default): the paper's hyper-parameters as DESIGN.md lists
+  them (the paper itself, Sec. 3.3 and 4.1, gives the loss and the 800/200
+  ImageNet class split but no optimiser settings): α = 10 on the cosine term,
+  β = 0.25 on commitment, ONE Adam (lr 1e-5, weight decay 5e-4) for the whole
+  run with the learning rate ×0.1 every 20 epochs, batch 64, 60 epochs; keeps
+  the checkpoint with the best validation cosine and stops early when it stops
+  improving.
+- ``reference``: what the authors' public code does. It builds Adam and StepLR
+  anew at the start of every epoch, so the step decay never fires (the rate stays
+  1e-5) and Adam's moments restart each epoch; it trains 100 epochs with no
+  early stopping and keeps the checkpoint with the best zero-shot top-1 on the
+  held-out classes (validation cosine when no class text embeddings are given).
+  Its model differs too (``model.REFERENCE_MODEL``: codebook U(−1, 1), no
+  convolution biases, transposed convolutions in the residual blocks).
+
+Each epoch reports the training loss, validation cosine, zero-shot top-1/top-5
+on the held-out classes (when class text embeddings are given), codebook
+utilisation and the entropy of the indices. Training is seeded and
+deterministic on CPU and resumes from its last epoch.
 """
 
 from __future__ import annotations
@@ -34,9 +48,14 @@ LAST = "last.safetensors"
 BEST = "best.safetensors"
 
 
+SCHEDULES = ("semcomp", "reference")
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: ``semcomp`` or ``reference`` (the authors' code; see the module docstring)
+    schedule: Literal["semcomp", "reference"] = "semcomp"
     epochs: int = Field(default=60, ge=1)
     batch_size: int = Field(default=64, ge=1)
     lr: float = Field(default=1e-5, gt=0)
@@ -56,6 +75,22 @@ class TrainConfig(BaseModel):
     #: move codewords no training batch used to random encoder outputs, each epoch
     reinit_dead: bool = False
     device: str = "cpu"
+    #: validation classes given by the user (a published split) instead of drawn at random
+    val_classes: tuple[int, ...] | None = None
+
+    @classmethod
+    def for_schedule(cls, schedule: str = "semcomp", **settings: Any) -> TrainConfig:
+        """A schedule's defaults (``reference``: 100 epochs), with ``settings`` that are not
+        None on top."""
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {schedule!r} (schedules: {', '.join(SCHEDULES)})")
+        defaults: dict[str, Any] = {"epochs": 100} if schedule == "reference" else {}
+        given = {key: value for key, value in settings.items() if value is not None}
+        return cls(schedule=schedule, **(defaults | given))
+
+    @property
+    def reference(self) -> bool:
+        return self.schedule == "reference"
 
 
 @dataclass
@@ -100,6 +135,19 @@ def kmeans(points: Any, k: int, iterations: int, generator: Any) -> Any:
     return centres
 
 
+#: settings added after runs were first saved: at their defaults they are left out of a run's
+#: fingerprint, so that such a run still resumes
+LATER_SETTINGS = ("codebook_init", "conv_bias", "residual_transpose", "schedule", "val_classes")
+
+
+def _without_later_defaults(settings: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in settings.items()
+        if not (key in LATER_SETTINGS and value == defaults.get(key))
+    }
+
+
 class Trainer:
     def __init__(
         self,
@@ -125,34 +173,59 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.clip = clip if clip is not None else data.clip
         self.log, self.progress = log, progress
-        self.train_rows, self.val_rows = split(
-            data, train_config.split, train_config.validation, train_config.seed
-        )
+        if train_config.val_classes is not None:
+            is_val = np.isin(data.labels, train_config.val_classes)
+            self.train_rows, self.val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+            if not len(self.val_rows) or not len(self.train_rows):
+                raise ConfigError(
+                    "the given validation classes leave no training or no validation rows"
+                )
+        else:
+            self.train_rows, self.val_rows = split(
+                data, train_config.split, train_config.validation, train_config.seed
+            )
         self.val_classes = np.unique(data.labels[self.val_rows])
         torch.manual_seed(train_config.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
         self.device = train_config.device
         self.model = EmbeddingCodecModel(model_config).to(self.device)
+        self._new_optimiser()
+        self.history: list[EpochReport] = []
+        self.start_epoch = 1
+        #: the best validation score so far (top-1 or cosine: see ``selected_by``)
+        self.best_score = -math.inf
+        self.best_cosine = -math.inf
+        self.stale_epochs = 0
+
+    def _new_optimiser(self) -> None:
+        """Adam and its StepLR schedule (the reference schedule calls this every epoch)."""
+        import torch
+
+        config = self.config
         parameters = list(self.model.parameters())
         self.optimizer = torch.optim.Adam(
             parameters or [torch.nn.Parameter(torch.zeros(1))],
-            lr=train_config.lr,
-            weight_decay=train_config.weight_decay,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
         )
         self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=train_config.lr_step, gamma=train_config.lr_gamma
+            self.optimizer, step_size=config.lr_step, gamma=config.lr_gamma
         )
-        self.history: list[EpochReport] = []
-        self.start_epoch = 1
-        self.best_cosine = -math.inf
-        self.stale_epochs = 0
+
+    @property
+    def selected_by(self) -> str:
+        """What picks the best checkpoint: zero-shot top-1 (reference, with class texts) or
+        validation cosine."""
+        return "val_top1" if self.config.reference and self.text is not None else "val_cosine"
 
     # ---- state on disk -------------------------------------------------------------------
 
     def _fingerprint(self) -> dict[str, Any]:
+        model = self.model_config.model_dump(mode="json")
+        train = self.config.model_dump(mode="json", exclude={"epochs", "patience", "device"})
         return {
-            "model": self.model_config.model_dump(mode="json"),
-            "train": self.config.model_dump(mode="json", exclude={"epochs", "patience", "device"}),
+            "model": _without_later_defaults(model, PQVAEConfig().model_dump(mode="json")),
+            "train": _without_later_defaults(train, TrainConfig().model_dump(mode="json")),
             "rows": len(self.data.labels),
         }
 
@@ -184,6 +257,7 @@ class Trainer:
         self.history = [EpochReport(**row) for row in state["history"]]
         self.start_epoch = state["epoch"] + 1
         self.best_cosine = state["best_cosine"]
+        self.best_score = state.get("best_score", self.best_cosine)
         self.stale_epochs = state["stale_epochs"]
         self.log(f"resuming {self.out_dir} after epoch {state['epoch']}")
         return True
@@ -210,6 +284,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "history": [asdict(r) for r in self.history],
             "best_cosine": self.best_cosine,
+            "best_score": self.best_score,
             "stale_epochs": self.stale_epochs,
         }
         state_tmp = self.out_dir / f".{STATE_FILE}.tmp"
@@ -339,6 +414,8 @@ class Trainer:
         last_epoch = self.start_epoch - 1
         for epoch in range(self.start_epoch, config.epochs + 1 if trainable else 1):
             started = time.perf_counter()
+            if config.reference:
+                self._new_optimiser()  # as the reference code: fresh Adam and StepLR each epoch
             self.model.train()
             losses = []
             batches = self._batches(self.train_rows, epoch)
@@ -379,14 +456,16 @@ class Trainer:
                 f"codebook use {utilisation:.2f} index entropy {entropy:.3f} bits"
             )
             last_epoch = epoch
-            if report.val_cosine > self.best_cosine + 1e-6:
-                self.best_cosine, self.stale_epochs = report.val_cosine, 0
+            score = report.val_top1 if self.selected_by == "val_top1" else report.val_cosine
+            if score is not None and score > self.best_score + 1e-6:
+                self.best_score, self.stale_epochs = score, 0
+                self.best_cosine = report.val_cosine
                 self.checkpoint().save(self.out_dir / BEST)
             else:
                 self.stale_epochs += 1
             self._save_last(epoch)
             self._write_history()
-            if self.stale_epochs >= config.patience:
+            if not config.reference and self.stale_epochs >= config.patience:
                 self.log(
                     f"stopping early: no better validation cosine for {config.patience} epochs"
                 )
@@ -420,8 +499,13 @@ class Trainer:
                 "train": self.config.model_dump(mode="json"),
                 "epochs_run": len(self.history),
                 "best_val_cosine": self.best_cosine,
+                "selected_by": self.selected_by,
+                "best_score": self.best_score,
                 "train_rows": len(self.train_rows),
                 "val_rows": len(self.val_rows),
                 "val_classes": [int(c) for c in self.val_classes],
+                # what it was trained on, so that evaluating another dataset is recognised
+                "class_names": list(self.data.class_names),
+                "dataset": {k: v for k, v in self.data.dataset.items() if k != "class_ids"},
             },
         )
