@@ -10,7 +10,11 @@ fixes, before any stage uses it:
   (validated by its ``Params`` model), ``score`` which of its scores decides when
   a pairwise metric writes several (an embedding metric's all grow with its cosine);
 - the index costs exactly ``⌈log2 N⌉`` bits (:func:`select_bits`), sent as
-  :func:`index_bytes` whole bytes (one byte up to N = 256, none for N = 1);
+  :func:`index_bytes` whole bytes (one byte up to N = 256, none for N = 1) before
+  the method's payload (its caption payload, or its caption + side container).
+  The stored representation holds the payload without it and a rate that includes
+  it (meta ``select_bits`` and ``index_bytes``); each replicate chooses its own
+  index, which its candidate's meta records (``select_index``);
 - candidate ``k`` of replicate ``r`` (of ``R`` replicates) uses the seed of replicate
   index ``r + k·R`` (:func:`candidate_replicate`): candidate 0 is the replicate itself,
   so N = 1 is today's reconstruction, and the seeds do not depend on N, so a larger N
