@@ -39,6 +39,7 @@ from semcomp.params import (
     portable_path,
 )
 from semcomp.reconstructors import RECONSTRUCTORS
+from semcomp.selection import SelectConfig, operating_label
 from semcomp.store import content_key, to_json
 from semcomp.validation import (
     UNION_TAGS,
@@ -197,6 +198,8 @@ class CaptionPoint(BaseModel):
     captioner_key: str
     #: the side information's longest side at this point (None: the caption alone)
     side_size: int | None = None
+    #: best-of-N at this point: candidates the encoder chooses among (None: no selection)
+    select_n: int | None = None
 
 
 class TextualMethod(MethodBase):
@@ -222,6 +225,9 @@ class TextualMethod(MethodBase):
     #: :mod:`semcomp.codecs.side`); each of ``side_params.size`` is an operating point
     side: Literal["thumbnail", "edges"] | None = None
     side_params: dict[str, Any] = Field(default_factory=dict)
+    #: encoder-side selection (see :mod:`semcomp.selection`): ``{ n = [1, 4], by = "psnr" }``;
+    #: each ``n`` is an operating point
+    select: SelectConfig | None = None
 
     _points: list[CaptionPoint] = PrivateAttr(default_factory=list)
     _text_codec_identity: dict[str, Any] = PrivateAttr(default_factory=dict)
@@ -291,8 +297,30 @@ class TextualMethod(MethodBase):
                     captioner_key=key,
                 )
             )
-        self._points = self._with_side(points)
+        self._points = self._with_select(self._with_side(points))
         return self
+
+    def _with_select(self, points: list[CaptionPoint]) -> list[CaptionPoint]:
+        """Each caption point at each best-of-N of ``select`` (none without it)."""
+        if self.select is None:
+            return points
+        if not RECONSTRUCTORS.get(self.reconstructor).seeded:
+            raise ValueError(
+                f"select needs a seeded reconstructor: {self.reconstructor!r} draws the same "
+                "image every time"
+            )
+        return [
+            point.model_copy(
+                update={
+                    "label": operating_label(n)
+                    if point.label == CAPTION_POINT
+                    else f"{point.label} {operating_label(n)}",
+                    "select_n": n,
+                }
+            )
+            for point in points
+            for n in self.select.n
+        ]
 
     def _with_side(self, points: list[CaptionPoint]) -> list[CaptionPoint]:
         """Validate the side information; each caption point at each of its sizes."""
@@ -348,9 +376,10 @@ class TextualMethod(MethodBase):
         sweep = f" sweeping {to_json(self.sweep)}" if self.sweep else ""
         target = self.reconstructor_params.get("model", "")
         side = f" + {self.side} {to_json(self.side_params)}" if self.side else ""
+        select = f", best of {self.select.n} by {self.select.by}" if self.select is not None else ""
         return (
             f"textual transform: {captioner}{sweep}{side} -> {self.text_codec} -> "
-            f"{self.reconstructor} {target}, {self.replicates} replicate(s)"
+            f"{self.reconstructor} {target}, {self.replicates} replicate(s){select}"
         ).strip()
 
     @property
@@ -365,7 +394,7 @@ class TextualMethod(MethodBase):
     @property
     def method_id(self) -> str:
         keys = [p.captioner_key for p in self._points]
-        if self.side:  # each caption point at several sizes: its captioner once
+        if self.side or self.select is not None:  # points repeat a caption: its captioner once
             keys = list(dict.fromkeys(keys))
         parts: list[Any] = [
             "method",
@@ -377,6 +406,8 @@ class TextualMethod(MethodBase):
         ]
         if self.side:  # only when set: methods without it keep their ids
             parts.append(self.side_identity)
+        if self.select is not None:  # likewise
+            parts.append({"select": self.select.identity()})
         return content_key(*parts)
 
     def reconstruction_key(self, point: CaptionPoint) -> str:

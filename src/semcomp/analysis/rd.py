@@ -66,6 +66,9 @@ META_COLUMNS = (
     "side",
     "side_size",
     *RATE_SPLIT_COLUMNS,
+    # best-of-N: the index's ⌈log2 N⌉ bits and the whole bytes they take in the rate
+    "select_bits",
+    "index_bytes",
 )
 
 

@@ -33,6 +33,7 @@ from semcomp.errors import ImageError
 from semcomp.images import IMAGE_SUFFIXES, decode_image
 from semcomp.methods import ANY_IMAGE_EXTENSION, ExternalMethod, TextualMethod
 from semcomp.reconstructors import RECONSTRUCTORS
+from semcomp.selection import index_bytes, select_bits
 from semcomp.stages import StageContext, representation_id, store_representation
 from semcomp.store import content_key, to_json, utc_now
 
@@ -364,6 +365,18 @@ def represent_captions(ctx: StageContext, method: TextualMethod) -> None:
                         ),
                     }
                     suffix, media_type = CONTAINER_SUFFIX, "application/octet-stream"
+                # best-of-N: the index the encoder sends is chosen at reconstruction (per
+                # replicate, in the candidate's meta); its bytes count here
+                sent_bytes = len(payload)
+                if point.select_n is not None:
+                    assert method.select is not None
+                    sent_bytes += index_bytes(point.select_n)
+                    meta |= {
+                        "select_n": point.select_n,
+                        "select_by": method.select.score_spec.key,
+                        "select_bits": select_bits(point.select_n),
+                        "index_bytes": index_bytes(point.select_n),
+                    }
                 store_representation(
                     ctx,
                     original_id=caption["original_id"],
@@ -373,7 +386,7 @@ def represent_captions(ctx: StageContext, method: TextualMethod) -> None:
                     payload=payload,
                     suffix=suffix,
                     media_type=media_type,
-                    rate_bits=8 * len(payload),
+                    rate_bits=8 * sent_bytes,
                     meta=meta | {"caption_id": caption["id"]},
                 )
                 ctx.report.done += 1

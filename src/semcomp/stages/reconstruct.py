@@ -4,6 +4,12 @@ Reconstructions are cached by (reconstructor and parameters, prompt, seed), so
 methods that differ only in text codec share their images, and a re-run loads
 no model. Seeds derive from (study seed, original, caption source and
 reconstructor, replicate) and are stored with every candidate.
+
+Best-of-N (a method's ``select``, :mod:`semcomp.selection`): each replicate's N
+candidates are reconstructed (through the same cache, so a larger N reuses a
+smaller N's images), scored against the original with the ``select`` metric, and
+the best becomes the replicate's candidate; the others stay in the artifact
+store, listed in its meta with their seeds and values.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ from semcomp.engines import BatchTask, PluginFactory
 from semcomp.errors import ImageError
 from semcomp.images import decode_image, sha256_hex
 from semcomp.methods import ExternalMethod, TextualMethod
+from semcomp.metrics import METRICS
 from semcomp.reconstructors import RECONSTRUCTORS
 from semcomp.reconstructors.base import Reconstructor
+from semcomp.selection import best_index, candidate_replicate
 from semcomp.stages import StageContext, store_candidate
 from semcomp.stages.caption import MEDIA_TYPES, external_file, text_codec_for
 from semcomp.store import content_key, to_json, utc_now
@@ -46,12 +54,15 @@ class Job:
     cache_key: str
     #: the side payload sent with the caption (None: the caption alone)
     side: bytes | None = None
+    #: best-of-N: which of the replicate's candidates this is (None: no selection)
+    candidate: int | None = None
 
 
 def run(ctx: StageContext) -> None:
     textual = ctx.methods(TextualMethod)
     if textual:
-        reconstruct_pending(ctx, textual)
+        jobs = reconstruct_pending(ctx, textual)
+        select_best(ctx, textual, jobs)
     for method in ctx.methods(ExternalMethod):
         import_external(ctx, method)
 
@@ -101,36 +112,46 @@ def pending_jobs(ctx: StageContext, method: TextualMethod) -> list[Job]:
                         detail={"method_id": method.method_id},
                     )
                     break
-            seed = derive_seed(
-                ctx.config.seed, row["original_id"], method.reconstruction_key(point), replicate
-            )
-            seed_or_none = seed if reconstructor.seeded else None
-            jobs.append(
-                Job(
-                    method_id=method.method_id,
-                    representation_id=row["id"],
-                    label=f"{row['name']} · {method.name} · {row['operating_point']}",
-                    prompt=prompt,
-                    seed=seed_or_none,
-                    replicate=replicate,
-                    cache_key=content_key(
-                        "reconstruction",
-                        method.reconstructor_key,
-                        prompt,
-                        seed_or_none if reconstructor.seeded else replicate,
-                        *([] if side is None else [sha256_hex(side)]),
-                    ),
-                    side=side,
+            # best-of-N: candidate k uses the seed of replicate index r + k·R (k = 0: r's own)
+            candidates = [None] if point.select_n is None else list(range(point.select_n))
+            for candidate in candidates:
+                seed = derive_seed(
+                    ctx.config.seed,
+                    row["original_id"],
+                    method.reconstruction_key(point),
+                    candidate_replicate(replicate, candidate or 0, method.replicates),
                 )
-            )
+                seed_or_none = seed if reconstructor.seeded else None
+                jobs.append(
+                    Job(
+                        method_id=method.method_id,
+                        representation_id=row["id"],
+                        label=f"{row['name']} · {method.name} · {row['operating_point']}",
+                        prompt=prompt,
+                        seed=seed_or_none,
+                        replicate=replicate,
+                        cache_key=content_key(
+                            "reconstruction",
+                            method.reconstructor_key,
+                            prompt,
+                            seed_or_none if reconstructor.seeded else replicate,
+                            *([] if side is None else [sha256_hex(side)]),
+                        ),
+                        side=side,
+                        candidate=candidate,
+                    )
+                )
     return jobs
 
 
-def reconstruct_pending(ctx: StageContext, methods: list[TextualMethod]) -> None:
+def reconstruct_pending(ctx: StageContext, methods: list[TextualMethod]) -> list[Job]:
+    """Reconstruct what is pending; the jobs it was (best-of-N selects among theirs)."""
     store = ctx.store
     groups: dict[str, tuple[TextualMethod, list[Job]]] = {}
+    every: list[Job] = []
     for method in methods:
         jobs = pending_jobs(ctx, method)
+        every.extend(jobs)
         if jobs:
             groups.setdefault(method.reconstructor_key, (method, []))[1].extend(jobs)
     for reconstructor_key, (method, jobs) in groups.items():
@@ -160,6 +181,7 @@ def reconstruct_pending(ctx: StageContext, methods: list[TextualMethod]) -> None
             label=method.reconstructor,
         )
         run_reconstructor(ctx, factory, reconstructor_key, unique)
+    return every
 
 
 class ReconstructPrompts(BatchTask):
@@ -237,6 +259,8 @@ def run_reconstructor(
 
 
 def link(ctx: StageContext, job: Job, artifact_hash: str, meta: dict) -> None:
+    if job.candidate is not None:  # best-of-N: select_best links the chosen one
+        return
     store_candidate(
         ctx,
         representation_id=job.representation_id,
@@ -247,6 +271,89 @@ def link(ctx: StageContext, job: Job, artifact_hash: str, meta: dict) -> None:
     )
     ctx.clear(f"{job.representation_id}|{job.replicate}")
     ctx.report.done += 1
+
+
+def select_best(ctx: StageContext, methods: list[TextualMethod], jobs: list[Job]) -> None:
+    """Each pending best-of-N replicate whose N candidates all reconstructed: score them
+    against the original with the ``select`` metric and link the best as its candidate."""
+    store = ctx.store
+    items: dict[str, dict[tuple[str, int], list[Job]]] = defaultdict(lambda: defaultdict(list))
+    for job in jobs:
+        if job.candidate is not None:
+            items[job.method_id][job.representation_id, job.replicate].append(job)
+    for method in methods:
+        if method.select is None or method.method_id not in items:
+            continue
+        made = {
+            r["key"]: (r["artifact_hash"], json.loads(r["meta"] or "{}"))
+            for r in store.conn.execute(
+                "SELECT key, artifact_hash, meta FROM reconstructions WHERE reconstructor_key = ?",
+                (method.reconstructor_key,),
+            )
+        }
+        spec = method.select.score_spec
+        metric = METRICS.get(method.select.by)(
+            method.select.metric_params, device=method.device, batch_size=method.batch_size
+        )
+        max_pixels = ctx.config.images.max_pixels
+        try:
+            for (representation, replicate), group in items[method.method_id].items():
+                item = f"{representation}|{replicate}"
+                if any(job.cache_key not in made for job in group):
+                    continue  # a candidate failed to reconstruct: its failure is recorded
+                hashes = [made[job.cache_key][0] for job in group]
+                try:
+                    original = decode_image(
+                        store.read_artifact(original_hash(ctx, representation)), max_pixels
+                    ).rgb
+                    images = [decode_image(store.read_artifact(h), max_pixels).rgb for h in hashes]
+                    values = candidate_values(metric, spec.key, original, images)
+                    chosen = best_index(values, spec.higher_is_better)
+                except Exception as exc:  # an unreadable image, a metric that fails
+                    ctx.fail(
+                        item,
+                        f"best-of-{len(group)} selection by {spec.key}: {exc}",
+                        detail={"label": group[0].label, "method_id": method.method_id},
+                    )
+                    continue
+                with store.transaction():
+                    store_candidate(
+                        ctx,
+                        representation_id=representation,
+                        replicate=replicate,
+                        seed=group[chosen].seed,
+                        artifact_hash=hashes[chosen],
+                        meta=made[group[chosen].cache_key][1]
+                        | {
+                            "select_index": chosen,
+                            "select_by": spec.key,
+                            "select_values": values,
+                            "select_seeds": [job.seed for job in group],
+                            "select_candidates": hashes,
+                        },
+                    )
+                    ctx.clear(item)
+                ctx.report.done += 1
+        finally:
+            metric.close()
+
+
+def original_hash(ctx: StageContext, representation_id: str) -> str:
+    row = ctx.store.conn.execute(
+        "SELECT o.artifact_hash FROM representations r JOIN originals o ON o.id = r.original_id "
+        "WHERE r.id = ?",
+        (representation_id,),
+    ).fetchone()
+    return str(row[0])
+
+
+def candidate_values(metric: Any, key: str, original: Any, images: list[Any]) -> list[Any]:
+    """Each candidate's ``key`` score against the original (a pairwise metric compares;
+    an embedding metric's value comes from the cosine of their vectors)."""
+    if metric.kind == "pairwise":
+        return [row.get(key) for row in metric.compare([original] * len(images), images)]
+    vectors = metric.embed([original, *images])
+    return [metric.values(metric.params, float(vectors[0] @ vector))[key] for vector in vectors[1:]]
 
 
 def import_external(ctx: StageContext, method: ExternalMethod) -> None:
