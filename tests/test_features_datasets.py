@@ -6,11 +6,11 @@ import pytest
 from safetensors import safe_open
 
 import dataset_layouts as layouts
-from semcomp.features import extract_features
 from semcomp.cli import main
 from semcomp.codecs.pqvae.data import load_embeddings
 from semcomp.config import EmbedderConfig
 from semcomp.errors import ConfigError
+from semcomp.features import extract_features
 
 
 def metadata(path):

@@ -230,6 +230,7 @@ def write_comparisons(
     rated_points = covered(rated) if rated is not None else None
     fronts: list[pd.DataFrame] = []
     bds: list[pd.DataFrame] = []
+    common_summary = None  # the headline metric's summary, when a method with a rate has it
     if metric is None:
         notes.append("no similarity scores yet: no iso-satisfaction, Pareto front or BD-rate")
     elif rated_points.empty:
@@ -277,7 +278,7 @@ def write_comparisons(
             source = source.dropna(subset=[mean_rate, f"{key} value"])
             centre = f"{key} value"
             extent = {"image_set": "set metric: each operating point over its own n"}
-        elif key == metric:
+        elif key == metric and common_summary is not None:
             source, centre = common_summary, f"{key} mean"
             extent = {"n": rated.n, "image_set": rated.image_set}
         else:
