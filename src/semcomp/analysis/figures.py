@@ -154,9 +154,10 @@ def rd_figure(
         draw_rd(axis, points, summary, metric, rate=rate, scores=scores)
     for axis in list(axes.flat)[len(keys or [None]) :]:
         axis.set_axis_off()
-    heading = title + (f" ({RANDOM_WEIGHTS_NOTE})" if random_weights else "")
+    gap = "\n" if _single() else " "  # at one column the note on a line of its own
+    heading = title + (f"{gap}({RANDOM_WEIGHTS_NOTE})" if random_weights else "")
     if heading:
-        figure.suptitle(heading)
+        figure.suptitle(heading, fontsize="medium")
     place_legend(figure)
     written = []
     for suffix in (".png", ".pdf"):
