@@ -636,7 +636,7 @@ def agreement_figure(
         figsize=(width, width * (0.95 if _single() else 0.45)), layout="constrained"
     )
     both = points.dropna(subset=[model_metric, human_metric])
-    colours = colour_map(both["method"].unique())
+    colours = colour_map(points["method"].unique())  # as in the other figures
     for method, rows in both.groupby("method"):
         axis.scatter(
             rows[model_metric],
