@@ -350,14 +350,35 @@ def report(
         "and compare (Pareto, BD-rate), e.g. 'psnr,lpips[alex]'; default: every model and set "
         "metric and the Survey A satisfaction index.",
     ),
+    width: str = typer.Option(
+        "double",
+        metavar="single|double",
+        help="Figure width: single (3.5 in, one paper column) or double (7 in, two columns).",
+    ),
+    grid: bool = typer.Option(
+        False,
+        "--grid",
+        help="Also write grid.png/pdf: one row per original, its candidate of each method "
+        "at the operating point nearest --grid-bpp, captioned with the rate.",
+    ),
+    grid_bpp: float = typer.Option(
+        None,
+        metavar="BPP",
+        help="The rate of the image grid in bits per pixel (default: the median of the "
+        "operating points' mean bpp).",
+    ),
 ) -> None:
     """Write rd.csv, summary.csv, per-method JSON, Table 1, comparisons and their figures."""
-    from semcomp.analysis.figures import RATE_AXES
+    from semcomp.analysis.figures import PAPER_WIDTHS, RATE_AXES
     from semcomp.report import write_report
     from semcomp.study import Study
 
     if rate not in RATE_AXES:
         raise UsageError(f"--rate must be one of {', '.join(RATE_AXES)}, not {rate!r}")
+    if width not in PAPER_WIDTHS:
+        raise UsageError(f"--width must be one of {', '.join(PAPER_WIDTHS)}, not {width!r}")
+    if grid_bpp is not None and not grid_bpp > 0:
+        raise UsageError(f"--grid-bpp must be a positive number of bits per pixel, not {grid_bpp}")
     with Study.open(study, read_only=True) as opened:
         folder = out or opened.root / "report"
         try:
@@ -373,6 +394,9 @@ def report(
             pqvae_results=pqvae_results or (),
             unpaired=unpaired,
             metrics=[m.strip() for m in metrics.split(",") if m.strip()] if metrics else None,
+            width=width,
+            grid=grid,
+            grid_bpp=grid_bpp,
         )
     typer.echo(f"report of {files.rows} candidates in {files.folder}")
     for path in [files.rd_csv, files.summary_csv, *files.method_json, *files.figures, *files.extra]:

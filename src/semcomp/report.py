@@ -10,7 +10,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from semcomp.analysis.figures import RANDOM_WEIGHTS_NOTE, label_panel, rd_figure
+from semcomp.analysis.figures import (
+    GRID_ORIGINALS,
+    RANDOM_WEIGHTS_NOTE,
+    grid_cells,
+    image_grid,
+    label_panel,
+    paper_width,
+    rd_figure,
+    save_figure,
+)
 from semcomp.analysis.rd import (
     compressai_results,
     lossless_reduction_note,
@@ -386,6 +395,8 @@ FILE_DESCRIPTIONS = {
     "with 95 % CIs per metric",
     "embedding_codecs.csv": "PQVAE and baseline embedding codecs: accuracy against bpd",
     "embedding_codecs.png": "embedding codecs: accuracy against bpd",
+    "grid.png": "image grid for papers: one row per original, its candidate of each method at "
+    "the operating point nearest one rate, captioned with the rate (`semcomp report --grid`)",
     "left_out.csv": "every original an output left out (per method), with the reason",
     "dropped.csv": "every method an output left out, with the reason",
     "failures.csv": "every recorded failure, with its stage and reason",
@@ -441,7 +452,52 @@ def readme_text(
     return "\n".join(lines) + "\n"
 
 
+def write_grid(
+    study: Study,
+    points: pd.DataFrame,
+    folder: Path,
+    *,
+    bpp: float | None = None,
+    originals: int = GRID_ORIGINALS,
+) -> list[Path]:
+    """``grid.png/pdf``: originals × methods at the operating point of each method nearest
+    ``bpp`` (see :func:`~semcomp.analysis.figures.grid_cells`); nothing without candidates."""
+    store = study.store
+    files = store.frame(
+        "SELECT c.id AS candidate_id, a.relpath FROM candidates c "
+        "JOIN artifacts a ON a.hash = c.artifact_hash WHERE a.media_type LIKE 'image/%'"
+    )
+    original_files = store.frame(
+        "SELECT o.id AS original_id, a.relpath FROM originals o "
+        "JOIN artifacts a ON a.hash = o.artifact_hash"
+    )
+    cells = grid_cells(
+        points,
+        {i: str(store.artifact_path(p)) for i, p in zip(*original_files.T.to_numpy(), strict=True)},
+        {i: str(store.artifact_path(p)) for i, p in zip(*files.T.to_numpy(), strict=True)},
+        bpp=bpp,
+        originals=originals,
+    )
+    if cells.empty:
+        return []
+    title = study.config.name + (f" ({RANDOM_WEIGHTS_NOTE})" if study.random_weights else "")
+    return save_figure(image_grid(cells, title=title), folder / "grid")
+
+
 def write_report(
+    study: Study,
+    out: Path | None = None,
+    *,
+    width: str = "double",
+    **options,
+) -> ReportFiles:
+    """:func:`_write_report` with every figure ``width`` wide: ``double`` (7 in, across two
+    columns of a paper) or ``single`` (3.5 in, one column)."""
+    with paper_width(width):
+        return _write_report(study, out, **options)
+
+
+def _write_report(
     study: Study,
     out: Path | None = None,
     *,
@@ -449,6 +505,8 @@ def write_report(
     pqvae_results: list[Path] | tuple[Path, ...] = (),
     unpaired: bool = False,
     metrics: list[str] | None = None,
+    grid: bool = False,
+    grid_bpp: float | None = None,
 ) -> ReportFiles:
     """Write ``rd.csv``, ``summary.csv``, CompressAI-style JSON per method, ``rd.png/pdf``
     (one panel per metric of ``metrics``, default every model and set metric and the
@@ -465,7 +523,8 @@ def write_report(
     candidate at every one of its operating points; ``left_out.csv`` and
     ``dropped.csv`` list the originals and methods any output left out, and
     ``README.txt`` says what each file is. ``unpaired`` gives each operating point its
-    own originals instead.
+    own originals instead. ``grid`` adds ``grid.png/pdf`` (:func:`write_grid` at
+    ``grid_bpp``).
     """
     from semcomp.analysis.coverage import curve_coverage, methods_without_rate, missing_points
 
@@ -526,6 +585,8 @@ def write_report(
         metrics=chosen,
     )
     extra = comparisons.written
+    if grid:
+        extra += write_grid(study, points, folder, bpp=grid_bpp)
     coverage_notes = [curves.note, *comparisons.coverage]
     comparison_notes = comparisons.notes
     survey_files, survey_notes = write_survey_files(study.store, folder, seed=config.seed)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +36,76 @@ RATE_AXES = {
 }
 RANDOM_WEIGHTS_NOTE = "random weights — numbers are not meaningful"
 #: a single-column paper figure is about 3.5 in wide; two columns about 7 in
-PAPER_WIDTH = 7.0
+PAPER_WIDTHS = {"single": 3.5, "double": 7.0}
+#: the width every figure is drawn at (:func:`paper_width` sets it)
+_WIDTH: ContextVar[str] = ContextVar("semcomp_figure_width", default="double")
+#: the Okabe–Ito colour-blind-safe palette (yellow last: faint on white)
+PALETTE = [
+    "#0072B2",  # blue
+    "#D55E00",  # vermillion
+    "#009E73",  # bluish green
+    "#E69F00",  # orange
+    "#CC79A7",  # reddish purple
+    "#56B4E9",  # sky blue
+    "#000000",  # black
+    "#F0E442",  # yellow
+]
+#: matplotlib settings of every figure: the palette, fonts embedded in PDF as TrueType
+#: (pdf.fonttype 42, as journals ask), small fonts that stay legible at 3.5 in
+STYLE = {
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "font.size": 8,
+    "axes.titlesize": 8,
+    "axes.labelsize": 8,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "legend.fontsize": 7,
+    "legend.frameon": False,
+    "lines.linewidth": 1.2,
+}
+
+
+@contextmanager
+def paper_width(width: str) -> Iterator[None]:
+    """Draw the figures made inside at one paper width: ``single`` (3.5 in, one column)
+    or ``double`` (7 in, across two columns)."""
+    if width not in PAPER_WIDTHS:
+        raise ValueError(f"unknown figure width {width!r}: choose one of {', '.join(PAPER_WIDTHS)}")
+    token = _WIDTH.set(width)
+    try:
+        yield
+    finally:
+        _WIDTH.reset(token)
+
+
+def figure_width() -> float:
+    """The width (inches) figures are drawn at now (see :func:`paper_width`)."""
+    return PAPER_WIDTHS[_WIDTH.get()]
+
+
+def _single() -> bool:
+    return _WIDTH.get() == "single"
+
+
+def place_legend(figure: Figure) -> None:
+    """One legend for the whole figure, outside the data: right of the panels at two
+    columns, under them at one column (where the width is needed for the data). Entries
+    of the panels' legends are merged (a label once); the panels' own legends go."""
+    handles, labels = [], []
+    for axis in figure.axes:
+        for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
+            if label not in labels and not label.startswith("_"):
+                handles.append(handle)
+                labels.append(label)
+        if axis.get_legend() is not None:
+            axis.get_legend().remove()
+    if not handles:
+        return
+    if _single():
+        figure.legend(handles, labels, loc="outside lower center", ncols=2)
+    else:
+        figure.legend(handles, labels, loc="outside right upper")
 
 
 #: panels per row of ``rd.png``
@@ -64,9 +136,16 @@ def rd_figure(
     scores = describe(points, scores)
     keys = list(metrics) if metrics is not None else default_figure_keys(scores, points)
     panels = max(1, len(keys))
-    columns = min(RD_COLUMNS, panels)
+    columns = min(1 if _single() else RD_COLUMNS - 1, panels)
     rows = -(-panels // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(5.0 * columns, 3.8 * rows), squeeze=False)
+    width = figure_width()
+    figure, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(width, (0.8 if _single() else 0.42) * width * rows + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
     for axis, metric in zip(axes.flat, keys or [None], strict=False):
         if metric is None:
             axis.text(0.5, 0.5, "no similarity scores yet", ha="center", va="center")
@@ -75,10 +154,11 @@ def rd_figure(
         draw_rd(axis, points, summary, metric, rate=rate, scores=scores)
     for axis in list(axes.flat)[len(keys or [None]) :]:
         axis.set_axis_off()
-    heading = title + (f" ({RANDOM_WEIGHTS_NOTE})" if random_weights else "")
+    gap = "\n" if _single() else " "  # at one column the note on a line of its own
+    heading = title + (f"{gap}({RANDOM_WEIGHTS_NOTE})" if random_weights else "")
     if heading:
         figure.suptitle(heading, fontsize="medium")
-    figure.tight_layout()
+    place_legend(figure)
     written = []
     for suffix in (".png", ".pdf"):
         path = out_stem.with_suffix(suffix)
@@ -106,7 +186,9 @@ def _pyplot():
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from cycler import cycler
 
+    plt.rcParams.update({**STYLE, "axes.prop_cycle": cycler(color=PALETTE)})
     return plt
 
 
@@ -138,11 +220,22 @@ def png_bytes(figure: Figure) -> bytes:
 
 
 def colour_map(keys) -> dict[str, str]:
-    """One colour per key (as text, sorted): matplotlib's C0–C9 as hex, so the app's
-    plotly charts and the report's figures colour methods and categories alike."""
-    from matplotlib.colors import to_hex
+    """One colour per key (as text, sorted) from the colour-blind-safe :data:`PALETTE`,
+    so the app's plotly charts and the report's figures colour methods and categories
+    alike."""
+    return {key: PALETTE[index % len(PALETTE)] for index, key in enumerate(sorted(map(str, keys)))}
 
-    return {key: to_hex(f"C{index % 10}") for index, key in enumerate(sorted(map(str, keys)))}
+
+def score_format(values, *, least: int = 4, most: int = 10) -> str:
+    """The format spec (``.5g``) with the fewest significant digits, at least ``least``,
+    that keeps every distinct value of ``values`` distinct when printed: scores near each
+    other (CLIP similarities of 0.99981 and 0.99987) are told apart, not rounded alike."""
+    finite = np.unique(np.asarray(pd.Series(values).dropna(), dtype=float))
+    finite = finite[np.isfinite(finite)]
+    for digits in range(least, most):
+        if len({f"{value:.{digits}g}" for value in finite}) == len(finite):
+            return f".{digits}g"
+    return f".{most}g"
 
 
 def legend_labels(points: pd.DataFrame) -> dict[str, str]:
@@ -156,10 +249,6 @@ def legend_labels(points: pd.DataFrame) -> dict[str, str]:
         show = kind == "external" and isinstance(codec, str) and codec and not named
         labels[str(method)] = f"{method} ({codec})" if show else str(method)
     return labels
-
-
-def _colours(keys: list) -> dict:
-    return colour_map(keys)
 
 
 def rd_chart(
@@ -188,7 +277,10 @@ def rd_chart(
     metric (FID, KID) is drawn from ``summary``: its value at each operating point
     with its CI as error bars and ``n`` in the legend.
     """
-    figure, axis = _pyplot().subplots(figsize=(PAPER_WIDTH * 0.75, 3.6))
+    width = figure_width()
+    figure, axis = _pyplot().subplots(
+        figsize=(width, width * (0.9 if _single() else 0.45)), layout="constrained"
+    )
     drawn = draw_rd(
         axis,
         points,
@@ -203,8 +295,8 @@ def rd_chart(
     )
     heading = title + (f" ({RANDOM_WEIGHTS_NOTE})" if random_weights else "")
     if drawn and heading:
-        axis.set_title(heading, fontsize="small")
-    figure.tight_layout()
+        axis.set_title(heading)
+    place_legend(figure)
     return figure
 
 
@@ -238,8 +330,8 @@ def draw_rd(
         )
         axis.set_axis_off()
         return False
-    if colour_by == "method":
-        colours = colour_map({*usable["method"].unique(), *bands["method"]})
+    if colour_by == "method":  # every method of the study: one colour in every panel
+        colours = colour_map({*points["method"].unique(), *bands["method"]})
     else:
         colours = colour_map(usable[colour_by].unique())
     by_method = aggregated and colour_by == "method" and f"{metric} mean" in summary
@@ -327,7 +419,7 @@ def finish_rd_axis(axis: Axes, rate_label: str, score_label: str) -> None:
     axis.set_xlabel(rate_label)
     axis.set_ylabel(score_label)
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize="x-small", loc="best")
+    axis.legend(loc="best")
 
 
 def n_label(values: pd.Series) -> str:
@@ -363,25 +455,26 @@ def draw_set_rd(
         axis.text(0.5, 0.5, f"no {info.display} values yet", ha="center", va="center", wrap=True)
         axis.set_axis_off()
         return False
-    colours = colour_map(rows["method"].unique())
+    methods = summary["method"] if "method" in summary else rows["method"]
+    colours = colour_map(methods.unique())  # every method: one colour in every panel
     for method, curve in rated.groupby("method"):
         curve = curve.sort_values(mean_rate)
         centre = curve[value]
-        error = [
-            (centre - curve[low].fillna(centre)).clip(lower=0),
-            (curve[high].fillna(centre) - centre).clip(lower=0),
-        ]
-        axis.errorbar(
+        colour = colours[str(method)]
+        axis.plot(
             curve[mean_rate],
             centre,
-            yerr=error,
-            fmt="o-",
+            "o-",
             ms=4,
-            capsize=2,
-            lw=1,
-            color=colours[str(method)],
+            color=colour,
             label=f"{method} ({n_label(curve[n])})",
         )
+        bottom, top = curve[low].fillna(centre), curve[high].fillna(centre)
+        if len(curve) > 1:  # a curve: its CI as a shaded band, as the mean curves
+            axis.fill_between(curve[mean_rate], bottom, top, color=colour, alpha=0.15, lw=0)
+        else:  # one operating point: a band would be invisible
+            error = [(centre - bottom).clip(lower=0), (top - centre).clip(lower=0)]
+            axis.errorbar(curve[mean_rate], centre, yerr=error, color=colour, capsize=2, lw=1)
     if pareto and not rated.empty:
         draw_front(axis, pareto_front(rated, mean_rate, value, **direction(info)), mean_rate, value)
     for index, (_, band) in enumerate(rate_less.iterrows()):
@@ -458,7 +551,12 @@ def table1_figure(
     """Table 1 as two bar panels: mean size (log) and mean satisfaction (or the first
     metric, CLIP when there is one), 95 % CIs."""
     plt = _pyplot()
-    figure, (size_axis, score_axis) = plt.subplots(1, 2, figsize=(PAPER_WIDTH, 3.2))
+    width = figure_width()
+    figure, (size_axis, score_axis) = plt.subplots(
+        *((2, 1) if _single() else (1, 2)),
+        figsize=(width, 6.0 if _single() else 3.2),
+        layout="constrained",
+    )
     if table.empty:
         for axis in (size_axis, score_axis):
             axis.text(0.5, 0.5, "no candidates yet", ha="center", va="center")
@@ -472,11 +570,11 @@ def table1_figure(
 
     def bars(axis, mean, low, high, label):
         error = np.vstack([(mean - low).clip(lower=0), (high - mean).clip(lower=0)])
-        axis.bar(positions, mean, yerr=np.nan_to_num(error), capsize=2, color="C0")
+        axis.bar(positions, mean, yerr=np.nan_to_num(error), capsize=2, color=PALETTE[0])
         axis.set_xticks(
             positions, labels, rotation=60, ha="right", rotation_mode="anchor", fontsize="x-small"
         )
-        axis.set_ylabel(label, fontsize="small")
+        axis.set_ylabel(label)
         axis.grid(True, axis="y", alpha=0.3)
 
     bars(
@@ -520,7 +618,6 @@ def table1_figure(
                 table[f"{name} ci_high"],
                 f"mean {(scores or Scores())[name].axis_label}\n(no human ratings yet)",
             )
-    figure.tight_layout()
     return figure
 
 
@@ -534,9 +631,12 @@ def agreement_figure(
     """Human rating against a metric (CLIP similarity), one colour per method, ρ and τ
     in the title (oriented: negated for a lower-is-better metric, as in the table)."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(PAPER_WIDTH / 2, 3.2))
+    width = figure_width()
+    figure, axis = plt.subplots(
+        figsize=(width, width * (0.95 if _single() else 0.45)), layout="constrained"
+    )
     both = points.dropna(subset=[model_metric, human_metric])
-    colours = colour_map(both["method"].unique())
+    colours = colour_map(points["method"].unique())  # as in the other figures
     for method, rows in both.groupby("method"):
         axis.scatter(
             rows[model_metric],
@@ -559,12 +659,10 @@ def agreement_figure(
             fontsize="x-small",
         )
     scores = describe(points, scores)
-    axis.set_xlabel(scores[model_metric].axis_label, fontsize="small")
-    axis.set_ylabel(scores[human_metric].axis_label, fontsize="small")
+    axis.set_xlabel(scores[model_metric].axis_label)
+    axis.set_ylabel(scores[human_metric].axis_label)
     axis.grid(True, alpha=0.3)
-    if len(colours):
-        axis.legend(fontsize="x-small")
-    figure.tight_layout()
+    place_legend(figure)
     return figure
 
 
@@ -574,13 +672,15 @@ def agreement_metrics_figure(table: pd.DataFrame, human_metric: str) -> Figure:
     95 % CIs, best first; a lower-is-better metric is marked "negated" (oriented)."""
     plt = _pyplot()
     rows = table[table["method"] == ALL].reset_index(drop=True)
-    figure, axis = plt.subplots(figsize=(PAPER_WIDTH * 0.75, 1.0 + 0.45 * max(len(rows), 1)))
+    figure, axis = plt.subplots(
+        figsize=(figure_width(), 1.0 + 0.45 * max(len(rows), 1)), layout="constrained"
+    )
     if rows.empty:
         axis.text(0.5, 0.5, "no metric to correlate", ha="center", va="center")
         axis.set_axis_off()
         return figure
     positions = np.arange(len(rows))[::-1]
-    for offset, name, colour in ((0.15, "spearman", "C0"), (-0.15, "kendall", "C1")):
+    for offset, name, colour in ((0.15, "spearman", PALETTE[0]), (-0.15, "kendall", PALETTE[1])):
         centre = rows[name].to_numpy(dtype=float)
         low = rows[f"{name}_ci_low"].to_numpy(dtype=float)
         high = rows[f"{name}_ci_high"].to_numpy(dtype=float)
@@ -601,20 +701,22 @@ def agreement_metrics_figure(table: pd.DataFrame, human_metric: str) -> Figure:
         for row in rows.itertuples(index=False)
     ]
     labels = [f"{label}\nn = {int(n)}" for label, n in zip(labels, rows["n"], strict=True)]
-    axis.set_yticks(positions, labels, fontsize="x-small")
+    axis.set_yticks(positions, labels)
     axis.axvline(0, color="0.5", lw=0.8)
     axis.set_xlim(-1.05, 1.05)
-    axis.set_xlabel(f"rank correlation with {human_metric} (95 % CI)", fontsize="small")
+    axis.set_xlabel(f"rank correlation with {human_metric} (95 % CI)")
     axis.grid(True, axis="x", alpha=0.3)
-    axis.legend(fontsize="x-small", loc="lower left")
-    figure.tight_layout()
+    place_legend(figure)
     return figure
 
 
 def embedding_figure(results: pd.DataFrame) -> Figure:
     """Zero-shot top-1 accuracy (or cosine) of decoded embeddings against bpd, per family."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(PAPER_WIDTH / 2, 3.2))
+    width = figure_width()
+    figure, axis = plt.subplots(
+        figsize=(width, width * (0.85 if _single() else 0.45)), layout="constrained"
+    )
     value = "top1" if "top1" in results and results["top1"].notna().any() else "cosine"
     family = results["method"].astype(str).str.replace(r" \(.*\)", "", regex=True)
     for name, rows in results.assign(family=family).groupby("family"):
@@ -625,8 +727,7 @@ def embedding_figure(results: pd.DataFrame) -> Figure:
     axis.set_xlabel("bits per feature dimension (bpd)")
     axis.set_ylabel("zero-shot top-1 accuracy" if value == "top1" else "mean cosine")
     axis.grid(True, alpha=0.3)
-    axis.legend(fontsize="x-small")
-    figure.tight_layout()
+    place_legend(figure)
     return figure
 
 
@@ -638,10 +739,12 @@ def survey_dimensions_figure(dimensions: pd.DataFrame, survey: Any) -> Figure:
 
     plt = _pyplot()
     questions = [q for q in survey.questions if q.kind == "scale" and f"{q.id} mean" in dimensions]
-    figure, axis = plt.subplots(figsize=(PAPER_WIDTH, 3.0))
+    figure, axis = plt.subplots(
+        figsize=(figure_width(), 3.0 if _single() else 3.2), layout="constrained"
+    )
     keys = [k for k in ("method", "operating_point") if k in dimensions]
     methods = [group_label(*row) for row in dimensions[keys].itertuples(index=False)]
-    colours = _colours(methods)
+    colours = colour_map(methods)
     width = 0.8 / max(len(methods), 1)
     positions = np.arange(len(questions))
     for index, method in enumerate(methods):
@@ -661,8 +764,137 @@ def survey_dimensions_figure(dimensions: pd.DataFrame, survey: Any) -> Figure:
     highs = [q.high for q in questions if q.high is not None]
     if highs:
         axis.set_ylim(0, max(highs) + 0.5)
-    axis.set_ylabel(f"mean rating (Survey {survey.id})", fontsize="small")
+    axis.set_ylabel(f"mean rating (Survey {survey.id})")
     axis.grid(True, axis="y", alpha=0.3)
-    axis.legend(fontsize="x-small", ncols=min(len(methods), 4) or 1)
-    figure.tight_layout()
+    place_legend(figure)
     return figure
+
+
+#: at most this many originals (rows) in an image grid
+GRID_ORIGINALS = 6
+
+
+def image_grid(cells: pd.DataFrame, *, title: str = "") -> Figure:
+    """Originals × methods: one row per original (its image first), one column per method,
+    each candidate's image captioned with its rate (for papers: ``report/grid.png/pdf``).
+
+    ``cells`` has one row per candidate: ``original`` (its name), ``original_path``,
+    ``method``, ``operating_point``, ``path`` (the candidate's image; missing or not an
+    image gives a note in its place) and ``rate`` (the caption's text, e.g. ``0.31 bpp``).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    plt = _pyplot()
+    originals = list(dict.fromkeys(cells["original"]))
+    methods = list(dict.fromkeys(cells["method"]))
+    columns = 1 + len(methods)
+    width = figure_width()
+    aspect = 1.0  # height / width of the originals: rows as tall as their images
+    for path in cells["original_path"].drop_duplicates():
+        try:
+            with Image.open(path) as image:
+                aspect = image.height / image.width
+            break
+        except (OSError, UnidentifiedImageError, TypeError, ValueError, AttributeError):
+            continue
+    row = width / columns * aspect + 0.4  # the image and its caption (three lines)
+    figure, axes = plt.subplots(
+        max(1, len(originals)),
+        columns,
+        figsize=(width, row * max(1, len(originals)) + (0.25 if title else 0.05)),
+        squeeze=False,
+        layout="constrained",
+    )
+
+    def show(axis, path, caption: str, note: str) -> None:
+        axis.set_xticks([])
+        axis.set_yticks([])
+        for spine in axis.spines.values():
+            spine.set_visible(False)
+        axis.set_xlabel(caption, fontsize=6 if _single() else 7, labelpad=2)
+        try:
+            if not isinstance(path, str | Path):  # no file: text or a decoded embedding
+                raise ValueError(path)
+            with Image.open(path) as image:
+                axis.imshow(np.asarray(image.convert("RGB")))
+        except (OSError, UnidentifiedImageError, ValueError):
+            axis.text(0.5, 0.5, note, ha="center", va="center", fontsize=6, wrap=True)
+
+    for row, original in zip(axes, originals, strict=False):
+        mine = cells[cells["original"] == original]
+        show(row[0], mine["original_path"].iloc[0], f"original\n{original}", "original missing")
+        for axis, method in zip(row[1:], methods, strict=True):
+            candidate = mine[mine["method"] == method]
+            if candidate.empty:
+                show(axis, None, str(method), "no candidate")
+                continue
+            first = candidate.iloc[0]
+            caption = f"{method}\n{first['rate']}"
+            show(axis, first["path"], caption, "no image (text or embedding)")
+    if title:
+        figure.suptitle(title, fontsize="medium")
+    return figure
+
+
+def grid_cells(
+    points: pd.DataFrame,
+    original_paths: dict[str, str],
+    candidate_paths: dict[str, str],
+    *,
+    bpp: float | None = None,
+    originals: int = GRID_ORIGINALS,
+) -> pd.DataFrame:
+    """The cells of :func:`image_grid`: for each method the operating point whose mean bpp
+    is nearest ``bpp`` (on a log scale; default the median of every operating point's mean
+    bpp), a method without a rate at its first operating point; the first ``originals``
+    originals (by name) with a candidate of every method, or the first with any when none
+    has all. ``original_paths`` maps original ids and ``candidate_paths`` candidate ids to
+    their files. Columns as :func:`image_grid` reads them, plus ``original_id``."""
+    from semcomp.analysis.rd import rate_text
+
+    columns = ["original_id", "original", "original_path", "method", "operating_point"]
+    if points.empty:
+        return pd.DataFrame(columns=[*columns, "path", "rate"])
+    keys = ["method", "operating_point"]
+    means = points.groupby(keys, observed=True)["bpp"].mean().reset_index()
+    rated = means.dropna(subset=["bpp"])
+    rated = rated[rated["bpp"] > 0]
+    target = bpp if bpp is not None else (rated["bpp"].median() if not rated.empty else None)
+    chosen = []
+    for method, rows in means.groupby("method", observed=True, sort=True):
+        with_rate = rows.dropna(subset=["bpp"])
+        with_rate = with_rate[with_rate["bpp"] > 0]
+        if target is not None and not with_rate.empty:
+            distance = (np.log(with_rate["bpp"]) - np.log(target)).abs()
+            chosen.append((method, with_rate.loc[distance.idxmin(), "operating_point"]))
+        else:
+            chosen.append((method, rows["operating_point"].iloc[0]))
+    picked = points.merge(pd.DataFrame(chosen, columns=keys), on=keys)
+    # a method without images (text payloads kept as text, decoded embeddings) is left out
+    imaged = picked[picked["candidate_id"].isin(list(candidate_paths))]["method"].unique()
+    picked = picked[picked["method"].isin(imaged)]
+    chosen = [(method, point) for method, point in chosen if method in set(imaged)]
+    methods = picked.groupby("original_id", observed=True)["method"].nunique()
+    complete = methods[methods == len(chosen)].index
+    shown = picked[picked["original_id"].isin(complete if len(complete) else methods.index)]
+    names = shown.drop_duplicates("original_id").sort_values("original")
+    keep = names["original_id"].head(originals)
+    shown = shown[shown["original_id"].isin(keep)].drop_duplicates(["original_id", "method"])
+    shown = shown.sort_values(["original", "method"])
+    cells = shown[["original_id", "original", "method", "operating_point"]].copy()
+    cells["original_path"] = shown["original_id"].map(original_paths)
+    cells["path"] = shown["candidate_id"].map(candidate_paths)
+    cells["rate"] = [
+        f"{op}\n"
+        + (
+            f"{value:.3g} bpp"
+            if pd.notna(value)
+            else rate_text(bits)
+            if pd.notna(bits)
+            else "no rate"
+        )
+        for op, bits, value in zip(
+            shown["operating_point"], shown["rate_bits"], shown["bpp"], strict=True
+        )
+    ]
+    return cells.reset_index(drop=True)

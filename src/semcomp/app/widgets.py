@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from semcomp.analysis.coverage import Coverage
+from semcomp.analysis.figures import RANDOM_WEIGHTS_NOTE, score_format
 from semcomp.analysis.rd import rate_text
 
 from .data import StudyData
@@ -56,7 +57,29 @@ def show_original(study: StudyData, original_id: str) -> None:
     st.image(row["path"], caption=caption)
 
 
-def _describe(candidate: pd.Series, metrics: list[str], names: dict[str, str] | None = None) -> str:
+def mark_random_weights(figure, study: StudyData) -> None:
+    """Write the random-weights warning on a plotly chart itself (above its plot area),
+    so a screenshot or a downloaded image cannot lose it."""
+    if study.random_weights:
+        figure.add_annotation(
+            text=f"⚠ {RANDOM_WEIGHTS_NOTE}",
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=1.0,
+            xanchor="center",
+            yanchor="bottom",
+            showarrow=False,
+            font={"color": "#D55E00", "size": 13},
+        )
+
+
+def _describe(
+    candidate: pd.Series,
+    metrics: list[str],
+    names: dict[str, str] | None = None,
+    formats: dict[str, str] | None = None,
+) -> str:
     lines = [f"**{plain(candidate['method'])}** · {plain(candidate['operating_point'])}"]
     if pd.notna(candidate.get("rate_bits")):
         lines.append(f"{rate_text(candidate['rate_bits'])} · {candidate['bpp']:.4g} bpp")
@@ -75,7 +98,8 @@ def _describe(candidate: pd.Series, metrics: list[str], names: dict[str, str] | 
     for metric in metrics:
         value = candidate.get(metric)
         if pd.notna(value):
-            lines.append(f"{plain((names or {}).get(metric, metric))}: {value:.4f}")
+            spec = (formats or {}).get(metric, ".4g")
+            lines.append(f"{plain((names or {}).get(metric, metric))}: {value:{spec}}")
     return "  \n".join(lines)
 
 
@@ -87,6 +111,8 @@ def candidate_grid(
     metrics = [metric] if metric else []
     metrics += [m for m in study.metrics if m not in metrics]
     names = {m: study.scores[m].axis_label for m in metrics}
+    # digits enough to tell this study's candidates apart on each metric
+    formats = {m: score_format(study.points[m]) for m in metrics if m in study.points}
     cells = []
     if with_original:
         cells += [("original", original) for original in candidates["original_id"].unique()]
@@ -115,7 +141,63 @@ def candidate_grid(
                     )
                 else:
                     st.markdown(":material/broken_image: *image file missing*")
-                st.markdown(_describe(item, metrics, names))
+                st.markdown(_describe(item, metrics, names, formats))
+
+
+def loupe_crops(original: str, candidate: str, x: float, y: float, size: float) -> tuple:
+    """The same region of an original and a candidate, at the original's full resolution:
+    a square ``size`` (a fraction of the shorter side) centred at ``x``, ``y`` (fractions
+    of the width and height). A candidate of another size is scaled to the original's
+    first, so the crops show the same part of the picture pixel for pixel."""
+    from PIL import Image
+
+    with Image.open(original) as first, Image.open(candidate) as second:
+        first, second = first.convert("RGB"), second.convert("RGB")
+    if second.size != first.size:
+        second = second.resize(first.size, Image.Resampling.LANCZOS)
+    width, height = first.size
+    side = max(1, round(size * min(width, height)))
+    left = min(max(0, round(x * width - side / 2)), width - side)
+    top = min(max(0, round(y * height - side / 2)), height - side)
+    box = (left, top, left + side, top + side)
+    return first.crop(box), second.crop(box)
+
+
+def loupe(study: StudyData, original_id: str, candidates: pd.DataFrame) -> None:
+    """The original and one candidate side by side, the same region of both enlarged
+    (nearest-neighbour, so artefacts are the pixels they are): a crop loupe with sliders
+    for the crop's centre and size."""
+    from PIL import Image
+
+    original = study.originals[study.originals["id"] == original_id]
+    files = study.artifacts.set_index("candidate_id")
+    images = candidates[candidates["candidate_id"].isin(files.index)]
+    images = images[
+        [
+            str(files.loc[c, "media_type"]).startswith("image/")
+            and Path(files.loc[c, "path"]).exists()
+            for c in images["candidate_id"]
+        ]
+    ]
+    if original.empty or images.empty or not Path(str(original["path"].iloc[0])).is_file():
+        st.caption("no original and candidate image to compare here")
+        return
+    labels = {
+        row.candidate_id: plain(f"{row.method} · {row.operating_point}")
+        for row in images.itertuples()
+    }
+    chosen = st.selectbox("Candidate", list(labels), format_func=labels.get, key="loupe_candidate")
+    controls = st.columns(3)
+    size = controls[0].slider("Crop size (% of the image)", 5, 100, 25, key="loupe_size") / 100
+    x = controls[1].slider("Centre x (%)", 0, 100, 50, key="loupe_x") / 100
+    y = controls[2].slider("Centre y (%)", 0, 100, 50, key="loupe_y") / 100
+    crops = loupe_crops(str(original["path"].iloc[0]), files.loc[chosen, "path"], x, y, size)
+    zoom = max(1, 512 // crops[0].width)
+    for column, crop, caption in zip(
+        st.columns(2), crops, ["original", labels[chosen]], strict=True
+    ):
+        enlarged = crop.resize((crop.width * zoom, crop.height * zoom), Image.Resampling.NEAREST)
+        column.image(enlarged, caption=f"{caption} ({crop.width} × {crop.height} px, ×{zoom})")
 
 
 def left_out(*coverages: Coverage) -> None:

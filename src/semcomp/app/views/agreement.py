@@ -5,10 +5,10 @@ import plotly.express as px
 import streamlit as st
 
 from semcomp.analysis.agreement import MISSING_CLIP, MISSING_HUMAN, ORIENTED_NOTE
-from semcomp.analysis.figures import agreement_figure, agreement_metrics_figure
+from semcomp.analysis.figures import agreement_figure, agreement_metrics_figure, colour_map
 from semcomp.analysis.rd import SATISFACTION_PREFIX
 from semcomp.app.filters import context, download_csv, download_png, metric_label
-from semcomp.app.widgets import plain
+from semcomp.app.widgets import mark_random_weights, plain
 from semcomp.surveys.simulated import SIMULATED, survey_of
 
 study, filters = context()
@@ -56,6 +56,7 @@ figure = px.scatter(
     x=model_metric,
     y=human_metric,
     color="method",
+    color_discrete_map=colour_map(points["method"].unique()),  # as on the other charts
     hover_data=["original", "operating_point", "rate_bytes"],
     labels={
         model_metric: model_info.axis_label,
@@ -63,6 +64,7 @@ figure = px.scatter(
     },
     height=480,
 )
+mark_random_weights(figure, study)
 st.plotly_chart(figure, key="agreement_chart")
 st.subheader("Rank correlations (95 % bootstrap CIs)")
 if not model_info.higher_is_better:

@@ -10,6 +10,7 @@ import plotly.express as px
 import streamlit as st
 
 from semcomp.analysis.embedding_results import PQVAE_FOLDER, embedding_results
+from semcomp.analysis.figures import PALETTE
 from semcomp.app.data import pqvae_result_paths
 from semcomp.app.filters import context, download_csv
 from semcomp.app.widgets import plain
@@ -39,6 +40,7 @@ figure = px.line(
     x="bpd",
     y=value,
     color="method",
+    color_discrete_sequence=PALETTE,
     markers=True,
     hover_data=[c for c in ("coder", "raw_top1", "source") if c in table],
     height=420,

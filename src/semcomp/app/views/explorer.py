@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from semcomp.app.filters import context, download_csv
-from semcomp.app.widgets import candidate_grid, show_original
+from semcomp.analysis.figures import RANDOM_WEIGHTS_NOTE, grid_cells, image_grid
+from semcomp.app.filters import context, download_csv, download_png
+from semcomp.app.widgets import candidate_grid, loupe, show_original
 
 study, filters = context()
 st.title("Image explorer")
@@ -39,4 +40,31 @@ with right:
             "explorer_csv",
         )
 if not candidates.empty:
+    with st.expander("Compare with the original (loupe)", expanded=True):
+        loupe(study, original_id, candidates)
     candidate_grid(study, candidates, filters.metric, with_original=False)
+
+with st.expander("Image grid for a paper: originals × methods at one rate"):
+    grid_bpp = st.number_input(
+        "rate (bits per pixel): each method's operating point nearest it",
+        min_value=0.0001,
+        value=float(points["bpp"].median()) if points["bpp"].notna().any() else 0.5,
+        format="%.4g",
+        key="explorer_grid_bpp",
+    )
+    images = study.artifacts[study.artifacts["media_type"].astype(str).str.startswith("image/")]
+    cells = grid_cells(
+        points[points["original_id"].isin(originals["id"])],
+        dict(zip(study.originals["id"], study.originals["path"], strict=True)),
+        dict(zip(images["candidate_id"], images["path"], strict=True)),
+        bpp=grid_bpp,
+    )
+    if cells.empty:
+        st.caption("no candidate images (with these filters) for a grid yet")
+    else:
+        st.caption(
+            f"{cells['original'].nunique()} originals × {cells['method'].nunique()} methods; "
+            "`semcomp report --grid` writes it as PNG and PDF"
+        )
+        title = study.name + (f" ({RANDOM_WEIGHTS_NOTE})" if study.random_weights else "")
+        download_png(lambda: image_grid(cells, title=title), "grid.png", "explorer_grid")

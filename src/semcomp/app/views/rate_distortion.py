@@ -13,7 +13,14 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from semcomp.analysis.curves import bd_rate, default_iso_level, iso_markers, pareto_front
-from semcomp.analysis.figures import RATE_AXES, colour_map, n_label, no_rate_bands, rd_chart
+from semcomp.analysis.figures import (
+    RATE_AXES,
+    colour_map,
+    n_label,
+    no_rate_bands,
+    rd_chart,
+    score_format,
+)
 from semcomp.analysis.rd import rate_text, summary_columns
 from semcomp.app.filters import context, download_csv, download_png
 from semcomp.app.widgets import (
@@ -22,6 +29,7 @@ from semcomp.app.widgets import (
     candidate_grid,
     candidates_behind,
     left_out,
+    mark_random_weights,
     plain,
 )
 from semcomp.errors import AnalysisError
@@ -84,6 +92,7 @@ def set_metric_page(metric: str) -> None:
         st.info(plain(f"no method with a rate has a {info.display} value (with these filters)"))
         return
     colours = colour_map(rated["method"].unique())
+    digits = score_format(rated[value])
     figure = go.Figure()
     for method, curve in rated.groupby("method"):
         curve = curve.sort_values(mean_rate)
@@ -113,8 +122,8 @@ def set_metric_page(metric: str) -> None:
                 ),
                 hovertemplate="<b>%{customdata[1]}</b> · %{customdata[2]}<br>"
                 "n = %{customdata[3]} originals<br>"
-                "x %{x:.4g} · value %{y:.4f} [%{customdata[4]:.4f}, %{customdata[5]:.4f}]"
-                "<extra></extra>",
+                f"x %{{x:.4g}} · value %{{y:{digits}}} [%{{customdata[4]:{digits}}}, "
+                f"%{{customdata[5]:{digits}}}]<extra></extra>",
             )
         )
     if show_pareto:
@@ -136,6 +145,7 @@ def set_metric_page(metric: str) -> None:
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         legend={"font": {"size": 11}},
     )
+    mark_random_weights(figure, study)
     st.plotly_chart(figure, key="rd_chart")
     columns = ["method", "operating_point", mean_rate, value, low, high, n]
     buttons = st.columns(2)
@@ -235,6 +245,7 @@ if colour_by == "method":
     colours = colour_map({*usable["method"].unique(), *bands["method"]})
 else:
     colours = colour_map(usable[colour_by].unique())
+digits = score_format(usable[metric])  # enough to tell these candidates apart
 figure = go.Figure()
 for key, rows in usable.groupby(colour_by):
     captions = rows["caption"].fillna("").str.slice(0, 80) if "caption" in rows else ""
@@ -253,7 +264,7 @@ for key, rows in usable.groupby(colour_by):
             marker={"color": colours[str(key)], "size": 6, "opacity": 0.25 if aggregated else 0.75},
             customdata=hover.to_numpy(),
             hovertemplate="<b>%{customdata[2]}</b> · %{customdata[3]} · %{customdata[4]}<br>"
-            "%{customdata[5]}<br>%{customdata[6]} · x %{x:.4g} · y %{y:.4f}"
+            f"%{{customdata[5]}}<br>%{{customdata[6]}} · x %{{x:.4g}} · y %{{y:{digits}}}"
             "<extra></extra>",
         )
     )
@@ -311,8 +322,8 @@ if aggregated:
                 ),
                 hovertemplate="<b>%{customdata[1]}</b> · %{customdata[2]}<br>"
                 "%{customdata[3]} images, %{customdata[4]} with this metric<br>"
-                "x %{x:.4g} · mean %{y:.4f} [%{customdata[5]:.4f}, %{customdata[6]:.4f}]"
-                "<extra></extra>",
+                f"x %{{x:.4g}} · mean %{{y:{digits}}} [%{{customdata[5]:{digits}}}, "
+                f"%{{customdata[6]:{digits}}}]<extra></extra>",
             )
         )
 span = [usable[point_rate].min(), usable[point_rate].max()]
@@ -329,7 +340,7 @@ for index, band in enumerate(bands.itertuples(index=False)):
             name=band.label,
             legendgroup=band.label,
             line={"color": colour, "dash": BAND_DASHES[index % len(BAND_DASHES)]},
-            hovertemplate=f"<b>{band.label}</b><br>mean {band.mean:.4f}<extra></extra>",
+            hovertemplate=f"<b>{band.label}</b><br>mean {band.mean:{digits}}<extra></extra>",
         )
     )
 if show_pareto:
@@ -386,6 +397,7 @@ figure.update_layout(
     margin={"l": 10, "r": 10, "t": 30, "b": 10},
     legend={"font": {"size": 11}},
 )
+mark_random_weights(figure, study)
 event = st.plotly_chart(figure, key="rd_chart", on_select="rerun", selection_mode="points")
 left_out(curves, compared)
 

@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from semcomp.analysis.figures import survey_dimensions_figure
+from semcomp.analysis.figures import PALETTE, survey_dimensions_figure
 from semcomp.analysis.rd import group_label
 from semcomp.app.data import load_surveys, select, signature
 from semcomp.app.filters import context, download_csv, download_png
@@ -87,6 +87,7 @@ if scales:
         x="value",
         y="share",
         color="method",
+        color_discrete_sequence=PALETTE,
         barmode="group",
         labels={"value": f"rating ({question.low}–{question.high})", "share": "% of answers"},
         height=380,
@@ -118,6 +119,7 @@ if len(scales) > 1 and not tables.dimensions.empty:
         y="mean",
         error_y="std",
         color="method",
+        color_discrete_sequence=PALETTE,
         barmode="group",
         facet_col="category" if by == "category" else None,
         facet_col_wrap=3,
