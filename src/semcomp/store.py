@@ -718,8 +718,11 @@ class Store:
         target = self.artifact_path(relpath)
         if not (target.exists() and target.stat().st_size == len(data)):
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _write_new_file(target.parent, data, suffix, target)
+                try:
+                    _write_new_file(target.parent, data, suffix, target)
+                except FileNotFoundError:  # the folder's first file (a mkdir per file is slow)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    _write_new_file(target.parent, data, suffix, target)
             except OSError as exc:
                 if exc.errno in NO_SPACE:
                     raise disk_full(target, len(data)) from None
