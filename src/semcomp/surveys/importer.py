@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -1110,7 +1111,9 @@ def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
                 key=("name",),
             )
     placeholders = ", ".join("?" for _ in numeric)
-    cursor = store.conn.execute(
+    cursor = store.conn.cursor()
+    cursor.row_factory = None  # tuples: no sqlite3.Row per rating
+    cursor.execute(
         "SELECT candidate_id, question, value FROM ratings WHERE survey = ? AND excluded IS NULL "
         f"AND is_check = 0 AND candidate_id IS NOT NULL AND value IS NOT NULL "
         f"AND question IN ({placeholders}) ORDER BY candidate_id, question",
@@ -1118,7 +1121,7 @@ def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
     )
     now = utc_now()
     rows = []
-    for (candidate_id, question_id), group in groupby(cursor, key=lambda r: (r[0], r[1])):
+    for (candidate_id, question_id), group in groupby(cursor, key=itemgetter(0, 1)):
         values = np.fromiter((r[2] for r in group), dtype=float)
         for stat, (function, _) in SCORE_STATS.items():
             metric = human_metric(survey.id, stat, question_id)

@@ -120,16 +120,19 @@ def read_time(text: str) -> tuple[str | None, str]:
                 int(second),
                 tzinfo=timezone(timedelta(hours=ZONES[zone.upper()])),
             )
-        except ValueError as exc:
+            return local.astimezone(timezone.utc).isoformat(), ""
+        except (ValueError, OverflowError) as exc:  # Dec 31 9999 EST is after year 9999 UTC
             return None, f"not a valid time: {exc}"
-        return local.astimezone(timezone.utc).isoformat(), ""
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None, "not a time (expected e.g. 'Fri Jun 08 09:21:50 PDT 2012' or ISO 8601)"
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc).isoformat(), ""
+    try:
+        return parsed.astimezone(timezone.utc).isoformat(), ""
+    except OverflowError as exc:
+        return None, f"not a valid time: {exc}"
 
 
 def flatten_answer(value: object, prefix: str, into: dict[str, str]) -> None:
