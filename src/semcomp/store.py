@@ -881,10 +881,16 @@ class Store:
     # ---- reads for analysis ----------------------------------------------------------------
 
     def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        """Run a query and return a DataFrame (the form every analysis read takes)."""
-        cursor = self.conn.execute(sql, params)
+        """Run a query and return a DataFrame (the form every analysis read takes).
+
+        A plain cursor fetches tuples, which the DataFrame takes as they are (no
+        ``sqlite3.Row`` made and converted per row).
+        """
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        cursor.execute(sql, params)
         columns = [d[0] for d in cursor.description]
-        return pd.DataFrame([tuple(r) for r in cursor.fetchall()], columns=columns)
+        return pd.DataFrame(cursor.fetchall(), columns=columns)
 
     def originals(self) -> pd.DataFrame:
         return self.frame("SELECT * FROM originals ORDER BY category, name")
