@@ -987,9 +987,11 @@ def _existing_statuses(store: Store, assignment_ids: list[str]) -> dict[str, tup
 
 
 def _file_counts(store: Store, survey_id: str, source: str, summary: ImportSummary) -> None:
+    # "+survey": one pass over the table reads faster than the survey's index and a row
+    # lookup per answer
     rows = store.conn.execute(
         "SELECT COALESCE(excluded, '') AS rule, COUNT(*) FROM ratings "
-        "WHERE survey = ? AND source_file = ? AND is_check = 0 GROUP BY rule",
+        "WHERE +survey = ? AND source_file = ? AND is_check = 0 GROUP BY rule",
         (survey_id, source),
     )
     for rule, count in rows:
@@ -999,7 +1001,7 @@ def _file_counts(store: Store, survey_id: str, source: str, summary: ImportSumma
             summary.kept = count
     summary.duplicates_count = store.conn.execute(
         "SELECT COUNT(*) FROM (SELECT DISTINCT source_line, item, worker_id FROM ratings "
-        "WHERE survey = ? AND source_file = ? AND excluded = 'duplicate')",
+        "WHERE +survey = ? AND source_file = ? AND excluded = 'duplicate')",
         (survey_id, source),
     ).fetchone()[0]
     summary.duplicates = [
