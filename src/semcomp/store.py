@@ -716,7 +716,11 @@ class Store:
         digest = sha256_hex(data)
         relpath = f"{digest[:2]}/{digest}{suffix}"
         target = self.artifact_path(relpath)
-        if not (target.exists() and target.stat().st_size == len(data)):
+        try:  # one stat, not exists() then stat()
+            present = target.stat().st_size == len(data)
+        except OSError:
+            present = False
+        if not present:
             try:
                 try:
                     _write_new_file(target.parent, data, suffix, target)
