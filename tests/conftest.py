@@ -86,23 +86,45 @@ def fake_openai():
         yield server
 
 
+#: the demo made small for the session's end-to-end study: one scene per category, four
+#: JPEG and three WebP operating points, a PQVAE-shared trained for two epochs on 18
+#: drawn scenes (evaluated on 6)
+SMALL_DEMO_PIXEL_METHODS = """
+[[methods]]
+name = "jpeg"
+codec = "jpeg"
+reduction = [0.8, 0.9]
+quality = [15, 50]
+
+[[methods]]
+name = "webp"
+codec = "webp"
+reduction = [0.9]
+quality = [15, 50]
+"""
+
+
 @pytest.fixture(scope="session")
 def all_methods_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished study with every kind of method and human ratings, built once per session.
 
-    The demo study (JPEG and WebP sweeps, human captions and BLIP through a tiny
-    Stable Diffusion, a tiny PQVAE-shared) plus imported external reconstructions
-    with captions, and human score rows for every image candidate.
+    The demo study made small (:data:`SMALL_DEMO_PIXEL_METHODS`: JPEG and WebP, human
+    captions and BLIP through a tiny Stable Diffusion, a tiny PQVAE-shared; three
+    originals) plus imported external reconstructions with captions for two of them,
+    and human score rows for every image candidate.
     """
     from helpers import add_human_scores
-    from semcomp.demo import SCENE_CAPTIONS, prepare_demo
+    from semcomp.demo import SCENE_CAPTIONS, DemoSize, prepare_demo
     from semcomp.study import Study
 
     root = tmp_path_factory.mktemp("all-methods") / "study"
-    prepare_demo(root, say=lambda _: None)
+    size = DemoSize(
+        per_category=1, pixel_methods=SMALL_DEMO_PIXEL_METHODS, pqvae_scenes=8, pqvae_epochs=2
+    )
+    prepare_demo(root, say=lambda _: None, size=size)
     external = root / "external"
     external.mkdir()
-    names = sorted(SCENE_CAPTIONS)[:6]
+    names = sorted(p.stem for p in (root / "images").rglob("*.png"))[:2]
     for seed, name in enumerate(names):
         photo(96, 72, seed).save(external / f"{name}_gr.png")
     lines = [f"{name},{SCENE_CAPTIONS[name][:40]}" for name in names]

@@ -62,3 +62,23 @@ def test_same_codec_and_params_under_two_names_is_refused(tmp_path: Path):
 def test_missing_study_file_says_how_to_make_one(tmp_path: Path):
     with pytest.raises(ConfigError, match="semcomp init"):
         load_config(tmp_path)
+
+
+def test_method_id_is_computed_once_and_again_after_a_change(tmp_path: Path, monkeypatch):
+    """Stages read ``method_id`` for every item: it hashes JSON once per method, and a
+    changed or copied method gets its own id."""
+    import semcomp.methods
+
+    (method,) = load_config(study(tmp_path, VALID)).methods  # validation reads the id
+    hashed = []
+    real = semcomp.methods.content_key
+    monkeypatch.setattr(semcomp.methods, "content_key", lambda *p: hashed.append(p) or real(*p))
+    first = method.method_id
+    assert [method.method_id for _ in range(100)] == [first] * 100
+    assert hashed == []
+    changed = method.model_copy(update={"params": method.params | {"progressive": True}})
+    assert changed.method_id != first
+    assert method.model_copy().method_id == first
+    method.params = changed.params
+    assert method.method_id == changed.method_id
+    assert len(hashed) == 3  # the change, the copy, the assignment

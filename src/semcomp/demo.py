@@ -148,12 +148,13 @@ SCENES: dict[str, Callable[[np.random.Generator, int], Image.Image]] = {
 }
 
 
-def write_sample_images(folder: Path, seed: int = 0) -> list[Path]:
-    """Draw 3 scenes per category into ``folder/<category>/`` (PNG and high-quality JPEG)."""
+def write_sample_images(folder: Path, seed: int = 0, per_category: int = 3) -> list[Path]:
+    """Draw ``per_category`` (at most 3) scenes per category into ``folder/<category>/``
+    (PNG, and the third of each as a high-quality JPEG)."""
     paths = []
     for category, draw_scene in SCENES.items():
         (folder / category).mkdir(parents=True, exist_ok=True)
-        for variant in range(3):
+        for variant in range(per_category):
             rng = np.random.default_rng([seed, variant, len(category)])
             image = draw_scene(rng, variant)
             path = folder / category / f"{category}_{variant + 1}.{'png' if variant < 2 else 'jpg'}"
@@ -269,7 +270,11 @@ random_weights = true
 
 
 def _pqvae_method_toml(
-    root: Path, similarity_toml: str, random_weights: bool, say: Callable[[str], None]
+    root: Path,
+    similarity_toml: str,
+    random_weights: bool,
+    say: Callable[[str], None],
+    size: DemoSize,
 ) -> str:
     """A small PQVAE-shared trained here, in seconds, on CLIP embeddings of drawn scenes.
 
@@ -296,12 +301,13 @@ def _pqvae_method_toml(
             data |= tomllib.loads(similarity_toml)
         embedder_config = parse_config(data, "demo", root).similarity.models[0]
         images, labels = [], []
+        scenes = size.pqvae_scenes
         for label, draw_scene in enumerate(SCENES.values()):
-            for seed in range(1, 41):  # 1-30 train the codec, 31-40 evaluate it
+            for seed in range(1, scenes + 1):  # (of 40) 1-30 train the codec, 31-40 evaluate it
                 rng = np.random.default_rng([seed, label, 7])
                 images.append(draw_scene(rng, seed % 3).resize((128, 96)))
                 labels.append(label)
-        held_out = np.arange(len(images)) % 40 >= 30
+        held_out = np.arange(len(images)) % scenes >= scenes * 3 // 4
         trained_on = int((~held_out).sum())
         say(f"training a small PQVAE-shared codec on {trained_on} CLIP embeddings of drawn scenes")
         embedder = OpenClipEmbedder(embedder_config, device="auto", batch_size=32)
@@ -320,7 +326,7 @@ def _pqvae_method_toml(
         trained = Trainer(
             config,
             TrainConfig(
-                epochs=15,
+                epochs=size.pqvae_epochs,
                 lr=3e-3,
                 split="random",
                 validation=0.2,
@@ -388,6 +394,21 @@ def add_simulated_ratings(
     return imported
 
 
+@dataclass(frozen=True)
+class DemoSize:
+    """How much the demo draws, encodes and trains: the defaults are ``semcomp demo``'s; the
+    tests build the same study smaller (fewer scenes, operating points and epochs)."""
+
+    #: scenes per category in the study (at most 3)
+    per_category: int = 3
+    #: the pixel methods' table
+    pixel_methods: str = DEMO_METHODS_TOML
+    #: drawn scenes per category the PQVAE codec sees: three quarters train it, the rest
+    #: evaluate it
+    pqvae_scenes: int = 40
+    pqvae_epochs: int = 15
+
+
 @dataclass
 class DemoOutcome:
     root: Path
@@ -415,13 +436,15 @@ def _similarity_toml(root: Path, say: Callable[[str], None]) -> tuple[str, bool,
         return toml, True, note
 
 
-def prepare_demo(root: Path, say: Callable[[str], None] = print) -> DemoOutcome:
+def prepare_demo(
+    root: Path, say: Callable[[str], None] = print, size: DemoSize = DemoSize()
+) -> DemoOutcome:
     """Create (or reuse) the demo study folder with its images and ``study.toml``."""
     from semcomp.study import write_study_file
 
     root = root.resolve()
     images = root / "images"
-    write_sample_images(images)
+    write_sample_images(images, per_category=size.per_category)
     if (root / STUDY_FILE).exists():
         from semcomp.config import load_config
 
@@ -432,12 +455,12 @@ def prepare_demo(root: Path, say: Callable[[str], None] = print) -> DemoOutcome:
         return DemoOutcome(root, random_weights, "reusing the existing demo study")
     similarity, random_similarity, note = _similarity_toml(root, say)
     textual, random_textual = _textual_methods_toml(root, say)
-    embedding = _pqvae_method_toml(root, similarity, random_similarity, say)
+    embedding = _pqvae_method_toml(root, similarity, random_similarity, say, size)
     write_study_file(
         root,
         images,
         name="semcomp demo",
-        methods_toml=DEMO_METHODS_TOML + textual + embedding,
+        methods_toml=size.pixel_methods + textual + embedding,
         similarity_toml=similarity,
     )
     random_weights = random_similarity or random_textual

@@ -13,7 +13,9 @@ results, never of its display name, so renaming a method keeps its rows.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import functools
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -56,9 +58,26 @@ class MethodBase(Section):
     #: not meaningful, and reports say so
     random_weights: bool = False
 
-    @property
+    @functools.cached_property
     def method_id(self) -> str:
+        """A hash of everything that changes the method's results (see :meth:`_method_id`).
+
+        Computed once per method: stages read it for every item, and it hashes JSON.
+        Assigning a field or copying the method computes it again.
+        """
+        return self._method_id()
+
+    def _method_id(self) -> str:
         raise NotImplementedError
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.__dict__.pop("method_id", None)
+        super().__setattr__(name, value)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("method_id", None)
+        return copied
 
     def operating_point_labels(self) -> list[str]:
         raise NotImplementedError
@@ -166,8 +185,7 @@ class PixelMethod(MethodBase):
     def describe(self) -> str:
         return f"{self.codec} {to_json(self.params)}"
 
-    @property
-    def method_id(self) -> str:
+    def _method_id(self) -> str:
         """Codec and validated parameters (not the display name, not the operating points)."""
         return content_key("method", self.codec, self.params)
 
@@ -391,8 +409,7 @@ class TextualMethod(MethodBase):
         """The side information's part of identities (None without side information)."""
         return {"side": self.side, "params": self.side_params} if self.side else None
 
-    @property
-    def method_id(self) -> str:
+    def _method_id(self) -> str:
         keys = [p.captioner_key for p in self._points]
         if self.side or self.select is not None:  # points repeat a caption: its captioner once
             keys = list(dict.fromkeys(keys))
@@ -542,8 +559,7 @@ class ExternalMethod(MethodBase):
         label = f" ({self.codec})" if self.codec else ""
         return f"external files{label} {self.folder / self.pattern}{rate}"
 
-    @property
-    def method_id(self) -> str:
+    def _method_id(self) -> str:
         parts: list[Any] = [
             "method",
             "external",
@@ -612,8 +628,7 @@ class EmbeddingMethod(MethodBase):
     def describe(self) -> str:
         return f"{self._architecture} embedding codec {self.checkpoint.name}, {self.entropy_coder}"
 
-    @property
-    def method_id(self) -> str:
+    def _method_id(self) -> str:
         return content_key("method", "embedding", self._checkpoint_sha256, self.entropy_coder)
 
 

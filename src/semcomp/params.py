@@ -136,7 +136,7 @@ def portable_value(value: Any, study_dir: Path | str | None, anchor: str | None 
         return value
     prefix = LOCAL_DIR if value.startswith(LOCAL_DIR) else ""
     path = value[len(prefix) :]
-    if not Path(path).is_absolute() or "\n" in path:
+    if not os.path.isabs(path) or "\n" in path:  # a string test: no Path per value
         return value
     return prefix + portable_path(path, study_dir, anchor)
 

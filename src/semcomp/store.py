@@ -747,10 +747,17 @@ class Store:
         digest = sha256_hex(data)
         relpath = f"{digest[:2]}/{digest}{suffix}"
         target = self.artifact_path(relpath)
-        if not (target.exists() and target.stat().st_size == len(data)):
+        try:  # one stat, not exists() then stat()
+            present = target.stat().st_size == len(data)
+        except OSError:
+            present = False
+        if not present:
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _write_new_file(target.parent, data, suffix, target)
+                try:
+                    _write_new_file(target.parent, data, suffix, target)
+                except FileNotFoundError:  # the folder's first file (a mkdir per file is slow)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    _write_new_file(target.parent, data, suffix, target)
             except OSError as exc:
                 if exc.errno in NO_SPACE:
                     raise disk_full(target, len(data)) from None
@@ -955,10 +962,16 @@ class Store:
     # ---- reads for analysis ----------------------------------------------------------------
 
     def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        """Run a query and return a DataFrame (the form every analysis read takes)."""
-        cursor = self.conn.execute(sql, params)
+        """Run a query and return a DataFrame (the form every analysis read takes).
+
+        A plain cursor fetches tuples, which the DataFrame takes as they are (no
+        ``sqlite3.Row`` made and converted per row).
+        """
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        cursor.execute(sql, params)
         columns = [d[0] for d in cursor.description]
-        return pd.DataFrame([tuple(r) for r in cursor.fetchall()], columns=columns)
+        return pd.DataFrame(cursor.fetchall(), columns=columns)
 
     def originals(self) -> pd.DataFrame:
         return self.frame("SELECT * FROM originals ORDER BY category, name")

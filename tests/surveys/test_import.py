@@ -615,3 +615,9 @@ def test_option_numbers_count_from_the_low_end_of_the_scale(store, tmp_path):
     assert read_answer(calm, {"calm.option_5": "true"}, "calm", {}).value == 4
     assert read_answer(calm, {"calm.0": "true"}, "calm", {}).value == 0  # a value, not a number
     assert read_answer(A.questions[0], {"Q1.option_3": "true"}, "Q1", {}).value == 3
+
+
+@pytest.mark.parametrize("text", ["Fri Dec 31 23:00:00 EST 9999", "9999-12-31T23:00:00-05:00"])
+def test_a_time_after_the_last_utc_year_is_unreadable_not_a_crash(text):
+    value, why = mturk.read_time(text)
+    assert value is None and why == "not a valid time: date value out of range"

@@ -12,6 +12,7 @@ from the scale's low end (``option_1`` of a 0–4 scale is 0).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from semcomp.surveys.definitions import Question
@@ -62,6 +63,34 @@ def option_entries(answers: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
             entries.setdefault(key[:at], []).append((key[at + len(sep) :], value))
             start = at + len(sep)
     return entries
+
+
+class FormNames:
+    """Where each field's answer is among a form's answer names, worked out once.
+
+    Every row of a flattened results file has the same names (its columns), and a JSON
+    layout's rows share a few shapes, so :func:`option_entries` runs once per shape, not
+    once per row. :meth:`cells` gives the texts that decide a field's answer (equal cells:
+    an equal answer, which a caller may reuse); :meth:`entries` what :func:`read_answer`
+    takes as its ``entries``.
+    """
+
+    def __init__(self, names: Iterable[str]):
+        self._where = option_entries({name: name for name in names})
+        self._keys: dict[str, tuple[str, ...]] = {}
+
+    def cells(self, answers: dict[str, str], name: str) -> tuple:
+        """The direct answer of field ``name`` and the texts of its option entries."""
+        keys = self._keys.get(name)
+        if keys is None:
+            keys = self._keys[name] = tuple(key for _, key in self._where.get(name, ()))
+        if not keys:
+            return (answers.get(name),)
+        return answers.get(name), *map(answers.__getitem__, keys)
+
+    def entries(self, answers: dict[str, str], name: str) -> dict[str, list[tuple[str, str]]]:
+        """:func:`option_entries` of ``answers``, for field ``name`` only."""
+        return {name: [(suffix, answers[key]) for suffix, key in self._where.get(name, ())]}
 
 
 def answer_parts(

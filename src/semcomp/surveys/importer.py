@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +44,11 @@ from semcomp.surveys.answers import (
     SEPARATORS,
     Answer,
     AnswerError,
+    FormNames,
     answer_parts,
-    option_entries,
     read_answer,
 )
-from semcomp.surveys.definitions import SurveyDefinition
+from semcomp.surveys.definitions import Question, SurveyDefinition
 from semcomp.surveys.mapping import (
     Mapping,
     NamedItem,
@@ -392,6 +393,16 @@ class _Reader:
         self.matched = False
         #: assignments not registered: every item they answered names no image of the study
         self.unregistered = 0
+        #: per slot: (question, answer field name, its values) of every question
+        self.fields = {
+            slot: [(q, *mapping.field(q.id, slot)) for q in survey.questions]
+            for slot in mapping.slots
+        }
+        #: what a slot's inputs name, by (slot, the row's input cells): a HIT's rows share it
+        self.slots: dict[tuple, tuple] = {}
+        #: answer names → where each field is; (names, question, field, its cells) → answer
+        self.forms: dict[tuple[str, ...], FormNames] = {}
+        self.answers: dict[tuple, Answer | AnswerError | None] = {}
 
     def _gold(self) -> dict[tuple[str, str | None], dict[str, tuple[float | None, float | None]]]:
         gold: dict[tuple[str, str | None], dict] = defaultdict(dict)
@@ -448,72 +459,46 @@ class _Reader:
             self.fail(row.line, column, value, reason, assignment=row.assignment_id)
         if any(column == f"Answer.{TASK_ANSWERS}" for column, _, _ in row.problems):
             return  # its answers are unreadable: one failure says so, not one per question
-        entries = option_entries(row.answers)
+        names = tuple(row.answers)
+        form = self.forms.get(names)
+        if form is None:
+            form = self.forms[names] = FormNames(names)
+        inputs = row.inputs_key
+        if inputs is None:
+            inputs = tuple(row.inputs.items())
         for slot in self.mapping.slots:
-            self._item(row, slot, absent_is_blank, entries)
+            self._item(row, slot, absent_is_blank, form, inputs)
 
     def _item(
         self,
         row: AssignmentRow,
         slot: str,
         absent_is_blank: bool,
-        entries: dict[str, list[tuple[str, str]]],
+        form: FormNames,
+        inputs: tuple,
     ) -> None:
-        mapping = self.mapping
-        if mapping.item_id:
-            item_id = row.inputs.get(mapping.column(mapping.item_id, slot), "").strip()
-            if not item_id:
-                if self._answered(row, slot, entries):
-                    self._unmatched(row, slot, (None, None), "no image named")
-                return  # an unused slot
-            resolved = self.index.items.get(item_id)
-            references: tuple[str | None, str | None] = (None, item_id)
-            reason = "" if resolved else f"item id {item_id!r} was not made for this study"
-        else:
-            original_ref, problem = mapping.reference(row.inputs, mapping.original, slot)
-            candidate_ref, candidate_problem = mapping.reference(
-                row.inputs, mapping.candidate, slot
-            )
-            method_ref, method_problem = mapping.reference(row.inputs, mapping.method, slot)
-            point_ref, point_problem = mapping.reference(row.inputs, mapping.operating_point, slot)
-            problem = problem or candidate_problem or method_problem or point_problem
-            if problem or not (original_ref or candidate_ref or method_ref):
-                if self._answered(row, slot, entries):
-                    references = (original_ref or None, candidate_ref or None)
-                    self._unmatched(row, slot, references, problem or "no image named")
-                return  # an unused slot
-            references = (original_ref or None, candidate_ref or None)
-            named = mapping.items.get(candidate_ref) if candidate_ref else None
-            if named is not None:
-                resolved, reason = self.index.resolve_named(named.original or original_ref, named)
-            elif method_ref:
-                item = NamedItem(method=method_ref, operating_point=point_ref or None)
-                resolved, reason = self.index.resolve_named(original_ref, item)
-            else:
-                resolved, reason = self.index.resolve(*references, self.survey.subject)
-            if resolved is None and reason.endswith("is not in the study"):
-                side = "original" if reason.startswith("original") else "candidate"
-                reference = original_ref if side == "original" else candidate_ref
-                reason += list_hint(reference, getattr(mapping, side))
-            if resolved is not None:
-                bounds = self.gold.get((resolved.original_id, resolved.candidate_id))
-                if bounds:
-                    resolved.is_check, resolved.bounds = True, bounds
-                elif resolved.candidate_id is None:
-                    resolved, reason = None, "an image compared with itself is not a gold item"
+        named = self.slots.get((slot, inputs))
+        if named is None:
+            named = self.slots[(slot, inputs)] = self._named(row, slot)
+        kind, references, resolved, reason = named
+        if kind == "unused":
+            if self._answered(row, slot, form):
+                self._unmatched(row, slot, references, reason)
+            return  # an unused slot
         if resolved is None:
             self._unmatched(row, slot, references, reason)
             return
         self.matched = True
-        for question in self.survey.questions:
-            name, values = mapping.field(question.id, slot)
+        for question, name, values in self.fields[slot]:
             check = resolved.is_check and question.id in resolved.bounds
-            try:
-                answer = read_answer(question, row.answers, name, values, entries)
-            except AnswerError as exc:
-                self.fail(row.line, exc.column, exc.raw, exc.reason, assignment=row.assignment_id)
+            answer = self._answer(question, row.answers, name, values, form)
+            if isinstance(answer, AnswerError):
+                self.fail(
+                    row.line, answer.column, answer.raw, answer.reason, assignment=row.assignment_id
+                )
                 if check:  # a blank or unreadable answer fails an attention check
-                    self._rating(row, slot, question.id, resolved, Answer(None, None, exc.raw), 0)
+                    missing = Answer(None, None, answer.raw)
+                    self._rating(row, slot, question.id, resolved, missing, 0)
                 continue
             if answer is None:
                 if absent_is_blank:
@@ -546,13 +531,74 @@ class _Reader:
                 )
             self._rating(row, slot, question.id, resolved, answer, passed)
 
-    def _answered(
-        self, row: AssignmentRow, slot: str, entries: dict[str, list[tuple[str, str]]]
-    ) -> bool:
+    def _answer(
+        self,
+        question: Question,
+        answers: dict[str, str],
+        name: str,
+        values: dict[str, float | str],
+        form: FormNames,
+    ) -> Answer | AnswerError | None:
+        """:func:`read_answer`, or its error; equal cells of a field (in forms of the same
+        names) read once."""
+        key = (form, question.id, name, form.cells(answers, name))
+        if key not in self.answers:
+            try:
+                entries = form.entries(answers, name)
+                self.answers[key] = read_answer(question, answers, name, values, entries)
+            except AnswerError as exc:
+                self.answers[key] = exc
+        return self.answers[key]
+
+    def _named(
+        self, row: AssignmentRow, slot: str
+    ) -> tuple[str, tuple[str | None, str | None], Resolved | None, str]:
+        """What the row's inputs name in ``slot``: (``"unused"`` or ``"item"``, the
+        references, the resolved pair or ``None``, why not). The same for every row with
+        the same inputs."""
+        mapping = self.mapping
+        if mapping.item_id:
+            item_id = row.inputs.get(mapping.column(mapping.item_id, slot), "").strip()
+            if not item_id:
+                return "unused", (None, None), None, "no image named"
+            resolved = self.index.items.get(item_id)
+            references: tuple[str | None, str | None] = (None, item_id)
+            reason = "" if resolved else f"item id {item_id!r} was not made for this study"
+        else:
+            original_ref, problem = mapping.reference(row.inputs, mapping.original, slot)
+            candidate_ref, candidate_problem = mapping.reference(
+                row.inputs, mapping.candidate, slot
+            )
+            method_ref, method_problem = mapping.reference(row.inputs, mapping.method, slot)
+            point_ref, point_problem = mapping.reference(row.inputs, mapping.operating_point, slot)
+            problem = problem or candidate_problem or method_problem or point_problem
+            references = (original_ref or None, candidate_ref or None)
+            if problem or not (original_ref or candidate_ref or method_ref):
+                return "unused", references, None, problem or "no image named"
+            named = mapping.items.get(candidate_ref) if candidate_ref else None
+            if named is not None:
+                resolved, reason = self.index.resolve_named(named.original or original_ref, named)
+            elif method_ref:
+                item = NamedItem(method=method_ref, operating_point=point_ref or None)
+                resolved, reason = self.index.resolve_named(original_ref, item)
+            else:
+                resolved, reason = self.index.resolve(*references, self.survey.subject)
+            if resolved is None and reason.endswith("is not in the study"):
+                side = "original" if reason.startswith("original") else "candidate"
+                reference = original_ref if side == "original" else candidate_ref
+                reason += list_hint(reference, getattr(mapping, side))
+            if resolved is not None:
+                bounds = self.gold.get((resolved.original_id, resolved.candidate_id))
+                if bounds:
+                    resolved.is_check, resolved.bounds = True, bounds
+                elif resolved.candidate_id is None:
+                    resolved, reason = None, "an image compared with itself is not a gold item"
+        return "item", references, resolved, reason
+
+    def _answered(self, row: AssignmentRow, slot: str, form: FormNames) -> bool:
         """Whether any of the slot's answer fields holds an answer (text or a chosen option)."""
-        for question in self.survey.questions:
-            name, _ = self.mapping.field(question.id, slot)
-            direct, chosen, _ = answer_parts(row.answers, name, entries)
+        for _, name, _ in self.fields[slot]:
+            direct, chosen, _ = answer_parts(row.answers, name, form.entries(row.answers, name))
             if chosen or (direct and direct.strip()):
                 return True
         return False
@@ -770,9 +816,11 @@ def import_ratings(
             f"{k} {stored[k]} → {options[k]}" for k in options if options[k] != stored[k]
         )
     before = store.count("ratings")
-    # a 64 MiB page cache (SQLite's default is 2 MiB) keeps the ratings indexes in memory
-    # while a large file is upserted: about a fifth faster at 300,000 answers
-    store.conn.execute("PRAGMA cache_size = -65536")
+    # a large page cache (SQLite's default is 2 MiB) keeps the ratings indexes and the rows
+    # the foreign keys check in memory while a large file is upserted: 64 MiB made 300,000
+    # answers about a fifth faster; 256 MiB takes a third less CPU than 64 MiB to upsert
+    # 250,000 (pages are held only as the import needs them)
+    store.conn.execute("PRAGMA cache_size = -262144")
     with store.transaction():
         register_survey(store, survey)
         cursor = store.conn.execute(
@@ -941,9 +989,11 @@ def _existing_statuses(store: Store, assignment_ids: list[str]) -> dict[str, tup
 
 
 def _file_counts(store: Store, survey_id: str, source: str, summary: ImportSummary) -> None:
+    # "+survey": one pass over the table reads faster than the survey's index and a row
+    # lookup per answer
     rows = store.conn.execute(
         "SELECT COALESCE(excluded, '') AS rule, COUNT(*) FROM ratings "
-        "WHERE survey = ? AND source_file = ? AND is_check = 0 GROUP BY rule",
+        "WHERE +survey = ? AND source_file = ? AND is_check = 0 GROUP BY rule",
         (survey_id, source),
     )
     for rule, count in rows:
@@ -953,7 +1003,7 @@ def _file_counts(store: Store, survey_id: str, source: str, summary: ImportSumma
             summary.kept = count
     summary.duplicates_count = store.conn.execute(
         "SELECT COUNT(*) FROM (SELECT DISTINCT source_line, item, worker_id FROM ratings "
-        "WHERE survey = ? AND source_file = ? AND excluded = 'duplicate')",
+        "WHERE +survey = ? AND source_file = ? AND excluded = 'duplicate')",
         (survey_id, source),
     ).fetchone()[0]
     summary.duplicates = [
@@ -977,9 +1027,15 @@ def apply_quality_control(
 ) -> None:
     """Set ``ratings.excluded`` for every answer of the survey (NULL: kept). In a transaction."""
     conn = store.conn
-    conn.execute("UPDATE ratings SET excluded = NULL WHERE survey = ?", (survey_id,))
+    # only rows that change are written; "+survey" keeps SQLite from walking the survey's
+    # whole index where the assignment's key finds its few rows (a 1,000,000-answer survey
+    # is read once, not once per rule)
+    conn.execute(
+        "UPDATE ratings SET excluded = NULL WHERE survey = ? AND excluded IS NOT NULL",
+        (survey_id,),
+    )
     in_assignments = (
-        "UPDATE ratings SET excluded = ? WHERE survey = ? AND excluded IS NULL AND assignment_id "
+        "UPDATE ratings SET excluded = ? WHERE +survey = ? AND excluded IS NULL AND assignment_id "
         "IN (SELECT assignment_id FROM assignments WHERE survey = ? AND {})"
     )
     if not include_rejected:
@@ -993,23 +1049,31 @@ def apply_quality_control(
         )
     conn.execute(
         "UPDATE ratings SET excluded = 'attention_check' WHERE survey = ? AND excluded IS NULL "
-        "AND worker_id IN (SELECT worker_id FROM ratings WHERE survey = ? AND check_passed = 0)",
+        "AND worker_id IN (SELECT worker_id FROM ratings WHERE +survey = ? AND check_passed = 0)",
         (survey_id, survey_id),
     )
     # one worker, one question about one pair: the first answer counts, by submit time
-    # (unknown last), then the file's first import, its line and the item slot
+    # (unknown last), then the file's first import, its line and the item slot. Only the
+    # pairs answered more than once are ordered (found in one pass; CROSS JOIN keeps that
+    # order of the joins), not every answer of the survey
     conn.execute(
         "UPDATE ratings SET excluded = 'duplicate' WHERE rowid IN ("
         " SELECT answer FROM (SELECT r.rowid AS answer, ROW_NUMBER() OVER ("
         "  PARTITION BY r.worker_id, r.original_id, r.candidate_id, r.question"
         "  ORDER BY a.submit_time IS NULL, a.submit_time, f.first_import, r.source_file,"
         "  r.source_line, CAST(r.item AS INTEGER), r.item, r.assignment_id) AS position"
-        "  FROM ratings r JOIN assignments a ON a.assignment_id = r.assignment_id"
+        "  FROM (SELECT worker_id, original_id, candidate_id, question FROM ratings"
+        "   WHERE +survey = ? AND excluded IS NULL AND is_check = 0"
+        "   GROUP BY worker_id, original_id, candidate_id, question HAVING COUNT(*) > 1) d"
+        "  CROSS JOIN ratings r ON r.survey = ? AND r.worker_id = d.worker_id"
+        "  AND r.original_id = d.original_id AND r.candidate_id IS d.candidate_id"
+        "  AND r.question = d.question"
+        "  JOIN assignments a ON a.assignment_id = r.assignment_id"
         "  LEFT JOIN (SELECT file, MIN(id) AS first_import FROM rating_imports GROUP BY file) f"
         "  ON f.file = r.source_file"
-        "  WHERE r.survey = ? AND r.excluded IS NULL AND r.is_check = 0)"
+        "  WHERE r.excluded IS NULL AND r.is_check = 0)"
         " WHERE position > 1)",
-        (survey_id,),
+        (survey_id, survey_id),
     )
 
 
@@ -1052,7 +1116,9 @@ def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
                 key=("name",),
             )
     placeholders = ", ".join("?" for _ in numeric)
-    cursor = store.conn.execute(
+    cursor = store.conn.cursor()
+    cursor.row_factory = None  # tuples: no sqlite3.Row per rating
+    cursor.execute(
         "SELECT candidate_id, question, value FROM ratings WHERE survey = ? AND excluded IS NULL "
         f"AND is_check = 0 AND candidate_id IS NOT NULL AND value IS NOT NULL "
         f"AND question IN ({placeholders}) ORDER BY candidate_id, question",
@@ -1060,7 +1126,7 @@ def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
     )
     now = utc_now()
     rows = []
-    for (candidate_id, question_id), group in groupby(cursor, key=lambda r: (r[0], r[1])):
+    for (candidate_id, question_id), group in groupby(cursor, key=itemgetter(0, 1)):
         values = np.fromiter((r[2] for r in group), dtype=float)
         for stat, (function, _) in SCORE_STATS.items():
             metric = human_metric(survey.id, stat, question_id)

@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from operator import itemgetter
 from pathlib import Path
 
 from semcomp.csvtext import CsvProblem, csv_encoding, csv_records, delimiter_hint, open_csv, shorten
@@ -119,16 +120,19 @@ def read_time(text: str) -> tuple[str | None, str]:
                 int(second),
                 tzinfo=timezone(timedelta(hours=ZONES[zone.upper()])),
             )
-        except ValueError as exc:
+            return local.astimezone(timezone.utc).isoformat(), ""
+        except (ValueError, OverflowError) as exc:  # Dec 31 9999 EST is after year 9999 UTC
             return None, f"not a valid time: {exc}"
-        return local.astimezone(timezone.utc).isoformat(), ""
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None, "not a time (expected e.g. 'Fri Jun 08 09:21:50 PDT 2012' or ISO 8601)"
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc).isoformat(), ""
+    try:
+        return parsed.astimezone(timezone.utc).isoformat(), ""
+    except OverflowError as exc:
+        return None, f"not a valid time: {exc}"
 
 
 def flatten_answer(value: object, prefix: str, into: dict[str, str]) -> None:
@@ -163,6 +167,9 @@ class AssignmentRow:
     answers: dict[str, str]
     #: (column, value, reason) for cells that could not be read (bad JSON, number or time)
     problems: list[tuple[str, str, str]] = field(default_factory=list)
+    #: the row's input cells in column order (rows of one HIT share them and ``inputs``,
+    #: which is read-only); ``None``: not known
+    inputs_key: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -228,13 +235,7 @@ def _rows(
         records = csv_records(handle)
         next(records, None)
         width = len(header)
-        index = {name: i for i, name in enumerate(header)}
-        inputs = [
-            (name[len("Input.") :], i) for name, i in index.items() if name.startswith("Input.")
-        ]
-        answers = [
-            (name[len("Answer.") :], i) for name, i in index.items() if name.startswith("Answer.")
-        ]
+        columns = _Columns(header)
         for record in records:
             if isinstance(record, CsvProblem):
                 yield (record.line, record.reason)
@@ -252,59 +253,100 @@ def _rows(
                 else:
                     yield (line, f"row has {len(cells)} fields, the header has {width}")
                 continue
-            yield _assignment(line, cells, index, inputs, answers)
+            yield columns.assignment(line, cells)
 
 
-def _assignment(
-    line: int,
-    cells: list[str],
-    index: dict[str, int],
-    inputs: list[tuple[str, int]],
-    answers: list[tuple[str, int]],
-) -> AssignmentRow:
-    def cell(name: str) -> str:
-        i = index.get(name)
-        return cells[i].strip() if i is not None else ""
+#: the standard columns an :class:`AssignmentRow` keeps (stripped), in its field order
+_KEPT = ("HITId", "AssignmentId", "WorkerId", "AssignmentStatus", "LifetimeApprovalRate")
 
-    problems: list[tuple[str, str, str]] = []
-    flat: dict[str, str] = {}
-    for name, i in answers:
-        if name == TASK_ANSWERS:
-            text = cells[i].strip()
-            if not text:
-                continue
-            try:
-                forms = json.loads(text)
-            except json.JSONDecodeError as exc:
-                problems.append((f"Answer.{name}", text[:200], f"not JSON: {exc.msg}"))
-                continue
-            for form in forms if isinstance(forms, list) else [forms]:
-                flatten_answer(form, "", flat)
-        else:
-            flat[name] = cells[i]
-    times: dict[str, str | None] = {}
-    for name in ("AcceptTime", "SubmitTime"):
-        times[name], reason = read_time(cell(name))
-        if reason:
-            problems.append((name, cell(name), reason))
-    work = cell("WorkTimeInSeconds")
-    work_seconds: float | None = None
-    if work:
-        try:
-            work_seconds = float(work)
-        except ValueError:
-            problems.append(("WorkTimeInSeconds", work, "not a number"))
-    return AssignmentRow(
-        line=line,
-        hit_id=cell("HITId"),
-        assignment_id=cell("AssignmentId"),
-        worker_id=cell("WorkerId"),
-        status=cell("AssignmentStatus"),
-        accept_time=times["AcceptTime"],
-        submit_time=times["SubmitTime"],
-        work_seconds=work_seconds,
-        approval_rate=cell("LifetimeApprovalRate"),
-        inputs={name: cells[i] for name, i in inputs},
-        answers=flat,
-        problems=problems,
-    )
+
+class _Columns:
+    """Rows of one file's header into :class:`AssignmentRow`: where each column is, and
+    what its repeated cells read as (times, work seconds, a HIT's inputs), read once."""
+
+    def __init__(self, header: list[str]):
+        index = {name: i for i, name in enumerate(header)}
+        self.kept = [index.get(name) for name in _KEPT]
+        self.times = [(name, index.get(name)) for name in ("AcceptTime", "SubmitTime")]
+        self.work = index.get("WorkTimeInSeconds")
+        self.inputs = [
+            (name[len("Input.") :], i) for name, i in index.items() if name.startswith("Input.")
+        ]
+        #: a row's input cells as a tuple (itemgetter gives a bare cell for one index)
+        at = [i for _, i in self.inputs]
+        self.input_cells = (
+            itemgetter(*at) if len(at) > 1 else lambda cells: tuple(cells[i] for i in at)
+        )
+        self.answers = [
+            (name[len("Answer.") :], i) for name, i in index.items() if name.startswith("Answer.")
+        ]
+        #: a HIT's assignments share their inputs: one dict per distinct row of inputs
+        self.input_dicts: dict[tuple[str, ...], dict[str, str]] = {}
+        self.read_times: dict[str, tuple[str | None, str]] = {}
+        self.read_seconds: dict[str, float | str] = {}
+
+    def assignment(self, line: int, cells: list[str]) -> AssignmentRow:
+        problems: list[tuple[str, str, str]] = []
+        flat: dict[str, str] = {}
+        for name, i in self.answers:
+            if name == TASK_ANSWERS:
+                text = cells[i].strip()
+                if not text:
+                    continue
+                try:
+                    forms = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    problems.append((f"Answer.{name}", text[:200], f"not JSON: {exc.msg}"))
+                    continue
+                for form in forms if isinstance(forms, list) else [forms]:
+                    if isinstance(form, dict) and all(type(v) is str for v in form.values()):
+                        flat.update(form)  # what flatten_answer makes of a flat form
+                    else:
+                        flatten_answer(form, "", flat)
+            else:
+                flat[name] = cells[i]
+        hit_id, assignment_id, worker_id, status, approval_rate = (
+            cells[i].strip() if i is not None else "" for i in self.kept
+        )
+        times: list[str | None] = []
+        for name, i in self.times:
+            text = cells[i].strip() if i is not None else ""
+            read = self.read_times.get(text)
+            if read is None:
+                read = self.read_times[text] = read_time(text)
+            times.append(read[0])
+            if read[1]:
+                problems.append((name, text, read[1]))
+        work = cells[self.work].strip() if self.work is not None else ""
+        work_seconds: float | None = None
+        if work:
+            seconds = self.read_seconds.get(work)
+            if seconds is None:
+                try:
+                    seconds = float(work)
+                except ValueError:
+                    seconds = "not a number"
+                self.read_seconds[work] = seconds
+            if isinstance(seconds, str):
+                problems.append(("WorkTimeInSeconds", work, seconds))
+            else:
+                work_seconds = seconds
+        key = self.input_cells(cells)
+        inputs = self.input_dicts.get(key)
+        if inputs is None:
+            inputs = self.input_dicts[key] = {name: cells[i] for name, i in self.inputs}
+        return AssignmentRow(
+            line=line,
+            hit_id=hit_id,
+            assignment_id=assignment_id,
+            worker_id=worker_id,
+            status=status,
+            accept_time=times[0],
+            submit_time=times[1],
+            work_seconds=work_seconds,
+            approval_rate=approval_rate,
+            inputs=inputs,
+            answers=flat,
+            problems=problems,
+            inputs_key=key,
+        )

@@ -1,15 +1,19 @@
-"""Importing a 200,000-row MTurk batch-results file: time and peak memory.
+"""Importing a 200,000-row MTurk batch-results file: time and peak memory, and the ratio
+to parsing the same file with ``pandas.read_csv`` in the same run.
 
-    python benchmarks/survey_import.py [--rows 200000]
+    python benchmarks/mturk_import.py [--rows 200000]
 
 A study of 15 photos (5 categories × 3) with JPEG at two qualities (30 candidates);
 `survey make` for Survey A (5 items per HIT, one of them an attention check: 8 HITs);
 then a results file in MTurk's exact format with ``--rows`` assignments (workers × 8 HITs,
-about 2 % of workers failing the check, 1 % of assignments rejected, random work times),
+about 2 % of workers failing the check, 1 % of assignments rejected, random work times,
+every assignment its own accept and submit times),
 in the default ``Answer.taskAnswers`` layout and in the flattened layout. Each import
 runs in its own process so that its peak resident memory is its own. Printed side by
 side: parsing the same file with ``pandas.read_csv`` (a floor: reading only), the import
-of each layout, and importing the same file again (idempotent: adds nothing).
+of each layout, and importing the same file again (idempotent: adds nothing). Each
+time is of the call alone (``pandas.read_csv``, ``import_ratings``), not of starting
+Python and importing the libraries.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from common import machine, photo
@@ -44,6 +49,8 @@ STANDARD = {
     "LifetimeInSeconds": "",
 }
 TAIL = ["AutoApprovalTime", "ApprovalTime", "RejectionTime", "RequesterFeedback"]
+START = datetime(2012, 6, 9, 10, 0, 0)
+MTURK_TIME = "%a %b %d %H:%M:%S PDT %Y"
 
 
 def peak_mib() -> float:
@@ -97,16 +104,19 @@ def write_results(hits_csv: Path, items_csv: Path, out: Path, rows: int, layout:
                 is_check = hit[f"item{slot}_id"] in checks
                 value = (2 if careless else 10) if is_check else rng.randint(1, 10)
                 answers[name] = str(value)
-            minute, second = divmod(number % 3600, 60)
+            # every assignment its own times, as in a real batch (spread over days)
+            accepted = START + timedelta(seconds=3 * number)
+            work = rng.randint(10, 400)
+            submitted = accepted + timedelta(seconds=work)
             row = {
                 "HITId": f"3HIT{hit_index:026d}",
                 **STANDARD,
                 "AssignmentId": f"3ASG{number:026d}",
                 "WorkerId": f"A{worker_index:013d}",
                 "AssignmentStatus": "Rejected" if number % 100 == 7 else "Approved",
-                "AcceptTime": f"Sat Jun 09 10:{minute:02d}:{second:02d} PDT 2012",
-                "SubmitTime": f"Sat Jun 09 11:{minute:02d}:{second:02d} PDT 2012",
-                "WorkTimeInSeconds": str(rng.randint(10, 400)),
+                "AcceptTime": accepted.strftime(MTURK_TIME),
+                "SubmitTime": submitted.strftime(MTURK_TIME),
+                "WorkTimeInSeconds": str(work),
                 "LifetimeApprovalRate": "99% (990/1000)",
                 "Last30DaysApprovalRate": "100% (30/30)",
                 "Last7DaysApprovalRate": "100% (7/7)",
@@ -121,19 +131,23 @@ def write_results(hits_csv: Path, items_csv: Path, out: Path, rows: int, layout:
 
 def child(kind: str, study: str, results: str) -> None:
     """One measurement in this process: prints a JSON line."""
-    started = time.perf_counter()
     if kind == "pandas":
         import pandas as pd
 
+        started = time.perf_counter()
         frame = pd.read_csv(results, dtype=str, keep_default_na=False)
+        seconds = time.perf_counter() - started
         outcome = {"rows": len(frame)}
     else:
         from semcomp.store import Store
         from semcomp.surveys.definitions import load_survey
         from semcomp.surveys.importer import import_ratings
 
+        survey = load_survey("A")
         with Store(Path(study)) as store:
-            summary = import_ratings(store, Path(results), load_survey("A"), min_work_seconds=30)
+            started = time.perf_counter()
+            summary = import_ratings(store, Path(results), survey, min_work_seconds=30)
+            seconds = time.perf_counter() - started
             outcome = {
                 "rows": summary.rows,
                 "new": summary.ratings_new,
@@ -142,7 +156,7 @@ def child(kind: str, study: str, results: str) -> None:
                 "failed": len(summary.failed),
                 "scores": summary.scores_written,
             }
-    outcome |= {"seconds": time.perf_counter() - started, "peak_mib": peak_mib()}
+    outcome |= {"seconds": seconds, "peak_mib": peak_mib()}
     print(json.dumps(outcome))
 
 
@@ -205,7 +219,9 @@ def main() -> None:
             f"{label:<34} {result['seconds']:8.1f} {result['rows'] / result['seconds']:9.0f} "
             f"{result['peak_mib']:9.0f}  {outcome}"
         )
-    print(f"ratio import / pandas parse: {first['seconds'] / floor['seconds']:.1f}x")
+    ratio = first["seconds"] / floor["seconds"]
+    met = "met" if ratio <= 2 else "not met"
+    print(f"ratio import / pandas parse: {ratio:.1f}x (target <= 2x: {met})")
     print(f"ratio flattened / JSON layout: {flat['seconds'] / first['seconds']:.2f}x")
     print(f"ratio re-import / first import: {again['seconds'] / first['seconds']:.2f}x")
 

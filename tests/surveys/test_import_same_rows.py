@@ -1,0 +1,284 @@
+"""The MTurk import writes exactly the rows it wrote before it was made columnar.
+
+Every kind of MTurk file the other survey tests import (both answer layouts, mappings,
+gold items, bad answers, times and rows, unknown images, several slots, packed list
+cells, generated surveys A, B and C answered through their own forms, BOM and cp1252) is
+imported in one sequence into one study; every row the imports leave (assignments,
+ratings, ratings kept aside, failures, human scores, the import records and summaries)
+is compared with ``data/import_rows.json``, written by the row-by-row importer of
+commit c6592fe (``SEMCOMP_WRITE_IMPORT_ROWS=1 pytest tests/surveys/test_import_same_rows.py``
+writes it again). Ids and paths are replaced by names, so the file does not depend on
+where the study lives or on the JPEG library's bytes.
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+
+from mturk_format import assignment, candidates, simulate, write_batch_results
+from semcomp.surveys.definitions import load_survey
+from semcomp.surveys.importer import import_ratings
+from semcomp.surveys.make import make_survey
+
+GOLDEN = Path(__file__).parent / "data" / "import_rows.json"
+A, B, C = load_survey("A"), load_survey("B"), load_survey("C")
+
+MAPPING_A = 'original = "Input.image_A_url"\ncandidate = "Input.image_B_url"\n\n'
+MAPPING_A += '[questions.similarity]\nfield = "Q1"\n'
+MAPPING_C = 'candidate = "Input.image_url"\n\n[questions.objects]\nfield = "standout"\n\n'
+MAPPING_C += '[questions.relation]\nfield = "relation"\n\n[questions.adjectives]\nfield = "adj"\n'
+MAPPING_SLOTS = 'original = "Input.original{slot}"\ncandidate = "Input.candidate{slot}"\n'
+MAPPING_SLOTS += 'slots = ["2", "10"]\nfield_template = "{question}_{slot}"\n'
+#: the HIT builder's key of test_real_hits: query id → (original's name, method, point)
+KEY = {
+    **{
+        str(1 + i + 4 * j): ("img" + str(i + 1), "jpeg", ("quality=30", "70")[j])
+        for j in range(2)
+        for i in range(4)
+    },
+    "9": ("img1", "webp", "q1"),
+    "10": ("img2", "webp", "q1"),
+}
+ORDER = ["9", "6", "8", "2", "10", "1", "3", "7", "5", "4"]
+
+
+def packed_mapping(candidate: str) -> str:
+    lines = [f'candidate = "{candidate}"', "slots = 10", "", "[questions.similarity]"]
+    lines += ['field = "rating_{slot}"', ""]
+    for query, (original, method, point) in KEY.items():
+        lines.append(
+            f'[items."{query}"]\noriginal = "{original}"\nmethod = "{method}"\n'
+            f'operating_point = "{point}"\n'
+        )
+    return "\n".join(lines)
+
+
+def imports(store, folder: Path) -> list[tuple]:
+    """(file, survey, options) in the order they are imported; the files are written here."""
+    found = candidates(store)
+    done: list[tuple] = []
+
+    def mapping(name: str, text: str) -> Path:
+        path = folder / name
+        path.write_text(text)
+        return path
+
+    def pair(index: int, worker: str, value, number: int, **kwargs) -> dict:
+        inputs = {"image_A_url": found[index]["original_file"], "image_B_url": found[index]["url"]}
+        return assignment(number, worker, inputs, {"Q1": str(value)}, **kwargs)
+
+    mapping_a = mapping("a.toml", MAPPING_A)
+    check = {"image_A_url": found[0]["original_file"], "image_B_url": found[0]["original_file"]}
+    gold = mapping(
+        "gold.toml",
+        MAPPING_A + f'\n[[checks]]\noriginal = "{found[0]["original_file"]}"\n'
+        f'candidate = "{found[0]["original_file"]}"\nquestion = "similarity"\nmin = 8\n',
+    )
+    # both layouts, a re-import, then status changes
+    rows = [pair(i % 3, f"W{i % 4}", 1 + i % 10, i) for i in range(12)]
+    done.append((write_batch_results(folder / "a.csv", rows), A, {"mapping": mapping_a}))
+    done.append((folder / "a.csv", A, {"mapping": mapping_a}))
+    statuses = ("Rejected", "Approved")
+    changed = [dict(r, AssignmentStatus=statuses[i % 2]) for i, r in enumerate(rows)]
+    done.append((write_batch_results(folder / "a2.csv", changed), A, {"mapping": mapping_a}))
+    # work time, gold items, duplicates within and across files
+    rows = [pair(1, "FAST", 5, 100, seconds=3), pair(1, "CARELESS", 6, 101)]
+    rows += [assignment(150, "CARELESS", check, {"Q1": "3"}), pair(1, "TWICE", 9, 102, minute=1)]
+    rows += [pair(1, "TWICE", 2, 103, minute=30), assignment(160, "GOOD", check, {"Q1": "10"})]
+    rows += [assignment(161, "BLANK", check, {"Q1": ""}), pair(2, "W1", 4, 104)]
+    done.append((write_batch_results(folder / "qc.csv", rows), A, {"mapping": gold}))
+    # bad answers, unreadable times, a blank submit time
+    rows = [pair(0, f"B{n}", v, 200 + n) for n, v in enumerate(["", "11", "very", "6", "0"])]
+    rows[1]["SubmitTime"] = "Fri Feb 30 10:00:00 PDT 2012"
+    rows[2]["AcceptTime"] = "Fri Jun 08 25:00:00 PDT 2012"
+    rows[3]["SubmitTime"] = "Fri Jun 08 10:00:00 XYZ 2012"
+    rows[4]["SubmitTime"] = ""
+    rows[4]["WorkTimeInSeconds"] = "soon"
+    done.append((write_batch_results(folder / "bad.csv", rows), A, {"mapping": mapping_a}))
+    # extra columns, a duplicated assignment, a short row, blank required cells
+    rows = [pair(0, "D1", 5, 300), pair(1, "D2", 6, 301), pair(2, "", 7, 302)]
+    rows.append(dict(rows[0], answers={"Q1": "9"}))
+    path = write_batch_results(folder / "dup.csv", rows, extra_columns={"MyNotes": "fine"})
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write('"3HIT","only three","fields"\n')
+    done.append((path, A, {"mapping": mapping_a}))
+    # unknown candidates; an unreadable taskAnswers cell
+    rows = [pair(0, "U1", 5, 400)]
+    rows.append(
+        assignment(
+            401,
+            "U2",
+            {"image_A_url": found[0]["original_file"], "image_B_url": "https://x.org/n.jpg"},
+            {"Q1": "8"},
+        )
+    )
+    rows.append(
+        assignment(
+            402,
+            "U3",
+            {"image_A_url": found[0]["original_file"], "image_B_url": found[-1]["url"]},
+            {"Q1": "8"},
+        )
+    )
+    rows.append(pair(1, "U4", 6, 403))
+    path = write_batch_results(folder / "unknown.csv", rows)
+    path.write_text(path.read_text().replace('[{""Q1"": ""6""}]', '[{""Q1"": ""6""'))
+    done.append((path, A, {"mapping": mapping_a}))
+    # two slots named "2" and "10"; a slot that names no image
+    slots = mapping("slots.toml", MAPPING_SLOTS)
+    rows = []
+    for number, (first, second, answers) in enumerate(
+        [
+            (0, 0, {"similarity_2": "3", "similarity_10": "9"}),
+            (1, None, {"similarity_2": "2", "similarity_10": "7"}),
+            (1, None, {"similarity_2": "8", "similarity_10": ""}),
+        ]
+    ):
+        inputs = {"original2": "", "candidate2": "", "original10": "", "candidate10": ""}
+        for slot, index in (("2", first), ("10", second)):
+            if index is not None:
+                inputs[f"original{slot}"] = found[index]["original_id"]
+                inputs[f"candidate{slot}"] = found[index]["id"]
+        rows.append(assignment(500 + number, "S1" if number < 2 else "S2", inputs, answers))
+    rows[1]["SubmitTime"] = ""
+    done.append((write_batch_results(folder / "slots.csv", rows), A, {"mapping": slots}))
+    # survey B in the flattened layout: labels, radio groups by option and by value
+    answers = {
+        "objects": {"label": "4"},
+        "appearance": {"option_1": False, "option_2": True, "option_3": False},
+        "position": {"1": False, "5": True},
+        "background": "3",
+        "color": {"label": "1"},
+    }
+    inputs = {"original": found[2]["original_id"], "candidate": found[2]["id"]}
+    rows = [assignment(600, "F1", inputs, answers)]
+    rows.append(assignment(601, "F2", inputs, answers | {"color": {"label": "9"}}))
+    done.append((write_batch_results(folder / "flat.csv", rows, layout="flat"), B, {}))
+    # survey C with checkboxes and choice limits, both layouts
+    adjectives = {"busy": True, "eerie": True, "calm": False, "warm": False}
+    rows = [
+        assignment(
+            700,
+            "C1",
+            {"image_url": found[0]["url"]},
+            {"standout": "Dogs, a ball", "relation": "chasing", "adj": adjectives},
+        ),
+        assignment(
+            701,
+            "C2",
+            {"image_url": found[1]["url"]},
+            {"standout": "tree", "relation": "", "adj": dict.fromkeys(adjectives, True)},
+        ),
+        assignment(
+            702,
+            "C3",
+            {"image_url": found[2]["url"]},
+            {"standout": "sky", "relation": "above", "adj": {"spooky": True}},
+        ),
+    ]
+    mapping_c = mapping("c.toml", MAPPING_C)
+    for layout in ("json", "flat"):
+        if layout == "flat":
+            for row in rows:
+                row["AssignmentId"] += "F"
+        path = write_batch_results(folder / f"c-{layout}.csv", rows, layout=layout)
+        done.append((path, C, {"mapping": mapping_c}))
+    # a HIT built elsewhere: ten items packed in one cell, named by the builder's ids
+    rows = []
+    for number, worker in enumerate(("P1", "P2", "P3")):
+        answers = {f"rating_{slot}": str((slot + number) % 10 + 1) for slot in range(1, 11)}
+        inputs = {"query_id": "[" + ", ".join(ORDER) + "]", "batch_name": "pilot"}
+        rows.append(assignment(800 + number, worker, inputs, answers, hit="3HITPACKED"))
+    path = write_batch_results(folder / "Batch_4242_batch_results.csv", rows)
+    for name, column in (("wrong", "Input.query_id"), ("packed", "Input.query_id[{slot}]")):
+        done.append((path, A, {"mapping": mapping(f"{name}.toml", packed_mapping(column))}))
+    # surveys made by `survey make`, answered through their own forms (value and radio
+    # forms, failing workers), in both layouts; BOM and cp1252 encodings
+    for survey, form, layout, encoding in (
+        (A, "value", "json", "utf-8"),
+        (B, "radio", "flat", "utf-8-sig"),
+        (C, "value", "json", "cp1252"),
+        (A, "radio", "flat", "utf-8"),
+    ):
+        out = folder / f"made-{survey.id}-{form}-{layout}"
+        make_survey(store, survey, base_url="https://images.example.org", out=out, items_per_hit=3)
+        assignments, _ = simulate(
+            out, survey, workers=4, scale_form=form, failing=frozenset({"A001WORKER"})
+        )
+        for row in assignments:
+            row["AssignmentId"] += f"{form}{layout}"
+            row["WorkerId"] = row["WorkerId"].replace("A002", "Aé02")
+        path = write_batch_results(
+            folder / f"made-{survey.id}-{form}-{layout}.csv",
+            assignments,
+            layout=layout,
+            encoding=encoding,
+        )
+        done.append((path, survey, {"min_work_seconds": 60}))
+    return done
+
+
+TABLES = {
+    "assignments": "SELECT * FROM assignments ORDER BY assignment_id",
+    "ratings": "SELECT * FROM ratings ORDER BY assignment_id, item, question",
+    "ratings_unmatched": "SELECT * FROM ratings_unmatched ORDER BY source_file, source_line, item",
+    "failures": "SELECT * FROM failures WHERE stage = 'ratings' ORDER BY item",
+    "scores": "SELECT s.* FROM scores s WHERE metric LIKE 'human.%' ORDER BY candidate_id, metric",
+    "rating_imports": "SELECT * FROM rating_imports ORDER BY id",
+    "metrics": "SELECT * FROM metrics WHERE name LIKE 'human.%' ORDER BY name",
+}
+#: columns that hold the time of the import, not its content
+TIMES = {"created_at", "imported_at", "run_id"}
+
+
+def names(store, folder: Path) -> dict[str, str]:
+    """Ids, hashes and paths → names that do not depend on bytes or folders."""
+    named = {str(folder.resolve()) + os.sep: "", str(folder) + os.sep: ""}
+    for row in store.conn.execute("SELECT id, name, artifact_hash FROM originals"):
+        named[row["artifact_hash"]] = f"<file of {row['name']}>"
+        named[row["id"]] = f"<original {row['name']}>"  # the same hash: the id's name wins
+    for row in store.conn.execute(
+        "SELECT c.id, c.artifact_hash, o.name, m.name AS method, r.operating_point, c.replicate "
+        "FROM candidates c JOIN representations r ON r.id = c.representation_id "
+        "JOIN methods m ON m.id = r.method_id JOIN originals o ON o.id = r.original_id"
+    ):
+        label = f"{row['name']} {row['method']} {row['operating_point']} {row['replicate']}"
+        named[row["id"]] = f"<candidate {label}>"
+        named[row["artifact_hash"]] = f"<file of {label}>"
+    for row in store.conn.execute("SELECT id, survey, batch, hit, slot FROM survey_items"):
+        named[row["id"]] = f"<item {row['survey']} {row['hit']} {row['slot']}>"
+    return named
+
+
+def dump(store, folder: Path, summaries: list) -> dict:
+    named = names(store, folder)
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(named, key=len, reverse=True)))
+
+    def clean(value):
+        if isinstance(value, str):
+            return pattern.sub(lambda m: named[m.group(0)], value)
+        return value
+
+    out: dict = {}
+    for table, sql in TABLES.items():
+        rows = []
+        for row in store.conn.execute(sql):
+            rows.append({k: clean(v) for k, v in dict(row).items() if k not in TIMES})
+        out[table] = sorted(rows, key=lambda r: json.dumps(r, sort_keys=True))
+    out["summaries"] = [[clean(line) for line in lines] for lines in summaries]
+    return out
+
+
+def test_mturk_imports_write_the_rows_they_wrote_before(store, tmp_path):
+    summaries = []
+    for path, survey, options in imports(store, tmp_path):
+        summaries.append(import_ratings(store, path, survey, **options).lines(limit=1000))
+    got = dump(store, tmp_path, summaries)
+    if os.environ.get("SEMCOMP_WRITE_IMPORT_ROWS"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(got, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    expected = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    assert {k: len(v) for k, v in got.items()} == {k: len(v) for k, v in expected.items()}
+    for table in expected:
+        assert got[table] == expected[table], table
