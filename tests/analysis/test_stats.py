@@ -18,7 +18,8 @@ def reference_indices(n: int, seed: int) -> np.ndarray:
 def reference_interval(values: list[float]) -> tuple[float, float]:
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
-    return tuple(np.quantile(values, [0.025, 0.975]))
+    alpha = (1 - 0.95) / 2  # as scipy.stats.bootstrap writes it (not quite 0.025)
+    return tuple(np.quantile(values, [alpha, 1 - alpha]))
 
 
 def test_resample_counts_are_the_one_draw_of_indices_and_are_shared():
@@ -71,6 +72,15 @@ def test_mean_and_median_cis_match_scipy_bootstrap_and_skip_missing_values():
     assert np.isnan(stats.median_ci(np.array([4.0, np.nan]), 0)).all()
 
 
+@pytest.fixture
+def fewer_resamples(monkeypatch):
+    """500 resamples: the reference computes each with scipy, one at a time."""
+    stats.resample_counts.cache_clear()
+    monkeypatch.setattr(stats, "N_RESAMPLES", 500)
+    yield
+    stats.resample_counts.cache_clear()
+
+
 def clustered(images: int, seed: int, *, continuous: bool = False):
     """Candidates of images (1–5 per image): rounded scores against 1–10 ratings, so both
     sides have ties; ``continuous``: no ties on either side."""
@@ -103,7 +113,7 @@ def reference_correlations(x, y, names, seed):
     [(40, False, False), (40, False, True), (25, True, False), (4, False, False)],
 )
 def test_rank_correlations_resample_images_and_equal_scipy_on_each_resample(
-    images, continuous, swap
+    images, continuous, swap, fewer_resamples
 ):
     """Ties on both sides (levels from the ratings, or from the scores when swapped), no ties
     at all (as many levels as candidates), and 4 images (resamples with constant ratings:
@@ -122,7 +132,7 @@ def test_rank_correlations_resample_images_and_equal_scipy_on_each_resample(
     assert intervals["spearman"] == pytest.approx(reference_interval(expected_spearman), abs=1e-12)
 
 
-def test_rank_correlations_in_many_chunks_and_threads_equal_one_chunk(monkeypatch):
+def test_rank_correlations_in_many_chunks_and_threads_equal_one_chunk(monkeypatch, fewer_resamples):
     x, y, names = clustered(60, 2)
     whole = stats.resampled_rank_correlations(x, y, names, seed=1)
     monkeypatch.setattr(stats, "RANK_CHUNK", 1)  # one resample per chunk, in a thread pool
@@ -133,7 +143,7 @@ def test_rank_correlations_in_many_chunks_and_threads_equal_one_chunk(monkeypatc
     assert np.allclose(whole[0], chunked[0], rtol=0, atol=1e-15, equal_nan=True)
 
 
-def test_without_units_each_pair_is_resampled_on_its_own():
+def test_without_units_each_pair_is_resampled_on_its_own(fewer_resamples):
     x, y, _ = clustered(30, 4)
     indices = reference_indices(len(x), 2)
     expected = [kendalltau(x[row], y[row]).statistic for row in indices]
