@@ -148,3 +148,25 @@ def test_without_units_each_pair_is_resampled_on_its_own(fewer_resamples):
     indices = reference_indices(len(x), 2)
     expected = [kendalltau(x[row], y[row]).statistic for row in indices]
     assert np.array_equal(stats.resampled_rank_correlations(x, y, seed=2)[1], expected)
+
+
+def test_samples_summarised_together_equal_each_on_its_own():
+    """A summary's metrics and statistics over the same number of images share one draw."""
+    rng = np.random.default_rng(6)
+    samples = [
+        rng.normal(size=50),
+        np.round(rng.normal(5, 1, 50)),
+        np.append(rng.normal(size=49), np.nan),  # 49 values: their own draw
+        np.full(50, 7.0),  # constant: its own value
+        np.array([1.0, np.nan]),  # too few: NaN
+    ]
+    together = stats.mean_and_median_cis(samples, 8)
+    for values, (mean, median) in zip(samples[:4], together, strict=False):
+        assert mean == pytest.approx(stats.mean_ci(values, 8), rel=1e-13)
+        assert median == stats.median_ci(values, 8)
+        indices = reference_indices(int(np.isfinite(values).sum()), 8)
+        observed = values[np.isfinite(values)]
+        if np.ptp(observed) > 0:
+            assert median == reference_interval([np.median(observed[row]) for row in indices])
+    assert together[3] == ((7.0, 7.0), (7.0, 7.0))
+    assert np.isnan(together[4]).all()

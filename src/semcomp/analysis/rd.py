@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from semcomp.analysis.stats import mean_ci, median_ci
+from semcomp.analysis.stats import mean_and_median_cis
 from semcomp.images import LOSSLESS_FORMATS, file_format
 from semcomp.store import Store
 
@@ -195,13 +195,22 @@ def summarise(points: pd.DataFrame, seed: int = 0, image_set: str = UNPAIRED) ->
     with a value of that metric (human ratings may exist for only some).
     ``image_set`` names the originals ``points`` was restricted to (:data:`PAIRED`,
     :data:`COMMON`; :data:`UNPAIRED` when each point keeps its own); it is a column.
+    The CIs of every metric and statistic over the same number of images come from one
+    draw of resamples (:func:`semcomp.analysis.stats.mean_and_median_cis`).
     """
     metrics = metric_columns(points)
     rates = ["rate_bytes", "rate_bits", "bpp"]
     codecs = points.groupby(["method", "operating_point"], observed=True)["codec"].first()
     images = per_image_means(points, rates + metrics)
+    groups = list(images.groupby(["method", "operating_point"]))
+    intervals = iter(
+        mean_and_median_cis(
+            [group[metric].to_numpy(dtype=float) for _, group in groups for metric in metrics],
+            seed,
+        )
+    )
     rows = []
-    for (method, operating_point), group in images.groupby(["method", "operating_point"]):
+    for (method, operating_point), group in groups:
         row: dict[str, object] = {
             "method": method,
             "codec": codecs[(method, operating_point)],
@@ -216,12 +225,11 @@ def summarise(points: pd.DataFrame, seed: int = 0, image_set: str = UNPAIRED) ->
             values = group[metric].to_numpy(dtype=float)
             scored = np.isfinite(values).any()
             row[f"{metric} n"] = int(np.isfinite(values).sum())
+            mean_interval, median_interval = next(intervals)
             row[f"{metric} mean"] = np.nanmean(values) if scored else np.nan
-            row[f"{metric} mean_ci_low"], row[f"{metric} mean_ci_high"] = mean_ci(values, seed)
+            row[f"{metric} mean_ci_low"], row[f"{metric} mean_ci_high"] = mean_interval
             row[f"{metric} median"] = np.nanmedian(values) if scored else np.nan
-            row[f"{metric} median_ci_low"], row[f"{metric} median_ci_high"] = median_ci(
-                values, seed
-            )
+            row[f"{metric} median_ci_low"], row[f"{metric} median_ci_high"] = median_interval
         rows.append(row)
     if not rows:  # the columns still say what a summary holds
         return pd.DataFrame(columns=SUMMARY_COLUMNS)

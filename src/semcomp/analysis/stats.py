@@ -41,7 +41,7 @@ EXACT_SPEARMAN_MAX = 1_000_000
 #: a resampled median is searched first among the sorted values this many standard
 #: deviations (√n / 2) either side of the middle; a resample whose median lies outside
 #: (practically never) is counted in full
-MEDIAN_WINDOW_SD = 16
+MEDIAN_WINDOW_SD = 6
 
 
 def resample_index_chunks(n: int, seed: int, rows: int) -> Iterator[np.ndarray]:
@@ -117,49 +117,110 @@ def bootstrap_ci(
     return percentile_interval(np.concatenate(resampled), confidence)
 
 
+def _weighted_sums(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``counts @ weights`` (weights: one column or several), in float64, a block of
+    resamples at a time (the counts are kept as int32)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    out = np.empty((len(counts), *weights.shape[1:]))
+    rows = max(1, PAIRED_CHUNK // max(counts.shape[1], 1))
+    for start in range(0, len(counts), rows):
+        out[start : start + rows] = counts[start : start + rows].astype(np.float64) @ weights
+    return out
+
+
+def _window(n: int) -> tuple[int, int]:
+    """The sorted positions a resampled median is searched in first."""
+    half = int(MEDIAN_WINDOW_SD * np.sqrt(n) / 2) + 2
+    return max(0, n // 2 - half), min(n, n // 2 + half + 1)
+
+
+def _medians(counts: np.ndarray, values: np.ndarray, order: np.ndarray, before: np.ndarray):
+    """Each resample's median (as ``np.median`` of the resample written out: the middle
+    value, or the mean of the two), given how many draws fall before the window."""
+    n = len(values)
+    low, high = _window(n)
+    window = np.cumsum(np.take(counts, order[low:high], axis=1), axis=1, dtype=np.int64)
+    window += before.astype(np.int64)[:, None]
+    found = []
+    for rank in [(n + 1) // 2] if n % 2 else [n // 2, n // 2 + 1]:  # 1-based, in a resample
+        position = low + (window < rank).sum(axis=1)
+        outside = np.flatnonzero((before >= rank) | (window[:, -1] < rank))
+        for row in outside:  # the median lies outside the window: count this resample in full
+            position[row] = np.searchsorted(np.cumsum(counts[row, order]), rank)
+        found.append(values[order[position]])
+    return found[0] if len(found) == 1 else (found[0] + found[1]) / 2
+
+
+def resampled_means_and_medians(
+    samples: list[np.ndarray], seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per sample (no NaN), the mean and the median of each of its ``N_RESAMPLES`` resamples.
+
+    Samples of one size share the draw of that size and are computed together: one
+    product of the counts with every sample's values (means) and with where each
+    sample's middle values begin (medians).
+    """
+    samples = [np.asarray(values, dtype=float) for values in samples]
+    results: list[tuple[np.ndarray, np.ndarray]] = [None] * len(samples)  # type: ignore[list-item]
+    by_size: dict[int, list[int]] = {}
+    for index, values in enumerate(samples):
+        by_size.setdefault(values.size, []).append(index)
+    for n, indices in by_size.items():
+        counts = resample_counts(n, seed)
+        low, _ = _window(n)
+        orders = [np.argsort(samples[i], kind="stable") for i in indices]
+        columns = np.zeros((n, 2 * len(indices)))
+        for column, (i, order) in enumerate(zip(indices, orders, strict=True)):
+            columns[:, 2 * column] = samples[i]
+            columns[order[:low], 2 * column + 1] = 1  # the values sorted before the window
+        sums = _weighted_sums(counts, columns)
+        for column, (i, order) in enumerate(zip(indices, orders, strict=True)):
+            before = np.rint(sums[:, 2 * column + 1])
+            results[i] = (
+                sums[:, 2 * column] / n,
+                _medians(counts, samples[i], order, before),
+            )
+    return results
+
+
 def resampled_means(values: np.ndarray, seed: int = 0) -> np.ndarray:
     """The mean of each of the ``N_RESAMPLES`` resamples of ``values`` (no NaN)."""
     values = np.asarray(values, dtype=float)
     return _weighted_sums(resample_counts(values.size, seed), values) / values.size
 
 
-def _weighted_sums(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``counts @ weights`` without BLAS: a threaded BLAS product of this shape is up to 60×
-    slower on a busy machine, and this one is exact for integer weights."""
-    return np.einsum("ij,j->i", counts, weights)
-
-
 def resampled_medians(values: np.ndarray, seed: int = 0) -> np.ndarray:
-    """The median of each of the ``N_RESAMPLES`` resamples of ``values`` (no NaN), as
-    ``np.median`` of the resample written out: the middle value, or the mean of the two."""
-    values = np.asarray(values, dtype=float)
-    n = values.size
-    order = np.argsort(values, kind="stable")
-    ranks = [(n + 1) // 2] if n % 2 else [n // 2, n // 2 + 1]  # 1-based, in the resample
-    found = [values[order[position]] for position in order_positions(n, seed, order, ranks)]
-    return found[0] if len(found) == 1 else (found[0] + found[1]) / 2
+    """The median of each of the ``N_RESAMPLES`` resamples of ``values`` (no NaN)."""
+    return resampled_means_and_medians([values], seed)[0][1]
 
 
-def order_positions(n: int, seed: int, order: np.ndarray, ranks: list[int]) -> list[np.ndarray]:
-    """For each 1-based ``rank``: per resample of ``(n, seed)``, the position in ``order``
-    (units sorted by value) of the resample's ``rank``-th smallest value."""
-    counts = resample_counts(n, seed)
-    half = int(MEDIAN_WINDOW_SD * np.sqrt(n) / 2) + 2
-    low, high = max(0, n // 2 - half), min(n, n // 2 + half + 1)
-    position = np.empty(n, dtype=np.int64)
-    position[order] = np.arange(n)
-    before = _weighted_sums(counts, (position < low).astype(np.int64))
-    window = np.cumsum(np.take(counts, order[low:high], axis=1), axis=1, dtype=np.int64)
-    window += before[:, None]
-    found = []
-    for rank in ranks:
-        inside = (window < rank).sum(axis=1)
-        result = low + inside
-        outside = np.flatnonzero((before >= rank) | (window[:, -1] < rank))
-        for row in outside:  # the median lies outside the window: count this resample in full
-            result[row] = np.searchsorted(np.cumsum(counts[row, order]), rank)
-        found.append(result)
-    return found
+def mean_and_median_cis(
+    samples: list[np.ndarray], seed: int = 0, confidence: float = CONFIDENCE
+) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    """Per sample: the percentile bootstrap CIs of its mean and of its median (NaN values
+    left out; NaN with fewer than 2 values; a constant sample's own value), all samples of
+    one size from one draw (:func:`resampled_means_and_medians`)."""
+    observed = [_observed(values) for values in samples]
+    varied = [
+        i for i, values in enumerate(observed) if values.size >= 2 and np.any(values != values[0])
+    ]
+    computed = resampled_means_and_medians([observed[i] for i in varied], seed)
+    resampled = dict(zip(varied, computed, strict=True))
+    out = []
+    for index, values in enumerate(observed):
+        if index in resampled:
+            means, medians = resampled[index]
+            out.append(
+                (percentile_interval(means, confidence), percentile_interval(medians, confidence))
+            )
+        elif values.size >= 2:  # constant
+            out.append(((values[0], values[0]), (values[0], values[0])))
+        else:
+            out.append(((np.nan, np.nan), (np.nan, np.nan)))
+    return [
+        (tuple(map(float, mean)), tuple(map(float, median)))  # type: ignore[misc]
+        for mean, median in out
+    ]
 
 
 def mean_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
@@ -174,12 +235,7 @@ def mean_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
 
 def median_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of the median (NaN values left out; the images are the units)."""
-    values = _observed(values)
-    if values.size < 2:
-        return float("nan"), float("nan")
-    if np.all(values == values[0]):
-        return float(values[0]), float(values[0])
-    return percentile_interval(resampled_medians(values, seed))
+    return mean_and_median_cis([values], seed)[0][1]
 
 
 def paired_bootstrap_ci(
@@ -245,8 +301,8 @@ class _TieSums:
 
     def __call__(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         c = counts.astype(np.float64)
-        squares = _weighted_sums(c * c - c, self.single)
-        cubes = _weighted_sums(c * c * c - c, self.single)
+        squares = np.einsum("ij,j->i", c * c - c, self.single)
+        cubes = np.einsum("ij,j->i", c * c * c - c, self.single)
         if self.shared is not None:
             w = np.asarray(self.shared.T.dot(c.T)).T  # (resamples, shared groups)
             squares += ((w - 1) * w).sum(axis=1)
@@ -329,7 +385,7 @@ class _RankCorrelations:
         counts = np.ascontiguousarray(counts, dtype=np.int64)
         rows = len(counts)
         padded = np.concatenate([counts, np.zeros((rows, 1), dtype=np.int64)], axis=1)
-        n = _weighted_sums(counts, np.bincount(self.order_units, minlength=self.n_units))
+        n = np.einsum("ij,j->i", counts, np.bincount(self.order_units, minlength=self.n_units))
         # ranks (doubled, so they are integers) along the order variable, per candidate
         weights = np.take(counts, self.order_units, axis=1)
         tied = weights if self.untied else np.add.reduceat(weights, self.order_starts, axis=1)
