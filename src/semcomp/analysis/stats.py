@@ -54,12 +54,13 @@ def resample_index_chunks(n: int, seed: int, rows: int) -> Iterator[np.ndarray]:
 
 @lru_cache(maxsize=4)
 def resample_counts(n: int, seed: int) -> np.ndarray:
-    """``(N_RESAMPLES, n)`` int32: how often each of ``n`` units is drawn in each resample.
+    """``(N_RESAMPLES, n)``: how often each of ``n`` units is drawn in each resample.
 
     Drawn once per ``(n, seed)`` and shared (read-only) by every statistic over ``n``
-    units with that seed.
+    units with that seed. Whole numbers held as float64, so that means are one BLAS
+    product with no conversion per statistic.
     """
-    counts = np.empty((N_RESAMPLES, n), dtype=np.int32)
+    counts = np.empty((N_RESAMPLES, n), dtype=np.float64)
     row = 0
     for chunk in resample_index_chunks(n, seed, max(1, PAIRED_CHUNK // max(n, 1))):
         size = len(chunk)
@@ -118,14 +119,8 @@ def bootstrap_ci(
 
 
 def _weighted_sums(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``counts @ weights`` (weights: one column or several), in float64, a block of
-    resamples at a time (the counts are kept as int32)."""
-    weights = np.asarray(weights, dtype=np.float64)
-    out = np.empty((len(counts), *weights.shape[1:]))
-    rows = max(1, PAIRED_CHUNK // max(counts.shape[1], 1))
-    for start in range(0, len(counts), rows):
-        out[start : start + rows] = counts[start : start + rows].astype(np.float64) @ weights
-    return out
+    """``counts @ weights`` (weights: one column or several) in float64."""
+    return counts @ np.asarray(weights, dtype=np.float64)
 
 
 def _window(n: int) -> tuple[int, int]:
@@ -146,7 +141,7 @@ def _medians(counts: np.ndarray, values: np.ndarray, order: np.ndarray, before: 
         position = low + (window < rank).sum(axis=1)
         outside = np.flatnonzero((before >= rank) | (window[:, -1] < rank))
         for row in outside:  # the median lies outside the window: count this resample in full
-            position[row] = np.searchsorted(np.cumsum(counts[row, order]), rank)
+            position[row] = np.searchsorted(np.cumsum(counts[row, order], dtype=np.int64), rank)
         found.append(values[order[position]])
     return found[0] if len(found) == 1 else (found[0] + found[1]) / 2
 
