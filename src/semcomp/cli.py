@@ -212,6 +212,7 @@ def report(
         "the originals with a candidate at all its points and comparisons over the originals "
         "the methods share.",
     ),
+    progress: bool = typer.Option(True, help="Show the step under way."),
 ) -> None:
     """Write rd.csv, summary.csv, per-method JSON, Table 1, comparisons and their figures."""
     from semcomp.analysis.figures import RATE_AXES
@@ -229,7 +230,12 @@ def report(
                 f"cannot write the report to {folder} ({exc.strerror}); choose a folder with --out"
             ) from None
         files = write_report(
-            opened, out, rate=rate, pqvae_results=pqvae_results or (), unpaired=unpaired
+            opened,
+            out,
+            rate=rate,
+            pqvae_results=pqvae_results or (),
+            unpaired=unpaired,
+            progress=progress,
         )
     typer.echo(f"report of {files.rows} candidates in {files.folder}")
     for path in [files.rd_csv, files.summary_csv, *files.method_json, *files.figures, *files.extra]:

@@ -44,6 +44,32 @@ def _file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "method"
 
 
+class Steps:
+    """The report's progress: one bar (stderr) naming the step under way, since the
+    bootstrap CIs and the figures of a large study take seconds each."""
+
+    #: reading, summary, rd figure, Table 1, rate comparisons, agreement, embedding codecs,
+    #: surveys, README
+    TOTAL = 9
+
+    def __init__(self, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.TOTAL, desc="report", unit="step", disable=not enabled)
+        self.started = False
+
+    def __call__(self, what: str) -> None:
+        """Start step ``what`` (the previous one is done)."""
+        if self.started:
+            self.bar.update()
+        self.started = True
+        self.bar.set_postfix_str(what)
+
+    def close(self) -> None:
+        self.bar.update(self.TOTAL - self.bar.n)
+        self.bar.close()
+
+
 def headline_metric(points: pd.DataFrame) -> str | None:
     """The metric a comparison leads with: Survey A satisfaction, else scaled CLIP, else any."""
     humans = human_metrics(points)
@@ -105,6 +131,7 @@ def write_comparisons(
     rate: str,
     pqvae_results: list[Path] | tuple[Path, ...] = (),
     unpaired: bool = False,
+    step: Steps | None = None,
 ) -> Comparisons:
     """Table 1, iso-satisfaction, Pareto front, BD-rate, agreement and embedding-codec files.
 
@@ -134,6 +161,7 @@ def write_comparisons(
     from semcomp.surveys.simulated import SIMULATED, simulated_surveys, survey_of
 
     seed, random_weights = study.config.seed, study.random_weights
+    step = step or Steps(False)
     written: list[Path] = []
     notes: list[str] = []
     left_out: list[pd.DataFrame] = []
@@ -162,6 +190,7 @@ def write_comparisons(
     def stated(frame: pd.DataFrame, coverage) -> pd.DataFrame:
         return frame.assign(n=coverage.n, image_set=coverage.image_set)
 
+    step("Table 1")
     compared = common_images(points, "table1", unpaired=unpaired)
     first = table1(covered(compared), seed=seed)
     table(stated(first.table, compared), "table1.csv", first.satisfaction_metric)
@@ -171,6 +200,7 @@ def write_comparisons(
     marked = f" ({SIMULATED})" if simulated_of(first.satisfaction_metric) else ""
     notes.append(f"Table 1{marked}: {first.note}")
     metric = headline_metric(points)
+    step("iso-satisfaction, Pareto front, BD-rate")
     rated = None if metric is None else rate_comparison(points, metric, unpaired=unpaired)
     rated_points = covered(rated) if rated is not None else None
     if metric is None:
@@ -214,6 +244,7 @@ def write_comparisons(
         human = next((m for m in humans if m.startswith(SATISFACTION_PREFIX)), humans[0])
         both = agreement_comparison(points, models[0], human, unpaired=unpaired)
         agreeing = covered(both)
+        step(f"agreement: bootstrap over {agreeing['original_id'].nunique():,} images")
         correlations = agreement(agreeing, models[0], human, seed=seed)
         table(correlations.assign(image_set=both.image_set), "agreement.csv", human)
         figure = agreement_figure(agreeing, models[0], human, correlations)
@@ -223,6 +254,7 @@ def write_comparisons(
             notes.append(f"agreement: {human} holds {SIMULATED}, not people's")
     else:
         notes.append(f"agreement: {MISSING_HUMAN}")
+    step("embedding codecs")
     embedding = embedding_results(study.root, pqvae_results)
     notes += [f"PQVAE results {path}: {reason}" for path, reason in embedding.problems]
     if not embedding.table.empty:
@@ -320,6 +352,7 @@ def write_report(
     rate: str = "bpp",
     pqvae_results: list[Path] | tuple[Path, ...] = (),
     unpaired: bool = False,
+    progress: bool = False,
 ) -> ReportFiles:
     """Write ``rd.csv``, ``summary.csv``, CompressAI-style JSON per method, ``rd.png/pdf``.
 
@@ -334,7 +367,7 @@ def write_report(
     candidate at every one of its operating points; ``left_out.csv`` and
     ``dropped.csv`` list the originals and methods any output left out, and
     ``README.txt`` says what each file is. ``unpaired`` gives each operating point its
-    own originals instead.
+    own originals instead. ``progress`` shows the step under way on stderr.
     """
     from semcomp.analysis.coverage import curve_coverage, methods_without_rate, missing_points
 
@@ -342,7 +375,10 @@ def write_report(
     (folder / "methods").mkdir(parents=True, exist_ok=True)
     config = study.config
     random_weights = study.random_weights
+    step = Steps(progress)
+    step("reading the study")
     points = rd_points(study.store, study.scope())
+    step(f"summary: bootstrap CIs over {points['original_id'].nunique():,} images")
     curves = curve_coverage(points, unpaired=unpaired)
     summary = summarise(curves.points, seed=config.seed, image_set=curves.image_set)
     rd_csv, summary_csv = folder / "rd.csv", folder / "summary.csv"
@@ -361,6 +397,7 @@ def write_report(
         )
         path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         method_json.append(path)
+    step("rate–similarity figure")
     figures = rd_figure(
         curves.points,
         summary,
@@ -372,11 +409,18 @@ def write_report(
     from semcomp.surveys.tables import write_survey_files
 
     comparisons = write_comparisons(
-        study, points, folder, rate=rate, pqvae_results=pqvae_results, unpaired=unpaired
+        study,
+        points,
+        folder,
+        rate=rate,
+        pqvae_results=pqvae_results,
+        unpaired=unpaired,
+        step=step,
     )
     extra = comparisons.written
     coverage_notes = [curves.note, *comparisons.coverage]
     comparison_notes = comparisons.notes
+    step("surveys")
     survey_files, survey_notes = write_survey_files(study.store, folder, seed=config.seed)
     extra += survey_files
     comparison_notes += survey_notes
@@ -412,6 +456,7 @@ def write_report(
     if lossless:
         comparison_notes = [lossless, *comparison_notes]
     written = [rd_csv, summary_csv, *method_json, *figures, *extra, failures_csv]
+    step("README")
     (folder / "README.txt").write_text(
         readme_text(
             head,
@@ -425,6 +470,7 @@ def write_report(
         ),
         encoding="utf-8",
     )
+    step.close()
     return ReportFiles(
         folder=folder,
         rd_csv=rd_csv,
