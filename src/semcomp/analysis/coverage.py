@@ -48,7 +48,8 @@ def _dropped(rows: list[dict]) -> pd.DataFrame:
 
 
 def _names(points: pd.DataFrame) -> dict[str, str]:
-    return dict(zip(points["original_id"], points["original"], strict=False))
+    names = points[["original_id", "original"]].drop_duplicates("original_id", keep="last")
+    return dict(zip(names["original_id"], names["original"], strict=True))
 
 
 def curve_images(points: pd.DataFrame, output: str = "curves") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -61,18 +62,19 @@ def curve_images(points: pd.DataFrame, output: str = "curves") -> tuple[pd.DataF
     if points.empty:
         return points, _left_out([])
     names = _names(points)
-    complete_pairs: set[tuple] = set()
+    complete_pairs: list[tuple] = []
     left: list[dict] = []
     for method, rows in points.groupby("method", sort=True, observed=True):
         all_points = sorted(map(str, rows["operating_point"].unique()))
-        have = rows.groupby("original_id", observed=True)["operating_point"].agg(
+        pairs = rows[["original_id", "operating_point"]].drop_duplicates()
+        counted = pairs.groupby("original_id", observed=True).size()  # points per original
+        complete = counted.index[counted == len(all_points)]
+        complete_pairs += [(method, original) for original in complete]
+        short = pairs[pairs["original_id"].isin(counted.index[counted < len(all_points)])]
+        have = short.groupby("original_id", observed=True)["operating_point"].agg(
             lambda ops: set(map(str, ops))
         )
-        complete = {original for original, ops in have.items() if len(ops) == len(all_points)}
-        complete_pairs.update((method, original) for original in complete)
         for original, ops in have.items():
-            if original in complete:
-                continue
             missing = [p for p in all_points if p not in ops]
             left.append(
                 {
@@ -84,9 +86,7 @@ def curve_images(points: pd.DataFrame, output: str = "curves") -> tuple[pd.DataF
                     f"(a curve uses the originals with a candidate at all {len(all_points)})",
                 }
             )
-    keep = [
-        pair in complete_pairs for pair in zip(points["method"], points["original_id"], strict=True)
-    ]
+    keep = pd.MultiIndex.from_frame(points[["method", "original_id"]]).isin(complete_pairs)
     return points[keep], _left_out(left)
 
 
