@@ -139,7 +139,7 @@ def common_images(
             + (" (unpaired: each method and operating point over its own)" if unpaired else ""),
         )
     kept, left_out = curve_images(points, output)
-    sets = {m: set(kept.loc[kept["method"] == m, "original_id"]) for m in methods}
+    sets = {m: set(kept.loc[kept["method"] == m, "original_id"].unique()) for m in methods}
     for method in [m for m in methods if not sets[m]]:
         gone.append(
             {
@@ -250,9 +250,11 @@ def rate_comparison(points: pd.DataFrame, metric: str, *, unpaired: bool = False
     and named with that reason."""
     rate_less = methods_without_rate(points)
     scored = (
-        set(points.dropna(subset=[metric])["method"].astype(str)) if metric in points else set()
+        set(map(str, points.dropna(subset=[metric])["method"].unique()))
+        if metric in points
+        else set()
     )
-    unscored = sorted(set(points["method"].astype(str)) - set(rate_less) - scored)
+    unscored = sorted(set(map(str, points["method"].unique())) - set(rate_less) - scored)
     reasons = [(m, NO_RATE) for m in rate_less] + [(m, f"no {metric} scores") for m in unscored]
     on_axis = points.dropna(subset=["rate_bits", metric]) if metric in points else points.iloc[:0]
     return common_images(on_axis, RATE_COMPARISONS, unpaired=unpaired, dropped=reasons)
@@ -275,7 +277,7 @@ def with_rate_less(points: pd.DataFrame, coverage: Coverage) -> pd.DataFrame:
     so that a chart of a comparison on a rate axis draws them as bands beside it."""
     bands = points[
         points["method"].isin(methods_without_rate(points))
-        & points["original_id"].isin(coverage.points["original_id"])
+        & points["original_id"].isin(coverage.points["original_id"].unique())
     ]
     return pd.concat([coverage.points, bands]) if not bands.empty else coverage.points
 
