@@ -286,13 +286,22 @@ def status(
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object (stages, runs, every failure) for scripts."
     ),
+    rescan: bool = typer.Option(
+        False,
+        "--rescan",
+        help="Also list the image folder (or manifest) to count images not ingested yet.",
+    ),
 ) -> None:
-    """What is done, pending and failed, without running anything; failures by stage."""
+    """What is done, pending and failed, without running anything; failures by stage.
+
+    Read from the study's database alone; images added to the folder since the last run
+    are counted only with --rescan (`semcomp run` ingests them either way).
+    """
     from semcomp.study import Study, parse_failure_limit, summarise_failures
 
     limit = parse_failure_limit(failures)
     with Study.open_to_read(study) as opened:
-        rows = opened.status()
+        rows = opened.status(rescan=rescan)
         recorded = opened.failures()
         random_weights = opened.random_weights
         unfinished = opened.unfinished_runs()
@@ -313,7 +322,10 @@ def status(
         return
     typer.echo(f"{'stage':<48} {'done':>7} {'pending':>8} {'failed':>7}")
     for row in rows:
-        typer.echo(f"{row.what:<48} {row.done:>7} {row.pending:>8} {row.failed:>7}")
+        pending = "?" if row.pending is None else row.pending
+        typer.echo(f"{row.what:<48} {row.done:>7} {pending:>8} {row.failed:>7}")
+    if not rescan:
+        typer.echo("new images in the source are not counted (?): `semcomp status --rescan`")
     if random_weights:
         typer.echo("note: random-weight similarity model — numbers are not meaningful")
     for line in unfinished:
@@ -367,6 +379,7 @@ def report(
         help="The rate of the image grid in bits per pixel (default: the median of the "
         "operating points' mean bpp).",
     ),
+    progress: bool = typer.Option(True, help="Show the step under way."),
 ) -> None:
     """Write rd.csv, summary.csv, per-method JSON, Table 1, comparisons and their figures."""
     from semcomp.analysis.figures import PAPER_WIDTHS, RATE_AXES
@@ -397,6 +410,7 @@ def report(
             width=width,
             grid=grid,
             grid_bpp=grid_bpp,
+            progress=_bars(progress),
         )
     typer.echo(f"report of {files.rows} candidates in {files.folder}")
     for path in [files.rd_csv, files.summary_csv, *files.method_json, *files.figures, *files.extra]:

@@ -53,6 +53,32 @@ def _file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "method"
 
 
+class Steps:
+    """The report's progress: one bar (stderr) naming the step under way, since the
+    bootstrap CIs and the figures of a large study take seconds each."""
+
+    #: reading, summary, rd figure, Table 1, rate comparisons, agreement, embedding codecs,
+    #: surveys, README
+    TOTAL = 9
+
+    def __init__(self, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.TOTAL, desc="report", unit="step", disable=not enabled)
+        self.started = False
+
+    def __call__(self, what: str) -> None:
+        """Start step ``what`` (the previous one is done)."""
+        if self.started:
+            self.bar.update()
+        self.started = True
+        self.bar.set_postfix_str(what)
+
+    def close(self) -> None:
+        self.bar.update(self.TOTAL - self.bar.n)
+        self.bar.close()
+
+
 def headline_metric(points: pd.DataFrame, scores: Scores | None = None) -> str | None:
     """The metric a comparison leads with: Survey A satisfaction, else scaled CLIP, else
     any other model metric, else any human rating (:func:`semcomp.analysis.scores.headline`)."""
@@ -152,6 +178,7 @@ def write_comparisons(
     set_scores: pd.DataFrame | None = None,
     summary: pd.DataFrame | None = None,
     metrics: list[str] | None = None,
+    step: Steps | None = None,
 ) -> Comparisons:
     """Table 1, iso-satisfaction, Pareto front, BD-rate, agreement and embedding-codec files.
 
@@ -194,6 +221,7 @@ def write_comparisons(
     from semcomp.surveys.simulated import SIMULATED, simulated_surveys, survey_of
 
     seed, random_weights = study.config.seed, study.random_weights
+    step = step or Steps(False)
     written: list[Path] = []
     notes: list[str] = []
     left_out: list[pd.DataFrame] = []
@@ -222,6 +250,7 @@ def write_comparisons(
     def stated(frame: pd.DataFrame, coverage) -> pd.DataFrame:
         return frame.assign(n=coverage.n, image_set=coverage.image_set)
 
+    step("Table 1")
     scores = describe(points, scores)
     chosen = chosen_metrics(scores, points, metrics)
     compared = common_images(points, "table1", unpaired=unpaired)
@@ -235,6 +264,7 @@ def write_comparisons(
     metric = headline_metric(points, scores)
     if metric is not None and scores[metric].is_set:
         metric = None  # one value per operating point: no per-image iso-satisfaction
+    step("iso-satisfaction, Pareto front, BD-rate")
     rated = None if metric is None else rate_comparison(points, metric, unpaired=unpaired)
     rated_points = covered(rated) if rated is not None else None
     fronts: list[pd.DataFrame] = []
@@ -326,6 +356,7 @@ def write_comparisons(
     models = scores.model(points)
     if human and models:
         lead = metric if metric in models else models[0]
+        step(f"agreement: bootstrap over {points['original_id'].nunique():,} images")
         tables = []
         for key in [lead, *(m for m in models if m != lead)]:
             both = agreement_comparison(points, key, human, unpaired=unpaired)
@@ -352,6 +383,7 @@ def write_comparisons(
             notes.append(f"agreement: {human} holds {SIMULATED}, not people's")
     else:
         notes.append(f"agreement: {MISSING_HUMAN}")
+    step("embedding codecs")
     embedding = embedding_results(study.root, pqvae_results)
     notes += [f"PQVAE results {path}: {reason}" for path, reason in embedding.problems]
     if not embedding.table.empty:
@@ -507,6 +539,7 @@ def _write_report(
     metrics: list[str] | None = None,
     grid: bool = False,
     grid_bpp: float | None = None,
+    progress: bool = False,
 ) -> ReportFiles:
     """Write ``rd.csv``, ``summary.csv``, CompressAI-style JSON per method, ``rd.png/pdf``
     (one panel per metric of ``metrics``, default every model and set metric and the
@@ -524,7 +557,7 @@ def _write_report(
     ``dropped.csv`` list the originals and methods any output left out, and
     ``README.txt`` says what each file is. ``unpaired`` gives each operating point its
     own originals instead. ``grid`` adds ``grid.png/pdf`` (:func:`write_grid` at
-    ``grid_bpp``).
+    ``grid_bpp``). ``progress`` shows the step under way on stderr.
     """
     from semcomp.analysis.coverage import curve_coverage, methods_without_rate, missing_points
 
@@ -532,10 +565,13 @@ def _write_report(
     (folder / "methods").mkdir(parents=True, exist_ok=True)
     config = study.config
     random_weights = study.random_weights
+    step = Steps(progress)
+    step("reading the study")
     points = rd_points(study.store, study.scope())
     scores = study_scores(study.store).with_columns(points.columns)
     set_scores = set_points(study.store, study.scope())
     chosen = chosen_metrics(scores, points, metrics)
+    step(f"summary: bootstrap CIs over {points['original_id'].nunique():,} images")
     curves = curve_coverage(points, unpaired=unpaired)
     summary = summarise(
         curves.points,
@@ -560,6 +596,7 @@ def _write_report(
         )
         path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         method_json.append(path)
+    step("rate–similarity figure")
     figures = rd_figure(
         curves.points,
         summary,
@@ -583,12 +620,14 @@ def _write_report(
         set_scores=set_scores,
         summary=summary,
         metrics=chosen,
+        step=step,
     )
     extra = comparisons.written
     if grid:
         extra += write_grid(study, points, folder, bpp=grid_bpp)
     coverage_notes = [curves.note, *comparisons.coverage]
     comparison_notes = comparisons.notes
+    step("surveys")
     survey_files, survey_notes = write_survey_files(study.store, folder, seed=config.seed)
     extra += survey_files
     comparison_notes += survey_notes
@@ -624,6 +663,7 @@ def _write_report(
     if lossless:
         comparison_notes = [lossless, *comparison_notes]
     written = [rd_csv, summary_csv, *method_json, *figures, *extra, failures_csv]
+    step("README")
     (folder / "README.txt").write_text(
         readme_text(
             head,
@@ -637,6 +677,7 @@ def _write_report(
         ),
         encoding="utf-8",
     )
+    step.close()
     return ReportFiles(
         folder=folder,
         rd_csv=rd_csv,

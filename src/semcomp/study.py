@@ -38,7 +38,7 @@ from semcomp.models import hf_model_problem
 from semcomp.params import portable_value
 from semcomp.registry import PluginSource
 from semcomp.stages import STAGES, StageContext, StageReport, failure_label
-from semcomp.stages.embed import artifacts_to_score
+from semcomp.stages.embed import artifacts_to_score_query
 from semcomp.store import (
     DB_NAME,
     SchemaOutdatedError,
@@ -167,7 +167,8 @@ class RunSummary:
 class StatusRow:
     what: str
     done: int
-    pending: int
+    #: None: not counted (new images in the source, without a rescan)
+    pending: int | None
     failed: int
 
 
@@ -332,7 +333,7 @@ class Study:
         from semcomp.reconstructors import RECONSTRUCTORS
 
         selected = set(stages)
-        rows = {row.what: row.pending for row in self.status()}
+        rows = {row.what: row.pending for row in self.status(rescan=True)}
         new_originals = rows["ingest: originals"] > 0
         upstream = new_originals
         needed: list[tuple[str, str, Any]] = []
@@ -480,109 +481,138 @@ class Study:
 
     # ---- status ----------------------------------------------------------------------
 
-    def status(self) -> list[StatusRow]:
-        """Done / pending / failed counts per stage and method, from the store alone."""
+    def status(self, *, rescan: bool = True) -> list[StatusRow]:
+        """Done / pending / failed counts per stage and method, from the store alone.
+
+        One grouped query per table, whatever the number of originals and methods.
+        ``rescan`` lists the image source to count images not ingested yet; without it
+        the ingest row's ``pending`` is ``None`` (not counted), and nothing outside the
+        store is read (``semcomp status`` scans only with ``--rescan``).
+        """
         conn = self.store.conn
-
-        def scalar(sql: str, params: Iterable = ()) -> int:
-            return int(conn.execute(sql, list(params)).fetchone()[0])
-
-        def failed(stages: tuple[str, ...], field: str, values: list[str]) -> int:
-            return scalar(
-                f"SELECT COUNT(*) FROM failures WHERE stage IN ({', '.join('?' for _ in stages)}) "
-                f"AND json_extract(detail, '$.{field}') IN ({', '.join('?' for _ in values)})",
-                [*stages, *values],
-            )
-
+        configured = [m.method_id for m in self.config.methods]
         originals = int(
             conn.execute("SELECT COUNT(DISTINCT original_id) FROM sources").fetchone()[0]
         )
-        ingested = {r[0] for r in conn.execute("SELECT path FROM sources")}
-        failed_paths = {
-            r[0] for r in conn.execute("SELECT item FROM failures WHERE stage = 'ingest'")
-        }
-        stored = self.config.stored_path
-        waiting = sum(
-            1
-            for s in find_sources(self.config.images.source)
-            if not isinstance(s, SourceProblem)
-            and stored(s.path) not in ingested
-            and stored(s.path) not in failed_paths
+        represented = dict(
+            conn.execute("SELECT method_id, COUNT(*) FROM representations GROUP BY method_id")
         )
-        rows = [StatusRow("ingest: originals", originals, waiting, len(failed_paths))]
+        candidates = dict(
+            conn.execute(
+                "SELECT r.method_id, COUNT(*) FROM candidates c "
+                "JOIN representations r ON r.id = c.representation_id GROUP BY r.method_id"
+            )
+        )
+        failed: dict[tuple[str, str | None], int] = {}  # (stage, method id or captioner key)
+        ingest_failed, embed_failed = 0, []
+        for stage, method_id, captioner_key, item, count in conn.execute(
+            "SELECT stage, json_extract(detail, '$.method_id') AS m, "
+            "json_extract(detail, '$.captioner_key') AS k, "
+            "CASE WHEN stage = 'embed' THEN item END AS i, COUNT(*) FROM failures "
+            "GROUP BY stage, m, k, i"
+        ):
+            if stage == "ingest":
+                ingest_failed += count
+            elif stage == "embed":
+                embed_failed.append((item, count))
+            for key in {method_id, captioner_key} - {None}:
+                failed[(stage, key)] = failed.get((stage, key), 0) + count
+        waiting = None
+        if rescan:
+            ingested = {r[0] for r in conn.execute("SELECT path FROM sources")}
+            failed_paths = {
+                r[0] for r in conn.execute("SELECT item FROM failures WHERE stage = 'ingest'")
+            }
+            stored = self.config.stored_path
+            waiting = sum(
+                1
+                for s in find_sources(self.config.images.source)
+                if not isinstance(s, SourceProblem)
+                and stored(s.path) not in ingested
+                and stored(s.path) not in failed_paths
+            )
+        rows = [StatusRow("ingest: originals", originals, waiting, ingest_failed)]
         for method in self.config.methods:
             method_id = method.method_id
-            represented = scalar(
-                "SELECT COUNT(*) FROM representations WHERE method_id = ?", [method_id]
+            done = represented.get(method_id, 0)
+            not_represented = failed.get(("encode", method_id), 0) + failed.get(
+                ("caption", method_id), 0
             )
-            not_represented = failed(("encode", "caption"), "method_id", [method_id])
             if isinstance(method, TextualMethod):
                 keys = [p.captioner_key for p in method.caption_points()]
-                if method.side is None:
-                    not_represented += failed(("caption",), "captioner_key", keys)
-                else:  # a caption missing blocks its original at every side size
-                    for key in dict.fromkeys(keys):
-                        not_represented += keys.count(key) * failed(
-                            ("caption",), "captioner_key", [key]
-                        )
+                # a caption missing blocks its original at every side size
+                repeats = 1 if method.side is None else 0
+                not_represented += sum(
+                    (repeats or keys.count(key)) * failed.get(("caption", key), 0)
+                    for key in dict.fromkeys(keys)
+                )
             expected = originals * len(method.operating_point_labels())
             rows.append(
                 StatusRow(
                     f"represent: {method.name}",
-                    represented,
-                    max(0, expected - represented - not_represented),
+                    done,
+                    max(0, expected - done - not_represented),
                     not_represented,
                 )
             )
-            candidates = scalar(
-                "SELECT COUNT(*) FROM candidates c JOIN representations r "
-                "ON r.id = c.representation_id WHERE r.method_id = ?",
-                [method_id],
+            made = candidates.get(method_id, 0)
+            no_candidate = failed.get(("decode", method_id), 0) + failed.get(
+                ("reconstruct", method_id), 0
             )
-            no_candidate = failed(("decode", "reconstruct"), "method_id", [method_id])
             replicates = getattr(method, "replicates", 1)
             rows.append(
                 StatusRow(
                     f"candidates: {method.name}",
-                    candidates,
-                    max(0, represented * replicates - candidates - no_candidate),
+                    made,
+                    max(0, done * replicates - made - no_candidate),
                     no_candidate,
                 )
             )
+        embedders = self.config.clip_models
+        all_candidates = sum(candidates.get(m, 0) for m in configured)
+        ids = [e.embedder_id for e in embedders]
         context = StageContext(self.store, self.config, 0, False, StageReport("status"))
-        needed = artifacts_to_score(context)
-        all_candidates = sum(r.done for r in rows if r.what.startswith("candidates:"))
-        for embedder in self.config.clip_models:
-            have = len(self.store.embeddings(embedder.embedder_id, needed))
-            unreadable = scalar(
-                "SELECT COUNT(*) FROM failures WHERE stage = 'embed' AND item LIKE ?",
-                [f"%|{embedder.embedder_id}"],
+        needed_sql, needed_params = artifacts_to_score_query(context.method_filter("r.method_id"))
+        embedded = dict(
+            conn.execute(
+                f"WITH needed(hash) AS ({needed_sql}) "
+                "SELECT NULL, COUNT(*) FROM needed UNION ALL "
+                "SELECT e.embedder_id, COUNT(*) FROM embeddings e "
+                "JOIN needed n ON n.hash = e.artifact_hash "
+                f"WHERE e.embedder_id IN ({', '.join('?' for _ in ids)}) "
+                "GROUP BY e.embedder_id",
+                [*needed_params, *ids],
+            )
+        )
+        needed = embedded.pop(None)
+        for embedder in embedders:
+            have = embedded.get(embedder.embedder_id, 0)
+            unreadable = sum(
+                n for item, n in embed_failed if item.endswith(f"|{embedder.embedder_id}")
             )
             rows.append(
-                StatusRow(
-                    f"embed: {embedder.label}", have, len(needed) - have - unreadable, unreadable
-                )
+                StatusRow(f"embed: {embedder.label}", have, needed - have - unreadable, unreadable)
             )
         where, ids = context.method_filter("r.method_id")
+
+        def scalar(sql: str, params: list[Any]) -> int:
+            return int(conn.execute(sql, params).fetchone()[0] or 0)
+
         image_candidates = scalar(
             "SELECT COUNT(*) FROM candidates c JOIN representations r "
             "ON r.id = c.representation_id JOIN artifacts a ON a.hash = c.artifact_hash "
             f"WHERE {where} AND a.media_type LIKE 'image/%'",
             ids,
         )
-        for metric in self.config.metric_entries:
-            if metric.kind == "set":
-                continue  # one value per method × operating point, not per candidate
-            specs = metric.scores()
-            key = specs[-1].key if metric.kind == "embedding" else specs[0].key
-            scored = scalar(
-                "SELECT COUNT(*) FROM scores s JOIN candidates c ON c.id = s.candidate_id "
-                "JOIN representations r ON r.id = c.representation_id "
-                f"WHERE s.metric = ? AND {where}",
-                [key, *ids],
-            )
+        entries = [m for m in self.config.metric_entries if m.kind != "set"]
+        keys = [  # set metrics: one value per method × operating point, not per candidate
+            m.scores()[-1].key if m.kind == "embedding" else m.scores()[0].key for m in entries
+        ]
+        scored = self._scored(keys, configured, candidates) if keys else {}
+        for metric, key in zip(entries, keys, strict=True):
+            done = scored.get(key, 0)
             if metric.kind == "embedding":  # unreadable images are counted under embed
-                rows.append(StatusRow(f"score: {key}", scored, all_candidates - scored, 0))
+                rows.append(StatusRow(f"score: {key}", done, all_candidates - done, 0))
                 continue
             suffix = f"|{metric.label}"
             failed_here = scalar(
@@ -590,9 +620,34 @@ class Study:
                 [-len(suffix), suffix],
             )
             eligible = image_candidates if metric.kind == "pairwise" else all_candidates
-            pending = max(0, eligible - scored - failed_here)
-            rows.append(StatusRow(f"score: {key}", scored, pending, failed_here))
+            rows.append(
+                StatusRow(f"score: {key}", done, max(0, eligible - done - failed_here), failed_here)
+            )
         return rows
+
+    def _scored(
+        self, metrics: list[str], configured: list[str], candidates: dict[str, int]
+    ) -> dict[str, int]:
+        """Scores per metric of the configured methods' candidates: every score of each
+        metric, counted in one scan of the scores' key, less those of candidates of methods
+        no longer in the study file (found through their representations)."""
+        conn = self.store.conn
+        counted = conn.execute(
+            f"SELECT {', '.join('SUM(metric = ?)' for _ in metrics)} FROM scores", metrics
+        ).fetchone()
+        scored = {metric: int(count or 0) for metric, count in zip(metrics, counted, strict=True)}
+        others = [m for m in candidates if m not in configured]
+        if others:
+            for metric, count in conn.execute(
+                "SELECT s.metric, COUNT(*) FROM representations r "
+                "JOIN candidates c ON c.representation_id = r.id "
+                "JOIN scores s ON s.candidate_id = c.id "
+                f"WHERE r.method_id IN ({', '.join('?' for _ in others)}) "
+                f"AND s.metric IN ({', '.join('?' for _ in metrics)}) GROUP BY s.metric",
+                [*others, *metrics],
+            ):
+                scored[metric] -= count
+        return scored
 
     def unfinished_runs(self, limit: int = 5) -> list[str]:
         """One line for each of the latest ``limit`` runs that did not finish (interrupted,

@@ -3,7 +3,9 @@
 Rank correlations — Spearman's ρ and Kendall's τ-b, because ratings are
 ordinal and metrics are not on the rating scale — between one model metric
 and one human metric over the candidates that have both, overall and per
-method, with paired percentile-bootstrap 95 % CIs (resampling candidates).
+method, with percentile-bootstrap 95 % CIs that resample images: the candidates
+of one original are not independent, so a resample draws originals and keeps all
+their candidates (:func:`semcomp.analysis.stats.rank_correlation_cis`).
 :func:`metric_agreement` does it for every per-candidate metric, so a table
 shows which metric tracks Survey A best: a lower-is-better metric (LPIPS,
 DISTS) is negated first (``oriented``), so a positive correlation always
@@ -20,7 +22,7 @@ import pandas as pd
 
 from semcomp.analysis.rd import SATISFACTION_PREFIX, clip_metrics, human_metrics
 from semcomp.analysis.scores import Scores, describe
-from semcomp.analysis.stats import paired_bootstrap_ci
+from semcomp.analysis.stats import rank_correlation_cis
 
 MISSING_HUMAN = "no human ratings in this study yet: agreement needs `human.*` scores"
 MISSING_CLIP = "no metric scores per candidate in this study yet: run `semcomp run STUDY`"
@@ -78,26 +80,26 @@ def kendall_rows(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return out
 
 
-def _correlations(x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, float]:
+def _correlations(
+    x: np.ndarray, y: np.ndarray, seed: int, units: np.ndarray | None = None
+) -> dict[str, float]:
+    """ρ and τ-b with their p-values and CIs; the CIs resample ``units`` (the original of
+    each candidate; ``None``: each candidate on its own), one draw for both."""
     from scipy.stats import kendalltau, spearmanr
 
     row: dict[str, float] = {"n": len(x)}
     constant = len(x) < 3 or np.all(x == x[0]) or np.all(y == y[0])
+    intervals = {} if constant else rank_correlation_cis(x, y, units, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name, function, test in (
-            ("spearman", spearman_rows, spearmanr),
-            ("kendall", kendall_rows, kendalltau),
-        ):
+        for name, test in (("spearman", spearmanr), ("kendall", kendalltau)):
             if constant:
                 row[name] = row[f"{name}_p"] = np.nan
                 row[f"{name}_ci_low"] = row[f"{name}_ci_high"] = np.nan
                 continue
             result = test(x, y)
             row[name], row[f"{name}_p"] = float(result.statistic), float(result.pvalue)
-            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = paired_bootstrap_ci(
-                x, y, function, seed=seed
-            )
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = intervals[name]
     return row
 
 
@@ -113,7 +115,8 @@ def agreement(
     Defaults: the first CLIP metric and the first human metric of the table.
     One row overall (``method == "all methods"``) and one per method; ``n`` is
     the number of candidates with both scores, ``originals`` the images they show.
-    Empty when either is missing.
+    The CIs resample those images (each candidate on its own without an
+    ``original_id`` column). Empty when either is missing.
     """
     model_metric = model_metric or next(iter(clip_metrics(points)), None)
     human_metric = human_metric or next(iter(human_metrics(points)), None)
@@ -135,7 +138,12 @@ def agreement(
                     if "original_id" in group
                     else {}
                 ),
-                **_correlations(x, y, seed),
+                **_correlations(
+                    x,
+                    y,
+                    seed,
+                    group["original_id"].to_numpy() if "original_id" in group else None,
+                ),
             }
         )
     return pd.DataFrame(rows)

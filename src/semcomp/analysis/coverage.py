@@ -48,7 +48,8 @@ def _dropped(rows: list[dict]) -> pd.DataFrame:
 
 
 def _names(points: pd.DataFrame) -> dict[str, str]:
-    return dict(zip(points["original_id"], points["original"], strict=False))
+    names = points[["original_id", "original"]].drop_duplicates("original_id", keep="last")
+    return dict(zip(names["original_id"], names["original"], strict=True))
 
 
 def curve_images(points: pd.DataFrame, output: str = "curves") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -61,18 +62,19 @@ def curve_images(points: pd.DataFrame, output: str = "curves") -> tuple[pd.DataF
     if points.empty:
         return points, _left_out([])
     names = _names(points)
-    complete_pairs: set[tuple] = set()
+    complete_pairs: list[tuple] = []
     left: list[dict] = []
     for method, rows in points.groupby("method", sort=True, observed=True):
         all_points = sorted(map(str, rows["operating_point"].unique()))
-        have = rows.groupby("original_id", observed=True)["operating_point"].agg(
+        pairs = rows[["original_id", "operating_point"]].drop_duplicates()
+        counted = pairs.groupby("original_id", observed=True).size()  # points per original
+        complete = counted.index[counted == len(all_points)]
+        complete_pairs += [(method, original) for original in complete]
+        short = pairs[pairs["original_id"].isin(counted.index[counted < len(all_points)])]
+        have = short.groupby("original_id", observed=True)["operating_point"].agg(
             lambda ops: set(map(str, ops))
         )
-        complete = {original for original, ops in have.items() if len(ops) == len(all_points)}
-        complete_pairs.update((method, original) for original in complete)
         for original, ops in have.items():
-            if original in complete:
-                continue
             missing = [p for p in all_points if p not in ops]
             left.append(
                 {
@@ -84,9 +86,7 @@ def curve_images(points: pd.DataFrame, output: str = "curves") -> tuple[pd.DataF
                     f"(a curve uses the originals with a candidate at all {len(all_points)})",
                 }
             )
-    keep = [
-        pair in complete_pairs for pair in zip(points["method"], points["original_id"], strict=True)
-    ]
+    keep = pd.MultiIndex.from_frame(points[["method", "original_id"]]).isin(complete_pairs)
     return points[keep], _left_out(left)
 
 
@@ -139,7 +139,7 @@ def common_images(
             + (" (unpaired: each method and operating point over its own)" if unpaired else ""),
         )
     kept, left_out = curve_images(points, output)
-    sets = {m: set(kept.loc[kept["method"] == m, "original_id"]) for m in methods}
+    sets = {m: set(kept.loc[kept["method"] == m, "original_id"].unique()) for m in methods}
     for method in [m for m in methods if not sets[m]]:
         gone.append(
             {
@@ -250,9 +250,11 @@ def rate_comparison(points: pd.DataFrame, metric: str, *, unpaired: bool = False
     and named with that reason."""
     rate_less = methods_without_rate(points)
     scored = (
-        set(points.dropna(subset=[metric])["method"].astype(str)) if metric in points else set()
+        set(map(str, points.dropna(subset=[metric])["method"].unique()))
+        if metric in points
+        else set()
     )
-    unscored = sorted(set(points["method"].astype(str)) - set(rate_less) - scored)
+    unscored = sorted(set(map(str, points["method"].unique())) - set(rate_less) - scored)
     reasons = [(m, NO_RATE) for m in rate_less] + [(m, f"no {metric} scores") for m in unscored]
     on_axis = points.dropna(subset=["rate_bits", metric]) if metric in points else points.iloc[:0]
     return common_images(on_axis, RATE_COMPARISONS, unpaired=unpaired, dropped=reasons)
@@ -275,7 +277,7 @@ def with_rate_less(points: pd.DataFrame, coverage: Coverage) -> pd.DataFrame:
     so that a chart of a comparison on a rate axis draws them as bands beside it."""
     bands = points[
         points["method"].isin(methods_without_rate(points))
-        & points["original_id"].isin(coverage.points["original_id"])
+        & points["original_id"].isin(coverage.points["original_id"].unique())
     ]
     return pd.concat([coverage.points, bands]) if not bands.empty else coverage.points
 

@@ -159,12 +159,7 @@ def rd_figure(
     if heading:
         figure.suptitle(heading, fontsize="medium")
     place_legend(figure)
-    written = []
-    for suffix in (".png", ".pdf"):
-        path = out_stem.with_suffix(suffix)
-        figure.savefig(path, dpi=150)
-        written.append(path)
-    plt.close(figure)
+    written = save_figure(figure, out_stem, tight=False)
     if keys:
         out_stem.mkdir(parents=True, exist_ok=True)
     for metric in keys:
@@ -200,15 +195,62 @@ def label_panel(figure: Figure, label: str, axis: int = 0) -> None:
         panel.set_title((title + "\n" if title else "") + label.upper(), fontsize="small")
 
 
-def save_figure(figure: Figure, out_stem: Path) -> list[Path]:
-    """Write ``figure`` as PNG (150 dpi) and PDF next to each other and close it."""
+#: a scatter of more points than this is an image inside a PDF: thousands of vector dots
+#: make files of megabytes that take seconds to write and to show
+RASTER_POINTS = 5000
+#: resolution of the PNG files
+DPI = 150
+#: the margin around a figure cropped to its content, as ``savefig``'s ``pad_inches``
+PAD_INCHES = 0.1
+
+
+def save_figure(figure: Figure, out_stem: Path, *, tight: bool = True) -> list[Path]:
+    """Write ``figure`` as PNG (150 dpi) and PDF next to each other and close it.
+
+    The layout is worked out once for both files: legends placed at ``loc="best"`` are
+    placed once and pinned there, and the crop to the content (``tight``, as
+    ``bbox_inches="tight"``) is measured once, so each file is one draw (``savefig`` with
+    ``bbox_inches="tight"`` draws each file twice and searches each "best" legend's place
+    five times per file, over every point drawn). Dense scatters are rasterised in the
+    PDF (:data:`RASTER_POINTS`).
+    """
+    for axis in figure.axes:
+        for collection in axis.collections:
+            if len(collection.get_offsets()) > RASTER_POINTS:
+                collection.set_rasterized(True)
+    bbox = None
+    dpi, figure.dpi = figure.dpi, DPI  # text extents depend on the dpi drawn at
+    try:
+        _keep_legend_places(figure)
+        if tight:
+            figure.draw_without_rendering()
+            bbox = figure.get_tightbbox(figure.canvas.get_renderer()).padded(PAD_INCHES)
+    finally:
+        figure.dpi = dpi
     written = []
     for suffix in (".png", ".pdf"):
         path = out_stem.with_suffix(suffix)
-        figure.savefig(path, dpi=150, bbox_inches="tight")
+        figure.savefig(path, dpi=DPI, bbox_inches=bbox)
         written.append(path)
     _pyplot().close(figure)
     return written
+
+
+def _keep_legend_places(figure: Figure) -> None:
+    """Pin each legend placed at ``loc="best"`` where the last draw put it (a fraction of
+    its anchor box, so the same place at any dpi), so later draws do not search again."""
+    for axis in figure.axes:
+        axis.viewLim  # noqa: B018 - settles pending autoscaling, as a draw would first
+    legends = [*figure.legends, *(a.get_legend() for a in figure.axes if a.get_legend())]
+    for legend in legends:
+        if legend._loc != 0:  # 0: "best"
+            continue
+        box = legend.get_window_extent()
+        anchor = legend.get_bbox_to_anchor()
+        if anchor.width > 0 and anchor.height > 0:
+            legend.set_loc(
+                ((box.x0 - anchor.x0) / anchor.width, (box.y0 - anchor.y0) / anchor.height)
+            )
 
 
 def png_bytes(figure: Figure) -> bytes:

@@ -19,7 +19,7 @@ from semcomp.analysis.scores import (  # noqa: F401 - the prefixes' old home
     Scores,
     describe,
 )
-from semcomp.analysis.stats import mean_ci, median_ci
+from semcomp.analysis.stats import mean_and_median_cis
 from semcomp.images import LOSSLESS_FORMATS, file_format
 from semcomp.store import Store
 
@@ -96,12 +96,15 @@ def rd_points(store: Store, scope: Scope | None = None) -> pd.DataFrame:
         "ORDER BY m.name, r.operating_point, o.name, r.variant, c.replicate"
     )
     if scope is not None and not points.empty:
-        keep = [
-            method in scope and point in scope[method][0] and replicate < scope[method][1]
-            for method, point, replicate in zip(
-                points["method_id"], points["operating_point"], points["replicate"], strict=True
-            )
-        ]
+        configured = pd.MultiIndex.from_tuples(
+            [(method, point) for method, (labels, _) in scope.items() for point in labels],
+            names=["method_id", "operating_point"],
+        )
+        replicates = points["method_id"].map({m: r for m, (_, r) in scope.items()})
+        keep = (
+            pd.MultiIndex.from_frame(points[["method_id", "operating_point"]]).isin(configured)
+            & (points["replicate"] < replicates.fillna(0)).to_numpy()
+        )
         points = points[keep].reset_index(drop=True)
     points = points.drop(columns=["method_id"])
     if points.empty:
@@ -113,11 +116,8 @@ def rd_points(store: Store, scope: Scope | None = None) -> pd.DataFrame:
     rate_bits = points["rate_bits"].astype("float64")  # NaN where the rate is unknown
     points["rate_bytes"] = rate_bits / 8
     points["bpp"] = rate_bits / points["pixels"]
-    meta = points.pop("meta").map(json.loads)
-    for column in META_COLUMNS:
-        values = meta.map(lambda m, column=column: m.get(column))
-        if values.notna().any():
-            points[column] = values
+    for column, values in meta_columns(points.pop("meta")).items():
+        points[column] = values
     scores = store.frame("SELECT candidate_id, metric, value FROM scores")
     if not scores.empty:
         wide = scores.pivot(index="candidate_id", columns="metric", values="value")
@@ -164,19 +164,35 @@ def group_label(*parts: object) -> str:
     return " · ".join(str(p) for p in parts if p is not None and str(p) not in ("", "nan"))
 
 
+def meta_columns(meta: pd.Series) -> dict[str, pd.Series]:
+    """The :data:`META_COLUMNS` that some row's representation metadata (JSON) holds, each
+    a column (None where a row's metadata lacks it). Each distinct JSON text is parsed
+    once: rows of one representation, and of many, repeat it."""
+    codes, texts = pd.factorize(meta)
+    parsed = [json.loads(text) for text in texts]
+    columns = {}
+    for column in META_COLUMNS:
+        values = [m.get(column) for m in parsed]
+        if any(value is not None for value in values):
+            # as Series.map would have built it from each row's value
+            columns[column] = pd.Series(
+                pd.Series(values, dtype=object).to_numpy()[codes], index=meta.index
+            ).infer_objects()
+    return columns
+
+
 def original_formats(store: Store, points: pd.DataFrame) -> pd.Series:
     """Each row's original file format, WebPs marked lossless or lossy (read from the file's
     chunks, as the store keeps only Pillow's format name)."""
-    webp = points.loc[points["original_format"] == "WEBP", "original_hash"].unique()
-    named = {digest: file_format("WEBP", store.read_artifact(digest)) for digest in webp}
-    return pd.Series(
-        [
-            named.get(digest, name)
-            for digest, name in zip(points["original_hash"], points["original_format"], strict=True)
-        ],
-        index=points.index,
-        dtype=object,
-    )
+    formats = points["original_format"].astype(object)
+    webp = formats == "WEBP"
+    digests = points.loc[webp, "original_hash"]
+    named = {
+        digest: file_format("WEBP", store.read_artifact(digest)) for digest in digests.unique()
+    }
+    formats = formats.copy()
+    formats[webp] = digests.map(named).to_numpy()
+    return formats
 
 
 def lossless_reduction_note(points: pd.DataFrame) -> str | None:
@@ -270,13 +286,22 @@ def summarise(
     ``{metric} value``, ``{metric} ci_low``, ``{metric} ci_high`` and ``{metric} n``
     (the originals the value is over, which the store fixed when it computed it: it
     may differ from this row's ``n``); see :func:`summary_columns`.
+    The CIs of every metric and statistic over the same number of images come from one
+    draw of resamples (:func:`semcomp.analysis.stats.mean_and_median_cis`).
     """
     metrics = metric_columns(points, scores)
     rates = ["rate_bytes", "rate_bits", "bpp"]
     codecs = points.groupby(["method", "operating_point"], observed=True)["codec"].first()
     images = per_image_means(points, rates + metrics)
+    groups = list(images.groupby(["method", "operating_point"]))
+    intervals = iter(
+        mean_and_median_cis(
+            [group[metric].to_numpy(dtype=float) for _, group in groups for metric in metrics],
+            seed,
+        )
+    )
     rows = []
-    for (method, operating_point), group in images.groupby(["method", "operating_point"]):
+    for (method, operating_point), group in groups:
         row: dict[str, object] = {
             "method": method,
             "codec": codecs[(method, operating_point)],
@@ -291,12 +316,11 @@ def summarise(
             values = group[metric].to_numpy(dtype=float)
             scored = np.isfinite(values).any()
             row[f"{metric} n"] = int(np.isfinite(values).sum())
+            mean_interval, median_interval = next(intervals)
             row[f"{metric} mean"] = np.nanmean(values) if scored else np.nan
-            row[f"{metric} mean_ci_low"], row[f"{metric} mean_ci_high"] = mean_ci(values, seed)
+            row[f"{metric} mean_ci_low"], row[f"{metric} mean_ci_high"] = mean_interval
             row[f"{metric} median"] = np.nanmedian(values) if scored else np.nan
-            row[f"{metric} median_ci_low"], row[f"{metric} median_ci_high"] = median_ci(
-                values, seed
-            )
+            row[f"{metric} median_ci_low"], row[f"{metric} median_ci_high"] = median_interval
         rows.append(row)
     if not rows:  # the columns still say what a summary holds
         return pd.DataFrame(columns=SUMMARY_COLUMNS)

@@ -16,9 +16,16 @@ from semcomp.store import to_json, utc_now
 
 def artifacts_to_score(ctx: StageContext) -> list[str]:
     """Artifacts similarity needs: every original and every configured method's candidate."""
-    where, ids = ctx.method_filter("r.method_id")
+    sql, params = artifacts_to_score_query(ctx.method_filter("r.method_id"))
+    return sorted(r[0] for r in ctx.store.conn.execute(sql, params))
+
+
+def artifacts_to_score_query(method_filter: tuple[str, list[str]]) -> tuple[str, list[str]]:
+    """The SQL (and its parameters) of :func:`artifacts_to_score`'s hashes, given the
+    configured methods' filter on ``r.method_id`` (``semcomp status`` counts them in SQL)."""
+    where, ids = method_filter
     current = "IN (SELECT original_id FROM sources)"
-    rows = ctx.store.conn.execute(
+    return (
         f"SELECT artifact_hash FROM originals WHERE id {current} UNION "
         "SELECT c.artifact_hash FROM candidates c "
         "JOIN representations r ON r.id = c.representation_id "
@@ -26,7 +33,6 @@ def artifacts_to_score(ctx: StageContext) -> list[str]:
         f"WHERE {where} AND r.original_id {current} AND a.media_type LIKE 'image/%'",
         ids,
     )
-    return sorted(r[0] for r in rows)
 
 
 @dataclass
