@@ -3,7 +3,7 @@ large study); quiet when asked."""
 
 from __future__ import annotations
 
-from semcomp.analysis.report import Steps, write_report
+from semcomp.report import Steps, write_report
 from semcomp.study import Study
 
 
