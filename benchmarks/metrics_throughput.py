@@ -148,7 +148,7 @@ def cases(args: argparse.Namespace, folder: Path) -> dict[str, Callable[[], tupl
         from semcomp.metrics.fid import Fid, FidParams
 
         metric = Fid(FidParams(weights="random" if full else "tiny"), device=device)
-        metric.batch_size = args.batch_size
+        metric.batch_size = 2 * args.batch_size  # a batch of pairs is twice as many images
 
         def bare(originals, candidates):
             images = [*originals, *candidates]
