@@ -3,8 +3,8 @@
 Nine scenes in three of the textual-transform paper's categories; JPEG and
 WebP sweeps (the paper's ~80 %/~90 % reductions plus a quality ladder); two
 textual transforms, human captions written for the scenes and BLIP captions,
-both reconstructed with a diffusion model; CLIP similarity, PSNR, MS-SSIM and LPIPS,
-and the report.
+both reconstructed with a diffusion model; CLIP similarity and PSNR, and the
+report.
 So that every page has something to show, it also imports *simulated* Survey
 A/B/C ratings (a stated random model around each candidate's CLIP score, see
 :mod:`semcomp.surveys.simulated`; labelled "simulated ratings" wherever they
@@ -391,23 +391,12 @@ def _similarity_toml(root: Path, say: Callable[[str], None]) -> tuple[str, bool,
         return toml, True, note
 
 
-def _metrics_toml(similarity_toml: str, say: Callable[[str], None]) -> tuple[str, bool]:
-    """PSNR, MS-SSIM and LPIPS beside CLIP (the latter two with the ``metrics`` extra): the
-    pretrained LPIPS AlexNet when its weights are cached, else a random backbone."""
-    from semcomp.extras import missing_extras
-    from semcomp.metrics.lpips import Lpips, LpipsParams
-
+def _metrics_toml(similarity_toml: str) -> str:
+    """PSNR beside CLIP. MS-SSIM and LPIPS are left out: on the demo's 162 image pairs at
+    512×384 they cost about 60 s and 80 s of two CPU cores (benchmarks/RESULTS.md)."""
     # with [[metrics]], a study has only the CLIP models it names: keep the default one
-    toml = "" if similarity_toml else '[[metrics]]\nmetric = "clip"\n\n'
-    toml += '[[metrics]]\nmetric = "psnr"\n'
-    if missing_extras("metrics"):
-        say("MS-SSIM and LPIPS need pip install 'semcomp[metrics]': the demo scores PSNR only")
-        return toml, False
-    toml += '\n[[metrics]]\nmetric = "ms-ssim"\n\n[[metrics]]\nmetric = "lpips"\n'
-    if Lpips.weights_problem(LpipsParams(), None) is None:
-        return toml, False
-    say("LPIPS AlexNet weights are not available offline: using a random backbone")
-    return toml + 'weights = "random"\n', True
+    clip = "" if similarity_toml else '[[metrics]]\nmetric = "clip"\n\n'
+    return clip + '[[metrics]]\nmetric = "psnr"\n'
 
 
 def prepare_demo(root: Path, say: Callable[[str], None] = print) -> DemoOutcome:
@@ -428,7 +417,7 @@ def prepare_demo(root: Path, say: Callable[[str], None] = print) -> DemoOutcome:
     similarity, random_similarity, note = _similarity_toml(root, say)
     textual, random_textual = _textual_methods_toml(root, say)
     embedding = _pqvae_method_toml(root, similarity, random_similarity, say)
-    metrics, random_metrics = _metrics_toml(similarity, say)
+    metrics = _metrics_toml(similarity)
     write_study_file(
         root,
         images,
@@ -436,5 +425,5 @@ def prepare_demo(root: Path, say: Callable[[str], None] = print) -> DemoOutcome:
         methods_toml=DEMO_METHODS_TOML + textual + embedding,
         similarity_toml=f"{similarity}\n{metrics}",
     )
-    random_weights = random_similarity or random_textual or random_metrics
+    random_weights = random_similarity or random_textual
     return DemoOutcome(root, random_weights, note)
