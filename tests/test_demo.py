@@ -54,6 +54,18 @@ def test_the_demo_writes_a_pqvae_evaluation_for_the_embedding_codecs_page(all_me
     assert table.set_index("coder").loc["fixed", "bpd"] > table.set_index("coder").loc["ans", "bpd"]
 
 
+def test_the_demo_scores_every_image_candidate_with_psnr(all_methods_study):
+    with Store(all_methods_study, read_only=True) as store:
+        images = store.frame(
+            "SELECT c.id FROM candidates c JOIN artifacts a ON a.hash = c.artifact_hash "
+            "WHERE a.media_type LIKE 'image/%'"
+        )
+        counts = dict(store.conn.execute("SELECT metric, COUNT(*) FROM scores GROUP BY metric"))
+        directions = dict(store.conn.execute("SELECT name, higher_is_better FROM metrics"))
+    assert len(images) > 100
+    assert counts["psnr"] == len(images) and directions["psnr"] == 1
+
+
 def test_simulated_ratings_are_real_batch_results_imported_and_marked(rated_demo):
     root, files, said = rated_demo
     assert [Path(f).name for f in files] == [f"simulated_{s}_batch_results.csv" for s in "ABC"]

@@ -8,12 +8,15 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from helpers import write_study
 from semcomp.cli import main
 from semcomp.codecs import CODECS
 from semcomp.errors import ConfigError
+from semcomp.metrics import METRICS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -58,9 +61,11 @@ def site(tmp_path, monkeypatch):
     folder.mkdir()
     monkeypatch.syspath_prepend(str(folder))
     CODECS.rescan()
+    METRICS.rescan()
     yield folder
     monkeypatch.undo()  # off sys.path before the registry forgets what it read there
     CODECS.rescan()
+    METRICS.rescan()
 
 
 def cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -99,6 +104,53 @@ def test_the_readme_example_runs_in_a_study(site, tmp_path, image_folder, capsys
         packages
     )
     assert "cuda" not in packages  # this run used no GPU
+
+
+def readme_metric_plugin() -> tuple[str, str]:
+    """The README's metric plugin example: its module and its entry-point table."""
+    section = README.split("#### Writing a metric plugin", 1)[1].split("\n#", 1)[0]
+    (module,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    group, point = re.search(
+        r'`(\[project\.entry-points\."semcomp\.metrics"\])` with `(.*?)`', section, flags=re.S
+    ).groups()
+    return module, f"{group}\n{' '.join(point.split())}\n"
+
+
+def test_the_readme_metric_example_scores_a_study(site, tmp_path, image_folder, capsys):
+    module, entry_points = readme_metric_plugin()
+    install(site, "semcomp-mae", "0.2.0", {"semcomp_mae": module}, entry_points)
+    code, out, _ = cli(["plugins"], capsys)
+    assert code == 0 and re.search(r"^  mae +semcomp-mae 0\.2\.0$", out, flags=re.M), out
+
+    root = tmp_path / "s"
+    root.mkdir()
+    (root / "study.toml").write_text(
+        f'[images]\nsource = "{image_folder.as_posix()}"\n\n'
+        '[[methods]]\nname = "jpeg"\ncodec = "jpeg"\nquality = [10, 60]\n\n'
+        '[[metrics]]\nmetric = "mae"\nscale = 1.0\n'
+    )
+    code, _, err = cli(["run", str(root), "--no-progress"], capsys)
+    assert code == 0, err
+
+    db = sqlite3.connect(root / "study.db")
+    rows = db.execute(
+        "SELECT s.value, ca.relpath, oa.relpath FROM scores s "
+        "JOIN candidates c ON c.id = s.candidate_id "
+        "JOIN representations r ON r.id = c.representation_id "
+        "JOIN originals o ON o.id = r.original_id JOIN artifacts ca ON ca.hash = c.artifact_hash "
+        "JOIN artifacts oa ON oa.hash = o.artifact_hash WHERE s.metric = 'mae'"
+    ).fetchall()
+    assert len(rows) == 8  # 4 images × 2 qualities, in grey levels (scale = 1)
+    for value, candidate, original in rows:
+        artifacts = root / "artifacts"
+        with Image.open(artifacts / candidate) as c, Image.open(artifacts / original) as o:
+            expected = np.abs(
+                np.asarray(o.convert("RGB"), float) - np.asarray(c.convert("RGB"), float)
+            ).mean()
+        assert value == pytest.approx(expected) and value > 0
+    assert db.execute(
+        "SELECT display, higher_is_better FROM metrics WHERE name = 'mae'"
+    ).fetchone() == ("Mean absolute error", 0)
 
 
 def test_an_entry_point_that_is_not_a_codec_is_refused_in_one_line(

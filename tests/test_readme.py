@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from helpers import app_answers, serving_app
+from semcomp.analysis.scores import file_stem
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -87,6 +88,10 @@ def test_demo_then_tour_commands(tmp_path: Path):
     assert "random weights — numbers are not meaningful" in demo.stdout
     assert (demo_dir / "report" / "rd.png").exists()
     assert "0 failed" in demo.stdout and "failure" not in demo.stdout
+    # PSNR beside CLIP, each with its figure
+    figures = {path.name for path in (demo_dir / "report" / "rd").glob("*.png")}
+    keys = ("clip_(cos+1)/2[tiny-clip-random]", "psnr")
+    assert {f"{file_stem(key)}.png" for key in keys} <= figures, figures
 
     tour = [line.split("#")[0].split() for line in bash_blocks()[2].splitlines()]
     for words in tour:

@@ -3,7 +3,8 @@
 Nine scenes in three of the textual-transform paper's categories; JPEG and
 WebP sweeps (the paper's ~80 %/~90 % reductions plus a quality ladder); two
 textual transforms, human captions written for the scenes and BLIP captions,
-both reconstructed with a diffusion model; CLIP similarity and the report.
+both reconstructed with a diffusion model; CLIP similarity and PSNR, and the
+report.
 So that every page has something to show, it also imports *simulated* Survey
 A/B/C ratings (a stated random model around each candidate's CLIP score, see
 :mod:`semcomp.surveys.simulated`; labelled "simulated ratings" wherever they
@@ -436,6 +437,14 @@ def _similarity_toml(root: Path, say: Callable[[str], None]) -> tuple[str, bool,
         return toml, True, note
 
 
+def _metrics_toml(similarity_toml: str) -> str:
+    """PSNR beside CLIP. MS-SSIM and LPIPS are left out: on the demo's 162 image pairs at
+    512×384 they cost about 60 s and 80 s of two CPU cores (benchmarks/RESULTS.md)."""
+    # with [[metrics]], a study has only the CLIP models it names: keep the default one
+    clip = "" if similarity_toml else '[[metrics]]\nmetric = "clip"\n\n'
+    return clip + '[[metrics]]\nmetric = "psnr"\n'
+
+
 def prepare_demo(
     root: Path, say: Callable[[str], None] = print, size: DemoSize = DemoSize()
 ) -> DemoOutcome:
@@ -449,19 +458,20 @@ def prepare_demo(
         from semcomp.config import load_config
 
         config = load_config(root)
-        random_weights = any(m.random_weights for m in config.similarity.models) or any(
+        random_weights = any(m.random_weights for m in config.metric_entries) or any(
             m.random_weights for m in config.methods
         )
         return DemoOutcome(root, random_weights, "reusing the existing demo study")
     similarity, random_similarity, note = _similarity_toml(root, say)
     textual, random_textual = _textual_methods_toml(root, say)
     embedding = _pqvae_method_toml(root, similarity, random_similarity, say, size)
+    metrics = _metrics_toml(similarity)
     write_study_file(
         root,
         images,
         name="semcomp demo",
         methods_toml=size.pixel_methods + textual + embedding,
-        similarity_toml=similarity,
+        similarity_toml=f"{similarity}\n{metrics}",
     )
     random_weights = random_similarity or random_textual
     return DemoOutcome(root, random_weights, note)
