@@ -62,7 +62,7 @@ def test_the_demo_scores_every_image_candidate_with_psnr(all_methods_study):
         )
         counts = dict(store.conn.execute("SELECT metric, COUNT(*) FROM scores GROUP BY metric"))
         directions = dict(store.conn.execute("SELECT name, higher_is_better FROM metrics"))
-    assert len(images) > 100
+    assert len(images) > 20  # the session study is the demo made small
     assert counts["psnr"] == len(images) and directions["psnr"] == 1
 
 

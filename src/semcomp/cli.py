@@ -531,7 +531,7 @@ def models_fetch(
 @features_app.command("extract")
 def features_extract(
     images: Path = typer.Argument(
-        ..., help="The dataset's folder: IMAGES/<class>/<file>, or a named dataset's root."
+        ..., help="The dataset's folder: IMAGES/CLASS/FILE, or a named dataset's root."
     ),
     out: Path = typer.Argument(..., help="Output folder (images/ shards, text.safetensors)."),
     dataset: str = typer.Option(

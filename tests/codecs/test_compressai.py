@@ -228,9 +228,9 @@ def test_without_compressai_the_codec_names_the_extra(monkeypatch):
     import sys
 
     from semcomp.codecs.learned import zoo
-    from semcomp.errors import ConfigError
+    from semcomp.errors import MissingExtraError
 
     monkeypatch.setitem(sys.modules, "compressai", None)  # import compressai fails
     monkeypatch.setitem(sys.modules, "compressai.zoo", None)
-    with pytest.raises(ConfigError, match=r'pip install "semcomp\[learned\]"'):
+    with pytest.raises(MissingExtraError, match=r"pip install 'semcomp\[learned\]'"):
         zoo()
