@@ -395,7 +395,9 @@ class ClipMetric(EmbeddingMetric):
         return {
             "metric": cls.name,
             "kind": params.kind,
-            "model": params.portable_model,
+            # the path as loaded: stored relative to the study folder (``ctx.portable``), so
+            # the identity stays the same when the study moves, whatever anchors its ids
+            "model": params.model,
             "pretrained": params.pretrained,
             **{key: value for key, value in overrides.items() if value is not None},
         }
