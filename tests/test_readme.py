@@ -4,7 +4,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -79,11 +78,9 @@ def semcomp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_demo_then_tour_commands(tmp_path: Path):
     demo_dir = tmp_path / "semcomp-demo"
-    started = time.perf_counter()
+    # its time is measured in the README (and benchmarks), not asserted here
     demo = semcomp("demo", "--dir", str(demo_dir), "--no-progress")
-    elapsed = time.perf_counter() - started
     assert demo.returncode == 0, demo.stderr
-    assert elapsed < 120
     assert "not available offline" in demo.stdout
     assert "random weights — numbers are not meaningful" in demo.stdout
     assert (demo_dir / "report" / "rd.png").exists()
