@@ -102,3 +102,17 @@ def test_every_metric_runs_resumes_after_a_kill_and_is_described(
     with Study.open(root) as study:  # a finished study re-runs with no model work
         again = study.run(progress=False)
     assert all(not stage.models_loaded for stage in again.stages)
+
+    from semcomp.app.data import load_study, signature
+    from semcomp.report import write_report
+
+    with Study.open(root, read_only=True) as study:  # the report covers every metric
+        files = write_report(study)
+    summary = (files.folder / "summary.csv").read_text()
+    for key in [*per_candidate, "fid[tiny]", "kid[tiny]"]:
+        assert key in summary, key
+    assert (files.folder / "rd" / "psnr.png").exists()
+    data = load_study(str(root), signature(root))  # and so does the app's data
+    described = {info.key: info for info in data.scores}
+    assert described["lpips[alex,random]"].higher_is_better is False
+    assert {"fid[tiny]", "kid[tiny]"} <= set(data.set_scores["metric"])

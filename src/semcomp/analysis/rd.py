@@ -340,13 +340,13 @@ def set_columns(set_scores: pd.DataFrame) -> pd.DataFrame:
         index=keys, columns="metric", values=["value", "ci_low", "ci_high", "n"], aggfunc="first"
     )
     wide.columns = [f"{metric} {field}" for field, metric in wide.columns]
+    # every set metric has its four columns, a value without a CI (KID of one subset) too
     order = [
         f"{metric} {field}"
         for metric in dict.fromkeys(set_scores["metric"])
         for field in ("value", "ci_low", "ci_high", "n")
-        if f"{metric} {field}" in wide.columns
     ]
-    return wide[order].reset_index()
+    return wide.reindex(columns=order).reset_index()
 
 
 def summary_columns(metric: str, scores: Scores | None = None) -> tuple[str, str, str, str]:
