@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from semcomp.cli import main
 from semcomp.downstream import caption_eval
@@ -55,7 +56,12 @@ def write_coco(root: Path, name: str, captions=CAPTIONS, seed: int = 0) -> tuple
     features = root / f"{name}-features"
     (features / "images").mkdir(parents=True)
     vectors = np.random.default_rng(seed).normal(size=(len(images), DIM)).astype(np.float32)
-    shard = [(Path("/data") / name / "all" / image["file_name"], 0) for image in images]
+    folder = root / name / "all"
+    folder.mkdir(parents=True)
+    shard = []
+    for image in images:  # the images themselves: a shard records each original's pixel count
+        Image.new("RGB", (32, 24), (40, 90, 160)).save(folder / image["file_name"])
+        shard.append((folder / image["file_name"], 0))
     metadata = {"class_names": json.dumps(["all"]), "clip": json.dumps({"model": "tiny"})}
     write_shard(features, 0, shard, {0: list(vectors)}, metadata, DIM)
     return path, features
