@@ -17,6 +17,7 @@ from semcomp.cli import main
 from semcomp.codecs import CODECS
 from semcomp.errors import ConfigError
 from semcomp.metrics import METRICS
+from semcomp.surveys.definitions import SURVEYS, load_survey
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,12 +61,12 @@ def site(tmp_path, monkeypatch):
     folder = tmp_path / "site"
     folder.mkdir()
     monkeypatch.syspath_prepend(str(folder))
-    CODECS.rescan()
-    METRICS.rescan()
+    for registry in (CODECS, METRICS, SURVEYS):
+        registry.rescan()
     yield folder
     monkeypatch.undo()  # off sys.path before the registry forgets what it read there
-    CODECS.rescan()
-    METRICS.rescan()
+    for registry in (CODECS, METRICS, SURVEYS):
+        registry.rescan()
 
 
 def cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -230,3 +231,64 @@ def test_plugins_json_lists_every_family(capsys):
     assert codecs["entry_point_group"] == "semcomp.codecs"
     assert codecs["base"] == "semcomp.codecs.base.ImageCodec"
     assert {p["name"]: p["source"] for p in codecs["plugins"]}["jpeg"] == "built-in"
+
+
+SURVEY_D = """\
+id = "D"
+name = "Recognisability"
+subject = "candidate"
+
+[[questions]]
+id = "object"
+kind = "text"
+text = "Name the main object in this image."
+"""
+
+SURVEY_PLUGIN = """\
+from importlib import resources
+
+from semcomp.surveys.definitions import read_definition
+
+D = read_definition(resources.files("semcomp_surveys") / "D.toml")
+NOT_A_SURVEY = {"id": "E"}
+"""
+
+
+def test_a_survey_a_distribution_ships_is_found_by_its_id(site, capsys):
+    package = site / "semcomp_surveys"
+    package.mkdir()
+    (package / "D.toml").write_text(SURVEY_D)
+    (package / "__init__.py").write_text(SURVEY_PLUGIN)
+    install(
+        site,
+        "semcomp-surveys",
+        "0.2",
+        {},
+        '[project.entry-points."semcomp.surveys"]\nD = "semcomp_surveys:D"\n'
+        'E = "semcomp_surveys:NOT_A_SURVEY"\nF = "semcomp_surveys:D"\n',
+    )
+    definition = load_survey("D")
+    assert definition.name == "Recognisability" and definition.questions[0].id == "object"
+    assert str(SURVEYS.source("D")) == "semcomp-surveys 0.2"
+    code, out, _ = cli(["survey", "list"], capsys)
+    assert code == 0 and "D: Recognisability (candidate, from semcomp-surveys 0.2)" in out
+    assert out.index("A: ") < out.index("D: ")  # built-ins still listed
+    with pytest.raises(
+        ConfigError,
+        match=r"^survey 'E' from semcomp-surveys 0\.2 .* refused: "
+        r"it is not an instance of semcomp\.surveys\.definitions\.SurveyDefinition$",
+    ):
+        load_survey("E")
+    with pytest.raises(ConfigError, match="its id is 'D'; the entry point must be named by it"):
+        load_survey("F")  # the entry point's name is not the definition's id
+    # a user's file may not take the plugin's id
+    mine = site / "mine.toml"
+    mine.write_text(SURVEY_D)
+    with pytest.raises(ConfigError, match=r"the survey semcomp-surveys 0\.2 provides"):
+        load_survey(mine)
+    code, out, _ = cli(["plugins", "--json"], capsys)
+    families = {f["family"]: f for f in json.loads(out)["families"]}
+    surveys = families["survey definitions"]
+    assert surveys["entry_point_group"] == "semcomp.surveys"
+    assert {p["name"] for p in surveys["plugins"]} == {"A", "B", "C", "D"}
+    assert set(surveys["refused"]) == {"E", "F"}

@@ -1111,7 +1111,7 @@ app.add_typer(ratings_app, name="ratings")
 survey_app = typer.Typer(help="Survey definitions and MTurk survey files.", no_args_is_help=True)
 app.add_typer(survey_app, name="survey")
 SURVEY_OPTION = typer.Option(
-    ..., "--survey", help="Built-in survey A, B or C, or a survey definition .toml."
+    ..., "--survey", help="Survey A, B or C, one a plugin provides, or a definition .toml."
 )
 
 
@@ -1162,7 +1162,9 @@ def ratings_import(
 @ratings_app.command("summary")
 def ratings_summary(
     study: Path = STUDY_ARGUMENT,
-    survey: str = typer.Option("A", help="Survey A, B or C, or a survey definition .toml."),
+    survey: str = typer.Option(
+        "A", help="Survey A, B or C, a plugin's survey, or a definition .toml."
+    ),
     synonyms: Path = typer.Option(None, help="Synonym map TOML for free answers (Survey C)."),
     as_json: bool = typer.Option(
         False, "--json", help="Print one JSON object (every table as a list of rows) for scripts."
@@ -1233,11 +1235,18 @@ def ratings_summary(
 
 @survey_app.command("list")
 def survey_list() -> None:
-    """The built-in survey definitions and their questions."""
-    from semcomp.surveys.definitions import builtin_surveys
+    """The registered survey definitions (built-in and from plugins) and their questions."""
+    from semcomp.surveys.definitions import SURVEYS, registered_survey
 
-    for definition in builtin_surveys().values():
-        typer.echo(f"{definition.id}: {definition.name} ({definition.subject})")
+    for name in SURVEYS.names():
+        try:
+            definition = registered_survey(name)
+        except ConfigError as exc:  # a plugin's wrong object: said, the others still listed
+            typer.echo(f"warning: {exc}", err=True)
+            continue
+        source = SURVEYS.source(name)
+        origin = "" if source.builtin else f", from {source}"
+        typer.echo(f"{definition.id}: {definition.name} ({definition.subject}{origin})")
         for question in definition.questions:
             scale = f" [{question.low}-{question.high}]" if question.kind == "scale" else ""
             typer.echo(f"  {question.id:<11} {question.kind}{scale}: {question.text}")

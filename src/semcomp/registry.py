@@ -36,6 +36,7 @@ PLUGIN_FAMILIES = {
     "text codecs": "semcomp.codecs:TEXT_CODECS",
     "embedders": "semcomp.metrics:EMBEDDERS",
     "metrics": "semcomp.metrics:METRICS",
+    "survey definitions": "semcomp.surveys.definitions:SURVEYS",
 }
 
 
@@ -86,13 +87,27 @@ class Registry:
     """Names → lazily imported objects for one plugin family.
 
     ``base`` is the family's base class as a lazy ``"module:Class"`` string: every
-    object the registry hands out is a subclass of it.
+    object the registry hands out is a subclass of it, or with ``instances`` an
+    instance of it (a family of data, such as survey definitions, rather than code).
+    ``named_by``: an attribute of the object that must equal its registered name (a
+    survey definition's ``id``, under which its ratings are stored).
     """
 
-    def __init__(self, family: str, entry_point_group: str | None = None, base: str | None = None):
+    def __init__(
+        self,
+        family: str,
+        entry_point_group: str | None = None,
+        base: str | None = None,
+        *,
+        instances: bool = False,
+        named_by: str | None = None,
+    ):
         self.family = family
         self.entry_point_group = entry_point_group
         self.base = base
+        self.instances = instances
+        #: the attribute of each object that must equal the name it is registered under
+        self.named_by = named_by
         self._entries: dict[str, Entry] = {}
         self._loaded: dict[str, Any] = {}
         #: plugin names refused because of a clash → why (one line naming both sides)
@@ -211,10 +226,20 @@ class Registry:
                 ) from None
             if self.base is not None:
                 base = import_target(self.base)
-                if not (isinstance(obj, type) and issubclass(obj, base)):
+                if self.instances:
+                    fits, wanted = isinstance(obj, base), "an instance"
+                else:
+                    fits, wanted = isinstance(obj, type) and issubclass(obj, base), "a subclass"
+                if not fits:
                     raise ConfigError(
-                        f"{where} is refused: it is not a subclass of "
+                        f"{where} is refused: it is not {wanted} of "
                         f"{base.__module__}.{base.__qualname__}"
+                    )
+                own = getattr(obj, self.named_by, name) if self.named_by else name
+                if own != name:
+                    raise ConfigError(
+                        f"{where} is refused: its {self.named_by} is {own!r}; the entry point "
+                        f"must be named by it"
                     )
             self._loaded[name] = obj
             (log.debug if entry.source.builtin else log.info)("%s loaded", where)

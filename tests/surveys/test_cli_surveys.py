@@ -92,7 +92,7 @@ def test_custom_definition_and_its_errors(tmp_path):
     bad.write_text(good.read_text().replace('id = "mood"', 'id = "A"'))
     with pytest.raises(ConfigError, match="id 'A' of a built-in survey"):
         load_survey(bad)
-    with pytest.raises(ConfigError, match="built-in surveys are A, B, C"):
+    with pytest.raises(ConfigError, match="registered surveys are A, B, C"):
         load_survey("D")
     bad.write_text(
         good.read_text().replace('id = "mood"', 'id = "tone"')

@@ -5,6 +5,11 @@ comparative semantic content; Survey C, detailed semantic content) ship as TOML
 files in ``surveys/definitions/``. A user's own survey is a TOML file of the
 same form, accepted wherever a survey name is (``--survey my_survey.toml``).
 Unknown keys are errors naming the key and the file.
+
+Survey definitions are also a plugin family (:data:`SURVEYS`, entry-point group
+``semcomp.surveys``): a distribution that ships surveys names a
+:class:`SurveyDefinition` object (e.g. ``read_definition(resources.files(...) / "D.toml")``)
+under the survey's id, and ``--survey D`` finds it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from semcomp.errors import ConfigError
+from semcomp.registry import Registry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -158,31 +164,81 @@ def _parse(data: dict, where: str) -> SurveyDefinition:
 @cache
 def builtin_surveys() -> dict[str, SurveyDefinition]:
     """The surveys shipped with semcomp, by id (A, B, C)."""
-    folder = resources.files("semcomp.surveys") / "definitions"
     surveys = {}
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".toml"):
-            definition = _parse(tomllib.loads(entry.read_text("utf-8")), f"built-in {entry.name}")
-            surveys[definition.id] = definition
+    for entry in _shipped_files():
+        definition = _parse(tomllib.loads(entry.read_text("utf-8")), f"built-in {entry.name}")
+        surveys[definition.id] = definition
     return surveys
 
 
+def _shipped_files() -> list:
+    folder = resources.files("semcomp.surveys") / "definitions"
+    return sorted((e for e in folder.iterdir() if e.name.endswith(".toml")), key=lambda e: e.name)
+
+
+class _Shipped:
+    """The built-in surveys as attributes (``SHIPPED.A``), for the registry's lazy targets:
+    the TOML files are read on first use."""
+
+    def __getattr__(self, name: str) -> SurveyDefinition:
+        try:
+            return builtin_surveys()[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+SHIPPED = _Shipped()
+
+#: survey definitions by id: the built-in A, B, C and those installed distributions provide
+SURVEYS = Registry(
+    "survey",
+    entry_point_group="semcomp.surveys",
+    base="semcomp.surveys.definitions:SurveyDefinition",
+    instances=True,
+    named_by="id",
+)
+for _file in _shipped_files():  # each file is named by its survey's id
+    SURVEYS.register(
+        _file.name.removesuffix(".toml"),
+        f"semcomp.surveys.definitions:SHIPPED.{_file.name.removesuffix('.toml')}",
+    )
+
+
+def read_definition(path: Path) -> SurveyDefinition:
+    """A survey definition TOML file (a user's, or one a plugin distribution ships)."""
+    return _parse(read_toml(Path(path), "survey definition"), str(path))
+
+
+def registered_survey(name: str) -> SurveyDefinition | None:
+    """The registered survey ``name`` (built-in ids in any case: ``b`` is B), or ``None``."""
+    key = name.upper() if name.upper() in builtin_surveys() else name
+    if key not in SURVEYS and key not in SURVEYS.refused():
+        return None
+    return SURVEYS.get(key)
+
+
 def load_survey(name_or_path: str | Path) -> SurveyDefinition:
-    """A built-in survey by id (``A``, ``B``, ``C``, any case) or a definition TOML file."""
+    """A registered survey by id (``A``, ``B``, ``C`` in any case, or one a plugin
+    provides) or a definition TOML file."""
     text = str(name_or_path)
-    builtin = builtin_surveys()
-    if text.upper() in builtin and not text.lower().endswith(".toml"):
-        return builtin[text.upper()]
+    if not text.lower().endswith(".toml"):
+        definition = registered_survey(text)
+        if definition is None:
+            raise ConfigError(
+                f"unknown survey {text!r}: registered surveys are {', '.join(SURVEYS.names())}, "
+                "or give the path of a survey definition .toml"
+            )
+        return definition
     path = Path(text)
-    if path.suffix.lower() != ".toml":
-        raise ConfigError(
-            f"unknown survey {text!r}: built-in surveys are {', '.join(builtin)}, "
-            "or give the path of a survey definition .toml"
+    definition = read_definition(path)
+    taken = definition.id.upper() if definition.id.upper() in builtin_surveys() else definition.id
+    if taken in SURVEYS:
+        owner = (
+            "a built-in survey"
+            if SURVEYS.source(taken).builtin
+            else (f"the survey {SURVEYS.source(taken)} provides")
         )
-    definition = _parse(read_toml(path, "survey definition"), str(path))
-    if definition.id.upper() in builtin:
         raise ConfigError(
-            f"survey definition {path} uses the id {definition.id!r} of a built-in survey; "
-            "choose another id"
+            f"survey definition {path} uses the id {definition.id!r} of {owner}; choose another id"
         )
     return definition
