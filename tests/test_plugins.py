@@ -15,6 +15,7 @@ from PIL import Image
 from helpers import write_study
 from semcomp.cli import main
 from semcomp.codecs import CODECS
+from semcomp.codecs.embedding import EMBEDDING_CODECS
 from semcomp.errors import ConfigError
 from semcomp.metrics import METRICS
 from semcomp.surveys.definitions import SURVEYS, load_survey
@@ -61,11 +62,11 @@ def site(tmp_path, monkeypatch):
     folder = tmp_path / "site"
     folder.mkdir()
     monkeypatch.syspath_prepend(str(folder))
-    for registry in (CODECS, METRICS, SURVEYS):
+    for registry in (CODECS, METRICS, SURVEYS, EMBEDDING_CODECS):
         registry.rescan()
     yield folder
     monkeypatch.undo()  # off sys.path before the registry forgets what it read there
-    for registry in (CODECS, METRICS, SURVEYS):
+    for registry in (CODECS, METRICS, SURVEYS, EMBEDDING_CODECS):
         registry.rescan()
 
 
@@ -292,3 +293,75 @@ def test_a_survey_a_distribution_ships_is_found_by_its_id(site, capsys):
     assert surveys["entry_point_group"] == "semcomp.surveys"
     assert {p["name"] for p in surveys["plugins"]} == {"A", "B", "C", "D"}
     assert set(surveys["refused"]) == {"E", "F"}
+
+
+SIGN_CODEC = """\
+import numpy as np
+
+from semcomp.codecs.embedding import EmbeddingCodec, EncodedEmbedding
+from semcomp.params import PluginParams
+
+
+class SignParams(PluginParams):
+    scale: float = 1.0
+
+
+class SignCodec(EmbeddingCodec):
+    name = "sign"
+    Params = SignParams
+
+    def encode(self, embeddings):
+        return [
+            EncodedEmbedding(np.packbits(row > 0).tobytes(), {"dims": row.size})
+            for row in embeddings
+        ]
+
+    def decode(self, payloads):
+        bits = np.stack([np.unpackbits(np.frombuffer(p, np.uint8)) for p in payloads])
+        rows = (2.0 * bits - 1.0) * self.params.scale
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+"""
+
+
+def test_an_embedding_codec_from_a_distribution_runs_in_a_study(
+    site, tmp_path, image_folder, tiny_clip, capsys
+):
+    install(
+        site,
+        "semcomp-sign",
+        "0.3",
+        {"semcomp_sign": SIGN_CODEC},
+        '[project.entry-points."semcomp.embedding_codecs"]\nsign = "semcomp_sign:SignCodec"\n',
+    )
+    methods = '[[methods]]\nname = "signs"\nkind = "embedding"\ncodec = "sign"\n'
+    root = write_study(tmp_path / "s", image_folder, tiny_clip, methods=methods)
+    code, _, err = cli(["run", str(root), "--no-progress"], capsys)
+    assert code == 0, err
+
+    db = sqlite3.connect(root / "study.db")
+    rows = db.execute(
+        "SELECT r.rate_bits, r.operating_point, r.meta FROM representations r "
+        "JOIN methods m ON m.id = r.method_id WHERE m.name = 'signs'"
+    ).fetchall()
+    dim = json.loads(rows[0][2])["dims"]
+    # one bit per dimension, in whole bytes: the exact bytes sent
+    assert len(rows) == 4 and {(bits, label) for bits, label, _ in rows} == {(dim, "sign")}
+    scores = db.execute(
+        "SELECT s.metric, COUNT(*), MIN(s.value), MAX(s.value) FROM scores s "
+        "JOIN candidates c ON c.id = s.candidate_id "
+        "JOIN representations r ON r.id = c.representation_id "
+        "JOIN methods m ON m.id = r.method_id WHERE m.name = 'signs' GROUP BY s.metric"
+    ).fetchall()
+    # the decoded embeddings are scored against the originals' under the study's CLIP
+    assert scores and all(n == 4 and -1 <= low <= high <= 1 for _, n, low, high in scores), scores
+    (packages,) = db.execute("SELECT packages FROM runs").fetchone()
+    assert json.loads(packages)["semcomp-sign"] == "0.3"
+
+    # the pqvae codec's keys are refused for another codec, and unknown params by its Params
+    bad = methods + 'checkpoint = "x.safetensors"\n'
+    write_study(tmp_path / "b", image_folder, tiny_clip, methods=bad)
+    code, _, err = cli(["status", str(tmp_path / "b")], capsys)
+    assert code == 2 and "the pqvae codec's; give the sign codec's parameters in params" in err
+    write_study(tmp_path / "c", image_folder, tiny_clip, methods=methods + "params = {bits = 2}\n")
+    code, _, err = cli(["status", str(tmp_path / "c")], capsys)
+    assert code == 2 and "params.bits" in err

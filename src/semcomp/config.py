@@ -278,6 +278,11 @@ class StudyConfig(Section):
                 continue
             if self.embedder_for(method) is None:
                 have = [f"{m.model}/{m.pretrained}" for m in self.clip_models]
+                if method.clip is None:
+                    raise ValueError(
+                        f"method {method.name!r}: an embedding codec compresses a CLIP "
+                        "model's embeddings, and the study has no clip metric"
+                    )
                 raise ValueError(
                     f"method {method.name!r}: its checkpoint compresses embeddings of CLIP "
                     f"{method.clip.get('model')}/{method.clip.get('pretrained')}, which is not one "
@@ -356,8 +361,11 @@ class StudyConfig(Section):
         return list(models.values())
 
     def embedder_for(self, method: EmbeddingMethod) -> EmbedderConfig | None:
-        """The similarity model whose embeddings ``method``'s checkpoint compresses."""
+        """The similarity model whose embeddings ``method``'s codec compresses (a codec made
+        for any CLIP model: the study's first)."""
         clip = method.clip
+        if clip is None:
+            return self.clip_models[0] if self.clip_models else None
         for model in self.clip_models:
             carries_weights = model.model.startswith(("local-dir:", "hf-hub:"))
             same_model = (

@@ -32,9 +32,10 @@ from pydantic import (
 from semcomp.captioners import CAPTIONERS
 from semcomp.codecs import CODECS, TEXT_CODECS
 from semcomp.codecs.base import TARGET_KINDS, OperatingPoint
-from semcomp.errors import ConfigError
+from semcomp.codecs.embedding import EMBEDDING_CODECS
 from semcomp.params import (
     TINY_MODEL,
+    PluginParams,
     StudyPath,
     file_sha256,
     identity_in_study,
@@ -575,61 +576,85 @@ class ExternalMethod(MethodBase):
 
 
 class EmbeddingMethod(MethodBase):
-    """A CLIP-embedding codec (PQVAE-shared or a baseline) from a trained checkpoint.
+    """A CLIP-embedding codec from the embedding-codec family (``codec``, default
+    ``pqvae``: PQVAE-shared or a baseline from a trained checkpoint).
 
     Its candidates are decoded embeddings, not images: similarity is the cosine
     between the original's CLIP embedding and the decoded one, under the CLIP
-    model the checkpoint was trained for (which must be a similarity model).
+    model the codec was made for (which must be a similarity model). The ``pqvae``
+    codec's parameters, ``checkpoint`` and ``entropy_coder``, are written at the
+    method's top level; other codecs take theirs in ``params``.
     """
 
     kind: Literal["embedding"] = "embedding"
-    checkpoint: StudyPath
+    codec: str = "pqvae"
+    checkpoint: StudyPath | None = None
     #: one of semcomp.codecs.pqvae.bitstream.CODERS
     entropy_coder: str = "range-positional"
+    params: dict[str, Any] = Field(default_factory=dict)
 
-    _checkpoint_sha256: str = PrivateAttr(default="")
-    _clip: dict[str, str] = PrivateAttr(default_factory=dict)
-    _architecture: str = PrivateAttr(default="")
+    _validated: PluginParams | None = PrivateAttr(default=None)
 
-    @field_validator("entropy_coder")
+    @field_validator("codec")
     @classmethod
-    def _known_coder(cls, value: str) -> str:
-        from semcomp.codecs.pqvae.bitstream import CODERS
-
-        if value not in CODERS:
-            raise ValueError(f"unknown entropy coder {value!r}; coders: {', '.join(CODERS)}")
-        return value
+    def _known_codec(cls, codec: str) -> str:
+        return registered(EMBEDDING_CODECS, codec)
 
     @model_validator(mode="after")
-    def _read_checkpoint(self) -> EmbeddingMethod:
-        import json
-
-        from semcomp.codecs.pqvae.checkpoint import FORMAT, read_metadata
-
-        try:
-            metadata = read_metadata(self.checkpoint)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from None
-        if metadata.get("format") != FORMAT:
-            raise ValueError(f"{self.checkpoint} is not a semcomp PQVAE checkpoint")
-        self._clip = json.loads(metadata.get("clip", "{}"))
-        self._architecture = json.loads(metadata["config"])["architecture"]
-        self._checkpoint_sha256 = file_sha256(self.checkpoint, "checkpoint")
+    def _codec_params(self, info: ValidationInfo) -> EmbeddingMethod:
+        params = dict(self.params)
+        if self.codec == "pqvae":
+            given = {"checkpoint", "entropy_coder"} & set(params)
+            if given:
+                raise ValueError(
+                    f"give the pqvae codec's {', '.join(sorted(given))} at the method's top "
+                    "level, not in params"
+                )
+            if self.checkpoint is None:
+                raise ValueError("the pqvae codec needs a checkpoint (semcomp pqvae train)")
+            params |= {"checkpoint": self.checkpoint, "entropy_coder": self.entropy_coder}
+        elif self.checkpoint is not None or "entropy_coder" in self.model_fields_set:
+            raise ValueError(
+                f"checkpoint and entropy_coder are the pqvae codec's; give the {self.codec} "
+                "codec's parameters in params"
+            )
+        self._validated = validated_params(EMBEDDING_CODECS, self.codec, params, "params", info)
+        if self.codec != "pqvae":
+            self.params = self._validated.model_dump(mode="json")
         return self
 
     @property
-    def clip(self) -> dict[str, str]:
-        """The CLIP identity the checkpoint compresses: ``{"model": ..., "pretrained": ...}``."""
-        return dict(self._clip)
+    def codec_class(self) -> type:
+        return EMBEDDING_CODECS.get(self.codec)
+
+    @property
+    def validated(self) -> PluginParams:
+        """The codec's parameters, validated by its ``Params``."""
+        return self._validated
+
+    @property
+    def clip(self) -> dict[str, str] | None:
+        """The CLIP identity the codec compresses (``{"model": ..., "pretrained": ...}``), or
+        ``None``: the study's first CLIP model."""
+        return self.codec_class.clip(self._validated)
+
+    @property
+    def payload_codec(self) -> str:
+        return self.codec_class.label(self._validated)
 
     def operating_point_labels(self) -> list[str]:
-        return [self.entropy_coder]
+        return [self.codec_class.label(self._validated)]
 
     def describe(self) -> str:
-        return f"{self._architecture} embedding codec {self.checkpoint.name}, {self.entropy_coder}"
+        return self.codec_class.describe(self._validated)
 
     def _method_id(self) -> str:
-        return content_key("method", "embedding", self._checkpoint_sha256, self.entropy_coder)
+        identity = self.codec_class.identity(self._validated)
+        if self.codec == "pqvae":  # as before the family existed: studies keep their rows
+            return content_key(
+                "method", "embedding", identity["checkpoint_sha256"], identity["entropy_coder"]
+            )
+        return content_key("method", "embedding", self.codec, identity)
 
 
 METHOD_KINDS = ("pixel", "textual", "external", "embedding")

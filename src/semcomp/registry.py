@@ -34,6 +34,7 @@ PLUGIN_FAMILIES = {
     "reconstructors": "semcomp.reconstructors:RECONSTRUCTORS",
     "pixel codecs": "semcomp.codecs:CODECS",
     "text codecs": "semcomp.codecs:TEXT_CODECS",
+    "embedding codecs": "semcomp.codecs.embedding:EMBEDDING_CODECS",
     "embedders": "semcomp.metrics:EMBEDDERS",
     "metrics": "semcomp.metrics:METRICS",
     "survey definitions": "semcomp.surveys.definitions:SURVEYS",

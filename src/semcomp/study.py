@@ -100,11 +100,13 @@ def plugin_sources(config: StudyConfig) -> list[PluginSource]:
     """Where each plugin a study's methods and similarity models name comes from."""
     from semcomp.captioners import CAPTIONERS
     from semcomp.codecs import CODECS, TEXT_CODECS
-    from semcomp.methods import ExternalMethod, PixelMethod
-    from semcomp.metrics import EMBEDDERS
+    from semcomp.codecs.embedding import EMBEDDING_CODECS
+    from semcomp.methods import EmbeddingMethod, ExternalMethod, PixelMethod
+    from semcomp.metrics import EMBEDDERS, METRICS
     from semcomp.reconstructors import RECONSTRUCTORS
 
     used = [(EMBEDDERS, model.kind) for model in config.similarity.models]
+    used += [(METRICS, entry.metric) for entry in config.metric_entries]
     for method in config.methods:
         if isinstance(method, PixelMethod):
             used.append((CODECS, method.codec))
@@ -116,6 +118,8 @@ def plugin_sources(config: StudyConfig) -> list[PluginSource]:
             ]
         elif isinstance(method, ExternalMethod):
             used.append((TEXT_CODECS, method.text_codec))
+        elif isinstance(method, EmbeddingMethod):
+            used.append((EMBEDDING_CODECS, method.codec))
     return [registry.source(name) for registry, name in used]
 
 
@@ -407,7 +411,7 @@ class Study:
             elif method.kind == "pixel" and selected & {"encode", "decode"}:
                 extras.append(getattr(CODECS.get(method.codec), "extra", None))
             elif method.kind == "embedding" and "embedding_codecs" in selected:
-                extras.append("pqvae")
+                extras.append(method.codec_class.extra)
         if "embed" in selected:
             for embedder in self.config.clip_models:
                 if upstream or rows.get(f"embed: {embedder.label}", 0) > 0:

@@ -1,8 +1,9 @@
-"""Stage 7: embedding codecs (PQVAE-shared) compress each original's CLIP embedding.
+"""Stage 7: embedding codecs (PQVAE-shared, or a plugin) compress each original's CLIP
+embedding.
 
 Runs after ``embed``, which computed the originals' embeddings under the CLIP
-model the checkpoint was trained for. Each original's embedding becomes a
-bitstream (its exact bytes are the rate), the stream is decoded, and the
+model the codec was made for. Each original's embedding becomes a payload (its
+exact bytes are the rate), the payload is decoded, and the
 decoded embedding is stored as the candidate: an artifact of float32 bytes
 with its embedding row, so the score stage compares it with the original like
 any other candidate.
@@ -16,7 +17,6 @@ from semcomp.methods import EmbeddingMethod
 from semcomp.stages import StageContext, store_candidate, store_representation
 
 EMBEDDING_MEDIA_TYPE = "application/x-semcomp-embedding-f32"
-STREAM_MEDIA_TYPE = "application/x-semcomp-pqvae"
 
 
 def run(ctx: StageContext) -> None:
@@ -25,9 +25,6 @@ def run(ctx: StageContext) -> None:
 
 
 def compress(ctx: StageContext, method: EmbeddingMethod) -> None:
-    from semcomp.codecs.pqvae.checkpoint import load_checkpoint
-    from semcomp.codecs.pqvae.codec import EmbeddingCodec
-
     store = ctx.store
     embedder = ctx.config.embedder_for(method)
     done = {
@@ -51,30 +48,39 @@ def compress(ctx: StageContext, method: EmbeddingMethod) -> None:
             )
     if not ready:
         return
-    codec = EmbeddingCodec(load_checkpoint(method.checkpoint), method.entropy_coder)
-    originals = np.stack([vectors[o["artifact_hash"]] for o in ready])
-    batch = codec.encode_batch(originals)
-    decoded = codec.decode(batch.streams)  # what the receiver gets from the bytes
+    codec = method.codec_class(method.validated)
+    originals = np.stack([vectors[o["artifact_hash"]] for o in ready])  # L2-normalised
+    try:
+        encoded = codec.encode(originals)
+        decoded = codec.decode([e.payload for e in encoded])  # what the receiver gets
+        if len(encoded) != len(ready) or np.shape(decoded) != originals.shape:
+            raise ValueError(
+                f"{len(ready)} embeddings of shape {originals.shape} came back as "
+                f"{len(encoded)} payloads decoding to shape {np.shape(decoded)}"
+            )
+    except Exception as exc:  # a codec's error is every item's failure, with its reason
+        for original in ready:
+            ctx.fail(
+                f"{original['id']}|{method.method_id}",
+                f"embedding codec {method.codec}: {type(exc).__name__}: {exc}",
+                detail={"label": original["name"], "method_id": method.method_id},
+            )
+        return
+    label = method.operating_point_labels()[0]
+    dim = originals.shape[1]
     with ctx.bar(len(ready), "emb") as bar, store.transaction():
-        for original, stream, ideal, vector in zip(
-            ready, batch.streams, batch.ideal_bits, decoded, strict=True
-        ):
-            label = method.entropy_coder
+        for original, sent, vector in zip(ready, encoded, decoded, strict=True):
             representation = store_representation(
                 ctx,
                 original_id=original["id"],
                 method_id=method.method_id,
                 label=label,
                 variant=0,
-                payload=stream,
+                payload=sent.payload,
                 suffix=".bin",
-                media_type=STREAM_MEDIA_TYPE,
-                rate_bits=8 * len(stream),
-                meta={
-                    "entropy_coder": codec.coder_name,
-                    "bpd": 8 * len(stream) / codec.input_dim,
-                    "ideal_bits": float(ideal),
-                },
+                media_type=codec.media_type,
+                rate_bits=8 * len(sent.payload),
+                meta={"bpd": 8 * len(sent.payload) / dim} | sent.meta,
             )
             vector = np.ascontiguousarray(vector, dtype=np.float32)
             artifact = store.put_artifact(
