@@ -670,3 +670,31 @@ def test_a_region_that_is_the_target_counts_as_correct(tmp_path, tiny_clip, monk
         assert [c[2] for c in result.choices] == pytest.approx(expected)
     assert not (tmp_path / "out" / "examples.png").exists()
     assert (tmp_path / "out" / "accuracy.png").exists()
+
+
+def test_region_crops_embed_alike_with_or_without_the_model_transform(tmp_path, tiny_clip):
+    """Loaded beside the model (local engine: crops preprocessed while loading) or without it
+    (Ray's CPU tasks: PIL crops, preprocessed by the model), the vectors are the same."""
+    from semcomp.metrics.clip import OpenClipEmbedder
+
+    _, images = refcoco(tmp_path)
+    path = images / "COCO_train2014_000000000000.jpg"
+    masks = np.zeros((2, 60, 80), bool)
+    masks[0, 5:25, 5:30] = True
+    masks[1, 30:50, 40:70] = True
+    stored = tmp_path / "masks.npz"
+    referring._save_npz(
+        stored, packed=np.packbits(masks.reshape(-1)), shape=np.array(masks.shape),
+        scores=np.ones(2, np.float32),
+    )  # fmt: skip
+    task = referring.EmbedRegions(10**8)
+    model = OpenClipEmbedder(EmbedderConfig(model=tiny_clip), device="cpu")
+    try:
+        item = referring.RefImage(0, path, stored)
+        context = task.context(model)
+        (here,) = task.infer(model, task.load([item], context), context)
+        (remote,) = task.infer(model, task.load([item], None), context)
+    finally:
+        model.close()
+    assert here.shape == (2, 32)
+    np.testing.assert_allclose(here, remote, atol=1e-6)

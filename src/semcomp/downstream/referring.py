@@ -716,10 +716,10 @@ class EmbedRegions(BatchTask):
         crops = [c for item in loaded.items if not isinstance(item, Exception) for c in item]
         if not crops:
             vectors = np.zeros((0, 0), np.float32)
-        elif context is not None:
-            vectors = model.embed_preprocessed(crops)
-        else:
+        elif isinstance(crops[0], Image.Image):  # loaded without the model's transform (Ray)
             vectors = model.embed(crops)
+        else:
+            vectors = model.embed_preprocessed(crops)
         results, start = [], 0
         for item in loaded.items:
             if isinstance(item, Exception):
