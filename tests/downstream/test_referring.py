@@ -698,3 +698,24 @@ def test_region_crops_embed_alike_with_or_without_the_model_transform(tmp_path, 
         model.close()
     assert here.shape == (2, 32)
     np.testing.assert_allclose(here, remote, atol=1e-6)
+
+
+def test_the_accuracy_figure_puts_each_codec_at_its_bits():
+    import matplotlib.pyplot as plt
+
+    results = [
+        referring.CodecAccuracy("float32", 1024, 8192, 32, 10, 6, interval=(0.3, 0.9)),
+        referring.CodecAccuracy("pq", 400, 3200, 0.5, 10, 5, interval=(0.2, 0.8)),
+    ]
+    figure = referring.accuracy_figure(results, recall=0.8)
+    per_region, per_image = figure.axes[:2]
+    for axis, attribute in ((per_region, "bits_per_region"), (per_image, "bits_per_image")):
+        points = {
+            c.get_label(): tuple(c.lines[0].get_xydata()[0])
+            for c in axis.containers
+        }  # fmt: skip
+        assert points == {r.name: (getattr(r, attribute), r.accuracy) for r in results}
+        assert [line.get_ydata()[0] for line in axis.lines if line.get_linestyle() == "--"] == [0.8]
+    assert per_region.get_title() == "n = 10 expressions, 0 images"
+    plt.close(figure)
+    assert [referring.compact(v) for v in (500, 2000, 50000, 1.5e6)] == ["500", "2k", "50k", "1.5M"]

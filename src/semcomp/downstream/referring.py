@@ -879,6 +879,8 @@ def accuracy_figure(results: Sequence[CodecAccuracy], recall: float | None = Non
     """Accuracy against bits per region and against bits per image (every region's feature
     sent), one marker per codec with its bootstrap interval; the proposal recall (the
     accuracy's upper bound on these regions) as a dashed line."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     from semcomp.analysis.figures import _pyplot, colour_map, figure_width, place_legend
 
     plt = _pyplot()
@@ -908,16 +910,32 @@ def accuracy_figure(results: Sequence[CodecAccuracy], recall: float | None = Non
         if recall is not None and np.isfinite(recall):
             axis.axhline(recall, color="grey", ls="--", lw=0.8, label="proposal recall")
         axis.set_xscale("log")
+        # plain numbers at 1, 2 and 5 of each decade over a short span, else at each decade
+        # (minor labels would crowd)
+        bits = [getattr(r, attribute) for r in results if getattr(r, attribute) > 0]
+        span = np.log10(max(bits) / min(bits)) if bits else 0.0
+        axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if span < 2 else (1.0,)))
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: compact(value)))
+        axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_xlabel(f"{label} (log)")
         axis.set_ylabel(f"accuracy (IoU ≥ {IOU_THRESHOLD})")
         axis.set_ylim(-0.02, 1.02)
         axis.grid(True, alpha=0.3)
-    expressions = results[0].expressions if results else 0
-    images = results[0].images if results else 0
-    figure.suptitle(f"referring-object identification (n = {expressions} expressions, "
-                    f"{images} images)", fontsize="small")  # fmt: skip
+    if results:
+        axes[0].set_title(
+            f"n = {results[0].expressions} expressions, {results[0].images} images",
+            fontsize="small",
+        )
     place_legend(figure)
     return figure
+
+
+def compact(value: float) -> str:
+    """A tick label of a bit count: 500, 2k, 50k, 1.5M."""
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:g}{unit}"
+    return f"{value:g}"
 
 
 def pick_examples(expressions: list[tuple[Ref, str]], count: int) -> list[int]:
