@@ -261,7 +261,9 @@ def refer_folder(root: Path) -> tuple[Path, Path]:
 
 
 def test_the_refer_toolkit_folder_reads_boxes_from_its_instances(tmp_path):
-    folder, _ = refer_folder(tmp_path)
+    folder, images = refer_folder(tmp_path)
+    assert referring.image_path(images, "../refcoco/instances.json") is None
+    assert referring.image_path(images, "COCO_train2014_000000000000_500.jpg").is_file()
     by_folder = read_refs(folder)
     by_file = read_refs(folder / "refs(unc).p")  # instances.json beside it is found
     assert by_folder.refs == by_file.refs and by_folder.layout == "refer"
@@ -515,12 +517,19 @@ def test_a_rerun_or_another_codec_loads_no_model(tmp_path, tiny_sam, tiny_clip, 
         )
 
 
-@pytest.mark.parametrize("step", ["sam", "clip"])
-def test_a_killed_run_resumes_to_the_same_results(tmp_path, tiny_sam, tiny_clip, monkeypatch, step):
-    annotations, images = refcoco(tmp_path)
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_sam, tiny_clip) -> tuple[Path, Path, Path, dict]:
+    """A run that was not killed: its annotations, images, output folder and settings."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    annotations, images = refcoco(root)
     kwargs = run_kwargs(tiny_sam, tiny_clip) | {"sam_batch_size": 1, "batch_size": 1}
-    whole = tmp_path / "whole"
-    evaluate_referring(annotations, images, whole, **kwargs)
+    evaluate_referring(annotations, images, root / "whole", **kwargs)
+    return annotations, images, root / "whole", kwargs
+
+
+@pytest.mark.parametrize("step", ["sam", "clip"])
+def test_a_killed_run_resumes_to_the_same_results(tmp_path, uninterrupted, monkeypatch, step):
+    annotations, images, whole, kwargs = uninterrupted
 
     killed = tmp_path / "killed"
     real_save = referring._save_npz

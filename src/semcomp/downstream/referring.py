@@ -364,13 +364,14 @@ def read_refs(
 
 def image_path(folder: Path, file_name: str) -> Path | None:
     """The image of ``file_name`` in ``folder``; the refer toolkit's per-ref names
-    (``..._<image>_<ann>.jpg``) fall back to the image's own name."""
-    path = Path(folder) / file_name
-    if path.is_file():
-        return path
+    (``..._<image>_<ann>.jpg``) fall back to the image's own name. A name that leads out of
+    ``folder`` (``../``, an absolute path) finds nothing."""
+    inside = Path(folder).resolve()
     stripped = re.sub(r"_\d+(\.\w+)$", r"\1", file_name)
-    if stripped != file_name and (Path(folder) / stripped).is_file():
-        return Path(folder) / stripped
+    for name in dict.fromkeys((file_name, stripped)):
+        path = Path(folder) / name
+        if path.is_file() and path.resolve().is_relative_to(inside):
+            return path
     return None
 
 
