@@ -966,10 +966,16 @@ def clipcap_eval(
 @referring_app.command("eval")
 def referring_eval(
     annotations: Path = typer.Argument(
-        ..., help="RefCOCO refs: the refer toolkit's refs(unc).p, or a JSON export of it."
+        ...,
+        help="RefCOCO refs: the refer toolkit's folder or refs(unc).p (instances.json beside "
+        "it), a JSON export, or lmms-lab/RefCOCO's Parquet shards (images inside).",
     ),
-    images: Path = typer.Argument(..., help="Folder holding the annotated images."),
-    out: Path = typer.Option(..., "--out", help="Folder for accuracy.csv, choices.csv, cache/."),
+    images: Path = typer.Argument(
+        None, help="Folder holding the annotated images (not for Parquet shards)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for accuracy.csv, choices.csv, figures, cache/."
+    ),
     codec: list[str] = typer.Option(
         None, help="float16 or a PQVAE checkpoint (repeatable); float32 is always included."
     ),
@@ -990,7 +996,23 @@ def referring_eval(
     model: str = typer.Option("ViT-L-14-336", help="open_clip model (or local-dir:/path)."),
     pretrained: str = typer.Option("openai", help="open_clip weights tag."),
     batch_size: int = typer.Option(32, min=1, help="Regions per CLIP forward pass."),
+    sam_batch_size: int = typer.Option(4, min=1, help="Images per SAM image-encoder pass."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    engine: str = typer.Option(
+        "local", metavar="local|ray", help="Where SAM and CLIP run: local, or ray (a cluster)."
+    ),
+    address: str = typer.Option(
+        None, help="Ray cluster: auto or ray://host:port (default: start a local Ray)."
+    ),
+    actors: int = typer.Option(None, help="Ray model actors (default: one per GPU, else 1)."),
+    gpus_per_actor: float = typer.Option(None, help="GPUs each Ray actor holds."),
+    workers: int = typer.Option(
+        None, help="Local engine: DataLoader processes that decode and crop images (0)."
+    ),
+    profile: bool = typer.Option(
+        False, help="Print per-step throughput and time split (decode, preprocess, model, write)."
+    ),
+    failures: str = FAILURES_OPTION,
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """SAM regions → CLIP → each codec; the region best matching each expression; accuracy
@@ -1000,33 +1022,42 @@ def referring_eval(
     require_extras("semcomp referring eval", "downstream", "clip")
     from semcomp.config import EmbedderConfig
     from semcomp.downstream.referring import SamSettings, evaluate_referring
+    from semcomp.engines import make_engine, profile_lines
     from semcomp.models import select_device
+    from semcomp.stages import StageReport
+    from semcomp.study import parse_failure_limit, summarise_failures
 
-    results, summary = evaluate_referring(
-        annotations,
-        images,
-        out,
-        clip=EmbedderConfig(model=model, pretrained=pretrained),
-        codecs=codec or [],
-        coder=coder,
-        sam=SamSettings(
-            model=sam,
-            points_per_side=points_per_side,
-            points_per_batch=points_per_batch,
-            pred_iou_threshold=pred_iou_threshold,
-            stability_threshold=stability_threshold,
-            nms_iou=nms_iou,
-            max_regions=max_regions,
-        ),
-        instances=instances,
-        split=split,
-        limit=limit,
-        examples=examples,
-        batch_size=batch_size,
-        device=select_device(device),
-        progress=_bars(progress),
-        log_line=typer.echo,
-    )
+    limit_failures = parse_failure_limit(failures)
+    with make_engine(
+        engine, workers=workers, address=address, actors=actors, gpus_per_actor=gpus_per_actor
+    ) as chosen:
+        results, summary = evaluate_referring(
+            annotations,
+            images,
+            out,
+            clip=EmbedderConfig(model=model, pretrained=pretrained),
+            codecs=codec or [],
+            coder=coder,
+            sam=SamSettings(
+                model=sam,
+                points_per_side=points_per_side,
+                points_per_batch=points_per_batch,
+                pred_iou_threshold=pred_iou_threshold,
+                stability_threshold=stability_threshold,
+                nms_iou=nms_iou,
+                max_regions=max_regions,
+            ),
+            instances=instances,
+            split=split,
+            limit=limit,
+            examples=examples,
+            batch_size=batch_size,
+            sam_batch_size=sam_batch_size,
+            device=select_device(device),
+            engine=chosen,
+            progress=_bars(progress),
+            log_line=lambda line: None,
+        )
     typer.echo(
         f"{summary['expressions']} expressions on {summary['images_evaluated']} images, "
         f"{summary['regions']} regions"
@@ -1036,12 +1067,18 @@ def referring_eval(
             f"{result.name}: {result.bits_per_region:.1f} bits/region "
             f"({result.bits_per_image:.1f} bits/image)  accuracy {result.accuracy:.4f}"
         )
-    for item in summary["left_out"]:
-        typer.echo(f"left out image {item['image_id']}: {item['reason']}")
-    figure = f", {out / 'examples.png'}" if examples else ""
-    typer.echo(
-        f"written: {out / 'accuracy.csv'}, {out / 'choices.csv'}, {out / 'eval.json'}{figure}"
-    )
+    figures = ", accuracy.png/.pdf" + (", examples.png/.pdf" if examples else "")
+    typer.echo(f"written: {out / 'accuracy.csv'}, choices.csv, failures.csv, eval.json{figures}")
+    if profile:
+        typer.echo(f"profile ({chosen.name} engine):")
+        for line in profile_lines([StageReport(**step) for step in summary["steps"]]):
+            typer.echo(line)
+    found = [(f["step"], f["item"], f["reason"]) for f in summary["failures"]]
+    if found:
+        typer.echo(f"{len(found)} failure(s) recorded (failures.csv):")
+        for line in summarise_failures(found, limit_failures):
+            typer.echo(line)
+        raise typer.Exit(EXIT_FAILURES)
 
 
 @app.command()
