@@ -322,7 +322,7 @@ def _choose_split(
 # ---- Hugging Face datasets --------------------------------------------------------------------
 
 
-def _parquet_split(path: Path, root: Path) -> str:
+def parquet_split(path: Path, root: Path) -> str:
     match = re.match(r"^(.+?)-\d{5}-of-\d{5}$", path.stem)
     if match:
         return match[1]
@@ -363,7 +363,7 @@ def _parquet_shards(
 
     splits: dict[str, list[Path]] = {}
     for shard in shards:
-        splits.setdefault(_parquet_split(shard, root), []).append(shard)
+        splits.setdefault(parquet_split(shard, root), []).append(shard)
     chosen = _choose_split(list(splits), split, dataset, root, stand_ins=True)
     features = _features(splits[chosen][0])
     columns = pq.read_schema(splits[chosen][0]).names

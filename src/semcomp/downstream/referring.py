@@ -287,7 +287,7 @@ def _read_parquet(root: Path, split: str | None) -> Annotations:
     """The Hugging Face ``lmms-lab/RefCOCO`` layout: a row per referred object."""
     import pyarrow.parquet as pq
 
-    from semcomp.datasets import _parquet_split
+    from semcomp.datasets import parquet_split
     from semcomp.datasets.sources import ParquetImage
 
     shards = [root] if root.is_file() else sorted(
@@ -296,7 +296,7 @@ def _read_parquet(root: Path, split: str | None) -> Annotations:
     by_split: dict[str, list[Path]] = {}
     for shard in shards:
         by_split.setdefault(
-            _parquet_split(shard, root if root.is_dir() else root.parent), []
+            parquet_split(shard, root if root.is_dir() else root.parent), []
         ).append(shard)
     names = sorted(by_split)
     if split is None and len(names) > 1:
