@@ -1011,6 +1011,39 @@ def clipcap_eval(
             typer.echo(line)
 
 
+captions_app = typer.Typer(
+    help="A study's captions scored against its human reference captions.", no_args_is_help=True
+)
+app.add_typer(captions_app, name="captions")
+
+
+@captions_app.command("score")
+def captions_score(
+    study: Path = STUDY_ARGUMENT,
+    out: Path = typer.Option(None, help="CSV to write (default: STUDY/caption_scores.csv)."),
+    meteor: bool = typer.Option(None, help="METEOR (needs Java; default: where Java is)."),
+) -> None:
+    """BLEU-4, METEOR, ROUGE-L and CIDEr-D of every method's captions (per operating point)
+    against the study's human captions; reads the study, never writes it."""
+    from semcomp.extras import require_extras
+
+    require_extras("semcomp captions score", "downstream")
+    from semcomp.caption_scores import study_caption_scores
+    from semcomp.study import Study
+
+    with Study.open_to_read(study) as opened:
+        table = study_caption_scores(opened.store, meteor=meteor)
+    if table.empty:
+        raise ConfigError(
+            f"{study} has no human reference captions to score against (a method with "
+            'captioner = "human"), or no other captions'
+        )
+    out = out or Path(study) / "caption_scores.csv"
+    table.to_csv(out, index=False)
+    typer.echo(table.drop(columns=["tokenizer"]).to_string(index=False, na_rep="-"))
+    typer.echo(f"written: {out}")
+
+
 @referring_app.command("eval")
 def referring_eval(
     annotations: Path = typer.Argument(
