@@ -203,10 +203,6 @@ class ClipCapCaptioner:
     def chunk_for(cls, config: CaptionerSettings, batch_size: int) -> int:
         return batch_size
 
-    @property
-    def dim(self) -> int:
-        return self.captioner.config.clip_dim
-
     def identity(self) -> dict[str, Any]:
         return {
             "checkpoint": str(Path(self.config.checkpoint).resolve()),
