@@ -152,6 +152,10 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(coco, tmp_path
     resumed = Trainer(model, train, data, tmp_path / "cut", log=logged.append, progress=False)
     captioner = resumed.train()
     assert "resuming" in logged[0] and "after epoch 2" in logged[0]
+    # `clipcap train --profile`: this process trained epoch 3 alone, on 12 captions
+    timing = resumed.timing()
+    assert timing.stage == "train" and timing.items == 12
+    assert timing.seconds == pytest.approx(captioner.training["history"][-1]["seconds"])
     assert [r["epoch"] for r in captioner.training["history"]] == [1, 2, 3]
     assert captioner.training["codec"] == "float16"
     whole = load_file(str(tmp_path / "whole" / "clipcap.safetensors"))
@@ -194,7 +198,8 @@ def trained(coco):
     run = root / "run"
     common = ["--gpt", str(gpt), "--prefix-length", "4", "--device", "cpu", "--no-progress"]
     cli("clipcap", "train", str(annotations), str(features), "--out", str(run), *common,
-        "--epochs", "40", "--batch-size", "4", "--lr", "0.01", "--warmup-steps", "2")  # fmt: skip
+        "--epochs", "40", "--batch-size", "4", "--lr", "0.01", "--warmup-steps", "2",
+        "--profile")  # fmt: skip
     return run
 
 
