@@ -874,6 +874,7 @@ def clipcap_train(
     warmup_steps: int = typer.Option(5000, min=0),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    profile: bool = typer.Option(False, help="Print the training throughput of this run."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Train a ClipCap mapping network (and GPT-2); resumes when --out holds an unfinished run."""
@@ -909,7 +910,14 @@ def clipcap_train(
         device=select_device(device),
     )
     typer.echo(f"{len(data.image_ids)} images, {sum(map(len, data.references))} captions")
-    Trainer(model_config, training, data, out, log=typer.echo, progress=_bars(progress)).train()
+    trainer = Trainer(model_config, training, data, out, log=typer.echo, progress=_bars(progress))
+    trainer.train()
+    if profile:
+        from semcomp.engines import profile_lines
+
+        typer.echo("profile (this process):")
+        for line in profile_lines([trainer.timing()]):
+            typer.echo(line)
 
 
 @clipcap_app.command("eval")
@@ -917,7 +925,7 @@ def clipcap_eval(
     checkpoint: Path = typer.Argument(..., help="A `semcomp clipcap train` run folder."),
     annotations: Path = typer.Argument(..., help="COCO caption file of the evaluation split."),
     features: Path = typer.Argument(..., help="`semcomp features extract` output folder."),
-    out: Path = typer.Option(..., "--out", help="Folder for captions.csv, metrics.csv."),
+    out: Path = typer.Option(..., "--out", help="Folder for captions.csv, metrics.csv, figures."),
     codec: list[str] = typer.Option(
         None, help="float16 or a PQVAE checkpoint (repeatable); float32 is always included."
     ),
@@ -927,40 +935,113 @@ def clipcap_eval(
     batch_size: int = typer.Option(64, min=1),
     meteor: bool = typer.Option(None, help="METEOR (needs Java; default: where Java is)."),
     spice: bool = typer.Option(False, help="SPICE (needs Java; slow)."),
+    clip_text: bool = typer.Option(
+        True, help="CLIP-text cosine between each codec's caption and the original's."
+    ),
+    clip_model: str = typer.Option(
+        None, help="open_clip model for CLIP-text (default: the features' own model)."
+    ),
+    clip_pretrained: str = typer.Option(
+        None, help="open_clip weights tag for CLIP-text (default: the features' own)."
+    ),
+    images: Path = typer.Option(
+        None, help="Folder of the evaluation images (default: where the features found them)."
+    ),
+    examples: int = typer.Option(4, min=0, help="Images drawn with their captions (Fig. 7)."),
     gpt: str = typer.Option(None, help="Load GPT-2 from here instead of the recorded source."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    engine: str = typer.Option(
+        "local", metavar="local|ray", help="Where ClipCap runs: local, or ray (a Ray cluster)."
+    ),
+    address: str = typer.Option(
+        None, help="Ray cluster: auto or ray://host:port (default: start a local Ray)."
+    ),
+    actors: int = typer.Option(None, help="Ray model actors (default: one per GPU, else 1)."),
+    gpus_per_actor: float = typer.Option(None, help="GPUs each Ray actor holds."),
+    profile: bool = typer.Option(False, help="Print throughput and time split per step."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
-    """Caption from original and decoded features; BLEU-4, METEOR, ROUGE-L, CIDEr-D per codec."""
+    """Caption from original and decoded features; BLEU-4, METEOR, ROUGE-L, CIDEr-D and
+    CLIP-text per codec, with figures. Resumable: captions already made are kept."""
     from semcomp.extras import require_extras
 
-    require_extras("semcomp clipcap eval", "downstream")
-    from semcomp.downstream.caption_eval import METRICS, evaluate_captioning
+    require_extras("semcomp clipcap eval", "downstream", *(["clip"] if clip_text else []))
+    from semcomp.downstream.caption_eval import CLIP_TEXT, METRICS, evaluate_captioning
+    from semcomp.engines import make_engine, profile_lines
 
-    results = evaluate_captioning(
-        checkpoint,
-        annotations,
-        features,
-        out,
-        codecs=codec or [],
-        coder=coder,
-        beams=beams,
-        max_new_tokens=max_tokens,
-        batch_size=batch_size,
-        device=device,
-        meteor=meteor,
-        spice=spice,
-        gpt=gpt,
-        progress=_bars(progress),
-    )
+    with make_engine(
+        engine, address=address, actors=actors, gpus_per_actor=gpus_per_actor
+    ) as chosen:
+        evaluation = evaluate_captioning(
+            checkpoint,
+            annotations,
+            features,
+            out,
+            codecs=codec or [],
+            coder=coder,
+            beams=beams,
+            max_new_tokens=max_tokens,
+            batch_size=batch_size,
+            device=device,
+            meteor=meteor,
+            spice=spice,
+            gpt=gpt,
+            clip_text=clip_text,
+            clip_model=clip_model,
+            clip_pretrained=clip_pretrained,
+            images=images,
+            examples=examples,
+            engine=chosen,
+            progress=_bars(progress),
+        )
+    results = evaluation.results
     for result in results:
         shown = "  ".join(
             f"{m} {result.scores.scores[m]:.4f}" for m in METRICS if m in result.scores.scores
         )
+        if result.clip_text is not None:
+            shown += f"  {CLIP_TEXT} {result.clip_text.mean():.4f}"
         typer.echo(f"{result.name}: {result.bits.mean():.1f} bits/image  {shown}")
     for metric, why in results[0].scores.skipped.items():
         typer.echo(f"{metric} skipped: {why}")
-    typer.echo(f"written: {out / 'captions.csv'}, {out / 'metrics.csv'}, {out / 'eval.json'}")
+    typer.echo(f"written: {', '.join(str(path) for path in evaluation.written)}")
+    if profile:
+        typer.echo(f"profile ({chosen.name} engine):")
+        for line in profile_lines(evaluation.timings):
+            typer.echo(line)
+
+
+captions_app = typer.Typer(
+    help="A study's captions scored against its human reference captions.", no_args_is_help=True
+)
+app.add_typer(captions_app, name="captions")
+
+
+@captions_app.command("score")
+def captions_score(
+    study: Path = STUDY_ARGUMENT,
+    out: Path = typer.Option(None, help="CSV to write (default: STUDY/caption_scores.csv)."),
+    meteor: bool = typer.Option(None, help="METEOR (needs Java; default: where Java is)."),
+) -> None:
+    """BLEU-4, METEOR, ROUGE-L and CIDEr-D of every method's captions (per operating point)
+    against the study's human captions; reads the study, never writes it."""
+    from semcomp.extras import require_extras
+
+    require_extras("semcomp captions score", "downstream")
+    from semcomp.caption_scores import study_caption_scores
+    from semcomp.study import Study
+
+    with Study.open_to_read(study) as opened:
+        table = study_caption_scores(opened.store, meteor=meteor)
+    if table.empty:
+        raise ConfigError(
+            f"{study} has no human reference captions to score against (a method with "
+            'captioner = "human"), or no other captions'
+        )
+    out = out or Path(study) / "caption_scores.csv"
+    table.to_csv(out, index=False)
+    typer.echo(table.drop(columns=["tokenizer"]).to_string(index=False, na_rep="-"))
+    typer.echo(f"written: {out}")
 
 
 @referring_app.command("eval")

@@ -400,6 +400,8 @@ def write_comparisons(
 
 #: what each file of a report holds (README.txt lists those written)
 FILE_DESCRIPTIONS = {
+    "caption_scores.csv": "each method's captions (per operating point) against the human "
+    "reference captions: BLEU-4, ROUGE-L, CIDEr-D (`semcomp captions score` adds METEOR)",
     "rd.csv": "one row per candidate: rate (empty when unknown) and every score per candidate "
     "(one column per metric key)",
     "summary.csv": "per method and operating point: mean rates, mean and median of each "
@@ -631,6 +633,12 @@ def _write_report(
     survey_files, survey_notes = write_survey_files(study.store, folder, seed=config.seed)
     extra += survey_files
     comparison_notes += survey_notes
+    from semcomp.caption_scores import write_caption_scores
+
+    step("caption scores")
+    caption_files, caption_notes = write_caption_scores(study.store, folder)
+    extra += caption_files
+    comparison_notes += caption_notes
     left_out = pd.concat([curves.left_out, *comparisons.left_out], ignore_index=True)
     configured = {m.name: m.operating_point_labels() for m in config.methods}
     dropped = pd.concat(

@@ -152,6 +152,10 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(coco, tmp_path
     resumed = Trainer(model, train, data, tmp_path / "cut", log=logged.append, progress=False)
     captioner = resumed.train()
     assert "resuming" in logged[0] and "after epoch 2" in logged[0]
+    # `clipcap train --profile`: this process trained epoch 3 alone, on 12 captions
+    timing = resumed.timing()
+    assert timing.stage == "train" and timing.items == 12
+    assert timing.seconds == pytest.approx(captioner.training["history"][-1]["seconds"])
     assert [r["epoch"] for r in captioner.training["history"]] == [1, 2, 3]
     assert captioner.training["codec"] == "float16"
     whole = load_file(str(tmp_path / "whole" / "clipcap.safetensors"))
@@ -194,17 +198,23 @@ def trained(coco):
     run = root / "run"
     common = ["--gpt", str(gpt), "--prefix-length", "4", "--device", "cpu", "--no-progress"]
     cli("clipcap", "train", str(annotations), str(features), "--out", str(run), *common,
-        "--epochs", "40", "--batch-size", "4", "--lr", "0.01", "--warmup-steps", "2")  # fmt: skip
+        "--epochs", "40", "--batch-size", "4", "--lr", "0.01", "--warmup-steps", "2",
+        "--profile")  # fmt: skip
     return run
 
 
-def test_eval_writes_captions_and_metrics_that_match_pycocoevalcap(coco, trained, tmp_path):
+def test_eval_writes_captions_and_metrics_that_match_pycocoevalcap(
+    coco, trained, tmp_path, tiny_clip, capsys
+):
+    """The full path after training: captions, metrics, CLIP-text, figures, profile."""
     _root, _gpt, (annotations, features) = coco
     pqvae = small_pqvae(tmp_path / "pq.safetensors")
     out = tmp_path / "eval"
     cli("clipcap", "eval", str(trained), str(annotations), str(features), "--out", str(out),
         "--codec", "float16", "--codec", str(pqvae), "--max-tokens", "12", "--no-meteor",
-        "--device", "cpu", "--no-progress")  # fmt: skip
+        "--clip-model", tiny_clip, "--examples", "3", "--profile", "--device", "cpu",
+        "--no-progress")  # fmt: skip
+    printed = capsys.readouterr().out
     with (out / "captions.csv").open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["image_id"]) for r in rows] == [100 + i for i in range(6)]
@@ -232,13 +242,101 @@ def test_eval_writes_captions_and_metrics_that_match_pycocoevalcap(coco, trained
     assert report["skipped"]["METEOR"].startswith("not asked for")
     assert report["codecs"] == columns
 
+    # CLIP-text: the tiny CLIP's text cosine of each codec's caption with the original's
+    from semcomp.config import EmbedderConfig
+    from semcomp.metrics.clip import OpenClipEmbedder
+
+    embedder = OpenClipEmbedder(EmbedderConfig(model=tiny_clip), device="cpu")
+    original = embedder.embed_texts([r["caption: float32"] for r in rows])
+    for codec in columns:
+        other = embedder.embed_texts([r[f"caption: {codec}"] for r in rows])
+        expected = np.einsum("ij,ij->i", original, other)
+        written = np.array([float(r[f"clip_text: {codec}"]) for r in rows])
+        np.testing.assert_allclose(written, expected, atol=1e-5)
+        assert float(metrics[codec]["CLIP-text"]) == pytest.approx(expected.mean(), abs=1e-5)
+    assert {round(float(r["clip_text: float32"]), 4) for r in rows} == {1.0}
+    assert report["clip_text"]["model"] == tiny_clip
+    # figures: metrics against rate, and Fig. 7 (three images with their captions)
+    for stem in ("caption_metrics", "examples"):
+        for suffix in (".png", ".pdf"):
+            assert (out / f"{stem}{suffix}").stat().st_size > 1000, stem + suffix
+    with Image.open(out / "caption_metrics.png") as figure:
+        assert figure.width > 500
+    assert report["examples"] == [f"COCO_train2014_{i:012d}.jpg" for i in range(3)]
+    assert "profile (local engine):" in printed
+    caption_line = next(line for line in printed.splitlines() if line.strip().startswith("caption"))
+    # each distinct decoded embedding captioned once (the random PQVAE maps some images alike)
+    (cache,) = (out / "cache").glob("captions-*.jsonl")
+    distinct = len(cache.read_text().splitlines())
+    assert 6 * 2 < distinct <= 6 * 3 and caption_line.split()[1] == str(distinct)
+    assert any(line.strip().startswith("clip-text") for line in printed.splitlines())
+    assert f"CLIP-text {float(metrics['float32']['CLIP-text']):.4f}" in printed
+
+    # run again: every caption comes from the cache, no model work, the same files
+    before = (out / "captions.csv").read_text()
+    cli("clipcap", "eval", str(trained), str(annotations), str(features), "--out", str(out),
+        "--codec", "float16", "--codec", str(pqvae), "--max-tokens", "12", "--no-meteor",
+        "--clip-model", tiny_clip, "--profile", "--device", "cpu", "--no-progress")  # fmt: skip
+    printed = capsys.readouterr().out
+    assert (out / "captions.csv").read_text() == before
+    assert not any(line.strip().startswith("caption ") for line in printed.splitlines())
+
+
+def test_eval_resumes_after_a_kill_without_captioning_again(coco, trained, tmp_path, monkeypatch):
+    _root, _gpt, (annotations, features) = coco
+    whole = caption_eval.evaluate_captioning(
+        trained, annotations, features, tmp_path / "whole", codecs=["float16"],
+        max_new_tokens=12, batch_size=4, meteor=False, clip_text=False, progress=False,
+    )  # fmt: skip
+    captioned: list[int] = []
+    original = caption_eval.ClipCapCaptioner.caption
+
+    def killed_in_the_second_batch(self, embeddings):
+        if len(captioned) == 1:
+            raise KeyboardInterrupt
+        captioned.append(len(embeddings))
+        return original(self, embeddings)
+
+    monkeypatch.setattr(caption_eval.ClipCapCaptioner, "caption", killed_in_the_second_batch)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        caption_eval.evaluate_captioning(
+            trained, annotations, features, out, codecs=["float16"], max_new_tokens=12,
+            batch_size=4, meteor=False, clip_text=False, progress=False,
+        )  # fmt: skip
+    assert captioned == [4] and not (out / "captions.csv").exists()
+    (cache,) = (out / "cache").glob("captions-*.jsonl")
+    assert len(cache.read_text().splitlines()) == 4
+    with cache.open("a") as handle:  # a line the kill cut short
+        handle.write('{"embedding": "abc", "capt')
+
+    def counted(self, embeddings):
+        captioned.append(len(embeddings))
+        return original(self, embeddings)
+
+    monkeypatch.setattr(caption_eval.ClipCapCaptioner, "caption", counted)
+    resumed = caption_eval.evaluate_captioning(
+        trained, annotations, features, out, codecs=["float16"], max_new_tokens=12,
+        batch_size=4, meteor=False, clip_text=False, progress=False,
+    )  # fmt: skip
+    assert captioned == [4, 4, 4]  # the 8 embeddings left, not the 4 done
+    assert [r.captions for r in resumed.results] == [r.captions for r in whole.results]
+    assert (out / "captions.csv").read_text() == (tmp_path / "whole" / "captions.csv").read_text()
+    # another decoding setting is another cache, not a mix
+    caption_eval.evaluate_captioning(
+        trained, annotations, features, out, max_new_tokens=5, batch_size=4, meteor=False,
+        clip_text=False, examples=0, progress=False,
+    )  # fmt: skip
+    assert len(list((out / "cache").glob("captions-*.jsonl"))) == 2
+
 
 def test_missing_java_reports_meteor_skipped(coco, trained, tmp_path, monkeypatch, capsys):
     _root, _gpt, (annotations, features) = coco
     monkeypatch.setattr(caption_eval, "java_available", lambda: False)
     out = tmp_path / "eval"
     cli("clipcap", "eval", str(trained), str(annotations), str(features), "--out", str(out),
-        "--max-tokens", "12", "--beams", "2", "--device", "cpu", "--no-progress")  # fmt: skip
+        "--max-tokens", "12", "--beams", "2", "--no-clip-text", "--device", "cpu",
+        "--no-progress")  # fmt: skip
     printed = capsys.readouterr().out
     assert "METEOR skipped: no Java runtime" in printed
     report = json.loads((out / "eval.json").read_text())

@@ -940,3 +940,95 @@ def grid_cells(
         )
     ]
     return cells.reset_index(drop=True)
+
+
+#: caption metrics drawn by :func:`caption_metrics_figure`, in panel order (those with values)
+CAPTION_METRICS = ("BLEU-4", "CIDEr-D", "ROUGE-L", "METEOR", "SPICE", "CLIP-text")
+
+
+def codec_family(name: str) -> str:
+    """A codec's family: its name without the settings in brackets
+    (``pqvae-shared (d_sub=16, K=4) [run]`` → ``pqvae-shared``)."""
+    import re
+
+    return re.sub(r"\s*[\(\[].*$", "", str(name)) or str(name)
+
+
+def caption_metrics_figure(table: pd.DataFrame) -> Figure:
+    """Caption metrics against bits per embedding (log x): one panel per metric with
+    values, one colour per codec family, its codecs joined by a line in rate order (the
+    captioning half of the PQVAE paper's §4.6). ``table``: ``codec``, ``bits_per_image``
+    and one column per metric (``clipcap eval``'s ``metrics.csv``)."""
+    plt = _pyplot()
+    metrics = [m for m in CAPTION_METRICS if m in table and pd.to_numeric(table[m]).notna().any()]
+    panels = max(1, len(metrics))
+    columns = min(1 if _single() else 4, panels)
+    rows = -(-panels // columns)
+    width = figure_width()
+    figure, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(width, (0.8 if _single() else 0.3) * width * rows + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
+    families = table.assign(family=table["codec"].map(codec_family))
+    colours = colour_map(families["family"].unique())
+    for axis, metric in zip(axes.flat, metrics, strict=False):
+        for family, group in families.groupby("family", sort=True):
+            group = group.sort_values("bits_per_image")
+            axis.plot(
+                group["bits_per_image"],
+                pd.to_numeric(group[metric]),
+                "o-",
+                ms=4,
+                color=colours[family],
+                label=str(family),
+            )
+        axis.set_xscale("log")
+        axis.set_xlabel("bits per embedding")
+        axis.set_ylabel(metric)
+        axis.grid(True, alpha=0.3)
+    for axis in list(axes.flat)[len(metrics) :]:
+        axis.set_axis_off()
+    if not metrics:
+        axes.flat[0].text(0.5, 0.5, "no caption metric", ha="center", va="center")
+    place_legend(figure)
+    return figure
+
+
+def caption_examples_figure(examples: list[dict[str, Any]]) -> Figure:
+    """Images and their captions (the PQVAE paper's Fig. 7): one row per image, the image
+    on the left; on the right its reference caption and the caption from each codec's
+    features. Each example: ``image`` (a path), ``title``, ``reference`` and ``captions``
+    (``(label, caption)`` pairs, the original features' first)."""
+    import textwrap
+
+    from PIL import Image
+
+    plt = _pyplot()
+    width = figure_width()
+    lines = [2 + len(e["captions"]) for e in examples]
+    heights = [max(1.1, 0.16 * n * (1.6 if _single() else 1)) for n in lines]
+    figure, axes = plt.subplots(
+        len(examples),
+        2,
+        figsize=(width, sum(heights) + 0.1),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1, 3], "height_ratios": heights},
+        layout="constrained",
+    )
+    wrap = 55 if _single() else 95
+    for (picture, text), example in zip(axes, examples, strict=True):
+        with Image.open(example["image"]) as image:
+            picture.imshow(np.asarray(image.convert("RGB")))
+        picture.set_axis_off()
+        picture.set_title(str(example["title"]), fontsize=6)
+        text.set_axis_off()
+        rows = [("reference", example["reference"]), *example["captions"]]
+        body = "\n".join(
+            textwrap.shorten(f"{label}: {caption}", wrap * 2, placeholder=" …")
+            for label, caption in rows
+        )
+        text.text(0, 1, body, va="top", ha="left", fontsize=6 if _single() else 7, wrap=True)
+    return figure

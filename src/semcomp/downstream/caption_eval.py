@@ -2,15 +2,27 @@
 
 Each codec (``float32`` = the original features, ``float16``, PQVAE
 checkpoints) encodes every evaluation embedding into its real byte streams;
-the decoded embeddings are captioned by the same ClipCap model. Outputs in
-``out``:
+the decoded embeddings are captioned by the same ClipCap model, run through an
+engine (:mod:`semcomp.engines`: in this process, or Ray actors) in batches.
+Outputs in ``out``:
 
 - ``captions.csv``: image id, file name, the reference captions (JSON list),
-  then per codec its caption and the bits of that image's stream (the
-  paper's Fig. 7 as a table);
+  then per codec its caption, the bits of that image's stream and the
+  CLIP-text cosine between its caption and the caption from the original
+  features (the paper's Fig. 7 as a table);
 - ``metrics.csv``: one row per codec (and rate): mean bits per image, bits
-  per dimension, BLEU-4, METEOR, ROUGE-L, CIDEr-D (SPICE when asked for);
-- ``eval.json``: the settings, the tokenizer used and the metrics skipped, with why.
+  per dimension, BLEU-4, METEOR, ROUGE-L, CIDEr-D (SPICE when asked for) and
+  CLIP-text (the mean of those cosines);
+- ``caption_metrics.png``/``.pdf``: each metric against bits per embedding,
+  one point (or line, for checkpoints of one codec family) per codec;
+- ``examples.png``/``.pdf``: the paper's Fig. 7 as an image grid (image,
+  reference caption, captions from the original and each codec's features),
+  when the images are found;
+- ``eval.json``: the settings, the tokenizer used and the metrics skipped, with why;
+- ``cache/captions-*.jsonl``: every caption generated, keyed by the decoded
+  embedding it came from, appended batch by batch, so a killed evaluation
+  resumes without captioning those embeddings again (a different checkpoint
+  or decoding setting writes another file).
 
 Scores come from pycocoevalcap (the COCO caption evaluation code): its PTB
 tokenizer, ``Bleu(4)``, ``Meteor``, ``Rouge``, ``Cider`` (which is CIDEr-D:
@@ -25,23 +37,30 @@ the tokenizer used.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
+import os
 import re
 import shutil
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from semcomp.errors import ConfigError
+from semcomp.engines import BatchTask, Engine, LocalEngine, PluginFactory
+from semcomp.errors import ConfigError, SemcompError
 
 log = logging.getLogger(__name__)
 
 #: metric columns, in the order they are written
 METRICS = ("BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D", "SPICE")
+#: the mean CLIP-text cosine between a codec's caption and the original features' caption
+CLIP_TEXT = "CLIP-text"
 #: the tokens pycocoevalcap's PTB tokenizer drops
 PUNCTUATION = {"''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?", "!", ","}
 PUNCTUATION |= {":", "-", "--", "...", ";"}
@@ -139,12 +158,277 @@ def score_caption_sets(
     return results
 
 
+# ---- ClipCap as an engine plugin ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaptionerSettings:
+    """What builds a ClipCap captioner wherever an engine runs it (picklable)."""
+
+    checkpoint: str
+    gpt: str | None = None
+    beams: int = 1
+    max_new_tokens: int = 30
+
+    def key(self) -> str:
+        """The cache key of the captions it writes: the checkpoint's bytes and the decoding."""
+        digest = hashlib.sha256()
+        path = Path(self.checkpoint)
+        path = path / "clipcap.safetensors" if path.is_dir() else path
+        with path.open("rb") as handle:
+            for block in iter(partial(handle.read, 1 << 20), b""):
+                digest.update(block)
+        settings = [self.gpt, self.beams, self.max_new_tokens]
+        digest.update(json.dumps(settings).encode())
+        return digest.hexdigest()[:16]
+
+
+class ClipCapCaptioner:
+    """A loaded ClipCap model captioning batches of embeddings (the engine's plugin)."""
+
+    #: a local model: ``--engine ray`` runs it in actors
+    scalable = True
+
+    def __init__(self, config: CaptionerSettings, *, device: str = "auto", batch_size: int = 64):
+        from semcomp.downstream.clipcap import load_clipcap
+        from semcomp.models import select_device
+
+        self.config = config
+        self.device = select_device(device)
+        self.batch_size = batch_size
+        self.captioner = load_clipcap(Path(config.checkpoint), gpt=config.gpt)
+        self.captioner.model.to(self.device).eval()
+
+    @classmethod
+    def chunk_for(cls, config: CaptionerSettings, batch_size: int) -> int:
+        return batch_size
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "checkpoint": str(Path(self.config.checkpoint).resolve()),
+            "config": self.captioner.config.model_dump(mode="json"),
+            "beams": self.config.beams,
+            "max_new_tokens": self.config.max_new_tokens,
+        }
+
+    def caption(self, embeddings: np.ndarray) -> list[str]:
+        """One caption per embedding, in batches of ``batch_size`` (halved on out-of-memory)."""
+        import torch
+
+        from semcomp.models import batches_with_backoff
+
+        def run(batch: np.ndarray) -> list[str]:
+            features = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+            return self.captioner.model.caption(
+                features,
+                self.captioner.tokenizer,
+                beams=self.config.beams,
+                max_new_tokens=self.config.max_new_tokens,
+            )
+
+        keep = partial(setattr, self, "batch_size")
+        return [
+            c
+            for _, part in batches_with_backoff(embeddings, self.batch_size, run, keep)
+            for c in part
+        ]
+
+    def close(self) -> None:
+        from semcomp.models import release
+
+        self.captioner = None
+        release()
+
+
+@dataclass(frozen=True)
+class ClipCapFactory(PluginFactory):
+    """Builds :class:`ClipCapCaptioner` (not a registry plugin: found by its class)."""
+
+    @property
+    def plugin_class(self) -> Any:
+        return ClipCapCaptioner
+
+
+def clipcap_factory(settings: CaptionerSettings, *, device: str, batch_size: int) -> ClipCapFactory:
+    return ClipCapFactory(
+        "downstream",
+        "clipcap",
+        settings,
+        {"device": device, "batch_size": batch_size},
+        label=f"ClipCap {settings.checkpoint}",
+    )
+
+
+class CaptionEmbeddings(BatchTask):
+    """A batch of decoded embeddings (the items, one vector each) → one caption each."""
+
+    loads = False
+
+    def load(self, batch: Sequence[np.ndarray], context: Any) -> np.ndarray:
+        return np.stack(batch).astype(np.float32)
+
+    def infer(self, model: Any, loaded: np.ndarray, context: Any) -> list[Any]:
+        try:
+            return model.caption(loaded)
+        except Exception as exc:  # the batch's every item failed with it
+            return [exc] * len(loaded)
+
+
+def embedding_key(vector: np.ndarray) -> str:
+    """A decoded embedding's cache key: the digest of its float32 bytes."""
+    return hashlib.sha256(np.ascontiguousarray(vector, dtype=np.float32).tobytes()).hexdigest()[:32]
+
+
+class CaptionCache:
+    """Captions of one captioner (checkpoint and decoding) keyed by the embedding captioned.
+
+    A JSON-lines file, appended and flushed batch by batch; a line cut short by a
+    kill is ignored when it is read back (that embedding is captioned again).
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.captions: dict[str, str] = {}
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                    self.captions[row["embedding"]] = row["caption"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+
+    def add(self, keys: Sequence[str], captions: Sequence[str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lines = "".join(
+            json.dumps({"embedding": k, "caption": c}) + "\n"
+            for k, c in zip(keys, captions, strict=True)
+        )
+        with self.path.open("a", encoding="utf-8") as handle:
+            if handle.tell() and not self._ends_with_newline():
+                handle.write("\n")  # after a line cut short by a kill
+            handle.write(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.captions.update(zip(keys, captions, strict=True))
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"
+
+
+@dataclass
+class StageTiming:
+    """One step's work for ``--profile`` (read by :func:`semcomp.engines.profile_lines`)."""
+
+    stage: str
+    items: int = 0
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def caption_embeddings(
+    engine: Engine,
+    factory: PluginFactory,
+    cache: CaptionCache,
+    embeddings: np.ndarray,
+    *,
+    batch_size: int,
+    progress: Callable[[int], None] | None = None,
+) -> StageTiming:
+    """Caption every embedding whose caption ``cache`` lacks (each distinct one once)."""
+    timing = StageTiming("caption")
+    started = time.perf_counter()
+    keys = [embedding_key(v) for v in embeddings]
+    pending: dict[str, np.ndarray] = {}
+    for key, vector in zip(keys, embeddings, strict=True):
+        if key not in cache.captions:
+            pending.setdefault(key, vector)
+    order = list(pending)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    failures: list[str] = []
+    for outcome in engine.run(
+        factory, CaptionEmbeddings(), [[pending[k] for k in b] for b in batches]
+    ):
+        batch = batches[outcome.index]
+        done = [(k, c) for k, c in zip(batch, outcome.results, strict=True) if isinstance(c, str)]
+        failures += [str(c) for c in outcome.results if not isinstance(c, str)]
+        if done:
+            cache.add(*zip(*done, strict=True))
+        timing.items += len(batch)
+        for name, seconds in outcome.seconds.items():
+            timing.phases[name] = timing.phases.get(name, 0.0) + seconds
+        if progress:
+            progress(len(batch))
+    timing.seconds = time.perf_counter() - started
+    if failures:
+        raise SemcompError(
+            f"{len(failures)} caption(s) could not be generated (first: {failures[0]}); the "
+            f"others are kept in {cache.path}: run the same command again to finish"
+        )
+    return timing
+
+
+# ---- CLIP-text similarity ------------------------------------------------------------------
+
+
+def clip_text_similarity(
+    reference: Sequence[str],
+    candidate_sets: dict[str, Sequence[str]],
+    embedder_config: Any,
+    *,
+    device: str = "cpu",
+    batch_size: int = 256,
+) -> tuple[dict[str, np.ndarray], dict[str, Any], StageTiming]:
+    """Cosine between CLIP text embeddings of ``reference[i]`` and each set's ``[i]``.
+
+    Each distinct caption is embedded once, in batches, by the project's open_clip
+    loading (``embedder_config``: a :class:`semcomp.config.EmbedderConfig`, so a
+    ``local-dir:`` model works offline). Returns the cosines per set, the embedder's
+    identity and the time it took.
+    """
+    from semcomp.metrics.clip import OpenClipEmbedder
+
+    started = time.perf_counter()
+    texts = list(dict.fromkeys([*reference, *(c for s in candidate_sets.values() for c in s)]))
+    embedder = OpenClipEmbedder(embedder_config, device=device, batch_size=batch_size)
+    try:
+        loaded = time.perf_counter()
+        vectors = embedder.embed_texts(texts)
+        identity = embedder.identity()
+    finally:
+        embedder.close()
+    row = {text: i for i, text in enumerate(texts)}
+    original = vectors[[row[t] for t in reference]]
+    cosines = {
+        name: np.einsum("ij,ij->i", original, vectors[[row[t] for t in captions]])
+        for name, captions in candidate_sets.items()
+    }
+    ended = time.perf_counter()
+    timing = StageTiming("clip-text", len(texts), ended - started, {"model": ended - loaded})
+    return cosines, identity, timing
+
+
+# ---- the evaluation ------------------------------------------------------------------------
+
+
 @dataclass
 class CodecCaptions:
     name: str
     bits: np.ndarray
     captions: list[str]
     scores: CaptionScores | None = None
+    #: per image: CLIP-text cosine of this caption and the original features' caption
+    clip_text: np.ndarray | None = None
+
+
+@dataclass
+class CaptionEvaluation:
+    results: list[CodecCaptions]
+    #: per step, for ``--profile``
+    timings: list[StageTiming]
+    #: the files written
+    written: list[Path]
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
@@ -154,6 +438,14 @@ def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
         writer.writerow(header)
         writer.writerows(rows)
     tmp.replace(path)
+
+
+def image_file(listed: str, file_name: str, images: Path | None) -> Path | None:
+    """An evaluation image: in ``images`` when given, else where its feature shard found it."""
+    for candidate in ([Path(images) / file_name] if images else []) + [Path(listed)]:
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def evaluate_captioning(
@@ -171,21 +463,53 @@ def evaluate_captioning(
     meteor: bool | None = None,
     spice: bool = False,
     gpt: str | None = None,
+    clip_text: bool = True,
+    clip_model: str | None = None,
+    clip_pretrained: str | None = None,
+    images: Path | None = None,
+    examples: int = 4,
+    engine: Engine | None = None,
     progress: bool = True,
-) -> list[CodecCaptions]:
-    """Caption the evaluation images from each codec's decoded features; write and score."""
+) -> CaptionEvaluation:
+    """Caption the evaluation images from each codec's decoded features; write and score.
+
+    ``clip_text``: the CLIP-text similarity of each codec's captions to the original
+    features' captions, with ``clip_model``/``clip_pretrained`` (default: the CLIP model
+    the features were extracted with, as their shards record it). ``engine`` runs the
+    captioner (default: this process). Models run one at a time: ClipCap over every
+    codec's embeddings, then CLIP's text tower over every caption.
+    """
+    import pandas as pd
     from tqdm.auto import tqdm
 
-    from semcomp.downstream.clipcap import load_captioned_features, load_clipcap, open_codec
+    from semcomp.analysis.figures import (
+        caption_examples_figure,
+        caption_metrics_figure,
+        save_figure,
+    )
+    from semcomp.downstream.clipcap import load_captioned_features, open_codec
     from semcomp.models import select_device
 
     data = load_captioned_features(annotations, features)
-    captioner = load_clipcap(checkpoint, gpt=gpt)
-    if captioner.config.clip_dim != data.dim:
+    settings = CaptionerSettings(str(checkpoint), gpt, beams, max_new_tokens)
+    trained = _checkpoint_config(Path(checkpoint))
+    if trained["clip_dim"] != data.dim:
         raise ConfigError(
-            f"{checkpoint} captions {captioner.config.clip_dim}-d embeddings; the features in "
+            f"{checkpoint} captions {trained['clip_dim']}-d embeddings; the features in "
             f"{features} are {data.dim}-d"
         )
+    clip = None
+    if clip_text:
+        from semcomp.config import EmbedderConfig
+
+        model = clip_model or data.clip.get("model")
+        if not model:
+            raise ConfigError(
+                f"the features in {features} do not name their CLIP model: give --clip-model "
+                "(or --no-clip-text)"
+            )
+        pretrained = clip_pretrained or data.clip.get("pretrained") or "openai"
+        clip = EmbedderConfig(model=model, pretrained=pretrained)
     device = select_device(device)
     specs = ["float32", *[c for c in codecs if c != "float32"]]
     named = [open_codec(spec, data.dim, coder) for spec in specs]
@@ -194,28 +518,52 @@ def evaluate_captioning(
         raise ConfigError(f"two codecs have the same name: {names}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results: list[CodecCaptions] = []
-    with tqdm(total=len(named) * len(data.image_ids), desc="captions", disable=not progress) as bar:
-        for item in named:
-            encoded = item.codec.encode_batch(data.embeddings)
-            decoded = item.codec.decode(encoded.streams)
-            captions = captioner.captions(
-                decoded,
-                beams=beams,
-                max_new_tokens=max_new_tokens,
-                batch_size=batch_size,
-                device=device,
-                progress=bar.update,
-            )
-            results.append(CodecCaptions(item.name, encoded.bits, captions))
+    decoded: list[tuple[np.ndarray, np.ndarray]] = []  # (bits, decoded embeddings) per codec
+    for item in named:
+        encoded = item.codec.encode_batch(data.embeddings)
+        decoded.append((encoded.bits, item.codec.decode(encoded.streams)))
+    cache = CaptionCache(out / "cache" / f"captions-{settings.key()}.jsonl")
+    factory = clipcap_factory(settings, device=device, batch_size=batch_size)
+    everything = np.concatenate([d for _, d in decoded])
+    total = len(everything)
+    with tqdm(total=total, desc="captions", disable=not progress) as bar:
+        bar.update(sum(embedding_key(v) in cache.captions for v in everything))
+        timing = caption_embeddings(
+            engine or LocalEngine(),
+            factory,
+            cache,
+            everything,
+            batch_size=batch_size,
+            progress=bar.update,
+        )
+    timings = [timing]
+    results = [
+        CodecCaptions(item.name, bits, [cache.captions[embedding_key(v)] for v in vectors])
+        for item, (bits, vectors) in zip(named, decoded, strict=True)
+    ]
+    clip_identity = None
+    if clip is not None:
+        cosines, clip_identity, clip_timing = clip_text_similarity(
+            results[0].captions,
+            {r.name: r.captions for r in results},
+            clip,
+            device=device,
+        )
+        timings.append(clip_timing)
+        for result in results:
+            result.clip_text = cosines[result.name]
     header = ["image_id", "file_name", "references"]
     for result in results:
         header += [f"caption: {result.name}", f"bits: {result.name}"]
+        if clip is not None:
+            header.append(f"clip_text: {result.name}")
     rows = []
     for i, image_id in enumerate(data.image_ids):
         row: list[Any] = [image_id, data.file_names[i], json.dumps(data.references[i])]
         for result in results:
             row += [result.captions[i], int(result.bits[i])]
+            if result.clip_text is not None:
+                row.append(round(float(result.clip_text[i]), 6))
         rows.append(row)
     write_csv(out / "captions.csv", header, rows)
     references = dict(zip(range(len(data.image_ids)), data.references, strict=True))
@@ -227,20 +575,46 @@ def evaluate_captioning(
     )
     for result in results:
         result.scores = scored[result.name]
+    table = pd.DataFrame(
+        [
+            {
+                "codec": r.name,
+                "bits_per_image": float(np.mean(r.bits)),
+                "bpd": float(np.mean(r.bits)) / data.dim,
+                "images": len(r.captions),
+                **{metric: r.scores.scores.get(metric) for metric in METRICS},
+                CLIP_TEXT: float(np.mean(r.clip_text)) if r.clip_text is not None else None,
+            }
+            for r in results
+        ]
+    )
     write_csv(
         out / "metrics.csv",
-        ["codec", "bits_per_image", "bpd", "images", *METRICS],
-        [
-            [
-                r.name,
-                float(np.mean(r.bits)),
-                float(np.mean(r.bits)) / data.dim,
-                len(r.captions),
-                *[r.scores.scores.get(metric, "") for metric in METRICS],
-            ]
-            for r in results
-        ],
+        list(table.columns),
+        [["" if pd.isna(v) else v for v in row] for row in table.itertuples(index=False)],
     )
+    written = [out / "captions.csv", out / "metrics.csv"]
+    written += save_figure(caption_metrics_figure(table), out / "caption_metrics")
+    shown = []
+    for i in range(len(data.image_ids)):
+        if len(shown) == examples:
+            break
+        path = image_file(data.paths[i], data.file_names[i], images)
+        if path is not None:
+            shown.append(
+                {
+                    "image": path,
+                    "title": str(data.file_names[i]),
+                    "reference": data.references[i][0],
+                    "captions": [
+                        (f"{r.name} ({int(r.bits[i])} bits)", r.captions[i]) for r in results
+                    ],
+                }
+            )
+    if shown:
+        written += save_figure(caption_examples_figure(shown), out / "examples")
+    elif examples:
+        log.warning("no evaluation image found, so no examples figure (--images FOLDER)")
     first = results[0].scores
     (out / "eval.json").write_text(
         json.dumps(
@@ -252,12 +626,28 @@ def evaluate_captioning(
                 "decoding": {"beams": beams, "max_new_tokens": max_new_tokens},
                 "tokenizer": first.tokenizer,
                 "skipped": first.skipped,
+                "clip_text": clip_identity,
                 "images": len(data.image_ids),
+                "examples": [str(e["title"]) for e in shown],
                 "annotated_images_without_features": data.missing,
-                "trained_with_codec": captioner.training.get("codec"),
+                "trained_with_codec": trained["training"].get("codec"),
+                "caption_cache": str(cache.path.relative_to(out)),
             },
             indent=2,
         ),
         encoding="utf-8",
     )
-    return results
+    written.append(out / "eval.json")
+    return CaptionEvaluation(results, timings, written)
+
+
+def _checkpoint_config(checkpoint: Path) -> dict[str, Any]:
+    """A ClipCap run's ``clipcap.json`` (its config and training), without loading GPT-2."""
+    from semcomp.downstream.clipcap import CHECKPOINT, CONFIG_FILE
+
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    described = folder / CONFIG_FILE
+    if not (folder / CHECKPOINT).is_file() or not described.is_file():
+        raise ConfigError(f"no ClipCap checkpoint at {folder} (`semcomp clipcap train` writes one)")
+    config = json.loads(described.read_text(encoding="utf-8"))
+    return {"clip_dim": config["config"]["clip_dim"], "training": config.get("training", {})}

@@ -121,6 +121,8 @@ class CaptionedFeatures:
     clip: dict[str, str]
     #: file names of annotated images with no embedding in the shards
     missing: list[str]
+    #: each image's path as the shard's file list records it (the file may have moved)
+    paths: list[str] = field(default_factory=list)
 
     @property
     def dim(self) -> int:
@@ -146,22 +148,25 @@ def load_captioned_features(annotations: Path, features: Path) -> CaptionedFeatu
 
     images = read_coco_captions(annotations)
     rows: dict[str, np.ndarray] = {}
+    listed: dict[str, str] = {}
     clip: dict[str, str] = {}
     for shard, listing in feature_shards(features):
         part = load_embeddings(shard)
         clip = clip or part.clip
         if not listing.is_file():
             raise ConfigError(f"{shard} has no file list beside it ({listing.name})")
-        names = [Path(line).name for line in listing.read_text(encoding="utf-8").splitlines()]
+        lines = listing.read_text(encoding="utf-8").splitlines()
+        names = [Path(line).name for line in lines]
         if len(names) != len(part.embeddings):
             raise ConfigError(
                 f"{listing} lists {len(names)} files but {shard.name} holds "
                 f"{len(part.embeddings)} embeddings"
             )
-        for name, vector in zip(names, part.embeddings, strict=True):
+        for name, line, vector in zip(names, lines, part.embeddings, strict=True):
             if name in rows:
                 raise ConfigError(f"{features}: two images are named {name}; names must be unique")
             rows[name] = vector
+            listed[name] = line
     kept = [image for image in images.values() if image.file_name in rows and image.captions]
     missing = [image.file_name for image in images.values() if image.file_name not in rows]
     if not kept:
@@ -180,6 +185,7 @@ def load_captioned_features(annotations: Path, features: Path) -> CaptionedFeatu
         references=[image.captions for image in kept],
         clip=clip,
         missing=missing,
+        paths=[listed[image.file_name] for image in kept],
     )
 
 
@@ -549,6 +555,8 @@ class Trainer:
             [p for p in self.model.parameters() if p.requires_grad], lr=train_config.lr
         )
         self.history: list[EpochReport] = []
+        #: the epochs trained by this process (not those a resumed run found done)
+        self.trained: list[EpochReport] = []
         self.start_epoch, self.step = 1, 0
 
     def _fingerprint(self) -> dict[str, Any]:
@@ -658,6 +666,7 @@ class Trainer:
             if not math.isfinite(report.train_loss):
                 raise ConfigError(f"the training loss became {report.train_loss} in epoch {epoch}")
             self.history.append(report)
+            self.trained.append(report)
             self.log(f"epoch {epoch}: loss {report.train_loss:.4f} lr {report.lr:.2e}")
             self._save_last(epoch)
             self.captioner().save(self.out_dir)
@@ -665,6 +674,14 @@ class Trainer:
         captioner.save(self.out_dir)
         self.log(f"checkpoint: {self.out_dir / CHECKPOINT}")
         return captioner
+
+    def timing(self) -> Any:
+        """This process's training as a ``--profile`` step: captions trained on, seconds."""
+        from semcomp.downstream.caption_eval import StageTiming
+
+        seconds = sum(r.seconds for r in self.trained)
+        items = len(self.samples) * len(self.trained)
+        return StageTiming("train", items, seconds, {"model": seconds})
 
     def captioner(self) -> ClipCap:
         return ClipCap(
