@@ -190,6 +190,19 @@ STUDY_ARGUMENT = typer.Argument(..., help="Study folder (holds study.toml).", sh
 FAILURES_OPTION = typer.Option(
     "all", "--failures", metavar="all|N", help="Failures to print per stage: all, or a number."
 )
+#: where a command's models run, the same options everywhere (``make_engine`` reads them)
+ADDRESS_OPTION = typer.Option(
+    None, help="Ray cluster: auto or ray://host:port (default: start a local Ray)."
+)
+ACTORS_OPTION = typer.Option(None, help="Ray model actors (default: one per GPU, else 1).")
+GPUS_PER_ACTOR_OPTION = typer.Option(
+    None, help="GPUs each Ray actor holds (default: 1 if the cluster has GPUs, else 0)."
+)
+
+
+def engine_option(what: str) -> typer.models.OptionInfo:
+    """``--engine``: ``what`` runs locally or on a Ray cluster."""
+    return typer.Option("local", metavar="local|ray", help=f"Where {what} run: local, or ray.")
 
 
 def _print_run(summary: object, failures: str = "all") -> None:
@@ -233,18 +246,10 @@ def run(
     stage: list[str] = typer.Option(
         None, help="Run only this stage (repeatable): ingest, encode, decode, embed, score."
     ),
-    engine: str = typer.Option(
-        "local",
-        metavar="local|ray",
-        help="Where batch stages run their models: local, or ray (a Ray cluster).",
-    ),
-    address: str = typer.Option(
-        None, help="Ray cluster: auto or ray://host:port (default: start a local Ray)."
-    ),
-    actors: int = typer.Option(None, help="Ray model actors (default: one per GPU, else 1)."),
-    gpus_per_actor: float = typer.Option(
-        None, help="GPUs each Ray actor holds (default: 1 if the cluster has GPUs, else 0)."
-    ),
+    engine: str = engine_option("batch stages' models"),
+    address: str = ADDRESS_OPTION,
+    actors: int = ACTORS_OPTION,
+    gpus_per_actor: float = GPUS_PER_ACTOR_OPTION,
     workers: int = typer.Option(
         None, help="Local engine: DataLoader processes that decode and preprocess images (0)."
     ),
@@ -558,12 +563,10 @@ def features_extract(
     ),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     progress: bool = typer.Option(True, help="Show progress bars."),
-    engine: str = typer.Option("local", help="local, or ray (a Ray cluster)."),
-    address: str = typer.Option(
-        None, help="Ray cluster: auto or ray://host:port (default: start a local Ray)."
-    ),
-    actors: int = typer.Option(None, help="Ray model actors (default: one per GPU, else 1)."),
-    gpus_per_actor: float = typer.Option(None, help="GPUs each Ray actor holds."),
+    engine: str = engine_option("the CLIP model's batches"),
+    address: str = ADDRESS_OPTION,
+    actors: int = ACTORS_OPTION,
+    gpus_per_actor: float = GPUS_PER_ACTOR_OPTION,
 ) -> None:
     """Embed an image folder (resumable, in shards) and its class names as text prompts."""
     from semcomp.config import EmbedderConfig
@@ -950,14 +953,10 @@ def clipcap_eval(
     examples: int = typer.Option(4, min=0, help="Images drawn with their captions (Fig. 7)."),
     gpt: str = typer.Option(None, help="Load GPT-2 from here instead of the recorded source."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    engine: str = typer.Option(
-        "local", metavar="local|ray", help="Where ClipCap runs: local, or ray (a Ray cluster)."
-    ),
-    address: str = typer.Option(
-        None, help="Ray cluster: auto or ray://host:port (default: start a local Ray)."
-    ),
-    actors: int = typer.Option(None, help="Ray model actors (default: one per GPU, else 1)."),
-    gpus_per_actor: float = typer.Option(None, help="GPUs each Ray actor holds."),
+    engine: str = engine_option("ClipCap's batches"),
+    address: str = ADDRESS_OPTION,
+    actors: int = ACTORS_OPTION,
+    gpus_per_actor: float = GPUS_PER_ACTOR_OPTION,
     profile: bool = typer.Option(False, help="Print throughput and time split per step."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
@@ -1079,14 +1078,10 @@ def referring_eval(
     batch_size: int = typer.Option(32, min=1, help="Regions per CLIP forward pass."),
     sam_batch_size: int = typer.Option(4, min=1, help="Images per SAM image-encoder pass."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    engine: str = typer.Option(
-        "local", metavar="local|ray", help="Where SAM and CLIP run: local, or ray (a cluster)."
-    ),
-    address: str = typer.Option(
-        None, help="Ray cluster: auto or ray://host:port (default: start a local Ray)."
-    ),
-    actors: int = typer.Option(None, help="Ray model actors (default: one per GPU, else 1)."),
-    gpus_per_actor: float = typer.Option(None, help="GPUs each Ray actor holds."),
+    engine: str = engine_option("SAM and CLIP"),
+    address: str = ADDRESS_OPTION,
+    actors: int = ACTORS_OPTION,
+    gpus_per_actor: float = GPUS_PER_ACTOR_OPTION,
     workers: int = typer.Option(
         None, help="Local engine: DataLoader processes that decode and crop images (0)."
     ),

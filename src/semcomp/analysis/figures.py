@@ -88,6 +88,24 @@ def _single() -> bool:
     return _WIDTH.get() == "single"
 
 
+def panel_grid(panels: int, most_columns: int, row_height: float):
+    """A figure of ``panels`` panels (at least one), at most ``most_columns`` a row (one
+    at single-column width), each row ``row_height`` × the width tall (0.8 at one column):
+    ``(figure, axes)`` with ``axes`` 2-D."""
+    plt = _pyplot()
+    panels = max(1, panels)
+    columns = min(1 if _single() else most_columns, panels)
+    rows = -(-panels // columns)
+    width = figure_width()
+    return plt.subplots(
+        rows,
+        columns,
+        figsize=(width, (0.8 if _single() else row_height) * width * rows + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
+
+
 def place_legend(figure: Figure) -> None:
     """One legend for the whole figure, outside the data: right of the panels at two
     columns, under them at one column (where the width is needed for the data). Entries
@@ -132,20 +150,9 @@ def rd_figure(
     as :func:`rd_chart` draws it; faint dots are single candidates, a set metric's value
     has its CI as error bars.
     """
-    plt = _pyplot()
     scores = describe(points, scores)
     keys = list(metrics) if metrics is not None else default_figure_keys(scores, points)
-    panels = max(1, len(keys))
-    columns = min(1 if _single() else RD_COLUMNS - 1, panels)
-    rows = -(-panels // columns)
-    width = figure_width()
-    figure, axes = plt.subplots(
-        rows,
-        columns,
-        figsize=(width, (0.8 if _single() else 0.42) * width * rows + 0.6),
-        squeeze=False,
-        layout="constrained",
-    )
+    figure, axes = panel_grid(len(keys), RD_COLUMNS - 1, 0.42)
     for axis, metric in zip(axes.flat, keys or [None], strict=False):
         if metric is None:
             axis.text(0.5, 0.5, "no similarity scores yet", ha="center", va="center")
@@ -959,19 +966,8 @@ def caption_metrics_figure(table: pd.DataFrame) -> Figure:
     values, one colour per codec family, its codecs joined by a line in rate order (the
     captioning half of the PQVAE paper's §4.6). ``table``: ``codec``, ``bits_per_image``
     and one column per metric (``clipcap eval``'s ``metrics.csv``)."""
-    plt = _pyplot()
     metrics = [m for m in CAPTION_METRICS if m in table and pd.to_numeric(table[m]).notna().any()]
-    panels = max(1, len(metrics))
-    columns = min(1 if _single() else 4, panels)
-    rows = -(-panels // columns)
-    width = figure_width()
-    figure, axes = plt.subplots(
-        rows,
-        columns,
-        figsize=(width, (0.8 if _single() else 0.3) * width * rows + 0.6),
-        squeeze=False,
-        layout="constrained",
-    )
+    figure, axes = panel_grid(len(metrics), 4, 0.3)
     families = table.assign(family=table["codec"].map(codec_family))
     colours = colour_map(families["family"].unique())
     for axis, metric in zip(axes.flat, metrics, strict=False):
