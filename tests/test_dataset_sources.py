@@ -171,6 +171,16 @@ def test_kodak_s_file_list_is_checked_missing_and_extra_files_recorded(tmp_path,
     assert rows(root, "SELECT count(*) FROM originals") == [(24,)]
     categories = rows(root, "SELECT DISTINCT category FROM originals")
     assert categories == [("uncategorised",)]
+    # a smaller subset leaves the others out of scope, their rows kept in the store
+    toml = (root / "study.toml").read_text()
+    (root / "study.toml").write_text(
+        toml.replace('root = "../kodak" }', 'root = "../kodak", limit = 20 }')
+    )
+    with Study.open(root) as study:
+        summary = study.run(progress=False, stages=["ingest"])
+    assert not summary.failures
+    assert rows(root, "SELECT count(*) FROM sources") == [(20,)]
+    assert rows(root, "SELECT count(*) FROM originals") == [(24,)]
 
 
 def test_div2k_in_its_archive_folder_and_clic_checked_by_count(tmp_path):

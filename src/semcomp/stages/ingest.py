@@ -72,6 +72,11 @@ def run(ctx: StageContext) -> None:
         for key in sorted(set(known) - named):
             if not os.path.lexists(ctx.config.stored_file(key)):
                 mark_gone(ctx, key)
+            elif ctx.config.images.dataset is not None:
+                # outside the dataset's subset now (split, per_class or limit changed): out of
+                # scope like a removed operating point; its results stay in the store
+                with store.transaction():
+                    store.conn.execute("DELETE FROM sources WHERE path = ?", (key,))
 
 
 def mark_gone(ctx: StageContext, key: str) -> None:
