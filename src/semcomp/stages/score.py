@@ -394,7 +394,13 @@ def score_task(ctx: StageContext, metric: Any) -> None:
         # those a subset of its images leaves out, with its own prompt templates
         study_classes = sorted(set(listed.classes))
         templates = listed.templates
-    params = metric.metric_class.with_classes(metric.validated, study_classes, templates)
+    with_classes = metric.metric_class.with_classes
+    # templates only when a dataset gives some: a plugin's with_classes may not take them
+    params = (
+        with_classes(metric.validated, study_classes, templates)
+        if templates
+        else with_classes(metric.validated, study_classes)
+    )
     specs = metric.scores(params)
     register_metric(ctx, metric, specs, metric.identity(params))
     rows = pending_candidates(ctx, [spec.key for spec in specs])
