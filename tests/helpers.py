@@ -218,3 +218,26 @@ def write_uneven_study(base: Path, tiny_clip: str) -> Path:
         summary = study.run(progress=False)
     assert len(summary.failures) == 2, summary.failures  # 1000 bytes on both large originals
     return root
+
+
+def train_pqvae(folder: Path, tiny_clip: str) -> Path:
+    """A tiny PQVAE-shared checkpoint (one epoch on random 32-d features) for the tiny
+    CLIP's embeddings, in ``folder``."""
+    from semcomp.codecs.pqvae.data import EmbeddingSet
+    from semcomp.codecs.pqvae.model import PQVAEConfig
+    from semcomp.codecs.pqvae.train import TrainConfig, Trainer
+
+    rng = np.random.default_rng(0)
+    training = EmbeddingSet(rng.normal(size=(256, 32)), rng.integers(0, 8, 256))
+    config = PQVAEConfig(input_dim=32, hidden=(32, 16), residual_hidden=8, channels=8, d_sub=4)
+    Trainer(
+        config,
+        TrainConfig(epochs=1, lr=1e-3, split="random"),
+        training,
+        None,
+        folder,
+        clip={"model": tiny_clip, "pretrained": "openai"},
+        progress=False,
+        log=lambda _: None,
+    ).train()
+    return folder / "best.safetensors"

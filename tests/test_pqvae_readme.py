@@ -4,6 +4,7 @@ in the layouts it names (tiny CLIP, one epoch, fewer sweep points: options appen
 import json
 import re
 import shlex
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,30 @@ def paper_commands() -> list[list[str]]:
     section = README.split("## Reproducing the PQVAE paper", 1)[1].split("\n## ", 1)[0]
     block = re.findall(r"```bash\n(.*?)```", section, flags=re.S)[0]
     return [shlex.split(line) for line in block.strip().splitlines()]
+
+
+def fig6_study() -> tuple[str, list[list[str]]]:
+    """The Fig. 6 study file of the section and the commands that run and report it."""
+    section = README.split("## Reproducing the PQVAE paper", 1)[1].split("\n## ", 1)[0]
+    item = textwrap.dedent("  " + section.split("- **Fig. 6**", 1)[1])
+    toml = re.findall(r"```toml\n(.*?)```", item, flags=re.S)[0]
+    commands = re.findall(r"```bash\n(.*?)```", item, flags=re.S)[0]
+    return toml, [shlex.split(line) for line in commands.strip().splitlines()]
+
+
+def fig6_for_the_test(toml: str, tiny_clip: str) -> str:
+    """The study file with the tiny CLIP the features were extracted with, and one quality
+    of Cheng2020-anchor with random weights."""
+    clip = 'model = "ViT-L-14-336"\npretrained = "openai"'
+    assert toml.count(clip) == 2
+    toml = toml.replace(clip, f'model = "{tiny_clip}"\npretrained = "openai"')
+    learned = 'quality = [1, 2, 3, 4, 5, 6]\nparams = { model = "cheng2020-anchor" }'
+    assert learned in toml
+    return toml.replace(
+        learned,
+        'quality = [1]\nparams = { model = "cheng2020-anchor", weights = "random" }\n'
+        "random_weights = true",
+    )
 
 
 def for_the_test(command: list[str], tiny_clip: str) -> list[str]:
@@ -102,3 +127,18 @@ def test_the_readme_reproduction_commands_run(tmp_path, tiny_clip, monkeypatch, 
     ablation = pd.read_csv(tmp_path / "ablation" / "ablation.csv")
     assert sorted(ablation["d_sub"].unique()) == [4, 8]
     assert (tmp_path / "ablation" / "ablation.png").exists()
+
+    # Fig. 6: a study of Pets' test images, every method's zero-shot accuracy against bpp
+    toml, commands = fig6_study()
+    (tmp_path / "pets-fig6").mkdir()
+    (tmp_path / "pets-fig6" / "study.toml").write_text(fig6_for_the_test(toml, tiny_clip))
+    assert [c[:2] for c in commands] == [["semcomp", "run"], ["semcomp", "report"]]
+    for command in commands:
+        run(command[1:])
+    capsys.readouterr()
+    figure = pd.read_csv(tmp_path / "pets-fig6" / "report" / "zero_shot_bpp.csv")
+    assert (tmp_path / "pets-fig6" / "report" / "zero_shot_bpp.png").exists()
+    kinds = dict(zip(figure["method"], figure["kind"], strict=False))
+    assert kinds == {"cheng2020-anchor": "pixel", "jpeg": "pixel", "pqvae": "embedding"}
+    assert set(figure["n"]) == {6}  # the test split's two images of each of three breeds
+    assert len(figure[figure["method"] == "jpeg"]) == 5

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    Discriminator,
     Field,
     PrivateAttr,
+    Tag,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -23,7 +26,7 @@ from pydantic import (
 
 from semcomp.errors import ConfigError
 from semcomp.filenames import path_text, text_path
-from semcomp.images import DEFAULT_MAX_PIXELS
+from semcomp.images import DEFAULT_MAX_PIXELS, SourceImage, SourceProblem, find_sources
 from semcomp.methods import (
     EmbeddingMethod,
     ExternalMethod,
@@ -34,7 +37,13 @@ from semcomp.methods import (
 from semcomp.metrics import EMBEDDERS, METRICS
 from semcomp.params import LOCAL_DIR, TINY_FOLDERS, TINY_MODEL, StudyPath, identity_in_study
 from semcomp.store import content_key
-from semcomp.validation import Section, describe_errors, registered, validated_params
+from semcomp.validation import (
+    UNION_TAGS,
+    Section,
+    describe_errors,
+    registered,
+    validated_params,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,13 +57,110 @@ DEFAULT_CLIP_PRETRAINED = "openai"
 TINY_CLIP_NAME = "tiny-clip-random"
 
 
+class DatasetSource(Section):
+    """``[images.source]`` as a table: the originals of a named labelled dataset
+    (``dataset = "oxford-pets"``, ...: each image's class is its category and label) or of
+    a codec image set (``kodak``, ``clic2020-professional-valid``, ``div2k-valid``: their
+    known file lists checked), read from ``root`` (see :mod:`semcomp.datasets.originals`)."""
+
+    dataset: str
+    #: the folder that holds it, in the layout its users have
+    root: StudyPath
+    #: default: the dataset's official evaluation split
+    split: str | None = None
+    #: at most this many images of each class (the first ones, in the dataset's order)
+    per_class: int | None = Field(default=None, gt=0)
+    #: at most this many images in all, classes taken in turn (a stratified subset)
+    limit: int | None = Field(default=None, gt=0)
+    #: a Hugging Face copy's label column, when it is not ``label``
+    label_column: str | None = None
+
+    _listed: Any = PrivateAttr(default=None)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, dataset: str) -> str:
+        from semcomp.datasets.originals import known_dataset
+
+        try:
+            return known_dataset(dataset)
+        except ConfigError as exc:
+            raise ValueError(
+                f"{exc} (or an image set: kodak, clic2020-professional-valid, div2k-valid)"
+            ) from None
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> DatasetSource:
+        from semcomp.datasets.originals import is_image_set
+
+        if is_image_set(self.dataset):
+            given = [k for k in ("split", "per_class", "label_column") if getattr(self, k)]
+            if given:
+                raise ValueError(
+                    f"{self.dataset} is an image set without classes or splits: "
+                    f"{', '.join(given)} do not apply (limit does)"
+                )
+        return self
+
+    def originals(self) -> Any:
+        """The :class:`~semcomp.datasets.originals.DatasetOriginals` (listed once)."""
+        from semcomp.datasets.originals import dataset_originals
+
+        if self._listed is None:
+            self._listed = dataset_originals(
+                self.dataset,
+                self.root,
+                split=self.split,
+                per_class=self.per_class,
+                limit=self.limit,
+                label_column=self.label_column,
+            )
+        return self._listed
+
+    def __str__(self) -> str:
+        split = f" {self.split}" if self.split else ""
+        return f"{self.dataset}{split} at {self.root}"
+
+
+#: the kinds of ``[images] source`` (left out of error messages' key paths)
+SOURCE_TAGS = ("source-path", "source-dataset")
+UNION_TAGS.update(SOURCE_TAGS)
+
+
 class ImagesConfig(Section):
-    #: a folder (recursive; category = first-level subfolder) or a CSV manifest
-    source: StudyPath
+    #: a folder (recursive; category = first-level subfolder), a CSV manifest, or a table
+    #: naming a dataset (:class:`DatasetSource`)
+    source: Annotated[
+        Annotated[StudyPath, Tag(SOURCE_TAGS[0])] | Annotated[DatasetSource, Tag(SOURCE_TAGS[1])],
+        Discriminator(
+            lambda v: SOURCE_TAGS[isinstance(v, dict | DatasetSource)],
+        ),
+    ]
     #: if given, every image's category must be one of these
     categories: list[str] | None = None
     #: decompression-bomb guard
     max_pixels: int = Field(default=DEFAULT_MAX_PIXELS, gt=0)
+
+    @property
+    def dataset(self) -> DatasetSource | None:
+        """The dataset the originals come from, when ``source`` names one."""
+        return self.source if isinstance(self.source, DatasetSource) else None
+
+    def find_sources(self) -> Iterator[SourceImage | SourceProblem]:
+        """The images ``source`` names: a folder's, a manifest's or a dataset's; a dataset
+        that cannot be read at all is one problem."""
+        if self.dataset is None:
+            yield from find_sources(self.source)
+            return
+        try:
+            yield from self.dataset.originals().sources
+        except ConfigError as exc:
+            yield SourceProblem(item=str(self.dataset.root), reason=str(exc))
+
+    def source_exists(self) -> bool:
+        """Whether the folder or manifest (or the dataset's root) is there."""
+        path = self.source if self.dataset is None else self.dataset.root
+        return path.is_dir() or path.is_file()
 
 
 class EmbedderConfig(Section):
@@ -446,6 +552,7 @@ def load_config(study_dir: Path, identity_root: str | None = None) -> StudyConfi
 
 __all__ = [
     "STUDY_FILE",
+    "DatasetSource",
     "EmbedderConfig",
     "ExternalMethod",
     "ImagesConfig",

@@ -57,9 +57,9 @@ class Steps:
     """The report's progress: one bar (stderr) naming the step under way, since the
     bootstrap CIs and the figures of a large study take seconds each."""
 
-    #: reading, summary, rd figure, Table 1, rate comparisons, agreement, embedding codecs,
-    #: surveys, README
-    TOTAL = 9
+    #: reading, summary, rd figure, Table 1, rate comparisons, agreement, zero-shot against
+    #: bpp, embedding codecs, surveys, README
+    TOTAL = 10
 
     def __init__(self, enabled: bool):
         from tqdm.auto import tqdm
@@ -216,8 +216,10 @@ def write_comparisons(
         rd_chart,
         save_figure,
         table1_figure,
+        zero_shot_figure,
     )
     from semcomp.analysis.table1 import table1
+    from semcomp.analysis.zero_shot import accuracy_against_bpp, zero_shot_keys
     from semcomp.surveys.simulated import SIMULATED, simulated_surveys, survey_of
 
     seed, random_weights = study.config.seed, study.random_weights
@@ -383,6 +385,19 @@ def write_comparisons(
             notes.append(f"agreement: {human} holds {SIMULATED}, not people's")
     else:
         notes.append(f"agreement: {MISSING_HUMAN}")
+    step("zero-shot accuracy against bpp")
+    zero_shot = accuracy_against_bpp(points, scores, seed=seed, unpaired=unpaired)
+    if not zero_shot.table.empty:
+        for coverage, key in zip(zero_shot.coverages, zero_shot_keys(scores, points), strict=True):
+            output = f"zero-shot accuracy against bpp ({key})"
+            coverage_notes.append(coverage.note.replace(RATE_COMPARISONS, output, 1))
+            left_out.append(coverage.left_out.assign(output=output))
+            dropped.append(coverage.dropped.assign(output=output))
+        table(zero_shot.table, "zero_shot_bpp.csv")
+        figure = zero_shot_figure(zero_shot.table, scores, random_weights=random_weights)
+        written += save_figure(figure, folder / "zero_shot_bpp")
+    elif zero_shot_keys(scores, points):
+        notes.append("zero-shot accuracy against bpp: no method with a rate has zero-shot scores")
     step("embedding codecs")
     embedding = embedding_results(study.root, pqvae_results)
     notes += [f"PQVAE results {path}: {reason}" for path, reason in embedding.problems]
@@ -427,6 +442,12 @@ FILE_DESCRIPTIONS = {
     "agreement.png": "human rating against the headline metric",
     "agreement_metrics.png": "which metric tracks the human ratings best: Spearman and Kendall "
     "with 95 % CIs per metric",
+    "zero_shot_bpp.csv": "zero-shot top-1 accuracy of every method with a rate against bits "
+    "per pixel (the PQVAE paper's Fig. 6), per operating point, with 95 % CIs, over the "
+    "originals the methods share; bpp_of_mean_pixels is the paper's bpp (mean bits over the "
+    "mean pixel count)",
+    "zero_shot_bpp.png": "zero-shot top-1 accuracy against bits per pixel, log axis (the "
+    "PQVAE paper's Fig. 6)",
     "embedding_codecs.csv": "PQVAE and baseline embedding codecs: accuracy against bpd",
     "embedding_codecs.png": "embedding codecs: accuracy against bpd",
     "grid.png": "image grid for papers: one row per original, its candidate of each method at "

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from semcomp import __version__
-from semcomp.config import STUDY_FILE, StudyConfig, load_config
+from semcomp.config import STUDY_FILE, DatasetSource, StudyConfig, load_config
 from semcomp.engines import Engine, LocalEngine
 from semcomp.errors import ConfigError, StoreError
 from semcomp.extras import require_extras
-from semcomp.images import IMAGE_SUFFIXES, SourceProblem, find_sources
+from semcomp.images import IMAGE_SUFFIXES, SourceImage, SourceProblem, find_sources
 from semcomp.methods import TextualMethod
 from semcomp.models import hf_model_problem
 from semcomp.params import portable_value
@@ -262,7 +262,8 @@ class Study:
         if "ingest" in selected and not self.store.count("originals"):
             # nothing to study; once originals exist, a source gone missing is an ingest
             # failure and the run goes on with what the store holds
-            require_images(self.config.images.source)
+            images = self.config.images
+            require_images(images.source if images.dataset is None else images.dataset)
         require_extras("semcomp run", *self.extras_needed(selected))
         self.prepare_models(selected)
         packages = package_versions(plugin_sources(self.config))
@@ -530,7 +531,7 @@ class Study:
             stored = self.config.stored_path
             waiting = sum(
                 1
-                for s in find_sources(self.config.images.source)
+                for s in self.config.images.find_sources()
                 if not isinstance(s, SourceProblem)
                 and stored(s.path) not in ingested
                 and stored(s.path) not in failed_paths
@@ -726,9 +727,14 @@ reduction = [0.8, 0.9]
 """
 
 
-def require_images(source: Path) -> None:
+def require_images(source: Path | DatasetSource) -> None:
     """A :class:`ConfigError` when ``source`` names no image at all (an empty folder, a
-    folder of other files, a manifest without a usable row): nothing to study."""
+    folder of other files, a manifest without a usable row, a dataset that cannot be
+    read): nothing to study."""
+    if isinstance(source, DatasetSource):
+        if not any(isinstance(s, SourceImage) for s in source.originals().sources):
+            raise ConfigError(f"images source {source} holds no images")
+        return
     problems = 0
     for found in find_sources(source):
         if not isinstance(found, SourceProblem):

@@ -145,6 +145,8 @@ def test_pages_of_a_partial_study_say_what_is_missing(partial_study, monkeypatch
         assert app.get("image")
     elif script in ("agreement.py", "surveys.py"):
         assert "no human ratings" in messages.lower()
+    elif script == "zero_shot.py":
+        assert "no zero-shot scores" in messages
     else:
         assert "no PQVAE evaluation files" in messages
 

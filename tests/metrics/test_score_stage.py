@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import photo, write_study
+from helpers import photo, train_pqvae, write_study
 from semcomp.config import EmbedderConfig
 from semcomp.images import decode_image
 from semcomp.metrics.clip import OpenClipEmbedder
@@ -261,27 +261,6 @@ def test_clip_as_a_metrics_entry_is_the_similarity_model_it_repeats(
     embed = next(s for s in summary.stages if s.stage == "embed")
     assert embed.models_loaded == ["tiny"] and summary.failures == []
     assert len(scores(root, "clip_(cos+1)/2[tiny]")) == 8
-
-
-def train_pqvae(folder: Path, tiny_clip: str) -> Path:
-    from semcomp.codecs.pqvae.data import EmbeddingSet
-    from semcomp.codecs.pqvae.model import PQVAEConfig
-    from semcomp.codecs.pqvae.train import TrainConfig, Trainer
-
-    rng = np.random.default_rng(0)
-    training = EmbeddingSet(rng.normal(size=(256, 32)), rng.integers(0, 8, 256))
-    config = PQVAEConfig(input_dim=32, hidden=(32, 16), residual_hidden=8, channels=8, d_sub=4)
-    Trainer(
-        config,
-        TrainConfig(epochs=1, lr=1e-3, split="random"),
-        training,
-        None,
-        folder,
-        clip={"model": tiny_clip, "pretrained": "openai"},
-        progress=False,
-        log=lambda _: None,
-    ).train()
-    return folder / "best.safetensors"
 
 
 def test_zero_shot_with_manifest_labels_top5_embeddings_and_an_original_without_class(

@@ -780,6 +780,55 @@ def embedding_figure(results: pd.DataFrame) -> Figure:
     return figure
 
 
+def zero_shot_figure(
+    table: pd.DataFrame, scores: Scores | None = None, *, random_weights: bool = False
+) -> Figure:
+    """Zero-shot top-1 accuracy (%) against bits per pixel on a log axis, one curve per
+    method and 95 % CIs as error bars, one panel per zero-shot metric: the PQVAE paper's
+    Fig. 6 (``table`` from :func:`semcomp.analysis.zero_shot.accuracy_against_bpp`)."""
+    plt = _pyplot()
+    keys = list(dict.fromkeys(table["metric"]))
+    width = figure_width()
+    figure, axes = plt.subplots(
+        1,
+        max(len(keys), 1),
+        figsize=(width, width * (0.85 if _single() else 0.45)),
+        layout="constrained",
+        squeeze=False,
+    )
+    colours = colour_map(table["method"].unique())
+    for axis, key in zip(axes[0], keys, strict=False):
+        rows = table[(table["metric"] == key) & (table["bpp_mean"] > 0)]
+        for method, curve in rows.groupby("method", observed=True, sort=True):
+            curve = curve.sort_values("bpp_mean")
+            accuracy = 100 * curve["accuracy"]
+            spread = 100 * np.vstack(
+                [
+                    curve["accuracy"] - curve["accuracy_ci_low"],
+                    curve["accuracy_ci_high"] - curve["accuracy"],
+                ]
+            )
+            axis.errorbar(
+                curve["bpp_mean"],
+                accuracy,
+                yerr=np.nan_to_num(np.clip(spread, 0, None)),
+                fmt="o-",
+                ms=4,
+                capsize=2,
+                color=colours[str(method)],
+                label=f"{method} (n = {int(curve['n'].max())})",
+            )
+        display = scores[key].display if scores is not None else key
+        axis.set_title(display + (f" ({RANDOM_WEIGHTS_NOTE})" if random_weights else ""))
+        axis.set_xscale("log")
+        axis.set_xlabel("rate (bits per pixel)")
+        axis.set_ylabel("zero-shot top-1 accuracy (%)")
+        axis.set_ylim(-2, 102)
+        axis.grid(True, which="both", alpha=0.3)
+    place_legend(figure)
+    return figure
+
+
 def survey_dimensions_figure(dimensions: pd.DataFrame, survey: Any) -> Figure:
     """Mean rating of each scale question per method and operating point (one bar each,
     ``jpeg · quality=30``), ± one standard deviation (Survey B: objects, appearance,

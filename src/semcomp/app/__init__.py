@@ -22,4 +22,5 @@ PAGES = [
     ("surveys.py", "Surveys", ":material/how_to_vote:"),
     ("agreement.py", "Agreement", ":material/compare_arrows:"),
     ("embedding_codecs.py", "Embedding codecs", ":material/memory:"),
+    ("zero_shot.py", "Zero-shot accuracy", ":material/category:"),
 ]

@@ -380,6 +380,15 @@ def _iso(
     return per_image, per_method.assign(n=compared.n, image_set=compared.image_set)
 
 
+def _zero_shot(
+    points: pd.DataFrame, study: StudyData, methods: tuple[str, ...], unpaired: bool = False
+):
+    """Zero-shot accuracy against bpp (the PQVAE paper's Fig. 6), as the report draws it."""
+    from semcomp.analysis.zero_shot import accuracy_against_bpp
+
+    return accuracy_against_bpp(points, study.scores, seed=study.seed, unpaired=unpaired)
+
+
 #: analyses of the filtered rows the pages cache (one table of names); each takes the rows,
 #: the study (its seed for bootstrap CIs, as ``semcomp report`` uses it; what each score is;
 #: set metrics' values) and the chosen methods, then options
@@ -390,6 +399,7 @@ ANALYSES = {
     "curves": _curves,
     "compared": _compared,
     "iso": _iso,
+    "zero_shot": _zero_shot,
 }
 
 

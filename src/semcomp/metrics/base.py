@@ -270,8 +270,11 @@ class TaskMetric(Metric):
     kind = "task"
 
     @classmethod
-    def with_classes(cls, params: PluginParams, classes: Sequence[str]) -> PluginParams:
-        """``params`` for a study whose originals have ``classes`` (sorted, distinct)."""
+    def with_classes(
+        cls, params: PluginParams, classes: Sequence[str], templates: Sequence[str] = ()
+    ) -> PluginParams:
+        """``params`` for a study whose originals have ``classes`` (sorted, distinct): a
+        labelled dataset's whole class list, with its own prompt ``templates``."""
         return params
 
     @classmethod

@@ -165,10 +165,17 @@ class ZeroShotMetric(TaskMetric):
         self.index = {name: i for i, name in enumerate(params.classes)}
 
     @classmethod
-    def with_classes(cls, params: ZeroShotParams, classes: Sequence[str]) -> ZeroShotParams:  # type: ignore[override]
-        if params.classes:
-            return params  # fixed in study.toml
-        return params.model_copy(update={"classes": tuple(sorted(set(classes)))})
+    def with_classes(  # type: ignore[override]
+        cls, params: ZeroShotParams, classes: Sequence[str], templates: Sequence[str] = ()
+    ) -> ZeroShotParams:
+        """The study's classes, unless study.toml fixes them; a labelled dataset's own
+        templates, unless study.toml gives some."""
+        update: dict[str, Any] = {}
+        if not params.classes:
+            update["classes"] = tuple(sorted(set(classes)))
+        if templates and "templates" not in params.model_fields_set:
+            update["templates"] = tuple(templates)
+        return params.model_copy(update=update) if update else params
 
     @classmethod
     def scores(cls, params: ZeroShotParams) -> list[ScoreSpec]:  # type: ignore[override]

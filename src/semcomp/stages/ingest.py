@@ -10,7 +10,6 @@ from semcomp.images import (
     SourceImage,
     SourceProblem,
     decode_image,
-    find_sources,
     read_image_file,
     sha256_hex,
 )
@@ -26,8 +25,12 @@ def run(ctx: StageContext) -> None:
     }
     settled = ctx.settled()
     source = ctx.config.images.source
-    found = list(find_sources(source))
-    if source.is_file():  # the manifest is read afresh: its old row problems are replaced
+    found = list(ctx.config.images.find_sources())
+    if ctx.config.images.dataset is not None:  # the file list is checked afresh
+        from semcomp.datasets.originals import problem_prefix
+
+        ctx.clear_prefix(problem_prefix(ctx.config.images.dataset.dataset))
+    elif source.is_file():  # the manifest is read afresh: its old row problems are replaced
         ctx.clear_prefix(f"{source}:")
     named = {ctx.config.stored_path(s.path) if s.path else s.item for s in found}
     with ctx.bar(len(found), "img") as bar:
@@ -65,11 +68,15 @@ def run(ctx: StageContext) -> None:
                 ctx.report.skipped += 1
                 continue
             ingest_one(ctx, source, stat)
-    images = ctx.config.images.source
-    if images.is_dir() or images.is_file():  # a missing source is one problem, not all gone
+    if ctx.config.images.source_exists():  # a missing source is one problem, not all gone
         for key in sorted(set(known) - named):
             if not os.path.lexists(ctx.config.stored_file(key)):
                 mark_gone(ctx, key)
+            elif ctx.config.images.dataset is not None:
+                # outside the dataset's subset now (split, per_class or limit changed): out of
+                # scope like a removed operating point; its results stay in the store
+                with store.transaction():
+                    store.conn.execute("DELETE FROM sources WHERE path = ?", (key,))
 
 
 def mark_gone(ctx: StageContext, key: str) -> None:

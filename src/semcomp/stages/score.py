@@ -34,7 +34,6 @@ from semcomp.images import (
     UNCATEGORISED,
     SourceImage,
     decode_image,
-    find_sources,
 )
 from semcomp.metrics.clip import clip_metrics, cosine
 from semcomp.stages import StageContext
@@ -308,8 +307,8 @@ def original_classes(ctx: StageContext) -> dict[str, str | None]:
     neither: a folder image outside category folders, a manifest row without both)."""
     store, images = ctx.store, ctx.config.images
     labels: dict[str, str] = {}
-    if images.source.is_file():
-        for found in find_sources(images.source):
+    if images.dataset is not None or images.source.is_file():
+        for found in images.find_sources():
             if isinstance(found, SourceImage) and found.label:
                 labels[ctx.config.stored_path(found.path)] = found.label
     by_original = {
@@ -384,7 +383,24 @@ def score_task(ctx: StageContext, metric: Any) -> None:
     classes = original_classes(ctx)
     in_scope = {r[0] for r in store.conn.execute("SELECT original_id FROM sources")}
     study_classes = sorted({c for o, c in classes.items() if o in in_scope and c is not None})
-    params = metric.metric_class.with_classes(metric.validated, study_classes)
+    templates: list[str] = []
+    dataset = ctx.config.images.dataset
+    try:
+        listed = dataset.originals() if dataset is not None else None
+    except ConfigError:  # the dataset is gone (an ingest failure says so): the study's
+        listed = None
+    if listed is not None and listed.classes:
+        # a labelled dataset: all its classes compete (as in its zero-shot protocol), even
+        # those a subset of its images leaves out, with its own prompt templates
+        study_classes = sorted(set(listed.classes))
+        templates = listed.templates
+    with_classes = metric.metric_class.with_classes
+    # templates only when a dataset gives some: a plugin's with_classes may not take them
+    params = (
+        with_classes(metric.validated, study_classes, templates)
+        if templates
+        else with_classes(metric.validated, study_classes)
+    )
     specs = metric.scores(params)
     register_metric(ctx, metric, specs, metric.identity(params))
     rows = pending_candidates(ctx, [spec.key for spec in specs])
