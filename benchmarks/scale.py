@@ -77,6 +77,7 @@ def measure(what: str, root: Path, out: Path) -> dict[str, float]:
         "wall": wall,
         "cpu": user + system,
         "user": user,
+        "worker_cpu": (waited.ru_utime - children.ru_utime) + (waited.ru_stime - children.ru_stime),
         "rss_mb": peak_mb(now),
         "worker_rss_mb": waited.ru_maxrss / 1024 if waited.ru_maxrss > children.ru_maxrss else 0,
     }
@@ -150,6 +151,8 @@ def main() -> None:
                     else (f"  target < {target:g} s: {'met' if r['wall'] < target else 'NOT met'}")
                 )
                 worker = f" + {r['worker_rss_mb']:4.0f}" if r["worker_rss_mb"] else "       "
+                if r["worker_cpu"]:
+                    verdict = f"  (worker cpu {r['worker_cpu']:.2f} s){verdict}"
                 print(
                     f"{size:>7,} originals  {what:<9} wall {r['wall']:7.2f} s  "
                     f"cpu {r['cpu']:7.2f} s  user {r['user']:7.2f} s  "
