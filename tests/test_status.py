@@ -57,16 +57,45 @@ def test_status_lists_the_image_folder_only_with_rescan(
     monkeypatch.setattr(semcomp.study, "find_sources", no_scan)
     out = cli(["status", str(root)], capsys)
     ingest = next(line for line in out.splitlines() if line.startswith("ingest: originals"))
-    assert ingest.split()[2:] == ["4", "?", "0"]
+    assert ingest.split()[2:] == ["4", "unknown", "0"]
     assert "`semcomp status --rescan`" in out
     document = json.loads(cli(["status", str(root), "--json"], capsys))
     assert document["stages"][0]["pending"] is None
+    assert document["stages"][0]["pending_known"] is False
+    assert all(row["pending_known"] for row in document["stages"][1:])
+    with Study.open_to_read(root) as study:  # the library lists the folder only when asked
+        assert study.status()[0].pending is None and not study.status()[0].pending_known
+        # planning a run without ingest: images not ingested get no work, nothing listed
+        assert [family for family, *_ in study.models_needed(["embed"])] == ["clip"]
+        assert study.extras_needed(["encode", "decode"]) == []
     monkeypatch.setattr(semcomp.study, "find_sources", scan)
     out = cli(["status", str(root), "--rescan"], capsys)
     ingest = next(line for line in out.splitlines() if line.startswith("ingest: originals"))
     assert ingest.split()[2:] == ["4", "1", "0"] and "--rescan`" not in out
-    with Study.open_to_read(root) as study:  # the library counts by default (run plans on it)
-        assert study.status()[0].pending == 1
+    with Study.open_to_read(root) as study:
+        assert study.status(rescan=True)[0].pending == 1
+        assert study.status(rescan=True)[0].pending_known
+
+
+def test_a_run_that_ingests_lists_the_source_once_before_it_starts(
+    tmp_path, image_folder, monkeypatch
+):
+    root = encoded_study(tmp_path, image_folder, ("jpeg",))
+    photo(64, 48, 9).save(image_folder / "landscape" / "new.png")
+    import semcomp.study
+
+    listed = []
+    scan = semcomp.study.find_sources
+    monkeypatch.setattr(
+        semcomp.study, "find_sources", lambda source: listed.append(source) or scan(source)
+    )
+    with Study.open(root) as study:
+        study.run(progress=False, stages=["encode"])
+        assert listed == []  # no ingest: the new image is no work of this run
+        summary = study.run(progress=False, stages=["ingest", "encode", "decode"])
+        assert summary.status == "finished" and not summary.failures
+        assert len(listed) == 1  # extras and models planned on one listing (two before)
+        assert {row.what: row.done for row in study.status()}["ingest: originals"] == 5
 
 
 def test_status_runs_the_same_grouped_queries_for_any_number_of_methods(tmp_path, image_folder):

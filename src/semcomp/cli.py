@@ -300,7 +300,8 @@ def status(
     """What is done, pending and failed, without running anything; failures by stage.
 
     Read from the study's database alone; images added to the folder since the last run
-    are counted only with --rescan (`semcomp run` ingests them either way).
+    are counted only with --rescan (`semcomp run` ingests them either way): without it the
+    ingest row's pending is "unknown" (JSON: "pending": null, "pending_known": false).
     """
     from semcomp.study import Study, parse_failure_limit, summarise_failures
 
@@ -317,7 +318,7 @@ def status(
         document = {
             "study": str(study),
             "random_weights": random_weights,
-            "stages": [asdict(row) for row in rows],
+            "stages": [{**asdict(row), "pending_known": row.pending_known} for row in rows],
             "unfinished_runs": unfinished,
             "failures": [
                 {"stage": stage, "item": item, "reason": reason} for stage, item, reason in recorded
@@ -327,10 +328,12 @@ def status(
         return
     typer.echo(f"{'stage':<48} {'done':>7} {'pending':>8} {'failed':>7}")
     for row in rows:
-        pending = "?" if row.pending is None else row.pending
+        pending = row.pending if row.pending_known else "unknown"
         typer.echo(f"{row.what:<48} {row.done:>7} {pending:>8} {row.failed:>7}")
     if not rescan:
-        typer.echo("new images in the source are not counted (?): `semcomp status --rescan`")
+        typer.echo(
+            "new images in the source are not counted (pending unknown): `semcomp status --rescan`"
+        )
     if random_weights:
         typer.echo("note: random-weight similarity model — numbers are not meaningful")
     for line in unfinished:

@@ -19,6 +19,8 @@ from semcomp.analysis.figures import (
     paper_width,
     rd_figure,
     save_figure,
+    saved_in_background,
+    wait_for_figures,
 )
 from semcomp.analysis.rd import (
     compressai_results,
@@ -58,8 +60,9 @@ class Steps:
     bootstrap CIs and the figures of a large study take seconds each."""
 
     #: reading, summary, rd figure, Table 1, rate comparisons, agreement, zero-shot against
-    #: bpp, embedding codecs, surveys, README
-    TOTAL = 10
+    #: bpp, embedding codecs, surveys, caption scores, writing the figures (their worker
+    #: finishing), README
+    TOTAL = 12
 
     def __init__(self, enabled: bool):
         from tqdm.auto import tqdm
@@ -547,8 +550,10 @@ def write_report(
     **options,
 ) -> ReportFiles:
     """:func:`_write_report` with every figure ``width`` wide: ``double`` (7 in, across two
-    columns of a paper) or ``single`` (3.5 in, one column)."""
-    with paper_width(width):
+    columns of a paper) or ``single`` (3.5 in, one column). The figures' files are written
+    by a second process while the tables are computed
+    (:func:`~semcomp.analysis.figures.saved_in_background`)."""
+    with paper_width(width), saved_in_background():  # figures written while it computes
         return _write_report(study, out, **options)
 
 
@@ -692,6 +697,8 @@ def _write_report(
     if lossless:
         comparison_notes = [lossless, *comparison_notes]
     written = [rd_csv, summary_csv, *method_json, *figures, *extra, failures_csv]
+    step("writing the figures")
+    wait_for_figures()
     step("README")
     (folder / "README.txt").write_text(
         readme_text(

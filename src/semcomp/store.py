@@ -37,13 +37,15 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from semcomp.errors import DiskFullError, ReadOnlyStudyError, StoreError, StudyBusyError
 from semcomp.images import sha256_hex
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DB_NAME = "study.db"
 ARTIFACTS_DIR = "artifacts"
@@ -967,6 +969,8 @@ class Store:
         A plain cursor fetches tuples, which the DataFrame takes as they are (no
         ``sqlite3.Row`` made and converted per row).
         """
+        import pandas as pd  # lazily: `semcomp status` and the stages never need it
+
         cursor = self.conn.cursor()
         cursor.row_factory = None
         cursor.execute(sql, params)

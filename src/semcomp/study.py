@@ -38,7 +38,7 @@ from semcomp.models import hf_model_problem
 from semcomp.params import portable_value
 from semcomp.registry import PluginSource
 from semcomp.stages import STAGES, StageContext, StageReport, failure_label
-from semcomp.stages.embed import artifacts_to_score_query
+from semcomp.stages.embed import CANDIDATE_FILES, artifacts_to_score_query
 from semcomp.store import (
     DB_NAME,
     SchemaOutdatedError,
@@ -171,9 +171,15 @@ class RunSummary:
 class StatusRow:
     what: str
     done: int
-    #: None: not counted (new images in the source, without a rescan)
+    #: None: unknown, not counted (the ingest row without a rescan: images added to the
+    #: source since the last run are found only by listing it); see :attr:`pending_known`
     pending: int | None
     failed: int
+
+    @property
+    def pending_known(self) -> bool:
+        """Whether :attr:`pending` was counted (``semcomp status`` shows ``unknown`` if not)."""
+        return self.pending is not None
 
 
 class Study:
@@ -264,8 +270,9 @@ class Study:
             # failure and the run goes on with what the store holds
             images = self.config.images
             require_images(images.source if images.dataset is None else images.dataset)
-        require_extras("semcomp run", *self.extras_needed(selected))
-        self.prepare_models(selected)
+        pending = self._pending(selected)  # the source listed once, when the run ingests
+        require_extras("semcomp run", *self.extras_needed(selected, pending=pending))
+        self.prepare_models(selected, pending=pending)
         packages = package_versions(plugin_sources(self.config))
         log.debug("package versions: %s", packages)
         run_id = self.store.start_run(
@@ -326,19 +333,23 @@ class Study:
             )
         return RunSummary(run_id=run_id, status=status, stages=reports, failures=failures)
 
-    def models_needed(self, stages: Iterable[str]) -> list[tuple[str, str, Any]]:
+    def models_needed(
+        self, stages: Iterable[str], *, pending: dict[str, int] | None = None
+    ) -> list[tuple[str, str, Any]]:
         """The models the pending work of ``stages`` loads, as (family, what needs it, source):
         family ``hf`` (a Hugging Face id or folder) or ``clip`` (an :class:`EmbedderConfig`).
 
         Worked out from the store as :meth:`status` counts it: a finished study needs
         none; pending work upstream (new images, new representations) needs every model
-        downstream of it.
+        downstream of it. The image source is listed for new images only when ``stages``
+        ingest (without ingest, images not ingested yet get no work); ``pending``: those
+        counts (:meth:`_pending`) when already at hand.
         """
         from semcomp.captioners import CAPTIONERS
         from semcomp.reconstructors import RECONSTRUCTORS
 
         selected = set(stages)
-        rows = {row.what: row.pending for row in self.status(rescan=True)}
+        rows = pending if pending is not None else self._pending(selected)
         new_originals = rows["ingest: originals"] > 0
         upstream = new_originals
         needed: list[tuple[str, str, Any]] = []
@@ -383,7 +394,14 @@ class Study:
             unique.setdefault(key, (family, owner, source))
         return list(unique.values())
 
-    def extras_needed(self, stages: Iterable[str]) -> list[str]:
+    def _pending(self, stages: set[str]) -> dict[str, int]:
+        """Pending items per status row, for planning a run of ``stages``: the image source
+        is listed (for new images) only when they ingest."""
+        return {row.what: row.pending or 0 for row in self.status(rescan="ingest" in stages)}
+
+    def extras_needed(
+        self, stages: Iterable[str], *, pending: dict[str, int] | None = None
+    ) -> list[str]:
         """The pip extras (``semcomp.extras``) the pending work of ``stages`` imports, from
         the plugins that do it; pending as in :meth:`models_needed`."""
         from semcomp.captioners import CAPTIONERS
@@ -392,7 +410,7 @@ class Study:
         from semcomp.reconstructors import RECONSTRUCTORS
 
         selected = set(stages)
-        rows = {row.what: row.pending for row in self.status()}
+        rows = pending if pending is not None else self._pending(selected)
         new_originals = rows["ingest: originals"] > 0
         upstream = new_originals
         extras: list[str | None] = []
@@ -423,14 +441,16 @@ class Study:
                     extras.append(metric.metric_class.extra)
         return [extra for extra in dict.fromkeys(extras) if extra is not None]
 
-    def prepare_models(self, stages: Iterable[str]) -> None:
+    def prepare_models(
+        self, stages: Iterable[str], *, pending: dict[str, int] | None = None
+    ) -> None:
         """Before any stage starts: build the tiny models (``model = "tiny"``) the pending
         work needs, and check every other model it needs can be loaded (a folder, the local
         cache, or a hub that answers). Every missing model is named in one error."""
         from semcomp.errors import ModelUnavailableError
         from semcomp.models import HubReachability
 
-        needed = self.models_needed(stages)
+        needed = self.models_needed(stages, pending=pending)
         if not needed:
             return
         reachable = HubReachability()
@@ -486,13 +506,13 @@ class Study:
 
     # ---- status ----------------------------------------------------------------------
 
-    def status(self, *, rescan: bool = True) -> list[StatusRow]:
+    def status(self, *, rescan: bool = False) -> list[StatusRow]:
         """Done / pending / failed counts per stage and method, from the store alone.
 
         One grouped query per table, whatever the number of originals and methods.
         ``rescan`` lists the image source to count images not ingested yet; without it
-        the ingest row's ``pending`` is ``None`` (not counted), and nothing outside the
-        store is read (``semcomp status`` scans only with ``--rescan``).
+        (the default) the ingest row's ``pending`` is ``None`` (unknown: not counted), and
+        nothing outside the store is read (``semcomp status`` scans only with ``--rescan``).
         """
         conn = self.store.conn
         configured = [m.method_id for m in self.config.methods]
@@ -502,12 +522,32 @@ class Study:
         represented = dict(
             conn.execute("SELECT method_id, COUNT(*) FROM representations GROUP BY method_id")
         )
-        candidates = dict(
-            conn.execute(
-                "SELECT r.method_id, COUNT(*) FROM candidates c "
-                "JOIN representations r ON r.id = c.representation_id GROUP BY r.method_id"
-            )
+        # one pass over the candidates: per method, how many and how many are images; the
+        # artifacts similarity needs, and how many of them each embedder has embedded
+        embedders = self.config.clip_models
+        ids = [e.embedder_id for e in embedders]
+        context = StageContext(self.store, self.config, 0, False, StageReport("status"))
+        needed_sql, needed_params = artifacts_to_score_query(
+            context.method_filter("method_id"), candidate_files="made"
         )
+        candidates: dict[str, int] = {}
+        images: dict[str, int] = {}
+        embedded: dict[str | None, int] = {}
+        for what, key, count, image_count in conn.execute(
+            f"WITH made AS MATERIALIZED ({CANDIDATE_FILES}), "
+            f"needed(hash) AS MATERIALIZED ({needed_sql}) "
+            "SELECT 'made', method_id, COUNT(*), SUM(image) FROM made GROUP BY method_id "
+            "UNION ALL SELECT 'needed', NULL, COUNT(*), NULL FROM needed UNION ALL "
+            "SELECT 'embedded', e.embedder_id, COUNT(*), NULL FROM embeddings e "
+            "JOIN needed n ON n.hash = e.artifact_hash "
+            f"WHERE e.embedder_id IN ({', '.join('?' for _ in ids)}) "
+            "GROUP BY e.embedder_id",
+            [*needed_params, *ids],
+        ):
+            if what == "made":
+                candidates[key], images[key] = count, int(image_count or 0)
+            else:
+                embedded[key] = count
         failed: dict[tuple[str, str | None], int] = {}  # (stage, method id or captioner key)
         ingest_failed, embed_failed = 0, []
         for stage, method_id, captioner_key, item, count in conn.execute(
@@ -573,22 +613,8 @@ class Study:
                     no_candidate,
                 )
             )
-        embedders = self.config.clip_models
         all_candidates = sum(candidates.get(m, 0) for m in configured)
-        ids = [e.embedder_id for e in embedders]
-        context = StageContext(self.store, self.config, 0, False, StageReport("status"))
-        needed_sql, needed_params = artifacts_to_score_query(context.method_filter("r.method_id"))
-        embedded = dict(
-            conn.execute(
-                f"WITH needed(hash) AS ({needed_sql}) "
-                "SELECT NULL, COUNT(*) FROM needed UNION ALL "
-                "SELECT e.embedder_id, COUNT(*) FROM embeddings e "
-                "JOIN needed n ON n.hash = e.artifact_hash "
-                f"WHERE e.embedder_id IN ({', '.join('?' for _ in ids)}) "
-                "GROUP BY e.embedder_id",
-                [*needed_params, *ids],
-            )
-        )
+        image_candidates = sum(images.get(m, 0) for m in configured)
         needed = embedded.pop(None)
         for embedder in embedders:
             have = embedded.get(embedder.embedder_id, 0)
@@ -598,17 +624,10 @@ class Study:
             rows.append(
                 StatusRow(f"embed: {embedder.label}", have, needed - have - unreadable, unreadable)
             )
-        where, ids = context.method_filter("r.method_id")
 
         def scalar(sql: str, params: list[Any]) -> int:
             return int(conn.execute(sql, params).fetchone()[0] or 0)
 
-        image_candidates = scalar(
-            "SELECT COUNT(*) FROM candidates c JOIN representations r "
-            "ON r.id = c.representation_id JOIN artifacts a ON a.hash = c.artifact_hash "
-            f"WHERE {where} AND a.media_type LIKE 'image/%'",
-            ids,
-        )
         entries = [m for m in self.config.metric_entries if m.kind != "set"]
         keys = [  # set metrics: one value per method × operating point, not per candidate
             m.scores()[-1].key if m.kind == "embedding" else m.scores()[0].key for m in entries

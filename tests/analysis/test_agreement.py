@@ -62,3 +62,32 @@ def test_each_row_resamples_its_own_images_with_one_draw_for_both_correlations()
                 table.loc[method, f"{name}_ci_high"],
             ) == pytest.approx(expected[name], abs=0)
     assert table.loc[ALL, "originals"] == 25 and table.loc[ALL, "n"] == 150
+
+
+def test_a_metric_ordering_candidates_as_another_reuses_its_bootstrap(monkeypatch):
+    """CLIP's cosine and (cos + 1) / 2 rank the candidates alike: their correlations with
+    the ratings are the same numbers, so the image-resampled bootstrap runs once for both;
+    a metric that orders them otherwise gets its own."""
+    import semcomp.analysis.agreement as module
+
+    points = images_table(40, 2, seed=3)
+    points["cosine"] = points[CLIP] * 2 - 1
+    points["shuffled"] = np.random.default_rng(0).permutation(points[CLIP].to_numpy())
+    monkeypatch.setattr(module, "_COMPUTED", {})
+    bootstraps = []
+    counted = module.rank_correlation_cis
+    monkeypatch.setattr(
+        module, "rank_correlation_cis", lambda *a, **k: bootstraps.append(1) or counted(*a, **k)
+    )
+    scaled = agreement(points, CLIP, HUMAN, seed=5)
+    assert len(bootstraps) == 3  # all methods, and each of the two
+    cosine = agreement(points, "cosine", HUMAN, seed=5)
+    assert len(bootstraps) == 3
+    numbers = [c for c in scaled.columns if c not in ("model_metric",)]
+    pd.testing.assert_frame_equal(cosine[numbers], scaled[numbers], check_exact=True)
+    monkeypatch.setattr(module, "_COMPUTED", {})
+    fresh = agreement(points, "cosine", HUMAN, seed=5)  # computed anew: the same numbers
+    pd.testing.assert_frame_equal(fresh[numbers], scaled[numbers], check_exact=True)
+    agreement(points, "shuffled", HUMAN, seed=5)
+    agreement(points, CLIP, HUMAN, seed=6)  # another draw
+    assert len(bootstraps) == 3 + 3 + 3 + 3

@@ -50,3 +50,36 @@ def test_figures_without_a_tight_crop_keep_their_size_and_look(tmp_path):
     assert Image.open(png).size == (600, 450)  # 4 × 3 in at 150 dpi
     expected = np.asarray(Image.open(tmp_path / "reference.png"))
     assert np.array_equal(np.asarray(Image.open(png)), expected)
+
+
+def test_figures_saved_in_background_are_the_files_saved_here(tmp_path):
+    """Inside ``saved_in_background`` a forked worker writes each figure while the caller
+    goes on; the files are those written in this process, all there on leaving."""
+    import os
+
+    (tmp_path / "here").mkdir()
+    (tmp_path / "worker").mkdir()
+    figures.save_figure(scatter_figure(6000), tmp_path / "here" / "scatter")
+    with figures.saved_in_background():
+        saver = figures._BACKGROUND.get()
+        assert saver is not None and saver.pool._processes  # a second core: a worker
+        (worker,) = saver.pool._processes
+        assert worker != os.getpid()
+        written = figures.save_figure(scatter_figure(6000), tmp_path / "worker" / "scatter")
+        assert [p.name for p in written] == ["scatter.png", "scatter.pdf"]
+    assert figures._BACKGROUND.get() is None
+    assert (tmp_path / "worker" / "scatter.png").read_bytes() == (
+        tmp_path / "here" / "scatter.png"
+    ).read_bytes()
+    assert (tmp_path / "worker" / "scatter.pdf").stat().st_size > 0
+
+
+def test_a_figure_the_worker_cannot_write_raises_on_leaving(tmp_path):
+    import pytest
+
+    with pytest.raises(FileNotFoundError), figures.saved_in_background():
+        figures.save_figure(scatter_figure(10), tmp_path / "no such folder" / "scatter")
+    with figures.saved_in_background(enabled=False):  # written here, at once
+        assert figures._BACKGROUND.get() is None
+        figures.save_figure(scatter_figure(10), tmp_path / "scatter")
+        assert (tmp_path / "scatter.png").exists()

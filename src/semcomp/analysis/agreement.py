@@ -80,11 +80,45 @@ def kendall_rows(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return out
 
 
+#: rows of :func:`_correlations` already computed, by :func:`_rank_key`
+_COMPUTED: dict[bytes, dict[str, float]] = {}
+#: how many such rows are kept (the oldest go first)
+COMPUTED_MAX = 64
+
+
+def _rank_key(x: np.ndarray, y: np.ndarray, seed: int, units: np.ndarray | None) -> bytes:
+    """What ρ, τ-b, their p-values and their CIs depend on: the order of ``x`` and of ``y``
+    with their ties (dense ranks), which pairs share a unit, and the seed — not the values
+    themselves. A metric and an increasing transform of it (CLIP's cosine and its
+    (cos + 1) / 2) have the same key and the same correlations, to the last bit."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"{len(x)}|{seed}|{units is None}|".encode(), digest_size=32)
+    columns = [x, y] if units is None else [x, y, pd.factorize(units, sort=True)[0]]
+    for values in columns:
+        digest.update(np.unique(values, return_inverse=True)[1].astype(np.int64).tobytes())
+    return digest.digest()
+
+
 def _correlations(
     x: np.ndarray, y: np.ndarray, seed: int, units: np.ndarray | None = None
 ) -> dict[str, float]:
     """ρ and τ-b with their p-values and CIs; the CIs resample ``units`` (the original of
-    each candidate; ``None``: each candidate on its own), one draw for both."""
+    each candidate; ``None``: each candidate on its own), one draw for both.
+
+    Computed once per :func:`_rank_key`: the bootstrap of a second metric that orders
+    the candidates as a first one did (a rescaled CLIP score) is not run again."""
+    key = _rank_key(x, y, seed, units)
+    if key not in _COMPUTED:
+        if len(_COMPUTED) >= COMPUTED_MAX:
+            del _COMPUTED[next(iter(_COMPUTED))]
+        _COMPUTED[key] = _computed_correlations(x, y, seed, units)
+    return dict(_COMPUTED[key])
+
+
+def _computed_correlations(
+    x: np.ndarray, y: np.ndarray, seed: int, units: np.ndarray | None
+) -> dict[str, float]:
     from scipy.stats import kendalltau, spearmanr
 
     row: dict[str, float] = {"n": len(x)}

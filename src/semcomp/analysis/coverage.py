@@ -267,7 +267,9 @@ def agreement_comparison(
     both scores, over the originals common to their methods; methods with no such
     candidate are dropped and named."""
     both = points.dropna(subset=[model_metric, human_metric])
-    missing = sorted(set(points["method"].astype(str)) - set(both["method"].astype(str)))
+    missing = sorted(
+        set(map(str, points["method"].unique())) - set(map(str, both["method"].unique()))
+    )
     reasons = [(m, f"no candidate with both {model_metric} and {human_metric}") for m in missing]
     return common_images(both, "agreement", unpaired=unpaired, dropped=reasons)
 

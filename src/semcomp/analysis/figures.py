@@ -212,6 +212,123 @@ PAD_INCHES = 0.1
 
 
 def save_figure(figure: Figure, out_stem: Path, *, tight: bool = True) -> list[Path]:
+    """Write ``figure`` as PNG and PDF (:func:`write_figure`), or, inside
+    :func:`saved_in_background`, hand it to the worker process that writes them and
+    return at once; either way ``figure`` is closed and the two paths returned."""
+    saver = _BACKGROUND.get()
+    if saver is not None:
+        return saver.submit(figure, out_stem, tight)
+    return write_figure(figure, out_stem, tight=tight)
+
+
+#: the file types every figure is written as
+FIGURE_SUFFIXES = (".png", ".pdf")
+#: the figure saver of :func:`saved_in_background` in effect (None: save in this process)
+_BACKGROUND: ContextVar[_BackgroundSaver | None] = ContextVar("semcomp_figure_saver", default=None)
+
+
+@contextmanager
+def saved_in_background(enabled: bool = True) -> Iterator[None]:
+    """Inside, :func:`save_figure` hands each figure to one worker process that writes its
+    PNG and PDF (the slow part: laying out, rendering, embedding fonts) while this process
+    goes on computing; on leaving, every file has been written (a worker's error is
+    raised there). The worker is forked on entry, before the caller reads its data, so it
+    shares little memory; the figures travel pickled (matplotlib figures pickle whole)
+    and the files are the same as those written here.
+
+    Without a second core, where processes cannot be forked (not Linux) or none can be
+    started, or with ``enabled`` False, figures are written in this process as they come.
+    """
+    import os
+    import sys
+
+    saver = None
+    if enabled and sys.platform == "linux" and (os.cpu_count() or 1) >= 2:
+        try:
+            saver = _BackgroundSaver()
+        except OSError:  # no process could be started (a limit on processes, memory)
+            saver = None
+    if saver is None:
+        yield
+        return
+    token = _BACKGROUND.set(saver)
+    try:
+        yield
+    except BaseException:
+        saver.close(cancel=True)
+        raise
+    else:
+        saver.close()
+    finally:
+        _BACKGROUND.reset(token)
+
+
+def _write_pickled(data: bytes, out_stem: Path, tight: bool) -> None:
+    """In the worker: :func:`write_figure` of a pickled figure."""
+    import pickle
+
+    _pyplot()  # the report's style (pdf.fonttype among them) before the figure is drawn
+    write_figure(pickle.loads(data), out_stem, tight=tight)
+
+
+def _ready() -> None:
+    """The worker's first task: it has started."""
+
+
+class _BackgroundSaver:
+    """One forked worker process writing figures, in the order they come."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _pyplot()  # imported and styled once, before the fork, for both processes
+        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+        self.pool.submit(_ready).result()  # forked now, while this process is small
+        self.pending: list[tuple[Any, bytes, Path, bool]] = []
+
+    def submit(self, figure: Figure, out_stem: Path, tight: bool) -> list[Path]:
+        import pickle
+
+        try:
+            data = pickle.dumps(figure)
+        except Exception:  # an artist that does not pickle: written here instead
+            return write_figure(figure, out_stem, tight=tight)
+        _pyplot().close(figure)
+        future = self.pool.submit(_write_pickled, data, out_stem, tight)
+        self.pending.append((future, data, out_stem, tight))
+        return [out_stem.with_suffix(suffix) for suffix in FIGURE_SUFFIXES]
+
+    def wait(self) -> None:
+        """Until every figure handed over is written (here, if the worker died)."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        pending, self.pending = self.pending, []
+        for future, data, out_stem, tight in pending:
+            try:
+                future.result()
+            except BrokenProcessPool:  # the worker died (killed, out of memory)
+                import pickle
+
+                write_figure(pickle.loads(data), out_stem, tight=tight)
+
+    def close(self, *, cancel: bool = False) -> None:
+        """:meth:`wait`, and end the worker (``cancel``: once the figure under way is done)."""
+        try:
+            if not cancel:
+                self.wait()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=cancel)
+
+
+def wait_for_figures() -> None:
+    """Inside :func:`saved_in_background`: until every figure saved so far is written."""
+    saver = _BACKGROUND.get()
+    if saver is not None:
+        saver.wait()
+
+
+def write_figure(figure: Figure, out_stem: Path, *, tight: bool = True) -> list[Path]:
     """Write ``figure`` as PNG (150 dpi) and PDF next to each other and close it.
 
     The layout is worked out once for both files: legends placed at ``loc="best"`` are
@@ -235,7 +352,7 @@ def save_figure(figure: Figure, out_stem: Path, *, tight: bool = True) -> list[P
     finally:
         figure.dpi = dpi
     written = []
-    for suffix in (".png", ".pdf"):
+    for suffix in FIGURE_SUFFIXES:
         path = out_stem.with_suffix(suffix)
         figure.savefig(path, dpi=DPI, bbox_inches=bbox)
         written.append(path)

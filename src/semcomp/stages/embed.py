@@ -20,13 +20,37 @@ def artifacts_to_score(ctx: StageContext) -> list[str]:
     return sorted(r[0] for r in ctx.store.conn.execute(sql, params))
 
 
-def artifacts_to_score_query(method_filter: tuple[str, list[str]]) -> tuple[str, list[str]]:
+#: one row per candidate: its method, its file's hash, whether that file is an image and
+#: whether its original is still in the sources; ``semcomp status`` reads it once (as a
+#: common table) for its counts per method and :func:`artifacts_to_score_query`'s hashes
+CANDIDATE_FILES = (
+    "SELECT r.method_id AS method_id, c.artifact_hash AS hash, "
+    "COALESCE(a.media_type LIKE 'image/%', 0) AS image, "
+    "r.original_id IN (SELECT original_id FROM sources) AS current "
+    "FROM candidates c JOIN representations r ON r.id = c.representation_id "
+    "LEFT JOIN artifacts a ON a.hash = c.artifact_hash"
+)
+
+
+def artifacts_to_score_query(
+    method_filter: tuple[str, list[str]], candidate_files: str | None = None
+) -> tuple[str, list[str]]:
     """The SQL (and its parameters) of :func:`artifacts_to_score`'s hashes, given the
-    configured methods' filter on ``r.method_id`` (``semcomp status`` counts them in SQL)."""
+    configured methods' filter on ``r.method_id`` (``semcomp status`` counts them in SQL).
+
+    ``candidate_files``: the name of a common table of :data:`CANDIDATE_FILES` to select
+    the candidates from instead (the filter then on its ``method_id``)."""
     where, ids = method_filter
     current = "IN (SELECT original_id FROM sources)"
+    originals = f"SELECT artifact_hash FROM originals WHERE id {current}"
+    if candidate_files is not None:
+        return (
+            f"{originals} UNION SELECT hash FROM {candidate_files} "
+            f"WHERE {where} AND current AND image",
+            ids,
+        )
     return (
-        f"SELECT artifact_hash FROM originals WHERE id {current} UNION "
+        f"{originals} UNION "
         "SELECT c.artifact_hash FROM candidates c "
         "JOIN representations r ON r.id = c.representation_id "
         "JOIN artifacts a ON a.hash = c.artifact_hash "
