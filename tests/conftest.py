@@ -184,3 +184,11 @@ def metric_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from metric_store import write_metric_study
 
     return write_metric_study(tmp_path_factory.mktemp("metric-study"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Test files with a ``slow`` test run first (each file in its own order): with one
+    file per pytest-xdist worker, a long file started last would leave the other workers
+    idle at the end of the run."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
