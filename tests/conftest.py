@@ -8,7 +8,14 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["TRANSFORMERS_VERBOSITY"] = "error"
 os.environ["DIFFUSERS_VERBOSITY"] = "error"
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    # each pytest-xdist worker's torch (and the CLI processes it starts) gets its share of
+    # the CPUs: more threads than cores make a forward pass many times slower, not faster
+    _share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
 
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -104,20 +111,12 @@ quality = [15, 50]
 """
 
 
-@pytest.fixture(scope="session")
-def all_methods_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished study with every kind of method and human ratings, built once per session.
-
-    The demo study made small (:data:`SMALL_DEMO_PIXEL_METHODS`: JPEG and WebP, human
-    captions and BLIP through a tiny Stable Diffusion, a tiny PQVAE-shared; three
-    originals) plus imported external reconstructions with captions for two of them,
-    and human score rows for every image candidate.
-    """
+def build_all_methods_study(root: Path) -> Path:
+    """The study of :func:`all_methods_study`, built in ``root``."""
     from helpers import add_human_scores
     from semcomp.demo import SCENE_CAPTIONS, DemoSize, prepare_demo
     from semcomp.study import Study
 
-    root = tmp_path_factory.mktemp("all-methods") / "study"
     size = DemoSize(
         per_category=1, pixel_methods=SMALL_DEMO_PIXEL_METHODS, pqvae_scenes=8, pqvae_epochs=2
     )
@@ -140,6 +139,44 @@ def all_methods_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def built_once_per_run(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], Path]
+) -> Path:
+    """``build(folder)``'s folder, built by one pytest-xdist worker per run (the others wait
+    for it) and copied into each worker's own temporary folder, which its tests may change.
+    Without xdist it is built in place."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(tmp_path_factory.mktemp(name) / "study")
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent / name  # the run's folder, every worker's
+    shared.mkdir(exist_ok=True)
+    with FileLock(shared / "build.lock"):
+        if not (shared / "built").exists():
+            try:
+                build(shared / "study")
+            except BaseException:
+                shutil.rmtree(shared / "study", ignore_errors=True)  # the next worker retries
+                raise
+            (shared / "built").touch()
+    copy = tmp_path_factory.mktemp(name) / "study"
+    shutil.copytree(shared / "study", copy)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def all_methods_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished study with every kind of method and human ratings, built once per run.
+
+    The demo study made small (:data:`SMALL_DEMO_PIXEL_METHODS`: JPEG and WebP, human
+    captions and BLIP through a tiny Stable Diffusion, a tiny PQVAE-shared; three
+    originals) plus imported external reconstructions with captions for two of them,
+    and human score rows for every image candidate. Its study file names its models
+    and folders relative to it: each worker's copy is a study of its own.
+    """
+    return built_once_per_run(tmp_path_factory, "all-methods", build_all_methods_study)
+
+
 @pytest.fixture(scope="session")
 def metric_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """JPEG and WebP sweeps with PSNR, LPIPS, CLIP, FID (a set metric) and Survey A rows
@@ -147,3 +184,11 @@ def metric_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from metric_store import write_metric_study
 
     return write_metric_study(tmp_path_factory.mktemp("metric-study"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Test files with a ``slow`` test run first (each file in its own order): with one
+    file per pytest-xdist worker, a long file started last would leave the other workers
+    idle at the end of the run."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
