@@ -47,14 +47,14 @@ def test_status_lists_the_image_folder_only_with_rescan(
 ):
     root = encoded_study(tmp_path, image_folder, ("jpeg",))
     photo(64, 48, 9).save(image_folder / "landscape" / "new.png")  # not ingested yet
-    import semcomp.study
+    import semcomp.config
 
-    scan = semcomp.study.find_sources
+    scan = semcomp.config.find_sources
 
     def no_scan(source):
         raise AssertionError("status listed the image folder without --rescan")
 
-    monkeypatch.setattr(semcomp.study, "find_sources", no_scan)
+    monkeypatch.setattr(semcomp.config, "find_sources", no_scan)
     out = cli(["status", str(root)], capsys)
     ingest = next(line for line in out.splitlines() if line.startswith("ingest: originals"))
     assert ingest.split()[2:] == ["4", "unknown", "0"]
@@ -68,7 +68,7 @@ def test_status_lists_the_image_folder_only_with_rescan(
         # planning a run without ingest: images not ingested get no work, nothing listed
         assert [family for family, *_ in study.models_needed(["embed"])] == ["clip"]
         assert study.extras_needed(["encode", "decode"]) == []
-    monkeypatch.setattr(semcomp.study, "find_sources", scan)
+    monkeypatch.setattr(semcomp.config, "find_sources", scan)
     out = cli(["status", str(root), "--rescan"], capsys)
     ingest = next(line for line in out.splitlines() if line.startswith("ingest: originals"))
     assert ingest.split()[2:] == ["4", "1", "0"] and "--rescan`" not in out
@@ -82,19 +82,20 @@ def test_a_run_that_ingests_lists_the_source_once_before_it_starts(
 ):
     root = encoded_study(tmp_path, image_folder, ("jpeg",))
     photo(64, 48, 9).save(image_folder / "landscape" / "new.png")
-    import semcomp.study
+    import semcomp.config
 
     listed = []
-    scan = semcomp.study.find_sources
+    scan = semcomp.config.find_sources
     monkeypatch.setattr(
-        semcomp.study, "find_sources", lambda source: listed.append(source) or scan(source)
+        semcomp.config, "find_sources", lambda source: listed.append(source) or scan(source)
     )
     with Study.open(root) as study:
         study.run(progress=False, stages=["encode"])
         assert listed == []  # no ingest: the new image is no work of this run
         summary = study.run(progress=False, stages=["ingest", "encode", "decode"])
         assert summary.status == "finished" and not summary.failures
-        assert len(listed) == 1  # extras and models planned on one listing (two before)
+        # one listing plans extras and models (two before), one is the ingest stage's own
+        assert len(listed) == 2
         assert {row.what: row.done for row in study.status()}["ingest: originals"] == 5
 
 
