@@ -39,7 +39,7 @@ from semcomp.codecs.pqvae.bitstream import (
     prior_contexts,
     prior_counts,
 )
-from semcomp.codecs.pqvae.codec import EmbeddingCodec
+from semcomp.codecs.pqvae.codec import CheckpointCodec
 from semcomp.codecs.pqvae.evaluate import coder_rate
 from semcomp.codecs.pqvae.model import PQVAEConfig
 from semcomp.codecs.pqvae.train import TrainConfig, Trainer, index_counts
@@ -110,7 +110,7 @@ def main() -> None:
         checkpoint = trainer.train()
         trained_s = time.perf_counter() - started
     last = trainer.history[-1]
-    codec = EmbeddingCodec(checkpoint, "fixed")
+    codec = CheckpointCodec(checkpoint, "fixed")
     indices = codec.indices(data.embeddings[args.train :])
     if not args.json:
         from common import machine

@@ -18,7 +18,7 @@ from semcomp.codecs.pqvae.bitstream import (
     smoothed,
 )
 from semcomp.codecs.pqvae.checkpoint import load_checkpoint
-from semcomp.codecs.pqvae.codec import EmbeddingCodec
+from semcomp.codecs.pqvae.codec import CheckpointCodec
 from semcomp.codecs.pqvae.data import EmbeddingSet, load_embeddings
 from semcomp.codecs.pqvae.evaluate import evaluate
 from semcomp.codecs.pqvae.model import PAPER_PRESET, EmbeddingCodecModel, PQVAEConfig
@@ -85,7 +85,7 @@ def test_training_beats_chance_by_far(trained):
 def test_every_coder_round_trips_exactly(data, trained, coder):
     embeddings, _ = data
     _, checkpoint, _ = trained
-    codec = EmbeddingCodec(checkpoint, coder)
+    codec = CheckpointCodec(checkpoint, coder)
     streams = codec.encode(embeddings.embeddings[:100])
     assert all(isinstance(s, bytes) for s in streams)
     decoded = codec.decode(streams)
@@ -96,9 +96,9 @@ def test_rates_against_the_ideal_code_length(data, trained):
     embeddings, _ = data
     _, checkpoint, _ = trained
     rows = embeddings.embeddings[:200]
-    fixed = EmbeddingCodec(checkpoint, "fixed").encode_batch(rows)
+    fixed = CheckpointCodec(checkpoint, "fixed").encode_batch(rows)
     assert (fixed.bits == 8 * math.ceil(checkpoint.config.raw_bits / 8)).all()
-    huffman = EmbeddingCodec(checkpoint, "huffman")
+    huffman = CheckpointCodec(checkpoint, "huffman")
     encoded = huffman.encode_batch(rows)
     code_length = huffman.coder.code_length(huffman.indices(rows))
     p, lengths = huffman.coder.probabilities, huffman.coder.lengths
@@ -107,7 +107,7 @@ def test_rates_against_the_ideal_code_length(data, trained):
     assert code_length.mean() >= 0.98 * encoded.ideal_bits.mean()
     assert (encoded.bits == 8 * np.ceil(code_length / 8)).all()
     for name in ("ans", "ans-positional"):
-        ans = EmbeddingCodec(checkpoint, name).encode_batch(rows)
+        ans = CheckpointCodec(checkpoint, name).encode_batch(rows)
         # rANS: within 1 % of the ideal length plus its fixed state flush (≤ 64 bits)
         assert (ans.bits <= 1.01 * ans.ideal_bits + 64).all()
 
@@ -259,7 +259,7 @@ def test_baselines_share_the_interface(data, tmp_path):
         trainer = quiet_trainer(
             config, training, embeddings, text, tmp_path / update["architecture"]
         )
-        codec = EmbeddingCodec(trainer.train(), "huffman")
+        codec = CheckpointCodec(trainer.train(), "huffman")
         decoded = codec.decode(codec.encode(rows))
         assert np.array_equal(decoded, codec.reconstruct(rows))
     assert len(codec.encode(rows)[0]) == 64 * 4  # float32 sends 32 bpd

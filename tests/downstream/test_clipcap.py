@@ -415,7 +415,7 @@ def test_images_without_features_are_left_out_and_recorded(coco, tmp_path):
 
 def test_a_pqvae_codec_in_the_loop_changes_only_the_features(coco, tmp_path):
     from semcomp.codecs.pqvae.checkpoint import load_checkpoint
-    from semcomp.codecs.pqvae.codec import EmbeddingCodec
+    from semcomp.codecs.pqvae.codec import CheckpointCodec
 
     _root, gpt, (annotations, features) = coco
     data = load_captioned_features(annotations, features)
@@ -423,7 +423,7 @@ def test_a_pqvae_codec_in_the_loop_changes_only_the_features(coco, tmp_path):
     model, train = configs(gpt, epochs=1, codec=str(pqvae))
     looped = Trainer(model, train, data, tmp_path / "looped", log=quiet, progress=False)
     plain = Trainer(model, configs(gpt, epochs=1)[1], data, tmp_path / "plain", log=quiet)
-    decoded = EmbeddingCodec(load_checkpoint(pqvae)).reconstruct(data.embeddings)
+    decoded = CheckpointCodec(load_checkpoint(pqvae)).reconstruct(data.embeddings)
     assert np.array_equal(looped.features, decoded)
     assert not np.allclose(looped.features, plain.features)
     assert looped.tokens == plain.tokens and looped.samples == plain.samples

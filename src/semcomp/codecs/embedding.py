@@ -80,4 +80,4 @@ EMBEDDING_CODECS = Registry(
     entry_point_group="semcomp.embedding_codecs",
     base="semcomp.codecs.embedding:EmbeddingCodec",
 )
-EMBEDDING_CODECS.register("pqvae", "semcomp.codecs.pqvae.plugin:PqvaePlugin")
+EMBEDDING_CODECS.register("pqvae", "semcomp.codecs.pqvae.plugin:PqvaeCodec")

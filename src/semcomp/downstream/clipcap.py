@@ -195,14 +195,14 @@ def load_captioned_features(annotations: Path, features: Path) -> CaptionedFeatu
 @dataclass
 class NamedCodec:
     name: str
-    codec: Any  # semcomp.codecs.pqvae.codec.EmbeddingCodec
+    codec: Any  # semcomp.codecs.pqvae.codec.CheckpointCodec
 
 
 def open_codec(spec: str, dim: int, coder: str | None = None) -> NamedCodec:
     """``float32``, ``float16`` or the path of a PQVAE checkpoint → an embedding codec."""
     from semcomp.codecs.pqvae.bitstream import DEFAULT_CODER
     from semcomp.codecs.pqvae.checkpoint import Checkpoint, load_checkpoint
-    from semcomp.codecs.pqvae.codec import FLOATS, EmbeddingCodec
+    from semcomp.codecs.pqvae.codec import FLOATS, CheckpointCodec
     from semcomp.codecs.pqvae.evaluate import method_label
     from semcomp.codecs.pqvae.model import EmbeddingCodecModel, PQVAEConfig
 
@@ -211,7 +211,7 @@ def open_codec(spec: str, dim: int, coder: str | None = None) -> NamedCodec:
         checkpoint = Checkpoint(
             config, EmbeddingCodecModel(config).eval(), np.ones(2), np.ones((1, 2)), {}
         )
-        return NamedCodec(spec, EmbeddingCodec(checkpoint))
+        return NamedCodec(spec, CheckpointCodec(checkpoint))
     path = Path(spec)
     if not path.exists():
         raise ConfigError(f"codec {spec!r} is neither float32, float16 nor a PQVAE checkpoint")
@@ -223,7 +223,7 @@ def open_codec(spec: str, dim: int, coder: str | None = None) -> NamedCodec:
         )
     return NamedCodec(
         f"{method_label(checkpoint.config)} [{path.stem}]",
-        EmbeddingCodec(checkpoint, coder or DEFAULT_CODER),
+        CheckpointCodec(checkpoint, coder or DEFAULT_CODER),
     )
 
 

@@ -35,7 +35,11 @@ class EncodedBatch:
         return np.array([8 * len(s) for s in self.streams])
 
 
-class EmbeddingCodec:
+class CheckpointCodec:
+    """A trained checkpoint's quantiser and prior with one entropy coder: embeddings →
+    streams → decoded embeddings (the ``pqvae`` embedding codec, and the downstream
+    tasks' codecs, run it)."""
+
     def __init__(self, checkpoint: Checkpoint, coder: str = DEFAULT_CODER):
         if coder not in CODERS:
             raise ValueError(f"unknown entropy coder {coder!r}; coders: {', '.join(CODERS)}")

@@ -38,7 +38,7 @@ from semcomp.codecs.pqvae.bitstream import (
     encode_streams,
 )
 from semcomp.codecs.pqvae.checkpoint import Checkpoint
-from semcomp.codecs.pqvae.codec import EmbeddingCodec
+from semcomp.codecs.pqvae.codec import CheckpointCodec
 from semcomp.codecs.pqvae.data import EmbeddingSet
 from semcomp.codecs.pqvae.model import PQVAEConfig
 from semcomp.codecs.pqvae.train import TrainConfig, Trainer
@@ -176,7 +176,7 @@ def evaluate(
     """
     if stream_size < 1:
         raise ValueError(f"stream size must be at least 1, not {stream_size}")
-    codec = EmbeddingCodec(checkpoint, coder)
+    codec = CheckpointCodec(checkpoint, coder)
     if text is not None and len(data.labels) and data.labels.max() >= len(text):
         raise ConfigError(
             f"labels go up to {data.labels.max()} but the class text embeddings have "

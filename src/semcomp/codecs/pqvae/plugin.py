@@ -48,7 +48,7 @@ class PqvaeParams(PluginParams):
         return self
 
 
-class PqvaePlugin(EmbeddingCodec):
+class PqvaeCodec(EmbeddingCodec):
     """A trained checkpoint's quantiser and prior, with the chosen entropy coder."""
 
     name = "pqvae"
@@ -58,7 +58,7 @@ class PqvaePlugin(EmbeddingCodec):
 
     def __init__(self, params: PqvaeParams):
         from semcomp.codecs.pqvae.checkpoint import load_checkpoint
-        from semcomp.codecs.pqvae.codec import EmbeddingCodec as CheckpointCodec
+        from semcomp.codecs.pqvae.codec import CheckpointCodec
 
         super().__init__(params)
         self.codec = CheckpointCodec(load_checkpoint(params.checkpoint), params.entropy_coder)
