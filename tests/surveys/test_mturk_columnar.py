@@ -140,3 +140,34 @@ def test_only_the_columns_an_assignment_reads_become_python_strings(tmp_path, mo
     used = {header[i] for i in mturk._Columns(header).used() if i is not None}
     assert "Title" not in used and "Reward" not in used
     assert {"HITId", "AssignmentId", "AcceptTime", "Answer.taskAnswers"} <= used
+
+
+def test_an_import_checks_no_foreign_key_per_answer_and_turns_the_checks_on_again(
+    store, tmp_path, monkeypatch
+):
+    """The checks are off while answers are written (they found nothing: an import refers
+    only to rows of the store), on after the import, also after one that fails."""
+    from test_import import A, survey_a_rows, write_mapping
+
+    from semcomp.errors import ConfigError
+    from semcomp.surveys.definitions import SurveyDefinition
+    from semcomp.surveys.importer import import_ratings
+
+    seen = []
+    upsert_many = type(store).upsert_many
+
+    def watching(self, table, *args, **kwargs):
+        seen.append(self.conn.execute("PRAGMA foreign_keys").fetchone()[0])
+        return upsert_many(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(type(store), "upsert_many", watching)
+    rows = survey_a_rows(store, {(0, "W1"): 5, (1, "W2"): 7})
+    results = write_batch_results(tmp_path / "a.csv", rows)
+    import_ratings(store, results, A, mapping=write_mapping(tmp_path))
+    assert seen and not any(seen)
+    assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    other = SurveyDefinition(**(A.model_dump() | {"id": "A2", "source": ""}))
+    with pytest.raises(ConfigError):
+        import_ratings(store, results, other, mapping=write_mapping(tmp_path))
+    assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
