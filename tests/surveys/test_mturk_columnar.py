@@ -56,6 +56,7 @@ def answered(number: int, **kwargs) -> dict:
 
 @pytest.mark.parametrize("layout", ["json", "flat"])
 def test_a_usual_file_is_read_in_columns_into_the_same_rows(tmp_path, layout, monkeypatch):
+    monkeypatch.setattr(mturk, "_CHUNK_ROWS", 7)  # rows become Python strings 7 at a time
     rows = [answered(n, minute=n % 60) for n in range(40)]
     rows[3]["AcceptTime"] = "Mon Feb 30 10:00:00 PDT 2012"  # a problem of its row
     rows[4]["WorkTimeInSeconds"] = "two minutes"

@@ -476,14 +476,27 @@ def _columnar_rows(path: Path, encoding: str, header: list[str]) -> Iterator[Ass
     for _, i in columns.times:
         if i is not None:
             columns.read_times |= read_times(table.column(i).to_pylist())
-    # only the columns an assignment reads are made Python strings
-    blank = [""] * table.num_rows
     used = {i for i in columns.used() if i is not None}
-    cells = [table.column(i).to_pylist() if i in used else blank for i in range(width)]
-    del table, required
-    return (
-        columns.assignment(line, row) for line, row in enumerate(zip(*cells, strict=True), start=2)
-    )
+    del required
+    return _assignments(columns, table, used)
+
+
+#: rows made Python strings at a time (the whole file's cells would hold about 1 GB at
+#: 200,000 assignments)
+_CHUNK_ROWS = 20_000
+
+
+def _assignments(columns: _Columns, table, used: set[int]) -> Iterator[AssignmentRow]:
+    """The rows of a parsed file, a chunk at a time; only the columns an assignment reads
+    become Python strings."""
+    for start in range(0, table.num_rows, _CHUNK_ROWS):
+        chunk = table.slice(start, _CHUNK_ROWS)
+        blank = [""] * chunk.num_rows
+        cells = [
+            chunk.column(i).to_pylist() if i in used else blank for i in range(chunk.num_columns)
+        ]
+        for line, row in enumerate(zip(*cells, strict=True), start=start + 2):
+            yield columns.assignment(line, row)
 
 
 #: :data:`_TIME` with named groups, for pyarrow (RE2: it matches a subset of what Python's
