@@ -421,3 +421,57 @@ def test_a_method_without_a_rate_and_a_failing_target_are_shown_not_dropped(
 
     summary = cached_summary(str(uneven_study), signature(uneven_study), (), (), True)
     assert sorted(summary.loc[summary.method == "jpeg-bytes", "n"]) == [2, 4]
+
+
+def test_a_display_sample_keeps_a_share_of_every_group_in_order_and_the_same_each_time():
+    from semcomp.app.widgets import display_sample
+
+    rows = pd.DataFrame(
+        {"method": ["jpeg"] * 9000 + ["webp"] * 990 + ["rare"] * 10, "x": range(10_000)}
+    )
+    drawn = display_sample(rows, "method", limit=1000)
+    counts = drawn["method"].value_counts().to_dict()
+    assert counts == {"jpeg": 900, "webp": 99, "rare": 1}
+    assert drawn.index.is_monotonic_increasing and drawn.equals(rows.loc[drawn.index])
+    assert drawn.index.equals(display_sample(rows, "method", limit=1000).index)
+    assert len(display_sample(rows.head(50), "method", limit=1000)) == 50
+
+
+def test_the_chart_draws_a_sample_of_many_points_and_says_so(all_methods_study, monkeypatch):
+    """Past ``MAX_POINTS`` candidates the chart draws a sample of them (a warm rerun of a
+    500,000-score study spent seconds serialising every point) and says so on the chart."""
+    import json
+
+    from semcomp.analysis.figures import RATE_AXES
+    from semcomp.app import widgets
+    from semcomp.app.data import load_study, signature
+    from semcomp.app.widgets import CANDIDATE
+
+    monkeypatch.setattr(widgets, "MAX_POINTS", 6)
+    app = open_page(app_on(all_methods_study, monkeypatch), "rate_distortion.py")
+    app.radio(key="rd_view").set_value("per-image points").run()
+    assert not app.exception
+    metric, rate = app.selectbox(key="filter_metric").value, app.radio(key="rd_rate").value
+    points = load_study(str(all_methods_study), signature(all_methods_study)).points
+    column = RATE_AXES[rate][0]
+    usable = points.dropna(subset=[column, metric])
+    usable = usable[usable[column] > 0]
+    traces = chart_traces(app)
+    dots = [t for t in traces if t.get("customdata") and t["customdata"][0][0] == CANDIDATE]
+    drawn = sum(len(t["x"]) for t in dots)
+    assert len(dots) == usable["method"].nunique()
+    assert len(dots) <= drawn <= 6 + len(dots) < len(usable)
+    layout = json.loads(app.get("plotly_chart")[0].proto.spec)["layout"]
+    notes = [a["text"] for a in layout.get("annotations", [])]
+    assert any(f"showing a random {drawn:,} of {len(usable):,} candidates" in n for n in notes)
+
+
+def test_a_rerun_gets_the_cached_analyses_back_without_copying_them(all_methods_study):
+    """Summaries and coverages are shared between reruns (a copy per rerun was most of a
+    warm render at 500,000 score rows); a new database state computes them again."""
+    from semcomp.app.data import cached_analysis, cached_summary, signature
+
+    key = (str(all_methods_study), signature(all_methods_study), (), ())
+    assert cached_summary(*key) is cached_summary(*key)
+    assert cached_analysis("curves", *key) is cached_analysis("curves", *key)
+    assert cached_analysis("curves", *key[:2], (), ("jpeg",)) is not cached_analysis("curves", *key)

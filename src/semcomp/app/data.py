@@ -227,7 +227,15 @@ def current_study() -> StudyData | None:
         return None
 
 
-@st.cache_data(show_spinner="summarising…", max_entries=32)
+#: what the pages derive from the study (summaries, coverages, Table 1, agreement) is held
+#: by ``st.cache_resource``: a rerun gets the same objects back, where ``st.cache_data``
+#: unpickles a copy on every hit (a 120,000-row coverage each time, the largest part of a
+#: warm rerun at 500,000 score rows). They are keyed by the database's signature like
+#: :func:`load_study`, and the pages only read them (never change a cached frame in place).
+cache_derived = st.cache_resource
+
+
+@cache_derived(show_spinner="summarising…", max_entries=32)
 def cached_summary(
     root: str,
     db_signature: tuple,
@@ -403,7 +411,7 @@ ANALYSES = {
 }
 
 
-@st.cache_data(show_spinner="computing…", max_entries=64)
+@cache_derived(show_spinner="computing…", max_entries=64)
 def cached_analysis(
     name: str,
     root: str,

@@ -138,10 +138,11 @@ def context() -> tuple[StudyData, Filters]:
 
 
 def download_csv(frame: pd.DataFrame, file_name: str, key: str) -> None:
-    """A download button for the table on screen."""
+    """A download button for the table on screen, written when clicked (not on every
+    rerun: a 100,000-row table takes seconds)."""
     st.download_button(
         "Download table (CSV)",
-        frame.to_csv(index=False).encode("utf-8"),
+        lambda: frame.to_csv(index=False).encode("utf-8"),
         file_name=file_name,
         mime="text/csv",
         key=key,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -55,6 +56,50 @@ def show_original(study: StudyData, original_id: str) -> None:
         st.markdown(f":material/broken_image: *original file missing*  \n{caption}")
         return
     st.image(row["path"], caption=caption)
+
+
+#: the most per-candidate points a chart draws: a browser slows down and a rerun spends
+#: seconds serialising 100,000 points, which no one can tell apart on screen anyway
+MAX_POINTS = 5_000
+
+
+def display_sample(
+    rows: pd.DataFrame, by: str, limit: int | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """At most about ``limit`` (:data:`MAX_POINTS`) of ``rows`` for drawing (all of them
+    when there are no more): the same share of every ``by`` group, at least one row of
+    each, drawn at random with a fixed seed (the same points on every rerun), in their
+    original order."""
+    limit = MAX_POINTS if limit is None else limit
+    if len(rows) <= limit:
+        return rows
+    groups = pd.factorize(rows[by], use_na_sentinel=False)[0]
+    order = np.random.default_rng(seed).permutation(len(rows))
+    shuffled = groups[order]
+    sizes = np.bincount(shuffled)
+    quota = np.ceil(sizes * (limit / len(rows)))
+    # each row's rank within its group, in the shuffled order
+    by_group = np.argsort(shuffled, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    rank = np.empty(len(rows), dtype=np.int64)
+    rank[by_group] = np.arange(len(rows)) - starts[shuffled[by_group]]
+    return rows.iloc[np.sort(order[rank < quota[shuffled]])]
+
+
+def mark_sample(figure, shown: int, total: int) -> None:
+    """Say on the chart that it draws a sample of the points (``shown`` of ``total``)."""
+    if shown < total:
+        figure.add_annotation(
+            text=f"showing a random {shown:,} of {total:,} candidates (curves and tables: all)",
+            xref="paper",
+            yref="paper",
+            x=1.0,
+            y=0.0,
+            xanchor="right",
+            yanchor="bottom",
+            showarrow=False,
+            font={"color": "#555", "size": 11},
+        )
 
 
 def mark_random_weights(figure, study: StudyData) -> None:

@@ -20,15 +20,26 @@ be read (an impossible date, an unknown zone) is ``None`` and a problem of its r
 
 from __future__ import annotations
 
+import csv
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from operator import itemgetter
 from pathlib import Path
 
-from semcomp.csvtext import CsvProblem, csv_encoding, csv_records, delimiter_hint, open_csv, shorten
+from semcomp.csvtext import (
+    MAX_FIELD,
+    MAX_LINE,
+    UTF8,
+    CsvProblem,
+    csv_encoding,
+    csv_records,
+    delimiter_hint,
+    open_csv,
+    shorten,
+)
 from semcomp.errors import ConfigError
 
 REQUIRED_COLUMNS = ("HITId", "AssignmentId", "WorkerId", "AssignmentStatus")
@@ -224,8 +235,17 @@ def read_batch_results(path: Path) -> BatchFile:
         input_columns=input_columns,
         answer_columns=answer_columns,
         unknown_columns=unknown,
-        rows=_rows(path, encoding, header),
+        rows=_all_rows(path, encoding, header),
     )
+
+
+def _all_rows(
+    path: Path, encoding: str, header: list[str]
+) -> Iterator[AssignmentRow | tuple[int, str]]:
+    """The rows, read column by column when the file allows (:func:`_columnar_rows`), else
+    record by record (:func:`_rows`, which says what is wrong with each bad row)."""
+    rows = _columnar_rows(path, encoding, header)
+    yield from _rows(path, encoding, header) if rows is None else rows
 
 
 def _rows(
@@ -256,6 +276,22 @@ def _rows(
             yield columns.assignment(line, cells)
 
 
+def _read_forms(text: str) -> dict[str, str] | str:
+    """An ``Answer.taskAnswers`` cell flattened (:func:`flatten_answer`), or why it is not
+    JSON. Rows share the returned dictionary: it is read, never changed."""
+    try:
+        forms = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"not JSON: {exc.msg}"
+    flat: dict[str, str] = {}
+    for form in forms if isinstance(forms, list) else [forms]:
+        if isinstance(form, dict) and all(type(v) is str for v in form.values()):
+            flat.update(form)  # what flatten_answer makes of a flat form
+        else:
+            flatten_answer(form, "", flat)
+    return flat
+
+
 #: the standard columns an :class:`AssignmentRow` keeps (stripped), in its field order
 _KEPT = ("HITId", "AssignmentId", "WorkerId", "AssignmentStatus", "LifetimeApprovalRate")
 
@@ -267,6 +303,8 @@ class _Columns:
     def __init__(self, header: list[str]):
         index = {name: i for i, name in enumerate(header)}
         self.kept = [index.get(name) for name in _KEPT]
+        #: a column every row has (a row blank there may be blank everywhere)
+        self.first_required = index[REQUIRED_COLUMNS[0]]
         self.times = [(name, index.get(name)) for name in ("AcceptTime", "SubmitTime")]
         self.work = index.get("WorkTimeInSeconds")
         self.inputs = [
@@ -284,8 +322,20 @@ class _Columns:
         self.input_dicts: dict[tuple[str, ...], dict[str, str]] = {}
         self.read_times: dict[str, tuple[str | None, str]] = {}
         self.read_seconds: dict[str, float | str] = {}
+        #: ``Answer.taskAnswers`` texts → their flattened answers, or why they are unreadable
+        self.read_forms: dict[str, dict[str, str] | str] = {}
 
-    def assignment(self, line: int, cells: list[str]) -> AssignmentRow:
+    def used(self) -> list[int | None]:
+        """The columns :meth:`assignment` reads."""
+        return [
+            *self.kept,
+            *(i for _, i in self.times),
+            self.work,
+            *(i for _, i in self.inputs),
+            *(i for _, i in self.answers),
+        ]
+
+    def assignment(self, line: int, cells: Sequence[str]) -> AssignmentRow:
         problems: list[tuple[str, str, str]] = []
         flat: dict[str, str] = {}
         for name, i in self.answers:
@@ -293,16 +343,13 @@ class _Columns:
                 text = cells[i].strip()
                 if not text:
                     continue
-                try:
-                    forms = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    problems.append((f"Answer.{name}", text[:200], f"not JSON: {exc.msg}"))
+                read = self.read_forms.get(text)
+                if read is None:
+                    read = self.read_forms[text] = _read_forms(text)
+                if isinstance(read, str):
+                    problems.append((f"Answer.{name}", text[:200], read))
                     continue
-                for form in forms if isinstance(forms, list) else [forms]:
-                    if isinstance(form, dict) and all(type(v) is str for v in form.values()):
-                        flat.update(form)  # what flatten_answer makes of a flat form
-                    else:
-                        flatten_answer(form, "", flat)
+                flat.update(read)
             else:
                 flat[name] = cells[i]
         hit_id, assignment_id, worker_id, status, approval_rate = (
@@ -350,3 +397,149 @@ class _Columns:
             problems=problems,
             inputs_key=key,
         )
+
+
+# ---- the columnar reader ----------------------------------------------------------------
+
+#: the blocks a file is scanned in before it is parsed whole
+_SCAN_BLOCK = 1 << 24
+
+
+def _one_row_per_line(path: Path) -> int | None:
+    """The number of lines of ``path`` if each can be one CSV record: ``\n`` or ``\r\n``
+    line ends and a final one, no blank or one-character line, no NUL, none longer than
+    :data:`MAX_LINE` bytes. ``None`` otherwise: such a file is left to the record reader,
+    which says what is wrong where."""
+    import numpy as np
+
+    lines, offset, last_end, previous = 0, 0, -1, b""
+    carriage_returns = line_ends_after_one = 0
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(_SCAN_BLOCK), b""):
+            if b"\0" in block:
+                return None
+            carriage_returns += block.count(b"\r")
+            line_ends_after_one += block.count(b"\r\n") + (previous == b"\r" and block[:1] == b"\n")
+            ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + offset
+            if len(ends):
+                lengths = np.diff(ends, prepend=last_end)
+                if lengths.min() <= 2 or lengths.max() > MAX_LINE:
+                    return None
+                last_end = int(ends[-1])
+                lines += len(ends)
+            offset += len(block)
+            previous = block[-1:]
+    if previous != b"\n" or carriage_returns != line_ends_after_one or offset - last_end > 1:
+        return None
+    return lines
+
+
+def _columnar_rows(path: Path, encoding: str, header: list[str]) -> Iterator[AssignmentRow] | None:
+    """Every row of the file, parsed whole by pyarrow and decoded column by column, when
+    each record is one line of the header's width (the usual download). ``None`` for any
+    other file (cells spanning lines, blank lines, short or long rows, a Windows
+    encoding), which :func:`_rows` reads record by record. Both give the same rows."""
+    if encoding != UTF8:
+        return None
+    lines = _one_row_per_line(path)
+    if lines is None or lines < 2:
+        return None
+    import pyarrow as pa
+    from pyarrow import csv as arrow_csv
+
+    width = len(header)
+    names = [f"c{i}" for i in range(width)]
+    try:
+        table = arrow_csv.read_csv(
+            path,
+            read_options=arrow_csv.ReadOptions(skip_rows=1, column_names=names),
+            parse_options=arrow_csv.ParseOptions(newlines_in_values=False),
+            convert_options=arrow_csv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a row of another width, or bad UTF-8
+        return None
+    if table.num_rows != lines - 1:
+        return None
+    import pyarrow.compute as pc
+
+    limit = min(MAX_FIELD, csv.field_size_limit())
+    if any((pc.max(pc.utf8_length(column)).as_py() or 0) > limit for column in table.columns):
+        return None  # a field the record reader reports as too long
+    columns = _Columns(header)
+    required = table.column(columns.first_required)
+    if not pc.all(pc.not_equal(pc.utf8_trim_whitespace(required), "")).as_py():
+        return None  # a row without the first required column: the record reader's case
+    for _, i in columns.times:
+        if i is not None:
+            columns.read_times |= read_times(table.column(i).to_pylist())
+    used = {i for i in columns.used() if i is not None}
+    del required
+    return _assignments(columns, table, used)
+
+
+#: rows made Python strings at a time (the whole file's cells would hold about 1 GB at
+#: 200,000 assignments)
+_CHUNK_ROWS = 20_000
+
+
+def _assignments(columns: _Columns, table, used: set[int]) -> Iterator[AssignmentRow]:
+    """The rows of a parsed file, a chunk at a time; only the columns an assignment reads
+    become Python strings."""
+    for start in range(0, table.num_rows, _CHUNK_ROWS):
+        chunk = table.slice(start, _CHUNK_ROWS)
+        blank = [""] * chunk.num_rows
+        cells = [
+            chunk.column(i).to_pylist() if i in used else blank for i in range(chunk.num_columns)
+        ]
+        for line, row in enumerate(zip(*cells, strict=True), start=start + 2):
+            yield columns.assignment(line, row)
+
+
+#: :data:`_TIME` with named groups, for pyarrow (RE2: it matches a subset of what Python's
+#: ``re`` does, so what it leaves is read by :func:`read_time`)
+_TIME_PARTS = (
+    r"^\s*(?:[A-Za-z]{3}\s+)?(?P<month>[A-Za-z]{3})\s+(?P<day>\d{1,2})\s+"
+    r"(?P<hour>\d{1,2}):(?P<minute>\d{2}):(?P<second>\d{2})\s+(?P<zone>[A-Za-z]{1,5})\s+"
+    r"(?P<year>\d{4})\s*$"
+)
+
+
+def read_times(texts: list[str]) -> dict[str, tuple[str | None, str]]:
+    """:func:`read_time` of each distinct text (stripped), as a dictionary keyed by the
+    stripped text: MTurk's usual times (``Fri Jun 08 09:21:50 PDT 2012``, years 1900-2200)
+    are decoded together with numpy; any other text, one by one."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    unique = list(dict.fromkeys(text.strip() for text in texts))
+    found = pc.extract_regex(pa.array(unique, pa.string()), _TIME_PARTS)
+    month = pc.index_in(pc.utf8_capitalize(found.field("month")), pa.array(list(_MONTHS)))
+    zone = pc.index_in(pc.utf8_upper(found.field("zone")), pa.array(list(ZONES)))
+    usual = pc.and_(pc.and_(found.is_valid(), month.is_valid()), zone.is_valid())
+    matched = found.filter(usual)
+    year, day, hour, minute, second = (
+        pc.cast(matched.field(part), pa.int64()).to_numpy()
+        for part in ("year", "day", "hour", "minute", "second")
+    )
+    months = (year - 1970) * 12 + month.filter(usual).to_numpy()
+    first = months.astype("datetime64[M]")
+    date = first.astype("datetime64[D]") + (day - 1)
+    ok = (year >= 1900) & (year <= 2200) & (day >= 1) & (hour < 24) & (minute < 60)
+    ok &= (second < 60) & (date.astype("datetime64[M]") == first)
+    hours = np.array(list(ZONES.values()), dtype=np.int64)[zone.filter(usual).to_numpy()]
+    seconds = hour * 3600 + minute * 60 + second - hours * 3600
+    stamps = np.datetime_as_string(date.astype("datetime64[s]") + seconds, unit="s")
+    decoded = {}
+    positions = np.flatnonzero(usual.to_numpy(zero_copy_only=False))
+    for position, good, stamp in zip(positions, ok, stamps, strict=True):
+        if good:
+            decoded[unique[position]] = (f"{stamp}+00:00", "")
+    for text in unique:
+        if text not in decoded:
+            decoded[text] = read_time(text)
+    return decoded

@@ -28,8 +28,10 @@ from semcomp.app.widgets import (
     OPERATING_POINT,
     candidate_grid,
     candidates_behind,
+    display_sample,
     left_out,
     mark_random_weights,
+    mark_sample,
     plain,
 )
 from semcomp.errors import AnalysisError
@@ -247,7 +249,8 @@ else:
     colours = colour_map(usable[colour_by].unique())
 digits = score_format(usable[metric])  # enough to tell these candidates apart
 figure = go.Figure()
-for key, rows in usable.groupby(colour_by):
+drawn = display_sample(usable, colour_by)  # curves, tables and downloads use every row
+for key, rows in drawn.groupby(colour_by):
     captions = rows["caption"].fillna("").str.slice(0, 80) if "caption" in rows else ""
     hover = rows[["candidate_id", "original", "method", "operating_point"]].assign(
         caption=captions, rate=[rate_text(bits) for bits in rows["rate_bits"]]
@@ -398,6 +401,7 @@ figure.update_layout(
     legend={"font": {"size": 11}},
 )
 mark_random_weights(figure, study)
+mark_sample(figure, len(drawn), len(usable))
 event = st.plotly_chart(figure, key="rd_chart", on_select="rerun", selection_mode="points")
 left_out(curves, compared)
 

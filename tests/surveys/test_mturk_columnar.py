@@ -1,0 +1,174 @@
+"""The columnar reader of MTurk batch results (pyarrow, times decoded together) gives the
+rows the record-by-record reader gives, and leaves every file it cannot read line by line
+(cells spanning lines, blank lines, short rows, Windows encodings) to that reader."""
+
+from pathlib import Path
+
+import pytest
+
+from mturk_format import assignment, write_batch_results
+from semcomp.csvtext import csv_encoding
+from semcomp.surveys import mturk
+from semcomp.surveys.mturk import _columnar_rows, _rows, read_batch_results, read_time, read_times
+
+TIMES = [
+    "Fri Jun 08 09:21:50 PDT 2012",
+    " Sat Jun 09 23:59:59 EST 2012 ",
+    "Feb 29 10:00:00 UTC 2012",
+    "Fri jUN 8 09:01:05 pdt 2012",
+    "Mon Feb 30 10:00:00 PDT 2012",  # no such day
+    "Feb 29 10:00:00 UTC 2011",
+    "Fri Jun 08 24:00:00 PDT 2012",  # no such hour
+    "Fri Jun 08 09:21:60 PDT 2012",
+    "Fri Jun 08 09:21:50 XYZ 2012",  # unknown zone
+    "Fri Jux 08 09:21:50 PDT 2012",
+    "Dec 31 23:00:00 EST 9999",  # past year 9999 in UTC
+    "Jan 01 00:00:00 PST 1800",
+    "2012-06-08T09:21:50",
+    "2012-06-08T09:21:50+02:00",
+    "",
+    "yesterday",
+]
+
+
+def test_times_read_together_are_read_as_one_by_one():
+    together = read_times(TIMES)
+    assert {text.strip(): read_time(text) for text in TIMES} == together
+    assert together["Fri Jun 08 09:21:50 PDT 2012"] == ("2012-06-08T16:21:50+00:00", "")
+
+
+def rows_of(path: Path) -> list:
+    batch = read_batch_results(path)
+    return list(batch.rows)
+
+
+def by_records(path: Path) -> list:
+    header = read_batch_results(path).columns
+    return list(_rows(path, csv_encoding(path), header))
+
+
+def answered(number: int, **kwargs) -> dict:
+    inputs = {"original": f"img{number % 3}.png", "candidate": f"c{number % 4}.jpg"}
+    return assignment(
+        number, f"W{number % 5}", inputs, {"similarity": str(1 + number % 10)}, **kwargs
+    )
+
+
+@pytest.mark.parametrize("layout", ["json", "flat"])
+def test_a_usual_file_is_read_in_columns_into_the_same_rows(tmp_path, layout, monkeypatch):
+    monkeypatch.setattr(mturk, "_CHUNK_ROWS", 7)  # rows become Python strings 7 at a time
+    rows = [answered(n, minute=n % 60) for n in range(40)]
+    rows[3]["AcceptTime"] = "Mon Feb 30 10:00:00 PDT 2012"  # a problem of its row
+    rows[4]["WorkTimeInSeconds"] = "two minutes"
+    rows[5]["SubmitTime"] = "2012-06-08T09:21:50+02:00"
+    rows[6]["AssignmentStatus"] = " Approved "
+    path = write_batch_results(tmp_path / "batch.csv", rows, layout=layout)
+    header = read_batch_results(path).columns
+    assert _columnar_rows(path, csv_encoding(path), header) is not None
+    read = rows_of(path)
+    assert read == by_records(path)
+    assert [row.line for row in read] == list(range(2, 42))
+    assert read[3].problems == [
+        ("AcceptTime", rows[3]["AcceptTime"], "not a valid time: day is out of range for month")
+    ]
+    assert read[4].problems[0][0] == "WorkTimeInSeconds"
+
+
+def test_a_bad_json_cell_is_a_problem_of_its_row_in_columns_too(tmp_path):
+    rows = [answered(n) for n in range(6)]
+    path = write_batch_results(tmp_path / "batch.csv", rows)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        text.replace('"[{""similarity"": ""3""}]"', '"[{""similarity"": 3"', 1), encoding="utf-8"
+    )
+    header = read_batch_results(path).columns
+    assert _columnar_rows(path, csv_encoding(path), header) is not None
+    read = rows_of(path)
+    assert read == by_records(path)
+    assert [p[0] for row in read for p in row.problems] == ["Answer.taskAnswers"]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "cell spanning lines",
+        "blank line",
+        "short row",
+        "long row",
+        "windows encoding",
+        "no final line break",
+        "blank assignment",
+    ],
+)
+def test_files_the_columnar_reader_cannot_read_line_by_line_go_to_the_record_reader(
+    tmp_path, damage, monkeypatch
+):
+    rows = [answered(n) for n in range(8)]
+    encoding = "cp1252" if damage == "windows encoding" else "utf-8"
+    if damage == "cell spanning lines":
+        rows[2]["inputs"] = {**rows[2]["inputs"], "original": "img\n1.png"}
+    if damage == "windows encoding":
+        rows[2]["WorkerId"] = "Wé"
+    if damage == "blank assignment":
+        rows[2]["AssignmentId"] = " "
+        rows[2]["HITId"] = " "
+    path = write_batch_results(tmp_path / "batch.csv", rows, encoding=encoding)
+    text = path.read_bytes()
+    lines = text.split(b"\r\n")
+    if damage == "blank line":
+        lines.insert(3, b"")
+    if damage == "short row":
+        lines[3] = lines[3].rsplit(b",", 1)[0]
+    if damage == "long row":
+        lines[3] += b',"extra"'
+    path.write_bytes(b"\r\n".join(lines))
+    if damage == "no final line break":
+        path.write_bytes(text[:-2])
+    header = read_batch_results(path).columns
+    assert _columnar_rows(path, csv_encoding(path), header) is None
+    read = rows_of(path)
+    assert read == by_records(path)
+    if damage in ("short row", "long row"):
+        fields = len(header) + (1 if damage == "long row" else -1)
+        assert (4, f"row has {fields} fields, the header has {len(header)}") in read
+
+
+def test_only_the_columns_an_assignment_reads_become_python_strings(tmp_path, monkeypatch):
+    """The standard columns semcomp does not keep (Title, Reward, ...) stay in pyarrow."""
+    rows = [answered(n) for n in range(5)]
+    path = write_batch_results(tmp_path / "batch.csv", rows)
+    header = read_batch_results(path).columns
+    used = {header[i] for i in mturk._Columns(header).used() if i is not None}
+    assert "Title" not in used and "Reward" not in used
+    assert {"HITId", "AssignmentId", "AcceptTime", "Answer.taskAnswers"} <= used
+
+
+def test_an_import_checks_no_foreign_key_per_answer_and_turns_the_checks_on_again(
+    store, tmp_path, monkeypatch
+):
+    """The checks are off while answers are written (they found nothing: an import refers
+    only to rows of the store), on after the import, also after one that fails."""
+    from test_import import A, survey_a_rows, write_mapping
+
+    from semcomp.errors import ConfigError
+    from semcomp.surveys.definitions import SurveyDefinition
+    from semcomp.surveys.importer import import_ratings
+
+    seen = []
+    upsert_many = type(store).upsert_many
+
+    def watching(self, table, *args, **kwargs):
+        seen.append(self.conn.execute("PRAGMA foreign_keys").fetchone()[0])
+        return upsert_many(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(type(store), "upsert_many", watching)
+    rows = survey_a_rows(store, {(0, "W1"): 5, (1, "W2"): 7})
+    results = write_batch_results(tmp_path / "a.csv", rows)
+    import_ratings(store, results, A, mapping=write_mapping(tmp_path))
+    assert seen and not any(seen)
+    assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    other = SurveyDefinition(**(A.model_dump() | {"id": "A2", "source": ""}))
+    with pytest.raises(ConfigError):
+        import_ratings(store, results, other, mapping=write_mapping(tmp_path))
+    assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
