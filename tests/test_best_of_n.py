@@ -441,3 +441,29 @@ select = {{ n = [3], by = "clip" }}
         summary = study.run(progress=False, stages=["embed"])
         (embed,) = summary.stages
         assert embed.done == 0 and embed.models_loaded == []
+
+
+def test_the_demo_has_a_best_of_4_method_selected_by_its_clip(all_methods_study):
+    from semcomp.demo import BEST_OF_METHOD
+
+    with Study.open(all_methods_study, read_only=True) as study:
+        (method,) = [m for m in study.config.methods if m.name == BEST_OF_METHOD]
+        assert method.select.metric.label == study.config.clip_models[0].label
+        points = rd_points(study.store)
+        chosen = study.store.frame(
+            "SELECT c.meta FROM candidates c JOIN representations r "
+            "ON r.id = c.representation_id WHERE r.method_id = ?",
+            (method.method_id,),
+        )
+    best = points[points.method == BEST_OF_METHOD]
+    plain = points[points.method == "human-captions"]
+    scenes = points.original_id.nunique()
+    assert len(best) == len(chosen) == scenes and set(best.operating_point) == {"best-of=4"}
+    assert set(best.select_bits) == {2} and set(best.index_bytes) == {1}
+    # the same captions as human-captions, one byte more for the index
+    assert sorted(best.rate_bytes) == sorted(plain.rate_bytes + 1)
+    for meta in chosen.meta.map(json.loads):
+        assert len(meta["select_candidates"]) == 4
+        assert meta["select_index"] == int(np.argmax(meta["select_values"]))
+    # scored by every metric: the one that selected and the one that did not
+    assert best["psnr"].notna().all() and best[method.select.score_spec.key].notna().all()
