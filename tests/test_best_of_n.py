@@ -310,3 +310,160 @@ def test_the_readme_best_of_n_example_is_valid(tmp_path):
     study = f'name = "x"\n[images]\nsource = "{images}"\n{example}'
     (method,) = parse_config(tomllib.loads(study), "README.md", tmp_path).methods
     assert method.operating_point_labels() == [f"best-of={n}" for n in (1, 2, 4, 8)]
+
+
+# ---- the study's own metric ---------------------------------------------------------------
+
+
+def study_config(tmp_path, image_folder, tiny_clip, select, extra_metrics=""):
+    from semcomp.config import load_config
+
+    methods = f"""
+[[methods]]
+name = "best"
+captioner = "human"
+captioner_params = {{ csv = "{tmp_path / "captions.csv"}" }}
+reconstructor_params = {{ model = "tiny", steps = 2, width = 64, height = 64 }}
+select = {select}
+{extra_metrics}
+"""
+    (tmp_path / "captions.csv").write_text(CAPTIONS)
+    root = write_study(tmp_path / "study", image_folder, tiny_clip, methods=methods)
+    return load_config(root)
+
+
+def test_select_by_clip_is_the_studys_clip_model_not_the_default(tmp_path, image_folder, tiny_clip):
+    config = study_config(tmp_path, image_folder, tiny_clip, '{ n = [2], by = "clip" }')
+    (method,) = config.methods
+    metric = method.select.metric
+    assert metric.validated.model == tiny_clip  # the study's [[similarity.models]] entry
+    assert metric.embedder_id == config.clip_models[0].embedder_id
+    assert method.select.score_spec.key == "clip_cos[tiny]"
+    assert method.select.identity()["metric"]["model"] == tiny_clip
+    # alone, without the study, the same table would name open_clip's default model
+    alone = SelectConfig.model_validate({"n": [2], "by": "clip"})
+    assert alone.metric_params.model == "ViT-L-14-336"
+    assert alone.identity() != method.select.identity()
+
+
+def test_select_by_a_pairwise_metric_uses_the_studys_entry_or_its_own_params(
+    tmp_path, image_folder, tiny_clip
+):
+    entry = '[[metrics]]\nmetric = "psnr"\nname = "p50"\nmax_db = 50.0\n'
+    (method,) = study_config(
+        tmp_path, image_folder, tiny_clip, '{ n = [2], by = "psnr" }', entry
+    ).methods
+    assert method.select.metric.validated.max_db == 50.0
+    assert method.select.score_spec.key == "psnr[p50]"
+    # the entry's name relabels the score, not the identity's score
+    assert method.select.identity()["score"] == "psnr"
+    (own,) = study_config(
+        tmp_path, image_folder, tiny_clip, '{ n = [2], by = "psnr", params = { max_db = 60.0 } }'
+    ).methods
+    assert own.select.metric.validated.max_db == 60.0
+    assert (own.select.metric.device, own.select.metric.batch_size) == ("auto", 4)
+    assert own.select.score_spec.key == "psnr"
+
+
+def test_select_among_several_clip_models_names_its_score(tmp_path, image_folder, tiny_clip):
+    from semcomp.errors import ConfigError
+
+    second = f"[[metrics]]\nmetric = 'clip'\nmodel = '{tiny_clip}'\nname = 'other'\n"
+    with pytest.raises(ConfigError, match=r"2 'clip' metrics \(tiny, other\).*score"):
+        study_config(tmp_path, image_folder, tiny_clip, '{ n = [2], by = "clip" }', second)
+    (method,) = study_config(
+        tmp_path,
+        image_folder,
+        tiny_clip,
+        '{ n = [2], by = "clip", score = "clip_cos[other]" }',
+        second,
+    ).methods
+    assert method.select.metric.label == "other"
+    with pytest.raises(ConfigError, match="'clip_cos\\[nope\\]' is not a score of 'clip'"):
+        study_config(
+            tmp_path, image_folder, tiny_clip, '{ n = [2], by = "clip", score = "clip_cos[nope]" }'
+        )
+
+
+def test_a_study_whose_clip_is_tiny_selects_with_it_loaded_once(
+    tmp_path, image_folder, tiny_clip, tiny_sd
+):
+    """Two methods select by CLIP: the study's tiny CLIP is loaded once, after the
+    reconstructor, its vectors cached for the embed stage; the values are their cosines."""
+    from semcomp.metrics.clip import cosine
+
+    (tmp_path / "captions.csv").write_text(CAPTIONS)
+    method = """
+[[methods]]
+name = "{name}"
+captioner = "human"
+captioner_params = {{ csv = "{csv}" }}
+text_codec = "{codec}"
+reconstructor_params = {{ model = "{sd}", steps = 2, width = 64, height = 64 }}
+select = {{ n = [3], by = "clip" }}
+"""
+    methods = "".join(
+        method.format(name=codec, csv=tmp_path / "captions.csv", codec=codec, sd=tiny_sd)
+        for codec in ("utf8", "zlib")
+    )
+    root = write_study(tmp_path / "study", image_folder, tiny_clip, methods=methods)
+    with Study.open(root) as study:
+        summary = study.run(progress=False, stages=UP_TO_RECONSTRUCTION)
+        assert not summary.failures
+        (reconstruct,) = [s for s in summary.stages if s.stage == "reconstruct"]
+        assert reconstruct.models_loaded == ["diffusers", "tiny"]
+        assert reconstruct.done == 8  # 4 originals × 2 methods, embeddings not counted
+        embedder_id = study.config.clip_models[0].embedder_id
+        (model,) = study.store.conn.execute(
+            "SELECT model FROM embedders WHERE id = ?", (embedder_id,)
+        ).fetchone()
+        assert model == tiny_clip
+        rows = study.store.frame(
+            "SELECT c.meta, o.artifact_hash AS original FROM candidates c "
+            "JOIN representations r ON r.id = c.representation_id "
+            "JOIN originals o ON o.id = r.original_id"
+        )
+        assert len(rows) == 8
+        for row in rows.itertuples():
+            meta = json.loads(row.meta)
+            assert meta["select_by"] == "clip_cos[tiny]"
+            assert meta["select_metric"]["model"] == tiny_clip
+            assert meta["select_metric"]["label"] == "tiny"
+            vectors = study.store.embeddings(
+                embedder_id, [row.original, *meta["select_candidates"]]
+            )
+            expected = [
+                cosine(vectors[row.original], vectors[h]) for h in meta["select_candidates"]
+            ]
+            assert meta["select_values"] == pytest.approx(expected)
+            assert meta["select_index"] == int(np.argmax(expected))
+        # the embed stage finds the originals and the chosen candidates embedded
+        summary = study.run(progress=False, stages=["embed"])
+        (embed,) = summary.stages
+        assert embed.done == 0 and embed.models_loaded == []
+
+
+def test_the_demo_has_a_best_of_4_method_selected_by_its_clip(all_methods_study):
+    from semcomp.demo import BEST_OF_METHOD
+
+    with Study.open(all_methods_study, read_only=True) as study:
+        (method,) = [m for m in study.config.methods if m.name == BEST_OF_METHOD]
+        assert method.select.metric.label == study.config.clip_models[0].label
+        points = rd_points(study.store)
+        chosen = study.store.frame(
+            "SELECT c.meta FROM candidates c JOIN representations r "
+            "ON r.id = c.representation_id WHERE r.method_id = ?",
+            (method.method_id,),
+        )
+    best = points[points.method == BEST_OF_METHOD]
+    plain = points[points.method == "human-captions"]
+    scenes = points.original_id.nunique()
+    assert len(best) == len(chosen) == scenes and set(best.operating_point) == {"best-of=4"}
+    assert set(best.select_bits) == {2} and set(best.index_bytes) == {1}
+    # the same captions as human-captions, one byte more for the index
+    assert sorted(best.rate_bytes) == sorted(plain.rate_bytes + 1)
+    for meta in chosen.meta.map(json.loads):
+        assert len(meta["select_candidates"]) == 4
+        assert meta["select_index"] == int(np.argmax(meta["select_values"]))
+    # scored by every metric: the one that selected and the one that did not
+    assert best["psnr"].notna().all() and best[method.select.score_spec.key].notna().all()

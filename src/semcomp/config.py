@@ -303,6 +303,19 @@ class MetricConfig(Section):
         config._validated = embedder
         return config
 
+    @classmethod
+    def of(cls, metric: str, validated: Any, *, device: str, batch_size: int) -> MetricConfig:
+        """A metric that is no ``[[metrics]]`` entry (a best-of-N ``select`` with its own
+        ``params``), from its validated parameters, with a device and batch size."""
+        if metric == "clip":
+            config = cls.for_embedder(validated)
+        else:
+            config = cls.model_construct(
+                metric=metric, name=None, params=validated.model_dump(mode="json")
+            )
+            config._validated = validated
+        return config.model_copy(update={"device": device, "batch_size": batch_size})
+
     @property
     def metric_class(self) -> Any:
         """The metric's class (imports its module, not its model's libraries)."""
@@ -395,6 +408,51 @@ class StudyConfig(Section):
                     f"of the similarity models {have}; add it to [[similarity.models]]"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _select_with_study_metrics(self) -> StudyConfig:
+        """Each best-of-N ``select`` scores with the study's metric (see :meth:`select_metric`)."""
+        for method in self.methods:
+            select = getattr(method, "select", None)
+            if select is None:
+                continue
+            try:
+                metric = self.select_metric(select)
+                select.use(metric, identity_in_study(metric.identity(), self._context))
+            except ValueError as exc:
+                raise ValueError(f"method {method.name!r}: select: {exc}") from None
+            method.__dict__.pop("method_id", None)  # its identity holds the metric's
+        return self
+
+    def select_metric(self, select: Any) -> MetricConfig:
+        """The metric a best-of-N ``select`` scores with: without ``params``, the study's
+        entry of metric ``by`` (``by = "clip"``: the configured CLIP model; with several
+        entries, the one that writes ``score``), with its device and batch size; else (or
+        when the study has no entry of it) ``by`` with ``params`` (its defaults when none
+        are given) on ``[similarity]``'s device and batch size."""
+        if not select.params_given:
+            entries = [entry for entry in self._metric_entries if entry.metric == select.by]
+            if select.score is not None:
+                entries = [
+                    entry
+                    for entry in entries
+                    if select.score in {spec.key for spec in entry.scores()}
+                ]
+            if len(entries) > 1:
+                keys = [entry.scores()[0].key for entry in entries]
+                raise ValueError(
+                    f"the study has {len(entries)} {select.by!r} metrics "
+                    f"({', '.join(entry.label for entry in entries)}): name the deciding one "
+                    f"with score (e.g. {', '.join(repr(key) for key in keys)})"
+                )
+            if entries:
+                return entries[0]
+        return MetricConfig.of(
+            select.by,
+            select.metric_params,
+            device=self.similarity.device,
+            batch_size=self.similarity.batch_size,
+        )
 
     def stored_path(self, path: Path | str) -> str:
         """How the store keeps a path: relative to the study folder when inside it, as

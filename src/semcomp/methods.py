@@ -240,9 +240,9 @@ class TextualMethod(MethodBase):
     batch_size: int = Field(default=8, ge=1)
     #: ``auto`` picks CUDA (fp16) when available, else CPU
     device: str = "auto"
-    #: side information sent with the caption (``thumbnail`` or ``edges``, see
+    #: side information sent with the caption (``thumbnail``, ``edges`` or ``hed``, see
     #: :mod:`semcomp.codecs.side`); each of ``side_params.size`` is an operating point
-    side: Literal["thumbnail", "edges"] | None = None
+    side: Literal["thumbnail", "edges", "hed"] | None = None
     side_params: dict[str, Any] = Field(default_factory=dict)
     #: encoder-side selection (see :mod:`semcomp.selection`): ``{ n = [1, 4], by = "psnr" }``;
     #: each ``n`` is an operating point
@@ -251,6 +251,7 @@ class TextualMethod(MethodBase):
     _points: list[CaptionPoint] = PrivateAttr(default_factory=list)
     _text_codec_identity: dict[str, Any] = PrivateAttr(default_factory=dict)
     _reconstructor_identity: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _side_params_identity: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @field_validator("captioner")
     @classmethod
@@ -316,7 +317,7 @@ class TextualMethod(MethodBase):
                     captioner_key=key,
                 )
             )
-        self._points = self._with_select(self._with_side(points))
+        self._points = self._with_select(self._with_side(points, info))
         return self
 
     def _with_select(self, points: list[CaptionPoint]) -> list[CaptionPoint]:
@@ -341,14 +342,14 @@ class TextualMethod(MethodBase):
             for n in self.select.n
         ]
 
-    def _with_side(self, points: list[CaptionPoint]) -> list[CaptionPoint]:
+    def _with_side(self, points: list[CaptionPoint], info: ValidationInfo) -> list[CaptionPoint]:
         """Validate the side information; each caption point at each of its sizes."""
         from semcomp.codecs.side import SIDE_PARAMS
 
         reconstructor_sides = RECONSTRUCTORS.get(self.reconstructor).side_kinds
         if self.side is None:
             if self.side_params:
-                raise ValueError('side_params needs side ("thumbnail" or "edges")')
+                raise ValueError('side_params needs side ("thumbnail", "edges" or "hed")')
             if reconstructor_sides:
                 raise ValueError(
                     f"reconstructor {self.reconstructor!r} is conditioned on side information: "
@@ -366,10 +367,12 @@ class TextualMethod(MethodBase):
                 f"reconstructors that do: {', '.join(users) or 'none'}"
             )
         try:
-            side = SIDE_PARAMS[self.side].model_validate(self.side_params)
+            side = SIDE_PARAMS[self.side].model_validate(self.side_params, context=info.context)
         except ValidationError as exc:
             raise ValueError(describe_errors(exc, prefix="side_params")) from None
         self.side_params = side.model_dump(mode="json")
+        # a file it names (HED weights) enters identities relative to the study folder
+        self._side_params_identity = identity_in_study(self.side_params, info.context)
         return [
             point.model_copy(
                 update={
@@ -408,7 +411,7 @@ class TextualMethod(MethodBase):
     @property
     def side_identity(self) -> dict[str, Any] | None:
         """The side information's part of identities (None without side information)."""
-        return {"side": self.side, "params": self.side_params} if self.side else None
+        return {"side": self.side, "params": self._side_params_identity} if self.side else None
 
     def _method_id(self) -> str:
         keys = [p.captioner_key for p in self._points]

@@ -20,7 +20,13 @@ fixes, before any stage uses it:
   so N = 1 is today's reconstruction, and the seeds do not depend on N, so a larger N
   reuses the smaller N's reconstructions;
 - the best is the first argmax (argmin for a lower-is-better score) among the values
-  that are numbers (:func:`best_index`).
+  that are numbers (:func:`best_index`);
+- the metric is the study's own: without ``params``, ``by`` names the study's metric
+  entry of that metric (``by = "clip"`` its configured CLIP model; ``score`` picks one
+  when it has several), else a metric with ``params`` (default: the metric's defaults)
+  and ``[similarity]``'s device and batch size. The study file resolves it
+  (:meth:`SelectConfig.use`); the reconstruct stage scores through it as the score
+  stage does.
 
 Selecting by a metric and then scoring with the same metric is optimistic: the
 selection has seen that metric's value.
@@ -32,7 +38,15 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from semcomp.metrics import METRICS
 from semcomp.validation import registered, validated_params
@@ -96,6 +110,12 @@ class SelectConfig(BaseModel):
     #: which of the metric's scores decides (needed only when it writes several)
     score: str | None = None
 
+    #: the study's metric it scores with (a :class:`~semcomp.config.MetricConfig`), once
+    #: the study file resolved it (:meth:`use`), and that metric's portable identity
+    _metric: Any = PrivateAttr(default=None)
+    _metric_identity: dict[str, Any] | None = PrivateAttr(default=None)
+    _params_given: bool = PrivateAttr(default=False)
+
     @field_validator("n")
     @classmethod
     def _positive_distinct(cls, values: list[int]) -> list[int]:
@@ -120,39 +140,85 @@ class SelectConfig(BaseModel):
 
     @model_validator(mode="after")
     def _validate_params(self, info: ValidationInfo) -> SelectConfig:
+        self._params_given = "params" in self.model_fields_set
         validated = validated_params(METRICS, self.by, self.params, "params", info)
         self.params = validated.model_dump(mode="json")
         keys = [spec.key for spec in METRICS.get(self.by).scores(validated)]
-        # an embedding metric's scores all grow with the cosine: any of them decides alike
-        if self.score is None:
-            if len(keys) > 1 and METRICS.get(self.by).kind != "embedding":
+        if self.score is not None and not self.params_given:
+            # a study's entry of the metric may carry a name (``lpips[vgg]``): the study
+            # file checks the whole key (:meth:`use`), this its score before the name
+            keys = [key.partition("[")[0] for key in keys]
+            if self.score.partition("[")[0] not in keys:
                 raise ValueError(
-                    f"metric {self.by!r} writes several scores: name one as "
-                    f"score ({', '.join(keys)})"
+                    f"score {self.score!r} is not a score of {self.by!r} ({', '.join(keys)})"
                 )
-        elif self.score not in keys:
-            raise ValueError(
-                f"score {self.score!r} is not a score of {self.by!r} ({', '.join(keys)})"
-            )
+            return self
+        check_score(self.by, self.score, keys)
         return self
 
     @property
+    def params_given(self) -> bool:
+        """Whether the study file gave ``params`` (else the study's entry of ``by`` decides)."""
+        return self._params_given
+
+    @property
+    def metric(self) -> Any:
+        """The study's metric it scores with (a :class:`~semcomp.config.MetricConfig`: its
+        parameters, device and batch size), None until the study file resolved it."""
+        return self._metric
+
+    def use(self, metric: Any, identity: dict[str, Any]) -> None:
+        """Score with ``metric`` (a study's :class:`~semcomp.config.MetricConfig` of ``by``),
+        whose portable identity is ``identity``; its ``score`` must be one of its keys."""
+        check_score(self.by, self.score, [spec.key for spec in metric.scores()])
+        self._metric, self._metric_identity = metric, identity
+
+    @property
     def metric_params(self) -> Any:
-        """The metric's parameters as its ``Params`` model."""
+        """The metric's parameters as its ``Params`` model (the study's entry's, once used)."""
+        if self._metric is not None:
+            return self._metric.validated
         return METRICS.get(self.by).Params.model_validate(self.params)
+
+    def _specs(self) -> list[Any]:
+        if self._metric is not None:
+            return list(self._metric.scores())
+        return METRICS.get(self.by).scores(self.metric_params)
 
     @property
     def score_spec(self) -> Any:
-        """The :class:`~semcomp.metrics.base.ScoreSpec` that decides."""
-        specs = METRICS.get(self.by).scores(self.metric_params)
+        """The :class:`~semcomp.metrics.base.ScoreSpec` that decides (its key as the study's
+        metric writes it)."""
+        specs = self._specs()
         if self.score is None:
             return specs[0]
         return next(spec for spec in specs if spec.key == self.score)
 
     def identity(self) -> dict[str, Any]:
-        """What enters the method's identity (its ``n`` are operating points, not part of it)."""
+        """What enters the method's identity (its ``n`` are operating points, not part of it):
+        the metric's identity and the deciding score as the metric class names it (an
+        entry's ``name`` relabels the score, never its values)."""
+        specs = self._specs()
+        plain = METRICS.get(self.by).scores(self.metric_params)
+        index = specs.index(self.score_spec)
+        metric = self._metric_identity
         return {
             "by": self.by,
-            "metric": METRICS.get(self.by).identity_of(self.metric_params),
-            "score": self.score_spec.key,
+            "metric": METRICS.get(self.by).identity_of(self.metric_params)
+            if metric is None
+            else metric,
+            "score": plain[index].key,
         }
+
+
+def check_score(by: str, score: str | None, keys: Sequence[str]) -> None:
+    """That ``score`` is one of ``keys`` (``by``'s score keys), or that ``by`` decides without
+    naming one: it writes one score, or it is an embedding metric (whose scores all grow
+    with the cosine, so any of them decides alike)."""
+    if score is None:
+        if len(keys) > 1 and METRICS.get(by).kind != "embedding":
+            raise ValueError(
+                f"metric {by!r} writes several scores: name one as score ({', '.join(keys)})"
+            )
+    elif score not in keys:
+        raise ValueError(f"score {score!r} is not a score of {by!r} ({', '.join(keys)})")

@@ -371,6 +371,12 @@ class Study:
                 needed += uses  # the caption stage reads prompts with its tokenizer
             if (represent or candidates) and "reconstruct" in selected:
                 needed += uses
+                if method.select is not None:  # best-of-N scores its candidates
+                    metric = method.select.metric
+                    embedders = metric.metric_class.embedders(metric.validated)
+                    needed += [("clip", owner, embedder) for embedder in embedders]
+                    if not embedders:
+                        needed.append(("metric", owner, metric))
         if "embed" in selected:
             for embedder in self.config.clip_models:
                 if upstream or rows.get(f"embed: {embedder.label}", 0) > 0:
@@ -427,6 +433,8 @@ class Study:
                 if (represent and "caption" in selected) or "reconstruct" in selected:
                     plugin = RECONSTRUCTORS.get(method.reconstructor)
                     extras.append(getattr(plugin, "extra", None))
+                if method.select is not None and "reconstruct" in selected:
+                    extras.append(method.select.metric.metric_class.extra)
             elif method.kind == "pixel" and selected & {"encode", "decode"}:
                 extras.append(getattr(CODECS.get(method.codec), "extra", None))
             elif method.kind == "embedding" and "embedding_codecs" in selected:

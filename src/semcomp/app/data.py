@@ -75,6 +75,9 @@ class StudyData:
     scores: Scores = field(default_factory=Scores)
     #: set metrics' values per method × operating point (FID, KID: ``set_points``)
     set_scores: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SET_COLUMNS))
+    #: candidate id → the file of the side payload its caption was sent with (a textual
+    #: method's sketch or thumbnail, ``semcomp.codecs.side``)
+    side_files: dict[str, str] = field(default_factory=dict)
 
     @property
     def metrics(self) -> list[str]:
@@ -173,6 +176,12 @@ def _read_study(folder: Path, store: Store) -> StudyData:
             "SELECT c.id AS candidate_id, a.relpath, a.media_type, a.bytes FROM candidates c "
             "JOIN artifacts a ON a.hash = c.artifact_hash"
         )
+        side_files = store.frame(
+            "SELECT c.id AS candidate_id, a.relpath FROM candidates c "
+            "JOIN representations r ON r.id = c.representation_id "
+            "JOIN artifacts a ON a.hash = json_extract(r.meta, '$.side_artifact') "
+            "WHERE json_extract(r.meta, '$.side_artifact') IS NOT NULL"
+        )
         original_files = store.frame(
             "SELECT o.id AS original_id, a.relpath FROM originals o "
             "JOIN artifacts a ON a.hash = o.artifact_hash"
@@ -205,6 +214,7 @@ def _read_study(folder: Path, store: Store) -> StudyData:
         simulated_ratings=simulated,
         scores=scores,
         set_scores=set_scores,
+        side_files={row.candidate_id: stored + row.relpath for row in side_files.itertuples()},
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -148,6 +149,25 @@ def _describe(
     return "  \n".join(lines)
 
 
+def side_image(path: str) -> Any:
+    """A side payload file as it was decoded for the reconstructor (an RGB image)."""
+    from semcomp.codecs.side import decode_side
+
+    return decode_side(Path(path).read_bytes())
+
+
+def side_caption(candidate: pd.Series) -> str:
+    """What a side payload's image is: ``edges sent (96 px, 304 B)`` (an image caption is
+    plain text, never markdown; the kind is one of semcomp's own words)."""
+    side, size = candidate.get("side"), candidate.get("side_size")
+    what = side if isinstance(side, str) and side else "side information"
+    details = [f"{size:.0f} px" if pd.notna(size) else "", ""]
+    if pd.notna(candidate.get("side_bytes")):
+        details[1] = f"{candidate['side_bytes']:,.0f} B"
+    shown = ", ".join(d for d in details if d)
+    return f"{what} sent ({shown})" if shown else f"{what} sent"
+
+
 def candidate_grid(
     study: StudyData, candidates: pd.DataFrame, metric: str | None, *, with_original: bool
 ) -> None:
@@ -178,7 +198,14 @@ def candidate_grid(
                     and str(artifact["media_type"]).startswith("image/")
                     and Path(artifact["path"]).exists()
                 ):
-                    st.image(artifact["path"])
+                    side = study.side_files.get(item["candidate_id"])
+                    if side is not None and Path(side).exists():  # what was sent with it
+                        st.image(
+                            [artifact["path"], side_image(side)],
+                            caption=["reconstruction", side_caption(item)],
+                        )
+                    else:
+                        st.image(artifact["path"])
                 elif artifact is not None and "embedding" in str(artifact["media_type"]):
                     st.markdown(
                         ":material/memory: *decoded embedding — no image; scores compare "

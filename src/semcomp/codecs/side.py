@@ -4,7 +4,9 @@
 and coded with a pixel codec (``jpeg`` or ``webp``) at a ``quality`` or within a
 ``bytes`` budget (the pixel codecs' own quality search). ``side = "edges"``: Canny
 edges (OpenCV) of the original downscaled to ``size``, coded losslessly as a
-bilevel image (1-bit PNG, or lossless WebP). Each ``size`` is an operating point.
+bilevel image (1-bit PNG, or lossless WebP). ``side = "hed"``: an HED sketch
+(:mod:`semcomp.codecs.hed`, from a ``weights`` file) of the original at ``size``,
+thresholded and coded the same way. Each ``size`` is an operating point.
 
 The payload sent is one container, every byte of which counts in the rate::
 
@@ -28,12 +30,12 @@ from PIL import Image
 from pydantic import Field, field_validator, model_validator
 
 from semcomp.errors import ConfigError
-from semcomp.params import PluginParams
+from semcomp.params import PluginParams, StudyPath
 
 #: the container format this module writes (its first byte)
 CONTAINER_VERSION = 1
 #: what ``side`` may be
-SIDE_KINDS = ("thumbnail", "edges")
+SIDE_KINDS = ("thumbnail", "edges", "hed")
 #: the package the edge detector needs
 EDGES_PACKAGE = "opencv-python-headless"
 
@@ -151,7 +153,20 @@ class EdgesParams(SideParams):
         return self
 
 
-SIDE_PARAMS: dict[str, type[SideParams]] = {"thumbnail": ThumbnailParams, "edges": EdgesParams}
+class HedParams(SideParams):
+    #: the HED network's weights (safetensors or a PyTorch state dict; see semcomp.codecs.hed)
+    weights: StudyPath
+    #: sketch pixels: the soft edge map at or above this (0-1)
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    #: lossless bilevel format: 1-bit PNG or lossless WebP
+    format: Literal["png", "webp"] = "png"
+
+
+SIDE_PARAMS: dict[str, type[SideParams]] = {
+    "thumbnail": ThumbnailParams,
+    "edges": EdgesParams,
+    "hed": HedParams,
+}
 
 
 def pixel_codec(name: str, params: dict[str, Any]) -> Any:
@@ -200,8 +215,25 @@ def canny_edges(image: Image.Image, low: int, high: int) -> Image.Image:
     return Image.fromarray(edges).convert("1", dither=Image.Dither.NONE)
 
 
-def encode_side(kind: str, params: SideParams, image: Image.Image, size: int) -> SidePayload:
-    """The side payload of ``image`` at longest side ``size``. Raises when a budget is unmet."""
+def bilevel_payload(sketch: Image.Image, file_format: str, meta: dict[str, Any]) -> SidePayload:
+    """A bilevel (mode ``1``) sketch coded losslessly: 1-bit PNG or lossless WebP."""
+    buffer = io.BytesIO()
+    if file_format == "png":
+        sketch.save(buffer, format="PNG", optimize=True)
+        suffix, media_type = ".png", "image/png"
+    else:
+        sketch.convert("L").save(buffer, format="WEBP", lossless=True, quality=100, method=6)
+        suffix, media_type = ".webp", "image/webp"
+    on = sum(sketch.convert("L").histogram()[128:])
+    meta = meta | {"edge_fraction": round(on / (sketch.width * sketch.height), 6)}
+    return SidePayload(buffer.getvalue(), suffix, media_type, meta)
+
+
+def encode_side(
+    kind: str, params: SideParams, image: Image.Image, size: int, model: Any = None
+) -> SidePayload:
+    """The side payload of ``image`` at longest side ``size``. Raises when a budget is unmet.
+    ``model``: the loaded HED network for ``hed`` (:func:`semcomp.codecs.hed.load_hed`)."""
     small = scaled(image, size)
     meta: dict[str, Any] = {"side_width": small.width, "side_height": small.height}
     if kind == "thumbnail":
@@ -227,16 +259,17 @@ def encode_side(kind: str, params: SideParams, image: Image.Image, size: int) ->
     if kind == "edges":
         assert isinstance(params, EdgesParams)
         edges = canny_edges(small, params.low, params.high)
-        buffer = io.BytesIO()
-        if params.format == "png":
-            edges.save(buffer, format="PNG", optimize=True)
-            suffix, media_type = ".png", "image/png"
-        else:
-            edges.convert("L").save(buffer, format="WEBP", lossless=True, quality=100, method=6)
-            suffix, media_type = ".webp", "image/webp"
-        on = sum(edges.convert("L").histogram()[128:])
-        meta["edge_fraction"] = round(on / (small.width * small.height), 6)
-        return SidePayload(buffer.getvalue(), suffix, media_type, meta)
+        return bilevel_payload(edges, params.format, meta)
+    if kind == "hed":
+        from semcomp.codecs.hed import hed_edges
+
+        assert isinstance(params, HedParams)
+        if model is None:
+            raise ValueError('side = "hed" needs its loaded network (semcomp.codecs.hed)')
+        meta["hed_weights_sha256"] = getattr(model, "weights_sha256", None)
+        cut = round(params.threshold * 255)
+        sketch = hed_edges(model, small).point(lambda level: 255 if level >= cut else 0)
+        return bilevel_payload(sketch.convert("1", dither=Image.Dither.NONE), params.format, meta)
     raise ValueError(f"unknown side information {kind!r}; kinds: {', '.join(SIDE_KINDS)}")
 
 
@@ -252,6 +285,7 @@ __all__ = [
     "SIDE_PARAMS",
     "Container",
     "EdgesParams",
+    "HedParams",
     "SidePayload",
     "ThumbnailParams",
     "decode_side",

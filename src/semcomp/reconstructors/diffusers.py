@@ -206,7 +206,8 @@ class ControlNetReconstructor(DiffusersReconstructor):
 
     name = "diffusers-controlnet"
     Params = ControlNetParams
-    side_kinds = ("edges",)
+    #: a canny ControlNet for ``edges``, an HED or scribble one for ``hed``
+    side_kinds = ("edges", "hed")
 
     def load_pipeline(self, diffusers: Any, options: dict[str, Any]) -> Any:
         params: ControlNetParams = self.params

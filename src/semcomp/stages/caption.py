@@ -272,6 +272,13 @@ class SideEncoder:
         self.originals = {o["id"]: o for o in ctx.originals()}
         self.images: dict[str, Any] = {}
         self.payloads: dict[tuple[str, int], SidePayload] = {}
+        #: the HED network for ``side = "hed"`` (one clear error when its weights are missing)
+        self.model: Any = None
+        if self.kind == "hed":
+            from semcomp.codecs.hed import load_hed
+            from semcomp.models import select_device
+
+            self.model = load_hed(self.params.weights, select_device(method.device))
 
     def __call__(self, original_id: str, size: int | None) -> SidePayload:
         assert size is not None
@@ -281,7 +288,7 @@ class SideEncoder:
                 max_pixels = self.ctx.config.images.max_pixels
                 self.images[original_id] = decode_image(data, max_pixels).rgb
             self.payloads[original_id, size] = encode_side(
-                self.kind, self.params, self.images[original_id], size
+                self.kind, self.params, self.images[original_id], size, self.model
             )
         return self.payloads[original_id, size]
 

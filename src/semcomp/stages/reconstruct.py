@@ -26,12 +26,12 @@ from semcomp.engines import BatchTask, PluginFactory
 from semcomp.errors import ImageError
 from semcomp.images import decode_image, sha256_hex
 from semcomp.methods import ExternalMethod, TextualMethod
-from semcomp.metrics import METRICS
 from semcomp.reconstructors import RECONSTRUCTORS
 from semcomp.reconstructors.base import Reconstructor
 from semcomp.selection import best_index, candidate_replicate
 from semcomp.stages import StageContext, store_candidate
 from semcomp.stages.caption import MEDIA_TYPES, external_file, text_codec_for
+from semcomp.stages.embed import settled
 from semcomp.store import content_key, to_json, utc_now
 
 
@@ -273,14 +273,37 @@ def link(ctx: StageContext, job: Job, artifact_hash: str, meta: dict) -> None:
     ctx.report.done += 1
 
 
+@dataclass
+class Selection:
+    """One best-of-N replicate whose N candidates all reconstructed: what selection scores."""
+
+    method: TextualMethod
+    representation_id: str
+    replicate: int
+    jobs: list[Job]
+    #: the candidates' artifacts, in candidate order, and the original's
+    hashes: list[str]
+    original_hash: str
+    metas: list[dict[str, Any]]
+
+
 def select_best(ctx: StageContext, methods: list[TextualMethod], jobs: list[Job]) -> None:
     """Each pending best-of-N replicate whose N candidates all reconstructed: score them
-    against the original with the ``select`` metric and link the best as its candidate."""
+    against the original with the ``select`` metric and link the best as its candidate.
+
+    The metric is the study's own (:meth:`~semcomp.config.StudyConfig.select_metric`), run
+    as the score stage runs it: an embedding metric embeds the original and candidates
+    through the embed stage's cache (so the score stage finds them embedded), a pairwise
+    metric compares (original, candidate) files in batches on the engine. Each metric is
+    loaded once for every method that selects by it, after the reconstructors are freed,
+    and freed before the next.
+    """
     store = ctx.store
     items: dict[str, dict[tuple[str, int], list[Job]]] = defaultdict(lambda: defaultdict(list))
     for job in jobs:
         if job.candidate is not None:
             items[job.method_id][job.representation_id, job.replicate].append(job)
+    by_metric: dict[str, list[Selection]] = defaultdict(list)
     for method in methods:
         if method.select is None or method.method_id not in items:
             continue
@@ -291,51 +314,70 @@ def select_best(ctx: StageContext, methods: list[TextualMethod], jobs: list[Job]
                 (method.reconstructor_key,),
             )
         }
-        spec = method.select.score_spec
-        metric = METRICS.get(method.select.by)(
-            method.select.metric_params, device=method.device, batch_size=method.batch_size
+        metric = method.select.metric
+        key = to_json([metric.metric, metric.params, metric.name, metric.device, metric.batch_size])
+        for (representation, replicate), group in items[method.method_id].items():
+            if any(job.cache_key not in made for job in group):
+                continue  # a candidate failed to reconstruct: its failure is recorded
+            by_metric[key].append(
+                Selection(
+                    method,
+                    representation,
+                    replicate,
+                    group,
+                    [made[job.cache_key][0] for job in group],
+                    original_hash(ctx, representation),
+                    [made[job.cache_key][1] for job in group],
+                )
+            )
+    for selections in by_metric.values():
+        metric = selections[0].method.select.metric
+        pairs = list(dict.fromkeys((s.original_hash, h) for s in selections for h in s.hashes))
+        values = candidate_values(ctx, metric, pairs)
+        for selection in selections:
+            link_best(ctx, selection, values)
+
+
+def link_best(ctx: StageContext, selection: Selection, values: dict[tuple[str, str], Any]) -> None:
+    """Link the best of a replicate's candidates, or record why it cannot be chosen."""
+    select = selection.method.select
+    spec = select.score_spec
+    item = f"{selection.representation_id}|{selection.replicate}"
+    results = [values[selection.original_hash, h] for h in selection.hashes]
+    problems = [result for result in results if isinstance(result, Exception)]
+    try:
+        if problems:
+            raise problems[0]
+        scored = [result.get(spec.key) for result in results]
+        chosen = best_index(scored, spec.higher_is_better)
+    except Exception as exc:  # an unreadable image, a metric that fails
+        ctx.fail(
+            item,
+            f"best-of-{len(selection.jobs)} selection by {spec.key}: {exc}",
+            retryable=not settled(exc),
+            detail={"label": selection.jobs[0].label, "method_id": selection.method.method_id},
         )
-        max_pixels = ctx.config.images.max_pixels
-        try:
-            for (representation, replicate), group in items[method.method_id].items():
-                item = f"{representation}|{replicate}"
-                if any(job.cache_key not in made for job in group):
-                    continue  # a candidate failed to reconstruct: its failure is recorded
-                hashes = [made[job.cache_key][0] for job in group]
-                try:
-                    original = decode_image(
-                        store.read_artifact(original_hash(ctx, representation)), max_pixels
-                    ).rgb
-                    images = [decode_image(store.read_artifact(h), max_pixels).rgb for h in hashes]
-                    values = candidate_values(metric, spec.key, original, images)
-                    chosen = best_index(values, spec.higher_is_better)
-                except Exception as exc:  # an unreadable image, a metric that fails
-                    ctx.fail(
-                        item,
-                        f"best-of-{len(group)} selection by {spec.key}: {exc}",
-                        detail={"label": group[0].label, "method_id": method.method_id},
-                    )
-                    continue
-                with store.transaction():
-                    store_candidate(
-                        ctx,
-                        representation_id=representation,
-                        replicate=replicate,
-                        seed=group[chosen].seed,
-                        artifact_hash=hashes[chosen],
-                        meta=made[group[chosen].cache_key][1]
-                        | {
-                            "select_index": chosen,
-                            "select_by": spec.key,
-                            "select_values": values,
-                            "select_seeds": [job.seed for job in group],
-                            "select_candidates": hashes,
-                        },
-                    )
-                    ctx.clear(item)
-                ctx.report.done += 1
-        finally:
-            metric.close()
+        return
+    metric = select.metric
+    with ctx.store.transaction():
+        store_candidate(
+            ctx,
+            representation_id=selection.representation_id,
+            replicate=selection.replicate,
+            seed=selection.jobs[chosen].seed,
+            artifact_hash=selection.hashes[chosen],
+            meta=selection.metas[chosen]
+            | {
+                "select_index": chosen,
+                "select_by": spec.key,
+                "select_values": scored,
+                "select_seeds": [job.seed for job in selection.jobs],
+                "select_candidates": selection.hashes,
+                "select_metric": {"label": metric.label, **metric.identity()},
+            },
+        )
+        ctx.clear(item)
+    ctx.report.done += 1
 
 
 def original_hash(ctx: StageContext, representation_id: str) -> str:
@@ -347,13 +389,48 @@ def original_hash(ctx: StageContext, representation_id: str) -> str:
     return str(row[0])
 
 
-def candidate_values(metric: Any, key: str, original: Any, images: list[Any]) -> list[Any]:
-    """Each candidate's ``key`` score against the original (a pairwise metric compares;
-    an embedding metric's value comes from the cosine of their vectors)."""
-    if metric.kind == "pairwise":
-        return [row.get(key) for row in metric.compare([original] * len(images), images)]
-    vectors = metric.embed([original, *images])
-    return [metric.values(metric.params, float(vectors[0] @ vector))[key] for vector in vectors[1:]]
+def candidate_values(
+    ctx: StageContext, metric: Any, pairs: list[tuple[str, str]]
+) -> dict[tuple[str, str], Any]:
+    """Each (original, candidate) artifact pair's scores by ``metric`` (a
+    :class:`~semcomp.config.MetricConfig`), keyed as the study writes them, or the exception
+    that stopped it."""
+    from semcomp.metrics.clip import cosine
+    from semcomp.stages.embed import embed_pending, metric_factory
+    from semcomp.stages.score import ComparePairs, key_map
+
+    params = metric.validated
+    keys = key_map(metric, params)  # the metric class's keys → the entry's
+    values: dict[tuple[str, str], Any] = {}
+    if metric.kind == "embedding":
+        embedder_id = metric.embedder_id
+        wanted = list(dict.fromkeys(h for pair in pairs for h in pair))
+        missing = [h for h in wanted if h not in ctx.store.embeddings(embedder_id, wanted)]
+        done = ctx.report.done  # embeddings are not this stage's items
+        embed_pending(ctx, metric_factory(metric), embedder_id, missing)
+        ctx.report.done = done
+        vectors = ctx.store.embeddings(embedder_id, wanted)
+        for pair in pairs:
+            original, candidate = (vectors.get(h) for h in pair)
+            if original is None or candidate is None:
+                values[pair] = ImageError(f"no {metric.label} embedding (its failure is recorded)")
+                continue
+            scored = metric.metric_class.values(params, cosine(original, candidate))
+            values[pair] = {keys[k]: v for k, v in scored.items()}
+        return values
+    factory = metric_factory(metric)
+    chunk = factory.chunk()
+    files = ctx.artifact_files([h for pair in pairs for h in pair])
+    batches = [pairs[start : start + chunk] for start in range(0, len(pairs), chunk)]
+    task = ComparePairs(ctx.config.images.max_pixels)
+    paths = [[(files[o], files[c]) for o, c in batch] for batch in batches]
+    for _, outcome in ctx.run_batches(factory, task, paths, "pair"):
+        for pair, result in zip(batches[outcome.index], outcome.results, strict=True):
+            if isinstance(result, Exception):
+                values[pair] = result
+            else:
+                values[pair] = {keys[k]: v for k, v in result.items()}
+    return values
 
 
 def import_external(ctx: StageContext, method: ExternalMethod) -> None:
