@@ -64,7 +64,7 @@ def test_a_file_that_does_not_decode_in_the_prefetch_thread_is_a_settled_failure
 
     root = write_study(tmp_path / "s", image_folder, tiny_clip)
     with Study.open(root) as study:
-        study.run(progress=False, stages=["ingest", "encode"])
+        study.run(progress=False, stages=["ingest", "encode", "decode"])  # 12 images, 3 batches
         relpath = study.store.conn.execute(
             "SELECT a.relpath FROM originals o JOIN artifacts a ON a.hash = o.artifact_hash "
             "ORDER BY o.id"
