@@ -246,7 +246,9 @@ def run(
         None, help="GPUs each Ray actor holds (default: 1 if the cluster has GPUs, else 0)."
     ),
     workers: int = typer.Option(
-        None, help="Local engine: DataLoader processes that decode and preprocess images (0)."
+        None,
+        help="Local engine: DataLoader processes that decode and preprocess images (0: a "
+        "background thread loads the next batches while the model runs).",
     ),
     profile: bool = typer.Option(
         False, help="Print per-stage throughput and time split (decode, preprocess, model, write)."
