@@ -155,7 +155,6 @@ class ModelHost:
         self.key: str | None = None
         self.worker: ModelWorker | None = None
         self.failure: SemcompError | None = None
-        self.tasks: dict[str, Any] = {}
 
     def _hold(self, key: str, factory: PluginFactory, task: BatchTask) -> None:
         if key != self.key:
