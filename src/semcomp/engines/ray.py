@@ -255,6 +255,12 @@ class RayEngine(Engine):
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if self.address is None and self.object_store_bytes is not None:
             options["object_store_memory"] = self.object_store_bytes
+        if self.address is None:
+            # Ray starts its workers at niceness 15: on a machine shared with other work the
+            # run's own model work would then wait behind everything else (on two busy cores
+            # the actors got a tenth of the CPU the local engine gets); the Ray this engine
+            # starts runs its workers at the driver's priority, as the local engine does
+            os.environ.setdefault("RAY_worker_niceness", "0")
         if self.address is not None and self.address.startswith("ray://"):
             os.environ.setdefault("RAY_CLIENT_RECONNECT_GRACE_PERIOD", str(CONNECT_TIMEOUT_S))
         try:
