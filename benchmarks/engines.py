@@ -52,6 +52,9 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=2)
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # as the engine does for a Ray it starts: workers at the driver's priority, not Ray's
+    # default niceness 15 (on a shared machine that alone makes Ray several times slower)
+    os.environ.setdefault("RAY_worker_niceness", "0")
     from semcomp.tiny_models import write_tiny_blip, write_tiny_stable_diffusion
 
     with tempfile.TemporaryDirectory() as tmp:

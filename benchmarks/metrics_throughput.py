@@ -4,21 +4,24 @@
         [--pairs 16] [--batch-size 8] [--repeats 3] [--size 128x96] [--metrics psnr,lpips]
         [--json]
 
-For each metric the same decoded images (photo-like originals and JPEG-degraded
-candidates, as RGB PIL images) go in batches of ``--batch-size`` through
+For each metric the same files (photo-like PNG originals and JPEG-degraded candidates
+saved as PNG, as a study stores them) go in batches of ``--batch-size`` pairs through
 
-- semcomp: the metric class's own entry point, called as the score stage calls it
-  (``compare`` for pairwise metrics, ``features`` for FID/KID's Inception features,
-  ``embed`` for CLIP, ``predict`` for zero-shot), and
-- the bare library: the same model object's forward (or the library function) on the
-  same batches, stacked into tensors by hand, with no grouping by size, no per-pair
-  failures, no out-of-memory back-off and no resizing checks.
+- semcomp: the local engine with the score stage's own task (``ComparePairs`` for
+  pairwise metrics, ``ExtractFeatures`` for FID/KID's Inception features, ``EmbedImages``
+  for CLIP, ``ClassifyCandidates`` for zero-shot), so reading, decoding and the metric's
+  model-free preprocessing run in the engine's prefetch thread ahead of the model, as in
+  ``semcomp run``; "in turn" is the same with ``prefetch=0`` (each batch loaded just
+  before its turn, as before the prefetch thread);
+- the bare library: a plain loop that decodes each batch's files (Pillow), stacks
+  tensors by hand and calls the same model's forward (or the library function), with no
+  grouping by size, no per-pair failures, no out-of-memory back-off and no resizing checks.
 
-Both sides are timed alternately ``--repeats`` times after one warm-up batch each (going
-over the pairs several times when one pass is under ~0.2 s), and the best time of each is
-kept (the machine may be shared); the ratio is semcomp's throughput
-over the bare library's (1.00: no overhead). Pairwise and task metrics count pairs per
-second, feature and embedding metrics images per second.
+The three are timed alternately ``--repeats`` times, the engine's runs after a warm-up
+batch (model building left out), and the best time of each is kept (the machine may be
+shared); the ratio is semcomp's throughput over the bare library's (1.00: no overhead;
+the target for model-based metrics is at least 0.8). Pairwise and task metrics count pairs
+per second, feature and embedding metrics images per second.
 
 Without ``--full-size`` the models are the tiny or random-weight ones the tests use
 (LPIPS AlexNet random, DISTS random, DreamSim tiny, Inception tiny at 75 px, tiny CLIP)
@@ -28,7 +31,8 @@ models at the real sizes without downloads (DreamSim ViT-B ensemble, Inception-v
 lent GPU (``--device cuda --full-size``).
 
 ``--json`` prints a list of objects with keys ``metric``, ``unit`` (pairs/s or
-images/s), ``items``, ``semcomp_per_s``, ``bare_per_s`` and ``ratio``.
+images/s), ``items``, ``semcomp_per_s``, ``in_turn_per_s``, ``bare_per_s``, ``ratio`` and
+``in_turn_ratio``.
 """
 
 from __future__ import annotations
@@ -70,33 +74,56 @@ def tensors(images: list[Image.Image], scale: float = 1.0, shift: float = 0.0) -
     return torch.stack([to_tensor(image) * scale + shift for image in images])
 
 
-def seconds(run: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    run()
-    return time.perf_counter() - started
+def decoded(paths: list[Path]) -> list[Image.Image]:
+    """The files as RGB images, as a plain loop would read them (Pillow)."""
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append(image.convert("RGB"))
+    return images
 
 
-def cases(args: argparse.Namespace, folder: Path) -> dict[str, Callable[[], tuple]]:
-    """For each metric, a builder of (unit, semcomp(batch of pairs), bare(batch of pairs),
-    close)."""
+def cases(args: argparse.Namespace, folder: Path) -> dict[str, Callable[[], dict]]:
+    """For each metric, a builder of its measurement: ``unit``, the ``factory`` and ``task``
+    the score stage runs on the engine, ``item`` (a pair of files → the task's item),
+    ``bare`` (a batch of pairs of files → the bare library's values) and ``close``."""
     import torch
 
-    device, full = args.device, args.full_size
+    from semcomp.engines import PluginFactory
+    from semcomp.stages.embed import EmbedImages
+    from semcomp.stages.score import ClassifyCandidates, ComparePairs
+    from semcomp.stages.set_scores import ExtractFeatures
 
-    def psnr() -> tuple:
+    device, full, size = args.device, args.full_size, args.batch_size
+
+    def factory(name: str, params: Any, batch_size: int = size) -> PluginFactory:
+        return PluginFactory("metric", name, params, {"device": device, "batch_size": batch_size})
+
+    def pairs_case(name, metric, params, bare) -> dict:
+        return {
+            "unit": "pairs/s",
+            "factory": factory(name, params),
+            "task": ComparePairs(),
+            "item": lambda pair: pair,
+            "bare": bare,
+            "close": metric.close,
+        }
+
+    def psnr() -> dict:
         from semcomp.metrics.psnr import PsnrMetric, PsnrParams
 
         metric = PsnrMetric(PsnrParams(), device=device)
 
-        def bare(originals, candidates):
+        def bare(batch):
+            originals, candidates = decoded([o for o, _ in batch]), decoded([c for _, c in batch])
             x = np.stack([np.asarray(o) for o in originals]).astype(np.float64)
             y = np.stack([np.asarray(c) for c in candidates]).astype(np.float64)
             mse = ((x - y) ** 2).reshape(len(x), -1).mean(1)
             return 10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))
 
-        return "pairs/s", metric.compare, bare, metric.close
+        return pairs_case("psnr", metric, PsnrParams(), bare)
 
-    def ms_ssim() -> tuple:
+    def ms_ssim() -> dict:
         from pytorch_msssim import ms_ssim as library
 
         from semcomp.metrics.msssim import MsSsimMetric, MsSsimParams
@@ -104,105 +131,136 @@ def cases(args: argparse.Namespace, folder: Path) -> dict[str, Callable[[], tupl
         params = MsSsimParams(win_size=11 if full else 3)
         metric = MsSsimMetric(params, device=device)
 
-        def bare(originals, candidates):
-            x, y = (tensors(images, 255.0).to(device) for images in (originals, candidates))
+        def bare(batch):
+            x = tensors(decoded([o for o, _ in batch]), 255.0).to(device)
+            y = tensors(decoded([c for _, c in batch]), 255.0).to(device)
             with torch.inference_mode():
                 return library(x, y, data_range=255, size_average=False, win_size=params.win_size)
 
-        return "pairs/s", metric.compare, bare, metric.close
+        return pairs_case("ms-ssim", metric, params, bare)
 
-    def learned(metric_class, params, pixels) -> tuple:
+    def learned(name, metric_class, params, pixels) -> dict:
         """LPIPS, DISTS, DreamSim: the bare side calls the library's model object that
         semcomp built (the libraries download weights in their constructors; random weights
         need semcomp's loader), on tensors stacked by hand."""
-        metric = metric_class(params, device=device, batch_size=args.batch_size)
+        metric = metric_class(params, device=device, batch_size=size)
 
-        def bare(originals, candidates):
-            x, y = pixels(originals), pixels(candidates)
+        def bare(batch):
+            x = pixels(decoded([o for o, _ in batch]))
+            y = pixels(decoded([c for _, c in batch]))
             with torch.inference_mode():
                 return metric.distances(x.to(metric.device), y.to(metric.device)).cpu()
 
-        return "pairs/s", metric.compare, bare, metric.close
+        return pairs_case(name, metric, params, bare)
 
-    def lpips() -> tuple:
+    def lpips() -> dict:
         from semcomp.metrics.lpips import Lpips, LpipsParams
 
-        return learned(Lpips, LpipsParams(weights="random"), lambda im: tensors(im, 2.0, -1.0))
+        return learned(
+            "lpips", Lpips, LpipsParams(weights="random"), lambda im: tensors(im, 2.0, -1.0)
+        )
 
-    def dists() -> tuple:
+    def dists() -> dict:
         from semcomp.metrics.dists import Dists, DistsParams
 
-        return learned(Dists, DistsParams(weights="random"), tensors)
+        return learned("dists", Dists, DistsParams(weights="random"), tensors)
 
-    def dreamsim() -> tuple:
+    def dreamsim() -> dict:
         from semcomp.metrics.dreamsim import IMAGE_SIZE, DreamSim, DreamSimParams
 
         def pixels(images):
-            size = (IMAGE_SIZE, IMAGE_SIZE)
-            return tensors([im.resize(size, Image.Resampling.BICUBIC) for im in images])
+            side = (IMAGE_SIZE, IMAGE_SIZE)
+            return tensors([im.resize(side, Image.Resampling.BICUBIC) for im in images])
 
         params = DreamSimParams(weights="random" if full else "tiny")
-        return learned(DreamSim, params, pixels)
+        return learned("dreamsim", DreamSim, params, pixels)
 
-    def fid() -> tuple:
+    def fid() -> dict:
         from semcomp.metrics.fid import Fid, FidParams
 
-        metric = Fid(FidParams(weights="random" if full else "tiny"), device=device)
-        metric.batch_size = 2 * args.batch_size  # a batch of pairs is twice as many images
+        params = FidParams(weights="random" if full else "tiny")
+        metric = Fid(params, device=device)
 
-        def bare(originals, candidates):
-            images = [*originals, *candidates]
-            batch = torch.stack([torch.from_numpy(np.array(im)) for im in images])
+        def bare(batch):
+            images = decoded([path for pair in batch for path in pair])
+            pixels = torch.stack([torch.from_numpy(np.array(im)) for im in images])
             with torch.inference_mode():
-                return metric.model(batch.permute(0, 3, 1, 2).contiguous().to(metric.device))
+                return metric.model(pixels.permute(0, 3, 1, 2).contiguous().to(metric.device))
 
-        return "images/s", lambda o, c: metric.features([*o, *c]), bare, metric.close
+        # a batch of pairs is twice as many images: the engine's batches hold both
+        return {
+            "unit": "images/s",
+            "factory": factory("fid", params, 2 * size),
+            "task": ExtractFeatures(),
+            "item": lambda pair: pair,
+            "flatten": True,
+            "bare": bare,
+            "close": metric.close,
+        }
 
     def clip_model() -> str:
         from semcomp.tiny_models import write_tiny_open_clip
 
         return write_tiny_open_clip(folder / "clip", full_size=full)
 
-    def clip() -> tuple:
+    def clip() -> dict:
         from semcomp.config import EmbedderConfig
         from semcomp.metrics.clip import ClipMetric
 
         config = EmbedderConfig(model=clip_model(), random_weights=True)
-        metric = ClipMetric(config, device=device, batch_size=2 * args.batch_size)
+        metric = ClipMetric(config, device=device, batch_size=2 * size)
         embedder = metric.embedder
 
-        def bare(originals, candidates):
-            images = [*originals, *candidates]
+        def bare(batch):
+            images = decoded([path for pair in batch for path in pair])
             pixels = torch.stack([metric.preprocess(im) for im in images])
             with torch.inference_mode():
                 pixels = pixels.to(embedder.device, embedder.dtype)
                 features = embedder.model.encode_image(pixels).float()
                 return torch.nn.functional.normalize(features, dim=-1).cpu().numpy()
 
-        return "images/s", lambda o, c: metric.embed([*o, *c]), bare, metric.close
+        return {
+            "unit": "images/s",
+            "factory": factory("clip", config, 2 * size),
+            "task": EmbedImages(),
+            "item": lambda pair: pair,
+            "flatten": True,
+            "bare": bare,
+            "close": metric.close,
+        }
 
-    def zero_shot() -> tuple:
+    def zero_shot() -> dict:
         from semcomp.metrics.zeroshot import ZeroShotMetric, ZeroShotParams
 
         classes = tuple(f"class {i}" for i in range(10))
         params = ZeroShotParams(model=clip_model(), random_weights=True, classes=classes)
-        metric = ZeroShotMetric(params, device=device, batch_size=args.batch_size)
+        metric = ZeroShotMetric(params, device=device, batch_size=size)
         embedder = metric.embedder
         text = torch.from_numpy(metric.class_embeddings).float()
+        label = {}  # candidate file → its class, as the stage hands it over
 
-        def labels(candidates):
-            return [classes[i % len(classes)] for i in range(len(candidates))]
-
-        def bare(originals, candidates):
-            pixels = torch.stack([embedder.preprocess(im) for im in candidates])
+        def bare(batch):
+            candidates = [c for _, c in batch]
+            pixels = torch.stack([embedder.preprocess(im) for im in decoded(candidates)])
             with torch.inference_mode():
                 pixels = pixels.to(embedder.device, embedder.dtype)
                 features = embedder.model.encode_image(pixels).float().cpu()
             predicted = (torch.nn.functional.normalize(features, dim=-1) @ text.T).argmax(1)
-            truth = torch.tensor([classes.index(label) for label in labels(candidates)])
+            truth = torch.tensor([classes.index(label[c]) for c in candidates])
             return (predicted == truth).float()
 
-        return "pairs/s", lambda o, c: metric.predict(c, labels(c)), bare, metric.close
+        def item(pair):
+            label.setdefault(pair[1], classes[len(label) % len(classes)])
+            return (pair[1], label[pair[1]], False)
+
+        return {
+            "unit": "pairs/s",
+            "factory": factory("zero-shot", params),
+            "task": ClassifyCandidates(),
+            "item": item,
+            "bare": bare,
+            "close": metric.close,
+        }
 
     return {
         "psnr": psnr,
@@ -216,38 +274,53 @@ def cases(args: argparse.Namespace, folder: Path) -> dict[str, Callable[[], tupl
     }
 
 
-def measure(name: str, build: Callable[[], tuple], pairs: list, args) -> dict:
-    unit, semcomp, bare, close = build()
+def engine_seconds(case: dict, chunks: list[list], prefetch: int) -> float:
+    """Seconds of the local engine over ``chunks`` after a warm-up batch (model building
+    and the first call left out), as the score stage runs the metric."""
+    from semcomp.engines import LocalEngine
+
+    batches = [chunks[0], *chunks]
+    started = 0.0
+    for outcome in LocalEngine(prefetch=prefetch).run(case["factory"], case["task"], batches):
+        if outcome.index == 0:
+            started = time.perf_counter()
+        elif any(isinstance(result, Exception) for result in outcome.results):
+            raise next(r for r in outcome.results if isinstance(r, Exception))
+    return time.perf_counter() - started
+
+
+def measure(name: str, build: Callable[[], dict], pairs: list, args) -> dict:
+    case = build()
     chunks = batches(pairs, args.batch_size)
+    item = case["item"]
+    if case.get("flatten"):  # images, not pairs: both files of each pair, one batch
+        engine_chunks = [[path for pair in chunk for path in pair] for chunk in chunks]
+    else:
+        engine_chunks = [[item(pair) for pair in chunk] for chunk in chunks]
+    case["bare"](chunks[0])  # warm-up: lazy imports, first-call allocations
 
-    def through(run: Callable) -> Callable[[], None]:
-        def every_batch() -> None:
-            for chunk in chunks:
-                originals, candidates = zip(*chunk, strict=True)
-                run(list(originals), list(candidates))
+    def bare() -> float:
+        started = time.perf_counter()
+        for chunk in chunks:
+            case["bare"](chunk)
+        return time.perf_counter() - started
 
-        return every_batch
-
-    first = chunks[0]
-    warm = max(  # warm-up: lazy imports, first-call allocations
-        seconds(lambda run=run: run([o for o, _ in first], [c for _, c in first]))
-        for run in (semcomp, bare)
-    )
-    # fast metrics go over the pairs several times, so that a timing is at least ~0.2 s
-    loops = max(1, min(1000, int(0.2 / max(warm * len(chunks), 1e-6))))
-    semcomp_s, bare_s = float("inf"), float("inf")
-    for _ in range(args.repeats):  # alternate, so that both see the same load
-        semcomp_s = min(semcomp_s, seconds(lambda: [through(semcomp)() for _ in range(loops)]))
-        bare_s = min(bare_s, seconds(lambda: [through(bare)() for _ in range(loops)]))
-    close()
-    items = loops * len(pairs) * (2 if unit == "images/s" else 1)
+    semcomp_s = in_turn_s = bare_s = float("inf")
+    for _ in range(args.repeats):  # alternate, so that all three see the same load
+        semcomp_s = min(semcomp_s, engine_seconds(case, engine_chunks, prefetch=2))
+        in_turn_s = min(in_turn_s, engine_seconds(case, engine_chunks, prefetch=0))
+        bare_s = min(bare_s, bare())
+    case["close"]()
+    items = len(pairs) * (2 if case["unit"] == "images/s" else 1)
     return {
         "metric": name,
-        "unit": unit,
+        "unit": case["unit"],
         "items": items,
         "semcomp_per_s": items / semcomp_s,
+        "in_turn_per_s": items / in_turn_s,
         "bare_per_s": items / bare_s,
         "ratio": bare_s / semcomp_s,
+        "in_turn_ratio": bare_s / in_turn_s,
     }
 
 
@@ -281,16 +354,26 @@ def main() -> None:
         f"device {args.device}, {'full-size' if args.full_size else 'tiny'} random weights, "
         f"best of {args.repeats}"
     )
-    say(f"\n{'metric':<10} {'unit':<9} {'semcomp':>9} {'bare':>9} {'ratio':>6}")
+    say(
+        f"\n{'metric':<10} {'unit':<9} {'semcomp':>9} {'in turn':>9} {'bare':>9} "
+        f"{'ratio':>6} {'in turn':>8}"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for i, (original, candidate) in enumerate(pairs):  # as a study stores them
+            paths = (Path(tmp) / f"{i:04d}.png", Path(tmp) / f"{i:04d}-candidate.png")
+            original.save(paths[0])
+            candidate.save(paths[1])
+            files.append(paths)
         builders = cases(args, Path(tmp))
         for name in chosen:
-            row = measure(name, builders[name], pairs, args)
+            row = measure(name, builders[name], files, args)
             rows.append(row)
             say(
                 f"{name:<10} {row['unit']:<9} {row['semcomp_per_s']:9.1f} "
-                f"{row['bare_per_s']:9.1f} {row['ratio']:6.2f}"
+                f"{row['in_turn_per_s']:9.1f} {row['bare_per_s']:9.1f} {row['ratio']:6.2f} "
+                f"{row['in_turn_ratio']:8.2f}"
             )
     if args.json:
         json.dump(rows, sys.stdout, indent=1)

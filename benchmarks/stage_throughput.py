@@ -1,16 +1,26 @@
 """Per-stage throughput of the batch stages (embed, caption, reconstruct) at several batch sizes.
 
     python benchmarks/stage_throughput.py [--device cpu|cuda] [--full-size]
-        [--batch-sizes 1,4,16] [--images 32] [--workers 2] [--stages embed,caption,reconstruct]
+        [--batch-sizes 1,4,16] [--images 32] [--workers 0] [--stages embed,caption,reconstruct]
+        [--repeats 3]
 
 Each stage's work goes through the local engine exactly as ``semcomp run``
-does it (plugin factory, load/infer task, DataLoader workers for decoding), on
-photo-like 512×384 PNG files. Reported per stage and batch size: images per
-second (after one warm-up batch), the profile's time split (decode,
-preprocess, model), and on CUDA the fraction of time the GPU was busy after
+does it (plugin factory, load/infer task; with ``--workers 0``, ``semcomp run``'s
+default, the next batches load in the engine's prefetch thread, else in that many
+DataLoader processes), on photo-like 512×384 PNG files. Reported per stage and
+batch size: images per second (after one warm-up batch), the profile's time split
+(decode, preprocess, model), and on CUDA the fraction of time the GPU was busy after
 the warm-up batch (utilisation sampled every 100 ms through NVML, i.e.
 ``pip install "semcomp[bench]"``, else ``nvidia-smi -lms 100``; "n/a" and the
 reason under the table when neither works).
+
+The embed stage is then measured beside two bare loops over the same files and
+batches, with the same model object, alternately ``--repeats`` times (best of each):
+"bare loop" reads, decodes (Pillow), applies the CLIP transform, stacks and runs the
+forward pass under ``torch.inference_mode``, one batch after the other; "forward
+only" runs just the forward pass on batches preprocessed beforehand (the most a
+stage could reach if reading and preprocessing cost nothing). Ratios are the
+stage's images per second over each.
 
 Without ``--full-size`` the models are the tiny random-weight ones (CPU-sized;
 SD at 64×64 with 2 steps). ``--full-size`` builds random-weight models at the
@@ -31,7 +41,7 @@ from typing import Any
 
 from common import machine, photo
 from semcomp.config import EmbedderConfig
-from semcomp.engines import LocalEngine, PluginFactory
+from semcomp.engines import PREFETCH, LocalEngine, PluginFactory
 from semcomp.tiny_models import write_tiny_blip, write_tiny_open_clip, write_tiny_stable_diffusion
 
 
@@ -143,7 +153,15 @@ def stage_setup(stage: str, models: Path, images: list[Path], full: bool, device
     return factory, ReconstructPrompts(), jobs
 
 
-def measure(factory: PluginFactory, task: Any, items: list, batch: int, workers: int, device: str):
+def measure(
+    factory: PluginFactory,
+    task: Any,
+    items: list,
+    batch: int,
+    workers: int,
+    device: str,
+    prefetch: int = PREFETCH,
+):
     """Images/s after a warm-up batch, the phase split, and the GPU busy fraction (with
     the reason when it is not known); model building and warm-up are left out of all three."""
     batches = [items[:batch]] + [items[i : i + batch] for i in range(0, len(items), batch)]
@@ -151,7 +169,7 @@ def measure(factory: PluginFactory, task: Any, items: list, batch: int, workers:
     started = None
     gpu = GpuBusy(device)
     try:
-        for outcome in LocalEngine(workers=workers).run(factory, task, batches):
+        for outcome in LocalEngine(workers=workers, prefetch=prefetch).run(factory, task, batches):
             if outcome.index == 0:  # warm-up: loading, cudnn autotuning, first-call costs
                 started = time.perf_counter()
                 gpu.start()
@@ -164,14 +182,65 @@ def measure(factory: PluginFactory, task: Any, items: list, batch: int, workers:
     return len(items) / wall, phases, gpu.busy, gpu.reason
 
 
+def embed_beside_bare(
+    folder: Path, images: list[Path], full: bool, device: str, batch: int, workers: int, repeats
+) -> tuple[float, float, float, float]:
+    """Images/s of the embed stage (local engine), of the stage loading each batch in turn
+    (``prefetch=0``: the engine before its prefetch thread), of a bare sequential loop (read,
+    decode, transform, forward) and of the forward pass alone, on the same files and
+    batches; best of ``repeats`` alternating timings, each after a warm-up batch."""
+    import torch
+    from PIL import Image
+
+    factory, task, items = stage_setup("embed", folder / "models", images, full, device, batch)
+    model = factory()
+    chunks = [items[i : i + batch] for i in range(0, len(items), batch)]
+
+    def pixels_of(paths: list[Path]) -> Any:
+        pixels = []
+        for path in paths:
+            with Image.open(path) as image:
+                pixels.append(model.preprocess(image.convert("RGB")))
+        return torch.stack(pixels)
+
+    def bare_batch(paths: list[Path]) -> Any:
+        return model.embed_pixels(pixels_of(paths))
+
+    preprocessed = [pixels_of(chunk) for chunk in chunks]
+
+    def bare() -> float:
+        bare_batch(chunks[0])  # warm-up
+        started = time.perf_counter()
+        for chunk in chunks:
+            bare_batch(chunk)
+        return len(items) / (time.perf_counter() - started)
+
+    def forward() -> float:
+        model.embed_pixels(preprocessed[0])
+        started = time.perf_counter()
+        for pixels in preprocessed:
+            model.embed_pixels(pixels)
+        return len(items) / (time.perf_counter() - started)
+
+    best = [0.0, 0.0, 0.0, 0.0]
+    for _ in range(repeats):
+        stage = measure(factory, task, items, batch, workers, device)[0]
+        in_turn = measure(factory, task, items, batch, workers, device, prefetch=0)[0]
+        rates = (stage, in_turn, bare(), forward())
+        best = [max(b, r) for b, r in zip(best, rates, strict=True)]
+    model.close()
+    return best[0], best[1], best[2], best[3]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--full-size", action="store_true")
     parser.add_argument("--batch-sizes", default="1,4,16")
     parser.add_argument("--images", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--stages", default="embed,caption,reconstruct")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,6 +284,25 @@ def main() -> None:
             )
         for reason in sorted(reasons) if args.device.startswith("cuda") else []:
             print(f"gpu busy n/a: {reason}")
+        if "embed" not in args.stages.split(","):
+            return
+        print(f"\nembed stage beside bare loops, same model and files, best of {args.repeats}")
+        print(
+            f"{'batch':>5} {'stage':>9} {'in turn':>9} {'bare loop':>9} {'forward':>9} "
+            f"{'stage/bare':>10} {'in turn/bare':>12} {'stage/forward':>13}"
+        )
+        for batch in sizes:
+            stage, in_turn, bare, forward = embed_beside_bare(
+                folder, images, args.full_size, args.device, batch, args.workers, args.repeats
+            )
+            print(
+                f"{batch:>5} {stage:>9.2f} {in_turn:>9.2f} {bare:>9.2f} {forward:>9.2f} "
+                f"{stage / bare:>9.2f}x {in_turn / bare:>11.2f}x {stage / forward:>12.2f}x"
+            )
+        print(
+            "(images/s; 'in turn': the stage loading each batch just before its turn, as "
+            "before the prefetch thread; target: stage >= 0.8x the bare loop)"
+        )
 
 
 if __name__ == "__main__":

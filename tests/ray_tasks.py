@@ -32,3 +32,19 @@ class KillsItsActor(BatchTask):
                 self.once_marker.touch()
                 os._exit(1)
         return list(loaded)
+
+
+class WhereItRuns(BatchTask):
+    """Each item → (process that loaded it, process of the model, the model's stamp): a
+    stamp is set on a model the first time it runs a batch, so a new model gets a new one."""
+
+    def load(self, batch: Sequence[str], context: Any) -> tuple[Sequence[str], int]:
+        return batch, os.getpid()
+
+    def infer(self, model: Any, loaded: tuple[Sequence[str], int], context: Any) -> list[Any]:
+        import uuid
+
+        if not hasattr(model, "stamp"):
+            model.stamp = uuid.uuid4().hex
+        items, loader = loaded
+        return [(loader, os.getpid(), model.stamp) for _ in items]

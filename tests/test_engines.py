@@ -197,14 +197,6 @@ def test_features_extract_on_ray_writes_the_same_shards(tmp_path, tiny_clip, ray
     np.testing.assert_array_equal(text_a, text_b)
 
 
-def test_local_decode_workers_give_the_same_embeddings(tmp_path, image_folder, tiny_clip):
-    roots = [write_study(tmp_path / name, image_folder, tiny_clip) for name in ("a", "b")]
-    for root, workers in zip(roots, (0, 2), strict=True):
-        with Study.open(root) as study:
-            study.run(progress=False, engine=LocalEngine(workers=workers))
-    assert rows(roots[0]) == rows(roots[1])
-
-
 @pytest.mark.parametrize("workers", [0, 1])
 def test_profile_reports_throughput_and_phases(tmp_path, image_folder, tiny_clip, capsys, workers):
     root = write_study(tmp_path / "s", image_folder, tiny_clip)
@@ -292,9 +284,7 @@ def test_ray_actor_errors_keep_their_one_line_message(tmp_path, ray_cluster):
     assert raised.value.__cause__ is None
 
 
-def test_ray_pool_is_checked_against_the_cluster_and_loading_is_not_fused(
-    tmp_path, tiny_clip, ray_cluster, capsys
-):
+def test_ray_pool_is_checked_against_the_cluster(tmp_path, tiny_clip, ray_cluster):
     from semcomp.config import EmbedderConfig
     from semcomp.engines.ray import RayEngine
     from semcomp.stages.embed import EmbedImages, embedder_factory
@@ -303,12 +293,33 @@ def test_ray_pool_is_checked_against_the_cluster_and_loading_is_not_fused(
     batches = [[tmp_path / "a.png"], [tmp_path / "b.png"]]
     with RayEngine(gpus_per_actor=1) as engine, pytest.raises(ConfigError, match="without GPUs"):
         list(engine.run(factory, EmbedImages(), batches))
-    with RayEngine() as engine:
-        engine.pipeline(factory, EmbedImages(), batches).explain()
-    optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
-    operators = [line for line in optimized.splitlines() if "Operator[" in line]
-    assert len(operators) == 2, optimized  # decoding runs in tasks, not inside the actor
-    assert "_Infer" in operators[0] and "_load" in operators[1] and "_Infer" not in operators[1]
+
+
+def test_ray_loads_in_tasks_and_keeps_its_actor_and_model_across_stages(ray_cluster):
+    """Batches load in Ray tasks, not in the actor; one actor serves every stage of the
+    engine, and keeps its model for a stage with the same model (built once)."""
+    from ray_tasks import WhereItRuns
+    from semcomp.captioners.fixed import FixedParams
+    from semcomp.engines import PluginFactory
+
+    options = {"device": "cpu", "batch_size": 1}
+    same = PluginFactory("captioner", "fixed", FixedParams(), options)
+    other = PluginFactory("captioner", "fixed", FixedParams(text="another"), options)
+    with make_engine("ray") as engine:
+        stages = [
+            [
+                r
+                for o in engine.run(factory, WhereItRuns(), [["a"], ["b"], ["c"]])
+                for r in o.results
+            ]
+            for factory in (same, same, other)
+        ]
+    loaders = {loader for stage in stages for loader, _, _ in stage}
+    actors = {actor for stage in stages for _, actor, _ in stage}
+    stamps = [{stamp for _, _, stamp in stage} for stage in stages]
+    assert len(actors) == 1 and not loaders & actors and os.getpid() not in loaders | actors
+    assert len(stamps[0]) == 1 and stamps[1] == stamps[0]  # the same model, built once
+    assert stamps[2] != stamps[0]  # another model replaced it
 
 
 def test_a_batch_that_kills_its_ray_actor_is_retried_then_stops_the_stage(tmp_path, ray_cluster):
@@ -375,3 +386,63 @@ def test_compressai_codec_on_ray_gives_the_local_engines_bitstreams(
         tables = rows(root)
         found[engine_name] = (tables["representations"], tables["candidates"])
     assert found["ray"] == found["local"]
+
+
+def test_prefetched_keeps_order_runs_ahead_in_a_thread_and_raises_at_its_turn():
+    import threading
+
+    from semcomp.engines import prefetched
+
+    threads, made = set(), []
+
+    def produce(index):
+        threads.add(threading.current_thread().name)
+        made.append(index)
+        if index == 4:
+            raise ValueError("batch 4 does not load")
+        return index * 10
+
+    got = []
+    with pytest.raises(ValueError, match="batch 4"):
+        for value in prefetched(produce, 8, depth=2):
+            got.append(value)
+    assert got == [0, 10, 20, 30]
+    assert threads == {"semcomp-prefetch"} and made == [0, 1, 2, 3, 4]  # nothing after 4
+
+    # a caller that stops early stops the thread: at most depth + 1 batches were made ahead
+    made.clear()
+    values = prefetched(produce, 100, depth=2)
+    assert next(values) == 0
+    values.close()
+    assert len(made) <= 4
+    assert not any(t.name == "semcomp-prefetch" for t in threading.enumerate())
+    assert list(prefetched(produce, 3, depth=0)) == [0, 10, 20]  # depth 0: a plain loop
+
+
+def test_local_engine_loads_ahead_in_a_thread_and_gives_the_same_rows(
+    tmp_path, image_folder, tiny_clip, monkeypatch
+):
+    """The default local engine decodes in its prefetch thread; rows are those of loading
+    in turn (prefetch 0) and of DataLoader workers."""
+    import threading
+
+    import semcomp.stages.embed as embed
+
+    decode, threads = embed.decode_image, []
+
+    def recording(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(embed, "decode_image", recording)
+    roots = [write_study(tmp_path / name, image_folder, tiny_clip) for name in "abc"]
+    engines = [LocalEngine(prefetch=0), LocalEngine(), LocalEngine(workers=2)]
+    for root, engine in zip(roots, engines, strict=True):
+        threads.clear()
+        with Study.open(root) as study:
+            study.run(progress=False, engine=engine)
+        if engine.prefetch and not engine.workers:
+            assert set(threads) == {"semcomp-prefetch"}, threads  # batch size 4: 3 batches
+        elif not engine.workers:
+            assert set(threads) == {"MainThread"}
+    assert rows(roots[0]) == rows(roots[1]) == rows(roots[2])

@@ -51,3 +51,87 @@ def test_caption_loading_tells_read_errors_from_undecodable_images(tmp_path):
     failures = task.infer(None, loaded[:2], None)
     assert [f.retryable for f in failures] == [True, False]
     assert "gone.png" in str(failures[0])
+
+
+def test_a_file_that_does_not_decode_in_the_prefetch_thread_is_a_settled_failure(
+    tmp_path, image_folder, tiny_clip, monkeypatch
+):
+    """The local engine decodes ahead of the model in its prefetch thread: a corrupt
+    artifact decoded there is recorded with its reason and the other batches go on."""
+    import threading
+
+    import semcomp.stages.embed as embed
+
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    with Study.open(root) as study:
+        study.run(progress=False, stages=["ingest", "encode", "decode"])  # 12 images, 3 batches
+        relpath = study.store.conn.execute(
+            "SELECT a.relpath FROM originals o JOIN artifacts a ON a.hash = o.artifact_hash "
+            "ORDER BY o.id"
+        ).fetchone()[0]
+        study.store.artifact_path(relpath).write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    decode, raised = embed.decode_image, []
+
+    def recording(*args, **kwargs):
+        try:
+            return decode(*args, **kwargs)
+        except Exception:
+            raised.append(threading.current_thread().name)
+            raise
+
+    monkeypatch.setattr(embed, "decode_image", recording)
+    with Study.open(root) as study:
+        summary = study.run(progress=False, stages=["embed"])
+        failures = study.store.conn.execute(
+            "SELECT reason, retryable FROM failures WHERE stage = 'embed'"
+        ).fetchall()
+        embedded = study.store.count("embeddings")
+    assert raised == ["semcomp-prefetch"]
+    embed_report = next(s for s in summary.stages if s.stage == "embed")
+    assert (embed_report.done, embed_report.failed) == (11, 1) and embedded == 11
+    assert len(failures) == 1 and failures[0]["retryable"] == 0 and failures[0]["reason"]
+
+
+def test_a_run_killed_while_batches_load_ahead_resumes_with_the_same_rows(
+    tmp_path, image_folder, tiny_clip, monkeypatch
+):
+    import threading
+
+    import pytest
+
+    from semcomp.engines import LocalEngine
+    from semcomp.store import Store
+
+    roots = [write_study(tmp_path / name, image_folder, tiny_clip) for name in ("whole", "killed")]
+    with Study.open(roots[0]) as study:
+        study.run(progress=False, engine=LocalEngine(prefetch=0))
+    put, calls = Store.put_embeddings, []
+
+    def killed(self, *args, **kwargs):
+        if len(calls) == 1:  # the second batch: the third is loading ahead by now
+            raise KeyboardInterrupt
+        calls.append(1)
+        return put(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "put_embeddings", killed)
+    with pytest.raises(KeyboardInterrupt), Study.open(roots[1]) as study:
+        study.run(progress=False)
+    assert not any(t.name == "semcomp-prefetch" for t in threading.enumerate())
+    monkeypatch.setattr(Store, "put_embeddings", put)
+    with Study.open(roots[1]) as study:
+        assert study.store.count("embeddings") == 4  # the first batch of 4
+        study.run(progress=False)
+
+    def rows(root):
+        with Study.open(root, read_only=True) as study:
+            conn = study.store.conn
+            return [
+                sorted(tuple(r) for r in conn.execute(sql))
+                for sql in (
+                    "SELECT artifact_hash, embedder_id, vector FROM embeddings",
+                    "SELECT candidate_id, metric, value FROM scores",
+                    "SELECT stage, item FROM failures",
+                )
+            ]
+
+    assert rows(roots[1]) == rows(roots[0])

@@ -251,7 +251,9 @@ def run(
     actors: int = ACTORS_OPTION,
     gpus_per_actor: float = GPUS_PER_ACTOR_OPTION,
     workers: int = typer.Option(
-        None, help="Local engine: DataLoader processes that decode and preprocess images (0)."
+        None,
+        help="Local engine: DataLoader processes that decode and preprocess images (0: a "
+        "background thread loads the next batches while the model runs).",
     ),
     profile: bool = typer.Option(
         False, help="Print per-stage throughput and time split (decode, preprocess, model, write)."

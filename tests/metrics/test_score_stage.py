@@ -347,3 +347,54 @@ def test_metrics_alone_run_without_a_similarity_model_and_build_a_tiny_clip(tmp_
     assert table(root, "SELECT COUNT(*) FROM embeddings")[0][0] == 0
     with Study.open(root, read_only=True) as study:
         assert study.random_weights
+
+
+def test_model_metrics_prepare_in_the_prefetch_thread_and_give_the_same_scores(
+    tmp_path, image_folder, tiny_clip, monkeypatch
+):
+    """LPIPS's tensors and zero-shot's CLIP transform are made while the batch loads (in
+    the local engine's prefetch thread); scores and FID are those of loading in turn."""
+    import threading
+
+    from semcomp.engines import LocalEngine
+    from semcomp.metrics.learned import LearnedPairwiseMetric
+    from semcomp.stages import score
+
+    metrics = (
+        '\n[[metrics]]\nmetric = "lpips"\nweights = "random"\nbatch_size = 2\n'
+        f'\n[[metrics]]\nmetric = "zero-shot"\nmodel = "{tiny_clip}"\nbatch_size = 2\n'
+        '\n[[metrics]]\nmetric = "fid"\nweights = "tiny"\nbootstrap = 5\nbatch_size = 2\n'
+    )
+    where: dict[str, set[str]] = {"pairs": set(), "zero-shot": set()}
+    prepare, guarded = LearnedPairwiseMetric.prepare_pairs, score.GuardedPreprocess.__call__
+
+    def pairs_made(self, originals, candidates):
+        where["pairs"].add(threading.current_thread().name)
+        return prepare(self, originals, candidates)
+
+    def transformed(self, image):
+        where["zero-shot"].add(threading.current_thread().name)
+        return guarded(self, image)
+
+    monkeypatch.setattr(LearnedPairwiseMetric, "prepare_pairs", pairs_made)
+    monkeypatch.setattr(score.GuardedPreprocess, "__call__", transformed)
+    found = []
+    for name, engine in (("in-turn", LocalEngine(prefetch=0)), ("ahead", LocalEngine())):
+        root = make_study(tmp_path / name, image_folder, tiny_clip, metrics)
+        for seen in where.values():
+            seen.clear()
+        summary = run(root, engine=engine)
+        assert score_report(summary).failed == 0
+        expected = {"MainThread"} if name == "in-turn" else {"semcomp-prefetch"}
+        assert where == {"pairs": expected, "zero-shot": expected}
+        found.append(
+            (
+                table(root, "SELECT candidate_id, metric, value FROM scores ORDER BY 1, 2"),
+                table(root, "SELECT metric, method_id, operating_point, n, value FROM set_scores"),
+            )
+        )
+    (scores_a, sets_a), (scores_b, sets_b) = found
+    assert [tuple(r) for r in scores_a] == [tuple(r) for r in scores_b]
+    assert [tuple(r) for r in sets_a] == [tuple(r) for r in sets_b] and len(sets_a) == 2
+    keys = {r["metric"] for r in scores_a}
+    assert {"lpips[alex,random]", "zero-shot top-1[tiny-clip]"} <= keys

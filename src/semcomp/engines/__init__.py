@@ -22,10 +22,12 @@ concurrency is an async pool on the driver, and Ray would add nothing.
 from __future__ import annotations
 
 import importlib
+import queue
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from typing import Any, Generic, TypeVar
 
 I = TypeVar("I")  # noqa: E741 - one input item of a batch
 L = TypeVar("L")  # a loaded batch
+T = TypeVar("T")
 
 #: the profile phases, in report order
 PHASES = ("decode", "preprocess", "model", "write")
@@ -204,6 +207,66 @@ def load_timed(task: BatchTask, batch: Sequence[Any], context: Any) -> tuple[Any
     return loaded, dict(timer.seconds)
 
 
+#: batches the local engine loads ahead of the model by default (``LocalEngine(prefetch=...)``)
+PREFETCH = 2
+
+
+def prefetched(produce: Callable[[int], T], count: int, depth: int = PREFETCH) -> Iterator[T]:
+    """``produce(0)``, ..., ``produce(count - 1)`` in order, each computed up to ``depth``
+    calls ahead in one background thread while the caller works on the previous one.
+
+    The one prefetching helper of the batch stages: the local engine loads (reads,
+    decodes, preprocesses) the next batches with it while the model runs on the current
+    one. Decoding (Pillow) and torch's kernels release the GIL, so a thread overlaps them
+    with no process start-up and no copies. An exception raised by ``produce`` is raised
+    here, at its item's turn, exactly as a plain loop would raise it (per-item problems
+    are not exceptions: a task's ``load`` returns them with the batch). When the caller
+    stops early (an error, a kill, a closed generator) the thread stops after the call it
+    is in, and nothing more is produced.
+    """
+    if count <= 0:
+        return
+    if depth <= 0 or count == 1:
+        for index in range(count):
+            yield produce(index)
+        return
+    ready: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand_over(item: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        for index in range(count):
+            if stop.is_set():
+                return
+            try:
+                item = (True, produce(index))
+            except BaseException as exc:  # raised in the caller's thread, at its turn
+                hand_over((False, exc))
+                return
+            if not hand_over(item):
+                return
+
+    thread = threading.Thread(target=work, name="semcomp-prefetch", daemon=True)
+    thread.start()
+    try:
+        for _ in range(count):
+            ok, value = ready.get()
+            if not ok:
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
 class Engine(ABC):
     """Runs batches of a task on models built by a factory; yields outcomes as they finish."""
 
@@ -250,17 +313,20 @@ def _as_is(item: Any) -> Any:
 
 
 class LocalEngine(Engine):
-    """Today's behaviour: the model in this process, batches in order.
+    """The model in this process, batches in order.
 
     With ``workers > 0`` the batches are read, decoded and preprocessed in that
     many DataLoader worker processes ahead of the model (pinned memory on
-    CUDA); with 0 they load in this process just before their turn.
+    CUDA); with 0 they load in a background thread of this process, ``prefetch``
+    batches ahead of the model (:func:`prefetched`), or, with ``prefetch=0``,
+    just before their turn. The results are the same either way.
     """
 
     name = "local"
 
-    def __init__(self, workers: int = 0):
+    def __init__(self, workers: int = 0, prefetch: int = PREFETCH):
         self.workers = max(0, workers)
+        self.prefetch = max(0, prefetch)
 
     def run(
         self,
@@ -283,8 +349,12 @@ class LocalEngine(Engine):
         self, task: BatchTask, batches: Sequence[Sequence[Any]], worker: ModelWorker
     ) -> Iterator[tuple[int, Any, dict[str, float]]]:
         if self.workers == 0 or len(batches) == 1 or not task.loads:
-            for index, batch in enumerate(batches):
-                yield index, *load_timed(task, batch, worker.context)
+
+            def load(index: int) -> tuple[int, Any, dict[str, float]]:
+                return index, *load_timed(task, batches[index], worker.context)
+
+            depth = self.prefetch if task.loads else 0
+            yield from prefetched(load, len(batches), depth)
             return
         import torch
 
@@ -363,6 +433,7 @@ def make_engine(
 
 __all__ = [
     "PHASES",
+    "PREFETCH",
     "BatchOutcome",
     "BatchTask",
     "Engine",
@@ -372,5 +443,6 @@ __all__ = [
     "PluginFactory",
     "make_engine",
     "phase",
+    "prefetched",
     "profile_lines",
 ]

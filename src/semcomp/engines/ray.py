@@ -1,38 +1,48 @@
-"""The Ray engine: a stage's batches as a Ray Data pipeline.
+"""The Ray engine: a stage's batches on a pool of model actors that lives as long as the engine.
 
-``from_items`` (one row per batch, formed by the stage) → ``map_batches`` of
-CPU tasks that read and decode each batch (:meth:`BatchTask.load`) →
-``map_batches`` over an actor pool where each actor builds the plugin once
-from its :class:`~semcomp.engines.PluginFactory` and holds one GPU
-(``gpus_per_actor``; 0 on CPU). Outcomes stream back to the driver, which
-writes them to the study store batch by batch, exactly as with the local engine.
+The engine starts (or joins) Ray once when it is entered and creates its actor pool at
+the first batch stage; the same actors serve every later stage of the run. An actor
+builds a stage's plugin from its :class:`~semcomp.engines.PluginFactory` when the stage's
+model differs from the one it holds (closing that one first: one model per actor), and
+keeps it when the next stage asks for the same model (same factory). So a run pays the
+actors' start-up (a process importing torch and the model libraries) once, not once per
+stage, and a model once per run of stages that share it. Each actor holds
+``gpus_per_actor`` GPUs (0 on CPU).
 
-Rows carry the stage's own objects pickled (batches, loaded batches,
-outcomes): they travel only between this driver and its own Ray workers.
-Inputs are referenced by path (artifacts, image files), so on a cluster of
-several machines the study folder (or image folder) must be on storage every
-node mounts, and semcomp must be installed on every node. Plugins are found
-in the actors by registry name: a plugin registered at run time (not by an
-imported module or an entry point) cannot be built there.
+Each batch is read and decoded by a Ray CPU task (:meth:`BatchTask.load`, which asks for
+``LOAD_CPUS``); its result stays in Ray's object store and the actor is handed the
+reference, so loaded pixels go from the loading worker to the actor without passing
+through the driver. Outcomes come back to the driver, which writes them to the study
+store batch by batch, exactly as with the local engine. At most ``IN_FLIGHT_PER_ACTOR``
+batches per actor are loading or waiting, so loading runs ahead of the model without
+filling the object store.
 
-An actor that dies (killed, out of memory) is replaced and its batch retried on the
-new one, ``BATCH_RETRIES`` times; a batch that kills every actor it runs on stops the
-stage with one line (the batches written before stay; a new run resumes after them).
+Why not Ray Data's ``map_batches`` with an ``ActorPoolStrategy`` (the first version of
+this engine, and what the design named): its actor pool lives for one dataset, so every
+stage started new actor processes and loaded its model again, about 10 to 20 s per stage
+on two CPU cores, and the pipeline's planning and per-block scheduling added more per
+batch. Plain actors and tasks keep Ray's scheduling, GPU placement, object store and
+actor restarts without that per-stage cost.
 
-Each batch is one block, so outcomes stream back batch by batch. The loading
-tasks ask for half a CPU and the actors for a whole one, so Ray Data keeps
-them as two operators (with equal resources it fuses them, and a CPU-only
-actor would decode serially). The CPU tasks also preprocess where the
-preprocessing can be had without the model (:meth:`BatchTask.remote_context`:
-BLIP's image processor), so model-sized pixels cross the object store; CLIP's
-transform comes from the loaded model's config, so embedding batches cross
-at decoded size (at most ``images.max_pixels``). A Ray this engine starts
+Inputs are referenced by path (artifacts, image files), so on a cluster of several
+machines the study folder (or image folder) must be on storage every node mounts, and
+semcomp must be installed on every node. Plugins are found in the actors by registry
+name: a plugin registered at run time (not by an imported module or an entry point)
+cannot be built there.
+
+An actor that dies (killed, out of memory) is restarted and its batch retried on it,
+``BATCH_RETRIES`` times; a batch that kills the actor every time stops the stage with one
+line (the batches written before stay; a new run resumes after them). The loading tasks
+also preprocess where the preprocessing can be had without the model
+(:meth:`BatchTask.remote_context`: BLIP's image processor), so model-sized pixels cross
+the object store; CLIP's transform comes from the loaded model's config, so embedding
+batches cross at decoded size (at most ``images.max_pixels``). A Ray this engine starts
 sizes its store from the machine's RAM (Ray's default), or ``object_store_bytes``.
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
 import pickle
 from collections.abc import Iterator, Sequence
@@ -106,14 +116,6 @@ def lost_actor_message(factory: PluginFactory, exc: BaseException) -> str:
     )
 
 
-def _pickled_column(values: list[Any]) -> Any:
-    import numpy as np
-
-    column = np.empty(len(values), dtype=object)
-    column[:] = [pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL) for v in values]
-    return column
-
-
 #: per worker process: (task, factory) → the task's remote context (built once)
 _remote_contexts: dict[bytes, Any] = {}
 
@@ -125,48 +127,84 @@ def _remote_context(task: BatchTask, factory: PluginFactory) -> Any:
     return _remote_contexts[key]
 
 
-def _load(rows: dict[str, Any], task: BatchTask, factory: PluginFactory) -> dict[str, Any]:
-    """Ray Data CPU tasks: batch rows → loaded batches (no model; a model-independent
-    preprocessing when the task has one)."""
-    loaded = []
-    for index, batch in zip(rows["index"], rows["batch"], strict=True):
-        try:
-            context = _remote_context(task, factory)
-            value, seconds = load_timed(task, pickle.loads(batch), context)
-        except SemcompError as exc:  # travels as data to the driver (see _Infer)
-            value, seconds = exc, {}
-        loaded.append((int(index), value, seconds))
-    return {"index": rows["index"], "loaded": _pickled_column(loaded)}
+def load_batch(stage: tuple[PluginFactory, BatchTask], batch: Sequence[Any]) -> Any:
+    """A Ray CPU task: one batch → (loaded batch, seconds per phase), without the model
+    (with a model-independent preprocessing when the task has one). A SemcompError
+    travels as the value, to be raised on the driver (see :class:`ModelHost`)."""
+    factory, task = stage
+    try:
+        return load_timed(task, batch, _remote_context(task, factory))
+    except SemcompError as exc:
+        return exc
 
 
-class _Infer:
-    """Ray Data actor: builds the plugin once, then runs each loaded batch on it.
+class ModelHost:
+    """A Ray actor that holds at most one model and runs batches on it.
 
-    A SemcompError (weights not there, a bad config, ...) goes back to the driver as
-    the batch's outcome, which raises it there: raised in the actor, Ray would wrap it
-    and keep only its text (``UserCodeException`` does not carry its cause across).
+    :meth:`run` builds the model of the factory it is given (``key`` names the factory)
+    when it is not the one held, closing that one first. A SemcompError (weights not
+    there, a bad config, ...) goes back to the driver as the batch's outcome, which raises
+    it there: raised in the actor, Ray would wrap it and keep only its text.
     """
 
-    def __init__(self, factory: PluginFactory, task: BatchTask, threads: int | None):
-        self.failure: SemcompError | None = None
-        try:
-            self.worker = ModelWorker(factory, task, threads)
-        except SemcompError as exc:
-            self.failure = exc
+    def __init__(self, threads: int | None):
+        if threads is not None:
+            import torch
 
-    def _outcome(self, index: int, loaded: Any, seconds: dict[str, float]) -> Any:
-        if self.failure is not None:
-            return self.failure
+            torch.set_num_threads(threads)
+        self.key: str | None = None
+        self.worker: ModelWorker | None = None
+        self.failure: SemcompError | None = None
+
+    def _hold(self, key: str, factory: PluginFactory, task: BatchTask) -> None:
+        if key != self.key:
+            self.release()
+            self.key = key
+            try:
+                self.worker = ModelWorker(factory, task)
+            except SemcompError as exc:
+                self.failure = exc
+                return
+        if self.worker is not None and self.worker.task != task:  # the same model, another task
+            self.worker.task = task
+            self.worker.context = task.context(self.worker.model)
+
+    def run(self, key: str, stage: tuple[PluginFactory, BatchTask], index: int, loaded: Any) -> Any:
+        """The outcome of batch ``index`` (``loaded`` by a loading task, or the batch
+        itself when the task loads nothing) on the model of ``stage``'s factory."""
+        factory, task = stage
         if isinstance(loaded, SemcompError):
             return loaded
+        self._hold(key, factory, task)
+        if self.failure is not None:
+            return self.failure
+        if not task.loads:  # nothing was loaded beforehand: the batch itself came
+            loaded = load_timed(task, loaded, self.worker.context)
+        value, seconds = loaded
         try:
-            return self.worker.run(index, loaded, seconds)
+            return self.worker.run(index, value, seconds)
         except SemcompError as exc:
             return exc
 
-    def __call__(self, rows: dict[str, Any]) -> dict[str, Any]:
-        outcomes = [self._outcome(*pickle.loads(blob)) for blob in rows["loaded"]]
-        return {"index": rows["index"], "outcome": _pickled_column(outcomes)}
+    def pid(self) -> int:
+        return os.getpid()
+
+    def release(self) -> None:
+        """Free the model held (the next stage's model, or none, takes its place)."""
+        if self.worker is not None:
+            self.worker.close()
+        self.key, self.worker, self.failure = None, None, None
+
+
+#: batches per actor that are loading, loaded or running at once
+IN_FLIGHT_PER_ACTOR = 3
+
+
+def factory_key(factory: PluginFactory) -> str:
+    """Names a factory's model: actors keep the model they hold for the same key."""
+    import hashlib
+
+    return hashlib.sha256(pickle.dumps(factory, protocol=pickle.HIGHEST_PROTOCOL)).hexdigest()
 
 
 class RayEngine(Engine):
@@ -174,7 +212,8 @@ class RayEngine(Engine):
 
     ``actors`` is the size of the model actor pool (default: one per GPU of the
     cluster, or one on a cluster without GPUs); ``gpus_per_actor`` defaults to 1
-    when the cluster has GPUs, else 0. The engine connects when it is entered.
+    when the cluster has GPUs, else 0. The engine connects when it is entered; the
+    pool starts at the first stage and serves every stage until :meth:`close`.
     """
 
     name = "ray"
@@ -202,6 +241,8 @@ class RayEngine(Engine):
         self.object_store_bytes = object_store_bytes
         self.progress = progress
         self.started_ray = False
+        self.hosts: list[Any] = []
+        self._loader: Any = None
 
     def __enter__(self) -> RayEngine:
         self._connect()
@@ -214,6 +255,12 @@ class RayEngine(Engine):
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if self.address is None and self.object_store_bytes is not None:
             options["object_store_memory"] = self.object_store_bytes
+        if self.address is None:
+            # Ray starts its workers at niceness 15: on a machine shared with other work the
+            # run's own model work would then wait behind everything else (on two busy cores
+            # the actors got a tenth of the CPU the local engine gets); the Ray this engine
+            # starts runs its workers at the driver's priority, as the local engine does
+            os.environ.setdefault("RAY_worker_niceness", "0")
         if self.address is not None and self.address.startswith("ray://"):
             os.environ.setdefault("RAY_CLIENT_RECONNECT_GRACE_PERIOD", str(CONNECT_TIMEOUT_S))
         try:
@@ -249,6 +296,28 @@ class RayEngine(Engine):
             )
         return actors, float(per_actor)
 
+    def _start_pool(self) -> list[Any]:
+        """The model actors, started at the first stage that needs them."""
+        if self.hosts:
+            return self.hosts
+        import torch
+
+        ray = self.ray
+        actors, gpus = self._pool()
+        cpus = max(1.0, float(ray.cluster_resources().get("CPU", 1)))
+        # CPU results depend on torch's thread count: CPU actors use the driver's, so they
+        # give the local engine's rows; GPU actors keep the count Ray gives them
+        threads = torch.get_num_threads() if gpus == 0 else None
+        host = ray.remote(ModelHost).options(
+            num_cpus=min(self.cpus_per_actor, cpus / 2),
+            num_gpus=gpus,
+            max_restarts=-1,
+            max_task_retries=BATCH_RETRIES,
+        )
+        self.hosts = [host.remote(threads) for _ in range(actors)]
+        self._loader = ray.remote(load_batch).options(num_cpus=LOAD_CPUS)
+        return self.hosts
+
     def run(
         self,
         factory: PluginFactory,
@@ -261,11 +330,7 @@ class RayEngine(Engine):
             return
         self._connect()
         try:
-            for row in self.pipeline(factory, task, batches, ordered=ordered).iter_rows():
-                outcome = pickle.loads(row["outcome"])
-                if isinstance(outcome, SemcompError):
-                    raise outcome
-                yield outcome
+            yield from self._outcomes(factory, task, batches, ordered)
         except SemcompError as exc:
             raise exc from None
         except self.ray.exceptions.RayActorError as exc:
@@ -276,55 +341,58 @@ class RayEngine(Engine):
                 raise
             raise found from None
 
-    def pipeline(
+    def _outcomes(
         self,
         factory: PluginFactory,
         task: BatchTask,
         batches: Sequence[Sequence[Any]],
-        *,
-        ordered: bool = False,
-    ) -> Any:
-        """The Ray Data dataset of ``batches``' outcomes (lazy: iterating it runs it)."""
-        import torch
-
-        data = self.ray.data
-        context = data.DataContext.get_current()
-        context.enable_progress_bars = self.progress
-        context.enable_operator_progress_bars = self.progress
-        context.print_on_execution_start = False
-        context.execution_options.preserve_order = ordered
-        if not self.progress:
-            logging.getLogger("ray.data").setLevel(logging.WARNING)
-        actors, gpus = self._pool()
-        cpus = max(1.0, float(self.ray.cluster_resources().get("CPU", 1)))
-        # CPU results depend on torch's thread count: CPU actors use the driver's, so they
-        # give the local engine's rows; GPU actors keep the count Ray gives them
-        threads = torch.get_num_threads() if gpus == 0 else None
-        rows = [
-            {"index": index, "batch": pickle.dumps(list(batch), protocol=pickle.HIGHEST_PROTOCOL)}
-            for index, batch in enumerate(batches)
-        ]
-        return (
-            data.from_items(rows, override_num_blocks=len(rows))
-            .map_batches(
-                _load,
-                fn_kwargs={"task": task, "factory": factory},
-                batch_size=1,
-                num_cpus=LOAD_CPUS,
-            )
-            .map_batches(
-                _Infer,
-                fn_constructor_args=(factory, task, threads),
-                batch_size=1,
-                compute=data.ActorPoolStrategy(size=actors),
-                num_gpus=gpus,
-                num_cpus=min(self.cpus_per_actor, cpus / 2),
-                max_restarts=-1,
-                max_task_retries=BATCH_RETRIES,
-            )
-        )
+        ordered: bool,
+    ) -> Iterator[BatchOutcome]:
+        ray = self.ray
+        hosts = self._start_pool()
+        key = factory_key(factory)
+        shared = ray.put((factory, task))  # sent once, read by every call by reference
+        busy = [0] * len(hosts)
+        running: dict[Any, tuple[int, int]] = {}  # outcome reference → (batch, actor)
+        done: dict[int, BatchOutcome] = {}
+        following = 0  # the next batch to yield when ``ordered``
+        window = IN_FLIGHT_PER_ACTOR * len(hosts)
+        submitted = 0
+        try:
+            while following < len(batches):
+                while submitted < len(batches) and len(running) < window:
+                    actor = busy.index(min(busy))
+                    batch = list(batches[submitted])
+                    loaded = self._loader.remote(shared, batch) if task.loads else batch
+                    reference = hosts[actor].run.remote(key, shared, submitted, loaded)
+                    running[reference] = (submitted, actor)
+                    busy[actor] += 1
+                    submitted += 1
+                ready, _ = ray.wait(list(running), num_returns=1)
+                for reference in ready:
+                    index, actor = running.pop(reference)
+                    busy[actor] -= 1
+                    outcome = ray.get(reference)
+                    if isinstance(outcome, SemcompError):
+                        raise outcome
+                    if not ordered:
+                        following += 1
+                        yield outcome
+                        continue
+                    done[index] = outcome
+                while ordered and following in done:
+                    yield done.pop(following)
+                    following += 1
+        finally:
+            for reference in running:  # stopped early: drop what has not run yet
+                with contextlib.suppress(Exception):  # finished already, or the actor is gone
+                    ray.cancel(reference)
 
     def close(self) -> None:
+        for host in self.hosts:
+            with contextlib.suppress(Exception):  # Ray already shut down
+                self.ray.kill(host)
+        self.hosts = []
         if self.started_ray and self.ray.is_initialized():
             self.ray.shutdown()
         self.started_ray = False

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
@@ -58,6 +59,16 @@ def seeded(seed: int = 0) -> Iterator[None]:
         yield
 
 
+@dataclass
+class PreparedPairs:
+    """A batch of pairs ready for a learned metric's model: per pair its problem (or None),
+    its two tensors, and the pairs of each shape (one model batch per shape)."""
+
+    results: list[Any]
+    tensors: dict[int, tuple[Any, Any]]
+    groups: dict[tuple[int, ...], list[int]]
+
+
 class LearnedPairwiseMetric(PairwiseMetric):
     """A pairwise distance computed by a torch model; one score per pair."""
 
@@ -92,30 +103,39 @@ class LearnedPairwiseMetric(PairwiseMetric):
     def compare(
         self, originals: Sequence[Any], candidates: Sequence[Any]
     ) -> list[dict[str, float]]:
-        import torch
+        return self.compare_prepared(self.prepare_pairs(originals, candidates))
 
-        results: list[Any] = [None] * len(originals)
-        tensors: dict[int, tuple[Any, Any]] = {}
-        groups: dict[tuple[int, ...], list[int]] = {}
+    def prepare_pairs(self, originals: Sequence[Any], candidates: Sequence[Any]) -> PreparedPairs:
+        """The pairs as tensors grouped by shape, and each pair's problem: the part of
+        :meth:`compare` without the model, which the engine runs while loading the batch
+        (ahead of the model, in its prefetch thread or loader workers)."""
+        prepared = PreparedPairs([None] * len(originals), {}, {})
         with phase("preprocess"):
             for i, (original, candidate) in enumerate(zip(originals, candidates, strict=True)):
                 try:
                     x, y = self.pixels(original, candidate)
                 except (ImageError, ValueError, OSError) as exc:
-                    results[i] = ImageError(f"{self.display}: {exc}")
+                    prepared.results[i] = ImageError(f"{self.display}: {exc}")
                     continue
-                tensors[i] = (x, y)
-                groups.setdefault(tuple(x.shape), []).append(i)
+                prepared.tensors[i] = (x, y)
+                prepared.groups.setdefault(tuple(x.shape), []).append(i)
+        return prepared
+
+    def compare_prepared(self, prepared: PreparedPairs) -> list[Any]:
+        """:meth:`compare` of pairs :meth:`prepare_pairs` prepared: the model's part."""
+        import torch
+
+        results, tensors = list(prepared.results), prepared.tensors
 
         def run(indices: Sequence[int]) -> list[float]:
             x = torch.stack([tensors[i][0] for i in indices]).to(self.device)
             y = torch.stack([tensors[i][1] for i in indices]).to(self.device)
             with torch.inference_mode():
                 # a distance of an image to itself can come out as -1e-7 in float32
-                return [max(0.0, float(v)) for v in self.distances(x, y).reshape(-1).cpu()]
+                return [max(0.0, v) for v in self.distances(x, y).reshape(-1).cpu().tolist()]
 
         keep = partial(setattr, self, "batch_size")
-        for shape, indices in groups.items():
+        for shape, indices in prepared.groups.items():
             try:
                 for batch, values in batches_with_backoff(indices, self.batch_size, run, keep):
                     for i, value in zip(batch, values, strict=True):

@@ -157,6 +157,9 @@ class ZeroShotMetric(TaskMetric):
             raise ValueError("zero-shot needs its classes (TaskMetric.with_classes)")
         clip = params.clip
         self.embedder = EMBEDDERS.get(clip.kind)(clip, device=device, batch_size=self.batch_size)
+        #: one image → the model's input, model-free: the score stage runs it while loading
+        self.preprocess = self.embedder.preprocess
+        self.preprocess_cfg = getattr(self.embedder, "preprocess_cfg", {})
         templates = params.templates
         prompts = [t.format(class_text(name)) for name in params.classes for t in templates]
         text = self.embedder.embed_texts(prompts).reshape(len(params.classes), len(templates), -1)
@@ -243,6 +246,11 @@ class ZeroShotMetric(TaskMetric):
     def predict(self, images: Sequence[Any], labels: Sequence[str]) -> list[dict[str, float]]:
         vectors = self.embedder.embed(list(images))
         return self.predict_embeddings(vectors, labels)
+
+    def predict_preprocessed(self, pixels: Any, labels: Sequence[str]) -> list[dict[str, float]]:
+        """:meth:`predict` of images already transformed by :attr:`preprocess` (a list of
+        3×H×W tensors or one N×3×H×W tensor)."""
+        return self.predict_embeddings(self.embedder.embed_preprocessed(pixels), labels)
 
     def predict_embeddings(
         self, vectors: np.ndarray, labels: Sequence[str]

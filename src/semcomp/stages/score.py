@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from semcomp.engines import BatchTask
+from semcomp.engines import BatchTask, phase
 from semcomp.errors import ConfigError, ImageError
 from semcomp.images import (
     DEFAULT_MAX_PIXELS,
@@ -37,7 +37,7 @@ from semcomp.images import (
 )
 from semcomp.metrics.clip import clip_metrics, cosine
 from semcomp.stages import StageContext
-from semcomp.stages.embed import metric_factory, settled
+from semcomp.stages.embed import GuardedPreprocess, metric_factory, settled
 from semcomp.stages.embedding_codecs import EMBEDDING_MEDIA_TYPE
 from semcomp.stages.set_scores import run_set_metric
 from semcomp.store import to_json, utc_now
@@ -222,11 +222,13 @@ def score_embeddings(ctx: StageContext, metric: Any) -> None:
 
 @dataclass
 class LoadedPairs:
-    """One batch's decoded pairs (RGB images) and, per item, its problem or None."""
+    """One batch's decoded pairs (RGB images) and, per item, its problem or None; with
+    ``prepared``, the readable pairs already turned into the metric's model input."""
 
     originals: list[Any]
     candidates: list[Any]
     problems: list[Exception | None]
+    prepared: Any = None
 
 
 @dataclass(frozen=True)
@@ -234,9 +236,14 @@ class ComparePairs(BatchTask):
     """(original file, candidate file) → the metric's values, or an exception, per pair.
 
     A file that does not decode is an :class:`ImageError` (settled); one that cannot be
-    read, its ``OSError`` (retried)."""
+    read, its ``OSError`` (retried). A metric with a model-free ``prepare_pairs`` (the
+    learned ones: tensors grouped by shape) has it run while the batch loads, ahead of
+    the model, and scores the prepared pairs with ``compare_prepared``."""
 
     max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def context(self, model: Any) -> Any:
+        return getattr(model, "prepare_pairs", None)
 
     def load(self, batch: Sequence[tuple[Path, Path]], context: Any) -> LoadedPairs:
         loaded = LoadedPairs([], [], [])
@@ -252,12 +259,18 @@ class ComparePairs(BatchTask):
             loaded.originals.append(images[0])
             loaded.candidates.append(images[1])
             loaded.problems.append(None)
+        if context is not None and loaded.originals:
+            loaded.prepared = context(loaded.originals, loaded.candidates)
+            loaded.originals, loaded.candidates = [], []  # the model needs only the tensors
         return loaded
 
     def infer(self, model: Any, loaded: LoadedPairs, context: Any) -> list[Any]:
-        values = iter(
-            model.compare(loaded.originals, loaded.candidates) if loaded.originals else []
-        )
+        if loaded.prepared is not None:
+            values = iter(model.compare_prepared(loaded.prepared))
+        else:
+            values = iter(
+                model.compare(loaded.originals, loaded.candidates) if loaded.originals else []
+            )
         return [next(values) if problem is None else problem for problem in loaded.problems]
 
 
@@ -325,30 +338,44 @@ def original_classes(ctx: StageContext) -> dict[str, str | None]:
 
 @dataclass
 class LoadedCandidates:
-    """One batch's candidates: RGB images or decoded embeddings (float32 vectors)."""
+    """One batch's candidates: RGB images (or, ``preprocessed``, the model's input tensors)
+    or decoded embeddings (float32 vectors)."""
 
     items: list[Any]
     labels: list[str]
     problems: list[Exception | None]
+    preprocessed: bool = False
 
 
 @dataclass(frozen=True)
 class ClassifyCandidates(BatchTask):
     """(candidate file, true label, whether it is a decoded embedding) → the metric's
-    values, or an exception, per candidate."""
+    values, or an exception, per candidate.
+
+    A metric with a model-free ``preprocess`` and ``predict_preprocessed`` (zero-shot
+    CLIP) has its images preprocessed while the batch loads, ahead of the model."""
 
     max_pixels: int = DEFAULT_MAX_PIXELS
 
+    def context(self, model: Any) -> Any:
+        if getattr(model, "preprocess", None) is None or not hasattr(model, "predict_preprocessed"):
+            return None
+        return GuardedPreprocess(
+            model.preprocess, getattr(model, "preprocess_cfg", {}), self.max_pixels
+        )
+
     def load(self, batch: Sequence[tuple[Path, str, bool]], context: Any) -> LoadedCandidates:
-        loaded = LoadedCandidates([], [], [])
+        loaded = LoadedCandidates([], [], [], preprocessed=context is not None)
         for path, label, vector in batch:
             try:
                 data = Path(path).read_bytes()
-                item = (
-                    np.frombuffer(data, dtype=np.float32).copy()
-                    if vector
-                    else decode_image(data, self.max_pixels).rgb
-                )
+                if vector:
+                    item = np.frombuffer(data, dtype=np.float32).copy()
+                else:
+                    item = decode_image(data, self.max_pixels).rgb
+                    if context is not None:
+                        with phase("preprocess"):
+                            item = context(item)
             except (ImageError, OSError) as exc:
                 loaded.problems.append(exc)
                 continue
@@ -362,9 +389,14 @@ class ClassifyCandidates(BatchTask):
         images = [i for i, item in enumerate(loaded.items) if not isinstance(item, np.ndarray)]
         results: dict[int, Any] = {}
         if images:
-            predicted = model.predict(
-                [loaded.items[i] for i in images], [loaded.labels[i] for i in images]
-            )
+            labels = [loaded.labels[i] for i in images]
+            if loaded.preprocessed:
+                import torch
+
+                pixels = torch.stack([loaded.items[i] for i in images])
+                predicted = model.predict_preprocessed(pixels, labels)
+            else:
+                predicted = model.predict([loaded.items[i] for i in images], labels)
             results.update(zip(images, predicted, strict=True))
         if vectors:
             predicted = model.predict_embeddings(
