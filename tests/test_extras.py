@@ -147,8 +147,9 @@ def test_a_finished_study_needs_no_extra_until_new_images_arrive(all_methods_stu
         source = study.config.images.source
     photo(80, 60, seed=99).save(source / "new.png")  # every method has work again
     with Study.open(root) as study:
-        # in the study file's order: human captions through diffusers, BLIP, PQVAE; CLIP last
-        assert study.extras_needed(STAGES) == ["diffusion", "captioning", "pqvae", "clip"]
+        # in the study file's order: human captions through diffusers, BLIP, the best-of-4
+        # method's CLIP selection, PQVAE
+        assert study.extras_needed(STAGES) == ["diffusion", "captioning", "clip", "pqvae"]
         assert study.extras_needed(["ingest", "caption"]) == ["diffusion", "captioning"]
         assert study.extras_needed(["ingest", "encode", "decode"]) == []
 

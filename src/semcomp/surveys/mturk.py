@@ -438,15 +438,18 @@ def _columnar_rows(path: Path, encoding: str, header: list[str]) -> Iterator[Ass
     """Every row of the file, parsed whole by pyarrow and decoded column by column, when
     each record is one line of the header's width (the usual download). ``None`` for any
     other file (cells spanning lines, blank lines, short or long rows, a Windows
-    encoding), which :func:`_rows` reads record by record. Both give the same rows."""
+    encoding), which :func:`_rows` reads record by record. Both give the same rows.
+    Also ``None`` without pyarrow (the base install has none: imports are then slower)."""
     if encoding != UTF8:
+        return None
+    try:
+        import pyarrow as pa
+        from pyarrow import csv as arrow_csv
+    except ImportError:
         return None
     lines = _one_row_per_line(path)
     if lines is None or lines < 2:
         return None
-    import pyarrow as pa
-    from pyarrow import csv as arrow_csv
-
     width = len(header)
     names = [f"c{i}" for i in range(width)]
     try:
