@@ -162,3 +162,15 @@ def download_png(draw: Callable[[], Figure], file_name: str, key: str) -> None:
         key=key,
         icon=":material/image:",
     )
+
+
+def download_table_and_chart(
+    frame: pd.DataFrame, draw: Callable[[], Figure], stem: str, key: str
+) -> None:
+    """The table's CSV and the chart's PNG download buttons side by side: ``stem.csv`` and
+    ``stem.png``, widget keys ``key_csv`` and ``key_png``."""
+    buttons = st.columns(2)
+    with buttons[0]:
+        download_csv(frame, f"{stem}.csv", f"{key}_csv")
+    with buttons[1]:
+        download_png(draw, f"{stem}.png", f"{key}_png")

@@ -87,37 +87,33 @@ def display_sample(
     return rows.iloc[np.sort(order[rank < quota[shuffled]])]
 
 
+def _note_on_chart(figure, text: str, *, top: bool, colour: str, size: int) -> None:
+    """A line of text on a plotly chart: centred above its plot area, or at its lower right."""
+    figure.add_annotation(
+        text=text,
+        xref="paper",
+        yref="paper",
+        x=0.5 if top else 1.0,
+        y=1.0 if top else 0.0,
+        xanchor="center" if top else "right",
+        yanchor="bottom",
+        showarrow=False,
+        font={"color": colour, "size": size},
+    )
+
+
 def mark_sample(figure, shown: int, total: int) -> None:
     """Say on the chart that it draws a sample of the points (``shown`` of ``total``)."""
     if shown < total:
-        figure.add_annotation(
-            text=f"showing a random {shown:,} of {total:,} candidates (curves and tables: all)",
-            xref="paper",
-            yref="paper",
-            x=1.0,
-            y=0.0,
-            xanchor="right",
-            yanchor="bottom",
-            showarrow=False,
-            font={"color": "#555", "size": 11},
-        )
+        text = f"showing a random {shown:,} of {total:,} candidates (curves and tables: all)"
+        _note_on_chart(figure, text, top=False, colour="#555", size=11)
 
 
 def mark_random_weights(figure, study: StudyData) -> None:
     """Write the random-weights warning on a plotly chart itself (above its plot area),
     so a screenshot or a downloaded image cannot lose it."""
     if study.random_weights:
-        figure.add_annotation(
-            text=f"⚠ {RANDOM_WEIGHTS_NOTE}",
-            xref="paper",
-            yref="paper",
-            x=0.5,
-            y=1.0,
-            xanchor="center",
-            yanchor="bottom",
-            showarrow=False,
-            font={"color": "#D55E00", "size": 13},
-        )
+        _note_on_chart(figure, f"⚠ {RANDOM_WEIGHTS_NOTE}", top=True, colour="#D55E00", size=13)
 
 
 def _describe(

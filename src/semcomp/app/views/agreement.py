@@ -7,7 +7,11 @@ import streamlit as st
 from semcomp.analysis.agreement import MISSING_CLIP, MISSING_HUMAN, ORIENTED_NOTE
 from semcomp.analysis.figures import agreement_figure, agreement_metrics_figure, colour_map
 from semcomp.analysis.rd import SATISFACTION_PREFIX
-from semcomp.app.filters import context, download_csv, download_png, metric_label
+from semcomp.app.filters import (
+    context,
+    download_table_and_chart,
+    metric_label,
+)
 from semcomp.app.widgets import mark_random_weights, plain
 from semcomp.surveys.simulated import SIMULATED, survey_of
 
@@ -70,15 +74,12 @@ st.subheader("Rank correlations (95 % bootstrap CIs)")
 if not model_info.higher_is_better:
     st.caption(plain(f"{model_info.display} is lower-is-better: {ORIENTED_NOTE}"))
 st.dataframe(table, hide_index=True)
-buttons = st.columns(2)
-with buttons[0]:
-    download_csv(table, "agreement.csv", "agreement_csv")
-with buttons[1]:
-    download_png(
-        lambda: agreement_figure(both, model_metric, human_metric, table, study.scores),
-        "agreement.png",
-        "agreement_png",
-    )
+download_table_and_chart(
+    table,
+    lambda: agreement_figure(both, model_metric, human_metric, table, study.scores),
+    "agreement",
+    "agreement",
+)
 
 human_name = study.scores[human_metric].display
 st.subheader(plain(f"Which metric tracks {human_name} best"))
@@ -94,12 +95,9 @@ if ranking.empty:
     st.info("no metric has scores for the rated candidates (with these filters)")
 else:
     st.dataframe(ranking, hide_index=True)
-    buttons = st.columns(2)
-    with buttons[0]:
-        download_csv(ranking, "agreement_metrics.csv", "agreement_metrics_csv")
-    with buttons[1]:
-        download_png(
-            lambda: agreement_metrics_figure(ranking, human_name),
-            "agreement_metrics.png",
-            "agreement_metrics_png",
-        )
+    download_table_and_chart(
+        ranking,
+        lambda: agreement_metrics_figure(ranking, human_name),
+        "agreement_metrics",
+        "agreement_metrics",
+    )

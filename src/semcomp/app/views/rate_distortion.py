@@ -22,7 +22,7 @@ from semcomp.analysis.figures import (
     score_format,
 )
 from semcomp.analysis.rd import rate_text, summary_columns
-from semcomp.app.filters import context, download_csv, download_png
+from semcomp.app.filters import context, download_csv, download_table_and_chart
 from semcomp.app.widgets import (
     CANDIDATE,
     OPERATING_POINT,
@@ -150,24 +150,21 @@ def set_metric_page(metric: str) -> None:
     mark_random_weights(figure, study)
     st.plotly_chart(figure, key="rd_chart")
     columns = ["method", "operating_point", mean_rate, value, low, high, n]
-    buttons = st.columns(2)
-    with buttons[0]:
-        download_csv(rated[columns], f"rd_{rate}.csv", "rd_csv")
-    with buttons[1]:
-        download_png(
-            lambda: rd_chart(
-                filters.points(study),
-                summary,
-                metric,
-                rate=rate,
-                pareto=show_pareto,
-                title=study.name,
-                random_weights=study.random_weights,
-                scores=study.scores,
-            ),
-            f"rd_{rate}.png",
-            "rd_png",
-        )
+    download_table_and_chart(
+        rated[columns],
+        lambda: rd_chart(
+            filters.points(study),
+            summary,
+            metric,
+            rate=rate,
+            pareto=show_pareto,
+            title=study.name,
+            random_weights=study.random_weights,
+            scores=study.scores,
+        ),
+        f"rd_{rate}",
+        "rd",
+    )
     st.dataframe(rated[columns], hide_index=True)
     bd_rate_expander(
         rated,
@@ -406,27 +403,24 @@ event = st.plotly_chart(figure, key="rd_chart", on_select="rerun", selection_mod
 left_out(curves, compared)
 
 table = summary if aggregated else usable.drop(columns=["candidate_id"], errors="ignore")
-buttons = st.columns(2)
-with buttons[0]:
-    download_csv(table, f"rd_{rate}.csv", "rd_csv")
-with buttons[1]:
-    download_png(
-        lambda: rd_chart(
-            curves.points,  # with the methods without a rate: their bands
-            curve_summary,
-            metric,
-            rate=rate,
-            colour_by=colour_by,
-            aggregated=aggregated,
-            iso_level=level,
-            pareto=show_pareto,
-            title=study.name,
-            random_weights=study.random_weights,
-            scores=study.scores,
-        ),
-        f"rd_{rate}.png",
-        "rd_png",
-    )
+download_table_and_chart(
+    table,
+    lambda: rd_chart(
+        curves.points,  # with the methods without a rate: their bands
+        curve_summary,
+        metric,
+        rate=rate,
+        colour_by=colour_by,
+        aggregated=aggregated,
+        iso_level=level,
+        pareto=show_pareto,
+        title=study.name,
+        random_weights=study.random_weights,
+        scores=study.scores,
+    ),
+    f"rd_{rate}",
+    "rd",
+)
 
 selected = event.selection.points if event and event.selection else []
 if selected:

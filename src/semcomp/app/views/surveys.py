@@ -7,7 +7,7 @@ import streamlit as st
 from semcomp.analysis.figures import PALETTE, survey_dimensions_figure
 from semcomp.analysis.rd import group_label
 from semcomp.app.data import load_surveys, select, signature
-from semcomp.app.filters import context, download_csv, download_png
+from semcomp.app.filters import context, download_csv, download_table_and_chart
 from semcomp.surveys.aggregate import METHOD_POINT
 from semcomp.surveys.importer import STAGE
 from semcomp.surveys.simulated import SIMULATED
@@ -126,15 +126,12 @@ if len(scales) > 1 and not tables.dimensions.empty:
         height=420,
     )
     st.plotly_chart(bars, key="survey_dimensions")
-    buttons = st.columns(2)
-    with buttons[0]:
-        download_csv(table, f"survey_{survey_id}_dimensions.csv", "survey_dimensions_csv")
-    with buttons[1]:
-        download_png(
-            lambda: survey_dimensions_figure(tables.dimensions, survey),
-            f"survey_{survey_id}_dimensions.png",
-            "survey_dimensions_png",
-        )
+    download_table_and_chart(
+        table,
+        lambda: survey_dimensions_figure(tables.dimensions, survey),
+        f"survey_{survey_id}_dimensions",
+        "survey_dimensions",
+    )
 
 # ---- free answers (Survey C): top three and overlap between methods ---------------------
 free = [q for q in survey.questions if q.kind != "scale"]

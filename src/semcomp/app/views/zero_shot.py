@@ -8,7 +8,7 @@ import streamlit as st
 
 from semcomp.analysis.figures import colour_map, zero_shot_figure
 from semcomp.analysis.zero_shot import zero_shot_keys
-from semcomp.app.filters import context, download_csv, download_png
+from semcomp.app.filters import context, download_table_and_chart
 from semcomp.app.widgets import left_out, mark_random_weights, plain
 
 study, filters = context()
@@ -68,14 +68,11 @@ mark_random_weights(figure, study)
 st.plotly_chart(figure, key="zs_chart")
 shown = table[table["metric"] == key]
 st.dataframe(shown, hide_index=True)
-buttons = st.columns(2)
-with buttons[0]:
-    download_csv(shown, "zero_shot_bpp.csv", "zs_csv")
-with buttons[1]:
-    download_png(
-        lambda: zero_shot_figure(shown, study.scores, random_weights=study.random_weights),
-        "zero_shot_bpp.png",
-        "zs_png",
-    )
+download_table_and_chart(
+    shown,
+    lambda: zero_shot_figure(shown, study.scores, random_weights=study.random_weights),
+    "zero_shot_bpp",
+    "zs",
+)
 if coverage is not None:
     left_out(coverage)
