@@ -61,22 +61,22 @@ def test_every_metric_runs_resumes_after_a_kill_and_is_described(
 ):
     root = all_metrics_study(tmp_path / "s", image_folder, tiny_clip)
     compared: list[int] = []
-    original_compare = Lpips.compare
+    original_compare = Lpips.compare_prepared  # the model's part (the engine prepares pairs)
 
-    def killed(self, originals, candidates):
+    def killed(self, prepared):
         raise KeyboardInterrupt  # the run is killed while LPIPS runs
 
-    monkeypatch.setattr(Lpips, "compare", killed)
+    monkeypatch.setattr(Lpips, "compare_prepared", killed)
     with Study.open(root) as study, pytest.raises(KeyboardInterrupt):
         study.run(progress=False)
     before = dict(rows(root, "SELECT metric, COUNT(*) FROM scores GROUP BY metric"))
     assert before["psnr"] == 8 and "lpips[alex,random]" not in before
 
-    def counted(self, originals, candidates):
-        compared.append(len(originals))
-        return original_compare(self, originals, candidates)
+    def counted(self, prepared):
+        compared.append(len(prepared.results))
+        return original_compare(self, prepared)
 
-    monkeypatch.setattr(Lpips, "compare", counted)
+    monkeypatch.setattr(Lpips, "compare_prepared", counted)
     with Study.open(root) as study:
         summary = study.run(progress=False)
     assert summary.status == "finished" and summary.failures == []
