@@ -16,9 +16,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
+from semcomp.datasets.tables import packaged_toml
 from semcomp.errors import ConfigError
 from semcomp.images import IMAGE_SUFFIXES
 
@@ -97,14 +97,7 @@ def image_set_name(name: str) -> str | None:
 @cache
 def image_set(name: str) -> ImageSet:
     """The validated file list of an image set (see the module docstring)."""
-    try:
-        text = (
-            resources.files("semcomp.datasets")
-            .joinpath("image_sets", f"{name}.toml")
-            .read_text(encoding="utf-8")
-        )
-    except FileNotFoundError:
-        raise ConfigError(f"no file list for image set {name!r}") from None
+    text = packaged_toml("image_sets", name, f"no file list for image set {name!r}")
     return parse_image_set(name, text)
 
 

@@ -77,18 +77,24 @@ def _strings(data: dict, key: str, where: str) -> tuple[str, ...]:
     return tuple(values)
 
 
+def packaged_toml(folder: str, name: str, missing: str) -> str:
+    """The text of ``semcomp/datasets/FOLDER/NAME.toml`` (package data); ``missing`` is the
+    :class:`ConfigError`'s message when there is no such file."""
+    try:
+        return (
+            resources.files("semcomp.datasets")
+            .joinpath(folder, f"{name}.toml")
+            .read_text(encoding="utf-8")
+        )
+    except FileNotFoundError:
+        raise ConfigError(missing) from None
+
+
 @cache
 def class_table(name: str) -> ClassTable:
     """The validated table of a named dataset (see the module docstring)."""
     where = f"semcomp/datasets/classes/{name}.toml"
-    try:
-        text = (
-            resources.files("semcomp.datasets")
-            .joinpath("classes", f"{name}.toml")
-            .read_text(encoding="utf-8")
-        )
-    except FileNotFoundError:
-        raise ConfigError(f"no class table for dataset {name!r}") from None
+    text = packaged_toml("classes", name, f"no class table for dataset {name!r}")
     data = tomllib.loads(text)
     unknown = set(data) - {"title", "ids", "names", "templates", "label_column"}
     unknown -= {"ids_from", "templates_from", "exclude"}
