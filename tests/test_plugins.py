@@ -290,7 +290,8 @@ def test_a_survey_a_distribution_ships_is_found_by_its_id(site, capsys):
     code, out, _ = cli(["plugins", "--json"], capsys)
     families = {f["family"]: f for f in json.loads(out)["families"]}
     surveys = families["survey definitions"]
-    assert surveys["entry_point_group"] == "semcomp.surveys"
+    assert surveys["entry_point_group"] == "semcomp.surveys" and surveys["objects"] == "instances"
+    assert families["metrics"]["objects"] == "subclasses"
     assert {p["name"] for p in surveys["plugins"]} == {"A", "B", "C", "D"}
     assert set(surveys["refused"]) == {"E", "F"}
 

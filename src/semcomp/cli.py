@@ -1190,6 +1190,7 @@ def plugins(
                 "family": title,
                 "entry_point_group": registry.entry_point_group,
                 "base": registry.base.replace(":", "."),
+                "objects": "instances" if registry.instances else "subclasses",
                 "plugins": [
                     {
                         "name": entry.name,
@@ -1210,7 +1211,7 @@ def plugins(
     for family in families:
         typer.echo(
             f"{family['family']} (entry points: {family['entry_point_group']}; "
-            f"subclasses of {family['base']})"
+            f"{family['objects']} of {family['base']})"
         )
         width = max((len(p["name"]) for p in family["plugins"]), default=0)
         for plugin in family["plugins"]:
