@@ -16,10 +16,9 @@ from semcomp.codecs.side import (
     decode_side,
     encode_side,
     pack,
-    read_varint,
     unpack,
-    varint,
 )
+from semcomp.codecs.varint import read_varint, varint
 from semcomp.errors import TargetUnreachableError
 from semcomp.methods import TextualMethod
 from semcomp.report import write_report

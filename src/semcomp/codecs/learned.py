@@ -54,6 +54,7 @@ from semcomp.codecs.base import (
     OriginalFacts,
     Representation,
 )
+from semcomp.codecs.varint import read_varint, varint
 from semcomp.engines import phase
 from semcomp.errors import ConfigError, ModelUnavailableError
 from semcomp.extras import install_command, require_extras
@@ -94,41 +95,15 @@ class CompressaiParams(CodecParams):
 # -- the byte container -------------------------------------------------------------------
 
 
-def _put_varint(out: bytearray, value: int) -> None:
-    if value < 0:
-        raise ValueError(f"a varint cannot hold {value}")
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return
-
-
-def _get_varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if at >= len(data):
-            raise ValueError("truncated CompressAI container")
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, at
-        shift += 7
-
-
 def pack_container(size: tuple[int, int], shape: tuple[int, int], strings: list[bytes]) -> bytes:
     """The bytes sent for one image: its size, the latent shape and the coded strings."""
     if not strings:
         raise ValueError("a CompressAI bitstream has at least one string")
     out = bytearray()
     for value in (*size, *shape, len(strings)):
-        _put_varint(out, value)
+        out += varint(value)
     for string in strings[:-1]:
-        _put_varint(out, len(string))
+        out += varint(len(string))
         out += string
     out += strings[-1]
     return bytes(out)
@@ -139,14 +114,14 @@ def unpack_container(data: bytes) -> tuple[tuple[int, int], tuple[int, int], lis
     values = []
     at = 0
     for _ in range(5):
-        value, at = _get_varint(data, at)
+        value, at = read_varint(data, at, "truncated CompressAI container")
         values.append(value)
     height, width, shape_h, shape_w, count = values
     if count < 1:
         raise ValueError("CompressAI container with no string")
     strings = []
     for _ in range(count - 1):
-        length, at = _get_varint(data, at)
+        length, at = read_varint(data, at, "truncated CompressAI container")
         if at + length > len(data):
             raise ValueError("truncated CompressAI container")
         strings.append(data[at : at + length])

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from PIL import Image
 from pydantic import Field, field_validator, model_validator
 
+from semcomp.codecs.varint import read_varint, varint
 from semcomp.errors import ConfigError
 from semcomp.params import PluginParams, StudyPath
 
@@ -38,32 +39,6 @@ CONTAINER_VERSION = 1
 SIDE_KINDS = ("thumbnail", "edges", "hed")
 #: the package the edge detector needs
 EDGES_PACKAGE = "opencv-python-headless"
-
-
-def varint(value: int) -> bytes:
-    """``value`` (≥ 0) as an unsigned LEB128 varint."""
-    if value < 0:
-        raise ValueError(f"a varint holds no negative number ({value})")
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def read_varint(data: bytes, position: int) -> tuple[int, int]:
-    """The varint at ``position`` in ``data`` and the position after it."""
-    value, shift = 0, 0
-    while True:
-        if position >= len(data):
-            raise ValueError("the container ends inside a length")
-        byte = data[position]
-        position += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, position
 
 
 @dataclass(frozen=True)
@@ -92,7 +67,7 @@ def unpack(payload: bytes) -> Container:
         raise ValueError(
             f"container version {payload[0]} is not {CONTAINER_VERSION}, the one this reads"
         )
-    length, start = read_varint(payload, 1)
+    length, start = read_varint(payload, 1, "the container ends inside a length")
     if start + length > len(payload):
         raise ValueError(
             f"the caption's length ({length} bytes) runs past the container's end "
@@ -292,5 +267,4 @@ __all__ = [
     "encode_side",
     "pack",
     "unpack",
-    "varint",
 ]

@@ -43,6 +43,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from semcomp.codecs.varint import read_varint, varint
+
 #: coder name → the prior it codes under (``range-*`` coders name their prior)
 RANGE_PRIORS = {
     "range": "global",
@@ -530,24 +532,8 @@ def make_coder(
     raise ValueError(f"unknown entropy coder {name!r}; coders: {', '.join(CODERS)}")
 
 
-def _count_header(count: int) -> bytes:
-    """LEB128: 7 bits a byte, low bits first, high bit set on every byte but the last."""
-    out = bytearray()
-    while True:
-        byte, count = count & 0x7F, count >> 7
-        out.append(byte | (0x80 if count else 0))
-        if not count:
-            return bytes(out)
-
-
-def _read_count(stream: bytes) -> tuple[int, int]:
-    count = shift = 0
-    for offset, byte in enumerate(stream):
-        count |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return count, offset + 1
-    raise ValueError("truncated stream: its count header does not end")
+#: what decoding a batch stream cut inside its count header says
+TRUNCATED_COUNT = "truncated stream: its count header does not end"
 
 
 def encode_stream(coder: EntropyCoder, indices: np.ndarray) -> bytes:
@@ -556,10 +542,8 @@ def encode_stream(coder: EntropyCoder, indices: np.ndarray) -> bytes:
     if indices.ndim != 2 or indices.shape[1] != coder.symbols:
         raise ValueError(f"expected indices of shape (n, {coder.symbols}), got {indices.shape}")
     if not len(indices):
-        return _count_header(0)
-    return (
-        _count_header(len(indices)) + coder.repeated(len(indices)).encode(indices.reshape(1, -1))[0]
-    )
+        return varint(0)
+    return varint(len(indices)) + coder.repeated(len(indices)).encode(indices.reshape(1, -1))[0]
 
 
 def encode_streams(coder: EntropyCoder, indices: np.ndarray, size: int) -> list[bytes]:
@@ -569,7 +553,7 @@ def encode_streams(coder: EntropyCoder, indices: np.ndarray, size: int) -> list[
     streams = []
     if full:
         code = coder.repeated(size)
-        header = _count_header(size)
+        header = varint(size)
         payloads = code.encode(indices[:full].reshape(full // size, -1))
         streams += [header + payload for payload in payloads]
     if full < len(indices):
@@ -579,7 +563,7 @@ def encode_streams(coder: EntropyCoder, indices: np.ndarray, size: int) -> list[
 
 def decode_streams(coder: EntropyCoder, streams: list[bytes]) -> np.ndarray:
     """Batch streams → (total embeddings, symbols); streams of one size are decoded together."""
-    parsed = [_read_count(stream) for stream in streams]
+    parsed = [read_varint(stream, 0, TRUNCATED_COUNT) for stream in streams]
     parts: list[np.ndarray | None] = [None] * len(streams)
     for count in sorted({count for count, _ in parsed}):
         which = [i for i, (n, _) in enumerate(parsed) if n == count]
