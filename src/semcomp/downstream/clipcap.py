@@ -46,6 +46,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from semcomp.errors import ConfigError
+from semcomp.train_state import load_last, save_last
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,6 @@ FORMAT = "semcomp-clipcap"
 FORMAT_VERSION = 1
 CHECKPOINT = "clipcap.safetensors"
 CONFIG_FILE = "clipcap.json"
-LAST = "last.safetensors"
-STATE_FILE = "train_state.json"
 IGNORE = -100  # the label value transformers' loss skips
 
 
@@ -567,58 +566,29 @@ class Trainer:
         }
 
     def resume(self) -> bool:
-        import torch
-        from safetensors.torch import load_file
-
-        state_path = self.out_dir / STATE_FILE
-        if not state_path.is_file() or not (self.out_dir / LAST).is_file():
-            return False
-        state = json.loads(state_path.read_text())
-        if state["fingerprint"] != self._fingerprint():
-            raise ConfigError(
-                f"{self.out_dir} holds a ClipCap run of another configuration or data; "
-                "choose another --out folder"
-            )
-        tensors = load_file(str(self.out_dir / LAST))
-        self.model.load_trainable_state(
-            {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        last = load_last(
+            self.out_dir,
+            self._fingerprint(),
+            self.optimizer,
+            "a ClipCap run of another configuration or data",
         )
-        optimizer_state = self.optimizer.state_dict()
-        for key, tensor in tensors.items():
-            if key.startswith("optim."):
-                _, index, name = key.split(".", 2)
-                optimizer_state["state"].setdefault(int(index), {})[name] = tensor
-        self.optimizer.load_state_dict(optimizer_state)
-        torch.set_rng_state(tensors["rng"])
+        if last is None:
+            return False
+        model_state, state = last
+        self.model.load_trainable_state(model_state)
         self.history = [EpochReport(**row) for row in state["history"]]
         self.start_epoch, self.step = state["epoch"] + 1, state["step"]
         self.log(f"resuming {self.out_dir} after epoch {state['epoch']}")
         return True
 
     def _save_last(self, epoch: int) -> None:
-        import torch
-        from safetensors.torch import save_file
-
-        tensors = {f"model.{k}": v for k, v in self.model.trainable_state().items()}
-        for index, values in self.optimizer.state_dict()["state"].items():
-            for name, value in values.items():
-                tensors[f"optim.{index}.{name}"] = (
-                    torch.as_tensor(value).detach().cpu().contiguous()
-                )
-        tensors["rng"] = torch.get_rng_state()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.out_dir / f".{LAST}.tmp"
-        save_file(tensors, str(tmp))
         state = {
             "fingerprint": self._fingerprint(),
             "epoch": epoch,
             "step": self.step,
             "history": [asdict(r) for r in self.history],
         }
-        state_tmp = self.out_dir / f".{STATE_FILE}.tmp"
-        state_tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.out_dir / LAST)
-        state_tmp.replace(self.out_dir / STATE_FILE)
+        save_last(self.out_dir, self.model.trainable_state(), self.optimizer, state)
 
     def _lr(self) -> float:
         warmup = self.config.warmup_steps

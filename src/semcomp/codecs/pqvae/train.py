@@ -26,7 +26,6 @@ deterministic on CPU and resumes from its last epoch.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from collections.abc import Callable
@@ -42,9 +41,8 @@ from semcomp.codecs.pqvae.data import EmbeddingSet, split
 from semcomp.codecs.pqvae.model import EmbeddingCodecModel, PQVAEConfig
 from semcomp.errors import ConfigError
 from semcomp.metrics.zeroshot import mean_cosine, zero_shot
+from semcomp.train_state import load_last, save_last
 
-STATE_FILE = "train_state.json"
-LAST = "last.safetensors"
 BEST = "best.safetensors"
 
 
@@ -231,29 +229,17 @@ class Trainer:
 
     def resume(self) -> bool:
         """Continue from ``last.safetensors`` if it belongs to the same configuration."""
-        import torch
-        from safetensors.torch import load_file
-
-        state_path = self.out_dir / STATE_FILE
-        if not state_path.is_file() or not (self.out_dir / LAST).is_file():
+        last = load_last(
+            self.out_dir,
+            self._fingerprint(),
+            self.optimizer,
+            "a training run of another configuration",
+        )
+        if last is None:
             return False
-        state = json.loads(state_path.read_text())
-        if state["fingerprint"] != self._fingerprint():
-            raise ConfigError(
-                f"{self.out_dir} holds a training run of another configuration; "
-                "choose another --out folder"
-            )
-        tensors = load_file(str(self.out_dir / LAST))
-        model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        model_state, state = last
         self.model.load_state_dict(model_state)
-        optimizer_state = self.optimizer.state_dict()
-        for key, tensor in tensors.items():
-            if key.startswith("optim."):
-                _, index, name = key.split(".", 2)
-                optimizer_state["state"].setdefault(int(index), {})[name] = tensor
-        self.optimizer.load_state_dict(optimizer_state)
         self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(tensors["rng"])
         self.history = [EpochReport(**row) for row in state["history"]]
         self.start_epoch = state["epoch"] + 1
         self.best_cosine = state["best_cosine"]
@@ -263,21 +249,6 @@ class Trainer:
         return True
 
     def _save_last(self, epoch: int) -> None:
-        import torch
-        from safetensors.torch import save_file
-
-        tensors = {
-            f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()
-        }
-        for index, values in self.optimizer.state_dict()["state"].items():
-            for name, value in values.items():
-                tensors[f"optim.{index}.{name}"] = (
-                    torch.as_tensor(value).detach().cpu().contiguous()
-                )
-        tensors["rng"] = torch.get_rng_state()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.out_dir / f".{LAST}.tmp"
-        save_file(tensors, str(tmp))
         state = {
             "fingerprint": self._fingerprint(),
             "epoch": epoch,
@@ -287,10 +258,7 @@ class Trainer:
             "best_score": self.best_score,
             "stale_epochs": self.stale_epochs,
         }
-        state_tmp = self.out_dir / f".{STATE_FILE}.tmp"
-        state_tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(self.out_dir / LAST)
-        state_tmp.replace(self.out_dir / STATE_FILE)
+        save_last(self.out_dir, self.model.state_dict(), self.optimizer, state)
 
     def _write_history(self) -> None:
         with (self.out_dir / "history.csv").open("w", newline="") as handle:
