@@ -167,6 +167,8 @@ class Comparisons:
     dropped: list[pd.DataFrame]
     #: per comparison: the originals it covers (``n``) and which methods limited them
     coverage: list[str]
+    #: each per-candidate metric's iso-satisfaction level (``iso_satisfaction.csv``)
+    iso_levels: dict[str, float]
 
 
 def write_comparisons(
@@ -193,7 +195,10 @@ def write_comparisons(
     ``scores`` describes the study's metrics (direction, display name); ``metrics`` are
     the keys of ``pareto.csv`` and ``bd_rate.csv`` (default: every model and set metric
     and the satisfaction index); a set metric's come from ``summary`` (the curves') with
-    ``set_scores``. Iso-satisfaction and ``rd_iso_pareto`` use the headline metric;
+    ``set_scores``. ``iso_satisfaction*.csv`` hold a block per per-candidate metric of
+    ``metrics`` (column ``metric``, the headline's first), each at its own level
+    (:func:`~semcomp.analysis.curves.default_iso_level`) in its direction and over its own
+    rate comparison's originals; ``rd_iso_pareto`` draws the headline metric;
     ``agreement.csv`` correlates every per-candidate metric with the human ratings.
     """
     from semcomp.analysis.agreement import (
@@ -209,7 +214,7 @@ def write_comparisons(
         rate_comparison,
         with_rate_less,
     )
-    from semcomp.analysis.curves import default_iso_level, iso_satisfaction, pareto_front
+    from semcomp.analysis.curves import default_iso_level, metric_iso_satisfaction, pareto_front
     from semcomp.analysis.embedding_results import embedding_results
     from semcomp.analysis.figures import (
         RATE_AXES,
@@ -290,11 +295,6 @@ def write_comparisons(
         )
         common_summary = drawn_summary[drawn_summary["method"].isin(rated.methods)]
         level = default_iso_level(rated_points, metric)
-        per_image, per_method = iso_satisfaction(
-            rated_points, metric, level, rate, higher_is_better=info.higher_is_better
-        )
-        table(per_image, "iso_satisfaction_images.csv", metric)
-        table(stated(per_method, rated), "iso_satisfaction.csv", metric)
         if simulated_of(metric):
             notes.append(f"iso-satisfaction, Pareto front and BD-rate use {metric}: {SIMULATED}")
         figure = rd_chart(
@@ -313,6 +313,22 @@ def write_comparisons(
         if metric not in chosen:
             chosen = [metric, *chosen]
     _, mean_rate, _ = RATE_AXES[rate]
+    iso_blocks: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    iso_levels: dict[str, float] = {}
+
+    def iso_block(key: str, compared: pd.DataFrame, extent: dict) -> None:
+        """``key``'s iso-satisfaction over ``compared`` (its rate comparison's points), at
+        :func:`default_iso_level`, in its direction: one block of each iso file."""
+        info = scores[key]
+        level, per_image, per_method = metric_iso_satisfaction(
+            compared, key, rate, higher_is_better=info.higher_is_better, display=info.display
+        )
+        if not np.isfinite(level):
+            return
+        iso_levels[key] = level
+        source = {"rating_source": SIMULATED} if simulated_of(key) else {}  # with its block
+        iso_blocks[key] = per_image.assign(**source), per_method.assign(**source, **extent)
+
     for key in chosen:
         info = scores[key]
         if info.is_set:  # its own originals per point (n); the rates of the curves
@@ -327,7 +343,7 @@ def write_comparisons(
             extent = {"n": rated.n, "image_set": rated.image_set}
         else:
             coverage = rate_comparison(points, key, unpaired=unpaired)
-            output = f"Pareto front, BD-rate ({key})"
+            output = f"{RATE_COMPARISONS} ({key})"
             coverage_notes.append(coverage.note.replace(RATE_COMPARISONS, output, 1))
             left_out.append(coverage.left_out.assign(output=output))
             dropped.append(coverage.dropped.assign(output=output))
@@ -342,6 +358,8 @@ def write_comparisons(
             )
             centre = f"{key} mean"
             extent = {"n": coverage.n, "image_set": coverage.image_set}
+        if not info.is_set:
+            iso_block(key, rated_points if key == metric else coverage.points, extent)
         front = pareto_front(source, mean_rate, centre, higher_is_better=info.higher_is_better)
         fronts.append(front.assign(metric=key, **extent))
         bd = bd_rate_table(source, key, rate, scores)
@@ -349,6 +367,12 @@ def write_comparisons(
             bds.append(bd.assign(**extent))
             if bd["bd_rate_percent"].isna().all():
                 notes.append(f"BD-rate on {key} undefined for every pair: {bd['reason'].iloc[0]}")
+    if iso_blocks:  # one block per metric, the headline's first
+        order = sorted(iso_blocks, key=lambda key: key != metric)
+        first_columns = ["metric", "method"]
+        for part, name in enumerate(("iso_satisfaction_images.csv", "iso_satisfaction.csv")):
+            frame = pd.concat([iso_blocks[key][part] for key in order], ignore_index=True)
+            table(frame[first_columns + [c for c in frame.columns if c not in first_columns]], name)
     if fronts:
         pareto = pd.concat(fronts, ignore_index=True)
         first_columns = ["metric", "method", "operating_point"]
@@ -413,6 +437,7 @@ def write_comparisons(
         left_out=left_out,
         dropped=dropped,
         coverage=coverage_notes,
+        iso_levels=iso_levels,
     )
 
 
@@ -428,12 +453,16 @@ FILE_DESCRIPTIONS = {
     "'metrics')",
     "rd.png": "each chosen metric against rate (one panel each), one curve per method; methods "
     "without a rate are horizontal bands labelled 'no rate'",
-    "rd/": "the panels of rd.png one figure per metric, named by its key",
+    "rd/": "the panels of rd.png one figure per metric, named by its key; a metric with a "
+    "value per image has its iso-satisfaction line there, at iso_satisfaction.csv's level",
     "table1.csv": "Table 1: mean size (— without a rate), mean of median ratings and every "
     "metric per method and operating point",
     "table1.png": "Table 1 as bars",
-    "iso_satisfaction.csv": "per method: the smallest rate reaching the iso-satisfaction level",
-    "iso_satisfaction_images.csv": "per image and method: the smallest rate reaching the level",
+    "iso_satisfaction.csv": "per metric (column metric, the headline metric's block first) "
+    "and method: the smallest rate reaching that metric's iso-satisfaction level (at or above "
+    "it; at or below for a lower-is-better metric, column reaching), with its n and image_set",
+    "iso_satisfaction_images.csv": "per metric, image and method: the smallest rate reaching "
+    "the level",
     "pareto.csv": "operating points on the Pareto front across methods, per metric (in its "
     "direction)",
     "bd_rate.csv": "BD-rate and BD-metric of every method against every other, per metric, or "
@@ -624,17 +653,6 @@ def _write_report(
         )
         path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         method_json.append(path)
-    step("rate–similarity figure")
-    figures = rd_figure(
-        curves.points,
-        summary,
-        folder / "rd",
-        rate=rate,
-        title=config.name,
-        random_weights=random_weights,
-        scores=scores,
-        metrics=chosen,
-    )
     from semcomp.surveys.tables import write_survey_files
 
     comparisons = write_comparisons(
@@ -649,6 +667,18 @@ def _write_report(
         summary=summary,
         metrics=chosen,
         step=step,
+    )
+    step("rate–similarity figure")
+    figures = rd_figure(
+        curves.points,
+        summary,
+        folder / "rd",
+        rate=rate,
+        title=config.name,
+        random_weights=random_weights,
+        scores=scores,
+        metrics=chosen,
+        iso_levels=comparisons.iso_levels,
     )
     extra = comparisons.written
     if grid:

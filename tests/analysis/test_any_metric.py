@@ -8,11 +8,14 @@ import pytest
 
 from metric_store import CLIP, CLIP_COS, FID, LPIPS, PSNR, SAT
 from semcomp.analysis.agreement import ALL, metric_agreement
+from semcomp.analysis.coverage import RATE_COMPARISONS
 from semcomp.analysis.curves import (
+    IMAGE_COLUMNS,
     bd_metric,
     bd_rate,
     curve_crossings,
     iso_satisfaction,
+    metric_iso_satisfaction,
     pareto_front,
 )
 from semcomp.analysis.rd import compressai_results, metric_columns, summarise, summary_columns
@@ -185,6 +188,72 @@ def test_iso_level_of_a_lower_is_better_metric_is_reached_from_above():
     assert curve_crossings(summary, 0.4, f"{LPIPS} mean", "rate_bytes_mean").loc[0, "rate"] == 100
 
 
+def test_iso_satisfaction_of_a_lower_is_better_metric_at_its_own_level():
+    lpips = {  # per image, at rates 100, 200, 400
+        "a": [0.5, 0.3, 0.1],
+        "b": [0.6, 0.4, 0.2],
+        "c": [0.7, 0.6, 0.5],
+        "d": [0.9, 0.8, 0.7],
+    }
+    points = pd.DataFrame(
+        [
+            (image, image, "c", "m", f"q{i}", rate, value)
+            for image, values in lpips.items()
+            for i, (rate, value) in enumerate(zip((100, 200, 400), values, strict=True))
+        ],
+        columns=[*IMAGE_COLUMNS, "method", "operating_point", "rate_bytes", LPIPS],
+    )
+    level, per_image, per_method = metric_iso_satisfaction(
+        points, LPIPS, "bytes", higher_is_better=False, display="LPIPS (AlexNet)"
+    )
+    assert level == pytest.approx(0.55)  # the median of every candidate's LPIPS
+    # reached at or below: a at 100 (0.5), b at 200 (0.4), c at 400 (0.5), d never
+    reached = dict(zip(per_image.original, per_image.min_rate_bytes, strict=True))
+    assert reached["a"] == 100 and reached["b"] == 200 and reached["c"] == 400
+    assert np.isnan(reached["d"])
+    row = per_method.iloc[0]
+    assert (row.images, row.images_reaching, row.share_reaching) == (4, 3, 0.75)
+    assert row.median_min_rate_bytes == 200 and row.smallest_min_rate_bytes == 100
+    # operating-point means 0.675, 0.525, 0.375: q1 is the cheapest at or below 0.55
+    assert (row.curve_rate_bytes, row.curve_operating_point) == (200, "q1")
+    assert (row.metric, row.display, row.reaching) == (LPIPS, "LPIPS (AlexNet)", "at or below")
+    assert not row.higher_is_better and set(per_image["metric"]) == {LPIPS}
+    # read as higher-is-better, the same level is reached by b, c and d at once
+    _, _, wrong = metric_iso_satisfaction(points, LPIPS, "bytes")
+    assert wrong.loc[0, "median_min_rate_bytes"] == 100
+    assert wrong.loc[0, "reaching"] == "at or above"
+    level, per_image, per_method = metric_iso_satisfaction(points, PSNR, "bytes")
+    assert np.isnan(level) and per_image.empty and per_method.empty  # no PSNR scores
+
+
+def test_each_metric_figure_draws_its_iso_line(monkeypatch, tmp_path):
+    import semcomp.analysis.figures as figures
+
+    drawn = {}
+
+    def record(figure, out_stem, **options):
+        axis = figure.axes[0]
+        drawn[out_stem.name] = axis.get_legend_handles_labels()[1]
+        return []
+
+    monkeypatch.setattr(figures, "save_figure", record)
+    points = synthetic_points()
+    summary = summarise(points, scores=SCORES, set_scores=SET_SCORES)
+    figures.rd_figure(
+        points,
+        summary,
+        tmp_path / "rd",
+        rate="bytes",
+        scores=SCORES,
+        metrics=[PSNR, LPIPS, FID],
+        iso_levels={LPIPS: 0.35, PSNR: 31.0},
+    )
+    assert "iso-satisfaction 0.35" in drawn[file_stem(LPIPS)]
+    assert "iso-satisfaction 31" in drawn[file_stem(PSNR)]
+    assert not any(label.startswith("iso") for label in drawn[file_stem(FID)])
+    assert not any(label.startswith("iso") for label in drawn["rd"])  # the panels: none
+
+
 def test_bd_rate_and_bd_metric_sign_conventions_for_both_directions():
     rates = 100.0 * 2.0 ** np.arange(9)  # eight octaves: shifted by one, they overlap
     lpips = 0.6 - 0.1 * np.log2(rates / 100)  # falls with rate
@@ -322,6 +391,27 @@ def test_report_of_a_study_with_many_metrics(metric_study, tmp_path):
     assert bd.loc[("jpeg", "webp", PSNR), "bd_metric"] > 0
     assert bd.loc[("jpeg", "webp", LPIPS), "bd_metric"] < 0  # lower LPIPS: better
     assert bd.loc[("jpeg", "webp", FID), "better_bd_metric"] == "negative"
+    # iso-satisfaction: a block per metric with a value per image, the headline's first
+    iso = pd.read_csv(folder / "iso_satisfaction.csv")
+    assert list(dict.fromkeys(iso.metric)) == [SAT, CLIP, PSNR, LPIPS]
+    assert {"level", "images", "images_reaching", "median_min_bpp", "n", "image_set"} <= set(
+        iso.columns
+    )  # the columns a reader of the headline-only file knew, plus each block's coverage
+    blocks = iso.set_index(["metric", "method"])
+    assert blocks.loc[(SAT, "jpeg"), "level"] == 8.5
+    lpips = iso[iso.metric == LPIPS]
+    compared = rd.dropna(subset=["bpp", LPIPS])
+    assert lpips["level"].unique() == pytest.approx(compared[LPIPS].median())
+    assert (lpips.reaching == "at or below").all() and not lpips.higher_is_better.any()
+    assert (lpips.n == compared.original_id.nunique()).all()
+    assert (iso[iso.metric == PSNR].reaching == "at or above").all()
+    images = pd.read_csv(folder / "iso_satisfaction_images.csv")
+    assert list(dict.fromkeys(images.metric)) == [SAT, CLIP, PSNR, LPIPS]
+    reached = images[images.metric == LPIPS].dropna(subset=["min_bpp"])
+    level = lpips["level"].iloc[0]
+    assert (reached[LPIPS] <= level).all() and not reached.empty  # at or below its level
+    assert f"{RATE_COMPARISONS} ({LPIPS})" in "\n".join(files.notes)
+    assert "at or below for a lower-is-better metric" in readme
     pareto = pd.read_csv(folder / "pareto.csv")
     front = pareto[pareto.metric == LPIPS].sort_values("bpp_mean")
     assert front[f"{LPIPS} mean"].is_monotonic_decreasing  # minimised along the rate

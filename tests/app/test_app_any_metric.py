@@ -76,3 +76,26 @@ def test_overview_and_agreement_show_every_metric(metric_study, monkeypatch):
     ranking = app.dataframe[1].value
     assert {PSNR, LPIPS, CLIP} <= set(ranking["model_metric"])
     assert ranking.set_index("model_metric").loc[LPIPS, "display"] == "LPIPS (AlexNet)"
+
+
+def test_set_metric_under_a_category_filter_is_over_all_originals(metric_study, monkeypatch):
+    app = open_page(metric_study, monkeypatch, "rate_distortion.py")
+    app.selectbox(key="filter_metric").set_value(FID).run()
+    unfiltered = {t["name"]: t["x"] for t in traces(app)}
+    assert "over all originals" not in texts(app, "warning")
+    assert (app.dataframe[0].value["originals"] == "all").all()
+    app.multiselect(key="filter_categories").set_value(["landscape"]).run()
+    assert not app.exception
+    # the value cannot be narrowed, so its point stays whole: the same rates as unfiltered
+    assert {t["name"]: t["x"] for t in traces(app)} == unfiltered
+    scope = "over all originals: the category filter (landscape) cannot narrow a set metric"
+    assert scope in texts(app, "warning")  # on the page,
+    notes = [a["text"] for a in layout(app).get("annotations", [])]
+    assert any(scope in note for note in notes)  # on the chart
+    table = app.dataframe[0].value  # and in the table
+    assert (table["originals"] == "all (category filter not applied)").all()
+    assert (table[f"{FID} n"] == 4).all()
+
+    app.switch_page("views/overview.py").run()
+    assert not app.exception
+    assert scope in texts(app, "caption")  # Table 1's FID columns

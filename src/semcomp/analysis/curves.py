@@ -114,6 +114,7 @@ def iso_satisfaction(
                 "level": level,
                 "images": int(group["original_id"].nunique()),
                 "images_reaching": int(mins.notna().sum()),
+                "share_reaching": float(mins.notna().mean()) if len(mins) else np.nan,
                 f"median_min_{column}": float(mins.median()) if mins.notna().any() else np.nan,
                 f"smallest_min_{column}": float(mins.min()) if mins.notna().any() else np.nan,
                 f"curve_{column}": float(passing[column].min()) if not passing.empty else np.nan,
@@ -122,6 +123,36 @@ def iso_satisfaction(
         )
     per_method = pd.DataFrame(rows)
     return per_image.reset_index(drop=True), per_method
+
+
+def metric_iso_satisfaction(
+    points: pd.DataFrame,
+    metric: str,
+    rate: str = "bytes",
+    *,
+    higher_is_better: bool = True,
+    display: str | None = None,
+) -> tuple[float, pd.DataFrame, pd.DataFrame]:
+    """:func:`iso_satisfaction` of ``metric`` at its :func:`default_iso_level`, labelled as
+    one metric's block of a table that holds several: columns ``metric``, ``display``,
+    ``higher_is_better`` and ``reaching`` ("at or above" the level, or "at or below" it for
+    a lower-is-better metric).
+
+    Returns ``(level, per_image, per_method)``; the level is NaN (and both tables empty)
+    where ``points`` hold no ``metric`` score.
+    """
+    level = default_iso_level(points, metric)
+    if not np.isfinite(level):
+        return level, pd.DataFrame(), pd.DataFrame()
+    per_image, per_method = iso_satisfaction(
+        points, metric, level, rate, higher_is_better=higher_is_better
+    )
+    per_method = per_method.assign(
+        display=display or metric,
+        higher_is_better=higher_is_better,
+        reaching="at or above" if higher_is_better else "at or below",
+    )
+    return level, per_image.assign(metric=metric), per_method.assign(metric=metric)
 
 
 def curve_crossings(

@@ -140,6 +140,7 @@ def rd_figure(
     random_weights: bool = False,
     scores: Scores | None = None,
     metrics: list[str] | None = None,
+    iso_levels: dict[str, float] | None = None,
 ) -> list[Path]:
     """Each chosen metric against rate (log x), one curve per method with 95 % CI bands.
 
@@ -148,9 +149,11 @@ def rd_figure(
     ``out_stem`` (``rd.png``/``.pdf``, up to :data:`RD_COLUMNS` a row) and one figure
     each in the folder ``out_stem`` named by the key (``rd/lpips_alex.png``), each drawn
     as :func:`rd_chart` draws it; faint dots are single candidates, a set metric's value
-    has its CI as error bars.
+    has its CI as error bars. ``iso_levels`` (key: level, as ``iso_satisfaction.csv``
+    states them) draw each metric's iso-satisfaction line in its own figure.
     """
     scores = describe(points, scores)
+    iso_levels = iso_levels or {}
     keys = list(metrics) if metrics is not None else default_figure_keys(scores, points)
     figure, axes = panel_grid(len(keys), RD_COLUMNS - 1, 0.42)
     for axis, metric in zip(axes.flat, keys or [None], strict=False):
@@ -175,6 +178,7 @@ def rd_figure(
             summary,
             metric,
             rate=rate,
+            iso_level=iso_levels.get(metric),
             title=title,
             random_weights=random_weights,
             scores=scores,

@@ -52,6 +52,24 @@ class Filters:
             str(study.root), signature(study.root), self.categories, self.methods, self.unpaired
         )
 
+    def set_summary(self, study: StudyData) -> pd.DataFrame:
+        """:meth:`summary` over every category, for a set metric (FID, KID): its value is
+        over all of its operating point's originals, which a category filter cannot narrow
+        without recomputing it, so the rate beside it is over all of them too."""
+        return cached_summary(
+            str(study.root), signature(study.root), (), self.methods, self.unpaired
+        )
+
+    def set_metric_scope(self, display: str) -> str:
+        """What a set metric's values are over, naming the category filter it ignores
+        (empty when no category is chosen)."""
+        if not self.categories:
+            return ""
+        return (
+            f"{display} over all originals: the category filter ({', '.join(self.categories)}) "
+            "cannot narrow a set metric without recomputing it"
+        )
+
     def survey_tables(self, study: StudyData, survey: str) -> SurveyTables:
         """The tables of one survey's kept answers in the chosen categories and methods."""
         return cached_survey_tables(

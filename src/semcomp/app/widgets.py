@@ -1,8 +1,10 @@
 """Pieces several pages draw: a grid of candidates with their images and numbers, and
-:func:`plain`, through which every string that comes from the study reaches the page."""
+:func:`plain`, through which every string that comes from the study reaches the page
+(:func:`chart_text` in a plotly chart)."""
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,25 @@ def plain(value: object) -> str:
     lines are joined, so a study name, method name, caption or path can never become an
     image fetched from elsewhere, a link, a heading or a directive."""
     return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(value).splitlines()))
+
+
+def chart_text(value: object) -> str:
+    """``value`` as the text it is in a plotly chart (hover box, legend, annotation, axis
+    title): plotly renders a few HTML tags there (``<b>``, ``<a href>``, ``<br>``), so
+    ``&``, ``<`` and ``>`` become entities, which plotly shows as the characters, and
+    lines are joined. Pass it to plotly as data (``customdata``, ``text``, ``name``), not
+    inside a hovertemplate, where ``%{...}`` in it would be read as a placeholder."""
+    return html.escape(" ".join(str(value).splitlines()), quote=False)
+
+
+def chart_frame(frame: pd.DataFrame, columns) -> pd.DataFrame:
+    """``frame`` with the study's strings in ``columns`` (those it has) as
+    :func:`chart_text`, for a plotly express chart that shows them in its legend, hover
+    or facet titles; missing values stay missing."""
+    shown = [c for c in columns if c in frame.columns]
+    return frame.assign(
+        **{c: frame[c].map(lambda v: v if pd.isna(v) else chart_text(v)) for c in shown}
+    )
 
 
 def candidates_behind(points: pd.DataFrame, customdata: list | None) -> pd.DataFrame:
@@ -105,8 +126,14 @@ def _note_on_chart(figure, text: str, *, top: bool, colour: str, size: int) -> N
 def mark_sample(figure, shown: int, total: int) -> None:
     """Say on the chart that it draws a sample of the points (``shown`` of ``total``)."""
     if shown < total:
-        text = f"showing a random {shown:,} of {total:,} candidates (curves and tables: all)"
-        _note_on_chart(figure, text, top=False, colour="#555", size=11)
+        mark_note(
+            figure, f"showing a random {shown:,} of {total:,} candidates (curves and tables: all)"
+        )
+
+
+def mark_note(figure, text: str) -> None:
+    """A note at the lower right of a plotly chart (``text`` already :func:`chart_text`)."""
+    _note_on_chart(figure, text, top=False, colour="#555", size=11)
 
 
 def mark_random_weights(figure, study: StudyData) -> None:

@@ -12,7 +12,7 @@ from semcomp.app.filters import (
     download_table_and_chart,
     metric_label,
 )
-from semcomp.app.widgets import mark_random_weights, plain
+from semcomp.app.widgets import chart_frame, chart_text, mark_random_weights, plain
 from semcomp.surveys.simulated import SIMULATED, survey_of
 
 study, filters = context()
@@ -55,16 +55,17 @@ table, compared = filters.analysis(
 )
 both = compared.points
 st.caption(plain(compared.note))
+colours = colour_map(points["method"].unique())  # as on the other charts
 figure = px.scatter(
-    both,
+    chart_frame(both, ["method", "original", "operating_point"]),
     x=model_metric,
     y=human_metric,
     color="method",
-    color_discrete_map=colour_map(points["method"].unique()),  # as on the other charts
+    color_discrete_map={chart_text(m): colour for m, colour in colours.items()},
     hover_data=["original", "operating_point", "rate_bytes"],
     labels={
-        model_metric: model_info.axis_label,
-        human_metric: study.scores[human_metric].axis_label,
+        model_metric: chart_text(model_info.axis_label),
+        human_metric: chart_text(study.scores[human_metric].axis_label),
     },
     height=480,
 )

@@ -13,7 +13,7 @@ from semcomp.analysis.embedding_results import PQVAE_FOLDER, embedding_results
 from semcomp.analysis.figures import PALETTE
 from semcomp.app.data import pqvae_result_paths
 from semcomp.app.filters import context, download_csv
-from semcomp.app.widgets import plain
+from semcomp.app.widgets import chart_frame, plain
 
 study, filters = context()
 st.title("Embedding codecs: accuracy against rate")
@@ -36,7 +36,7 @@ if results.table.empty:
 table = results.table
 value = "top1" if "top1" in table and table["top1"].notna().any() else "cosine"
 figure = px.line(
-    table.sort_values("bpd"),
+    chart_frame(table.sort_values("bpd"), ["method", "coder", "source"]),
     x="bpd",
     y=value,
     color="method",

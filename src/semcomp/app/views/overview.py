@@ -86,6 +86,9 @@ if points.empty:
 else:
     table, metric, note, compared = filters.analysis(study, "table1")
     st.caption(plain(note))
+    shown_sets = [study.display(k) for k in study.scores.set_keys() if f"{k} value" in table]
+    if shown_sets and filters.categories:  # set values: over all originals
+        st.caption(plain(filters.set_metric_scope(", ".join(shown_sets))))
     if metric and survey_of(metric) in study.simulated_ratings:
         st.warning(f"the satisfaction column holds {SIMULATED}, not people's")
     st.dataframe(table, hide_index=True)

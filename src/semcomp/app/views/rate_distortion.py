@@ -28,8 +28,11 @@ from semcomp.app.widgets import (
     OPERATING_POINT,
     candidate_grid,
     candidates_behind,
+    chart_frame,
+    chart_text,
     display_sample,
     left_out,
+    mark_note,
     mark_random_weights,
     mark_sample,
     plain,
@@ -73,6 +76,12 @@ def bd_rate_expander(common_summary: pd.DataFrame, metric: str, rate: str, note:
             st.info(plain(exc))
 
 
+def shown_point(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """An operating point's method and label as its hover box shows them (:func:`chart_text`);
+    its ``customdata`` keeps them as they are too, for the selection to find its images."""
+    return [chart_text(m) for m in rows["method"]], [chart_text(p) for p in rows["operating_point"]]
+
+
 def set_metric_page(metric: str) -> None:
     """A set metric against rate: one value per method × operating point, CI error bars."""
     info = study.scores[metric]
@@ -80,9 +89,10 @@ def set_metric_page(metric: str) -> None:
     show_pareto = st.checkbox("Pareto front", key="rd_pareto")
     _, mean_rate, rate_label = RATE_AXES[rate]
     value, low, high, n = summary_columns(metric, study.scores)
-    summary = filters.summary(study)
+    summary = filters.set_summary(study)  # every category: as the value, so its rate
     rows = summary.dropna(subset=[value]) if value in summary else summary.iloc[:0]
     rated = rows[rows[mean_rate] > 0]
+    scope = filters.set_metric_scope(info.display)  # empty without a category filter
     st.caption(
         plain(
             f"{info.display}: one value per method and operating point, over the originals "
@@ -90,6 +100,8 @@ def set_metric_page(metric: str) -> None:
             "its 95 % CI"
         )
     )
+    if scope:
+        st.warning(plain(f"{scope}; the rates beside it are over all originals too"))
     if rated.empty:
         st.info(plain(f"no method with a rate has a {info.display} value (with these filters)"))
         return
@@ -103,7 +115,7 @@ def set_metric_page(metric: str) -> None:
                 x=curve[mean_rate],
                 y=curve[value],
                 mode="lines+markers",
-                name=f"{method} ({n_label(curve[n])})",
+                name=chart_text(f"{method} ({n_label(curve[n])})"),
                 line={"color": colours[str(method)]},
                 error_y={
                     "type": "data",
@@ -119,10 +131,11 @@ def set_metric_page(metric: str) -> None:
                         curve[n],
                         curve[low],
                         curve[high],
+                        *shown_point(curve),
                         strict=True,
                     )
                 ),
-                hovertemplate="<b>%{customdata[1]}</b> · %{customdata[2]}<br>"
+                hovertemplate="<b>%{customdata[6]}</b> · %{customdata[7]}<br>"
                 "n = %{customdata[3]} originals<br>"
                 f"x %{{x:.4g}} · value %{{y:{digits}}} [%{{customdata[4]:{digits}}}, "
                 f"%{{customdata[5]:{digits}}}]<extra></extra>",
@@ -142,30 +155,33 @@ def set_metric_page(metric: str) -> None:
         )
     figure.update_layout(
         xaxis={"type": "log", "title": rate_label},
-        yaxis={"title": info.axis_label},
+        yaxis={"title": chart_text(info.axis_label)},
         height=560,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         legend={"font": {"size": 11}},
     )
     mark_random_weights(figure, study)
+    if scope:  # on the chart itself, so a screenshot keeps it
+        mark_note(figure, chart_text(scope))
     st.plotly_chart(figure, key="rd_chart")
     columns = ["method", "operating_point", mean_rate, value, low, high, n]
+    table = rated[columns].assign(originals="all (category filter not applied)" if scope else "all")
     download_table_and_chart(
-        rated[columns],
+        table,
         lambda: rd_chart(
             filters.points(study),
             summary,
             metric,
             rate=rate,
             pareto=show_pareto,
-            title=study.name,
+            title=study.name + (f" ({scope})" if scope else ""),
             random_weights=study.random_weights,
             scores=study.scores,
         ),
         f"rd_{rate}",
         "rd",
     )
-    st.dataframe(rated[columns], hide_index=True)
+    st.dataframe(table, hide_index=True)
     bd_rate_expander(
         rated,
         metric,
@@ -252,13 +268,14 @@ for key, rows in drawn.groupby(colour_by):
     hover = rows[["candidate_id", "original", "method", "operating_point"]].assign(
         caption=captions, rate=[rate_text(bits) for bits in rows["rate_bits"]]
     )
-    hover.insert(0, "kind", CANDIDATE)
+    hover = chart_frame(hover, ["original", "method", "operating_point", "caption"])
+    hover.insert(0, "kind", CANDIDATE)  # the candidate id (selection) is kept as it is
     figure.add_trace(
         go.Scattergl(
             x=rows[point_rate],
             y=rows[metric],
             mode="markers",
-            name=str(key),
+            name=chart_text(key),
             legendgroup=str(key),
             showlegend=not aggregated,
             marker={"color": colours[str(key)], "size": 6, "opacity": 0.25 if aggregated else 0.75},
@@ -298,7 +315,7 @@ if aggregated:
                 x=rows[mean_rate],
                 y=rows[mean],
                 mode="lines+markers",
-                name=str(method),
+                name=chart_text(method),
                 legendgroup=str(method),
                 line={"color": colour},
                 error_y={  # one operating point (a captioning method): its band is invisible
@@ -317,10 +334,11 @@ if aggregated:
                         rows[f"{metric} n"],
                         rows[low],
                         rows[high],
+                        *shown_point(rows),
                         strict=True,
                     )
                 ),
-                hovertemplate="<b>%{customdata[1]}</b> · %{customdata[2]}<br>"
+                hovertemplate="<b>%{customdata[7]}</b> · %{customdata[8]}<br>"
                 "%{customdata[3]} images, %{customdata[4]} with this metric<br>"
                 f"x %{{x:.4g}} · mean %{{y:{digits}}} [%{{customdata[5]:{digits}}}, "
                 f"%{{customdata[6]:{digits}}}]<extra></extra>",
@@ -337,10 +355,10 @@ for index, band in enumerate(bands.itertuples(index=False)):
             x=span,
             y=[band.mean, band.mean],
             mode="lines",
-            name=band.label,
+            name=chart_text(band.label),
             legendgroup=band.label,
             line={"color": colour, "dash": BAND_DASHES[index % len(BAND_DASHES)]},
-            hovertemplate=f"<b>{band.label}</b><br>mean {band.mean:{digits}}<extra></extra>",
+            hovertemplate=f"<b>%{{fullData.name}}</b><br>mean {band.mean:{digits}}<extra></extra>",
         )
     )
 if show_pareto:
@@ -386,13 +404,13 @@ if level is not None:
             mode="markers",
             name="mean curve reaches level" if aggregated else "median image reaches level",
             marker={"symbol": "diamond", "color": "magenta", "size": 10},
-            text=marks["label"],
+            text=[chart_text(label) for label in marks["label"]],
             hovertemplate="%{text}<extra></extra>",
         )
     )
 figure.update_layout(
     xaxis={"type": "log", "title": rate_label},
-    yaxis={"title": info.axis_label},
+    yaxis={"title": chart_text(info.axis_label)},
     height=560,
     margin={"l": 10, "r": 10, "t": 30, "b": 10},
     legend={"font": {"size": 11}},

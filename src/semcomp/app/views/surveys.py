@@ -8,6 +8,7 @@ from semcomp.analysis.figures import PALETTE, survey_dimensions_figure
 from semcomp.analysis.rd import group_label
 from semcomp.app.data import load_surveys, select, signature
 from semcomp.app.filters import context, download_csv, download_table_and_chart
+from semcomp.app.widgets import chart_frame
 from semcomp.surveys.aggregate import METHOD_POINT
 from semcomp.surveys.importer import STAGE
 from semcomp.surveys.simulated import SIMULATED
@@ -83,7 +84,7 @@ if scales:
     )
     shares["share"] *= 100
     chart = px.bar(
-        shares,
+        chart_frame(shares, ["method"]),
         x="value",
         y="share",
         color="method",
@@ -114,7 +115,7 @@ if len(scales) > 1 and not tables.dimensions.empty:
         ]
     )  # fmt: skip
     bars = px.bar(
-        long,
+        chart_frame(long, ["method", "category", "question"]),
         x="question",
         y="mean",
         error_y="std",

@@ -9,7 +9,7 @@ import streamlit as st
 from semcomp.analysis.figures import colour_map, zero_shot_figure
 from semcomp.analysis.zero_shot import zero_shot_keys
 from semcomp.app.filters import context, download_table_and_chart
-from semcomp.app.widgets import left_out, mark_random_weights, plain
+from semcomp.app.widgets import chart_text, left_out, mark_random_weights, plain
 
 study, filters = context()
 st.title("Zero-shot accuracy against bits per pixel")
@@ -45,7 +45,7 @@ for method, curve in rows.groupby("method"):
             x=curve["bpp_mean"],
             y=100 * curve["accuracy"],
             mode="lines+markers",
-            name=f"{method} (n = {int(curve['n'].max())})",
+            name=chart_text(f"{method} (n = {int(curve['n'].max())})"),
             line={"color": colours[str(method)]},
             error_y={
                 "type": "data",
@@ -53,7 +53,7 @@ for method, curve in rows.groupby("method"):
                 "arrayminus": 100 * (curve["accuracy"] - curve["accuracy_ci_low"]).clip(lower=0),
                 "width": 4,
             },
-            text=curve["operating_point"].astype(str),
+            text=[chart_text(p) for p in curve["operating_point"]],
             hovertemplate="<b>%{fullData.name}</b> · %{text}<br>bpp %{x:.4g}<br>"
             "accuracy %{y:.1f} %<extra></extra>",
         )
