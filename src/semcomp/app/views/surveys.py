@@ -8,7 +8,7 @@ from semcomp.analysis.figures import PALETTE, survey_dimensions_figure
 from semcomp.analysis.rd import group_label
 from semcomp.app.data import load_surveys, select, signature
 from semcomp.app.filters import context, download_csv, download_table_and_chart
-from semcomp.app.widgets import chart_frame
+from semcomp.app.widgets import chart_frame, plain
 from semcomp.surveys.aggregate import METHOD_POINT
 from semcomp.surveys.importer import STAGE
 from semcomp.surveys.simulated import SIMULATED
@@ -32,7 +32,7 @@ survey_id = st.selectbox(
 )
 survey = definitions[survey_id]
 if survey_id in study.simulated_ratings:
-    st.warning(f"{SIMULATED}: {study.simulated_ratings[survey_id]}")
+    st.warning(f"{SIMULATED}: {plain(study.simulated_ratings[survey_id])}")
 
 # ---- what was imported and what quality control left out ------------------------------
 answers = surveys.answers[surveys.answers["survey"] == survey_id]
@@ -73,7 +73,7 @@ if scales:
             "Question", scales, format_func=lambda q: f"{q.id}: {q.text}", key="survey_question"
         )
     else:
-        st.caption(question.text)
+        st.caption(plain(question.text))
     values = chosen[(chosen["question"] == question.id) & chosen["value"].notna()]
     # a method's operating points are kept apart (jpeg · quality=30, jpeg · quality=70)
     values = values.assign(
@@ -143,8 +143,8 @@ if free:
         "`semcomp ratings summary --synonyms FILE` also merges synonyms."
     )
     for question in free:
-        st.subheader(question.id)
-        st.caption(question.text)
+        st.subheader(plain(question.id))
+        st.caption(plain(question.text))
         top = tables.top_answers[tables.top_answers["question"] == question.id]
         overlap = tables.overlap[tables.overlap["question"] == question.id]
         columns = st.columns(2)
