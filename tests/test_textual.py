@@ -10,6 +10,7 @@ import pytest
 
 from fake_openai import FakeOpenAIServer
 from helpers import photo, write_image_folder, write_study
+from semcomp.analysis.rd import rd_points
 from semcomp.cli import main
 from semcomp.report import write_report
 from semcomp.study import Study
@@ -312,6 +313,6 @@ def test_edited_external_captions_give_new_rates(tmp_path, image_folder, tiny_cl
         captions.write_text(f"image,caption\nimg1,{text}\n")
         with Study.open(root) as study:
             study.run(progress=False)
-        with Study.open(root, read_only=True) as study:
-            rates.append(pd.read_csv(write_report(study).rd_csv).rate_bytes.tolist())
+        with Study.open(root, read_only=True) as study:  # the rows of the report's rd.csv
+            rates.append(rd_points(study.store, study.scope()).rate_bytes.tolist())
     assert rates == [[1.0], [len("a much longer caption")]]
