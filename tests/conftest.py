@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import photo
+from helpers import photo, write_image_folder
 from semcomp.tiny_models import write_tiny_open_clip
 
 
@@ -33,12 +33,7 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     """Four photos in two category folders."""
-    root = tmp_path / "images"
-    for category, seeds in (("landscape", (1, 2)), ("single_object", (3, 4))):
-        (root / category).mkdir(parents=True)
-        for seed in seeds:
-            photo(160, 120, seed).save(root / category / f"img{seed}.png")
-    return root
+    return write_image_folder(tmp_path / "images")
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +55,13 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from semcomp.tiny_models import write_tiny_stable_diffusion
 
     return write_tiny_stable_diffusion(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from semcomp.tiny_models import write_tiny_controlnet
+
+    return write_tiny_controlnet(tmp_path_factory.mktemp("models") / "tiny-controlnet")
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 import contextlib
 import io
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -30,6 +32,15 @@ def photo(width: int, height: int, seed: int = 0) -> Image.Image:
     )
     noisy = base + rng.normal(scale=12, size=base.shape)
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def write_image_folder(root: Path) -> Path:
+    """Four photos (160 x 120) in two category folders under ``root``."""
+    for category, seeds in (("landscape", (1, 2)), ("single_object", (3, 4))):
+        (root / category).mkdir(parents=True)
+        for seed in seeds:
+            photo(160, 120, seed).save(root / category / f"img{seed}.png")
+    return root
 
 
 def write_study(
@@ -148,6 +159,40 @@ def add_human_scores(root: Path, seed: int = 0, methods: tuple[str, ...] | None 
                     key=("candidate_id", "metric"),
                 )
     return len(rows)
+
+
+#: ends each command's output in :func:`semcomp_in_one_process`, followed by its exit status
+COMMAND_END = "--- semcomp command ended with exit status"
+_COMMANDS = f"""
+import json as _json, sys as _sys
+from semcomp.cli import main as _main
+for _command in _json.loads(_sys.argv[1]):
+    try:
+        _main(_command)
+        _status = 0
+    except SystemExit as _exit:
+        _status = _exit.code
+    _sys.stderr.flush()
+    print("\\n" + {COMMAND_END!r}, _status, flush=True)
+"""
+
+
+def semcomp_in_one_process(
+    commands: list[list[str]], before: str = "", after: str = ""
+) -> list[str]:
+    """The argv of one Python process that runs each of ``commands`` (``semcomp`` command
+    lines) through ``semcomp.cli.main``, one after another, with the Python code ``before``
+    run first and ``after`` last: a separate process per command costs seconds of imports
+    each. Its stdout splits into each command's output and exit status with
+    :func:`command_outputs`."""
+    return [sys.executable, "-c", before + _COMMANDS + after, json.dumps(commands)]
+
+
+def command_outputs(stdout: str) -> tuple[list[tuple[str, int]], str]:
+    """``([(output, exit status) of each command], what ``after`` printed)`` of the stdout of
+    a :func:`semcomp_in_one_process` process."""
+    *parts, rest = re.split(rf"\n{re.escape(COMMAND_END)} (-?\d+)\n", stdout)
+    return [(out, int(status)) for out, status in zip(parts[::2], parts[1::2], strict=True)], rest
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import photo, write_study
+from helpers import command_outputs, photo, semcomp_in_one_process, write_study
 from semcomp.cli import main
 from semcomp.extras import EXTRA_MODULES, missing_extras, require_extras
 from semcomp.stages import STAGES
@@ -179,7 +179,6 @@ def test_status_report_survey_and_ratings_run_without_any_extra(all_methods_stud
         facts = {name: SceneFacts(*entry) for name, entry in SCENE_FACTS.items()}
         assert write_simulated_results(study.store, load_survey("A"), results, facts=facts)
     absent = WITHOUT_EXTRAS.format(blocked={*EXTRA_ONLY, "pyarrow"})
-    semcomp = [sys.executable, "-c", absent + "from semcomp.cli import main; main()"]
     commands = [
         ["status", str(root)],
         ["report", str(root)],
@@ -188,11 +187,13 @@ def test_status_report_survey_and_ratings_run_without_any_extra(all_methods_stud
         ["ratings", "import", str(root), str(results), "--survey", "A"],
         ["ratings", "summary", str(root)],
     ]  # fmt: skip
-    outputs = []
-    for command in commands:
-        done = subprocess.run(semcomp + command, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, (command, done.stderr)
-        outputs.append(done.stdout)
+    done = subprocess.run(
+        semcomp_in_one_process(commands, before=absent), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    results, rest = command_outputs(done.stdout)
+    assert [status for _, status in results] == [0] * len(commands) and not rest, done.stderr
+    outputs = [output for output, _ in results]
     assert (root / "report" / "rd.png").exists()
     assert (tmp_path / "hits" / "hits.csv").exists()
     assert "kept" in outputs[3] and "failed 0" in outputs[3]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import photo, write_study
+from helpers import command_outputs, photo, semcomp_in_one_process, write_study
 from semcomp.cli import main
 from semcomp.store import WRITER_NAME, Store
 from semcomp.study import Study
@@ -269,20 +269,11 @@ def bind_read_only_available(folder: Path) -> bool:
     return probe.returncode == 0 and not (folder / "probe").exists()
 
 
-READ_ONLY_SCRIPT = """
-set -u
-echo "== status"; {semcomp} status {study}; echo "rc=$?"
-echo "== report"; {semcomp} report {study} --out {out}; echo "rc=$?"
-echo "== report-in-place"; {semcomp} report {study}; echo "rc=$?"
-echo "== run"; {semcomp} run {study} --no-progress; echo "rc=$?"
-echo "== app"; {python} -c {app}; echo "rc=$?"
-"""
-
+#: after the commands: what the app reads of the study (its path formatted in)
 APP_READ = """
-import sys
 from pathlib import Path
 from semcomp.app.data import _read_study, read_consistently, signature
-root = Path(sys.argv[1])
+root = Path({study!r})
 data = read_consistently(root, signature(root), _read_study)
 print("app rows", len(data.points), "originals", len(data.originals))
 """
@@ -295,42 +286,41 @@ def test_a_read_only_study_reads_and_run_says_so(how, study, tmp_path, capsys):
     assert code == 0
     before = sorted(p.relative_to(study) for p in study.rglob("*"))
     out = tmp_path / "elsewhere"
-    python_cmd = shlex.quote(sys.executable)
-    script = READ_ONLY_SCRIPT.format(
-        semcomp=f"{python_cmd} -m semcomp",
-        python=python_cmd,
-        study=shlex.quote(str(study)),
-        out=shlex.quote(str(out)),
-        app=shlex.quote(APP_READ) + " " + shlex.quote(str(study)),
-    )
+    commands = [
+        ["status", str(study)],
+        ["report", str(study), "--out", str(out)],
+        ["report", str(study)],  # in place
+        ["run", str(study), "--no-progress"],
+    ]
+    # the commands in one process (one each cost seconds of imports), then the app's read
+    script = semcomp_in_one_process(commands, after=APP_READ.format(study=str(study)))
     env = os.environ | {"PYTHONPATH": SRC, "MPLCONFIGDIR": str(tmp_path / "mpl")}
     if how == "bind-mount":  # a read-only mount: even root cannot write there
         if not bind_read_only_available(study):
             pytest.skip("needs `unshare -Urm` (user and mount namespaces)")
         mount = f"mount --bind {study} {study} && mount -o remount,bind,ro {study} {study}"
-        command = ["unshare", "-Urm", "sh", "-c", f"{mount} && {script}"]
+        command = ["unshare", "-Urm", "sh", "-c", f"{mount} && {shlex.join(script)}"]
     else:  # permission bits: root ignores them
         if os.geteuid() == 0:
             pytest.skip("root ignores permission bits (the bind-mount case covers root)")
         for path in [study, *study.rglob("*")]:
             path.chmod(0o555 if path.is_dir() else 0o444)
-        command = ["sh", "-c", script]
+        command = script
     try:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     finally:
         for path in [study, *study.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
-    sections = dict(part.split("\n", 1) for part in done.stdout.split("== ")[1:] if "\n" in part)
+    results, app = command_outputs(done.stdout)
     err = done.stderr
-    assert "rc=0" in sections["status"] and "represent: jpeg" in sections["status"], done
-    assert "rc=0" in sections["report"] and (out / "rd.csv").exists(), done
-    assert "rc=3" in sections["report-in-place"]
+    assert [status for _, status in results] == [0, 0, 3, 3], done
+    status = results[0][0]
+    assert "represent: jpeg" in status and (out / "rd.csv").exists(), done
     assert "cannot write the report to" in err and "--out" in err
-    assert "rc=3" in sections["run"]
     assert "Traceback" not in err and "unable to open database file" not in err, err
     run_errors = [line for line in err.splitlines() if line.startswith("error: the study folder")]
     assert len(run_errors) == 1 and "is read-only: `run`" in run_errors[0], err
-    assert "rc=0" in sections["app"] and "app rows 12 originals 6" in sections["app"], done
+    assert done.returncode == 0 and "app rows 12 originals 6" in app, done
     # reading created nothing in the study folder
     assert sorted(p.relative_to(study) for p in study.rglob("*")) == before
 

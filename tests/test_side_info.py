@@ -25,14 +25,6 @@ from semcomp.report import write_report
 from semcomp.store import content_key
 from semcomp.study import Study
 
-
-@pytest.fixture(scope="session")
-def tiny_controlnet(tmp_path_factory):
-    from semcomp.tiny_models import write_tiny_controlnet
-
-    return write_tiny_controlnet(tmp_path_factory.mktemp("models") / "tiny-controlnet")
-
-
 # ---- the container ------------------------------------------------------------------------
 
 

@@ -1,13 +1,16 @@
 """Textual transforms through the whole pipeline: captions, payloads, reconstructions, scores."""
 
 import json
+import shutil
 import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from fake_openai import FakeOpenAIServer
-from helpers import photo, write_study
+from helpers import photo, write_image_folder, write_study
+from semcomp.analysis.rd import rd_points
 from semcomp.cli import main
 from semcomp.report import write_report
 from semcomp.study import Study
@@ -16,8 +19,7 @@ KEY_ENV = "TEST_OPENAI_KEY"
 LONG = "a red apple on a wooden table next to a window " * 220  # ~10,500 characters
 
 
-@pytest.fixture
-def textual_study(tmp_path, image_folder, tiny_clip, tiny_blip, tiny_sd):
+def write_textual_study(tmp_path, image_folder, tiny_clip, tiny_blip, tiny_sd):
     (tmp_path / "captions.csv").write_text(
         "image,caption,author\n"
         "img1,a valley under a blue sky,ann\n"
@@ -69,9 +71,21 @@ quality = [50]
     return write_study(tmp_path / "study", image_folder, tiny_clip, methods=methods)
 
 
-def test_textual_methods_end_to_end(textual_study, monkeypatch):
-    with Study.open(textual_study) as study:
+@pytest.fixture(scope="module")
+def textual_run(tmp_path_factory, tiny_clip, tiny_blip, tiny_sd):
+    """The textual study, run once for the module, and its run's summary; read-only for
+    tests (one that runs it again works on a copy)."""
+    base = tmp_path_factory.mktemp("textual")
+    images = write_image_folder(base / "images")
+    root = write_textual_study(base, images, tiny_clip, tiny_blip, tiny_sd)
+    with Study.open(root) as study:
         summary = study.run(progress=False)
+    return root, summary
+
+
+def test_textual_methods_end_to_end(textual_run, tmp_path):
+    textual_study, summary = textual_run
+    with Study.open(textual_study, read_only=True) as study:
         store = study.store
         failures = {(stage, reason) for stage, _, reason in summary.failures}
         # BLIP captions every image once, although two methods use it
@@ -84,8 +98,7 @@ def test_textual_methods_end_to_end(textual_study, monkeypatch):
         )
         by_method = shared.groupby("name")["artifact_hash"].apply(set)
         assert by_method["blip"] == by_method["blip-zstd"]  # same images, different rates
-        with Study.open(textual_study, read_only=True) as readonly:
-            files = write_report(readonly)
+        files = write_report(study, tmp_path / "report")
     assert ("caption", "empty image reference") in failures
     assert any("captions.csv:6" in item for _, item, _ in summary.failures)
     assert sum("'{name}_gr.png' (img2_gr.png)" in reason for _, reason in failures) == 1
@@ -109,9 +122,8 @@ def test_textual_methods_end_to_end(textual_study, monkeypatch):
     assert summary_json["results"]["bpp"]
 
 
-def test_rerun_does_no_model_or_api_work(textual_study, monkeypatch):
-    with Study.open(textual_study) as study:
-        study.run(progress=False)
+def test_rerun_does_no_model_or_api_work(textual_run, tmp_path):
+    textual_study = Path(shutil.copytree(textual_run[0], tmp_path / "study"))  # run once
     with Study.open(textual_study) as study:
         again = study.run(progress=False)
     assert again.models_loaded == [] and all(s.done == 0 for s in again.stages)
@@ -301,6 +313,6 @@ def test_edited_external_captions_give_new_rates(tmp_path, image_folder, tiny_cl
         captions.write_text(f"image,caption\nimg1,{text}\n")
         with Study.open(root) as study:
             study.run(progress=False)
-        with Study.open(root, read_only=True) as study:
-            rates.append(pd.read_csv(write_report(study).rd_csv).rate_bytes.tolist())
+        with Study.open(root, read_only=True) as study:  # the rows of the report's rd.csv
+            rates.append(rd_points(study.store, study.scope()).rate_bytes.tolist())
     assert rates == [[1.0], [len("a much longer caption")]]

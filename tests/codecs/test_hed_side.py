@@ -92,11 +92,8 @@ def test_weights_inside_the_study_enter_the_identity_relative_to_it(tmp_path, he
 
 
 def test_a_study_with_hed_sketches_says_when_weights_are_missing_then_runs(
-    tmp_path, image_folder, tiny_clip, tiny_sd, hed_weights
+    tmp_path, image_folder, tiny_clip, tiny_sd, tiny_controlnet, hed_weights
 ):
-    from semcomp.tiny_models import write_tiny_controlnet
-
-    controlnet = write_tiny_controlnet(tmp_path / "tiny-controlnet")
     (tmp_path / "captions.csv").write_text(
         "image,caption\nimg1,a valley\nimg2,a green hill\nimg3,an apple\nimg4,a mug\n"
     )
@@ -107,7 +104,7 @@ name = "hed"
 captioner = "human"
 captioner_params = {{ csv = "{tmp_path / "captions.csv"}" }}
 reconstructor = "diffusers-controlnet"
-reconstructor_params = {{ {sd}, controlnet = "{controlnet}" }}
+reconstructor_params = {{ {sd}, controlnet = "{tiny_controlnet}" }}
 side = "hed"
 side_params = {{ size = [48], weights = "hed.safetensors" }}
 """
