@@ -884,12 +884,20 @@ def import_ratings(
         store.conn.execute("DELETE FROM ratings_unmatched WHERE source_file = ?", (source,))
         seen: dict[str, int] = {}
         counted: set[str] = set()
+        # a file of more answers than one write, into a table of at most as many rows: its
+        # indexes are built once afterwards (None: not decided yet)
+        rebuilt: list[str] | None = None
         for row in rows:
             summary.rows += 1
             handle(reader, row, seen)
             if len(reader.batch.ratings) >= FLUSH_ANSWERS:
+                if rebuilt is None:
+                    big = before <= FLUSH_ANSWERS
+                    rebuilt = _drop_secondary_indexes(store, "ratings") if big else []
                 _flush(store, reader, summary, import_id, counted)
         _flush(store, reader, summary, import_id, counted)
+        for sql in rebuilt or []:
+            store.conn.execute(sql)
         summary.assignments_unmatched = reader.unregistered
         store.set_info(_options_key(survey.id), options)
         apply_quality_control(store, survey.id, **options)
@@ -918,6 +926,24 @@ def foreign_keys_unchecked(store: Store) -> Iterator[None]:
         yield
     finally:
         store.conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _drop_secondary_indexes(store: Store, table: str) -> list[str]:
+    """Drop ``table``'s secondary indexes; returns the statements that build them again.
+
+    For a large import into a table that held few rows: building an index once after the
+    inserts sorts its keys in one go, where keeping it up to date costs a B-tree descent
+    per row. Done inside the import's transaction, so an import that fails or is killed
+    leaves the indexes as they were.
+    """
+    rows = store.conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+        "AND sql IS NOT NULL",
+        (table,),
+    ).fetchall()
+    for name, _ in rows:
+        store.conn.execute(f'DROP INDEX "{name}"')
+    return [sql for _, sql in rows]
 
 
 #: answers held in memory before they are written (all in the import's one transaction)
