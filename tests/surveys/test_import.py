@@ -329,6 +329,58 @@ def test_writing_in_small_chunks_gives_the_same_result(store, tmp_path, monkeypa
     assert (again.assignments_new, again.assignments_unchanged, again.ratings_new) == (0, 1, 0)
 
 
+def ratings_indexes(store) -> list[tuple[str, str]]:
+    rows = store.conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ratings' "
+        "AND sql IS NOT NULL ORDER BY name"
+    )
+    return [tuple(row) for row in rows]
+
+
+def test_a_large_import_builds_the_ratings_indexes_again(store, tmp_path, monkeypatch):
+    """An import of more answers than one write into an empty table drops the ratings'
+    secondary indexes and builds them again at its end; a failed one leaves them as they
+    were (its transaction is rolled back) and the next import reads the same."""
+    from semcomp.surveys import importer
+
+    monkeypatch.setattr(importer, "FLUSH_ANSWERS", 2)
+    indexes = ratings_indexes(store)
+    assert indexes  # ratings_by_worker
+    ratings = {(index, f"W{worker}"): 5 + worker for index in (0, 1) for worker in range(3)}
+    results = write_batch_results(tmp_path / "batch.csv", survey_a_rows(store, ratings))
+    mapping = write_mapping(tmp_path)
+    dropped = []
+    drop = importer._drop_secondary_indexes
+    monkeypatch.setattr(
+        importer, "_drop_secondary_indexes", lambda *a: dropped.append(a[1]) or drop(*a)
+    )
+
+    flush, flushed = importer._flush, []
+
+    def killed(*args):
+        if flushed and ratings_indexes(store) == []:  # dropped, answers written
+            raise KeyboardInterrupt
+        flushed.append(flush(*args))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(importer, "_flush", killed)
+        with pytest.raises(KeyboardInterrupt):
+            import_ratings(store, results, A, mapping=mapping)
+    assert ratings_indexes(store) == indexes and store.count("ratings") == 0
+    summary = import_ratings(store, results, A, mapping=mapping)
+    assert dropped == ["ratings", "ratings"]
+    assert ratings_indexes(store) == indexes
+    assert (summary.ratings_new, summary.kept) == (6, 6)
+    plan = store.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM ratings WHERE survey = 'A' AND worker_id = 'W1'"
+    ).fetchall()
+    assert "ratings_by_worker" in str([tuple(row) for row in plan])
+    # into a table that holds more rows than one write, the indexes are kept up to date
+    again = write_batch_results(tmp_path / "again.csv", survey_a_rows(store, ratings, first=10))
+    import_ratings(store, again, A, mapping=mapping)
+    assert dropped == ["ratings", "ratings"] and ratings_indexes(store) == indexes
+
+
 MAPPING_C = """
 candidate = "Input.image_url"
 

@@ -88,6 +88,11 @@ class FormNames:
             return (answers.get(name),)
         return answers.get(name), *map(answers.__getitem__, keys)
 
+    def cell_names(self, name: str) -> tuple[str, ...]:
+        """The answer names whose texts :meth:`cells` gives, the field's own first (a form
+        may lack it: read it with ``answers.get``)."""
+        return (name, *(key for _, key in self._where.get(name, ())))
+
     def entries(self, answers: dict[str, str], name: str) -> dict[str, list[tuple[str, str]]]:
         """:func:`option_entries` of ``answers``, for field ``name`` only."""
         return {name: [(suffix, answers[key]) for suffix, key in self._where.get(name, ())]}

@@ -404,6 +404,10 @@ class _Reader:
         #: answer names → where each field is; (names, question, field, its cells) → answer
         self.forms: dict[tuple[str, ...], FormNames] = {}
         self.answers: dict[tuple, Answer | AnswerError | None] = {}
+        #: (answer names, inputs) → :meth:`_plan`
+        self.plans: dict[tuple, list[tuple]] = {}
+        #: (a :meth:`_plan`'s number of the slot, the slot's answer cells) → :meth:`_outcomes`
+        self.outcomes: dict[tuple, list[tuple]] = {}
 
     def _gold(self) -> dict[tuple[str, str | None], dict[str, tuple[float | None, float | None]]]:
         gold: dict[tuple[str, str | None], dict] = defaultdict(dict)
@@ -461,26 +465,51 @@ class _Reader:
         if any(column == f"Answer.{TASK_ANSWERS}" for column, _, _ in row.problems):
             return  # its answers are unreadable: one failure says so, not one per question
         names = tuple(row.answers)
-        form = self.forms.get(names)
-        if form is None:
-            form = self.forms[names] = FormNames(names)
         inputs = row.inputs_key
         if inputs is None:
             inputs = tuple(row.inputs.items())
+        plan = self.plans.get((names, inputs))
+        if plan is None:
+            plan = self.plans[(names, inputs)] = self._plan(row, names, inputs)
+        for slot, named, form, cell_names, token in plan:
+            self._item(row, slot, absent_is_blank, named, form, cell_names, token)
+
+    def _plan(self, row: AssignmentRow, names: tuple[str, ...], inputs: tuple) -> list[tuple]:
+        """Per slot, for rows with these answer names and inputs: what the inputs name
+        (:meth:`_named`), the form, the answer names the slot's fields read, and a number
+        that stands for all of these in :attr:`outcomes`' keys."""
+        form = self.forms.get(names)
+        if form is None:
+            form = self.forms[names] = FormNames(names)
+        plan = []
         for slot in self.mapping.slots:
-            self._item(row, slot, absent_is_blank, form, inputs)
+            named = self.slots.get((slot, inputs))
+            if named is None:
+                named = self.slots[(slot, inputs)] = self._named(row, slot)
+            cell_names = [
+                cell for _, name, _ in self.fields[slot] for cell in form.cell_names(name)
+            ]
+            plan.append(
+                (
+                    slot,
+                    named,
+                    form,
+                    cell_names,
+                    len(self.plans) * len(self.mapping.slots) + len(plan),
+                )
+            )
+        return plan
 
     def _item(
         self,
         row: AssignmentRow,
         slot: str,
         absent_is_blank: bool,
+        named: tuple,
         form: FormNames,
-        inputs: tuple,
+        cell_names: list[str],
+        token: int,
     ) -> None:
-        named = self.slots.get((slot, inputs))
-        if named is None:
-            named = self.slots[(slot, inputs)] = self._named(row, slot)
         kind, references, resolved, reason = named
         if kind == "unused":
             if self._answered(row, slot, form):
@@ -490,47 +519,63 @@ class _Reader:
             self._unmatched(row, slot, references, reason)
             return
         self.matched = True
-        for question, name, values in self.fields[slot]:
-            check = resolved.is_check and question.id in resolved.bounds
-            answer = self._answer(question, row.answers, name, values, form)
-            if isinstance(answer, AnswerError):
-                self.fail(
-                    row.line, answer.column, answer.raw, answer.reason, assignment=row.assignment_id
-                )
-                if check:  # a blank or unreadable answer fails an attention check
-                    missing = Answer(None, None, answer.raw)
-                    self._rating(row, slot, question.id, resolved, missing, 0)
-                continue
-            if answer is None:
-                if absent_is_blank:
-                    self.fail(
-                        row.line,
-                        f"Answer.{name}",
-                        "",
-                        "no answer (field missing)",
-                        assignment=row.assignment_id,
-                    )
-                    if check:
-                        self._rating(row, slot, question.id, resolved, Answer(None, None, ""), 0)
-                continue
-            key = (row.assignment_id, slot, question.id)
-            if self.seen_ratings is not None and key in self.seen_ratings:
-                self.fail(
-                    row.line,
-                    f"Answer.{name}",
-                    answer.raw,
-                    f"duplicated answer (first on line {self.seen_ratings[key]})",
-                )
+        fields = self.fields[slot]
+        # the slot's answers read as the last row with the same item and the same cells
+        # did (a HIT's rows share their items; a scale's cells take few values)
+        key = (token, *map(row.answers.get, cell_names))
+        outcomes = self.outcomes.get(key)
+        if outcomes is None:
+            outcomes = self.outcomes[key] = self._outcomes(
+                row, resolved, fields, form, absent_is_blank
+            )
+        line, assignment_id = row.line, row.assignment_id
+        for question_id, answer, passed, failure, column in outcomes:
+            if failure is not None:
+                self.fail(line, *failure, assignment=assignment_id)
+                if answer is not None:  # a blank or unreadable answer fails a check
+                    self._rating(row, slot, question_id, resolved, answer, 0)
                 continue
             if self.seen_ratings is not None:
-                self.seen_ratings[key] = row.line
-            passed = None
-            if check and answer.value is not None:
-                low, high = resolved.bounds[question.id]
-                passed = int(
-                    (low is None or answer.value >= low) and (high is None or answer.value <= high)
-                )
-            self._rating(row, slot, question.id, resolved, answer, passed)
+                seen = (assignment_id, slot, question_id)
+                if seen in self.seen_ratings:
+                    first = self.seen_ratings[seen]
+                    reason = f"duplicated answer (first on line {first})"
+                    self.fail(line, column, answer.raw, reason)
+                    continue
+                self.seen_ratings[seen] = line
+            self._rating(row, slot, question_id, resolved, answer, passed)
+
+    def _outcomes(
+        self, row: AssignmentRow, resolved: Resolved, fields: list, form: FormNames, absent: bool
+    ) -> list[tuple[str, Answer | None, int | None, tuple[str, str, str] | None, str]]:
+        """What a slot's answers in ``row`` are, question by question: (question id, the
+        answer to record or ``None``, whether it passed a check, the failure (column, value,
+        reason) or ``None``, the answer's column). The same for every row with the same
+        item and cells."""
+        outcomes = []
+        for question, name, values in fields:
+            check = resolved.is_check and question.id in resolved.bounds
+            column = f"Answer.{name}"
+            answer = self._answer(question, row.answers, name, values, form)
+            if isinstance(answer, AnswerError):
+                missing = Answer(None, None, answer.raw) if check else None
+                failure = (answer.column, answer.raw, answer.reason)
+                outcomes.append((question.id, missing, 0, failure, column))
+            elif answer is None:
+                if absent:
+                    missing = Answer(None, None, "") if check else None
+                    failure = (column, "", "no answer (field missing)")
+                    outcomes.append((question.id, missing, 0, failure, column))
+            else:
+                passed = None
+                if check and answer.value is not None:
+                    low, high = resolved.bounds[question.id]
+                    passed = int(
+                        (low is None or answer.value >= low)
+                        and (high is None or answer.value <= high)
+                    )
+                outcomes.append((question.id, answer, passed, None, column))
+        return outcomes
 
     def _answer(
         self,
@@ -839,12 +884,20 @@ def import_ratings(
         store.conn.execute("DELETE FROM ratings_unmatched WHERE source_file = ?", (source,))
         seen: dict[str, int] = {}
         counted: set[str] = set()
+        # a file of more answers than one write, into a table of at most as many rows: its
+        # indexes are built once afterwards (None: not decided yet)
+        rebuilt: list[str] | None = None
         for row in rows:
             summary.rows += 1
             handle(reader, row, seen)
             if len(reader.batch.ratings) >= FLUSH_ANSWERS:
+                if rebuilt is None:
+                    big = before <= FLUSH_ANSWERS
+                    rebuilt = _drop_secondary_indexes(store, "ratings") if big else []
                 _flush(store, reader, summary, import_id, counted)
         _flush(store, reader, summary, import_id, counted)
+        for sql in rebuilt or []:
+            store.conn.execute(sql)
         summary.assignments_unmatched = reader.unregistered
         store.set_info(_options_key(survey.id), options)
         apply_quality_control(store, survey.id, **options)
@@ -873,6 +926,24 @@ def foreign_keys_unchecked(store: Store) -> Iterator[None]:
         yield
     finally:
         store.conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _drop_secondary_indexes(store: Store, table: str) -> list[str]:
+    """Drop ``table``'s secondary indexes; returns the statements that build them again.
+
+    For a large import into a table that held few rows: building an index once after the
+    inserts sorts its keys in one go, where keeping it up to date costs a B-tree descent
+    per row. Done inside the import's transaction, so an import that fails or is killed
+    leaves the indexes as they were.
+    """
+    rows = store.conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+        "AND sql IS NOT NULL",
+        (table,),
+    ).fetchall()
+    for name, _ in rows:
+        store.conn.execute(f'DROP INDEX "{name}"')
+    return [sql for _, sql in rows]
 
 
 #: answers held in memory before they are written (all in the import's one transaction)
