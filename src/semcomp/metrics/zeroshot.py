@@ -11,7 +11,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from semcomp.images import DEFAULT_MAX_PIXELS
 from semcomp.metrics.base import ScoreSpec, TaskMetric
+from semcomp.metrics.embedder import GuardedPreprocess, on_preprocessed
 from semcomp.params import PluginParams
 
 
@@ -243,9 +245,18 @@ class ZeroShotMetric(TaskMetric):
     def identity(self) -> dict[str, Any]:
         return {**super().identity(), "weights": self.embedder.weights}
 
-    def predict(self, images: Sequence[Any], labels: Sequence[str]) -> list[dict[str, float]]:
-        vectors = self.embedder.embed(list(images))
-        return self.predict_embeddings(vectors, labels)
+    def predict(
+        self, images: Sequence[Any], labels: Sequence[str], max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> list[dict[str, float] | Exception]:
+        """Through the embed stage's size guard: an image whose CLIP resize would exceed
+        ``max_pixels`` (an extreme panorama) is an :class:`~semcomp.errors.ImageError` in
+        its place, not an allocation of gigabytes."""
+        guard = GuardedPreprocess(self.preprocess, self.preprocess_cfg, max_pixels)
+        return on_preprocessed(
+            guard,
+            images,
+            lambda pixels, kept: self.predict_preprocessed(pixels, [labels[i] for i in kept]),
+        )
 
     def predict_preprocessed(self, pixels: Any, labels: Sequence[str]) -> list[dict[str, float]]:
         """:meth:`predict` of images already transformed by :attr:`preprocess` (a list of
