@@ -168,6 +168,8 @@ class ZeroShotMetric(TaskMetric):
         text = text / np.maximum(np.linalg.norm(text, axis=2, keepdims=True), 1e-12)
         self.class_embeddings = text.mean(axis=1)
         self.index = {name: i for i, name in enumerate(params.classes)}
+        #: the score keys each prediction fills (top-1, and top-5 with five classes or more)
+        self.keys = [spec.key for spec in self.scores(params)]
 
     @classmethod
     def with_classes(  # type: ignore[override]
@@ -270,10 +272,9 @@ class ZeroShotMetric(TaskMetric):
         if unknown:
             raise ValueError(f"labels {unknown} are not among the classes {self.params.classes}")
         truth = np.array([self.index[label] for label in labels])
-        keys = [spec.key for spec in self.scores(self.params)]
         hits = [top_k_hits(np.asarray(vectors), truth, self.class_embeddings, k) for k in (1, 5)]
         return [
-            {key: float(hit[i]) for key, hit in zip(keys, hits, strict=False)}
+            {key: float(hit[i]) for key, hit in zip(self.keys, hits, strict=False)}
             for i in range(len(labels))
         ]
 
