@@ -20,8 +20,10 @@ saved as PNG, as a study stores them) go in batches of ``--batch-size`` pairs th
 The three are timed alternately ``--repeats`` times, the engine's runs after a warm-up
 batch (model building left out), and the best time of each is kept (the machine may be
 shared); the ratio is semcomp's throughput over the bare library's (1.00: no overhead;
-the target for model-based metrics is at least 0.8). Pairwise and task metrics count pairs
-per second, feature and embedding metrics images per second.
+the target for model-based metrics is at least 0.8); "cpu s" and "bare cpu" are the least CPU
+seconds (user + system, all threads) of the semcomp and bare runs, and "cpu ratio" bare's
+over semcomp's: load on shared cores distorts them less than wall times. Pairwise and
+task metrics count pairs per second, feature and embedding metrics images per second.
 
 Without ``--full-size`` the models are the tiny or random-weight ones the tests use
 (LPIPS AlexNet random, DISTS random, DreamSim tiny, Inception tiny at 75 px, tiny CLIP)
@@ -32,7 +34,9 @@ lent GPU (``--device cuda --full-size``).
 
 ``--json`` prints a list of objects with keys ``metric``, ``unit`` (pairs/s or
 images/s), ``items``, ``semcomp_per_s``, ``in_turn_per_s``, ``bare_per_s``, ``ratio`` and
-``in_turn_ratio``.
+``in_turn_ratio``, ``semcomp_cpu_s`` and ``bare_cpu_s`` (the least CPU seconds, user +
+system over every thread, of the semcomp runs and of the bare runs) and ``cpu_ratio``
+(bare CPU seconds over semcomp's).
 """
 
 from __future__ import annotations
@@ -274,19 +278,20 @@ def cases(args: argparse.Namespace, folder: Path) -> dict[str, Callable[[], dict
     }
 
 
-def engine_seconds(case: dict, chunks: list[list], prefetch: int) -> float:
-    """Seconds of the local engine over ``chunks`` after a warm-up batch (model building
-    and the first call left out), as the score stage runs the metric."""
+def engine_seconds(case: dict, chunks: list[list], prefetch: int) -> tuple[float, float]:
+    """Wall and CPU seconds (the process's user + system, every thread) of the local engine
+    over ``chunks`` after a warm-up batch (model building and the first call left out), as
+    the score stage runs the metric."""
     from semcomp.engines import LocalEngine
 
     batches = [chunks[0], *chunks]
-    started = 0.0
+    started = cpu = 0.0
     for outcome in LocalEngine(prefetch=prefetch).run(case["factory"], case["task"], batches):
         if outcome.index == 0:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
         elif any(isinstance(result, Exception) for result in outcome.results):
             raise next(r for r in outcome.results if isinstance(r, Exception))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def measure(name: str, build: Callable[[], dict], pairs: list, args) -> dict:
@@ -299,18 +304,23 @@ def measure(name: str, build: Callable[[], dict], pairs: list, args) -> dict:
         engine_chunks = [[item(pair) for pair in chunk] for chunk in chunks]
     case["bare"](chunks[0])  # warm-up: lazy imports, first-call allocations
 
-    def bare() -> float:
-        started = time.perf_counter()
+    def bare() -> tuple[float, float]:
+        started, cpu = time.perf_counter(), time.process_time()
         for chunk in chunks:
             case["bare"](chunk)
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu
 
-    semcomp_s = in_turn_s = bare_s = float("inf")
+    semcomp, in_turn, bare_runs = [], [], []
     for _ in range(args.repeats):  # alternate, so that all three see the same load
-        semcomp_s = min(semcomp_s, engine_seconds(case, engine_chunks, prefetch=2))
-        in_turn_s = min(in_turn_s, engine_seconds(case, engine_chunks, prefetch=0))
-        bare_s = min(bare_s, bare())
+        semcomp.append(engine_seconds(case, engine_chunks, prefetch=2))
+        in_turn.append(engine_seconds(case, engine_chunks, prefetch=0))
+        bare_runs.append(bare())
     case["close"]()
+    # the best wall time and, apart, the least CPU time of each (load inflates both)
+    semcomp_s, in_turn_s, bare_s = (
+        min(w for w, _ in runs) for runs in (semcomp, in_turn, bare_runs)
+    )
+    semcomp_cpu, bare_cpu = (min(c for _, c in runs) for runs in (semcomp, bare_runs))
     items = len(pairs) * (2 if case["unit"] == "images/s" else 1)
     return {
         "metric": name,
@@ -321,6 +331,9 @@ def measure(name: str, build: Callable[[], dict], pairs: list, args) -> dict:
         "bare_per_s": items / bare_s,
         "ratio": bare_s / semcomp_s,
         "in_turn_ratio": bare_s / in_turn_s,
+        "semcomp_cpu_s": semcomp_cpu,
+        "bare_cpu_s": bare_cpu,
+        "cpu_ratio": bare_cpu / semcomp_cpu,
     }
 
 
@@ -356,7 +369,7 @@ def main() -> None:
     )
     say(
         f"\n{'metric':<10} {'unit':<9} {'semcomp':>9} {'in turn':>9} {'bare':>9} "
-        f"{'ratio':>6} {'in turn':>8}"
+        f"{'ratio':>6} {'in turn':>8} {'cpu s':>7} {'bare cpu':>8} {'cpu ratio':>9}"
     )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -373,7 +386,8 @@ def main() -> None:
             say(
                 f"{name:<10} {row['unit']:<9} {row['semcomp_per_s']:9.1f} "
                 f"{row['in_turn_per_s']:9.1f} {row['bare_per_s']:9.1f} {row['ratio']:6.2f} "
-                f"{row['in_turn_ratio']:8.2f}"
+                f"{row['in_turn_ratio']:8.2f} {row['semcomp_cpu_s']:7.2f} "
+                f"{row['bare_cpu_s']:8.2f} {row['cpu_ratio']:9.2f}"
             )
     if args.json:
         json.dump(rows, sys.stdout, indent=1)

@@ -127,3 +127,44 @@ def test_ms_ssim_refuses_images_too_small_for_five_scales_pair_by_pair():
     assert isinstance(results[0], ImageError)
     assert "at least 161 px at win_size 11" in str(results[0]) and "160×200" in str(results[0])
     assert 0 < results[1]["ms-ssim"] < 1
+
+
+def test_ms_ssim_batches_pairs_by_size_with_the_values_of_each_pair_alone(monkeypatch):
+    import pytorch_msssim
+    import torch
+
+    sizes = [(64, 48), (40, 64), (64, 48), (20, 20), (64, 48), (48, 36), (40, 64)]
+    originals = [photo(w, h, seed) for seed, (w, h) in enumerate(sizes)]
+    candidates = [noisy(image, 4 + 3 * i, seed=i) for i, image in enumerate(originals)]
+    candidates[2] = candidates[2].resize((70, 50))  # resized back to 64×48 first
+    candidates[5] = candidates[5].resize((30, 40))
+
+    def alone(original, candidate):  # the library on one pair, as before batching
+        if candidate.size != original.size:
+            candidate = candidate.resize(original.size, Image.Resampling.BICUBIC)
+        x, y = (
+            torch.from_numpy(np.asarray(im, dtype=np.float32)).permute(2, 0, 1)[None]
+            for im in (original, candidate)
+        )
+        return float(pytorch_msssim.ms_ssim(x, y, data_range=255, size_average=False, win_size=3))
+
+    calls = []
+    library = pytorch_msssim.ms_ssim
+
+    def counted(x, y, **kwargs):
+        calls.append(tuple(x.shape))
+        return library(x, y, **kwargs)
+
+    monkeypatch.setattr(pytorch_msssim, "ms_ssim", counted)
+    metric = MsSsimMetric(MsSsimParams(win_size=3), device="cpu", batch_size=2)
+    results = metric.compare(originals, candidates)
+    # one call per size and batch of at most 2: 64×48 ×3 → 2 calls, 40×64 ×2, 48×36 ×1
+    assert sorted(calls) == sorted([(2, 3, 48, 64), (1, 3, 48, 64), (2, 3, 64, 40), (1, 3, 36, 48)])
+    assert isinstance(results[3], ImageError) and "20×20" in str(results[3])
+    for i, (original, candidate) in enumerate(zip(originals, candidates, strict=True)):
+        if i != 3:
+            assert results[i]["ms-ssim"] == pytest.approx(alone(original, candidate), abs=1e-6)
+    single = [metric.compare([o], [c])[0] for o, c in zip(originals, candidates, strict=True)]
+    assert str(single[3]) == str(results[3])
+    for batched, one in zip(results[:3] + results[4:], single[:3] + single[4:], strict=True):
+        assert batched["ms-ssim"] == pytest.approx(one["ms-ssim"], abs=1e-6)

@@ -398,3 +398,45 @@ def test_model_metrics_prepare_in_the_prefetch_thread_and_give_the_same_scores(
     assert [tuple(r) for r in sets_a] == [tuple(r) for r in sets_b] and len(sets_a) == 2
     keys = {r["metric"] for r in scores_a}
     assert {"lpips[alex,random]", "zero-shot top-1[tiny-clip]"} <= keys
+
+
+def test_zero_shot_refuses_a_panorama_its_clip_resize_would_blow_up(tmp_path, tiny_clip):
+    """The embed stage's size guard applies to zero-shot too: directly (``predict``) and in
+    the score stage's task when the batch was loaded without the model's transform (Ray's
+    tasks); the panorama is that candidate's failure, its neighbours are classified."""
+    from PIL import Image
+
+    from semcomp.errors import ImageError
+    from semcomp.metrics.zeroshot import ZeroShotMetric, ZeroShotParams
+    from semcomp.stages.score import ClassifyCandidates
+
+    params = ZeroShotParams(model=tiny_clip, classes=("cat", "dog"))
+    metric = ZeroShotMetric(params, device="cpu", batch_size=4)
+    try:
+        # the tiny CLIP resizes the short side to 32 px: 70000×1 → 2,240,000×32 (71.7 MP)
+        line, wide = Image.new("RGB", (70000, 1), (10, 20, 30)), Image.new("RGB", (5000, 1))
+        photos = [photo(48, 40, seed) for seed in (1, 2)]
+        results = metric.predict([photos[0], line, photos[1]], ["cat", "dog", "dog"])
+        assert isinstance(results[1], ImageError)
+        assert "2,240,000×32" in str(results[1]) and "images.max_pixels (64,000,000)" in str(
+            results[1]
+        )
+        expected = metric.predict_preprocessed(
+            [metric.preprocess(image) for image in photos], ["cat", "dog"]
+        )
+        assert [results[0], results[2]] == expected
+
+        files = []
+        for name, image in (("a.png", photos[0]), ("wide.png", wide), ("b.png", photos[1])):
+            image.save(tmp_path / name)
+            files.append((tmp_path / name, "cat", False))
+        # 5000×1 → 160,000×32 = 5,120,000 pixels: over a study's max_pixels of one million
+        task = ClassifyCandidates(max_pixels=1_000_000)
+        loaded = task.load(files, None)  # as a Ray task loads it: no model at hand
+        assert not loaded.preprocessed
+        results = task.infer(metric, loaded, task.context(metric))
+        assert isinstance(results[1], ImageError) and "160,000×32" in str(results[1])
+        assert "images.max_pixels (1,000,000)" in str(results[1])
+        assert [results[0], results[2]] == metric.predict(photos, ["cat", "cat"])
+    finally:
+        metric.close()

@@ -285,7 +285,8 @@ class TaskMetric(Metric):
 
     @abstractmethod
     def predict(self, images: Sequence[Any], labels: Sequence[str]) -> list[dict[str, float]]:
-        """For each RGB PIL image and its true label: ``{score key: 1.0 or 0.0}``."""
+        """For each RGB PIL image and its true label: ``{score key: 1.0 or 0.0}``, or the
+        :class:`~semcomp.errors.ImageError` of an image it cannot classify in its place."""
 
     def predict_embeddings(
         self, vectors: np.ndarray, labels: Sequence[str]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -254,8 +255,9 @@ class OpenClipEmbedder(Embedder):
         return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, self.dim))
 
     def close(self) -> None:
+        dropped = [weakref.ref(self.model)] if self.model is not None else []
         self.model = None
-        release()
+        release(*dropped)
 
 
 def fetch_open_clip_weights(config: EmbedderConfig, *, download: bool = True) -> str:

@@ -9,6 +9,7 @@ float32 on every device: they are small, and the reference numbers are float32.
 
 from __future__ import annotations
 
+import weakref
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -152,8 +153,9 @@ class LearnedPairwiseMetric(PairwiseMetric):
         return results
 
     def close(self) -> None:
+        dropped = [weakref.ref(self.model)] if self.model is not None else []
         self.model = None
-        release()
+        release(*dropped)
 
 
 def distance_score(

@@ -11,6 +11,7 @@ pixels (160 at the default 11): a smaller image is a recorded failure that says 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -19,7 +20,7 @@ from pydantic import Field, field_validator
 from semcomp.errors import ImageError
 from semcomp.metrics.base import PairwiseMetric, ScoreSpec, resized_to
 from semcomp.metrics.psnr import PIXEL_INPUT, resize_statement
-from semcomp.models import select_device
+from semcomp.models import batches_with_backoff, select_device
 from semcomp.params import PluginParams
 
 #: the four halvings between MS-SSIM's five scales
@@ -85,33 +86,47 @@ class MsSsimMetric(PairwiseMetric):
     def compare(
         self, originals: Sequence[Any], candidates: Sequence[Any]
     ) -> list[dict[str, float] | Exception]:  # type: ignore[override]
+        """The pairs of one size (after the candidate's resize) in one pytorch-msssim call
+        each, in batches of ``batch_size`` halved on out-of-memory: each image's value is
+        computed on its own in the batch, so it is the value of that pair alone."""
         import torch
         from pytorch_msssim import ms_ssim
 
         smallest = min_side(self.params.win_size)
-        results: list[dict[str, float] | Exception] = []
-        for original, candidate in zip(originals, candidates, strict=True):
+        results: list[dict[str, float] | Exception | None] = [None] * len(originals)
+        arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (original, candidate) in enumerate(zip(originals, candidates, strict=True)):
             width, height = original.size
             if min(width, height) < smallest:
-                results.append(
-                    ImageError(
-                        f"MS-SSIM needs both sides of at least {smallest} px at win_size "
-                        f"{self.params.win_size} ({SCALES} scales); this original is "
-                        f"{width}×{height} (win_size = 3 takes images from {min_side(3)} px)"
-                    )
+                results[i] = ImageError(
+                    f"MS-SSIM needs both sides of at least {smallest} px at win_size "
+                    f"{self.params.win_size} ({SCALES} scales); this original is "
+                    f"{width}×{height} (win_size = 3 takes images from {min_side(3)} px)"
                 )
                 continue
             candidate = resized_to(original, candidate, self.params.resize)
-            pair = [
-                torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32))
-                .permute(2, 0, 1)
-                .unsqueeze(0)
-                .to(self.torch_device)
-                for image in (original, candidate)
-            ]
+            arrays[i] = (np.asarray(original.convert("RGB")), np.asarray(candidate.convert("RGB")))
+            groups.setdefault((height, width), []).append(i)
+
+        def pixels(indices: Sequence[int], side: int) -> Any:
+            stacked = np.stack([arrays[i][side] for i in indices]).astype(np.float32)
+            return torch.from_numpy(stacked).permute(0, 3, 1, 2).to(self.torch_device)
+
+        def run(indices: Sequence[int]) -> list[float]:
             with torch.inference_mode():
-                value = ms_ssim(
-                    *pair, data_range=255, size_average=False, win_size=self.params.win_size
+                values = ms_ssim(
+                    pixels(indices, 0),
+                    pixels(indices, 1),
+                    data_range=255,
+                    size_average=False,
+                    win_size=self.params.win_size,
                 )
-            results.append({"ms-ssim": float(value[0])})
-        return results
+            return values.reshape(-1).cpu().tolist()
+
+        keep = partial(setattr, self, "batch_size")
+        for indices in groups.values():
+            for batch, values in batches_with_backoff(indices, self.batch_size, run, keep):
+                for i, value in zip(batch, values, strict=True):
+                    results[i] = {"ms-ssim": value}
+        return results  # type: ignore[return-value]

@@ -11,7 +11,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from semcomp.images import DEFAULT_MAX_PIXELS
 from semcomp.metrics.base import ScoreSpec, TaskMetric
+from semcomp.metrics.embedder import GuardedPreprocess, on_preprocessed
 from semcomp.params import PluginParams
 
 
@@ -166,6 +168,8 @@ class ZeroShotMetric(TaskMetric):
         text = text / np.maximum(np.linalg.norm(text, axis=2, keepdims=True), 1e-12)
         self.class_embeddings = text.mean(axis=1)
         self.index = {name: i for i, name in enumerate(params.classes)}
+        #: the score keys each prediction fills (top-1, and top-5 with five classes or more)
+        self.keys = [spec.key for spec in self.scores(params)]
 
     @classmethod
     def with_classes(  # type: ignore[override]
@@ -243,9 +247,18 @@ class ZeroShotMetric(TaskMetric):
     def identity(self) -> dict[str, Any]:
         return {**super().identity(), "weights": self.embedder.weights}
 
-    def predict(self, images: Sequence[Any], labels: Sequence[str]) -> list[dict[str, float]]:
-        vectors = self.embedder.embed(list(images))
-        return self.predict_embeddings(vectors, labels)
+    def predict(
+        self, images: Sequence[Any], labels: Sequence[str], max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> list[dict[str, float] | Exception]:
+        """Through the embed stage's size guard: an image whose CLIP resize would exceed
+        ``max_pixels`` (an extreme panorama) is an :class:`~semcomp.errors.ImageError` in
+        its place, not an allocation of gigabytes."""
+        guard = GuardedPreprocess(self.preprocess, self.preprocess_cfg, max_pixels)
+        return on_preprocessed(
+            guard,
+            images,
+            lambda pixels, kept: self.predict_preprocessed(pixels, [labels[i] for i in kept]),
+        )
 
     def predict_preprocessed(self, pixels: Any, labels: Sequence[str]) -> list[dict[str, float]]:
         """:meth:`predict` of images already transformed by :attr:`preprocess` (a list of
@@ -259,10 +272,9 @@ class ZeroShotMetric(TaskMetric):
         if unknown:
             raise ValueError(f"labels {unknown} are not among the classes {self.params.classes}")
         truth = np.array([self.index[label] for label in labels])
-        keys = [spec.key for spec in self.scores(self.params)]
         hits = [top_k_hits(np.asarray(vectors), truth, self.class_embeddings, k) for k in (1, 5)]
         return [
-            {key: float(hit[i]) for key, hit in zip(keys, hits, strict=False)}
+            {key: float(hit[i]) for key, hit in zip(self.keys, hits, strict=False)}
             for i in range(len(labels))
         ]
 

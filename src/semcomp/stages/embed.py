@@ -10,6 +10,7 @@ from typing import Any
 from semcomp.engines import BatchTask, PluginFactory, phase
 from semcomp.errors import ImageError
 from semcomp.images import DEFAULT_MAX_PIXELS, decode_image
+from semcomp.metrics.embedder import GuardedPreprocess, preprocess_each
 from semcomp.stages import StageContext
 from semcomp.store import to_json, utc_now
 
@@ -127,50 +128,6 @@ class EmbedImages(BatchTask):
             )
         vectors = iter(model.embed_preprocessed(pixels) if len(pixels) else [])
         return [next(vectors) if problem is None else problem for problem in problems]
-
-
-@dataclass(frozen=True)
-class GuardedPreprocess:
-    """A CLIP transform that refuses an image its resize would blow up.
-
-    Resizing the shortest side to the model's input size makes an extreme panorama
-    enormous before the centre crop (70000×1 becomes 23,520,000×336, about 24 GB, at
-    336 px): such an image is an :class:`ImageError` when the resized image would have
-    more than ``max_pixels`` pixels, instead of a run killed for memory.
-    """
-
-    preprocess: Any
-    config: dict
-    max_pixels: int
-
-    def __call__(self, image: Any) -> Any:
-        size = self.config.get("size")
-        if size and (self.config.get("resize_mode") or "shortest") == "shortest":
-            short = min(size) if isinstance(size, list | tuple) else int(size)
-            width, height = image.size
-            scale = short / min(width, height)
-            resized = (max(1, round(width * scale)), max(1, round(height * scale)))
-            if resized[0] * resized[1] > self.max_pixels:
-                raise ImageError(
-                    f"CLIP preprocessing would resize this {width:,}×{height:,} image to "
-                    f"{resized[0]:,}×{resized[1]:,} (short side {short} px) = "
-                    f"{resized[0] * resized[1]:,} pixels, over images.max_pixels "
-                    f"({self.max_pixels:,})"
-                )
-        return self.preprocess(image)
-
-
-def preprocess_each(context: Any, images: list[Any], problems: list[Exception | None]) -> list:
-    """``context`` applied to each readable image; a refused one becomes its item's problem."""
-    pixels = []
-    readable = iter(images)
-    for i, problem in enumerate(problems):
-        if problem is None:
-            try:
-                pixels.append(context(next(readable)))
-            except ImageError as exc:
-                problems[i] = exc
-    return pixels
 
 
 def settled(problem: Exception) -> bool:

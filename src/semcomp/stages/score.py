@@ -36,6 +36,7 @@ from semcomp.images import (
     decode_image,
 )
 from semcomp.metrics.clip import clip_metrics, cosine
+from semcomp.metrics.embedder import on_preprocessed
 from semcomp.stages import StageContext
 from semcomp.stages.embed import GuardedPreprocess, metric_factory, settled
 from semcomp.stages.embedding_codecs import EMBEDDING_MEDIA_TYPE
@@ -395,6 +396,14 @@ class ClassifyCandidates(BatchTask):
 
                 pixels = torch.stack([loaded.items[i] for i in images])
                 predicted = model.predict_preprocessed(pixels, labels)
+            elif context is not None:  # loaded without the model's transform (Ray's tasks)
+                predicted = on_preprocessed(
+                    context,
+                    [loaded.items[i] for i in images],
+                    lambda pixels, kept: model.predict_preprocessed(
+                        pixels, [labels[i] for i in kept]
+                    ),
+                )
             else:
                 predicted = model.predict([loaded.items[i] for i in images], labels)
             results.update(zip(images, predicted, strict=True))
