@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from semcomp.errors import StoreError
-from semcomp.store import MIGRATIONS, READ_MMAP_BYTES, SCHEMA_VERSION, Store
+from semcomp.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 
 def test_new_store_is_at_the_latest_schema_in_wal_mode(tmp_path: Path):
@@ -137,14 +137,6 @@ def test_read_only_store_cannot_write(tmp_path: Path):
     Store(tmp_path).close()
     with Store(tmp_path, read_only=True) as store, pytest.raises(sqlite3.OperationalError):
         store.set_info("x", 1)
-
-
-def test_a_reader_maps_the_database_into_memory(tmp_path: Path):
-    """Readers (status, report, app) read pages in place instead of through SQLite's small
-    page cache; the writer keeps SQLite's default."""
-    Store(tmp_path).close()
-    with Store(tmp_path, read_only=True) as store:
-        assert store.conn.execute("PRAGMA mmap_size").fetchone()[0] == READ_MMAP_BYTES
     with pytest.raises(StoreError, match="no study database"):
         Store(tmp_path / "missing", read_only=True)
 

@@ -54,9 +54,6 @@ LOCK_NAME = "study.lock"
 WRITER_NAME = "study.lock.json"
 #: errors that mean "no space left" (a full disk, or the user's quota)
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-#: how much of the database a reader maps into memory (a scan of a 10,000-original study's
-#: candidates otherwise spends as long in system calls, re-reading pages, as in SQLite)
-READ_MMAP_BYTES = 1 << 30
 
 MIGRATIONS: list[str] = [
     # version 1: the foundation schema
@@ -620,8 +617,6 @@ class Store:
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA busy_timeout=30000")
-        if self.read_only:  # pages read in place, not copied through a 2 MB page cache
-            self.conn.execute(f"PRAGMA mmap_size={READ_MMAP_BYTES}")
 
     def _lock(self) -> bool:
         """Take the writer lock (see :func:`acquire_writer_lock`) after checking, in one
