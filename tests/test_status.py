@@ -4,6 +4,8 @@ folder is listed only with --rescan."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +167,17 @@ def test_embed_counts_only_originals_still_in_the_sources(tmp_path, image_folder
     assert before[embed].pending == 4 + 8  # 4 originals, 4 x 2 JPEG candidates
     assert after[embed].pending == len(needed) == 3 + 6
     assert after["candidates: kept"].done == 8  # made, whether current or not
+
+
+def test_status_imports_no_progress_bars_tables_or_models(tmp_path, image_folder):
+    """`semcomp status` reads counts: tqdm (with asyncio), pandas and torch stay unloaded."""
+    root = encoded_study(tmp_path, image_folder, ("kept",))
+    code = (
+        "import sys\nfrom semcomp.cli import main\n"
+        f"try:\n    main(['status', {str(root)!r}])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('tqdm', 'asyncio', 'pandas', 'torch') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "candidates: kept" in out.stdout
+    assert "HEAVY []" in out.stdout
