@@ -3,6 +3,9 @@ large study); quiet when asked."""
 
 from __future__ import annotations
 
+import sys
+
+from semcomp import report
 from semcomp.report import Steps, write_report
 from semcomp.study import Study
 
@@ -22,3 +25,15 @@ def test_report_names_each_step_on_stderr_and_is_quiet_without_progress(
     assert (tmp_path / "shown" / "README.txt").read_text() == (
         tmp_path / "quiet" / "README.txt"
     ).read_text()
+
+
+def test_the_comparisons_modules_are_imported_ahead_in_a_thread(monkeypatch):
+    """scipy.stats and bjontegaard (a second on two cores) load while the study is read; a
+    module that cannot be imported is left to fail where the report uses it."""
+    assert set(report.LATER_IMPORTS) == {"scipy.stats", "bjontegaard"}
+    monkeypatch.delitem(sys.modules, "xml.dom.minidom", raising=False)
+    monkeypatch.setattr(report, "LATER_IMPORTS", ("no_such_module_here", "xml.dom.minidom"))
+    thread = report._import_ahead()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and thread.daemon
+    assert "xml.dom.minidom" in sys.modules

@@ -4,6 +4,8 @@ folder is listed only with --rescan."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,39 @@ def test_scores_of_methods_removed_from_the_study_file_are_not_counted(tmp_path,
         status = {row.what: row for row in study.status(rescan=False)}
     assert "candidates: removed" not in status
     assert (status[f"score: {SCORE}"].done, status[f"score: {SCORE}"].pending) == (8, 0)
+
+
+def test_embed_counts_only_originals_still_in_the_sources(tmp_path, image_folder):
+    """The embed row counts what the embed stage would embed: an original whose image left
+    the sources is not counted, nor are its candidates (those of the other originals are)."""
+    from semcomp.stages import StageContext, StageReport
+    from semcomp.stages.embed import artifacts_to_score
+
+    root = encoded_study(tmp_path, image_folder, ("kept",))
+    with Study.open(root) as study:
+        conn = study.store.conn
+        before = {row.what: row for row in study.status(rescan=False)}
+        gone = conn.execute("SELECT original_id FROM sources ORDER BY path").fetchone()[0]
+        conn.execute("DELETE FROM sources WHERE original_id = ?", [gone])
+        conn.commit()
+        context = StageContext(study.store, study.config, 0, False, StageReport("embed"))
+        needed = artifacts_to_score(context)
+        after = {row.what: row for row in study.status(rescan=False)}
+    embed = next(what for what in after if what.startswith("embed: "))
+    assert before[embed].pending == 4 + 8  # 4 originals, 4 x 2 JPEG candidates
+    assert after[embed].pending == len(needed) == 3 + 6
+    assert after["candidates: kept"].done == 8  # made, whether current or not
+
+
+def test_status_imports_no_progress_bars_tables_or_models(tmp_path, image_folder):
+    """`semcomp status` reads counts: tqdm (with asyncio), pandas and torch stay unloaded."""
+    root = encoded_study(tmp_path, image_folder, ("kept",))
+    code = (
+        "import sys\nfrom semcomp.cli import main\n"
+        f"try:\n    main(['status', {str(root)!r}])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('tqdm', 'asyncio', 'pandas', 'torch') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "candidates: kept" in out.stdout
+    assert "HEAVY []" in out.stdout

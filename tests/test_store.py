@@ -38,6 +38,92 @@ def test_failed_migration_rolls_back_and_says_so(tmp_path: Path):
         assert "fine" not in tables
 
 
+def _candidate_rows(store: Store, method_ids: list[str]) -> None:
+    """One method row, representation and candidate per id in ``method_ids`` (written the
+    way the stages write them: the candidate row names its representation only)."""
+    with store.transaction():
+        digest = store.put_artifact(b"pixels", suffix=".png", media_type="image/png")
+        store.upsert(
+            "originals",
+            {
+                "id": "o1",
+                "name": "a",
+                "category": "c",
+                "source_path": "a.png",
+                "width": 1,
+                "height": 1,
+                "pixels": 1,
+                "file_bytes": 1,
+                "format": "PNG",
+                "source_mode": "RGB",
+                "frames": 1,
+                "artifact_hash": digest,
+                "created_at": "t",
+            },
+            key=("id",),
+        )
+        for method_id in method_ids:
+            store.upsert(
+                "methods",
+                {
+                    "id": method_id,
+                    "name": method_id,
+                    "kind": "pixel",
+                    "codec": "jpeg",
+                    "params": "{}",
+                    "created_at": "t",
+                },
+                key=("id",),
+            )
+            store.upsert(
+                "representations",
+                {
+                    "id": f"r-{method_id}",
+                    "original_id": "o1",
+                    "method_id": method_id,
+                    "operating_point": "q1",
+                    "variant": 0,
+                    "payload_hash": digest,
+                    "rate_bits": 8,
+                    "meta": "{}",
+                    "created_at": "t",
+                },
+                key=("id",),
+            )
+            store.upsert(
+                "candidates",
+                {
+                    "id": f"c-{method_id}",
+                    "representation_id": f"r-{method_id}",
+                    "replicate": 0,
+                    "artifact_hash": digest,
+                    "meta": "{}",
+                    "created_at": "t",
+                },
+                key=("id",),
+            )
+
+
+def test_migration_4_gives_each_candidate_its_method(tmp_path: Path):
+    """A store of schema 3 (candidates without their method) migrates: the rows it had get
+    their representation's method, and rows written afterwards get it too."""
+    with Store(tmp_path, migrations=MIGRATIONS[:3]) as store:
+        assert store.schema_version == 3
+        _candidate_rows(store, ["m-old"])
+    with Store(tmp_path) as store:
+        assert store.schema_version == SCHEMA_VERSION >= 4
+        _candidate_rows(store, ["m-new"])
+        rows = dict(store.conn.execute("SELECT id, method_id FROM candidates"))
+        assert rows == {"c-m-old": "m-old", "c-m-new": "m-new"}
+        plan = " ".join(
+            r[-1]
+            for r in store.conn.execute(
+                "EXPLAIN QUERY PLAN SELECT method_id, COUNT(*) FROM candidates GROUP BY method_id"
+            )
+        )
+        assert "candidates_by_method" in plan
+
+
 def test_newer_database_is_refused(tmp_path: Path):
     Store(tmp_path).close()
     conn = sqlite3.connect(tmp_path / "study.db")

@@ -662,7 +662,7 @@ class Study:
     ) -> dict[str, int]:
         """Scores per metric of the configured methods' candidates: every score of each
         metric, counted in one scan of the scores' key, less those of candidates of methods
-        no longer in the study file (found through their representations)."""
+        no longer in the study file (found by the candidates' method)."""
         conn = self.store.conn
         counted = conn.execute(
             f"SELECT {', '.join('SUM(metric = ?)' for _ in metrics)} FROM scores", metrics
@@ -671,10 +671,9 @@ class Study:
         others = [m for m in candidates if m not in configured]
         if others:
             for metric, count in conn.execute(
-                "SELECT s.metric, COUNT(*) FROM representations r "
-                "JOIN candidates c ON c.representation_id = r.id "
+                "SELECT s.metric, COUNT(*) FROM candidates c "
                 "JOIN scores s ON s.candidate_id = c.id "
-                f"WHERE r.method_id IN ({', '.join('?' for _ in others)}) "
+                f"WHERE c.method_id IN ({', '.join('?' for _ in others)}) "
                 f"AND s.metric IN ({', '.join('?' for _ in metrics)}) GROUP BY s.metric",
                 [*others, *metrics],
             ):

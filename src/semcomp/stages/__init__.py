@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from PIL import Image
-from tqdm.auto import tqdm
 
 from semcomp.config import StudyConfig
 from semcomp.engines import BatchOutcome, BatchTask, Engine, LocalEngine, PluginFactory
@@ -100,6 +99,8 @@ class StageContext:
         return portable_value(value, self.store.root)
 
     def bar(self, total: int, unit: str) -> Any:
+        from tqdm.auto import tqdm  # lazily: `semcomp status` opens a context, draws no bar
+
         return tqdm(
             total=total,
             desc=f"{self.report.stage:<11}",

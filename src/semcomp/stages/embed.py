@@ -23,13 +23,17 @@ def artifacts_to_score(ctx: StageContext) -> list[str]:
 
 #: one row per candidate: its method, its file's hash, whether that file is an image and
 #: whether its original is still in the sources; ``semcomp status`` reads it once (as a
-#: common table) for its counts per method and :func:`artifacts_to_score_query`'s hashes
+#: common table) for its counts per method and :func:`artifacts_to_score_query`'s hashes.
+#: It reads the candidates' index by method (no join per candidate with its representation):
+#: a candidate is current unless its representation is one of the (few) of originals that
+#: have left the sources
 CANDIDATE_FILES = (
-    "SELECT r.method_id AS method_id, c.artifact_hash AS hash, "
+    "SELECT c.method_id AS method_id, c.artifact_hash AS hash, "
     "COALESCE(a.media_type LIKE 'image/%', 0) AS image, "
-    "r.original_id IN (SELECT original_id FROM sources) AS current "
-    "FROM candidates c JOIN representations r ON r.id = c.representation_id "
-    "LEFT JOIN artifacts a ON a.hash = c.artifact_hash"
+    "c.representation_id NOT IN (SELECT r.id FROM representations r WHERE r.original_id IN "
+    "(SELECT o.id FROM originals o WHERE o.id NOT IN "
+    "(SELECT original_id FROM sources WHERE original_id IS NOT NULL))) AS current "
+    "FROM candidates c LEFT JOIN artifacts a ON a.hash = c.artifact_hash"
 )
 
 
