@@ -212,6 +212,9 @@ def downgrade_to_schema_2(root: Path) -> None:
     conn = sqlite3.connect(root / "study.db")
     try:
         conn.executescript(
+            # migration 4 (each candidate's method), then migration 3 (metrics)
+            "DROP TRIGGER candidates_method; DROP INDEX candidates_by_method;"
+            "ALTER TABLE candidates DROP COLUMN method_id;"
             "DROP TABLE set_scores;"
             + "".join(
                 f"ALTER TABLE metrics DROP COLUMN {c};"
