@@ -209,3 +209,21 @@ def test_the_app_pages_show_the_simulated_ratings_with_their_label(rated_demo, m
     assert "satisfaction column holds simulated ratings" in warnings["overview"]
     assert "simulated ratings: ratings drawn at random" in warnings["surveys"]
     assert "simulated ratings: ratings drawn at random" in warnings["agreement"]
+
+
+def test_sample_images_are_drawn_once_and_pqvae_scenes_at_their_small_size(tmp_path, monkeypatch):
+    import semcomp.demo as demo
+
+    first = demo.write_sample_images(tmp_path, per_category=1)
+    before = [p.read_bytes() for p in first]
+    drawn: list[str] = []
+    for name, draw in list(demo.SCENES.items()):
+        monkeypatch.setitem(
+            demo.SCENES, name, lambda *a, _d=draw, _n=name, **k: drawn.append(_n) or _d(*a, **k)
+        )
+    again = demo.write_sample_images(tmp_path, per_category=1)
+    assert again == first and [p.read_bytes() for p in again] == before
+    assert drawn == []  # files already there are not drawn again
+    rng = np.random.default_rng(0)
+    small = demo.SCENES["landscape"](rng, 0, size=demo.PQVAE_SCENE_SIZE)
+    assert small.size == demo.PQVAE_SCENE_SIZE and np.asarray(small).std() > 10
