@@ -127,3 +127,25 @@ def test_train_eval_sweep(features, tmp_path, capsys):
     assert set(rates["stream_size"]) == {1, 10} and "rates" not in results.columns
     ranged = rates[rates["coder"] == "range"]
     assert len(ranged) and (ranged["coded_bits"] <= ranged["fixed_bits"] + 8).all()  # + header
+
+
+def test_class_texts_build_the_tokenizer_once(tiny_clip, monkeypatch):
+    """`features extract` embeds each class's prompts in a call of its own: the tokenizer
+    (a vocabulary read, about 0.1 s) is built once per model, not once per class."""
+    import open_clip
+
+    from semcomp.config import EmbedderConfig
+    from semcomp.metrics.clip import OpenClipEmbedder
+
+    built = []
+    get_tokenizer = open_clip.get_tokenizer
+
+    def counting(*args, **kwargs):
+        built.append(args)
+        return get_tokenizer(*args, **kwargs)
+
+    monkeypatch.setattr(open_clip, "get_tokenizer", counting)
+    embedder = OpenClipEmbedder(EmbedderConfig(model=tiny_clip), device="cpu")
+    rows = [embedder.embed_texts([f"a photo of a {name}."]) for name in ("cat", "dog", "cat")]
+    assert len(built) == 1
+    assert rows[0].shape == (1, 32) and (rows[0] == rows[2]).all() and (rows[0] != rows[1]).any()
