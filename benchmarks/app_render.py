@@ -157,7 +157,11 @@ def build_study(root: Path, originals: int) -> int:
         conn.executemany(
             "INSERT INTO representations VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)", representations
         )
-        conn.executemany("INSERT INTO candidates VALUES (?, ?, ?, ?, ?, ?, NULL, ?)", candidates)
+        conn.executemany(
+            "INSERT INTO candidates (id, representation_id, replicate, seed, artifact_hash, "
+            "meta, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+            candidates,
+        )
         conn.executemany("INSERT INTO scores VALUES (?, ?, ?, ?, ?)", scores)
     return len(scores)
 

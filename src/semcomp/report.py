@@ -611,6 +611,25 @@ def _import_ahead() -> threading.Thread:
     return thread
 
 
+def iso_levels(
+    points: pd.DataFrame, scores: Scores, keys: list[str], *, unpaired: bool = False
+) -> dict[str, float]:
+    """The iso-satisfaction level of each per-candidate metric of ``keys``, as
+    :func:`write_comparisons` writes it (:func:`default_iso_level` over the metric's rate
+    comparison), known before the comparisons so that the figures need not wait for them."""
+    from semcomp.analysis.coverage import rate_comparison
+    from semcomp.analysis.curves import default_iso_level
+
+    levels = {}
+    for key in keys:
+        if key in scores and not scores[key].is_set:
+            compared = rate_comparison(points, key, unpaired=unpaired).points
+            level = default_iso_level(compared, key)
+            if np.isfinite(level):
+                levels[key] = level
+    return levels
+
+
 def _write_report(
     study: Study,
     out: Path | None = None,
@@ -678,6 +697,18 @@ def _write_report(
         )
         path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         method_json.append(path)
+    step("rate–similarity figure")
+    figures = rd_figure(  # drawn while the comparisons are computed
+        curves.points,
+        summary,
+        folder / "rd",
+        rate=rate,
+        title=config.name,
+        random_weights=random_weights,
+        scores=scores,
+        metrics=chosen,
+        iso_levels=iso_levels(points, scores, chosen, unpaired=unpaired),
+    )
     from semcomp.surveys.tables import write_survey_files
 
     comparisons = write_comparisons(
@@ -692,18 +723,6 @@ def _write_report(
         summary=summary,
         metrics=chosen,
         step=step,
-    )
-    step("rate–similarity figure")
-    figures = rd_figure(
-        curves.points,
-        summary,
-        folder / "rd",
-        rate=rate,
-        title=config.name,
-        random_weights=random_weights,
-        scores=scores,
-        metrics=chosen,
-        iso_levels=comparisons.iso_levels,
     )
     extra = comparisons.written
     if grid:

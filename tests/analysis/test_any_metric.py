@@ -358,7 +358,7 @@ def test_metric_agreement_turns_lower_is_better_metrics_around():
 def test_report_of_a_study_with_many_metrics(metric_study, tmp_path):
     from semcomp.analysis.figures import rd_chart
     from semcomp.analysis.rd import rd_points, set_points, study_scores
-    from semcomp.report import write_report
+    from semcomp.report import iso_levels, write_report
     from semcomp.study import Study
 
     with Study.open(metric_study, read_only=True) as study:
@@ -405,6 +405,10 @@ def test_report_of_a_study_with_many_metrics(metric_study, tmp_path):
     assert (lpips.reaching == "at or below").all() and not lpips.higher_is_better.any()
     assert (lpips.n == compared.original_id.nunique()).all()
     assert (iso[iso.metric == PSNR].reaching == "at or above").all()
+    # the rd/ figures, drawn before the comparisons, get the levels iso_satisfaction.csv has
+    chosen = [k for k in (SAT, CLIP, PSNR, LPIPS, FID) if k in scores]
+    written = iso.groupby("metric")["level"].first().to_dict()
+    assert iso_levels(points, scores.with_columns(points.columns), chosen) == pytest.approx(written)
     images = pd.read_csv(folder / "iso_satisfaction_images.csv")
     assert list(dict.fromkeys(images.metric)) == [SAT, CLIP, PSNR, LPIPS]
     reached = images[images.metric == LPIPS].dropna(subset=["min_bpp"])
