@@ -50,7 +50,7 @@ def reference_captions(store: Any) -> dict[str, list[str]]:
 def study_caption_scores(store: Any, *, meteor: bool | None = None) -> pd.DataFrame:
     """One row per method and operating point whose captions meet human references (empty
     without references): ``COLUMNS``, the metrics, and the tokenizer used."""
-    from semcomp.downstream.caption_eval import METRICS, score_captions
+    from semcomp.downstream.caption_eval import METRICS, score_caption_sets
 
     references = reference_captions(store)
     if not references:
@@ -60,14 +60,16 @@ def study_caption_scores(store: Any, *, meteor: bool | None = None) -> pd.DataFr
         (candidates["captioner"] != REFERENCE_CAPTIONER)
         & candidates["original_id"].isin(list(references))
     ]
-    rows = []
-    for (method, point), group in candidates.groupby(["method", "operating_point"], sort=True):
+    groups = dict(list(candidates.groupby(["method", "operating_point"], sort=True)))
+    wanted, sets = {}, {}  # every caption of every group scored in one call (one Java start)
+    for name, group in groups.items():
         keys = [f"{o}|{v}" for o, v in zip(group["original_id"], group["variant"], strict=True)]
-        scores = score_captions(
-            {k: references[o] for k, o in zip(keys, group["original_id"], strict=True)},
-            dict(zip(keys, group["text"], strict=True)),
-            meteor=meteor,
-        )
+        wanted.update({k: references[o] for k, o in zip(keys, group["original_id"], strict=True)})
+        sets[name] = dict(zip(keys, group["text"], strict=True))
+    scored = score_caption_sets(wanted, sets, meteor=meteor, subsets=True) if sets else {}
+    rows = []
+    for (method, point), group in groups.items():
+        scores = scored[method, point]
         rows.append(
             {
                 "method": method,

@@ -88,3 +88,36 @@ def test_a_study_without_human_captions_has_nothing_to_score(
         main(["captions", "score", str(root)])
     assert raised.value.code == 2
     assert "no human reference captions" in capsys.readouterr().err
+
+
+def test_caption_sets_over_subsets_of_the_references_score_as_each_subset_alone(monkeypatch):
+    """The report scores every method and operating point in one call (one Java start-up
+    for the tokenizer): each set, over the originals it covers, gets the scores that set
+    alone against its own references gets (CIDEr-D's document frequencies included)."""
+    from semcomp.downstream import caption_eval
+
+    references = {
+        "a": ["a red apple on a wooden table", "an apple on a table"],
+        "b": ["a dog running in the snow"],
+        "c": ["green hills under a blue sky", "a valley and a sky"],
+    }
+    sets = {
+        ("blip", "caption"): {"a": "an apple on a table", "b": "a dog in snow"},
+        ("human", "best-of-4"): {"b": "a dog running", "c": "hills under a sky"},
+    }
+    alone = {
+        name: score_captions({k: references[k] for k in captions}, captions, meteor=False)
+        for name, captions in sets.items()
+    }
+    calls = []
+    tokenized = caption_eval.tokenized
+    monkeypatch.setattr(caption_eval, "tokenized", lambda *a: calls.append(1) or tokenized(*a))
+    together = caption_eval.score_caption_sets(references, sets, meteor=False, subsets=True)
+    assert len(calls) == 1  # references and both sets tokenised together
+    for name in sets:
+        assert together[name].scores == pytest.approx(alone[name].scores, abs=1e-12)
+    assert together["blip", "caption"].scores != together["human", "best-of-4"].scores
+    with pytest.raises(caption_eval.ConfigError, match="cover different images"):
+        caption_eval.score_caption_sets(references, sets, meteor=False)  # all, unless subsets
+    with pytest.raises(caption_eval.ConfigError, match="cover different images"):
+        caption_eval.score_caption_sets(references, {"x": {"z": "?"}}, subsets=True)

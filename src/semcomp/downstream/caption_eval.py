@@ -111,13 +111,20 @@ def score_captions(
 
 def score_caption_sets(
     references: dict[Any, list[str]],
-    candidate_sets: dict[str, dict[Any, str]],
+    candidate_sets: dict[Any, dict[Any, str]],
     *,
     meteor: bool | None = None,
     spice: bool = False,
-) -> dict[str, CaptionScores]:
+    subsets: bool = False,
+) -> dict[Any, CaptionScores]:
     """:func:`score_captions` of several candidate sets (one per codec) against the same
-    references: the references are tokenised, and METEOR's Java process started, once."""
+    references: the references and every set's captions are tokenised in one call, and
+    METEOR's Java process started once.
+
+    Each set covers every reference, or with ``subsets`` some of them (say, the originals
+    one method captioned): it is scored against those references only, as
+    :func:`score_captions` of that subset would score it (CIDEr-D's document frequencies
+    come from the set's own references)."""
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
@@ -134,7 +141,14 @@ def score_caption_sets(
         skipped["METEOR"] = "not asked for (--no-meteor)"
     if not spice:
         skipped["SPICE"] = "off (optional; --spice turns it on)"
-    gts = tokenized(references, java)
+    for name, candidates in candidate_sets.items():
+        covered = set(candidates) <= set(references) if subsets else None
+        if not (covered or set(references) == set(candidates)):
+            raise ConfigError(f"captions {name!r} and the references cover different images")
+    everything = {("reference", key): value for key, value in references.items()}
+    for name, candidates in candidate_sets.items():
+        everything.update({("candidate", name, key): [c] for key, c in candidates.items()})
+    tokens = tokenized(everything, java)  # one Java start-up for all of them
     meteor_scorer = None
     if "METEOR" not in skipped:
         from pycocoevalcap.meteor.meteor import Meteor
@@ -142,9 +156,9 @@ def score_caption_sets(
         meteor_scorer = Meteor()  # loads its paraphrase tables: tens of seconds
     results = {}
     for name, candidates in candidate_sets.items():
-        if set(references) != set(candidates):
-            raise ConfigError(f"captions {name!r} and the references cover different images")
-        res = tokenized({key: [value] for key, value in candidates.items()}, java)
+        keys = [key for key in references if key in candidates]  # the references' order
+        gts = {key: tokens[("reference", key)] for key in keys}
+        res = {key: tokens[("candidate", name, key)] for key in keys}
         scores = {"BLEU-4": float(Bleu(4).compute_score(gts, res, verbose=0)[0][3])}
         if meteor_scorer is not None:
             scores["METEOR"] = float(meteor_scorer.compute_score(gts, res)[0])
