@@ -30,7 +30,10 @@ TABLES = {
     "captions": "id, text, meta",
     "reconstructions": "key, seed, artifact_hash",
     "candidates": "id, seed, artifact_hash",
-    "embeddings": "artifact_hash, embedder_id, vector",
+    # not embedder_id: the tiny CLIP lies inside the local study's folder, so that study
+    # names it by a relative path and the Ray study (another folder) by an absolute one,
+    # and the embedder's identity records the path as the study sees it
+    "embeddings": "artifact_hash, vector",
     "scores": "candidate_id, metric, value",
 }
 
