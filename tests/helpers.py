@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -57,6 +58,16 @@ def write_study(
         f"model = '{tiny_clip}'\nname = 'tiny'\nrandom_weights = true\n"
     )
     return root
+
+
+def rows(root: Path, sql: str) -> list[tuple]:
+    """The rows ``sql`` selects from the study store at ``root``, read directly (no Store)
+    and read-only (it works in a read-only folder too)."""
+    conn = sqlite3.connect(f"file:{root / 'study.db'}?mode=ro", uri=True)
+    try:
+        return [tuple(r) for r in conn.execute(sql)]
+    finally:
+        conn.close()
 
 
 def encoded(image: Image.Image, fmt: str, **options) -> bytes:

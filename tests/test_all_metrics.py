@@ -1,12 +1,11 @@
 """A study with every metric semcomp ships, offline on tiny random-weight models: it runs end
 to end, resumes after a kill without computing anything twice, and reports every metric."""
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from helpers import write_study
+from helpers import rows, write_study
 from semcomp.metrics.lpips import Lpips
 from semcomp.study import Study
 
@@ -46,14 +45,6 @@ def all_metrics_study(root: Path, images: Path, tiny_clip: str) -> Path:
     with (root / "study.toml").open("a") as handle:
         handle.write(ALL_METRICS.replace("{tiny_clip}", tiny_clip))
     return root
-
-
-def rows(root: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(root / "study.db")
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def test_every_metric_runs_resumes_after_a_kill_and_is_described(

@@ -4,13 +4,12 @@ classes (for zero-shot), stratified subsets, checked file lists and clear config
 import json
 import logging
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 import dataset_layouts as layouts
-from helpers import photo
+from helpers import photo, rows
 from semcomp.config import parse_config
 from semcomp.datasets.image_sets import image_set, parse_image_set
 from semcomp.datasets.tables import class_table
@@ -28,14 +27,6 @@ def study_file(root: Path, source: str, tiny_clip: str, metrics: str = "") -> Pa
         f"name = 'tiny'\nrandom_weights = true\n{metrics}"
     )
     return root
-
-
-def rows(root: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(root / "study.db")
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def test_a_labelled_dataset_gives_originals_classes_and_the_zero_shot_protocol(tmp_path, tiny_clip):

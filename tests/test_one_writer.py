@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import command_outputs, photo, semcomp_in_one_process, write_study
+from helpers import command_outputs, photo, rows, semcomp_in_one_process, write_study
 from semcomp.cli import main
 from semcomp.store import WRITER_NAME, Store
 from semcomp.study import Study
@@ -57,14 +57,6 @@ def semcomp(*args: str, **kwargs) -> subprocess.Popen:
         text=True,
         **kwargs,
     )
-
-
-def rows(root: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{root / 'study.db'}?mode=ro", uri=True)
-    try:
-        return [tuple(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:
