@@ -8,6 +8,7 @@ import threading
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,9 @@ from semcomp.analysis.rd import (
 from semcomp.analysis.scores import Scores, default_figure_keys, describe, headline
 from semcomp.errors import AnalysisError, ConfigError
 from semcomp.study import Study
+
+if TYPE_CHECKING:
+    from semcomp.analysis.coverage import Coverage
 
 
 @dataclass
@@ -186,6 +190,7 @@ def write_comparisons(
     summary: pd.DataFrame | None = None,
     metrics: list[str] | None = None,
     step: Steps | None = None,
+    rate_comparisons: dict[str, Coverage] | None = None,
 ) -> Comparisons:
     """Table 1, iso-satisfaction, Pareto front, BD-rate, agreement and embedding-codec files.
 
@@ -277,7 +282,15 @@ def write_comparisons(
     if metric is not None and scores[metric].is_set:
         metric = None  # one value per operating point: no per-image iso-satisfaction
     step("iso-satisfaction, Pareto front, BD-rate")
-    rated = None if metric is None else rate_comparison(points, metric, unpaired=unpaired)
+    compared_on_rate = {} if rate_comparisons is None else rate_comparisons
+
+    def on_rate(key: str):
+        """``key``'s rate comparison (:func:`rate_comparison`), made once per report."""
+        if key not in compared_on_rate:
+            compared_on_rate[key] = rate_comparison(points, key, unpaired=unpaired)
+        return compared_on_rate[key]
+
+    rated = None if metric is None else on_rate(metric)
     rated_points = covered(rated) if rated is not None else None
     fronts: list[pd.DataFrame] = []
     bds: list[pd.DataFrame] = []
@@ -344,7 +357,7 @@ def write_comparisons(
             source, centre = common_summary, f"{key} mean"
             extent = {"n": rated.n, "image_set": rated.image_set}
         else:
-            coverage = rate_comparison(points, key, unpaired=unpaired)
+            coverage = on_rate(key)
             output = f"{RATE_COMPARISONS} ({key})"
             coverage_notes.append(coverage.note.replace(RATE_COMPARISONS, output, 1))
             left_out.append(coverage.left_out.assign(output=output))
@@ -612,18 +625,28 @@ def _import_ahead() -> threading.Thread:
 
 
 def iso_levels(
-    points: pd.DataFrame, scores: Scores, keys: list[str], *, unpaired: bool = False
+    points: pd.DataFrame,
+    scores: Scores,
+    keys: list[str],
+    *,
+    unpaired: bool = False,
+    rate_comparisons: dict[str, Coverage] | None = None,
 ) -> dict[str, float]:
     """The iso-satisfaction level of each per-candidate metric of ``keys``, as
     :func:`write_comparisons` writes it (:func:`default_iso_level` over the metric's rate
-    comparison), known before the comparisons so that the figures need not wait for them."""
+    comparison), known before the comparisons so that the figures need not wait for them.
+    The rate comparisons made go into ``rate_comparisons`` (key → coverage), for
+    :func:`write_comparisons` to use rather than make them again."""
     from semcomp.analysis.coverage import rate_comparison
     from semcomp.analysis.curves import default_iso_level
 
+    made = {} if rate_comparisons is None else rate_comparisons
     levels = {}
     for key in keys:
         if key in scores and not scores[key].is_set:
-            compared = rate_comparison(points, key, unpaired=unpaired).points
+            if key not in made:
+                made[key] = rate_comparison(points, key, unpaired=unpaired)
+            compared = made[key].points
             level = default_iso_level(compared, key)
             if np.isfinite(level):
                 levels[key] = level
@@ -698,6 +721,7 @@ def _write_report(
         path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         method_json.append(path)
     step("rate–similarity figure")
+    rate_comparisons: dict[str, Coverage] = {}  # made once, for the iso levels and comparisons
     figures = rd_figure(  # drawn while the comparisons are computed
         curves.points,
         summary,
@@ -707,7 +731,9 @@ def _write_report(
         random_weights=random_weights,
         scores=scores,
         metrics=chosen,
-        iso_levels=iso_levels(points, scores, chosen, unpaired=unpaired),
+        iso_levels=iso_levels(
+            points, scores, chosen, unpaired=unpaired, rate_comparisons=rate_comparisons
+        ),
     )
     from semcomp.surveys.tables import write_survey_files
 
@@ -723,6 +749,7 @@ def _write_report(
         summary=summary,
         metrics=chosen,
         step=step,
+        rate_comparisons=rate_comparisons,
     )
     extra = comparisons.written
     if grid:
