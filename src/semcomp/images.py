@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from semcomp.csvtext import (
@@ -85,6 +84,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     if mode.startswith("I;16") or mode in ("I", "F"):
         # 16-bit and 32-bit grey: scale to 8 bits. Pillow's own I→L conversion clips
         # at 255 instead of scaling, which turns a 16-bit photo white.
+        import numpy as np
+
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if (mode.startswith("I;16") or values.max(initial=0) > 255) else 255.0
         if mode == "F" and values.max(initial=0) <= 1.0:

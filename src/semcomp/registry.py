@@ -18,9 +18,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, EntryPoints, entry_points
 from typing import Any
 
 from semcomp.errors import ConfigError
@@ -75,6 +76,21 @@ def import_target(target: str) -> Any:
     for part in attribute.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+#: every installed distribution's entry points, read once per ``sys.path``: reading them
+#: walks every distribution's metadata (a few hundred in a full environment), and each
+#: family used to do it for its own group
+_installed: dict[tuple[str, ...], EntryPoints] = {}
+
+
+def installed_entry_points(group: str) -> EntryPoints:
+    """The entry points of ``group`` in the distributions on today's ``sys.path``."""
+    where = tuple(sys.path)
+    if where not in _installed:
+        _installed.clear()
+        _installed[where] = entry_points()
+    return _installed[where].select(group=group)
 
 
 def _source(ep: EntryPoint) -> PluginSource:
@@ -133,7 +149,7 @@ class Registry:
             return
         self._entry_points_read = True
         offered: dict[str, list[Entry]] = {}
-        for ep in entry_points(group=self.entry_point_group):
+        for ep in installed_entry_points(self.entry_point_group):
             entry = Entry(ep.name, ep.value, _source(ep))
             same = offered.setdefault(ep.name, [])
             if entry not in same:  # one distribution seen twice on sys.path is one offer
@@ -164,6 +180,7 @@ class Registry:
         self._loaded = {n: obj for n, obj in self._loaded.items() if n in self._entries}
         self._refused = {}
         self._entry_points_read = False
+        _installed.clear()
 
     def _refuse(self, name: str, reason: str) -> None:
         self._refused[name] = (

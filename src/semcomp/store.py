@@ -39,12 +39,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from semcomp.errors import DiskFullError, ReadOnlyStudyError, StoreError, StudyBusyError
 from semcomp.images import sha256_hex
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 DB_NAME = "study.db"
@@ -950,6 +949,8 @@ class Store:
         items: Iterable[tuple[str, np.ndarray]],
         run_id: int | None,
     ) -> None:
+        import numpy as np
+
         now = utc_now()
         for artifact_hash, vector in items:
             vector = np.ascontiguousarray(vector, dtype=np.float32)
@@ -967,6 +968,8 @@ class Store:
             )
 
     def embeddings(self, embedder_id: str, artifact_hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        import numpy as np
+
         wanted = list(dict.fromkeys(artifact_hashes))
         found: dict[str, np.ndarray] = {}
         for start in range(0, len(wanted), 500):

@@ -28,11 +28,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from semcomp.params import PluginParams
+
+if TYPE_CHECKING:
+    import numpy as np
 
 METRIC_KINDS = ("embedding", "pairwise", "set", "task")
 

@@ -20,9 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image
 
 from semcomp.config import EmbedderConfig
@@ -39,6 +38,9 @@ from semcomp.models import (
     release,
     select_device,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 LOCAL_DIR = "local-dir:"
 
@@ -207,6 +209,7 @@ class OpenClipEmbedder(Embedder):
 
     def embed_pixels(self, pixels: Any) -> np.ndarray:
         """Embeddings of a batch already preprocessed by :attr:`preprocess` (N, 3, H, W)."""
+        import numpy as np
         import torch
 
         pixels = pixels.to(self.device, dtype=self.dtype, non_blocking=True)
@@ -227,6 +230,7 @@ class OpenClipEmbedder(Embedder):
 
         Runs in batches of ``batch_size``, halved on out-of-memory.
         """
+        import numpy as np
         import torch
 
         def run(batch: Any) -> np.ndarray:
@@ -250,6 +254,7 @@ class OpenClipEmbedder(Embedder):
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """L2-normalised text embeddings (for zero-shot class prompts)."""
+        import numpy as np
         import torch
 
         tokenizer = self.tokenizer
@@ -333,6 +338,8 @@ def clip_metrics(embedder: EmbedderConfig) -> list[SimilarityMetric]:
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two vectors (renormalised, so stored fp16 rounding cancels)."""
+    import numpy as np
+
     denominator = float(np.linalg.norm(a) * np.linalg.norm(b))
     return float(np.dot(a, b) / denominator) if denominator > 0 else 0.0
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from semcomp.errors import ImageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Embedder(ABC):
