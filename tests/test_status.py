@@ -117,7 +117,9 @@ def test_status_runs_the_same_grouped_queries_for_any_number_of_methods(tmp_path
             study.store.conn.set_trace_callback(None)
         assert len(rows) == 1 + 2 * len(names) + 2  # ingest, per method 2, embed and score
         statements[len(names)] = len(run)
-    assert statements[1] == statements[4] <= 7  # a query per method before: 4 + 5 per method
+    # a query per method before (4 + 5 per method); now a fixed few: the counts, and the
+    # hashes similarity needs read as sets (one read per embedder of its embeddings)
+    assert statements[1] == statements[4] <= 10
 
 
 def test_scores_of_methods_removed_from_the_study_file_are_not_counted(tmp_path, image_folder):

@@ -993,11 +993,16 @@ class Store:
         """
         import pandas as pd  # lazily: `semcomp status` and the stages never need it
 
-        cursor = self.conn.cursor()
-        cursor.row_factory = None
-        cursor.execute(sql, params)
+        cursor = self.tuples(sql, params)
         columns = [d[0] for d in cursor.description]
         return pd.DataFrame(cursor.fetchall(), columns=columns)
+
+    def tuples(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Run a query whose rows come as plain tuples (no ``sqlite3.Row`` made per row:
+        for reads of many rows)."""
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, params)
 
     def originals(self) -> pd.DataFrame:
         return self.frame("SELECT * FROM originals ORDER BY category, name")

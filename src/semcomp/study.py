@@ -38,7 +38,7 @@ from semcomp.models import hf_model_problem
 from semcomp.params import portable_value
 from semcomp.registry import PluginSource
 from semcomp.stages import STAGES, StageContext, StageReport, failure_label
-from semcomp.stages.embed import CANDIDATE_FILES, artifacts_to_score_query
+from semcomp.stages.embed import NOT_IMAGES, needed_artifacts
 from semcomp.store import (
     DB_NAME,
     SchemaOutdatedError,
@@ -530,32 +530,32 @@ class Study:
         represented = dict(
             conn.execute("SELECT method_id, COUNT(*) FROM representations GROUP BY method_id")
         )
-        # one pass over the candidates: per method, how many and how many are images; the
-        # artifacts similarity needs, and how many of them each embedder has embedded
+        # per method, how many candidates and how many of them are images (all but the few
+        # whose file is not); the artifacts similarity needs, and how many of them each
+        # embedder has embedded
         embedders = self.config.clip_models
-        ids = [e.embedder_id for e in embedders]
-        context = StageContext(self.store, self.config, 0, False, StageReport("status"))
-        needed_sql, needed_params = artifacts_to_score_query(
-            context.method_filter("method_id"), candidate_files="made"
+        candidates: dict[str, int] = dict(
+            conn.execute("SELECT method_id, COUNT(*) FROM candidates GROUP BY method_id")
         )
-        candidates: dict[str, int] = {}
-        images: dict[str, int] = {}
-        embedded: dict[str | None, int] = {}
-        for what, key, count, image_count in conn.execute(
-            f"WITH made AS MATERIALIZED ({CANDIDATE_FILES}), "
-            f"needed(hash) AS MATERIALIZED ({needed_sql}) "
-            "SELECT 'made', method_id, COUNT(*), SUM(image) FROM made GROUP BY method_id "
-            "UNION ALL SELECT 'needed', NULL, COUNT(*), NULL FROM needed UNION ALL "
-            "SELECT 'embedded', e.embedder_id, COUNT(*), NULL FROM embeddings e "
-            "JOIN needed n ON n.hash = e.artifact_hash "
-            f"WHERE e.embedder_id IN ({', '.join('?' for _ in ids)}) "
-            "GROUP BY e.embedder_id",
-            [*needed_params, *ids],
-        ):
-            if what == "made":
-                candidates[key], images[key] = count, int(image_count or 0)
-            else:
-                embedded[key] = count
+        not_images = dict(
+            conn.execute(
+                "SELECT c.method_id, COUNT(*) FROM candidates c "
+                f"WHERE c.artifact_hash IN ({NOT_IMAGES}) GROUP BY c.method_id"
+            )
+        )
+        images = {m: count - not_images.get(m, 0) for m, count in candidates.items()}
+        context = StageContext(self.store, self.config, 0, False, StageReport("status"))
+        needed_hashes = needed_artifacts(self.store, context.method_filter("c.method_id"))
+        needed = len(needed_hashes)
+        embedded = {
+            e.embedder_id: sum(
+                h in needed_hashes
+                for (h,) in self.store.tuples(
+                    "SELECT artifact_hash FROM embeddings WHERE embedder_id = ?", [e.embedder_id]
+                )
+            )
+            for e in embedders
+        }
         failed: dict[tuple[str, str | None], int] = {}  # (stage, method id or captioner key)
         ingest_failed, embed_failed = 0, []
         for stage, method_id, captioner_key, item, count in conn.execute(
@@ -623,7 +623,6 @@ class Study:
             )
         all_candidates = sum(candidates.get(m, 0) for m in configured)
         image_candidates = sum(images.get(m, 0) for m in configured)
-        needed = embedded.pop(None)
         for embedder in embedders:
             have = embedded.get(embedder.embedder_id, 0)
             unreadable = sum(
