@@ -38,7 +38,12 @@ METRICS = {
 
 
 def build_study(root: Path, originals: int) -> int:
-    """Write study.toml and a store with ``originals`` × 25 candidates × 4 scores."""
+    """Write study.toml and a store with ``originals`` × 25 candidates × 4 scores.
+
+    Every original, payload and candidate has its own artifact row, as in a real study
+    (the files themselves are not written: nothing measured here reads them)."""
+    import hashlib
+
     from semcomp.config import load_config
     from semcomp.store import Store, content_key, utc_now
 
@@ -58,18 +63,15 @@ def build_study(root: Path, originals: int) -> int:
     config = load_config(root)
     rng = np.random.default_rng(0)
     now = utc_now()
+    artifacts = []
+
+    def artifact(key: str, suffix: str, media_type: str, size: int) -> str:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        artifacts.append((digest, f"{digest[:2]}/{digest}{suffix}", size, media_type, now))
+        return digest
+
+    payload_types = {"jpeg": (".jpg", "image/jpeg"), "webp": (".webp", "image/webp")}
     with Store(root) as store, store.transaction():
-        store.upsert(
-            "artifacts",
-            {
-                "hash": "0" * 64,
-                "relpath": "none.png",
-                "bytes": 0,
-                "media_type": "image/png",
-                "created_at": now,
-            },
-            key=("hash",),
-        )
         for method in config.methods:
             store.upsert(
                 "methods",
@@ -106,7 +108,7 @@ def build_study(root: Path, originals: int) -> int:
                     "PNG",
                     "RGB",
                     1,
-                    "0" * 64,
+                    artifact(original, ".png", "image/png", 200_000),
                     now,
                 )
             )
@@ -120,6 +122,8 @@ def build_study(root: Path, originals: int) -> int:
                         if method.kind != "pixel"
                         else int(8 * 2000 * (1.3**point_index) * rng.uniform(0.8, 1.2))
                     )
+                    suffix, media_type = payload_types.get(method.name, (".txt", "text/plain"))
+                    payload = artifact(representation, suffix, media_type, rate_bits // 8)
                     representations.append(
                         (
                             representation,
@@ -127,7 +131,7 @@ def build_study(root: Path, originals: int) -> int:
                             method.method_id,
                             point,
                             0,
-                            "0" * 64,
+                            payload,
                             rate_bits,
                             '{"caption": "a photo of something"}',
                             now,
@@ -135,8 +139,13 @@ def build_study(root: Path, originals: int) -> int:
                     )
                     for replicate in range(replicates):
                         candidate = content_key(representation, replicate)
+                        image = (
+                            payload  # a pixel codec's candidate is its decoded payload's file
+                            if method.kind == "pixel"
+                            else artifact(candidate, ".png", "image/png", 400_000)
+                        )
                         candidates.append(
-                            (candidate, representation, replicate, None, "0" * 64, "{}", now)
+                            (candidate, representation, replicate, None, image, "{}", now)
                         )
                         cos = float(np.clip(0.5 + 0.04 * point_index + rng.normal(0, 0.1), -1, 1))
                         rating = float(np.clip(round(1 + 9 * (cos + 1) / 2 + rng.normal()), 1, 10))
@@ -147,6 +156,7 @@ def build_study(root: Path, originals: int) -> int:
                         ):
                             scores.append((candidate, name, value, None, now))
         conn = store.conn
+        conn.executemany("INSERT OR IGNORE INTO artifacts VALUES (?, ?, ?, ?, ?)", artifacts)
         conn.executemany(
             "INSERT INTO originals (id, name, category, source_path, width, height, pixels, "
             "file_bytes, format, source_mode, frames, artifact_hash, created_at) "
