@@ -40,12 +40,15 @@ METRICS = {
 def build_study(root: Path, originals: int) -> int:
     """Write study.toml and a store with ``originals`` × 25 candidates × 4 scores.
 
-    Every original, payload and candidate has its own artifact row, as in a real study
-    (the files themselves are not written: nothing measured here reads them)."""
+    Every original, payload and candidate has its own artifact row, and every original
+    and image candidate its CLIP embedding (768 zeros: the size of the study's ViT-L/14
+    vectors), as in a real study; the files themselves are not written (nothing measured
+    here reads them)."""
     import hashlib
 
     from semcomp.config import load_config
     from semcomp.store import Store, content_key, utc_now
+    from semcomp.study import IDENTITY_ROOT
 
     root.mkdir(parents=True)
     (root / "images").mkdir()
@@ -72,6 +75,10 @@ def build_study(root: Path, originals: int) -> int:
 
     payload_types = {"jpeg": (".jpg", "image/jpeg"), "webp": (".webp", "image/webp")}
     with Store(root) as store, store.transaction():
+        # identities anchored at the study's own folder, as `semcomp run` records on a new
+        # store (without it the store would count as an older one, anchored elsewhere, and
+        # the external method's rows would belong to another identity)
+        store.set_info(IDENTITY_ROOT, "")
         for method in config.methods:
             store.upsert(
                 "methods",
@@ -157,6 +164,20 @@ def build_study(root: Path, originals: int) -> int:
                             scores.append((candidate, name, value, None, now))
         conn = store.conn
         conn.executemany("INSERT OR IGNORE INTO artifacts VALUES (?, ?, ?, ?, ?)", artifacts)
+        (clip,) = config.clip_models
+        conn.execute(
+            "INSERT INTO embedders VALUES (?, 'clip', ?, ?, '{}', '', 0, ?)",
+            (clip.embedder_id, clip.model, clip.pretrained, now),
+        )
+        vector = bytes(4 * 768)
+        conn.executemany(
+            "INSERT OR IGNORE INTO embeddings VALUES (?, ?, 768, ?, NULL, ?)",
+            (
+                (digest, clip.embedder_id, vector, now)
+                for digest, _, _, media_type, _ in artifacts
+                if media_type.startswith("image/")
+            ),
+        )
         conn.executemany(
             "INSERT INTO originals (id, name, category, source_path, width, height, pixels, "
             "file_bytes, format, source_mode, frames, artifact_hash, created_at) "
