@@ -188,9 +188,50 @@ def metric_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_metric_study(tmp_path_factory.mktemp("metric-study"))
 
 
+#: the test files that took longest on two cores (CPU seconds, benchmarks/RESULTS.md,
+#: "Issue #16: the whole test suite under 6 minutes"), longest first. pytest-xdist hands each
+#: worker a whole file, in the order of the collection: the longest go first so that the
+#: last files handed out are short and the workers finish together. Only the order
+#: depends on this list; a long file missing from it runs after these, with the slow ones
+LONGEST_FILES = (
+    "test_engines.py",
+    "test_readme.py",
+    "test_zero_shot_bpp.py",
+    "test_resume.py",
+    "app/test_browser.py",
+    "test_pqvae_readme.py",
+    "downstream/test_clipcap.py",
+    "codecs/test_pqvae.py",
+    "test_all_metrics.py",
+    "test_extras.py",
+    "analysis/test_comparisons.py",
+    "app/test_app.py",
+    "analysis/test_any_metric.py",
+    "test_demo.py",
+    "downstream/test_referring.py",
+    "test_study.py",
+    "test_textual.py",
+    "codecs/test_compressai.py",
+    "test_side_info.py",
+    "test_best_of_n.py",
+    "test_one_writer.py",
+    "test_pqvae_cli.py",
+    "test_paper_reproduction.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Test files with a ``slow`` test run first (each file in its own order): with one
-    file per pytest-xdist worker, a long file started last would leave the other workers
-    idle at the end of the run."""
+    """The files of :data:`LONGEST_FILES` run first, longest first, then the other files
+    with a ``slow`` test, then the rest (each file in its own order). pytest-xdist keeps
+    this order with ``--no-loadscope-reorder`` (pyproject.toml); by default it would
+    reorder the files by their number of tests."""
+    here = Path(__file__).parent
+    rank = {(here / name).resolve(): i for i, name in enumerate(LONGEST_FILES)}
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)
+
+    def order(item: pytest.Item) -> tuple[int, int]:
+        if item.path.resolve() in rank:
+            return (0, rank[item.path.resolve()])
+        return (1, item.path not in slow_files)
+
+    items.sort(key=order)

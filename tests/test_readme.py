@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import app_answers, serving_app
+from helpers import app_answers, command_outputs, semcomp_in_one_process, serving_app
 from semcomp.analysis.scores import file_stem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,40 +77,64 @@ def semcomp(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_demo_then_tour_commands(tmp_path: Path):
+    """`semcomp demo`, then every command of the README's tour on the demo study: the demo
+    and the commands that need no process of their own run in one Python process
+    (:func:`~helpers.semcomp_in_one_process`: each process's imports cost seconds); the app
+    is served, and the demo study run again, each in a process of its own."""
     demo_dir = tmp_path / "semcomp-demo"
+    commands = [["demo", "--dir", str(demo_dir), "--no-progress"]]
+    tour = [line.split("#")[0].split() for line in bash_blocks()[2].splitlines()]
+    serve = False
+    for words in tour:
+        command = words[1]
+        if command in {"status", "report"}:
+            commands.append([command, str(demo_dir), *words[3:]])
+        elif command == "init":
+            commands.append(
+                ["init", str(tmp_path / "my-study"), "--images", str(demo_dir / "images")]
+            )
+        elif command == "run":
+            continue  # run below, on the finished demo study
+        elif command == "app":  # serves the demo study on localhost until stopped
+            serve = True
+        elif command == "models":
+            commands.append(words[1:])
+        else:
+            pytest.fail(f"README tour has an untested command: {words}")
+    done = subprocess.run(
+        semcomp_in_one_process(commands),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=os.environ | {"HF_HUB_OFFLINE": "1"},
+    )
+    outputs, rest = command_outputs(done.stdout)
+    assert len(outputs) == len(commands) and not rest, done.stderr
     # its time is measured in the README (and benchmarks), not asserted here
-    demo = semcomp("demo", "--dir", str(demo_dir), "--no-progress")
-    assert demo.returncode == 0, demo.stderr
-    assert "not available offline" in demo.stdout
-    assert "random weights — numbers are not meaningful" in demo.stdout
+    demo, status = outputs[0]
+    assert status == 0, done.stderr
+    assert "not available offline" in demo
+    assert "random weights — numbers are not meaningful" in demo
     assert (demo_dir / "report" / "rd.png").exists()
-    assert "0 failed" in demo.stdout and "failure" not in demo.stdout
+    assert "0 failed" in demo and "failure" not in demo
     # PSNR beside CLIP, each with its figure
     figures = {path.name for path in (demo_dir / "report" / "rd").glob("*.png")}
     keys = ("clip_(cos+1)/2[tiny-clip-random]", "psnr")
     assert {f"{file_stem(key)}.png" for key in keys} <= figures, figures
 
-    tour = [line.split("#")[0].split() for line in bash_blocks()[2].splitlines()]
-    for words in tour:
-        command = words[1]
-        if command in {"status", "report"}:
-            result = semcomp(command, str(demo_dir), *words[3:])
-            assert result.returncode == 0, result.stderr
-        elif command == "init":
-            images = demo_dir / "images"
-            result = semcomp("init", str(tmp_path / "my-study"), "--images", str(images))
-            assert result.returncode == 0, result.stderr
-        elif command == "run":
-            continue  # run below, on the finished demo study
-        elif command == "app":  # serves the demo study on localhost until stopped
-            with serving_app(demo_dir, tmp_path / "app.log") as (url, _):
-                assert app_answers(url)
-        elif command == "models":
-            result = semcomp(*words[1:], timeout=60)
-            assert result.returncode == 3 and "hub is unreachable" in result.stderr
+    errors = done.stderr.splitlines()
+    for command, (_, status) in zip(commands[1:], outputs[1:], strict=True):
+        if command[0] == "models":  # offline: each says the hub is unreachable, exit 3
+            model = command[3]
+            assert status == 3, (command, done.stderr)
+            assert any(model in line and "hub is unreachable" in line for line in errors)
         else:
-            pytest.fail(f"README tour has an untested command: {words}")
-    # re-running the finished demo loads no model
+            assert status == 0, (command, done.stderr)
+    assert (tmp_path / "my-study" / "study.toml").exists()
+    assert serve
+    with serving_app(demo_dir, tmp_path / "app.log") as (url, _):
+        assert app_answers(url)
+    # re-running the finished demo (a fresh process: nothing loaded yet) loads no model
     again = semcomp("run", str(demo_dir), "--no-progress")
     assert again.returncode == 0 and "loaded" not in again.stdout
 
