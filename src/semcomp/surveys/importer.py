@@ -1178,20 +1178,27 @@ def _file_counts(store: Store, survey_id: str, source: str, summary: ImportSumma
         f"worker {worker} on line {line} (item {item or '-'}): already rated in "
         f"{Path(first_file).name} line {first_line}"
         for worker, line, item, first_file, first_line in store.conn.execute(
-            "SELECT d.worker_id, d.source_line, d.item, MIN(kf.name), MIN(k.source_line) "
-            "FROM (SELECT a.worker_id, r.source_line, r.item, r.question, s.original_id, "
-            "  s.candidate_id FROM assignments a JOIN answers r ON r.assignment = a.id "
-            "  JOIN rating_subjects s ON s.id = r.subject "
-            "  WHERE a.survey = ? AND r.source_file = ? AND r.excluded = 'duplicate') d "
-            "JOIN assignments ka ON ka.survey = ? AND ka.worker_id = d.worker_id "
-            "JOIN answers k ON k.assignment = ka.id AND k.question = d.question "
+            # the first LISTED of them (a line is one assignment: one worker), then where
+            # each was first rated (the kept answer of the same worker, pair and question)
+            "WITH listed AS (SELECT DISTINCT r.source_line, r.item, a.worker_id "
+            " FROM assignments a JOIN answers r ON r.assignment = a.id"
+            " WHERE a.survey = ? AND r.source_file = ? AND r.excluded = 'duplicate'"
+            " ORDER BY r.source_line, CAST(r.item AS INTEGER), r.item, a.worker_id LIMIT ?) "
+            "SELECT l.worker_id, l.source_line, l.item, MIN(kf.name), MIN(k.source_line) "
+            "FROM listed l CROSS JOIN assignments a ON a.survey = ? AND a.worker_id = l.worker_id "
+            "JOIN answers r ON r.assignment = a.id AND r.item = l.item "
+            "AND r.source_file = ? AND r.source_line = l.source_line "
+            "AND r.excluded = 'duplicate' "
+            "JOIN rating_subjects s ON s.id = r.subject "
+            "JOIN assignments ka ON ka.survey = a.survey AND ka.worker_id = a.worker_id "
+            "JOIN answers k ON k.assignment = ka.id AND k.question = r.question "
             "AND k.excluded IS NULL "
-            "JOIN rating_subjects ks ON ks.id = k.subject AND ks.original_id = d.original_id "
-            "AND ks.candidate_id IS d.candidate_id AND ks.is_check = 0 "
+            "JOIN rating_subjects ks ON ks.id = k.subject AND ks.original_id = s.original_id "
+            "AND ks.candidate_id IS s.candidate_id AND ks.is_check = 0 "
             "JOIN rating_names kf ON kf.id = k.source_file "
-            "GROUP BY d.source_line, d.item, d.worker_id "
-            "ORDER BY d.source_line, CAST(d.item AS INTEGER) LIMIT ?",
-            (*survey_file, survey_id, LISTED),
+            "GROUP BY l.source_line, l.item, l.worker_id "
+            "ORDER BY l.source_line, CAST(l.item AS INTEGER)",
+            (*survey_file, LISTED, *survey_file),
         )
     ]
 
@@ -1233,31 +1240,51 @@ def apply_quality_control(
     # one worker, one question about one pair: the first answer counts, by submit time
     # (unknown last), then the file's first import, its line and the item slot. Only the
     # pairs answered more than once are ordered (found in one pass; CROSS JOIN keeps that
-    # order of the joins), not every answer of the survey
+    # order of the joins), not every answer of the survey. A pair is numbered once (the
+    # subjects of one original and candidate: several items may show it), and the later
+    # answers are collected before they are marked (a row-value IN over the query would
+    # run it twice)
+    for table in ("rating_pairs", "duplicate_answers"):
+        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
     conn.execute(
-        "UPDATE answers SET excluded = 'duplicate' WHERE (assignment, item, question) IN ("
+        "CREATE TEMP TABLE rating_pairs "
+        "(subject INTEGER PRIMARY KEY, pair INTEGER NOT NULL, is_check INTEGER NOT NULL)"
+    )
+    conn.execute(
+        "INSERT INTO temp.rating_pairs SELECT id, MIN(id) OVER (PARTITION BY original_id, "
+        "candidate_id), is_check FROM rating_subjects"
+    )
+    conn.execute(
+        "CREATE TEMP TABLE duplicate_answers (assignment INTEGER, item TEXT, question INTEGER, "
+        "PRIMARY KEY (assignment, item, question)) WITHOUT ROWID"
+    )
+    conn.execute(
+        "INSERT INTO temp.duplicate_answers"
         " SELECT assignment, item, question FROM (SELECT r.assignment, r.item, r.question,"
-        "  ROW_NUMBER() OVER ("
-        "  PARTITION BY a.worker_id, s.original_id, s.candidate_id, r.question"
+        "  ROW_NUMBER() OVER (PARTITION BY a.worker_id, p.pair, r.question"
         "  ORDER BY a.submit_time IS NULL, a.submit_time, f.first_import, fn.name,"
         "  r.source_line, CAST(r.item AS INTEGER), r.item, a.assignment_id) AS position"
-        "  FROM (SELECT a.worker_id, s.original_id, s.candidate_id, r.question"
+        "  FROM (SELECT a.worker_id, p.pair, r.question"
         "   FROM assignments a JOIN answers r ON r.assignment = a.id"
-        "   JOIN rating_subjects s ON s.id = r.subject"
-        "   WHERE a.survey = ? AND r.excluded IS NULL AND s.is_check = 0"
-        "   GROUP BY a.worker_id, s.original_id, s.candidate_id, r.question"
-        "   HAVING COUNT(*) > 1) d"
+        "   JOIN temp.rating_pairs p ON p.subject = r.subject"
+        "   WHERE a.survey = ? AND r.excluded IS NULL AND p.is_check = 0"
+        "   GROUP BY a.worker_id, p.pair, r.question HAVING COUNT(*) > 1) d"
         "  CROSS JOIN assignments a ON a.survey = ? AND a.worker_id = d.worker_id"
         "  JOIN answers r ON r.assignment = a.id AND r.question = d.question"
-        "  JOIN rating_subjects s ON s.id = r.subject AND s.original_id = d.original_id"
-        "  AND s.candidate_id IS d.candidate_id"
+        "  JOIN temp.rating_pairs p ON p.subject = r.subject AND p.pair = d.pair"
         "  JOIN rating_names fn ON fn.id = r.source_file"
         "  LEFT JOIN (SELECT file, MIN(id) AS first_import FROM rating_imports GROUP BY file) f"
         "  ON f.file = fn.name"
-        "  WHERE r.excluded IS NULL AND s.is_check = 0)"
-        " WHERE position > 1)",
+        "  WHERE r.excluded IS NULL AND p.is_check = 0)"
+        " WHERE position > 1",
         (survey_id, survey_id),
     )
+    conn.execute(
+        "UPDATE answers SET excluded = 'duplicate' "
+        "WHERE (assignment, item, question) IN (SELECT * FROM temp.duplicate_answers)"
+    )
+    for table in ("rating_pairs", "duplicate_answers"):
+        conn.execute(f"DROP TABLE temp.{table}")
 
 
 def human_metric(survey_id: str, stat: str, question_id: str) -> str:
