@@ -81,10 +81,13 @@ ASSIGNMENT_COLUMNS = (
     "id",
 )
 #: an answer's row in ``answers`` (the view ``ratings`` names its integers): its
-#: assignment's ``id``, the item slot, the question's ``rating_names`` id, its
-#: ``rating_subjects`` id, ..., the file's and the import time's ``rating_names`` ids
+#: assignment's ``id`` and its file line (the row's), then what the same answer in the
+#: same item reads as in every row (:attr:`_Reader.tails`): the item slot, the question's
+#: ``rating_names`` id, its ``rating_subjects`` id, ..., the file's and the import
+#: time's ``rating_names`` ids
 ANSWER_COLUMNS = (
     "assignment",
+    "source_line",
     "item",
     "question",
     "subject",
@@ -93,9 +96,9 @@ ANSWER_COLUMNS = (
     "text",
     "raw",
     "source_file",
-    "source_line",
     "created_at",
 )
+ANSWER_KEY = ("assignment", "item", "question")
 UNMATCHED_COLUMNS = (
     "assignment_id",
     "item",
@@ -409,6 +412,9 @@ class _Reader:
         self.plans: dict[tuple, list[tuple]] = {}
         #: (a :meth:`_plan`'s number of the slot, the slot's answer cells) → :meth:`_outcomes`
         self.outcomes: dict[tuple, list[tuple]] = {}
+        #: the same keys → the slot's answer rows after their assignment and line (only for
+        #: slots whose answers all read without a failure, outside the long format)
+        self.tails: dict[tuple, list[tuple]] = {}
         # the integers an answer's row holds (:meth:`number_rows`, in the import's transaction)
         self.store: Store | None = None
         #: assignment id → its ``id`` (those of the store, and those this import adds)
@@ -535,8 +541,19 @@ class _Reader:
         plan = self.plans.get((names, inputs))
         if plan is None:
             plan = self.plans[(names, inputs)] = self._plan(row, names, inputs)
+        head = (self.number, row.line)
+        cell = row.answers.get
+        tails, ratings = self.tails, self.batch.ratings
         for slot, named, form, cell_names, token in plan:
-            self._item(row, slot, absent_is_blank, named, form, cell_names, token)
+            # a slot's answers as the last row with the same item and the same cells read
+            # them (a HIT's rows share their items; a scale's cells take few values)
+            key = (token, *map(cell, cell_names))
+            tail = tails.get(key)
+            if tail is None:
+                self._item(row, slot, absent_is_blank, named, form, key)
+            else:
+                self.matched = True
+                ratings.extend([head + answer for answer in tail])
 
     def _plan(self, row: AssignmentRow, names: tuple[str, ...], inputs: tuple) -> list[tuple]:
         """Per slot, for rows with these answer names and inputs: what the inputs name
@@ -571,8 +588,7 @@ class _Reader:
         absent_is_blank: bool,
         named: tuple,
         form: FormNames,
-        cell_names: list[str],
-        token: int,
+        key: tuple,
     ) -> None:
         kind, references, resolved, reason = named
         if kind == "unused":
@@ -584,14 +600,19 @@ class _Reader:
             return
         self.matched = True
         fields = self.fields[slot]
-        # the slot's answers read as the last row with the same item and the same cells
-        # did (a HIT's rows share their items; a scale's cells take few values)
-        key = (token, *map(row.answers.get, cell_names))
         outcomes = self.outcomes.get(key)
         if outcomes is None:
             outcomes = self.outcomes[key] = self._outcomes(
                 row, resolved, fields, form, absent_is_blank
             )
+        if self.seen_ratings is None and all(o[3] is None for o in outcomes):
+            tail = self.tails[key] = [
+                self._tail(slot, question_id, resolved, answer, passed)
+                for question_id, answer, passed, _, _ in outcomes
+            ]
+            head = (self.number, row.line)
+            self.batch.ratings.extend([head + answer for answer in tail])
+            return
         line, assignment_id = row.line, row.assignment_id
         for question_id, answer, passed, failure, column in outcomes:
             if failure is not None:
@@ -751,19 +772,28 @@ class _Reader:
         passed: int | None,
     ) -> None:
         self.batch.ratings.append(
-            (
-                self.number,
-                slot,
-                self.question_ids[question_id],
-                resolved.subject or self.subject(resolved),
-                passed,
-                answer.value,
-                answer.text,
-                answer.raw,
-                self.file_id,
-                row.line,
-                self.time_id,
-            )
+            (self.number, row.line, *self._tail(slot, question_id, resolved, answer, passed))
+        )
+
+    def _tail(
+        self,
+        slot: str,
+        question_id: str,
+        resolved: Resolved,
+        answer: Answer,
+        passed: int | None,
+    ) -> tuple:
+        """An answer's row after its assignment and line (see :data:`ANSWER_COLUMNS`)."""
+        return (
+            slot,
+            self.question_ids[question_id],
+            resolved.subject or self.subject(resolved),
+            passed,
+            answer.value,
+            answer.text,
+            answer.raw,
+            self.file_id,
+            self.time_id,
         )
 
 
@@ -1065,7 +1095,7 @@ def _flush(
             summary.assignments_unchanged += 1
     counted.update(fresh)
     store.conn.executemany(ASSIGNMENT_UPSERT, assignments.values())
-    store.upsert_many("answers", ANSWER_COLUMNS, written.ratings, key=ANSWER_COLUMNS[:3])
+    store.upsert_many("answers", ANSWER_COLUMNS, written.ratings, key=ANSWER_KEY)
     store.upsert_many(
         "ratings_unmatched",
         UNMATCHED_COLUMNS,
