@@ -2,6 +2,7 @@
 ``ratings`` view: a schema-4 store's answers and assignments all come through unchanged."""
 
 import pytest
+
 from semcomp.errors import StoreError
 from semcomp.store import MIGRATIONS, SCHEMA_VERSION, Store
 

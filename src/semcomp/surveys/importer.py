@@ -1,9 +1,9 @@
 """Importing ratings into a study: MTurk batch results or a long-format CSV, with QC.
 
-Every answer is kept as a row of ``ratings`` keyed on (AssignmentId, item slot,
-question), so importing the same file again adds nothing, and a file with the
-same assignments but changed statuses (an approval, a rejection) updates them.
-After each import the quality-control rules are applied again to the whole
+Every answer is kept as a row of ``answers`` (integers; read through the ``ratings``
+view) keyed on (AssignmentId, item slot, question), so importing the same file again adds
+nothing, and a file with the same assignments but changed statuses (an approval, a
+rejection) updates them. After each import the quality-control rules are applied again to the whole
 survey and the ``human.<survey>.<stat>[<question>]`` scores are recomputed:
 
 - rejected assignments are excluded (unless ``include_rejected``);
