@@ -3,8 +3,8 @@
 Every answer is kept as a row of ``answers`` (integers; read through the ``ratings``
 view) keyed on (AssignmentId, item slot, question), so importing the same file again adds
 nothing, and a file with the same assignments but changed statuses (an approval, a
-rejection) updates them. After each import the quality-control rules are applied again to the whole
-survey and the ``human.<survey>.<stat>[<question>]`` scores are recomputed:
+rejection) updates them. After each import the quality-control rules are applied again
+to the whole survey and the ``human.<survey>.<stat>[<question>]`` scores are recomputed:
 
 - rejected assignments are excluded (unless ``include_rejected``);
 - assignments shorter than ``min_work_seconds`` are excluded;
