@@ -398,93 +398,6 @@ class _Columns:
             inputs_key=key,
         )
 
-    def assignments(self, first_line: int, cells: list[list[str]]) -> Iterator[AssignmentRow]:
-        """:meth:`assignment` of consecutive rows given column by column (``cells[i]``: the
-        rows' cells of column ``i``; the first row is on ``first_line``), for a file whose
-        only answer column is ``Answer.taskAnswers``: the cells are stripped and read a
-        column at a time, and rows with the same answers share their dictionary (read-only,
-        like :func:`_read_forms`'). Any other file: row by row."""
-        if [name for name, _ in self.answers] != [TASK_ANSWERS]:
-            for line, row in enumerate(zip(*cells, strict=True), start=first_line):
-                yield self.assignment(line, row)
-            return
-        rows = len(cells[0]) if cells else 0
-        blank = [""] * rows
-
-        def stripped(i: int | None) -> list[str]:
-            return blank if i is None else [cell.strip() for cell in cells[i]]
-
-        def read(texts: list[str], cache: dict, reader) -> list:
-            get = cache.get
-            found = [get(text) for text in texts]
-            for k, value in enumerate(found):
-                if value is None:
-                    value = cache.get(texts[k])
-                    if value is None:
-                        value = cache[texts[k]] = reader(texts[k])
-                    found[k] = value
-            return found
-
-        kept = [stripped(i) for i in self.kept]
-        time_texts = [stripped(i) for _, i in self.times]
-        times = [read(texts, self.read_times, read_time) for texts in time_texts]
-        (_, answers_at), time_names = self.answers[0], [name for name, _ in self.times]
-        forms_text = stripped(answers_at)
-        forms = read(forms_text, self.read_forms, lambda text: _read_forms(text) if text else {})
-        works = stripped(self.work)
-        seconds = read(works, self.read_seconds, _work_seconds)
-        inputs = self.input_dicts
-        keys = (
-            list(zip(*(cells[i] for _, i in self.inputs), strict=True))
-            if self.inputs
-            else [()] * rows
-        )
-        for k in range(rows):
-            problems: list[tuple[str, str, str]] = []
-            answers = forms[k]
-            if isinstance(answers, str):
-                problems.append((f"Answer.{TASK_ANSWERS}", forms_text[k][:200], answers))
-                answers = {}
-            accept, submit = times[0][k], times[1][k]
-            for name, time, texts in zip(time_names, (accept, submit), time_texts, strict=True):
-                if time[1]:
-                    problems.append((name, texts[k], time[1]))
-            work = seconds[k]
-            if isinstance(work, str):
-                problems.append(("WorkTimeInSeconds", works[k], work))
-                work = None
-            key = keys[k]
-            row_inputs = inputs.get(key)
-            if row_inputs is None:
-                row_inputs = inputs[key] = {
-                    name: cell for (name, _), cell in zip(self.inputs, key, strict=True)
-                }
-            yield AssignmentRow(
-                line=first_line + k,
-                hit_id=kept[0][k],
-                assignment_id=kept[1][k],
-                worker_id=kept[2][k],
-                status=kept[3][k],
-                accept_time=accept[0],
-                submit_time=submit[0],
-                work_seconds=work,
-                approval_rate=kept[4][k],
-                inputs=row_inputs,
-                answers=answers,
-                problems=problems,
-                inputs_key=key,
-            )
-
-
-def _work_seconds(text: str) -> float | str | None:
-    """``WorkTimeInSeconds`` read (``None``: blank), or why it cannot be."""
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return "not a number"
-
 
 # ---- the columnar reader ----------------------------------------------------------------
 
@@ -585,7 +498,8 @@ def _assignments(columns: _Columns, table, used: set[int]) -> Iterator[Assignmen
         cells = [
             chunk.column(i).to_pylist() if i in used else blank for i in range(chunk.num_columns)
         ]
-        yield from columns.assignments(start + 2, cells)
+        for line, row in enumerate(zip(*cells, strict=True), start=start + 2):
+            yield columns.assignment(line, row)
 
 
 #: :data:`_TIME` with named groups, for pyarrow (RE2: it matches a subset of what Python's
