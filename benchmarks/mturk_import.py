@@ -178,8 +178,9 @@ def measure(kind: str, study: Path, results: Path, src: str | None = None) -> di
 
 
 def fresh_import(root: Path, layout: str, results: Path, src: str | None = None) -> dict:
-    """The import of ``results`` into a fresh copy of the study (as built, no ratings)."""
-    study = root / f"study-{layout}-run"
+    """The import of ``results`` into a fresh copy of the study (as built, no ratings); the
+    other source's in a copy of its own (the same file imported again reads this code's)."""
+    study = root / f"study-{layout}-{'other' if src else 'run'}"
     shutil.rmtree(study, ignore_errors=True)
     shutil.copytree(root / "study", study)
     return measure("import", study, results, src)

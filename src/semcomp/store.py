@@ -341,6 +341,103 @@ MIGRATIONS: list[str] = [
         ) WHERE rowid = NEW.rowid;
     END;
     """,
+    # 5: narrow answers. An answer row held its assignment's 64-character id, the survey,
+    # the worker, the pair's ids, the results file's absolute path and the import's time
+    # (about 450 bytes); `answers` holds integers for them: the assignment (a stable
+    # `id` each assignment now has), the subject (item, original, candidate, check; in
+    # `rating_subjects`) and the question, file and time (in `rating_names`, each string
+    # once). The view `ratings` gives the old table's columns, so every reader reads as
+    # before; writes go to `answers`. An answer's survey and worker are its assignment's
+    # (the importer writes them together): rows that disagree would be lost, so the
+    # migration refuses them (the named CHECK) rather than drop them
+    """
+    CREATE TABLE assignments_5 (
+        assignment_id TEXT NOT NULL UNIQUE,
+        survey        TEXT NOT NULL REFERENCES surveys(id),
+        hit_id        TEXT NOT NULL,
+        worker_id     TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        accept_time   TEXT,
+        submit_time   TEXT,
+        work_seconds  REAL,
+        approval_rate TEXT,
+        source_file   TEXT NOT NULL,
+        source_line   INTEGER NOT NULL,
+        import_id     INTEGER REFERENCES rating_imports(id),
+        created_at    TEXT NOT NULL,
+        id            INTEGER PRIMARY KEY
+    );
+    INSERT INTO assignments_5 SELECT *, rowid FROM assignments ORDER BY rowid;
+    CREATE TABLE rating_names (
+        id   INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    INSERT INTO rating_names (name)
+        SELECT question FROM ratings UNION SELECT source_file FROM ratings
+        UNION SELECT created_at FROM ratings;
+    CREATE TABLE rating_subjects (
+        id           INTEGER PRIMARY KEY,
+        item_id      TEXT REFERENCES survey_items(id),
+        original_id  TEXT NOT NULL REFERENCES originals(id),
+        candidate_id TEXT REFERENCES candidates(id),
+        is_check     INTEGER NOT NULL
+    );
+    INSERT INTO rating_subjects (item_id, original_id, candidate_id, is_check)
+        SELECT DISTINCT item_id, original_id, candidate_id, is_check FROM ratings;
+    CREATE INDEX rating_subjects_by_pair
+        ON rating_subjects(original_id, candidate_id, item_id, is_check);
+    CREATE TABLE answers (
+        assignment   INTEGER NOT NULL REFERENCES assignments_5(id),
+        item         TEXT NOT NULL,
+        question     INTEGER NOT NULL REFERENCES rating_names(id),
+        subject      INTEGER NOT NULL REFERENCES rating_subjects(id),
+        check_passed INTEGER,
+        value        REAL,
+        text         TEXT,
+        raw          TEXT NOT NULL,
+        excluded     TEXT,
+        source_file  INTEGER NOT NULL REFERENCES rating_names(id),
+        source_line  INTEGER NOT NULL,
+        created_at   INTEGER NOT NULL REFERENCES rating_names(id),
+        PRIMARY KEY (assignment, item, question)
+    ) WITHOUT ROWID;
+    INSERT INTO answers
+        SELECT a.id, r.item, q.id, s.id, r.check_passed, r.value, r.text, r.raw, r.excluded,
+            f.id, r.source_line, t.id
+        FROM ratings r
+        JOIN assignments_5 a ON a.assignment_id = r.assignment_id AND a.survey = r.survey
+            AND a.worker_id = r.worker_id
+        JOIN rating_subjects s ON s.original_id = r.original_id
+            AND s.candidate_id IS r.candidate_id AND s.item_id IS r.item_id
+            AND s.is_check = r.is_check
+        JOIN rating_names q ON q.name = r.question
+        JOIN rating_names f ON f.name = r.source_file
+        JOIN rating_names t ON t.name = r.created_at;
+    CREATE TEMP TABLE migration_5 (
+        lost INTEGER
+            CONSTRAINT "ratings without their assignment's survey and worker cannot be migrated"
+            CHECK (lost = 0)
+    );
+    INSERT INTO temp.migration_5
+        SELECT (SELECT COUNT(*) FROM ratings) - (SELECT COUNT(*) FROM answers);
+    DROP TABLE temp.migration_5;
+    DROP TABLE ratings;
+    DROP TABLE assignments;
+    ALTER TABLE assignments_5 RENAME TO assignments;
+    CREATE INDEX assignments_by_worker ON assignments(survey, worker_id);
+    CREATE VIEW ratings (
+        assignment_id, item, question, survey, worker_id, item_id, original_id, candidate_id,
+        is_check, check_passed, value, text, raw, excluded, source_file, source_line, created_at
+    ) AS SELECT a.assignment_id, r.item, q.name, a.survey, a.worker_id, s.item_id,
+            s.original_id, s.candidate_id, s.is_check, r.check_passed, r.value, r.text, r.raw,
+            r.excluded, f.name, r.source_line, t.name
+        FROM answers r
+        JOIN assignments a ON a.id = r.assignment
+        JOIN rating_subjects s ON s.id = r.subject
+        JOIN rating_names q ON q.id = r.question
+        JOIN rating_names f ON f.id = r.source_file
+        JOIN rating_names t ON t.id = r.created_at;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

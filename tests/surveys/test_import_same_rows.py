@@ -220,7 +220,10 @@ def imports(store, folder: Path) -> list[tuple]:
 
 
 TABLES = {
-    "assignments": "SELECT * FROM assignments ORDER BY assignment_id",
+    # the columns before schema 5 (which gave each assignment an integer id)
+    "assignments": "SELECT assignment_id, survey, hit_id, worker_id, status, accept_time, "
+    "submit_time, work_seconds, approval_rate, source_file, source_line, import_id, created_at "
+    "FROM assignments ORDER BY assignment_id",
     "ratings": "SELECT * FROM ratings ORDER BY assignment_id, item, question",
     "ratings_unmatched": "SELECT * FROM ratings_unmatched ORDER BY source_file, source_line, item",
     "failures": "SELECT * FROM failures WHERE stage = 'ratings' ORDER BY item",

@@ -1,10 +1,10 @@
 """Importing ratings into a study: MTurk batch results or a long-format CSV, with QC.
 
-Every answer is kept as a row of ``ratings`` keyed on (AssignmentId, item slot,
-question), so importing the same file again adds nothing, and a file with the
-same assignments but changed statuses (an approval, a rejection) updates them.
-After each import the quality-control rules are applied again to the whole
-survey and the ``human.<survey>.<stat>[<question>]`` scores are recomputed:
+Every answer is kept as a row of ``answers`` (integers; read through the ``ratings``
+view) keyed on (AssignmentId, item slot, question), so importing the same file again adds
+nothing, and a file with the same assignments but changed statuses (an approval, a
+rejection) updates them. After each import the quality-control rules are applied again
+to the whole survey and the ``human.<survey>.<stat>[<question>]`` scores are recomputed:
 
 - rejected assignments are excluded (unless ``include_rejected``);
 - assignments shorter than ``min_work_seconds`` are excluded;
@@ -78,25 +78,27 @@ ASSIGNMENT_COLUMNS = (
     "source_line",
     "import_id",
     "created_at",
+    "id",
 )
-RATING_COLUMNS = (
-    "assignment_id",
+#: an answer's row in ``answers`` (the view ``ratings`` names its integers): its
+#: assignment's ``id`` and its file line (the row's), then what the same answer in the
+#: same item reads as in every row (:attr:`_Reader.tails`): the item slot, the question's
+#: ``rating_names`` id, its ``rating_subjects`` id, ..., the file's and the import
+#: time's ``rating_names`` ids
+ANSWER_COLUMNS = (
+    "assignment",
+    "source_line",
     "item",
     "question",
-    "survey",
-    "worker_id",
-    "item_id",
-    "original_id",
-    "candidate_id",
-    "is_check",
+    "subject",
     "check_passed",
     "value",
     "text",
     "raw",
     "source_file",
-    "source_line",
     "created_at",
 )
+ANSWER_KEY = ("assignment", "item", "question")
 UNMATCHED_COLUMNS = (
     "assignment_id",
     "item",
@@ -227,6 +229,8 @@ class Resolved:
     is_check: bool = False
     #: question id → (min, max) an attention check must meet
     bounds: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    #: its ``rating_subjects`` id, once an import has written an answer about it
+    subject: int | None = None
 
 
 class StudyIndex:
@@ -408,6 +412,66 @@ class _Reader:
         self.plans: dict[tuple, list[tuple]] = {}
         #: (a :meth:`_plan`'s number of the slot, the slot's answer cells) → :meth:`_outcomes`
         self.outcomes: dict[tuple, list[tuple]] = {}
+        #: the same keys → the slot's answer rows after their assignment and line (only for
+        #: slots whose answers all read without a failure, outside the long format)
+        self.tails: dict[tuple, list[tuple]] = {}
+        # the integers an answer's row holds (:meth:`number_rows`, in the import's transaction)
+        self.store: Store | None = None
+        #: assignment id → its ``id`` (those of the store, and those this import adds)
+        self.numbers: dict[str, int] = {}
+        self.next_number = 1
+        #: the ``id`` of the row's assignment (:meth:`items`)
+        self.number = 0
+        #: (item id, original, candidate, is check) → ``rating_subjects`` id
+        self.subjects: dict[tuple, int] = {}
+        #: question id → ``rating_names`` id; the file's and the import time's
+        self.question_ids: dict[str, int] = {}
+        self.file_id = self.time_id = 0
+
+    def number_rows(self, store: Store) -> None:
+        """Read the integers answers are written with: the assignments' ids, the subjects',
+        and the ``rating_names`` ids of the questions, the file and the import's time (added
+        when new). Call inside the import's transaction."""
+        self.store = store
+        conn = store.conn
+        self.numbers = dict(conn.execute("SELECT assignment_id, id FROM assignments"))
+        self.next_number = 1 + (conn.execute("SELECT MAX(id) FROM assignments").fetchone()[0] or 0)
+        self.subjects = {
+            tuple(row[1:]): row[0]
+            for row in conn.execute(
+                "SELECT id, item_id, original_id, candidate_id, is_check FROM rating_subjects"
+            )
+        }
+        names = [q.id for q in self.survey.questions] + [self.source, self.now]
+        conn.executemany(
+            "INSERT OR IGNORE INTO rating_names (name) VALUES (?)", [(n,) for n in names]
+        )
+        ids = {
+            name: conn.execute("SELECT id FROM rating_names WHERE name = ?", (name,)).fetchone()[0]
+            for name in names
+        }
+        self.question_ids = {q.id: ids[q.id] for q in self.survey.questions}
+        self.file_id, self.time_id = ids[self.source], ids[self.now]
+
+    def subject(self, resolved: Resolved) -> int:
+        """``resolved``'s ``rating_subjects`` id (a new row the first time it is answered)."""
+        key = (
+            resolved.item_id,
+            resolved.original_id,
+            resolved.candidate_id,
+            int(resolved.is_check),
+        )
+        subject = self.subjects.get(key)
+        if subject is None:
+            assert self.store is not None, "number_rows first"
+            cursor = self.store.conn.execute(
+                "INSERT INTO rating_subjects (item_id, original_id, candidate_id, is_check) "
+                "VALUES (?, ?, ?, ?)",
+                key,
+            )
+            subject = self.subjects[key] = int(cursor.lastrowid)
+        resolved.subject = subject
+        return subject
 
     def _gold(self) -> dict[tuple[str, str | None], dict[str, tuple[float | None, float | None]]]:
         gold: dict[tuple[str, str | None], dict] = defaultdict(dict)
@@ -444,6 +508,7 @@ class _Reader:
                 row.line,
                 None,
                 self.now,
+                self.number,
             )
         )
 
@@ -453,9 +518,14 @@ class _Reader:
         corrected import later registers the assignment as new)."""
         self.matched = False
         unmatched_before = len(self.batch.unmatched)
+        number = self.numbers.get(row.assignment_id)
+        self.number = self.next_number if number is None else number
         self._items(row, absent_is_blank)
         if self.matched or len(self.batch.unmatched) == unmatched_before:
             self.assignment(row)
+            if number is None:
+                self.numbers[row.assignment_id] = self.number
+                self.next_number += 1
         else:
             self.unregistered += 1
 
@@ -471,8 +541,19 @@ class _Reader:
         plan = self.plans.get((names, inputs))
         if plan is None:
             plan = self.plans[(names, inputs)] = self._plan(row, names, inputs)
+        head = (self.number, row.line)
+        cell = row.answers.get
+        tails, ratings = self.tails, self.batch.ratings
         for slot, named, form, cell_names, token in plan:
-            self._item(row, slot, absent_is_blank, named, form, cell_names, token)
+            # a slot's answers as the last row with the same item and the same cells read
+            # them (a HIT's rows share their items; a scale's cells take few values)
+            key = (token, *map(cell, cell_names))
+            tail = tails.get(key)
+            if tail is None:
+                self._item(row, slot, absent_is_blank, named, form, key)
+            else:
+                self.matched = True
+                ratings.extend([head + answer for answer in tail])
 
     def _plan(self, row: AssignmentRow, names: tuple[str, ...], inputs: tuple) -> list[tuple]:
         """Per slot, for rows with these answer names and inputs: what the inputs name
@@ -507,8 +588,7 @@ class _Reader:
         absent_is_blank: bool,
         named: tuple,
         form: FormNames,
-        cell_names: list[str],
-        token: int,
+        key: tuple,
     ) -> None:
         kind, references, resolved, reason = named
         if kind == "unused":
@@ -520,14 +600,19 @@ class _Reader:
             return
         self.matched = True
         fields = self.fields[slot]
-        # the slot's answers read as the last row with the same item and the same cells
-        # did (a HIT's rows share their items; a scale's cells take few values)
-        key = (token, *map(row.answers.get, cell_names))
         outcomes = self.outcomes.get(key)
         if outcomes is None:
             outcomes = self.outcomes[key] = self._outcomes(
                 row, resolved, fields, form, absent_is_blank
             )
+        if self.seen_ratings is None and all(o[3] is None for o in outcomes):
+            tail = self.tails[key] = [
+                self._tail(slot, question_id, resolved, answer, passed)
+                for question_id, answer, passed, _, _ in outcomes
+            ]
+            head = (self.number, row.line)
+            self.batch.ratings.extend([head + answer for answer in tail])
+            return
         line, assignment_id = row.line, row.assignment_id
         for question_id, answer, passed, failure, column in outcomes:
             if failure is not None:
@@ -687,24 +772,28 @@ class _Reader:
         passed: int | None,
     ) -> None:
         self.batch.ratings.append(
-            (
-                row.assignment_id,
-                slot,
-                question_id,
-                self.survey.id,
-                row.worker_id,
-                resolved.item_id,
-                resolved.original_id,
-                resolved.candidate_id,
-                int(resolved.is_check),
-                passed,
-                answer.value,
-                answer.text,
-                answer.raw,
-                self.source,
-                row.line,
-                self.now,
-            )
+            (self.number, row.line, *self._tail(slot, question_id, resolved, answer, passed))
+        )
+
+    def _tail(
+        self,
+        slot: str,
+        question_id: str,
+        resolved: Resolved,
+        answer: Answer,
+        passed: int | None,
+    ) -> tuple:
+        """An answer's row after its assignment and line (see :data:`ANSWER_COLUMNS`)."""
+        return (
+            slot,
+            self.question_ids[question_id],
+            resolved.subject or self.subject(resolved),
+            passed,
+            answer.value,
+            answer.text,
+            answer.raw,
+            self.file_id,
+            self.time_id,
         )
 
 
@@ -861,7 +950,7 @@ def import_ratings(
         summary.options_changed = "; ".join(
             f"{k} {stored[k]} → {options[k]}" for k in options if options[k] != stored[k]
         )
-    before = store.count("ratings")
+    before = store.count("answers")
     # a large page cache (SQLite's default is 2 MiB) keeps the ratings indexes and the rows
     # the foreign keys check in memory while a large file is upserted: 64 MiB made 300,000
     # answers about a fifth faster; 256 MiB takes a third less CPU than 64 MiB to upsert
@@ -875,6 +964,7 @@ def import_ratings(
             (survey.id, source, file_sha256(path, "ratings file"), format, to_json(options), now),
         )
         import_id = int(cursor.lastrowid)
+        reader.number_rows(store)
         # this file's earlier failures and unmatched answers are replaced by what it holds now
         # (an answer whose candidate the study has since gained is matched this time)
         store.conn.execute(
@@ -893,7 +983,15 @@ def import_ratings(
             if len(reader.batch.ratings) >= FLUSH_ANSWERS:
                 if rebuilt is None:
                     big = before <= FLUSH_ANSWERS
-                    rebuilt = _drop_secondary_indexes(store, "ratings") if big else []
+                    rebuilt = (
+                        [
+                            sql
+                            for table in ANSWER_TABLES
+                            for sql in _drop_secondary_indexes(store, table)
+                        ]
+                        if big
+                        else []
+                    )
                 _flush(store, reader, summary, import_id, counted)
         _flush(store, reader, summary, import_id, counted)
         for sql in rebuilt or []:
@@ -902,7 +1000,7 @@ def import_ratings(
         store.set_info(_options_key(survey.id), options)
         apply_quality_control(store, survey.id, **options)
         summary.scores_written = write_human_scores(store, survey)
-        summary.ratings_new = store.count("ratings") - before
+        summary.ratings_new = store.count("answers") - before
         _file_counts(store, survey.id, source, summary)
         store.conn.execute(
             "UPDATE rating_imports SET summary = ? WHERE id = ?",
@@ -948,6 +1046,15 @@ def _drop_secondary_indexes(store: Store, table: str) -> list[str]:
 
 #: answers held in memory before they are written (all in the import's one transaction)
 FLUSH_ANSWERS = 20_000
+#: the tables an import writes a row to per assignment and per answer
+ANSWER_TABLES = ("assignments", "answers")
+#: an assignment's upsert: its ``id`` and first import time stay
+ASSIGNMENT_UPSERT = (
+    f"INSERT INTO assignments ({', '.join(ASSIGNMENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in ASSIGNMENT_COLUMNS)}) "
+    "ON CONFLICT (assignment_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in ASSIGNMENT_COLUMNS[1:-2])
+)
 #: the quality-control options a survey starts with
 DEFAULT_OPTIONS: dict[str, object] = {"min_work_seconds": None, "include_rejected": False}
 
@@ -987,10 +1094,8 @@ def _flush(
         else:
             summary.assignments_unchanged += 1
     counted.update(fresh)
-    store.upsert_many(
-        "assignments", ASSIGNMENT_COLUMNS, assignments.values(), key=("assignment_id",)
-    )
-    store.upsert_many("ratings", RATING_COLUMNS, written.ratings, key=RATING_COLUMNS[:3])
+    store.conn.executemany(ASSIGNMENT_UPSERT, assignments.values())
+    store.upsert_many("answers", ANSWER_COLUMNS, written.ratings, key=ANSWER_KEY)
     store.upsert_many(
         "ratings_unmatched",
         UNMATCHED_COLUMNS,
@@ -1078,12 +1183,15 @@ def _existing_statuses(store: Store, assignment_ids: list[str]) -> dict[str, tup
 
 
 def _file_counts(store: Store, survey_id: str, source: str, summary: ImportSummary) -> None:
-    # "+survey": one pass over the table reads faster than the survey's index and a row
-    # lookup per answer
+    found = store.conn.execute("SELECT id FROM rating_names WHERE name = ?", (source,)).fetchone()
+    if found is None:  # no answer of the study came from this file
+        return
+    survey_file = (survey_id, found[0])
     rows = store.conn.execute(
-        "SELECT COALESCE(excluded, '') AS rule, COUNT(*) FROM ratings "
-        "WHERE +survey = ? AND source_file = ? AND is_check = 0 GROUP BY rule",
-        (survey_id, source),
+        "SELECT COALESCE(r.excluded, '') AS rule, COUNT(*) FROM assignments a "
+        "JOIN answers r ON r.assignment = a.id JOIN rating_subjects s ON s.id = r.subject "
+        "WHERE a.survey = ? AND r.source_file = ? AND s.is_check = 0 GROUP BY rule",
+        survey_file,
     )
     for rule, count in rows:
         if rule:
@@ -1091,79 +1199,122 @@ def _file_counts(store: Store, survey_id: str, source: str, summary: ImportSumma
         else:
             summary.kept = count
     summary.duplicates_count = store.conn.execute(
-        "SELECT COUNT(*) FROM (SELECT DISTINCT source_line, item, worker_id FROM ratings "
-        "WHERE +survey = ? AND source_file = ? AND excluded = 'duplicate')",
-        (survey_id, source),
+        "SELECT COUNT(*) FROM (SELECT DISTINCT r.source_line, r.item, a.worker_id "
+        "FROM assignments a JOIN answers r ON r.assignment = a.id "
+        "WHERE a.survey = ? AND r.source_file = ? AND r.excluded = 'duplicate')",
+        survey_file,
     ).fetchone()[0]
     summary.duplicates = [
         f"worker {worker} on line {line} (item {item or '-'}): already rated in "
         f"{Path(first_file).name} line {first_line}"
         for worker, line, item, first_file, first_line in store.conn.execute(
-            "SELECT d.worker_id, d.source_line, d.item, MIN(k.source_file), MIN(k.source_line) "
-            "FROM ratings d JOIN ratings k ON k.survey = d.survey AND k.worker_id = d.worker_id "
-            "AND k.original_id = d.original_id AND k.candidate_id IS d.candidate_id "
-            "AND k.question = d.question AND k.excluded IS NULL AND k.is_check = 0 "
-            "WHERE d.survey = ? AND d.source_file = ? AND d.excluded = 'duplicate' "
-            "GROUP BY d.source_line, d.item, d.worker_id "
-            "ORDER BY d.source_line, CAST(d.item AS INTEGER) LIMIT ?",
-            (survey_id, source, LISTED),
+            # the first LISTED of them (a line is one assignment: one worker), then where
+            # each was first rated (the kept answer of the same worker, pair and question)
+            "WITH listed AS (SELECT DISTINCT r.source_line, r.item, a.worker_id "
+            " FROM assignments a JOIN answers r ON r.assignment = a.id"
+            " WHERE a.survey = ? AND r.source_file = ? AND r.excluded = 'duplicate'"
+            " ORDER BY r.source_line, CAST(r.item AS INTEGER), r.item, a.worker_id LIMIT ?) "
+            "SELECT l.worker_id, l.source_line, l.item, MIN(kf.name), MIN(k.source_line) "
+            "FROM listed l CROSS JOIN assignments a ON a.survey = ? AND a.worker_id = l.worker_id "
+            "JOIN answers r ON r.assignment = a.id AND r.item = l.item "
+            "AND r.source_file = ? AND r.source_line = l.source_line "
+            "AND r.excluded = 'duplicate' "
+            "JOIN rating_subjects s ON s.id = r.subject "
+            "JOIN assignments ka ON ka.survey = a.survey AND ka.worker_id = a.worker_id "
+            "JOIN answers k ON k.assignment = ka.id AND k.question = r.question "
+            "AND k.excluded IS NULL "
+            "JOIN rating_subjects ks ON ks.id = k.subject AND ks.original_id = s.original_id "
+            "AND ks.candidate_id IS s.candidate_id AND ks.is_check = 0 "
+            "JOIN rating_names kf ON kf.id = k.source_file "
+            "GROUP BY l.source_line, l.item, l.worker_id "
+            "ORDER BY l.source_line, CAST(l.item AS INTEGER)",
+            (*survey_file, LISTED, *survey_file),
         )
     ]
+
+
+#: the survey's answers (``answers`` rows; its assignments: ``a``) as a filter of ``answers``
+SURVEY_ANSWERS = "assignment IN (SELECT id FROM assignments a WHERE a.survey = ?{})"
 
 
 def apply_quality_control(
     store: Store, survey_id: str, *, min_work_seconds: float | None, include_rejected: bool
 ) -> None:
-    """Set ``ratings.excluded`` for every answer of the survey (NULL: kept). In a transaction."""
+    """Set ``excluded`` for every answer of the survey (NULL: kept). In a transaction.
+
+    Written to ``answers``; the ``ratings`` view shows it."""
     conn = store.conn
-    # only rows that change are written; "+survey" keeps SQLite from walking the survey's
-    # whole index where the assignment's key finds its few rows (a 1,000,000-answer survey
-    # is read once, not once per rule)
+    # only rows that change are written
     conn.execute(
-        "UPDATE ratings SET excluded = NULL WHERE survey = ? AND excluded IS NOT NULL",
+        f"UPDATE answers SET excluded = NULL WHERE excluded IS NOT NULL "
+        f"AND {SURVEY_ANSWERS.format('')}",
         (survey_id,),
     )
-    in_assignments = (
-        "UPDATE ratings SET excluded = ? WHERE +survey = ? AND excluded IS NULL AND assignment_id "
-        "IN (SELECT assignment_id FROM assignments WHERE survey = ? AND {})"
-    )
+    in_assignments = "UPDATE answers SET excluded = ? WHERE excluded IS NULL AND " + SURVEY_ANSWERS
     if not include_rejected:
         conn.execute(
-            in_assignments.format("lower(status) = 'rejected'"), ("rejected", survey_id, survey_id)
+            in_assignments.format(" AND lower(a.status) = 'rejected'"), ("rejected", survey_id)
         )
     if min_work_seconds is not None:
         conn.execute(
-            in_assignments.format("work_seconds IS NOT NULL AND work_seconds < ?"),
-            ("work_time", survey_id, survey_id, min_work_seconds),
+            in_assignments.format(" AND a.work_seconds IS NOT NULL AND a.work_seconds < ?"),
+            ("work_time", survey_id, min_work_seconds),
         )
     conn.execute(
-        "UPDATE ratings SET excluded = 'attention_check' WHERE survey = ? AND excluded IS NULL "
-        "AND worker_id IN (SELECT worker_id FROM ratings WHERE +survey = ? AND check_passed = 0)",
-        (survey_id, survey_id),
+        in_assignments.format(
+            " AND a.worker_id IN (SELECT f.worker_id FROM assignments f JOIN answers r "
+            "ON r.assignment = f.id WHERE f.survey = ? AND r.check_passed = 0)"
+        ),
+        ("attention_check", survey_id, survey_id),
     )
     # one worker, one question about one pair: the first answer counts, by submit time
     # (unknown last), then the file's first import, its line and the item slot. Only the
     # pairs answered more than once are ordered (found in one pass; CROSS JOIN keeps that
-    # order of the joins), not every answer of the survey
+    # order of the joins), not every answer of the survey. A pair is numbered once (the
+    # subjects of one original and candidate: several items may show it), and the later
+    # answers are collected before they are marked (a row-value IN over the query would
+    # run it twice)
+    for table in ("rating_pairs", "duplicate_answers"):
+        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
     conn.execute(
-        "UPDATE ratings SET excluded = 'duplicate' WHERE rowid IN ("
-        " SELECT answer FROM (SELECT r.rowid AS answer, ROW_NUMBER() OVER ("
-        "  PARTITION BY r.worker_id, r.original_id, r.candidate_id, r.question"
-        "  ORDER BY a.submit_time IS NULL, a.submit_time, f.first_import, r.source_file,"
-        "  r.source_line, CAST(r.item AS INTEGER), r.item, r.assignment_id) AS position"
-        "  FROM (SELECT worker_id, original_id, candidate_id, question FROM ratings"
-        "   WHERE +survey = ? AND excluded IS NULL AND is_check = 0"
-        "   GROUP BY worker_id, original_id, candidate_id, question HAVING COUNT(*) > 1) d"
-        "  CROSS JOIN ratings r ON r.survey = ? AND r.worker_id = d.worker_id"
-        "  AND r.original_id = d.original_id AND r.candidate_id IS d.candidate_id"
-        "  AND r.question = d.question"
-        "  JOIN assignments a ON a.assignment_id = r.assignment_id"
+        "CREATE TEMP TABLE rating_pairs "
+        "(subject INTEGER PRIMARY KEY, pair INTEGER NOT NULL, is_check INTEGER NOT NULL)"
+    )
+    conn.execute(
+        "INSERT INTO temp.rating_pairs SELECT id, MIN(id) OVER (PARTITION BY original_id, "
+        "candidate_id), is_check FROM rating_subjects"
+    )
+    conn.execute(
+        "CREATE TEMP TABLE duplicate_answers (assignment INTEGER, item TEXT, question INTEGER, "
+        "PRIMARY KEY (assignment, item, question)) WITHOUT ROWID"
+    )
+    conn.execute(
+        "INSERT INTO temp.duplicate_answers"
+        " SELECT assignment, item, question FROM (SELECT r.assignment, r.item, r.question,"
+        "  ROW_NUMBER() OVER (PARTITION BY a.worker_id, p.pair, r.question"
+        "  ORDER BY a.submit_time IS NULL, a.submit_time, f.first_import, fn.name,"
+        "  r.source_line, CAST(r.item AS INTEGER), r.item, a.assignment_id) AS position"
+        "  FROM (SELECT a.worker_id, p.pair, r.question"
+        "   FROM assignments a JOIN answers r ON r.assignment = a.id"
+        "   JOIN temp.rating_pairs p ON p.subject = r.subject"
+        "   WHERE a.survey = ? AND r.excluded IS NULL AND p.is_check = 0"
+        "   GROUP BY a.worker_id, p.pair, r.question HAVING COUNT(*) > 1) d"
+        "  CROSS JOIN assignments a ON a.survey = ? AND a.worker_id = d.worker_id"
+        "  JOIN answers r ON r.assignment = a.id AND r.question = d.question"
+        "  JOIN temp.rating_pairs p ON p.subject = r.subject AND p.pair = d.pair"
+        "  JOIN rating_names fn ON fn.id = r.source_file"
         "  LEFT JOIN (SELECT file, MIN(id) AS first_import FROM rating_imports GROUP BY file) f"
-        "  ON f.file = r.source_file"
-        "  WHERE r.excluded IS NULL AND r.is_check = 0)"
-        " WHERE position > 1)",
+        "  ON f.file = fn.name"
+        "  WHERE r.excluded IS NULL AND p.is_check = 0)"
+        " WHERE position > 1",
         (survey_id, survey_id),
     )
+    conn.execute(
+        "UPDATE answers SET excluded = 'duplicate' "
+        "WHERE (assignment, item, question) IN (SELECT * FROM temp.duplicate_answers)"
+    )
+    for table in ("rating_pairs", "duplicate_answers"):
+        conn.execute(f"DROP TABLE temp.{table}")
 
 
 def human_metric(survey_id: str, stat: str, question_id: str) -> str:
@@ -1207,10 +1358,13 @@ def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
     placeholders = ", ".join("?" for _ in numeric)
     cursor = store.conn.cursor()
     cursor.row_factory = None  # tuples: no sqlite3.Row per rating
+    # in the order the answers were written within a (candidate, question)
     cursor.execute(
-        "SELECT candidate_id, question, value FROM ratings WHERE survey = ? AND excluded IS NULL "
-        f"AND is_check = 0 AND candidate_id IS NOT NULL AND value IS NOT NULL "
-        f"AND question IN ({placeholders}) ORDER BY candidate_id, question",
+        "SELECT s.candidate_id, q.name, r.value FROM assignments a "
+        "JOIN answers r ON r.assignment = a.id JOIN rating_subjects s ON s.id = r.subject "
+        "JOIN rating_names q ON q.id = r.question WHERE a.survey = ? AND r.excluded IS NULL "
+        "AND s.is_check = 0 AND s.candidate_id IS NOT NULL AND r.value IS NOT NULL "
+        f"AND q.name IN ({placeholders}) ORDER BY s.candidate_id, q.name, r.assignment, r.item",
         (survey.id, *[q.id for q in numeric]),
     )
     now = utc_now()
