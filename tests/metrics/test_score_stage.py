@@ -1,6 +1,7 @@
 """The score stage: every configured metric on a tiny study, resumable, with the metrics table."""
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from semcomp.config import EmbedderConfig
 from semcomp.images import decode_image
 from semcomp.metrics.clip import OpenClipEmbedder
 from semcomp.metrics.psnr import PsnrMetric, psnr
+from semcomp.store import MIGRATIONS
 from semcomp.study import Study
 
 
@@ -209,9 +211,17 @@ def test_images_too_small_for_ms_ssim_are_settled_failures_with_the_reason(
 
 def downgrade_to_schema_2(root: Path) -> None:
     """Make ``root``'s store what semcomp wrote before metrics were a plugin family."""
+    # migration 5 (narrow answers) undone on a store without ratings: the version-2
+    # assignments and ratings tables, as migration 2 made them
+    wide = re.findall(r"CREATE TABLE (?:assignments|ratings) \(.*?\n    \);", MIGRATIONS[1], re.S)
+    assert len(wide) == 2
     conn = sqlite3.connect(root / "study.db")
     try:
         conn.executescript(
+            "DROP VIEW ratings; DROP TABLE answers; DROP TABLE rating_subjects;"
+            "DROP TABLE rating_names; DROP TABLE assignments;"
+            + "".join(wide)
+            + "CREATE INDEX ratings_by_worker ON ratings(survey, worker_id, original_id);"
             # migration 4 (each candidate's method), then migration 3 (metrics)
             "DROP TRIGGER candidates_method; DROP INDEX candidates_by_method;"
             "ALTER TABLE candidates DROP COLUMN method_id;"
