@@ -43,6 +43,55 @@ def test_png_and_pdf_share_one_layout_and_equal_savefig_tight(tmp_path, monkeypa
     assert b"/Subtype /Image" not in small  # a few dots stay vector
 
 
+def test_a_constrained_layout_runs_once_for_both_files(tmp_path, monkeypatch):
+    """savefig lays a constrained figure out again for each file; here the layout found
+    at the PNG's dpi is kept, so the PNG is that of ``savefig`` and the PDF shares it."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    def constrained(points: int):
+        plt = figures._pyplot()
+        figure, axes = plt.subplots(1, 2, figsize=(4, 3), layout="constrained")
+        rng = np.random.default_rng(0)
+        for axis in axes:
+            axis.scatter(rng.uniform(size=points), rng.uniform(size=points), s=4)
+            axis.set_ylabel("a label")
+        return figure
+
+    reference = constrained(40)
+    reference.savefig(tmp_path / "reference.png", dpi=150, bbox_inches="tight")
+    runs = []
+    execute = ConstrainedLayoutEngine.execute
+
+    def counted(self, figure):
+        runs.append(1)
+        return execute(self, figure)
+
+    monkeypatch.setattr(ConstrainedLayoutEngine, "execute", counted)
+    png, pdf = figures.save_figure(constrained(40), tmp_path / "figure")
+    assert len(runs) == 1  # savefig: once per file and per draw of the tight crop
+    assert np.array_equal(
+        np.asarray(Image.open(png)), np.asarray(Image.open(tmp_path / "reference.png"))
+    )
+    assert pdf.read_bytes().startswith(b"%PDF")
+    runs.clear()
+    figures.save_figure(constrained(40), tmp_path / "plain", tight=False)
+    assert len(runs) == 1
+
+
+def test_dense_panels_rasterise_their_scatters_and_keep_summary_markers_vector(tmp_path):
+    plt = figures._pyplot()
+    figure, (dense, sparse) = plt.subplots(1, 2, figsize=(4, 3))
+    rng = np.random.default_rng(0)
+    for size in (3000, 3000):  # each under RASTER_POINTS, together over it
+        dense.scatter(rng.uniform(size=size), rng.uniform(size=size), s=4)
+    marker = dense.scatter([0.5], [0.5], s=30)
+    few = sparse.scatter(rng.uniform(size=200), rng.uniform(size=200), s=4)
+    collections = list(dense.collections)
+    figures.save_figure(figure, tmp_path / "figure")
+    assert [c.get_rasterized() for c in collections] == [True, True, False]
+    assert not marker.get_rasterized() and not few.get_rasterized()
+
+
 def test_figures_without_a_tight_crop_keep_their_size_and_look(tmp_path):
     reference = scatter_figure(3000)
     reference.savefig(tmp_path / "reference.png", dpi=150)

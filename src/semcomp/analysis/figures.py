@@ -206,9 +206,12 @@ def label_panel(figure: Figure, label: str, axis: int = 0) -> None:
         panel.set_title((title + "\n" if title else "") + label.upper(), fontsize="small")
 
 
-#: a scatter of more points than this is an image inside a PDF: thousands of vector dots
-#: make files of megabytes that take seconds to write and to show
+#: the scatters of a panel of more points than this together are images inside a PDF:
+#: thousands of vector dots make files of megabytes that take seconds to write and to show
 RASTER_POINTS = 5000
+#: ... each scatter of that panel with more points than this (a handful of summary
+#: markers stays vector)
+RASTER_MIN_POINTS = 100
 #: resolution of the PNG files
 DPI = 150
 #: the margin around a figure cropped to its content, as ``savefig``'s ``pad_inches``
@@ -335,24 +338,32 @@ def wait_for_figures() -> None:
 def write_figure(figure: Figure, out_stem: Path, *, tight: bool = True) -> list[Path]:
     """Write ``figure`` as PNG (150 dpi) and PDF next to each other and close it.
 
-    The layout is worked out once for both files: legends placed at ``loc="best"`` are
-    placed once and pinned there, and the crop to the content (``tight``, as
-    ``bbox_inches="tight"``) is measured once, so each file is one draw (``savefig`` with
+    The layout is worked out once for both files: a layout engine (constrained layout)
+    runs once, at the PNG's dpi, and its positions are kept for both files; legends placed
+    at ``loc="best"`` are placed once and pinned there, and the crop to the content
+    (``tight``, as ``bbox_inches="tight"``) is measured once, so each file is one draw
+    (``savefig`` lays a constrained figure out again for each file, and with
     ``bbox_inches="tight"`` draws each file twice and searches each "best" legend's place
     five times per file, over every point drawn). Dense scatters are rasterised in the
     PDF (:data:`RASTER_POINTS`).
     """
     for axis in figure.axes:
-        for collection in axis.collections:
-            if len(collection.get_offsets()) > RASTER_POINTS:
-                collection.set_rasterized(True)
+        sizes = [len(collection.get_offsets()) for collection in axis.collections]
+        if sum(sizes) > RASTER_POINTS:
+            for collection, size in zip(axis.collections, sizes, strict=True):
+                if size > RASTER_MIN_POINTS:
+                    collection.set_rasterized(True)
     bbox = None
+    laid_out = figure.get_layout_engine() is not None
     dpi, figure.dpi = figure.dpi, DPI  # text extents depend on the dpi drawn at
     try:
         _keep_legend_places(figure)
-        if tight:
+        if tight or laid_out:
             figure.draw_without_rendering()
+        if tight:
             bbox = figure.get_tightbbox(figure.canvas.get_renderer()).padded(PAD_INCHES)
+        if laid_out:
+            figure.set_layout_engine("none")  # the positions found stay as they are
     finally:
         figure.dpi = dpi
     written = []
