@@ -132,3 +132,37 @@ def test_a_figure_the_worker_cannot_write_raises_on_leaving(tmp_path):
         assert figures._BACKGROUND.get() is None
         figures.save_figure(scatter_figure(10), tmp_path / "scatter")
         assert (tmp_path / "scatter.png").exists()
+
+
+def test_log_axes_label_their_ticks_as_plain_text_like_matplotlib():
+    """Log-axis ticks are labelled as matplotlib labels them, as plain text (no mathtext to
+    parse at every draw), and the figure still travels pickled to the figure worker."""
+    import pickle
+
+    from semcomp.analysis.log_ticks import log_scale, plain_label
+
+    assert plain_label(r"$\mathdefault{10^{-3}}$") == "10⁻³"
+    assert plain_label(r"$\mathdefault{10^{2}}$") == "10²"
+    assert plain_label(r"$\mathdefault{2\times10^{-1}}$") == "2×10⁻¹"
+    assert plain_label(r"$\mathdefault{-10^{1}}$") == "-10¹"
+    assert plain_label(r"$\mathdefault{0.5}$") == "0.5"
+    assert plain_label("") == "" and plain_label("bpp") == "bpp"
+    plt = figures._pyplot()
+    for low, high in ((1e-4, 2.0), (0.2, 0.9)):  # decades; less than one (minor labels)
+        labels = {}
+        for plain in (False, True):
+            figure, axis = plt.subplots(figsize=(4, 3))
+            axis.plot([low, high], [1, 2])
+            if plain:
+                log_scale(axis, "x")
+                figure = pickle.loads(pickle.dumps(figure))
+                axis = figure.axes[0]
+            else:
+                axis.set_xscale("log")
+            figure.canvas.draw()
+            labels[plain] = [
+                t.get_text() for which in (False, True) for t in axis.get_xticklabels(minor=which)
+            ]
+            plt.close(figure)
+        assert any(labels[True]) and not any("$" in text for text in labels[True])
+        assert labels[True] == [plain_label(text) for text in labels[False]]

@@ -596,7 +596,9 @@ def draw_front(axis: Axes, front: pd.DataFrame, x_col: str, y_col: str) -> None:
 
 
 def finish_rd_axis(axis: Axes, rate_label: str, score_label: str) -> None:
-    axis.set_xscale("log")
+    from semcomp.analysis.log_ticks import log_scale
+
+    log_scale(axis, "x")
     axis.set_xlabel(rate_label)
     axis.set_ylabel(score_label)
     axis.grid(True, which="both", alpha=0.3)
@@ -766,7 +768,9 @@ def table1_figure(
         "mean size (bytes)",
     )
     if (table["size_bytes_mean"] > 0).any():
-        size_axis.set_yscale("log")
+        from semcomp.analysis.log_ticks import log_scale
+
+        log_scale(size_axis, "y")
     size_axis.set_xlim(-0.6, len(table) - 0.4)  # keep the places of bars without a size
     for position in positions[table["size_bytes_mean"].isna().to_numpy()]:
         # a method without a rate (imported without captions) keeps its place: size "—"
@@ -952,7 +956,9 @@ def zero_shot_figure(
             )
         display = scores[key].display if scores is not None else key
         axis.set_title(display + (f" ({RANDOM_WEIGHTS_NOTE})" if random_weights else ""))
-        axis.set_xscale("log")
+        from semcomp.analysis.log_ticks import log_scale
+
+        log_scale(axis, "x")
         axis.set_xlabel("rate (bits per pixel)")
         axis.set_ylabel("zero-shot top-1 accuracy (%)")
         axis.set_ylim(-2, 102)
@@ -1162,7 +1168,9 @@ def caption_metrics_figure(table: pd.DataFrame) -> Figure:
                 color=colours[family],
                 label=str(family),
             )
-        axis.set_xscale("log")
+        from semcomp.analysis.log_ticks import log_scale
+
+        log_scale(axis, "x")
         axis.set_xlabel("bits per embedding")
         axis.set_ylabel(metric)
         axis.grid(True, alpha=0.3)
