@@ -166,3 +166,32 @@ def test_log_axes_label_their_ticks_as_plain_text_like_matplotlib():
             plt.close(figure)
         assert any(labels[True]) and not any("$" in text for text in labels[True])
         assert labels[True] == [plain_label(text) for text in labels[False]]
+
+
+def test_waiting_for_the_worker_this_process_writes_the_figures_it_has_not_started(
+    tmp_path, monkeypatch
+):
+    """On leaving (or at ``wait_for_figures``) the caller writes the last figures the worker
+    has not started while the worker writes the first; every file is written, and each is
+    the file written without a worker."""
+    written_here = []
+    write = figures.write_figure
+
+    def recorded(figure, out_stem, **kwargs):
+        written_here.append(out_stem.name)
+        return write(figure, out_stem, **kwargs)
+
+    (tmp_path / "here").mkdir()
+    (tmp_path / "both").mkdir()
+    for index in range(6):
+        figures.save_figure(scatter_figure(6000), tmp_path / "here" / f"scatter{index}")
+    with figures.saved_in_background():
+        monkeypatch.setattr(figures, "write_figure", recorded)  # here: the worker is forked
+        for index in range(6):
+            figures.save_figure(scatter_figure(6000), tmp_path / "both" / f"scatter{index}")
+    assert written_here and "scatter5" in written_here  # the last, written here
+    assert "scatter0" not in written_here  # the first, by the worker
+    for index in range(6):
+        png = f"scatter{index}.png"
+        assert (tmp_path / "both" / png).read_bytes() == (tmp_path / "here" / png).read_bytes()
+        assert (tmp_path / "both" / f"scatter{index}.pdf").stat().st_size > 0

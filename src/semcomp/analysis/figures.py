@@ -307,16 +307,25 @@ class _BackgroundSaver:
         return [out_stem.with_suffix(suffix) for suffix in FIGURE_SUFFIXES]
 
     def wait(self) -> None:
-        """Until every figure handed over is written (here, if the worker died)."""
+        """Until every figure handed over is written (here, if the worker died).
+
+        Rather than sit idle, this process writes the figures the worker has not started,
+        the last first, while the worker writes the others in order (the files are the
+        same either way)."""
+        import pickle
         from concurrent.futures.process import BrokenProcessPool
 
         pending, self.pending = self.pending, []
+        for future, data, out_stem, tight in reversed(pending):
+            if not future.cancel():  # under way (or queued for the worker): the rest too
+                break
+            write_figure(pickle.loads(data), out_stem, tight=tight)
         for future, data, out_stem, tight in pending:
+            if future.cancelled():  # written here above
+                continue
             try:
                 future.result()
             except BrokenProcessPool:  # the worker died (killed, out of memory)
-                import pickle
-
                 write_figure(pickle.loads(data), out_stem, tight=tight)
 
     def close(self, *, cancel: bool = False) -> None:
