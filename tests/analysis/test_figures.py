@@ -43,6 +43,55 @@ def test_png_and_pdf_share_one_layout_and_equal_savefig_tight(tmp_path, monkeypa
     assert b"/Subtype /Image" not in small  # a few dots stay vector
 
 
+def test_a_constrained_layout_runs_once_for_both_files(tmp_path, monkeypatch):
+    """savefig lays a constrained figure out again for each file; here the layout found
+    at the PNG's dpi is kept, so the PNG is that of ``savefig`` and the PDF shares it."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    def constrained(points: int):
+        plt = figures._pyplot()
+        figure, axes = plt.subplots(1, 2, figsize=(4, 3), layout="constrained")
+        rng = np.random.default_rng(0)
+        for axis in axes:
+            axis.scatter(rng.uniform(size=points), rng.uniform(size=points), s=4)
+            axis.set_ylabel("a label")
+        return figure
+
+    reference = constrained(40)
+    reference.savefig(tmp_path / "reference.png", dpi=150, bbox_inches="tight")
+    runs = []
+    execute = ConstrainedLayoutEngine.execute
+
+    def counted(self, figure):
+        runs.append(1)
+        return execute(self, figure)
+
+    monkeypatch.setattr(ConstrainedLayoutEngine, "execute", counted)
+    png, pdf = figures.save_figure(constrained(40), tmp_path / "figure")
+    assert len(runs) == 1  # savefig: once per file and per draw of the tight crop
+    assert np.array_equal(
+        np.asarray(Image.open(png)), np.asarray(Image.open(tmp_path / "reference.png"))
+    )
+    assert pdf.read_bytes().startswith(b"%PDF")
+    runs.clear()
+    figures.save_figure(constrained(40), tmp_path / "plain", tight=False)
+    assert len(runs) == 1
+
+
+def test_dense_panels_rasterise_their_scatters_and_keep_summary_markers_vector(tmp_path):
+    plt = figures._pyplot()
+    figure, (dense, sparse) = plt.subplots(1, 2, figsize=(4, 3))
+    rng = np.random.default_rng(0)
+    for size in (3000, 3000):  # each under RASTER_POINTS, together over it
+        dense.scatter(rng.uniform(size=size), rng.uniform(size=size), s=4)
+    marker = dense.scatter([0.5], [0.5], s=30)
+    few = sparse.scatter(rng.uniform(size=200), rng.uniform(size=200), s=4)
+    collections = list(dense.collections)
+    figures.save_figure(figure, tmp_path / "figure")
+    assert [c.get_rasterized() for c in collections] == [True, True, False]
+    assert not marker.get_rasterized() and not few.get_rasterized()
+
+
 def test_figures_without_a_tight_crop_keep_their_size_and_look(tmp_path):
     reference = scatter_figure(3000)
     reference.savefig(tmp_path / "reference.png", dpi=150)
@@ -83,3 +132,66 @@ def test_a_figure_the_worker_cannot_write_raises_on_leaving(tmp_path):
         assert figures._BACKGROUND.get() is None
         figures.save_figure(scatter_figure(10), tmp_path / "scatter")
         assert (tmp_path / "scatter.png").exists()
+
+
+def test_log_axes_label_their_ticks_as_plain_text_like_matplotlib():
+    """Log-axis ticks are labelled as matplotlib labels them, as plain text (no mathtext to
+    parse at every draw), and the figure still travels pickled to the figure worker."""
+    import pickle
+
+    from semcomp.analysis.log_ticks import log_scale, plain_label
+
+    assert plain_label(r"$\mathdefault{10^{-3}}$") == "10⁻³"
+    assert plain_label(r"$\mathdefault{10^{2}}$") == "10²"
+    assert plain_label(r"$\mathdefault{2\times10^{-1}}$") == "2×10⁻¹"
+    assert plain_label(r"$\mathdefault{-10^{1}}$") == "-10¹"
+    assert plain_label(r"$\mathdefault{0.5}$") == "0.5"
+    assert plain_label("") == "" and plain_label("bpp") == "bpp"
+    plt = figures._pyplot()
+    for low, high in ((1e-4, 2.0), (0.2, 0.9)):  # decades; less than one (minor labels)
+        labels = {}
+        for plain in (False, True):
+            figure, axis = plt.subplots(figsize=(4, 3))
+            axis.plot([low, high], [1, 2])
+            if plain:
+                log_scale(axis, "x")
+                figure = pickle.loads(pickle.dumps(figure))
+                axis = figure.axes[0]
+            else:
+                axis.set_xscale("log")
+            figure.canvas.draw()
+            labels[plain] = [
+                t.get_text() for which in (False, True) for t in axis.get_xticklabels(minor=which)
+            ]
+            plt.close(figure)
+        assert any(labels[True]) and not any("$" in text for text in labels[True])
+        assert labels[True] == [plain_label(text) for text in labels[False]]
+
+
+def test_waiting_for_the_worker_this_process_writes_the_figures_it_has_not_started(
+    tmp_path, monkeypatch
+):
+    """On leaving (or at ``wait_for_figures``) the caller writes the last figures the worker
+    has not started while the worker writes the first; every file is written, and each is
+    the file written without a worker."""
+    written_here = []
+    write = figures.write_figure
+
+    def recorded(figure, out_stem, **kwargs):
+        written_here.append(out_stem.name)
+        return write(figure, out_stem, **kwargs)
+
+    (tmp_path / "here").mkdir()
+    (tmp_path / "both").mkdir()
+    for index in range(6):
+        figures.save_figure(scatter_figure(6000), tmp_path / "here" / f"scatter{index}")
+    with figures.saved_in_background():
+        monkeypatch.setattr(figures, "write_figure", recorded)  # here: the worker is forked
+        for index in range(6):
+            figures.save_figure(scatter_figure(6000), tmp_path / "both" / f"scatter{index}")
+    assert written_here and "scatter5" in written_here  # the last, written here
+    assert "scatter0" not in written_here  # the first, by the worker
+    for index in range(6):
+        png = f"scatter{index}.png"
+        assert (tmp_path / "both" / png).read_bytes() == (tmp_path / "here" / png).read_bytes()
+        assert (tmp_path / "both" / f"scatter{index}.pdf").stat().st_size > 0

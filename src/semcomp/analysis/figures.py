@@ -206,9 +206,12 @@ def label_panel(figure: Figure, label: str, axis: int = 0) -> None:
         panel.set_title((title + "\n" if title else "") + label.upper(), fontsize="small")
 
 
-#: a scatter of more points than this is an image inside a PDF: thousands of vector dots
-#: make files of megabytes that take seconds to write and to show
+#: the scatters of a panel of more points than this together are images inside a PDF:
+#: thousands of vector dots make files of megabytes that take seconds to write and to show
 RASTER_POINTS = 5000
+#: ... each scatter of that panel with more points than this (a handful of summary
+#: markers stays vector)
+RASTER_MIN_POINTS = 100
 #: resolution of the PNG files
 DPI = 150
 #: the margin around a figure cropped to its content, as ``savefig``'s ``pad_inches``
@@ -304,16 +307,25 @@ class _BackgroundSaver:
         return [out_stem.with_suffix(suffix) for suffix in FIGURE_SUFFIXES]
 
     def wait(self) -> None:
-        """Until every figure handed over is written (here, if the worker died)."""
+        """Until every figure handed over is written (here, if the worker died).
+
+        Rather than sit idle, this process writes the figures the worker has not started,
+        the last first, while the worker writes the others in order (the files are the
+        same either way)."""
+        import pickle
         from concurrent.futures.process import BrokenProcessPool
 
         pending, self.pending = self.pending, []
+        for future, data, out_stem, tight in reversed(pending):
+            if not future.cancel():  # under way (or queued for the worker): the rest too
+                break
+            write_figure(pickle.loads(data), out_stem, tight=tight)
         for future, data, out_stem, tight in pending:
+            if future.cancelled():  # written here above
+                continue
             try:
                 future.result()
             except BrokenProcessPool:  # the worker died (killed, out of memory)
-                import pickle
-
                 write_figure(pickle.loads(data), out_stem, tight=tight)
 
     def close(self, *, cancel: bool = False) -> None:
@@ -335,24 +347,32 @@ def wait_for_figures() -> None:
 def write_figure(figure: Figure, out_stem: Path, *, tight: bool = True) -> list[Path]:
     """Write ``figure`` as PNG (150 dpi) and PDF next to each other and close it.
 
-    The layout is worked out once for both files: legends placed at ``loc="best"`` are
-    placed once and pinned there, and the crop to the content (``tight``, as
-    ``bbox_inches="tight"``) is measured once, so each file is one draw (``savefig`` with
+    The layout is worked out once for both files: a layout engine (constrained layout)
+    runs once, at the PNG's dpi, and its positions are kept for both files; legends placed
+    at ``loc="best"`` are placed once and pinned there, and the crop to the content
+    (``tight``, as ``bbox_inches="tight"``) is measured once, so each file is one draw
+    (``savefig`` lays a constrained figure out again for each file, and with
     ``bbox_inches="tight"`` draws each file twice and searches each "best" legend's place
     five times per file, over every point drawn). Dense scatters are rasterised in the
     PDF (:data:`RASTER_POINTS`).
     """
     for axis in figure.axes:
-        for collection in axis.collections:
-            if len(collection.get_offsets()) > RASTER_POINTS:
-                collection.set_rasterized(True)
+        sizes = [len(collection.get_offsets()) for collection in axis.collections]
+        if sum(sizes) > RASTER_POINTS:
+            for collection, size in zip(axis.collections, sizes, strict=True):
+                if size > RASTER_MIN_POINTS:
+                    collection.set_rasterized(True)
     bbox = None
+    laid_out = figure.get_layout_engine() is not None
     dpi, figure.dpi = figure.dpi, DPI  # text extents depend on the dpi drawn at
     try:
         _keep_legend_places(figure)
-        if tight:
+        if tight or laid_out:
             figure.draw_without_rendering()
+        if tight:
             bbox = figure.get_tightbbox(figure.canvas.get_renderer()).padded(PAD_INCHES)
+        if laid_out:
+            figure.set_layout_engine("none")  # the positions found stay as they are
     finally:
         figure.dpi = dpi
     written = []
@@ -585,7 +605,9 @@ def draw_front(axis: Axes, front: pd.DataFrame, x_col: str, y_col: str) -> None:
 
 
 def finish_rd_axis(axis: Axes, rate_label: str, score_label: str) -> None:
-    axis.set_xscale("log")
+    from semcomp.analysis.log_ticks import log_scale
+
+    log_scale(axis, "x")
     axis.set_xlabel(rate_label)
     axis.set_ylabel(score_label)
     axis.grid(True, which="both", alpha=0.3)
@@ -755,7 +777,9 @@ def table1_figure(
         "mean size (bytes)",
     )
     if (table["size_bytes_mean"] > 0).any():
-        size_axis.set_yscale("log")
+        from semcomp.analysis.log_ticks import log_scale
+
+        log_scale(size_axis, "y")
     size_axis.set_xlim(-0.6, len(table) - 0.4)  # keep the places of bars without a size
     for position in positions[table["size_bytes_mean"].isna().to_numpy()]:
         # a method without a rate (imported without captions) keeps its place: size "—"
@@ -941,7 +965,9 @@ def zero_shot_figure(
             )
         display = scores[key].display if scores is not None else key
         axis.set_title(display + (f" ({RANDOM_WEIGHTS_NOTE})" if random_weights else ""))
-        axis.set_xscale("log")
+        from semcomp.analysis.log_ticks import log_scale
+
+        log_scale(axis, "x")
         axis.set_xlabel("rate (bits per pixel)")
         axis.set_ylabel("zero-shot top-1 accuracy (%)")
         axis.set_ylim(-2, 102)
@@ -1151,7 +1177,9 @@ def caption_metrics_figure(table: pd.DataFrame) -> Figure:
                 color=colours[family],
                 label=str(family),
             )
-        axis.set_xscale("log")
+        from semcomp.analysis.log_ticks import log_scale
+
+        log_scale(axis, "x")
         axis.set_xlabel("bits per embedding")
         axis.set_ylabel(metric)
         axis.grid(True, alpha=0.3)
