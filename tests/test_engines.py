@@ -41,6 +41,9 @@ def rows(root):
 def ray_cluster():
     """One real single-node Ray for the whole session (2 CPUs, a small object store)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # as the engine does for a Ray it starts: workers at the tests' priority, not Ray's
+    # default niceness 15 (on busy shared cores the model actor would wait for minutes)
+    os.environ.setdefault("RAY_worker_niceness", "0")
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'semcomp[ray]')")
     pytest.importorskip("ray.data", reason="Ray Data is not installed (ray[data])")
     # Ray's workers import the test tasks (tests/ray_tasks.py) from this folder
@@ -56,6 +59,14 @@ def ray_cluster():
     )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_engine(ray_cluster):
+    """One Ray engine (so one model actor) for the tests of this module that do not kill
+    it: an actor's start-up (a process importing torch) is paid once, as in a run."""
+    with make_engine("ray") as engine:
+        yield engine
 
 
 STUDY_METHODS = """
@@ -99,12 +110,11 @@ def textual_reference(tmp_path_factory, tiny_clip, tiny_blip, tiny_sd):
     return reference, summary, fresh
 
 
-def test_ray_engine_gives_the_local_engines_rows(textual_reference, ray_cluster):
+def test_ray_engine_gives_the_local_engines_rows(textual_reference, ray_engine):
     reference, local, fresh = textual_reference
     on_ray = fresh("ray")
-    with make_engine("ray") as engine, Study.open(on_ray) as study:
-        remote = study.run(progress=False, engine=engine)
-    assert ray_cluster.is_initialized()  # the engine leaves a Ray it did not start running
+    with Study.open(on_ray) as study:
+        remote = study.run(progress=False, engine=ray_engine)
     expected, got = rows(reference), rows(on_ray)
     assert len(expected["candidates"]) == 4 * 2 + 4 and len(expected["embeddings"]) > 12
     for table in COMPARED:
@@ -117,12 +127,12 @@ def test_ray_engine_gives_the_local_engines_rows(textual_reference, ray_cluster)
     with Study.open(on_ray, read_only=True) as study:
         assert json.loads(study.store.runs().iloc[-1]["summary"])["engine"] == "ray"
     # a finished study re-run on Ray does no model work
-    with make_engine("ray") as engine, Study.open(on_ray) as study:
-        again = study.run(progress=False, engine=engine)
+    with Study.open(on_ray) as study:
+        again = study.run(progress=False, engine=ray_engine)
     assert again.models_loaded == [] and all(s.done == 0 for s in again.stages)
 
 
-def test_ray_run_resumes_a_partial_local_run(textual_reference, ray_cluster, monkeypatch):
+def test_ray_run_resumes_a_partial_local_run(textual_reference, ray_engine, monkeypatch):
     """Captions done locally; a Ray run interrupted mid-reconstruction (after its first
     batch was written); a second Ray run finishes: the rows equal an uninterrupted run's."""
     from semcomp.store import Store
@@ -141,18 +151,14 @@ def test_ray_run_resumes_a_partial_local_run(textual_reference, ray_cluster, mon
         return put_artifact(self, data, suffix=suffix, media_type=media_type)
 
     monkeypatch.setattr(Store, "put_artifact", interrupted)
-    with (
-        pytest.raises(KeyboardInterrupt),
-        make_engine("ray") as engine,
-        Study.open(partial) as study,
-    ):
-        study.run(progress=False, engine=engine)
+    with pytest.raises(KeyboardInterrupt), Study.open(partial) as study:
+        study.run(progress=False, engine=ray_engine)
     monkeypatch.setattr(Store, "put_artifact", put_artifact)
     with Study.open(partial, read_only=True) as study:
         assert study.store.count("reconstructions") == 3
         assert study.store.runs().iloc[-1]["status"] == "interrupted"
-    with make_engine("ray") as engine, Study.open(partial) as study:
-        summary = study.run(progress=False, engine=engine)
+    with Study.open(partial) as study:  # the engine that was interrupted goes on
+        summary = study.run(progress=False, engine=ray_engine)
     assert summary.models_loaded == ["diffusers", "tiny"]
     assert rows(partial) == rows(reference)
 
@@ -230,6 +236,10 @@ def test_engine_options_are_checked(monkeypatch):
         make_engine("ray", workers=2)
     with pytest.raises(ConfigError, match="ray://host:port"):
         make_engine("ray", address="10.0.0.1:6379")
+    from semcomp.engines.ray import RayEngine
+
+    with pytest.raises(ConfigError, match="load_in must be one of auto, actor, tasks, not 'gpu'"):
+        RayEngine(load_in="gpu")
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(SemcompError, match=r"pip install 'semcomp\[ray\]'"):
         make_engine("ray")
@@ -267,7 +277,7 @@ def test_unreachable_ray_is_one_clear_message_before_any_stage(tmp_path, image_f
     assert not (root / "study.db").exists()  # the study was not even opened
 
 
-def test_ray_actor_errors_keep_their_one_line_message(tmp_path, ray_cluster):
+def test_ray_actor_errors_keep_their_one_line_message(tmp_path, ray_engine):
     """A model that cannot load inside an actor: Ray's wrapping is taken off."""
     from semcomp.config import EmbedderConfig
     from semcomp.errors import ModelUnavailableError
@@ -276,8 +286,8 @@ def test_ray_actor_errors_keep_their_one_line_message(tmp_path, ray_cluster):
     photo(32, 32, 1).save(tmp_path / "a.png")
     missing = EmbedderConfig(model="ViT-B-32", pretrained="openai")
     factory = embedder_factory(missing, device="cpu", batch_size=2)
-    with make_engine("ray") as engine, pytest.raises(ModelUnavailableError) as raised:
-        list(engine.run(factory, EmbedImages(), [[tmp_path / "a.png"]]))
+    with pytest.raises(ModelUnavailableError) as raised:
+        list(ray_engine.run(factory, EmbedImages(), [[tmp_path / "a.png"]]))
     message = str(raised.value)
     assert "hub is unreachable" in message and "semcomp models fetch" in message
     assert "Ray" not in message and "Traceback" not in message
@@ -291,13 +301,21 @@ def test_ray_pool_is_checked_against_the_cluster(tmp_path, tiny_clip, ray_cluste
 
     factory = embedder_factory(EmbedderConfig(model=tiny_clip), device="cpu", batch_size=2)
     batches = [[tmp_path / "a.png"], [tmp_path / "b.png"]]
-    with RayEngine(gpus_per_actor=1) as engine, pytest.raises(ConfigError, match="without GPUs"):
+    engine = RayEngine(gpus_per_actor=1)
+    with pytest.raises(ConfigError, match="without GPUs"):
+        engine.__enter__()  # the pool starts, and is checked, when the engine is entered
+    assert engine.hosts == []
+    assert ray_cluster.is_initialized()  # the engine leaves a Ray it did not start running
+    with pytest.raises(ConfigError, match="without GPUs"):  # and so does a run without `with`
         list(engine.run(factory, EmbedImages(), batches))
 
 
-def test_ray_loads_in_tasks_and_keeps_its_actor_and_model_across_stages(ray_cluster):
-    """Batches load in Ray tasks, not in the actor; one actor serves every stage of the
-    engine, and keeps its model for a stage with the same model (built once)."""
+def test_ray_loads_in_the_actor_or_in_tasks_and_keeps_its_actor_and_model_across_stages(
+    ray_engine,
+):
+    """On one node batches load in the model actor (beside the model, in its threads);
+    with ``load_in="tasks"`` in Ray tasks, not in the actor. One actor serves every stage
+    of the engine, and keeps its model for a stage with the same model (built once)."""
     from ray_tasks import WhereItRuns
     from semcomp.captioners.fixed import FixedParams
     from semcomp.engines import PluginFactory
@@ -305,19 +323,23 @@ def test_ray_loads_in_tasks_and_keeps_its_actor_and_model_across_stages(ray_clus
     options = {"device": "cpu", "batch_size": 1}
     same = PluginFactory("captioner", "fixed", FixedParams(), options)
     other = PluginFactory("captioner", "fixed", FixedParams(text="another"), options)
-    with make_engine("ray") as engine:
-        stages = [
-            [
-                r
-                for o in engine.run(factory, WhereItRuns(), [["a"], ["b"], ["c"]])
-                for r in o.results
-            ]
-            for factory in (same, same, other)
-        ]
-    loaders = {loader for stage in stages for loader, _, _ in stage}
+    assert ray_engine.load_in == "auto" and not ray_engine.load_in_tasks  # a one-node Ray
+    stages = []
+    for factory, load_in in ((same, "auto"), (same, "tasks"), (other, "auto")):
+        ray_engine.load_in_tasks = load_in == "tasks"
+        try:
+            batches = [["a"], ["b"], ["c"]]
+            stages.append(
+                [r for o in ray_engine.run(factory, WhereItRuns(), batches) for r in o.results]
+            )
+        finally:
+            ray_engine.load_in_tasks = False
+    loaders = [{loader for loader, _, _ in stage} for stage in stages]
     actors = {actor for stage in stages for _, actor, _ in stage}
     stamps = [{stamp for _, _, stamp in stage} for stage in stages]
-    assert len(actors) == 1 and not loaders & actors and os.getpid() not in loaders | actors
+    assert len(actors) == 1 and os.getpid() not in actors
+    assert loaders[0] == loaders[2] == actors  # loaded in the actor
+    assert not loaders[1] & actors and os.getpid() not in loaders[1]  # loaded in tasks
     assert len(stamps[0]) == 1 and stamps[1] == stamps[0]  # the same model, built once
     assert stamps[2] != stamps[0]  # another model replaced it
 
@@ -365,7 +387,7 @@ def test_a_batch_that_kills_its_ray_actor_is_retried_then_stops_the_stage(tmp_pa
 
 
 def test_compressai_codec_on_ray_gives_the_local_engines_bitstreams(
-    tmp_path, tiny_clip, ray_cluster
+    tmp_path, tiny_clip, ray_engine
 ):
     images = tmp_path / "images" / "photos"
     images.mkdir(parents=True)
@@ -376,9 +398,9 @@ def test_compressai_codec_on_ray_gives_the_local_engines_bitstreams(
         'random_weights = true\nparams = { model = "bmshj2018-factorized", weights = "random" }\n'
     )
     found = {}
-    for engine_name in ("local", "ray"):
+    for engine_name, engine in (("local", LocalEngine()), ("ray", ray_engine)):
         root = write_study(tmp_path / engine_name, images.parent, tiny_clip, methods=method)
-        with make_engine(engine_name) as engine, Study.open(root) as study:
+        with Study.open(root) as study:
             summary = study.run(
                 progress=False, stages=["ingest", "encode", "decode"], engine=engine
             )

@@ -1,21 +1,29 @@
 """The Ray engine: a stage's batches on a pool of model actors that lives as long as the engine.
 
-The engine starts (or joins) Ray once when it is entered and creates its actor pool at
-the first batch stage; the same actors serve every later stage of the run. An actor
-builds a stage's plugin from its :class:`~semcomp.engines.PluginFactory` when the stage's
-model differs from the one it holds (closing that one first: one model per actor), and
-keeps it when the next stage asks for the same model (same factory). So a run pays the
-actors' start-up (a process importing torch and the model libraries) once, not once per
-stage, and a model once per run of stages that share it. Each actor holds
+The engine starts (or joins) Ray once when it is entered and creates its actor pool
+then, so the actors start up (a process importing torch) while the driver runs the
+stages before the first model stage; the same actors serve every stage of the run. An
+actor builds a stage's plugin from its :class:`~semcomp.engines.PluginFactory` when the
+stage's model differs from the one it holds (closing that one first: one model per
+actor), and keeps it when the next stage asks for the same model (same factory). So a
+run pays the actors' start-up (a process importing torch and the model libraries) once,
+not once per stage, and a model once per run of stages that share it. Each actor holds
 ``gpus_per_actor`` GPUs (0 on CPU).
 
-Each batch is read and decoded by a Ray CPU task (:meth:`BatchTask.load`, which asks for
-``LOAD_CPUS``); its result stays in Ray's object store and the actor is handed the
+Where batches are read and decoded (:meth:`BatchTask.load`) depends on the cluster
+(``load_in``). On one node they load in the model actor: it runs up to
+``IN_FLIGHT_PER_ACTOR`` calls at once in threads, one batch at a time on the model, so
+the next batches decode while the model works, as the local engine's prefetch thread
+does, and no pixels cross the object store. On a cluster of several nodes each batch is
+loaded by a Ray CPU task (asking for ``LOAD_CPUS``), which spreads the decoding over the
+cluster's CPUs; its result stays in Ray's object store and the actor is handed the
 reference, so loaded pixels go from the loading worker to the actor without passing
 through the driver. Outcomes come back to the driver, which writes them to the study
 store batch by batch, exactly as with the local engine. At most ``IN_FLIGHT_PER_ACTOR``
 batches per actor are loading or waiting, so loading runs ahead of the model without
-filling the object store.
+filling the object store. On one node, a CPU task and an object-store round trip per
+batch cost more than the decoding they take off the actor (measured in
+benchmarks/RESULTS.md, "Ray engine overhead on one node").
 
 Why not Ray Data's ``map_batches`` with an ``ActorPoolStrategy`` (the first version of
 this engine, and what the design named): its actor pool lives for one dataset, so every
@@ -32,7 +40,7 @@ cannot be built there.
 
 An actor that dies (killed, out of memory) is restarted and its batch retried on it,
 ``BATCH_RETRIES`` times; a batch that kills the actor every time stops the stage with one
-line (the batches written before stay; a new run resumes after them). The loading tasks
+line (the batches written before stay; a new run resumes after them). Loading tasks
 also preprocess where the preprocessing can be had without the model
 (:meth:`BatchTask.remote_context`: BLIP's image processor), so model-sized pixels cross
 the object store; CLIP's transform comes from the loaded model's config, so embedding
@@ -145,13 +153,21 @@ class ModelHost:
     when it is not the one held, closing that one first. A SemcompError (weights not
     there, a bad config, ...) goes back to the driver as the batch's outcome, which raises
     it there: raised in the actor, Ray would wrap it and keep only its text.
+
+    The actor runs up to ``IN_FLIGHT_PER_ACTOR`` calls at once (a threaded actor); one
+    batch at a time is on the model (``lock``). A batch that comes unloaded is loaded in
+    its call's thread outside the lock, so the next batches read and decode while the
+    model works on the current one, as the local engine's prefetch thread does.
     """
 
     def __init__(self, threads: int | None):
+        import threading
+
         if threads is not None:
             import torch
 
             torch.set_num_threads(threads)
+        self.lock = threading.Lock()
         self.key: str | None = None
         self.worker: ModelWorker | None = None
         self.failure: SemcompError | None = None
@@ -169,22 +185,39 @@ class ModelHost:
             self.worker.task = task
             self.worker.context = task.context(self.worker.model)
 
-    def run(self, key: str, stage: tuple[PluginFactory, BatchTask], index: int, loaded: Any) -> Any:
-        """The outcome of batch ``index`` (``loaded`` by a loading task, or the batch
-        itself when the task loads nothing) on the model of ``stage``'s factory."""
+    def run(
+        self,
+        key: str,
+        stage: tuple[PluginFactory, BatchTask],
+        index: int,
+        batch: Any,
+        loaded: bool = True,
+    ) -> Any:
+        """The outcome of batch ``index`` on the model of ``stage``'s factory: ``batch`` as
+        a loading task returned it (``loaded``), or the batch itself, loaded here."""
         factory, task = stage
-        if isinstance(loaded, SemcompError):
-            return loaded
-        self._hold(key, factory, task)
-        if self.failure is not None:
-            return self.failure
-        if not task.loads:  # nothing was loaded beforehand: the batch itself came
-            loaded = load_timed(task, loaded, self.worker.context)
-        value, seconds = loaded
-        try:
-            return self.worker.run(index, value, seconds)
-        except SemcompError as exc:
-            return exc
+        if isinstance(batch, SemcompError):
+            return batch
+        if loaded and task.loads:
+            value, seconds = batch
+        else:
+            with self.lock:
+                self._hold(key, factory, task)
+                if self.failure is not None:
+                    return self.failure
+                context = self.worker.context
+            try:  # outside the lock: beside the model's work on another batch
+                value, seconds = load_timed(task, batch, context)
+            except SemcompError as exc:
+                return exc
+        with self.lock:
+            self._hold(key, factory, task)
+            if self.failure is not None:
+                return self.failure
+            try:
+                return self.worker.run(index, value, seconds)
+            except SemcompError as exc:
+                return exc
 
     def pid(self) -> int:
         return os.getpid()
@@ -198,6 +231,8 @@ class ModelHost:
 
 #: batches per actor that are loading, loaded or running at once
 IN_FLIGHT_PER_ACTOR = 3
+#: where a Ray engine loads batches (``RayEngine(load_in=...)``)
+LOAD_IN = ("auto", "actor", "tasks")
 
 
 def factory_key(factory: PluginFactory) -> str:
@@ -212,8 +247,14 @@ class RayEngine(Engine):
 
     ``actors`` is the size of the model actor pool (default: one per GPU of the
     cluster, or one on a cluster without GPUs); ``gpus_per_actor`` defaults to 1
-    when the cluster has GPUs, else 0. The engine connects when it is entered; the
-    pool starts at the first stage and serves every stage until :meth:`close`.
+    when the cluster has GPUs, else 0. The engine connects and starts its pool when it
+    is entered (the actors start up while the driver runs the stages before the first
+    model stage); the pool serves every stage until :meth:`close`.
+
+    ``load_in`` says where batches are read and decoded: ``"actor"`` (in the model
+    actor's threads, ahead of the model, with no copy through the object store),
+    ``"tasks"`` (Ray CPU tasks, which spread the decoding over a cluster's CPUs), or
+    ``"auto"``: in the actor on a one-node Ray, in tasks on a cluster of several nodes.
     """
 
     name = "ray"
@@ -227,12 +268,15 @@ class RayEngine(Engine):
         cpus_per_actor: float = 1.0,
         object_store_bytes: int | None = None,
         progress: bool = False,
+        load_in: str = "auto",
     ):
         check_address(address)
         if actors is not None and actors < 1:
             raise ConfigError("--actors must be at least 1")
         if gpus_per_actor is not None and gpus_per_actor < 0:
             raise ConfigError("--gpus-per-actor cannot be negative")
+        if load_in not in LOAD_IN:
+            raise ConfigError(f"load_in must be one of {', '.join(LOAD_IN)}, not {load_in!r}")
         self.ray = import_ray()
         self.address = address
         self.actors = actors
@@ -240,12 +284,21 @@ class RayEngine(Engine):
         self.cpus_per_actor = cpus_per_actor
         self.object_store_bytes = object_store_bytes
         self.progress = progress
+        self.load_in = load_in
+        #: whether batches load in Ray tasks (decided with the pool, from ``load_in``; it may
+        #: be changed between stages)
+        self.load_in_tasks = load_in == "tasks"
         self.started_ray = False
         self.hosts: list[Any] = []
         self._loader: Any = None
 
     def __enter__(self) -> RayEngine:
         self._connect()
+        try:
+            self._start_pool()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def _connect(self) -> None:
@@ -308,11 +361,14 @@ class RayEngine(Engine):
         # CPU results depend on torch's thread count: CPU actors use the driver's, so they
         # give the local engine's rows; GPU actors keep the count Ray gives them
         threads = torch.get_num_threads() if gpus == 0 else None
+        if self.load_in == "auto":
+            self.load_in_tasks = sum(1 for node in ray.nodes() if node.get("Alive")) > 1
         host = ray.remote(ModelHost).options(
             num_cpus=min(self.cpus_per_actor, cpus / 2),
             num_gpus=gpus,
             max_restarts=-1,
             max_task_retries=BATCH_RETRIES,
+            max_concurrency=IN_FLIGHT_PER_ACTOR,
         )
         self.hosts = [host.remote(threads) for _ in range(actors)]
         self._loader = ray.remote(load_batch).options(num_cpus=LOAD_CPUS)
@@ -357,14 +413,16 @@ class RayEngine(Engine):
         done: dict[int, BatchOutcome] = {}
         following = 0  # the next batch to yield when ``ordered``
         window = IN_FLIGHT_PER_ACTOR * len(hosts)
+        in_tasks = task.loads and self.load_in_tasks
         submitted = 0
         try:
             while following < len(batches):
                 while submitted < len(batches) and len(running) < window:
                     actor = busy.index(min(busy))
                     batch = list(batches[submitted])
-                    loaded = self._loader.remote(shared, batch) if task.loads else batch
-                    reference = hosts[actor].run.remote(key, shared, submitted, loaded)
+                    if in_tasks:
+                        batch = self._loader.remote(shared, batch)
+                    reference = hosts[actor].run.remote(key, shared, submitted, batch, in_tasks)
                     running[reference] = (submitted, actor)
                     busy[actor] += 1
                     submitted += 1
