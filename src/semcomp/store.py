@@ -36,6 +36,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -1100,6 +1101,11 @@ class Store:
         cursor = self.conn.cursor()
         cursor.row_factory = None
         return cursor.execute(sql, params)
+
+    def column(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        """The values of a one-column query, one per row (taken from each row's tuple in C:
+        sets of hashes are built from them without a Python step per row)."""
+        return map(itemgetter(0), self.tuples(sql, params))
 
     def originals(self) -> pd.DataFrame:
         return self.frame("SELECT * FROM originals ORDER BY category, name")

@@ -547,11 +547,13 @@ class Study:
         context = StageContext(self.store, self.config, 0, False, StageReport("status"))
         needed_hashes = needed_artifacts(self.store, context.method_filter("c.method_id"))
         needed = len(needed_hashes)
-        embedded = {
-            e.embedder_id: sum(
-                h in needed_hashes
-                for (h,) in self.store.tuples(
-                    "SELECT artifact_hash FROM embeddings WHERE embedder_id = ?", [e.embedder_id]
+        embedded = {  # an artifact has one embedding per embedder (its key)
+            e.embedder_id: len(
+                needed_hashes.intersection(
+                    self.store.column(
+                        "SELECT artifact_hash FROM embeddings WHERE embedder_id = ?",
+                        [e.embedder_id],
+                    )
                 )
             )
             for e in embedders

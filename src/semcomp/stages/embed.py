@@ -41,19 +41,16 @@ def needed_artifacts(store: Store, method_filter: tuple[str, list[str]]) -> set[
     are taken away (at 10,000 originals, 250,000 candidates, the join took about 1 s of
     CPU; ``semcomp status`` and the embed stage both count on this)."""
     where, ids = method_filter
-    not_images = {h for (h,) in store.tuples(NOT_IMAGES)}
-    needed = {
-        h
-        for (h,) in store.tuples(
+    needed = set(
+        store.column(
             f"SELECT c.artifact_hash FROM candidates c WHERE {where} "
             f"AND c.representation_id NOT IN ({GONE_REPRESENTATIONS})",
             ids,
         )
-        if h not in not_images
-    }
+    )
+    needed.difference_update(store.column(NOT_IMAGES))
     needed.update(
-        h
-        for (h,) in store.tuples(
+        store.column(
             "SELECT artifact_hash FROM originals WHERE id IN (SELECT original_id FROM sources)"
         )
     )
