@@ -145,7 +145,7 @@ def test_ray_run_resumes_a_partial_local_run(textual_reference, ray_engine, monk
     written = []
 
     def interrupted(self, data, *, suffix, media_type):
-        if suffix == ".png" and len(written) == 3:  # the first batch of 3 is in
+        if suffix == ".png" and len(written) == 3:  # the first batch to finish is in
             raise KeyboardInterrupt
         written.append(suffix)
         return put_artifact(self, data, suffix=suffix, media_type=media_type)
@@ -155,7 +155,10 @@ def test_ray_run_resumes_a_partial_local_run(textual_reference, ray_engine, monk
         study.run(progress=False, engine=ray_engine)
     monkeypatch.setattr(Store, "put_artifact", put_artifact)
     with Study.open(partial, read_only=True) as study:
-        assert study.store.count("reconstructions") == 3
+        # the batch that finished first is kept, the interrupted one is not: 3 images, or
+        # the last batch's 2 (the actor runs its batches side by side, in any order)
+        assert study.store.count("reconstructions") in (2, 3)
+        assert study.store.count("reconstructions") < len(rows(reference)["reconstructions"])
         assert study.store.runs().iloc[-1]["status"] == "interrupted"
     with Study.open(partial) as study:  # the engine that was interrupted goes on
         summary = study.run(progress=False, engine=ray_engine)

@@ -4,18 +4,27 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import conftest
+import pytest
 
 TESTS = Path(__file__).parent
 
 
-def test_the_longest_files_are_test_files_of_this_suite():
+@pytest.fixture
+def conftest(request):
+    """tests/conftest.py as pytest loaded it: ``import conftest`` finds whichever of the
+    suite's conftest modules (tests/app/, tests/surveys/, ...) was imported last."""
+    module = request.config.pluginmanager.get_plugin(str(TESTS / "conftest.py"))
+    assert module is not None
+    return module
+
+
+def test_the_longest_files_are_test_files_of_this_suite(conftest):
     for name in conftest.LONGEST_FILES:
         assert (TESTS / name).is_file(), name
     assert len(set(conftest.LONGEST_FILES)) == len(conftest.LONGEST_FILES)
 
 
-def test_longest_files_first_then_slow_ones_then_the_rest_each_in_its_own_order():
+def test_longest_files_first_then_slow_ones_then_the_rest_each_in_its_own_order(conftest):
     def item(name: str, test: str, slow: bool = False) -> SimpleNamespace:
         return SimpleNamespace(
             path=TESTS / name,
