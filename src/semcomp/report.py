@@ -218,7 +218,6 @@ def write_comparisons(
         RATE_COMPARISONS,
         agreement_comparison,
         common_images,
-        rate_comparison,
         with_rate_less,
     )
     from semcomp.analysis.curves import default_iso_level, metric_iso_satisfaction, pareto_front
@@ -282,13 +281,10 @@ def write_comparisons(
     if metric is not None and scores[metric].is_set:
         metric = None  # one value per operating point: no per-image iso-satisfaction
     step("iso-satisfaction, Pareto front, BD-rate")
-    compared_on_rate = {} if rate_comparisons is None else rate_comparisons
+    made = {} if rate_comparisons is None else rate_comparisons
 
-    def on_rate(key: str):
-        """``key``'s rate comparison (:func:`rate_comparison`), made once per report."""
-        if key not in compared_on_rate:
-            compared_on_rate[key] = rate_comparison(points, key, unpaired=unpaired)
-        return compared_on_rate[key]
+    def on_rate(key: str) -> Coverage:
+        return compared_on_rate(made, points, key, unpaired=unpaired)
 
     rated = None if metric is None else on_rate(metric)
     rated_points = covered(rated) if rated is not None else None
@@ -624,6 +620,19 @@ def _import_ahead() -> threading.Thread:
     return thread
 
 
+def compared_on_rate(
+    made: dict[str, Coverage], points: pd.DataFrame, key: str, *, unpaired: bool
+) -> Coverage:
+    """``key``'s rate comparison (:func:`~semcomp.analysis.coverage.rate_comparison`),
+    made once per report: kept in ``made`` (key → coverage) for the iso levels and the
+    comparisons."""
+    from semcomp.analysis.coverage import rate_comparison
+
+    if key not in made:
+        made[key] = rate_comparison(points, key, unpaired=unpaired)
+    return made[key]
+
+
 def iso_levels(
     points: pd.DataFrame,
     scores: Scores,
@@ -637,16 +646,13 @@ def iso_levels(
     comparison), known before the comparisons so that the figures need not wait for them.
     The rate comparisons made go into ``rate_comparisons`` (key → coverage), for
     :func:`write_comparisons` to use rather than make them again."""
-    from semcomp.analysis.coverage import rate_comparison
     from semcomp.analysis.curves import default_iso_level
 
     made = {} if rate_comparisons is None else rate_comparisons
     levels = {}
     for key in keys:
         if key in scores and not scores[key].is_set:
-            if key not in made:
-                made[key] = rate_comparison(points, key, unpaired=unpaired)
-            compared = made[key].points
+            compared = compared_on_rate(made, points, key, unpaired=unpaired).points
             level = default_iso_level(compared, key)
             if np.isfinite(level):
                 levels[key] = level

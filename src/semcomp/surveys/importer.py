@@ -1356,10 +1356,8 @@ def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
                 key=("name",),
             )
     placeholders = ", ".join("?" for _ in numeric)
-    cursor = store.conn.cursor()
-    cursor.row_factory = None  # tuples: no sqlite3.Row per rating
-    # in the order the answers were written within a (candidate, question)
-    cursor.execute(
+    # tuples, in the order the answers were written within a (candidate, question)
+    cursor = store.tuples(
         "SELECT s.candidate_id, q.name, r.value FROM assignments a "
         "JOIN answers r ON r.assignment = a.id JOIN rating_subjects s ON s.id = r.subject "
         "JOIN rating_names q ON q.id = r.question WHERE a.survey = ? AND r.excluded IS NULL "
