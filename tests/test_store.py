@@ -124,6 +124,32 @@ def test_migration_4_gives_each_candidate_its_method(tmp_path: Path):
         assert "candidates_by_method" in plan
 
 
+def test_migration_6_indexes_what_status_counts(tmp_path: Path):
+    """A store of schema 5 migrates to indexes that let `semcomp status` count the scores
+    of a metric and find the files that are not images without reading every row; the
+    hashes read as one text are those a row-by-row read gives."""
+    from semcomp.stages.embed import NOT_IMAGES
+
+    with Store(tmp_path, migrations=MIGRATIONS[:5]) as store:
+        _candidate_rows(store, ["m1"])
+        text = store.put_artifact(b"a caption", suffix=".txt", media_type="text/plain")
+    with Store(tmp_path) as store:
+        assert store.schema_version == SCHEMA_VERSION >= 6
+
+        def plan(sql: str) -> str:
+            return " ".join(r[-1] for r in store.conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+
+        assert "USING INDEX artifacts_not_images" in plan(NOT_IMAGES)
+        assert "USING COVERING INDEX scores_by_metric" in plan(
+            "SELECT metric, COUNT(*) FROM scores WHERE metric IN ('a', 'b') GROUP BY metric"
+        )
+        assert store.hashes(NOT_IMAGES) == {text}
+        every = "SELECT hash FROM artifacts"
+        assert store.hashes(every) == {r[0] for r in store.conn.execute(every)}
+        assert len(store.hashes(every)) == 2
+        assert store.hashes(f"{every} WHERE hash = ?", ["none"]) == set()
+
+
 def test_newer_database_is_refused(tmp_path: Path):
     Store(tmp_path).close()
     conn = sqlite3.connect(tmp_path / "study.db")

@@ -550,7 +550,7 @@ class Study:
         embedded = {  # an artifact has one embedding per embedder (its key)
             e.embedder_id: len(
                 needed_hashes.intersection(
-                    self.store.column(
+                    self.store.hashes(
                         "SELECT artifact_hash FROM embeddings WHERE embedder_id = ?",
                         [e.embedder_id],
                     )
@@ -662,13 +662,17 @@ class Study:
         self, metrics: list[str], configured: list[str], candidates: dict[str, int]
     ) -> dict[str, int]:
         """Scores per metric of the configured methods' candidates: every score of each
-        metric, counted in one scan of the scores' key, less those of candidates of methods
+        metric, counted on the scores' index by metric, less those of candidates of methods
         no longer in the study file (found by the candidates' method)."""
         conn = self.store.conn
-        counted = conn.execute(
-            f"SELECT {', '.join('SUM(metric = ?)' for _ in metrics)} FROM scores", metrics
-        ).fetchone()
-        scored = {metric: int(count or 0) for metric, count in zip(metrics, counted, strict=True)}
+        scored = dict.fromkeys(metrics, 0)
+        scored.update(
+            conn.execute(
+                "SELECT metric, COUNT(*) FROM scores "
+                f"WHERE metric IN ({', '.join('?' for _ in metrics)}) GROUP BY metric",
+                metrics,
+            )
+        )
         others = [m for m in candidates if m not in configured]
         if others:
             for metric, count in conn.execute(

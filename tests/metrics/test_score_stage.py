@@ -218,6 +218,8 @@ def downgrade_to_schema_2(root: Path) -> None:
     conn = sqlite3.connect(root / "study.db")
     try:
         conn.executescript(
+            # migration 6 (indexes for status), then migration 5
+            "DROP INDEX scores_by_metric; DROP INDEX artifacts_not_images;"
             "DROP VIEW ratings; DROP TABLE answers; DROP TABLE rating_subjects;"
             "DROP TABLE rating_names; DROP TABLE assignments;"
             + "".join(wide)

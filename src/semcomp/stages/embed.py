@@ -27,7 +27,9 @@ GONE_REPRESENTATIONS = (
     "(SELECT o.id FROM originals o WHERE o.id NOT IN "
     "(SELECT original_id FROM sources WHERE original_id IS NOT NULL))"
 )
-#: stored files that are not images (text payloads, side information, decoded embeddings)
+#: stored files that are not images (text payloads, side information, decoded embeddings);
+#: the store's partial index ``artifacts_not_images`` has this condition, so the query reads
+#: only those few rows
 NOT_IMAGES = "SELECT hash FROM artifacts WHERE media_type NOT LIKE 'image/%'"
 
 
@@ -41,16 +43,14 @@ def needed_artifacts(store: Store, method_filter: tuple[str, list[str]]) -> set[
     are taken away (at 10,000 originals, 250,000 candidates, the join took about 1 s of
     CPU; ``semcomp status`` and the embed stage both count on this)."""
     where, ids = method_filter
-    needed = set(
-        store.column(
-            f"SELECT c.artifact_hash FROM candidates c WHERE {where} "
-            f"AND c.representation_id NOT IN ({GONE_REPRESENTATIONS})",
-            ids,
-        )
+    needed = store.hashes(
+        f"SELECT c.artifact_hash FROM candidates c WHERE {where} "
+        f"AND c.representation_id NOT IN ({GONE_REPRESENTATIONS})",
+        ids,
     )
-    needed.difference_update(store.column(NOT_IMAGES))
+    needed.difference_update(store.hashes(NOT_IMAGES))
     needed.update(
-        store.column(
+        store.hashes(
             "SELECT artifact_hash FROM originals WHERE id IN (SELECT original_id FROM sources)"
         )
     )
