@@ -151,3 +151,26 @@ def test_a_repeated_outcome_does_not_write_a_shard_early(tmp_path, class_folder,
         load_embeddings(out / "images").embeddings,
         load_embeddings(tmp_path / "reference" / "images").embeddings,
     )
+
+
+def test_class_texts_embed_every_prompt_of_a_batch_in_one_call():
+    """Each class's text embedding is the normalised mean of its templates' embeddings,
+    and a batch's prompts go to the embedder together (it batches the forwards)."""
+    rng = np.random.default_rng(0)
+    table = {}
+
+    class Embedder:
+        calls = 0
+
+        def embed_texts(self, texts):
+            Embedder.calls += 1
+            rows = [table.setdefault(t, rng.normal(size=4)) for t in texts]
+            return np.asarray(rows, dtype=np.float32)
+
+    task = features.ClassTexts(("a {}.", "a photo of a {}.", "{}"))
+    rows = task.infer(Embedder(), ["golden_retriever", "cat"], None)
+    assert Embedder.calls == 1 and len(rows) == 2
+    for name, row in zip(["golden retriever", "cat"], rows, strict=True):
+        mean = np.mean([np.float32(table[t.format(name)]) for t in task.templates], axis=0)
+        np.testing.assert_allclose(row, mean / np.linalg.norm(mean), rtol=1e-6)
+    assert task.infer(Embedder(), [], None) == []

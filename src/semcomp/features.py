@@ -68,12 +68,12 @@ class ClassTexts(BatchTask):
         return batch
 
     def infer(self, model: Any, loaded: Sequence[str], context: Any) -> list[Any]:
-        rows = []
-        for name in loaded:
-            readable = name.replace("_", " ")
-            mean = model.embed_texts([t.format(readable) for t in self.templates]).mean(0)
-            rows.append(mean / np.linalg.norm(mean))
-        return rows
+        # every prompt of the batch's names in one call (the embedder batches the forwards)
+        prompts = [t.format(name.replace("_", " ")) for name in loaded for t in self.templates]
+        if not prompts:
+            return []
+        means = model.embed_texts(prompts).reshape(len(loaded), len(self.templates), -1).mean(1)
+        return list(means / np.linalg.norm(means, axis=1, keepdims=True))
 
 
 @dataclass(frozen=True)
