@@ -59,7 +59,12 @@ from semcomp.surveys.mapping import (
     load_mapping,
     reference_keys,
 )
-from semcomp.surveys.mturk import TASK_ANSWERS, AssignmentRow, read_batch_results
+from semcomp.surveys.mturk import (
+    TASK_ANSWERS,
+    AssignmentRow,
+    ColumnarChunks,
+    read_batch_results,
+)
 
 STAGE = "ratings"
 FORMATS = ("mturk", "long")
@@ -378,6 +383,14 @@ class _Batch:
     unmatched: list[tuple] = field(default_factory=list)
     #: (item key, reason, detail)
     failures: list[tuple[str, str, dict]] = field(default_factory=list)
+    #: rows read by their signature (:meth:`_Reader.read_chunk`): (assignment's ``id``,
+    #: line, the number of their answer rows after both in ``temp.fast_tails``)
+    fast: list[tuple[int, int, int]] = field(default_factory=list)
+    #: how many answers :attr:`fast` stands for
+    fast_answers: int = 0
+
+    def answers(self) -> int:
+        return len(self.ratings) + self.fast_answers
 
 
 class _Reader:
@@ -427,6 +440,116 @@ class _Reader:
         #: question id → ``rating_names`` id; the file's and the import time's
         self.question_ids: dict[str, int] = {}
         self.file_id = self.time_id = 0
+        #: columnar reading (:meth:`read_chunk`): a row's input and answer cells → the
+        #: number of its answer rows after its assignment and line (the same for every row
+        #: with these cells), or ``None`` when such a row has a failure or an unknown image
+        self.signatures: dict[tuple, int | None] = {}
+        #: how many answer rows each number of :attr:`signatures` stands for
+        self.tail_counts: list[int] = []
+        #: (number, *answer row after assignment and line) not yet in ``temp.fast_tails``
+        self.fast_tails: list[tuple] = []
+
+    def read_chunk(
+        self, columns: ColumnarChunks, first: int, cells: list[list[str]], seen: dict
+    ) -> int:
+        """Read one chunk of a parsed file (:meth:`ColumnarChunks.cells`); returns its rows.
+
+        The first row with given input and answer cells is read as :func:`_mturk_row` reads
+        a row; if it read cleanly (no failure, no unknown image, its assignment registered)
+        every later row with the same cells and no problem of its own (a time, the work
+        time, a blank id, a repeated assignment) has the same answer rows after its
+        assignment and line, so it is written through them (``temp.fast_tails``) without
+        being made an :class:`AssignmentRow`. Every other row is read as before."""
+        parse, n = columns.columns, len(cells[0])
+        blank = [""] * n
+        hit_ids, assignment_ids, worker_ids, statuses, rates = (
+            [c.strip() for c in cells[i]] if i is not None else blank for i in parse.kept
+        )
+        accepted, submitted = (
+            [parse.time(c.strip()) for c in cells[i]] if i is not None else [(None, "")] * n
+            for _, i in parse.times
+        )
+        works = (
+            [parse.seconds(w) if w else None for w in (c.strip() for c in cells[parse.work])]
+            if parse.work is not None
+            else [None] * n
+        )
+        inputs = list(zip(*[cells[i] for _, i in parse.inputs], strict=True)) or [()] * n
+        answers = list(zip(*[cells[i] for _, i in parse.answers], strict=True))
+        signatures, numbers, counts = self.signatures, self.numbers, self.tail_counts
+        batch, survey_id, source, now = self.batch, self.survey.id, self.source, self.now
+        registered, fast = batch.assignments, batch.fast
+        for j in range(n):
+            line, assignment_id, accept, submit, work = (
+                first + j,
+                assignment_ids[j],
+                accepted[j],
+                submitted[j],
+                works[j],
+            )
+            plain = not (
+                accept[1]
+                or submit[1]
+                or type(work) is str
+                or not assignment_id
+                or not worker_ids[j]
+                or not hit_ids[j]
+                or assignment_id in seen
+            )
+            key = (inputs[j], answers[j])
+            tails = signatures.get(key, -1) if plain else None
+            if tails is None or tails < 0:
+                row = parse.assignment(line, [column[j] for column in cells])
+                if tails is None:
+                    _mturk_row(self, row, seen)
+                else:
+                    signatures[key] = self._probe(row, seen)
+                continue
+            seen[assignment_id] = line
+            number = numbers.get(assignment_id)
+            if number is None:
+                number = numbers[assignment_id] = self.next_number
+                self.next_number += 1
+            registered.append(
+                (
+                    assignment_id,
+                    survey_id,
+                    hit_ids[j],
+                    worker_ids[j],
+                    statuses[j],
+                    accept[0],
+                    submit[0],
+                    work,
+                    rates[j],
+                    source,
+                    line,
+                    None,
+                    now,
+                    number,
+                )
+            )
+            fast.append((number, line, tails))
+            batch.fast_answers += counts[tails]
+        return n
+
+    def _probe(self, row: AssignmentRow, seen: dict) -> int | None:
+        """:func:`_mturk_row` of ``row``; the number its answer rows after assignment and
+        line have in ``temp.fast_tails`` when it read cleanly, else ``None``."""
+        batch = self.batch
+        before = (len(batch.failures), len(batch.unmatched), len(batch.assignments))
+        answers = len(batch.ratings)
+        _mturk_row(self, row, seen)
+        if (len(batch.failures), len(batch.unmatched), len(batch.assignments)) != (
+            before[0],
+            before[1],
+            before[2] + 1,
+        ):
+            return None
+        number = len(self.tail_counts)
+        tails = batch.ratings[answers:]
+        self.tail_counts.append(len(tails))
+        self.fast_tails += [(number, *answer[2:]) for answer in tails]
+        return number
 
     def number_rows(self, store: Store) -> None:
         """Read the integers answers are written with: the assignments' ids, the subjects',
@@ -797,7 +920,17 @@ class _Reader:
         )
 
 
-def _mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
+def _rows_read(reader: _Reader, read: int, seen: dict) -> int:
+    """The rows :meth:`_Reader.read_chunk` read (it has read them)."""
+    return read
+
+
+def _mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> int:
+    _read_mturk_row(reader, row, seen)
+    return 1
+
+
+def _read_mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
     if isinstance(row, tuple):
         reader.fail(row[0], "row", "", row[1])
         return
@@ -818,7 +951,12 @@ def _mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict
     reader.items(row, absent_is_blank=True)
 
 
-def _long_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
+def _long_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> int:
+    _read_long_row(reader, row, seen)
+    return 1
+
+
+def _read_long_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
     if isinstance(row, tuple):
         reader.fail(row[0], "row", "", row[1])
         return
@@ -931,6 +1069,7 @@ def import_ratings(
         _check_answer_columns(chosen, survey, batch.answer_columns, path)
         reader = _Reader(path, survey, index, chosen, now)
         rows, handle = batch.rows, _mturk_row
+        chunks = batch.chunks()
     else:
         summary.encoding = csv_encoding(path)
         chosen = load_mapping(mapping, survey) if mapping else Mapping()
@@ -939,6 +1078,7 @@ def import_ratings(
         reader = _Reader(path, survey, index, chosen.model_copy(update=long_columns), now)
         reader.seen_ratings = {}
         rows, handle = _long_rows(path, survey), _long_row
+        chunks = None
     source = reader.source
     stored = quality_control_options(store, survey.id)
     given = {"min_work_seconds": min_work_seconds, "include_rejected": include_rejected}
@@ -956,7 +1096,7 @@ def import_ratings(
     # answers about a fifth faster; 256 MiB takes a third less CPU than 64 MiB to upsert
     # 250,000 (pages are held only as the import needs them)
     store.conn.execute("PRAGMA cache_size = -262144")
-    with foreign_keys_unchecked(store), store.transaction():
+    with foreign_keys_unchecked(store), store.transaction(), fast_tables(store):
         register_survey(store, survey)
         cursor = store.conn.execute(
             "INSERT INTO rating_imports (survey, file, sha256, format, options, summary, "
@@ -977,10 +1117,14 @@ def import_ratings(
         # a file of more answers than one write, into a table of at most as many rows: its
         # indexes are built once afterwards (None: not decided yet)
         rebuilt: list[str] | None = None
+        if chunks is not None:  # the file parsed whole: read a chunk of rows at a time
+            rows = (
+                reader.read_chunk(chunks, first, cells, seen) for first, cells in chunks.cells()
+            )
+            handle = _rows_read
         for row in rows:
-            summary.rows += 1
-            handle(reader, row, seen)
-            if len(reader.batch.ratings) >= FLUSH_ANSWERS:
+            summary.rows += handle(reader, row, seen)
+            if reader.batch.answers() >= FLUSH_ANSWERS:
                 if rebuilt is None:
                     big = before <= FLUSH_ANSWERS
                     rebuilt = (
@@ -1044,6 +1188,27 @@ def _drop_secondary_indexes(store: Store, table: str) -> list[str]:
     return [sql for _, sql in rows]
 
 
+#: ``temp.fast_tails``: a signature's answer rows after their assignment and line
+FAST_TAILS = ("tails", *ANSWER_COLUMNS[2:])
+
+
+@contextmanager
+def fast_tables(store: Store) -> Iterator[None]:
+    """The temporary tables :meth:`_Reader.read_chunk` writes answers through (no column
+    affinity: values reach ``answers`` as bound)."""
+    conn = store.conn
+    for table in ("fast_rows", "fast_tails"):
+        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+    conn.execute("CREATE TEMP TABLE fast_rows (assignment, source_line, tails)")
+    conn.execute(f"CREATE TEMP TABLE fast_tails ({', '.join(FAST_TAILS)})")
+    conn.execute("CREATE INDEX temp.fast_tails_by_number ON fast_tails (tails)")
+    try:
+        yield
+    finally:
+        for table in ("fast_rows", "fast_tails"):
+            conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+
 #: answers held in memory before they are written (all in the import's one transaction)
 FLUSH_ANSWERS = 20_000
 #: the tables an import writes a row to per assignment and per answer
@@ -1096,6 +1261,24 @@ def _flush(
     counted.update(fresh)
     store.conn.executemany(ASSIGNMENT_UPSERT, assignments.values())
     store.upsert_many("answers", ANSWER_COLUMNS, written.ratings, key=ANSWER_KEY)
+    if reader.fast_tails:
+        store.conn.executemany(
+            f"INSERT INTO temp.fast_tails VALUES ({', '.join('?' * len(FAST_TAILS))})",
+            reader.fast_tails,
+        )
+        reader.fast_tails = []
+    if written.fast:
+        store.conn.executemany("INSERT INTO temp.fast_rows VALUES (?, ?, ?)", written.fast)
+        store.upsert_select(
+            "answers",
+            ANSWER_COLUMNS,
+            "SELECT r.assignment, r.source_line, "
+            + ", ".join(f"t.{c}" for c in ANSWER_COLUMNS[2:])
+            + " FROM temp.fast_rows r JOIN temp.fast_tails t ON t.tails = r.tails",
+            (),
+            key=ANSWER_KEY,
+        )
+        store.conn.execute("DELETE FROM temp.fast_rows")
     store.upsert_many(
         "ratings_unmatched",
         UNMATCHED_COLUMNS,

@@ -193,6 +193,11 @@ class BatchFile:
     unknown_columns: list[str]
     rows: Iterator[AssignmentRow | tuple[int, str]]
 
+    def chunks(self) -> ColumnarChunks | None:
+        """The file parsed whole and handed out column by column (:func:`columnar_chunks`),
+        or ``None`` where :attr:`rows` must read it (then iterate :attr:`rows` instead)."""
+        return columnar_chunks(self.path, self.encoding, self.columns)
+
 
 def read_batch_results(path: Path) -> BatchFile:
     """Open a batch-results CSV; rows are read lazily (``BatchFile.rows``).
@@ -335,6 +340,24 @@ class _Columns:
             *(i for _, i in self.answers),
         ]
 
+    def seconds(self, work: str) -> float | str:
+        """A ``WorkTimeInSeconds`` cell (stripped, not blank) as a number, or why not."""
+        seconds = self.read_seconds.get(work)
+        if seconds is None:
+            try:
+                seconds = float(work)
+            except ValueError:
+                seconds = "not a number"
+            self.read_seconds[work] = seconds
+        return seconds
+
+    def time(self, text: str) -> tuple[str | None, str]:
+        """:func:`read_time` of a cell (stripped), read once per text."""
+        read = self.read_times.get(text)
+        if read is None:
+            read = self.read_times[text] = read_time(text)
+        return read
+
     def assignment(self, line: int, cells: Sequence[str]) -> AssignmentRow:
         problems: list[tuple[str, str, str]] = []
         flat: dict[str, str] = {}
@@ -358,22 +381,14 @@ class _Columns:
         times: list[str | None] = []
         for name, i in self.times:
             text = cells[i].strip() if i is not None else ""
-            read = self.read_times.get(text)
-            if read is None:
-                read = self.read_times[text] = read_time(text)
+            read = self.time(text)
             times.append(read[0])
             if read[1]:
                 problems.append((name, text, read[1]))
         work = cells[self.work].strip() if self.work is not None else ""
         work_seconds: float | None = None
         if work:
-            seconds = self.read_seconds.get(work)
-            if seconds is None:
-                try:
-                    seconds = float(work)
-                except ValueError:
-                    seconds = "not a number"
-                self.read_seconds[work] = seconds
+            seconds = self.seconds(work)
             if isinstance(seconds, str):
                 problems.append(("WorkTimeInSeconds", work, seconds))
             else:
@@ -440,6 +455,41 @@ def _columnar_rows(path: Path, encoding: str, header: list[str]) -> Iterator[Ass
     other file (cells spanning lines, blank lines, short or long rows, a Windows
     encoding), which :func:`_rows` reads record by record. Both give the same rows.
     Also ``None`` without pyarrow (the base install has none: imports are then slower)."""
+    found = columnar_chunks(path, encoding, header)
+    if found is None:
+        return None
+    return _assignments(found)
+
+
+@dataclass
+class ColumnarChunks:
+    """A batch-results file parsed whole: :meth:`cells` gives its rows a chunk at a
+    time, as one list of Python strings per column (``""`` for every column the rows are
+    not read from); :attr:`columns` makes an :class:`AssignmentRow` of a row's cells and
+    holds every time of the file read (:attr:`_Columns.read_times`)."""
+
+    columns: _Columns
+    table: object
+    used: set[int]
+
+    def cells(self) -> Iterator[tuple[int, list[list[str]]]]:
+        """(the file line of the chunk's first row, its columns' cells), chunk by chunk."""
+        table = self.table
+        for start in range(0, table.num_rows, _CHUNK_ROWS):
+            chunk = table.slice(start, _CHUNK_ROWS)
+            blank = [""] * chunk.num_rows
+            yield (
+                start + 2,
+                [
+                    chunk.column(i).to_pylist() if i in self.used else blank
+                    for i in range(chunk.num_columns)
+                ],
+            )
+
+
+def columnar_chunks(path: Path, encoding: str, header: list[str]) -> ColumnarChunks | None:
+    """The file parsed whole by pyarrow (:class:`ColumnarChunks`), when each record is one
+    line of the header's width (the usual download); ``None`` as :func:`_columnar_rows`."""
     if encoding != UTF8:
         return None
     try:
@@ -481,7 +531,7 @@ def _columnar_rows(path: Path, encoding: str, header: list[str]) -> Iterator[Ass
             columns.read_times |= read_times(table.column(i).to_pylist())
     used = {i for i in columns.used() if i is not None}
     del required
-    return _assignments(columns, table, used)
+    return ColumnarChunks(columns, table, used)
 
 
 #: rows made Python strings at a time (the whole file's cells would hold about 1 GB at
@@ -489,17 +539,12 @@ def _columnar_rows(path: Path, encoding: str, header: list[str]) -> Iterator[Ass
 _CHUNK_ROWS = 20_000
 
 
-def _assignments(columns: _Columns, table, used: set[int]) -> Iterator[AssignmentRow]:
+def _assignments(found: ColumnarChunks) -> Iterator[AssignmentRow]:
     """The rows of a parsed file, a chunk at a time; only the columns an assignment reads
     become Python strings."""
-    for start in range(0, table.num_rows, _CHUNK_ROWS):
-        chunk = table.slice(start, _CHUNK_ROWS)
-        blank = [""] * chunk.num_rows
-        cells = [
-            chunk.column(i).to_pylist() if i in used else blank for i in range(chunk.num_columns)
-        ]
-        for line, row in enumerate(zip(*cells, strict=True), start=start + 2):
-            yield columns.assignment(line, row)
+    for first, cells in found.cells():
+        for line, row in enumerate(zip(*cells, strict=True), start=first):
+            yield found.columns.assignment(line, row)
 
 
 #: :data:`_TIME` with named groups, for pyarrow (RE2: it matches a subset of what Python's
