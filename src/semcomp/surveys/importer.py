@@ -440,26 +440,27 @@ class _Reader:
         #: question id → ``rating_names`` id; the file's and the import time's
         self.question_ids: dict[str, int] = {}
         self.file_id = self.time_id = 0
-        #: columnar reading (:meth:`read_chunk`): a row's input and answer cells → the
-        #: number of its answer rows after its assignment and line (the same for every row
-        #: with these cells), or ``None`` when such a row has a failure or an unknown image
-        self.signatures: dict[tuple, int | None] = {}
-        #: how many answer rows each number of :attr:`signatures` stands for
+        #: columnar reading (:meth:`read_chunk`): a slot's key in :attr:`tails` → the
+        #: number its answer rows have in ``temp.fast_tails``
+        self.tail_numbers: dict[tuple, int] = {}
+        #: how many answer rows each number of :attr:`tail_numbers` stands for
         self.tail_counts: list[int] = []
         #: (number, *answer row after assignment and line) not yet in ``temp.fast_tails``
         self.fast_tails: list[tuple] = []
+        #: an unused slot's key → whether its cells answer anything
+        self.unused_answered: dict[tuple, bool] = {}
 
     def read_chunk(
         self, columns: ColumnarChunks, first: int, cells: list[list[str]], seen: dict
     ) -> int:
         """Read one chunk of a parsed file (:meth:`ColumnarChunks.cells`); returns its rows.
 
-        The first row with given input and answer cells is read as :func:`_mturk_row` reads
-        a row; if it read cleanly (no failure, no unknown image, its assignment registered)
-        every later row with the same cells and no problem of its own (a time, the work
-        time, a blank id, a repeated assignment) has the same answer rows after its
-        assignment and line, so it is written through them (``temp.fast_tails``) without
-        being made an :class:`AssignmentRow`. Every other row is read as before."""
+        A row with no problem of its own (a time, the work time, unreadable answers, a blank
+        id, a repeated assignment) whose slots all read as earlier rows' did (the same
+        inputs, answer names and answer cells: :attr:`tails`, or an unused slot left
+        unanswered) has those slots' answer rows after its assignment and line: it is
+        written through them (``temp.fast_tails``) without being made an
+        :class:`AssignmentRow`. Every other row is read as :func:`_mturk_row` reads it."""
         parse, n = columns.columns, len(cells[0])
         blank = [""] * n
         hit_ids, assignment_ids, worker_ids, statuses, rates = (
@@ -475,8 +476,18 @@ class _Reader:
             else [None] * n
         )
         inputs = list(zip(*[cells[i] for _, i in parse.inputs], strict=True)) or [()] * n
-        answers = list(zip(*[cells[i] for _, i in parse.answers], strict=True))
-        signatures, numbers, counts = self.signatures, self.numbers, self.tail_counts
+        names = tuple(name for name, _ in parse.answers)
+        if names == (TASK_ANSWERS,):  # the default layout: a form's answers in JSON
+            forms = parse.read_forms
+            texts = [c.strip() for c in cells[parse.answers[0][1]]]
+        elif TASK_ANSWERS in names:  # JSON beside other answer columns: row by row
+            for j, row in enumerate(zip(*cells, strict=True)):
+                _mturk_row(self, parse.assignment(first + j, row), seen)
+            return n
+        else:  # the flattened layout: a column per answer name
+            forms, texts = None, list(zip(*[cells[i] for _, i in parse.answers], strict=True))
+        plans, numbers, counts = self.plans, self.numbers, self.tail_counts
+        tail_numbers, unused_answered = self.tail_numbers, self.unused_answered
         batch, survey_id, source, now = self.batch, self.survey.id, self.source, self.now
         registered, fast = batch.assignments, batch.fast
         for j in range(n):
@@ -487,23 +498,40 @@ class _Reader:
                 submitted[j],
                 works[j],
             )
-            plain = not (
-                accept[1]
+            if forms is None:
+                answers = dict(zip(names, texts[j], strict=True))
+                form_names = names
+            else:
+                answers = forms.get(texts[j]) if texts[j] else {}
+            numbered = None
+            if not (
+                answers is None
+                or type(answers) is str
+                or accept[1]
                 or submit[1]
                 or type(work) is str
                 or not assignment_id
                 or not worker_ids[j]
                 or not hit_ids[j]
                 or assignment_id in seen
-            )
-            key = (inputs[j], answers[j])
-            tails = signatures.get(key, -1) if plain else None
-            if tails is None or tails < 0:
+            ):
+                if forms is not None:
+                    form_names = tuple(answers)
+                plan = plans.get((form_names, inputs[j]))
+                if plan is not None:
+                    numbered = []
+                    cell = answers.get
+                    for _, named, _, cell_names, token in plan:
+                        key = (token, *map(cell, cell_names))
+                        number = tail_numbers.get(key)
+                        if number is not None:
+                            numbered.append(number)
+                        elif named[0] != "unused" or unused_answered.get(key, True):
+                            numbered = None  # an answer read for the first time, or unmatched
+                            break
+            if numbered is None:
                 row = parse.assignment(line, [column[j] for column in cells])
-                if tails is None:
-                    _mturk_row(self, row, seen)
-                else:
-                    signatures[key] = self._probe(row, seen)
+                _mturk_row(self, row, seen)
                 continue
             seen[assignment_id] = line
             number = numbers.get(assignment_id)
@@ -528,28 +556,17 @@ class _Reader:
                     number,
                 )
             )
-            fast.append((number, line, tails))
-            batch.fast_answers += counts[tails]
+            for tail in numbered:
+                fast.append((number, line, tail))
+                batch.fast_answers += counts[tail]
         return n
 
-    def _probe(self, row: AssignmentRow, seen: dict) -> int | None:
-        """:func:`_mturk_row` of ``row``; the number its answer rows after assignment and
-        line have in ``temp.fast_tails`` when it read cleanly, else ``None``."""
-        batch = self.batch
-        before = (len(batch.failures), len(batch.unmatched), len(batch.assignments))
-        answers = len(batch.ratings)
-        _mturk_row(self, row, seen)
-        if (len(batch.failures), len(batch.unmatched), len(batch.assignments)) != (
-            before[0],
-            before[1],
-            before[2] + 1,
-        ):
-            return None
-        number = len(self.tail_counts)
-        tails = batch.ratings[answers:]
-        self.tail_counts.append(len(tails))
-        self.fast_tails += [(number, *answer[2:]) for answer in tails]
-        return number
+    def _number_tail(self, key: tuple, tail: list[tuple]) -> None:
+        """Give a slot's answer rows after assignment and line (:attr:`tails`) their
+        number in ``temp.fast_tails``."""
+        number = self.tail_numbers[key] = len(self.tail_counts)
+        self.tail_counts.append(len(tail))
+        self.fast_tails += [(number, *answer) for answer in tail]
 
     def number_rows(self, store: Store) -> None:
         """Read the integers answers are written with: the assignments' ids, the subjects',
@@ -715,7 +732,8 @@ class _Reader:
     ) -> None:
         kind, references, resolved, reason = named
         if kind == "unused":
-            if self._answered(row, slot, form):
+            answered = self.unused_answered[key] = self._answered(row, slot, form)
+            if answered:
                 self._unmatched(row, slot, references, reason)
             return  # an unused slot
         if resolved is None:
@@ -733,6 +751,7 @@ class _Reader:
                 self._tail(slot, question_id, resolved, answer, passed)
                 for question_id, answer, passed, _, _ in outcomes
             ]
+            self._number_tail(key, tail)
             head = (self.number, row.line)
             self.batch.ratings.extend([head + answer for answer in tail])
             return
