@@ -351,6 +351,14 @@ class _Columns:
             self.read_seconds[work] = seconds
         return seconds
 
+    def form(self, text: str) -> dict[str, str] | str:
+        """:func:`_read_forms` of an ``Answer.taskAnswers`` cell (stripped, not blank), read
+        once per text."""
+        read = self.read_forms.get(text)
+        if read is None:
+            read = self.read_forms[text] = _read_forms(text)
+        return read
+
     def time(self, text: str) -> tuple[str | None, str]:
         """:func:`read_time` of a cell (stripped), read once per text."""
         read = self.read_times.get(text)
@@ -366,9 +374,7 @@ class _Columns:
                 text = cells[i].strip()
                 if not text:
                     continue
-                read = self.read_forms.get(text)
-                if read is None:
-                    read = self.read_forms[text] = _read_forms(text)
+                read = self.form(text)
                 if isinstance(read, str):
                     problems.append((f"Answer.{name}", text[:200], read))
                     continue
@@ -581,13 +587,14 @@ def read_times(texts: list[str]) -> dict[str, tuple[str | None, str]]:
     ok &= (second < 60) & (date.astype("datetime64[M]") == first)
     hours = np.array(list(ZONES.values()), dtype=np.int64)[zone.filter(usual).to_numpy()]
     seconds = hour * 3600 + minute * 60 + second - hours * 3600
-    stamps = np.datetime_as_string(date.astype("datetime64[s]") + seconds, unit="s")
-    decoded = {}
-    positions = np.flatnonzero(usual.to_numpy(zero_copy_only=False))
-    for position, good, stamp in zip(positions, ok, stamps, strict=True):
-        if good:
-            decoded[unique[position]] = (f"{stamp}+00:00", "")
-    for text in unique:
-        if text not in decoded:
-            decoded[text] = read_time(text)
+    stamps = np.datetime_as_string(date.astype("datetime64[s]")[ok] + seconds[ok], unit="s")
+    positions = np.flatnonzero(usual.to_numpy(zero_copy_only=False))[ok]
+    decoded = {
+        unique[position]: (stamp + "+00:00", "")
+        for position, stamp in zip(positions.tolist(), stamps.tolist(), strict=True)
+    }
+    others = np.ones(len(unique), dtype=bool)
+    others[positions] = False
+    for position in np.flatnonzero(others).tolist():
+        decoded[unique[position]] = read_time(unique[position])
     return decoded
