@@ -286,15 +286,14 @@ def read_by(reading: str, monkeypatch) -> list[int]:
     flush, how many answers were written through ``temp.fast_tails``.
 
     ``columnar``: as installed (pyarrow parses the file; rows read slot by slot);
-    ``small``: the same in chunks of 7 rows, a flush every 9 answers and human scores
-    grouped from blocks of 5 rows; ``records``: without pyarrow, as the base install reads
-    (record by record, every row an :class:`AssignmentRow`)."""
+    ``small``: the same in chunks of 7 rows and a flush every 9 answers; ``records``:
+    without pyarrow, as the base install reads (record by record, every row an
+    :class:`AssignmentRow`)."""
     if reading == "records":
         monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow: ImportError
     if reading == "small":
         monkeypatch.setattr(mturk, "_CHUNK_ROWS", 7)
         monkeypatch.setattr(importer, "FLUSH_ANSWERS", 9)
-        monkeypatch.setattr(importer, "GROUP_BLOCK", 5)
     fast: list[int] = []
     flush = importer._flush
 

@@ -31,6 +31,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -1527,37 +1529,12 @@ SCORE_STATS = {
 }
 
 
-#: rows of a query read at a time by :func:`_groups`
-GROUP_BLOCK = 65_536
-
-
-def _groups(cursor) -> Iterator[tuple[tuple, np.ndarray]]:
-    """The (key, key, value) rows of a query ordered by the keys as ((key, key), values in
-    the query's order): rows taken :data:`GROUP_BLOCK` at a time and cut where a key
-    changes with numpy, not looked at one by one."""
-    key: tuple | None = None
-    parts: list[np.ndarray] = []
-    while block := cursor.fetchmany(GROUP_BLOCK):
-        firsts, seconds, values = (np.array(c, dtype=object) for c in zip(*block, strict=True))
-        values = values.astype(float)
-        cuts = np.flatnonzero((firsts[1:] != firsts[:-1]) | (seconds[1:] != seconds[:-1])) + 1
-        for start, end in zip([0, *cuts.tolist()], [*cuts.tolist(), len(block)], strict=True):
-            here = (firsts[start], seconds[start])
-            if here != key:
-                if parts:
-                    yield key, np.concatenate(parts)  # type: ignore[misc]
-                key, parts = here, []
-            parts.append(values[start:end])
-    if parts:
-        yield key, np.concatenate(parts)  # type: ignore[misc]
-
-
 def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
     """Replace the survey's ``human.*`` score rows with the current kept ratings. In a
     transaction; returns the number of score rows written.
 
-    Ratings stream from the store in blocks (:func:`_groups`), so memory holds a block and
-    one (candidate, question) group's values, not the survey's.
+    Ratings stream from the store one (candidate, question) group at a time, so memory
+    holds one group's values, not the survey's.
     """
     prefix = f"human.{survey.id}."
     store.conn.execute("DELETE FROM scores WHERE substr(metric, 1, ?) = ?", (len(prefix), prefix))
@@ -1591,7 +1568,8 @@ def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
     )
     now = utc_now()
     rows = []
-    for (candidate_id, question_id), values in _groups(cursor):
+    for (candidate_id, question_id), group in groupby(cursor, key=itemgetter(0, 1)):
+        values = np.fromiter((r[2] for r in group), dtype=float)
         for stat, (function, _) in SCORE_STATS.items():
             metric = human_metric(survey.id, stat, question_id)
             rows.append((candidate_id, metric, float(function(values)), None, now))
