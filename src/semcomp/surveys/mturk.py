@@ -426,14 +426,14 @@ class _Columns:
 _SCAN_BLOCK = 1 << 24
 
 
-def _one_row_per_line(path: Path) -> int | None:
-    """The number of lines of ``path`` if each can be one CSV record: ``\n`` or ``\r\n``
-    line ends and a final one, no blank or one-character line, no NUL, none longer than
-    :data:`MAX_LINE` bytes. ``None`` otherwise: such a file is left to the record reader,
-    which says what is wrong where."""
+def _one_row_per_line(path: Path) -> tuple[int, int] | None:
+    """The number of lines of ``path`` and the length of its longest in bytes if each can
+    be one CSV record: ``\n`` or ``\r\n`` line ends and a final one, no blank or
+    one-character line, no NUL, none longer than :data:`MAX_LINE` bytes. ``None``
+    otherwise: such a file is left to the record reader, which says what is wrong where."""
     import numpy as np
 
-    lines, offset, last_end, previous = 0, 0, -1, b""
+    lines, offset, last_end, previous, longest = 0, 0, -1, b"", 0
     carriage_returns = line_ends_after_one = 0
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(_SCAN_BLOCK), b""):
@@ -446,13 +446,14 @@ def _one_row_per_line(path: Path) -> int | None:
                 lengths = np.diff(ends, prepend=last_end)
                 if lengths.min() <= 2 or lengths.max() > MAX_LINE:
                     return None
+                longest = max(longest, int(lengths.max()))
                 last_end = int(ends[-1])
                 lines += len(ends)
             offset += len(block)
             previous = block[-1:]
     if previous != b"\n" or carriage_returns != line_ends_after_one or offset - last_end > 1:
         return None
-    return lines
+    return lines, longest
 
 
 def _columnar_rows(path: Path, encoding: str, header: list[str]) -> Iterator[AssignmentRow] | None:
@@ -475,8 +476,14 @@ class ColumnarChunks:
     holds every time of the file read (:attr:`_Columns.read_times`)."""
 
     columns: _Columns
+    #: the parsed columns (pyarrow), of the used ones at least
     table: object
+    #: the file's columns rows are read from
     used: set[int]
+    #: a file column's position in :attr:`table`
+    position: dict[int, int]
+    #: the file's number of columns
+    width: int
 
     def cells(self) -> Iterator[tuple[int, list[list[str]]]]:
         """(the file line of the chunk's first row, its columns' cells), chunk by chunk."""
@@ -487,8 +494,8 @@ class ColumnarChunks:
             yield (
                 start + 2,
                 [
-                    chunk.column(i).to_pylist() if i in self.used else blank
-                    for i in range(chunk.num_columns)
+                    chunk.column(self.position[i]).to_pylist() if i in self.used else blank
+                    for i in range(self.width)
                 ],
             )
 
@@ -503,11 +510,18 @@ def columnar_chunks(path: Path, encoding: str, header: list[str]) -> ColumnarChu
         from pyarrow import csv as arrow_csv
     except ImportError:
         return None
-    lines = _one_row_per_line(path)
-    if lines is None or lines < 2:
+    scanned = _one_row_per_line(path)
+    if scanned is None or scanned[0] < 2:
         return None
+    lines, longest = scanned
     width = len(header)
     names = [f"c{i}" for i in range(width)]
+    columns = _Columns(header)
+    used = {i for i in columns.used() if i is not None}
+    limit = min(MAX_FIELD, csv.field_size_limit())
+    # no line as long as the longest field the record reader reads: only the columns an
+    # assignment reads become arrow strings (the others are split off, not kept)
+    kept = sorted(used) if longest <= limit else range(width)
     try:
         table = arrow_csv.read_csv(
             path,
@@ -517,6 +531,7 @@ def columnar_chunks(path: Path, encoding: str, header: list[str]) -> ColumnarChu
                 column_types=dict.fromkeys(names, pa.string()),
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
+                include_columns=[names[i] for i in kept],
             ),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # a row of another width, or bad UTF-8
@@ -525,19 +540,17 @@ def columnar_chunks(path: Path, encoding: str, header: list[str]) -> ColumnarChu
         return None
     import pyarrow.compute as pc
 
-    limit = min(MAX_FIELD, csv.field_size_limit())
     if any((pc.max(pc.utf8_length(column)).as_py() or 0) > limit for column in table.columns):
         return None  # a field the record reader reports as too long
-    columns = _Columns(header)
-    required = table.column(columns.first_required)
+    position = {i: p for p, i in enumerate(kept)}
+    required = table.column(position[columns.first_required])
     if not pc.all(pc.not_equal(pc.utf8_trim_whitespace(required), "")).as_py():
         return None  # a row without the first required column: the record reader's case
     for _, i in columns.times:
         if i is not None:
-            columns.read_times |= read_times(table.column(i).to_pylist())
-    used = {i for i in columns.used() if i is not None}
+            columns.read_times |= read_times(table.column(position[i]).to_pylist())
     del required
-    return ColumnarChunks(columns, table, used)
+    return ColumnarChunks(columns, table, used, position, width)
 
 
 #: rows made Python strings at a time (the whole file's cells would hold about 1 GB at
