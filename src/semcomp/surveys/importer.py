@@ -451,7 +451,12 @@ class _Reader:
         self.unused_answered: dict[tuple, bool] = {}
 
     def read_chunk(
-        self, columns: ColumnarChunks, first: int, cells: list[list[str]], seen: dict
+        self,
+        columns: ColumnarChunks,
+        first: int,
+        cells: list[list[str]],
+        times: dict[int, list[str | None]],
+        seen: dict,
     ) -> int:
         """Read one chunk of a parsed file (:meth:`ColumnarChunks.cells`); returns its rows.
 
@@ -467,7 +472,12 @@ class _Reader:
             [c.strip() for c in cells[i]] if i is not None else blank for i in parse.kept
         )
         accepted, submitted = (
-            [parse.time(c.strip()) for c in cells[i]] if i is not None else [(None, "")] * n
+            [
+                parse.time(c.strip()) if iso is None else (iso, "")
+                for c, iso in zip(cells[i], times[i], strict=True)
+            ]
+            if i is not None
+            else [(None, "")] * n
             for _, i in parse.times
         )
         works = (
@@ -1137,7 +1147,8 @@ def import_ratings(
         rebuilt: list[str] | None = None
         if chunks is not None:  # the file parsed whole: read a chunk of rows at a time
             rows = (
-                reader.read_chunk(chunks, first, cells, seen) for first, cells in chunks.cells()
+                reader.read_chunk(chunks, first, cells, times, seen)
+                for first, cells, times in chunks.cells()
             )
             handle = _rows_read
         for row in rows:

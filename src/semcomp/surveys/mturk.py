@@ -484,9 +484,13 @@ class ColumnarChunks:
     position: dict[int, int]
     #: the file's number of columns
     width: int
+    #: a time column's times, row by row: ISO-8601 UTC, or ``None`` where the cell is not
+    #: one of MTurk's usual times (:func:`usual_times`; :meth:`_Columns.time` reads it)
+    times: dict[int, object]
 
-    def cells(self) -> Iterator[tuple[int, list[list[str]]]]:
-        """(the file line of the chunk's first row, its columns' cells), chunk by chunk."""
+    def cells(self) -> Iterator[tuple[int, list[list[str]], dict[int, list[str | None]]]]:
+        """(the file line of the chunk's first row, its columns' cells, its times by
+        column), chunk by chunk."""
         table = self.table
         for start in range(0, table.num_rows, _CHUNK_ROWS):
             chunk = table.slice(start, _CHUNK_ROWS)
@@ -497,6 +501,7 @@ class ColumnarChunks:
                     chunk.column(self.position[i]).to_pylist() if i in self.used else blank
                     for i in range(self.width)
                 ],
+                {i: t[start : start + _CHUNK_ROWS].tolist() for i, t in self.times.items()},
             )
 
 
@@ -546,11 +551,13 @@ def columnar_chunks(path: Path, encoding: str, header: list[str]) -> ColumnarChu
     required = table.column(position[columns.first_required])
     if not pc.all(pc.not_equal(pc.utf8_trim_whitespace(required), "")).as_py():
         return None  # a row without the first required column: the record reader's case
-    for _, i in columns.times:
-        if i is not None:
-            columns.read_times |= read_times(table.column(position[i]).to_pylist())
+    times = {
+        i: usual_times(table.column(position[i]).combine_chunks())
+        for _, i in columns.times
+        if i is not None
+    }
     del required
-    return ColumnarChunks(columns, table, used, position, width)
+    return ColumnarChunks(columns, table, used, position, width, times)
 
 
 #: rows made Python strings at a time (the whole file's cells would hold about 1 GB at
@@ -561,7 +568,13 @@ _CHUNK_ROWS = 20_000
 def _assignments(found: ColumnarChunks) -> Iterator[AssignmentRow]:
     """The rows of a parsed file, a chunk at a time; only the columns an assignment reads
     become Python strings."""
-    for first, cells in found.cells():
+    columns = found.columns
+    for i, times in found.times.items():
+        column = found.table.column(found.position[i]).to_pylist()
+        columns.read_times |= {
+            text.strip(): (iso, "") for text, iso in zip(column, times.tolist(), strict=True) if iso
+        }
+    for first, cells, _ in found.cells():
         for line, row in enumerate(zip(*cells, strict=True), start=first):
             yield found.columns.assignment(line, row)
 
@@ -577,14 +590,29 @@ _TIME_PARTS = (
 
 def read_times(texts: list[str]) -> dict[str, tuple[str | None, str]]:
     """:func:`read_time` of each distinct text (stripped), as a dictionary keyed by the
-    stripped text: MTurk's usual times (``Fri Jun 08 09:21:50 PDT 2012``, years 1900-2200)
-    are decoded together with numpy; any other text, one by one."""
+    stripped text: MTurk's usual times (:func:`usual_times`) are decoded together; any other
+    text, one by one."""
+    import pyarrow as pa
+
+    unique = list(dict.fromkeys(text.strip() for text in texts))
+    decoded = usual_times(pa.array(unique, pa.string())).tolist()
+    return {
+        text: read_time(text) if iso is None else (iso, "")
+        for text, iso in zip(unique, decoded, strict=True)
+    }
+
+
+def usual_times(texts):
+    """The ISO-8601 UTC time of each of ``texts`` (a pyarrow string array) that is one of
+    MTurk's usual times (``Fri Jun 08 09:21:50 PDT 2012``, a valid date in the years
+    1900-2200; space around it allowed), as :func:`read_time` reads it, decoded together with
+    numpy; ``None`` for any other text (:func:`read_time` says what it is). A numpy array
+    of objects."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    unique = list(dict.fromkeys(text.strip() for text in texts))
-    found = pc.extract_regex(pa.array(unique, pa.string()), _TIME_PARTS)
+    found = pc.extract_regex(texts, _TIME_PARTS)
     month = pc.index_in(pc.utf8_capitalize(found.field("month")), pa.array(list(_MONTHS)))
     zone = pc.index_in(pc.utf8_upper(found.field("zone")), pa.array(list(ZONES)))
     usual = pc.and_(pc.and_(found.is_valid(), month.is_valid()), zone.is_valid())
@@ -601,13 +629,8 @@ def read_times(texts: list[str]) -> dict[str, tuple[str | None, str]]:
     hours = np.array(list(ZONES.values()), dtype=np.int64)[zone.filter(usual).to_numpy()]
     seconds = hour * 3600 + minute * 60 + second - hours * 3600
     stamps = np.datetime_as_string(date.astype("datetime64[s]")[ok] + seconds[ok], unit="s")
-    positions = np.flatnonzero(usual.to_numpy(zero_copy_only=False))[ok]
-    decoded = {
-        unique[position]: (stamp + "+00:00", "")
-        for position, stamp in zip(positions.tolist(), stamps.tolist(), strict=True)
-    }
-    others = np.ones(len(unique), dtype=bool)
-    others[positions] = False
-    for position in np.flatnonzero(others).tolist():
-        decoded[unique[position]] = read_time(unique[position])
+    decoded = np.full(len(texts), None, dtype=object)
+    decoded[np.flatnonzero(usual.to_numpy(zero_copy_only=False))[ok]] = np.char.add(
+        stamps, "+00:00"
+    )
     return decoded
