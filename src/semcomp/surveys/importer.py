@@ -383,13 +383,15 @@ class _Batch:
     unmatched: list[tuple] = field(default_factory=list)
     #: (item key, reason, detail)
     failures: list[tuple[str, str, dict]] = field(default_factory=list)
-    #: rows read by their signature (:meth:`_Reader.read_chunk`): (assignment's ``id``,
-    #: line, the number of their answer rows after both in ``temp.fast_tails``)
+    #: the slots of rows read through earlier rows' answers (:meth:`_Reader.read_chunk`):
+    #: (assignment's ``id``, line, the number of the slot's answer rows after both in
+    #: ``temp.fast_tails``)
     fast: list[tuple[int, int, int]] = field(default_factory=list)
     #: how many answers :attr:`fast` stands for
     fast_answers: int = 0
 
     def answers(self) -> int:
+        """How many answers the batch holds."""
         return len(self.ratings) + self.fast_answers
 
 
@@ -1217,7 +1219,7 @@ def _drop_secondary_indexes(store: Store, table: str) -> list[str]:
     return [sql for _, sql in rows]
 
 
-#: ``temp.fast_tails``: a signature's answer rows after their assignment and line
+#: ``temp.fast_tails``: a slot's answer rows after their assignment and line, by number
 FAST_TAILS = ("tails", *ANSWER_COLUMNS[2:])
 
 
