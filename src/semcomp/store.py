@@ -465,17 +465,25 @@ def content_key(*parts: Any) -> str:
     return sha256_hex(to_json(list(parts)).encode("utf-8"))[:24]
 
 
-def _upsert_sql(table: str, columns: list[str], key: Sequence[str]) -> str:
+def _upsert_sql(
+    table: str, columns: list[str], key: Sequence[str], source: str | None = None
+) -> str:
+    """The upsert of ``columns``' values, or of the rows of the query ``source`` (a SELECT
+    of ``columns`` in order)."""
     updates = [c for c in columns if c not in key and c != "created_at"]
     action = (
         "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updates)
         if updates
         else "DO NOTHING"
     )
+    # "WHERE true": SQLite reads an ON after a SELECT's last join as the join's constraint
+    values = f"VALUES ({', '.join('?' for _ in columns)})" if source is None else source
     return (
         f"INSERT INTO {table} ({', '.join(columns)}) "
-        f"VALUES ({', '.join('?' for _ in columns)}) "
-        f"ON CONFLICT ({', '.join(key)}) {action}"
+        + ("" if source is None else "SELECT * FROM (")
+        + values
+        + ("" if source is None else ") WHERE true")
+        + f" ON CONFLICT ({', '.join(key)}) {action}"
     )
 
 
@@ -856,6 +864,18 @@ class Store:
     ) -> None:
         """:meth:`upsert` for many rows at once (values in ``columns`` order)."""
         self.conn.executemany(_upsert_sql(table, list(columns), key), rows)
+
+    def upsert_select(
+        self,
+        table: str,
+        columns: Sequence[str],
+        query: str,
+        parameters: Sequence[Any],
+        key: Sequence[str],
+    ) -> None:
+        """:meth:`upsert_many` of the rows ``query`` selects (``columns`` in order): the rows
+        go from one table to another inside SQLite, not through Python."""
+        self.conn.execute(_upsert_sql(table, list(columns), key, query), parameters)
 
     # ---- artifacts ---------------------------------------------------------------------
 

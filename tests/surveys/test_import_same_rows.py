@@ -14,9 +14,15 @@ where the study lives or on the JPEG library's bytes.
 import json
 import os
 import re
+import shutil
+import sys
 from pathlib import Path
 
+import pytest
+
 from mturk_format import assignment, candidates, simulate, write_batch_results
+from semcomp.store import Store
+from semcomp.surveys import importer, mturk
 from semcomp.surveys.definitions import load_survey
 from semcomp.surveys.importer import import_ratings
 from semcomp.surveys.make import make_survey
@@ -275,10 +281,44 @@ def dump(store, folder: Path, summaries: list) -> dict:
     return out
 
 
-def test_mturk_imports_write_the_rows_they_wrote_before(store, tmp_path):
-    summaries = []
-    for path, survey, options in imports(store, tmp_path):
-        summaries.append(import_ratings(store, path, survey, **options).lines(limit=1000))
+def read_by(reading: str, monkeypatch) -> list[int]:
+    """Make imports read as ``reading`` says; returns the list that collects, flush by
+    flush, how many answers were written through ``temp.fast_tails``.
+
+    ``columnar``: as installed (pyarrow parses the file; rows read slot by slot);
+    ``small``: the same in chunks of 7 rows and a flush every 9 answers; ``records``:
+    without pyarrow, as the base install reads (record by record, every row an
+    :class:`AssignmentRow`)."""
+    if reading == "records":
+        monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow: ImportError
+    if reading == "small":
+        monkeypatch.setattr(mturk, "_CHUNK_ROWS", 7)
+        monkeypatch.setattr(importer, "FLUSH_ANSWERS", 9)
+    fast: list[int] = []
+    flush = importer._flush
+
+    def counting(store, reader, *args):
+        fast.append(reader.batch.fast_answers)
+        flush(store, reader, *args)
+
+    monkeypatch.setattr(importer, "_flush", counting)
+    return fast
+
+
+def import_all(store, folder: Path) -> list[list[str]]:
+    folder.mkdir(exist_ok=True)
+    return [
+        import_ratings(store, path, survey, **options).lines(limit=1000)
+        for path, survey, options in imports(store, folder)
+    ]
+
+
+@pytest.mark.parametrize("reading", ["columnar", "small", "records"])
+def test_mturk_imports_write_the_rows_they_wrote_before(store, tmp_path, reading, monkeypatch):
+    fast = read_by(reading, monkeypatch)
+    summaries = import_all(store, tmp_path)
+    # the columnar readings wrote some answers through the rows of earlier answers
+    assert (sum(fast) > 0) == (reading != "records"), sum(fast)
     got = dump(store, tmp_path, summaries)
     if os.environ.get("SEMCOMP_WRITE_IMPORT_ROWS"):
         GOLDEN.parent.mkdir(exist_ok=True)
@@ -289,3 +329,92 @@ def test_mturk_imports_write_the_rows_they_wrote_before(store, tmp_path):
         assert got[table] == expected[table], table
     kinds = {r[0] for r in store.conn.execute("SELECT kind FROM metrics WHERE name LIKE 'human.%'")}
     assert kinds == {"human"}
+
+
+#: the integer tables behind the ``ratings`` view, ids included
+NUMBERED = {
+    "answers": "SELECT * FROM answers ORDER BY assignment, item, question",
+    "assignments": "SELECT id, assignment_id, source_line, import_id FROM assignments ORDER BY id",
+    "rating_subjects": "SELECT * FROM rating_subjects ORDER BY id",
+    "rating_names": "SELECT id, name FROM rating_names ORDER BY id",
+}
+
+
+#: an import's time (:func:`semcomp.store.utc_now`)
+IMPORT_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")
+
+
+def numbered(store, folder: Path) -> dict:
+    named = names(store, folder)
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(named, key=len, reverse=True)))
+
+    def clean(value):
+        if isinstance(value, str) and IMPORT_TIME.fullmatch(value):
+            return "<import time>"
+        return pattern.sub(lambda m: named[m.group(0)], value) if isinstance(value, str) else value
+
+    return {
+        table: [tuple(clean(v) for v in row) for row in store.conn.execute(sql)]
+        for table, sql in NUMBERED.items()
+    }
+
+
+def repeated(store, folder: Path) -> list[list[str]]:
+    """Generated surveys answered by many workers (most slots' answers repeat an earlier
+    row's), with rows of every kind of problem among them; their import's summaries."""
+    summaries = []
+    for survey, form, layout in ((A, "value", "json"), (A, "radio", "flat"), (C, "value", "json")):
+        out = folder / f"many-{survey.id}-{form}-{layout}"
+        make_survey(store, survey, base_url="https://images.example.org", out=out, items_per_hit=3)
+        rows, _ = simulate(
+            out, survey, workers=30, scale_form=form, failing=frozenset({"A004WORKER"})
+        )
+        for row in rows:
+            row["AssignmentId"] += f"{form}{layout}"
+        rows[5]["SubmitTime"] = "Fri Jun 08 25:00:00 PDT 2012"
+        rows[7]["AssignmentId"] = rows[3]["AssignmentId"]
+        rows[9]["WorkerId"] = " "
+        rows[11]["WorkTimeInSeconds"] = "soon"
+        rows[13]["inputs"] = dict(rows[13]["inputs"], item1_id="not-an-item")
+        rows[15]["inputs"] = {
+            k: "" if k.startswith("item3") else v for k, v in rows[15]["inputs"].items()
+        }
+        rows[17]["answers"] = {k: "" for k in rows[17]["answers"]}
+        rows[19]["AssignmentStatus"] = "Rejected"
+        rows[21]["AcceptTime"] = "2012-06-08T09:00:00"
+        rows += [dict(row, AssignmentId=row["AssignmentId"] + "again") for row in rows[:40]]
+        path = write_batch_results(out / "results.csv", rows, layout=layout)
+        if layout == "json":
+            text = path.read_text(encoding="utf-8").splitlines(keepends=True)
+            text[24] = text[24].replace('"}]"', '"}"', 1)  # unreadable JSON
+            path.write_text("".join(text), encoding="utf-8")
+        summary = import_ratings(store, path, survey, min_work_seconds=60)
+        # a time, a duplicated assignment, a blank worker, a work time, blank answers,
+        # (JSON: unreadable answers); an unknown item, an answered slot naming no image
+        assert summary.failed_count >= 5 + (layout == "json"), summary.failed
+        assert summary.unmatched_count == 4, summary.unmatched  # and the copies of both
+        assert summary.excluded["rejected"]
+        assert summary.excluded.get("attention_check", 0) > 0 or survey is C
+        summaries.append(summary.lines(limit=1000))
+    return summaries
+
+
+def test_the_columnar_import_numbers_rows_as_the_record_reader_does(
+    store, jpeg_study, tmp_path, monkeypatch
+):
+    """The same files into two copies of the study, read with and without pyarrow: the
+    same integer rows, the same ids, the same summaries."""
+    fast = read_by("columnar", monkeypatch)
+    columnar = import_all(store, tmp_path / "columnar") + repeated(store, tmp_path / "columnar")
+    assert sum(fast) > 500
+    shutil.copytree(jpeg_study, tmp_path / "other")
+    with monkeypatch.context() as patched, Store(tmp_path / "other") as other:
+        fast = read_by("records", patched)
+        records = import_all(other, tmp_path / "records") + repeated(other, tmp_path / "records")
+        assert sum(fast) == 0
+        expected = numbered(other, tmp_path / "records")
+    assert numbered(store, tmp_path / "columnar") == expected
+    assert columnar == [
+        [line.replace(str(tmp_path / "records"), str(tmp_path / "columnar")) for line in lines]
+        for lines in records
+    ]

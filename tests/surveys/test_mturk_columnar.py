@@ -9,7 +9,14 @@ import pytest
 from mturk_format import assignment, write_batch_results
 from semcomp.csvtext import csv_encoding
 from semcomp.surveys import mturk
-from semcomp.surveys.mturk import _columnar_rows, _rows, read_batch_results, read_time, read_times
+from semcomp.surveys.mturk import (
+    _columnar_rows,
+    _rows,
+    read_batch_results,
+    read_time,
+    read_times,
+    usual_times,
+)
 
 TIMES = [
     "Fri Jun 08 09:21:50 PDT 2012",
@@ -35,6 +42,21 @@ def test_times_read_together_are_read_as_one_by_one():
     together = read_times(TIMES)
     assert {text.strip(): read_time(text) for text in TIMES} == together
     assert together["Fri Jun 08 09:21:50 PDT 2012"] == ("2012-06-08T16:21:50+00:00", "")
+
+
+def test_times_decoded_row_by_row_in_columns_are_read_as_one_by_one():
+    """The columnar import decodes each row's cell as it is (unstripped): a usual time
+    reads as :func:`read_time` of the stripped cell; any other is left to it (``None``)."""
+    import pyarrow as pa
+
+    texts = [*TIMES, "\x0bFri Jun 08 09:21:50 PDT 2012", "Fri Jun 08 09:21:50 PDT 2012\u3000"]
+    texts += ["\tFri Jun 08 09:21:50 PDT 2012\r\n"]
+    decoded = usual_times(pa.array(texts, pa.string())).tolist()
+    for text, iso in zip(texts, decoded, strict=True):
+        assert iso is None or (iso, "") == read_time(text.strip()), text
+    assert decoded[0] == "2012-06-08T16:21:50+00:00"
+    assert decoded[1] == read_time(TIMES[1])[0] and decoded[-1] == decoded[0]
+    assert sum(iso is not None for iso in decoded) == 5  # 4 of TIMES, the last
 
 
 def rows_of(path: Path) -> list:

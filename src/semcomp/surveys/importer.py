@@ -59,7 +59,12 @@ from semcomp.surveys.mapping import (
     load_mapping,
     reference_keys,
 )
-from semcomp.surveys.mturk import TASK_ANSWERS, AssignmentRow, read_batch_results
+from semcomp.surveys.mturk import (
+    TASK_ANSWERS,
+    AssignmentRow,
+    ColumnarChunks,
+    read_batch_results,
+)
 
 STAGE = "ratings"
 FORMATS = ("mturk", "long")
@@ -378,6 +383,16 @@ class _Batch:
     unmatched: list[tuple] = field(default_factory=list)
     #: (item key, reason, detail)
     failures: list[tuple[str, str, dict]] = field(default_factory=list)
+    #: the slots of rows read through earlier rows' answers (:meth:`_Reader.read_chunk`):
+    #: (assignment's ``id``, line, the number of the slot's answer rows after both in
+    #: ``temp.fast_tails``)
+    fast: list[tuple[int, int, int]] = field(default_factory=list)
+    #: how many answers :attr:`fast` stands for
+    fast_answers: int = 0
+
+    def answers(self) -> int:
+        """How many answers the batch holds."""
+        return len(self.ratings) + self.fast_answers
 
 
 class _Reader:
@@ -427,6 +442,142 @@ class _Reader:
         #: question id → ``rating_names`` id; the file's and the import time's
         self.question_ids: dict[str, int] = {}
         self.file_id = self.time_id = 0
+        #: columnar reading (:meth:`read_chunk`): a slot's key in :attr:`tails` → the
+        #: number its answer rows have in ``temp.fast_tails``
+        self.tail_numbers: dict[tuple, int] = {}
+        #: how many answer rows each number of :attr:`tail_numbers` stands for
+        self.tail_counts: list[int] = []
+        #: (number, *answer row after assignment and line) not yet in ``temp.fast_tails``
+        self.fast_tails: list[tuple] = []
+        #: an unused slot's key → whether its cells answer anything
+        self.unused_answered: dict[tuple, bool] = {}
+
+    def read_chunk(
+        self,
+        columns: ColumnarChunks,
+        first: int,
+        cells: list[list[str]],
+        times: dict[int, list[str | None]],
+        seen: dict,
+    ) -> int:
+        """Read one chunk of a parsed file (:meth:`ColumnarChunks.cells`); returns its rows.
+
+        A row with no problem of its own (a time, the work time, unreadable answers, a blank
+        id, a repeated assignment) whose slots all read as earlier rows' did (the same
+        inputs, answer names and answer cells: :attr:`tails`, or an unused slot left
+        unanswered) has those slots' answer rows after its assignment and line: it is
+        written through them (``temp.fast_tails``) without being made an
+        :class:`AssignmentRow`. Every other row is read as :func:`_mturk_row` reads it."""
+        parse, n = columns.columns, len(cells[0])
+        blank = [""] * n
+        hit_ids, assignment_ids, worker_ids, statuses, rates = (
+            [c.strip() for c in cells[i]] if i is not None else blank for i in parse.kept
+        )
+        accepted, submitted = (
+            [
+                parse.time(c.strip()) if iso is None else (iso, "")
+                for c, iso in zip(cells[i], times[i], strict=True)
+            ]
+            if i is not None
+            else [(None, "")] * n
+            for _, i in parse.times
+        )
+        works = (
+            [parse.seconds(w) if w else None for w in (c.strip() for c in cells[parse.work])]
+            if parse.work is not None
+            else [None] * n
+        )
+        inputs = list(zip(*[cells[i] for _, i in parse.inputs], strict=True)) or [()] * n
+        names = tuple(name for name, _ in parse.answers)
+        if names == (TASK_ANSWERS,):  # the default layout: a form's answers in JSON
+            texts = [c.strip() for c in cells[parse.answers[0][1]]]
+            forms = [parse.form(text) if text else {} for text in texts]
+        elif TASK_ANSWERS in names:  # JSON beside other answer columns: row by row
+            for j, row in enumerate(zip(*cells, strict=True)):
+                _mturk_row(self, parse.assignment(first + j, row), seen)
+            return n
+        else:  # the flattened layout: a column per answer name
+            forms, texts = None, list(zip(*[cells[i] for _, i in parse.answers], strict=True))
+        plans, numbers, counts = self.plans, self.numbers, self.tail_counts
+        tail_numbers, unused_answered = self.tail_numbers, self.unused_answered
+        batch, survey_id, source, now = self.batch, self.survey.id, self.source, self.now
+        registered, fast = batch.assignments, batch.fast
+        for j in range(n):
+            line, assignment_id, accept, submit, work = (
+                first + j,
+                assignment_ids[j],
+                accepted[j],
+                submitted[j],
+                works[j],
+            )
+            if forms is None:
+                answers = dict(zip(names, texts[j], strict=True))
+                form_names = names
+            else:
+                answers = forms[j]
+            numbered = None
+            if not (
+                type(answers) is str  # not JSON
+                or accept[1]
+                or submit[1]
+                or type(work) is str
+                or not assignment_id
+                or not worker_ids[j]
+                or not hit_ids[j]
+                or assignment_id in seen
+            ):
+                if forms is not None:
+                    form_names = tuple(answers)
+                plan = plans.get((form_names, inputs[j]))
+                if plan is not None:
+                    numbered = []
+                    cell = answers.get
+                    for _, named, _, cell_names, token in plan:
+                        key = (token, *map(cell, cell_names))
+                        number = tail_numbers.get(key)
+                        if number is not None:
+                            numbered.append(number)
+                        elif named[0] != "unused" or unused_answered.get(key, True):
+                            numbered = None  # an answer read for the first time, or unmatched
+                            break
+            if numbered is None:
+                row = parse.assignment(line, [column[j] for column in cells])
+                _mturk_row(self, row, seen)
+                continue
+            seen[assignment_id] = line
+            number = numbers.get(assignment_id)
+            if number is None:
+                number = numbers[assignment_id] = self.next_number
+                self.next_number += 1
+            registered.append(
+                (
+                    assignment_id,
+                    survey_id,
+                    hit_ids[j],
+                    worker_ids[j],
+                    statuses[j],
+                    accept[0],
+                    submit[0],
+                    work,
+                    rates[j],
+                    source,
+                    line,
+                    None,
+                    now,
+                    number,
+                )
+            )
+            for tail in numbered:
+                fast.append((number, line, tail))
+                batch.fast_answers += counts[tail]
+        return n
+
+    def _number_tail(self, key: tuple, tail: list[tuple]) -> None:
+        """Give a slot's answer rows after assignment and line (:attr:`tails`) their
+        number in ``temp.fast_tails``."""
+        number = self.tail_numbers[key] = len(self.tail_counts)
+        self.tail_counts.append(len(tail))
+        self.fast_tails += [(number, *answer) for answer in tail]
 
     def number_rows(self, store: Store) -> None:
         """Read the integers answers are written with: the assignments' ids, the subjects',
@@ -592,7 +743,8 @@ class _Reader:
     ) -> None:
         kind, references, resolved, reason = named
         if kind == "unused":
-            if self._answered(row, slot, form):
+            answered = self.unused_answered[key] = self._answered(row, slot, form)
+            if answered:
                 self._unmatched(row, slot, references, reason)
             return  # an unused slot
         if resolved is None:
@@ -610,6 +762,7 @@ class _Reader:
                 self._tail(slot, question_id, resolved, answer, passed)
                 for question_id, answer, passed, _, _ in outcomes
             ]
+            self._number_tail(key, tail)
             head = (self.number, row.line)
             self.batch.ratings.extend([head + answer for answer in tail])
             return
@@ -797,7 +950,17 @@ class _Reader:
         )
 
 
-def _mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
+def _rows_read(reader: _Reader, read: int, seen: dict) -> int:
+    """The rows :meth:`_Reader.read_chunk` read (it has read them)."""
+    return read
+
+
+def _mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> int:
+    _read_mturk_row(reader, row, seen)
+    return 1
+
+
+def _read_mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
     if isinstance(row, tuple):
         reader.fail(row[0], "row", "", row[1])
         return
@@ -818,7 +981,12 @@ def _mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict
     reader.items(row, absent_is_blank=True)
 
 
-def _long_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
+def _long_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> int:
+    _read_long_row(reader, row, seen)
+    return 1
+
+
+def _read_long_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
     if isinstance(row, tuple):
         reader.fail(row[0], "row", "", row[1])
         return
@@ -931,6 +1099,7 @@ def import_ratings(
         _check_answer_columns(chosen, survey, batch.answer_columns, path)
         reader = _Reader(path, survey, index, chosen, now)
         rows, handle = batch.rows, _mturk_row
+        chunks = batch.chunks()
     else:
         summary.encoding = csv_encoding(path)
         chosen = load_mapping(mapping, survey) if mapping else Mapping()
@@ -939,6 +1108,7 @@ def import_ratings(
         reader = _Reader(path, survey, index, chosen.model_copy(update=long_columns), now)
         reader.seen_ratings = {}
         rows, handle = _long_rows(path, survey), _long_row
+        chunks = None
     source = reader.source
     stored = quality_control_options(store, survey.id)
     given = {"min_work_seconds": min_work_seconds, "include_rejected": include_rejected}
@@ -956,7 +1126,7 @@ def import_ratings(
     # answers about a fifth faster; 256 MiB takes a third less CPU than 64 MiB to upsert
     # 250,000 (pages are held only as the import needs them)
     store.conn.execute("PRAGMA cache_size = -262144")
-    with foreign_keys_unchecked(store), store.transaction():
+    with foreign_keys_unchecked(store), store.transaction(), fast_tables(store):
         register_survey(store, survey)
         cursor = store.conn.execute(
             "INSERT INTO rating_imports (survey, file, sha256, format, options, summary, "
@@ -977,10 +1147,15 @@ def import_ratings(
         # a file of more answers than one write, into a table of at most as many rows: its
         # indexes are built once afterwards (None: not decided yet)
         rebuilt: list[str] | None = None
+        if chunks is not None:  # the file parsed whole: read a chunk of rows at a time
+            rows = (
+                reader.read_chunk(chunks, first, cells, times, seen)
+                for first, cells, times in chunks.cells()
+            )
+            handle = _rows_read
         for row in rows:
-            summary.rows += 1
-            handle(reader, row, seen)
-            if len(reader.batch.ratings) >= FLUSH_ANSWERS:
+            summary.rows += handle(reader, row, seen)
+            if reader.batch.answers() >= FLUSH_ANSWERS:
                 if rebuilt is None:
                     big = before <= FLUSH_ANSWERS
                     rebuilt = (
@@ -1044,6 +1219,27 @@ def _drop_secondary_indexes(store: Store, table: str) -> list[str]:
     return [sql for _, sql in rows]
 
 
+#: ``temp.fast_tails``: a slot's answer rows after their assignment and line, by number
+FAST_TAILS = ("tails", *ANSWER_COLUMNS[2:])
+
+
+@contextmanager
+def fast_tables(store: Store) -> Iterator[None]:
+    """The temporary tables :meth:`_Reader.read_chunk` writes answers through (no column
+    affinity: values reach ``answers`` as bound)."""
+    conn = store.conn
+    for table in ("fast_rows", "fast_tails"):
+        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+    conn.execute("CREATE TEMP TABLE fast_rows (assignment, source_line, tails)")
+    conn.execute(f"CREATE TEMP TABLE fast_tails ({', '.join(FAST_TAILS)})")
+    conn.execute("CREATE INDEX temp.fast_tails_by_number ON fast_tails (tails)")
+    try:
+        yield
+    finally:
+        for table in ("fast_rows", "fast_tails"):
+            conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+
 #: answers held in memory before they are written (all in the import's one transaction)
 FLUSH_ANSWERS = 20_000
 #: the tables an import writes a row to per assignment and per answer
@@ -1096,6 +1292,24 @@ def _flush(
     counted.update(fresh)
     store.conn.executemany(ASSIGNMENT_UPSERT, assignments.values())
     store.upsert_many("answers", ANSWER_COLUMNS, written.ratings, key=ANSWER_KEY)
+    if reader.fast_tails:
+        store.conn.executemany(
+            f"INSERT INTO temp.fast_tails VALUES ({', '.join('?' * len(FAST_TAILS))})",
+            reader.fast_tails,
+        )
+        reader.fast_tails = []
+    if written.fast:
+        store.conn.executemany("INSERT INTO temp.fast_rows VALUES (?, ?, ?)", written.fast)
+        store.upsert_select(
+            "answers",
+            ANSWER_COLUMNS,
+            "SELECT r.assignment, r.source_line, "
+            + ", ".join(f"t.{c}" for c in ANSWER_COLUMNS[2:])
+            + " FROM temp.fast_rows r JOIN temp.fast_tails t ON t.tails = r.tails",
+            (),
+            key=ANSWER_KEY,
+        )
+        store.conn.execute("DELETE FROM temp.fast_rows")
     store.upsert_many(
         "ratings_unmatched",
         UNMATCHED_COLUMNS,

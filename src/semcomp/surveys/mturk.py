@@ -193,6 +193,11 @@ class BatchFile:
     unknown_columns: list[str]
     rows: Iterator[AssignmentRow | tuple[int, str]]
 
+    def chunks(self) -> ColumnarChunks | None:
+        """The file parsed whole and handed out column by column (:func:`columnar_chunks`),
+        or ``None`` where :attr:`rows` must read it (then iterate :attr:`rows` instead)."""
+        return columnar_chunks(self.path, self.encoding, self.columns)
+
 
 def read_batch_results(path: Path) -> BatchFile:
     """Open a batch-results CSV; rows are read lazily (``BatchFile.rows``).
@@ -335,6 +340,32 @@ class _Columns:
             *(i for _, i in self.answers),
         ]
 
+    def seconds(self, work: str) -> float | str:
+        """A ``WorkTimeInSeconds`` cell (stripped, not blank) as a number, or why not."""
+        seconds = self.read_seconds.get(work)
+        if seconds is None:
+            try:
+                seconds = float(work)
+            except ValueError:
+                seconds = "not a number"
+            self.read_seconds[work] = seconds
+        return seconds
+
+    def form(self, text: str) -> dict[str, str] | str:
+        """:func:`_read_forms` of an ``Answer.taskAnswers`` cell (stripped, not blank), read
+        once per text."""
+        read = self.read_forms.get(text)
+        if read is None:
+            read = self.read_forms[text] = _read_forms(text)
+        return read
+
+    def time(self, text: str) -> tuple[str | None, str]:
+        """:func:`read_time` of a cell (stripped), read once per text."""
+        read = self.read_times.get(text)
+        if read is None:
+            read = self.read_times[text] = read_time(text)
+        return read
+
     def assignment(self, line: int, cells: Sequence[str]) -> AssignmentRow:
         problems: list[tuple[str, str, str]] = []
         flat: dict[str, str] = {}
@@ -343,9 +374,7 @@ class _Columns:
                 text = cells[i].strip()
                 if not text:
                     continue
-                read = self.read_forms.get(text)
-                if read is None:
-                    read = self.read_forms[text] = _read_forms(text)
+                read = self.form(text)
                 if isinstance(read, str):
                     problems.append((f"Answer.{name}", text[:200], read))
                     continue
@@ -358,22 +387,14 @@ class _Columns:
         times: list[str | None] = []
         for name, i in self.times:
             text = cells[i].strip() if i is not None else ""
-            read = self.read_times.get(text)
-            if read is None:
-                read = self.read_times[text] = read_time(text)
+            read = self.time(text)
             times.append(read[0])
             if read[1]:
                 problems.append((name, text, read[1]))
         work = cells[self.work].strip() if self.work is not None else ""
         work_seconds: float | None = None
         if work:
-            seconds = self.read_seconds.get(work)
-            if seconds is None:
-                try:
-                    seconds = float(work)
-                except ValueError:
-                    seconds = "not a number"
-                self.read_seconds[work] = seconds
+            seconds = self.seconds(work)
             if isinstance(seconds, str):
                 problems.append(("WorkTimeInSeconds", work, seconds))
             else:
@@ -405,14 +426,14 @@ class _Columns:
 _SCAN_BLOCK = 1 << 24
 
 
-def _one_row_per_line(path: Path) -> int | None:
-    """The number of lines of ``path`` if each can be one CSV record: ``\n`` or ``\r\n``
-    line ends and a final one, no blank or one-character line, no NUL, none longer than
-    :data:`MAX_LINE` bytes. ``None`` otherwise: such a file is left to the record reader,
-    which says what is wrong where."""
+def _one_row_per_line(path: Path) -> tuple[int, int] | None:
+    """The number of lines of ``path`` and the length of its longest in bytes if each can
+    be one CSV record: ``\n`` or ``\r\n`` line ends and a final one, no blank or
+    one-character line, no NUL, none longer than :data:`MAX_LINE` bytes. ``None``
+    otherwise: such a file is left to the record reader, which says what is wrong where."""
     import numpy as np
 
-    lines, offset, last_end, previous = 0, 0, -1, b""
+    lines, offset, last_end, previous, longest = 0, 0, -1, b"", 0
     carriage_returns = line_ends_after_one = 0
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(_SCAN_BLOCK), b""):
@@ -425,13 +446,14 @@ def _one_row_per_line(path: Path) -> int | None:
                 lengths = np.diff(ends, prepend=last_end)
                 if lengths.min() <= 2 or lengths.max() > MAX_LINE:
                     return None
+                longest = max(longest, int(lengths.max()))
                 last_end = int(ends[-1])
                 lines += len(ends)
             offset += len(block)
             previous = block[-1:]
     if previous != b"\n" or carriage_returns != line_ends_after_one or offset - last_end > 1:
         return None
-    return lines
+    return lines, longest
 
 
 def _columnar_rows(path: Path, encoding: str, header: list[str]) -> Iterator[AssignmentRow] | None:
@@ -440,6 +462,52 @@ def _columnar_rows(path: Path, encoding: str, header: list[str]) -> Iterator[Ass
     other file (cells spanning lines, blank lines, short or long rows, a Windows
     encoding), which :func:`_rows` reads record by record. Both give the same rows.
     Also ``None`` without pyarrow (the base install has none: imports are then slower)."""
+    found = columnar_chunks(path, encoding, header)
+    if found is None:
+        return None
+    return _assignments(found)
+
+
+@dataclass
+class ColumnarChunks:
+    """A batch-results file parsed whole: :meth:`cells` gives its rows a chunk at a
+    time, as one list of Python strings per column (``""`` for every column the rows are
+    not read from); :attr:`columns` makes an :class:`AssignmentRow` of a row's cells and
+    holds every time of the file read (:attr:`_Columns.read_times`)."""
+
+    columns: _Columns
+    #: the parsed columns (pyarrow), of the used ones at least
+    table: object
+    #: the file's columns rows are read from
+    used: set[int]
+    #: a file column's position in :attr:`table`
+    position: dict[int, int]
+    #: the file's number of columns
+    width: int
+    #: a time column's times, row by row: ISO-8601 UTC, or ``None`` where the cell is not
+    #: one of MTurk's usual times (:func:`usual_times`; :meth:`_Columns.time` reads it)
+    times: dict[int, object]
+
+    def cells(self) -> Iterator[tuple[int, list[list[str]], dict[int, list[str | None]]]]:
+        """(the file line of the chunk's first row, its columns' cells, its times by
+        column), chunk by chunk."""
+        table = self.table
+        for start in range(0, table.num_rows, _CHUNK_ROWS):
+            chunk = table.slice(start, _CHUNK_ROWS)
+            blank = [""] * chunk.num_rows
+            yield (
+                start + 2,
+                [
+                    chunk.column(self.position[i]).to_pylist() if i in self.used else blank
+                    for i in range(self.width)
+                ],
+                {i: t[start : start + _CHUNK_ROWS].tolist() for i, t in self.times.items()},
+            )
+
+
+def columnar_chunks(path: Path, encoding: str, header: list[str]) -> ColumnarChunks | None:
+    """The file parsed whole by pyarrow (:class:`ColumnarChunks`), when each record is one
+    line of the header's width (the usual download); ``None`` as :func:`_columnar_rows`."""
     if encoding != UTF8:
         return None
     try:
@@ -447,11 +515,18 @@ def _columnar_rows(path: Path, encoding: str, header: list[str]) -> Iterator[Ass
         from pyarrow import csv as arrow_csv
     except ImportError:
         return None
-    lines = _one_row_per_line(path)
-    if lines is None or lines < 2:
+    scanned = _one_row_per_line(path)
+    if scanned is None or scanned[0] < 2:
         return None
+    lines, longest = scanned
     width = len(header)
     names = [f"c{i}" for i in range(width)]
+    columns = _Columns(header)
+    used = {i for i in columns.used() if i is not None}
+    limit = min(MAX_FIELD, csv.field_size_limit())
+    # no line as long as the longest field the record reader reads: only the columns an
+    # assignment reads become arrow strings (the others are split off, not kept)
+    kept = sorted(used) if longest <= limit else range(width)
     try:
         table = arrow_csv.read_csv(
             path,
@@ -461,6 +536,7 @@ def _columnar_rows(path: Path, encoding: str, header: list[str]) -> Iterator[Ass
                 column_types=dict.fromkeys(names, pa.string()),
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
+                include_columns=[names[i] for i in kept],
             ),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # a row of another width, or bad UTF-8
@@ -469,19 +545,19 @@ def _columnar_rows(path: Path, encoding: str, header: list[str]) -> Iterator[Ass
         return None
     import pyarrow.compute as pc
 
-    limit = min(MAX_FIELD, csv.field_size_limit())
     if any((pc.max(pc.utf8_length(column)).as_py() or 0) > limit for column in table.columns):
         return None  # a field the record reader reports as too long
-    columns = _Columns(header)
-    required = table.column(columns.first_required)
+    position = {i: p for p, i in enumerate(kept)}
+    required = table.column(position[columns.first_required])
     if not pc.all(pc.not_equal(pc.utf8_trim_whitespace(required), "")).as_py():
         return None  # a row without the first required column: the record reader's case
-    for _, i in columns.times:
-        if i is not None:
-            columns.read_times |= read_times(table.column(i).to_pylist())
-    used = {i for i in columns.used() if i is not None}
+    times = {
+        i: usual_times(table.column(position[i]).combine_chunks())
+        for _, i in columns.times
+        if i is not None
+    }
     del required
-    return _assignments(columns, table, used)
+    return ColumnarChunks(columns, table, used, position, width, times)
 
 
 #: rows made Python strings at a time (the whole file's cells would hold about 1 GB at
@@ -489,17 +565,18 @@ def _columnar_rows(path: Path, encoding: str, header: list[str]) -> Iterator[Ass
 _CHUNK_ROWS = 20_000
 
 
-def _assignments(columns: _Columns, table, used: set[int]) -> Iterator[AssignmentRow]:
+def _assignments(found: ColumnarChunks) -> Iterator[AssignmentRow]:
     """The rows of a parsed file, a chunk at a time; only the columns an assignment reads
     become Python strings."""
-    for start in range(0, table.num_rows, _CHUNK_ROWS):
-        chunk = table.slice(start, _CHUNK_ROWS)
-        blank = [""] * chunk.num_rows
-        cells = [
-            chunk.column(i).to_pylist() if i in used else blank for i in range(chunk.num_columns)
-        ]
-        for line, row in enumerate(zip(*cells, strict=True), start=start + 2):
-            yield columns.assignment(line, row)
+    columns = found.columns
+    for i, times in found.times.items():
+        column = found.table.column(found.position[i]).to_pylist()
+        columns.read_times |= {
+            text.strip(): (iso, "") for text, iso in zip(column, times.tolist(), strict=True) if iso
+        }
+    for first, cells, _ in found.cells():
+        for line, row in enumerate(zip(*cells, strict=True), start=first):
+            yield found.columns.assignment(line, row)
 
 
 #: :data:`_TIME` with named groups, for pyarrow (RE2: it matches a subset of what Python's
@@ -513,14 +590,29 @@ _TIME_PARTS = (
 
 def read_times(texts: list[str]) -> dict[str, tuple[str | None, str]]:
     """:func:`read_time` of each distinct text (stripped), as a dictionary keyed by the
-    stripped text: MTurk's usual times (``Fri Jun 08 09:21:50 PDT 2012``, years 1900-2200)
-    are decoded together with numpy; any other text, one by one."""
+    stripped text: MTurk's usual times (:func:`usual_times`) are decoded together; any other
+    text, one by one."""
+    import pyarrow as pa
+
+    unique = list(dict.fromkeys(text.strip() for text in texts))
+    decoded = usual_times(pa.array(unique, pa.string())).tolist()
+    return {
+        text: read_time(text) if iso is None else (iso, "")
+        for text, iso in zip(unique, decoded, strict=True)
+    }
+
+
+def usual_times(texts):
+    """The ISO-8601 UTC time of each of ``texts`` (a pyarrow string array) that is one of
+    MTurk's usual times (``Fri Jun 08 09:21:50 PDT 2012``, a valid date in the years
+    1900-2200; space around it allowed), as :func:`read_time` reads it, decoded together with
+    numpy; ``None`` for any other text (:func:`read_time` says what it is). A numpy array
+    of objects."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    unique = list(dict.fromkeys(text.strip() for text in texts))
-    found = pc.extract_regex(pa.array(unique, pa.string()), _TIME_PARTS)
+    found = pc.extract_regex(texts, _TIME_PARTS)
     month = pc.index_in(pc.utf8_capitalize(found.field("month")), pa.array(list(_MONTHS)))
     zone = pc.index_in(pc.utf8_upper(found.field("zone")), pa.array(list(ZONES)))
     usual = pc.and_(pc.and_(found.is_valid(), month.is_valid()), zone.is_valid())
@@ -536,13 +628,9 @@ def read_times(texts: list[str]) -> dict[str, tuple[str | None, str]]:
     ok &= (second < 60) & (date.astype("datetime64[M]") == first)
     hours = np.array(list(ZONES.values()), dtype=np.int64)[zone.filter(usual).to_numpy()]
     seconds = hour * 3600 + minute * 60 + second - hours * 3600
-    stamps = np.datetime_as_string(date.astype("datetime64[s]") + seconds, unit="s")
-    decoded = {}
-    positions = np.flatnonzero(usual.to_numpy(zero_copy_only=False))
-    for position, good, stamp in zip(positions, ok, stamps, strict=True):
-        if good:
-            decoded[unique[position]] = (f"{stamp}+00:00", "")
-    for text in unique:
-        if text not in decoded:
-            decoded[text] = read_time(text)
+    stamps = np.datetime_as_string(date.astype("datetime64[s]")[ok] + seconds[ok], unit="s")
+    decoded = np.full(len(texts), None, dtype=object)
+    decoded[np.flatnonzero(usual.to_numpy(zero_copy_only=False))[ok]] = np.char.add(
+        stamps, "+00:00"
+    )
     return decoded
