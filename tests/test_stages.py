@@ -140,12 +140,13 @@ def test_a_run_killed_while_batches_load_ahead_resumes_with_the_same_rows(
 def test_pixel_stages_decode_ahead_in_a_thread_and_settle_what_does_not_decode(
     tmp_path, image_folder, tiny_clip, monkeypatch
 ):
-    """The encode stage decodes the next original, the decode stage the next payloads, in
-    the prefetch thread while this one codes and writes; a corrupt original or payload
+    """The encode stage decodes the next original, the decode stage the next chunk of
+    payloads, in the prefetch thread while this one codes and writes; a corrupt original or payload
     decoded there is a settled failure with its reason and the others go on."""
     import threading
 
     import semcomp.stages
+    import semcomp.stages.decode
     from semcomp.codecs.pixel import PillowCodec
 
     root = write_study(tmp_path / "s", image_folder, tiny_clip)
@@ -167,6 +168,7 @@ def test_pixel_stages_decode_ahead_in_a_thread_and_settle_what_does_not_decode(
         threads["payload"].append(threading.current_thread().name)
         return decode(self, payload)
 
+    monkeypatch.setattr(semcomp.stages.decode, "CHUNK", 2)  # 3 chunks: 2 decode ahead
     monkeypatch.setattr(semcomp.stages, "decode_image", decoding_original)
     monkeypatch.setattr(PillowCodec, "decode", decoding_payload)
     with Study.open(root) as study:

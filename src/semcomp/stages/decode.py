@@ -41,27 +41,33 @@ def run(ctx: StageContext) -> None:
     codecs = {method_id: codec_for(method) for method_id, method in methods.items()}
     failing = ctx.failing()
 
-    def checked(index: int) -> Exception | None:
-        """Decode ``todo[index]``'s payload (in the prefetch thread): None, or why not."""
-        row = todo[index]
-        try:
-            codecs[row["method_id"]].decode(store.artifact_path(row["relpath"]).read_bytes())
-        except (OSError, ValueError, SyntaxError) as exc:
-            return exc
-        return None
+    chunks = [todo[start : start + CHUNK] for start in range(0, len(todo), CHUNK)]
 
-    problems = prefetched(checked, len(todo))
+    def problems(index: int) -> list[Exception | None]:
+        """Decode the payloads of ``chunks[index]`` (in the prefetch thread while this one
+        writes the chunk before): None for each that decodes, else why it does not."""
+        found: list[Exception | None] = []
+        for row in chunks[index]:
+            try:
+                codecs[row["method_id"]].decode(store.artifact_path(row["relpath"]).read_bytes())
+            except (OSError, ValueError, SyntaxError) as exc:
+                found.append(exc)
+            else:
+                found.append(None)
+        return found
+
+    checked = prefetched(problems, len(chunks))
     try:
         with ctx.bar(len(todo), "img") as bar:
             # a transaction per chunk, not per image: a killed run redoes at most one chunk
-            for start in range(0, len(todo), CHUNK):
+            for chunk, chunk_problems in zip(chunks, checked, strict=True):
                 with store.transaction():
-                    for row, problem in zip(todo[start : start + CHUNK], problems, strict=False):
+                    for row, problem in zip(chunk, chunk_problems, strict=True):
                         decoder = codecs[row["method_id"]].name
                         _record(ctx, row, problem, decoder, failing)
                         bar.update()
     finally:
-        problems.close()  # stops the decoding thread if the stage stops early
+        checked.close()  # stops the decoding thread if the stage stops early
 
 
 #: candidates written per transaction
