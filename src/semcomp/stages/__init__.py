@@ -169,7 +169,8 @@ class StageContext:
     ) -> Iterator[Image.Image | ImageError]:
         """Each of ``originals`` decoded to RGB, or the :class:`ImageError` that says why it
         cannot be, in order; the next one decodes in a background thread (:func:`prefetched`)
-        while the caller codes this one. Close the iterator when stopping early."""
+        while the caller codes this one (at most three decoded originals are held at once).
+        Close the iterator when stopping early."""
         paths = self.artifact_files([o["artifact_hash"] for o in originals])
         max_pixels = self.config.images.max_pixels
 
