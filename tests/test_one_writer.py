@@ -16,7 +16,7 @@ import pytest
 
 from helpers import command_outputs, photo, rows, semcomp_in_one_process, write_study
 from semcomp.cli import main
-from semcomp.store import WRITER_NAME, Store
+from semcomp.store import WRITER_NAME, Store, _open_new
 from semcomp.study import Study
 
 PIXEL_STAGES = ["--stage", "ingest", "--stage", "encode", "--stage", "decode"]
@@ -333,21 +333,32 @@ def test_run_in_an_unwritable_folder_is_one_line(study, capsys, monkeypatch):
 
 
 class FullDisk:
-    """``tempfile`` as the store sees it: after ``room`` artifact files, every new temporary
-    file is backed by ``/dev/full``, so writing it fails with the kernel's own ENOSPC."""
+    """New files as the store creates them: after ``room`` artifact files, every new artifact
+    (written in place, ``_open_new``) or temporary file (``tempfile``) is backed by
+    ``/dev/full``, so writing it fails with the kernel's own ENOSPC."""
 
     def __init__(self, room: int):
         self.room = room
+
+    def backed(self, fd: int, artifact: bool) -> int:
+        if not artifact or self.room > 0:
+            self.room -= artifact
+            return fd
+        os.close(fd)
+        return os.open("/dev/full", os.O_WRONLY)
 
     def mkstemp(self, dir: str, prefix: str, suffix: str) -> tuple[int, str]:
         import tempfile
 
         fd, path = tempfile.mkstemp(dir=dir, prefix=prefix, suffix=suffix)
-        if suffix == WRITER_NAME or self.room > 0:
-            self.room -= suffix != WRITER_NAME
-            return fd, path
-        os.close(fd)
-        return os.open("/dev/full", os.O_WRONLY), path
+        return self.backed(fd, suffix != WRITER_NAME), path
+
+    def open_new(self, path: str) -> int:
+        return self.backed(_open_new(path), True)
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr("semcomp.store.tempfile", self)
+        monkeypatch.setattr("semcomp.store._open_new", self.open_new)
 
 
 def stored(root: Path) -> dict[str, set]:
@@ -381,7 +392,7 @@ def reference_rows(tmp_path: Path, images: Path) -> dict[str, set]:
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_full_disk_is_one_line_and_the_store_stays_intact(study, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("semcomp.store.tempfile", FullDisk(room=3))
+    FullDisk(room=3).install(monkeypatch)
     code, _, err = cli(capsys, "run", str(study), "--no-progress", *PIXEL_STAGES)
     assert code == 3 and err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith(f"error: no space left on the disk holding {study / 'artifacts'}")

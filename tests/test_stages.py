@@ -135,3 +135,112 @@ def test_a_run_killed_while_batches_load_ahead_resumes_with_the_same_rows(
             ]
 
     assert rows(roots[1]) == rows(roots[0])
+
+
+def test_pixel_stages_decode_ahead_in_a_thread_and_settle_what_does_not_decode(
+    tmp_path, image_folder, tiny_clip, monkeypatch
+):
+    """The encode stage decodes the next original, the decode stage the next chunk of
+    payloads, in the prefetch thread while this one codes and writes; a corrupt original or payload
+    decoded there is a settled failure with its reason and the others go on."""
+    import threading
+
+    import semcomp.stages
+    import semcomp.stages.decode
+    from semcomp.codecs.pixel import PillowCodec
+
+    root = write_study(tmp_path / "s", image_folder, tiny_clip)
+    with Study.open(root) as study:
+        study.run(progress=False, stages=["ingest"])  # 4 originals
+        relpath = study.store.conn.execute(
+            "SELECT a.relpath FROM originals o JOIN artifacts a ON a.hash = o.artifact_hash "
+            "ORDER BY o.id"
+        ).fetchone()[0]
+        study.store.artifact_path(relpath).write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    threads: dict[str, list[str]] = {"original": [], "payload": []}
+    decode_image, decode = semcomp.stages.decode_image, PillowCodec.decode
+
+    def decoding_original(*args, **kwargs):
+        threads["original"].append(threading.current_thread().name)
+        return decode_image(*args, **kwargs)
+
+    def decoding_payload(self, payload):
+        threads["payload"].append(threading.current_thread().name)
+        return decode(self, payload)
+
+    monkeypatch.setattr(semcomp.stages.decode, "CHUNK", 2)  # 3 chunks: 2 decode ahead
+    monkeypatch.setattr(semcomp.stages, "decode_image", decoding_original)
+    monkeypatch.setattr(PillowCodec, "decode", decoding_payload)
+    with Study.open(root) as study:
+        study.run(progress=False, stages=["encode"])
+        payload = study.store.conn.execute(
+            "SELECT a.relpath FROM representations r JOIN artifacts a ON a.hash = r.payload_hash "
+            "ORDER BY r.id"
+        ).fetchone()[0]
+        study.store.artifact_path(payload).write_bytes(b"\xff\xd8\xff not a JPEG")
+        summary = study.run(progress=False, stages=["decode"])
+        failures = study.store.conn.execute(
+            "SELECT stage, reason, retryable FROM failures ORDER BY stage"
+        ).fetchall()
+        counts = study.store.count("representations"), study.store.count("candidates")
+    assert threads == {"original": ["semcomp-prefetch"] * 4, "payload": ["semcomp-prefetch"] * 6}
+    assert counts == (6, 5)
+    assert [(f["stage"], f["retryable"]) for f in failures] == [("decode", 0), *[("encode", 0)] * 2]
+    assert failures[0]["reason"].startswith("cannot decode: ")
+    assert all("Truncated File Read" in f["reason"] for f in failures[1:])
+    decode_report = next(s for s in summary.stages if s.stage == "decode")
+    assert (decode_report.done, decode_report.failed) == (5, 1)
+
+
+def test_a_pixel_stage_stopped_mid_chunk_resumes_with_the_same_rows(
+    tmp_path, image_folder, tiny_clip, monkeypatch
+):
+    """The encode stage commits a chunk of originals at a time: stopped in the middle of a
+    chunk, it keeps the chunks before, stops its decoding thread, and the next run ends with
+    the rows and files of an uninterrupted run."""
+    import threading
+
+    import pytest
+
+    import semcomp.stages.encode as encode
+    from semcomp.store import Store
+
+    roots = [write_study(tmp_path / name, image_folder, tiny_clip) for name in ("whole", "cut")]
+    with Study.open(roots[0]) as study:
+        study.run(progress=False, stages=["ingest", "encode", "decode"])
+    with Study.open(roots[1]) as study:
+        study.run(progress=False, stages=["ingest"])
+    put, calls = Store.put_artifact, []
+
+    def stopped(self, *args, **kwargs):
+        if len(calls) == 5:  # the third original's first payload: its chunk rolls back
+            raise KeyboardInterrupt
+        calls.append(1)
+        return put(self, *args, **kwargs)
+
+    monkeypatch.setattr(encode, "CHUNK", 2)
+    monkeypatch.setattr(Store, "put_artifact", stopped)
+    with pytest.raises(KeyboardInterrupt), Study.open(roots[1]) as study:
+        study.run(progress=False, stages=["encode"])
+    assert not any(t.name == "semcomp-prefetch" for t in threading.enumerate())
+    monkeypatch.setattr(Store, "put_artifact", put)
+    with Study.open(roots[1]) as study:
+        assert study.store.count("representations") == 4  # the first chunk: 2 originals
+        study.run(progress=False, stages=["encode", "decode"])
+
+    def stored(root):
+        with Study.open(root, read_only=True) as study:
+            conn = study.store.conn
+            for relpath, size in conn.execute("SELECT relpath, bytes FROM artifacts"):
+                assert study.store.artifact_path(relpath).stat().st_size == size
+            return [
+                sorted(tuple(r) for r in conn.execute(sql))
+                for sql in (
+                    "SELECT hash, relpath, bytes, media_type FROM artifacts",
+                    "SELECT id, payload_hash, rate_bits, meta FROM representations",
+                    "SELECT id, representation_id, artifact_hash, meta FROM candidates",
+                    "SELECT stage, item FROM failures",
+                )
+            ]
+
+    assert stored(roots[1]) == stored(roots[0])

@@ -1,12 +1,15 @@
 """The study store: migrations, idempotent upserts, atomic artifacts, transactions."""
 
+import hashlib
+import os
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from semcomp.errors import StoreError
+from semcomp import store as store_module
+from semcomp.errors import DiskFullError, StoreError
 from semcomp.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 
@@ -192,6 +195,63 @@ def test_artifacts_are_content_addressed_and_leave_no_temporary_files(tmp_path: 
         assert first == second and store.count("artifacts") == 1
         assert store.read_artifact(first) == b"payload"
         assert not list(store.artifacts_dir.rglob(".tmp-*"))
+
+
+def test_new_artifacts_are_created_in_place_with_a_mkdir_per_folder(tmp_path, monkeypatch):
+    """Each new payload is one exclusive create of its final name (no temporary file and
+    rename), and each hash-prefix folder is made once, not once per file."""
+    made, renamed = [], []
+    makedirs, replace = os.makedirs, os.replace
+    monkeypatch.setattr(os, "makedirs", lambda *a, **k: made.append(a[0]) or makedirs(*a, **k))
+    monkeypatch.setattr(os, "replace", lambda *a: renamed.append(a) or replace(*a))
+    payloads = [f"payload {index}".encode() for index in range(600)]
+    with Store(tmp_path) as store:
+        with store.transaction():
+            digests = [store.put_artifact(p, suffix=".bin", media_type="x/y") for p in payloads]
+        assert [store.read_artifact(digest) for digest in digests] == payloads
+    folders = {digest[:2] for digest in digests}
+    prefix_folders = [Path(m).name for m in made if Path(m).parent == tmp_path / "artifacts"]
+    assert len(folders) < 256 and sorted(prefix_folders) == sorted(folders)
+    assert [r for r in renamed if tmp_path / "artifacts" in Path(r[1]).parents] == []
+
+
+def test_an_artifact_cut_short_by_a_killed_run_is_written_again(tmp_path: Path):
+    """A file at an artifact's final name that is shorter than its content (the process
+    was killed mid-write, before any row named it) is replaced whole; a whole one is kept."""
+    data = bytes(range(256)) * 40
+    digest = hashlib.sha256(data).hexdigest()
+    path = tmp_path / "artifacts" / digest[:2] / f"{digest}.jpg"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data[:1000])
+    with Store(tmp_path) as store:
+        with store.transaction():
+            assert store.put_artifact(data, suffix=".jpg", media_type="image/jpeg") == digest
+        assert path.read_bytes() == data
+        before = path.stat().st_mtime_ns, path.stat().st_ino
+        with store.transaction():
+            store.put_artifact(data, suffix=".jpg", media_type="image/jpeg")
+        assert (path.stat().st_mtime_ns, path.stat().st_ino) == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_failed_artifact_write_leaves_no_file(tmp_path: Path, monkeypatch):
+    open_new = store_module._open_new
+
+    def full(path: str) -> int:
+        os.close(open_new(path))  # the file is created, its write fails
+        return os.open("/dev/full", os.O_WRONLY)
+
+    with Store(tmp_path) as store:
+        monkeypatch.setattr(store_module, "_open_new", full)
+        with pytest.raises(DiskFullError), store.transaction():
+            store.put_artifact(b"payload", suffix=".bin", media_type="x/y")
+        monkeypatch.undo()
+        assert store.count("artifacts") == 0
+        assert [p for p in store.artifacts_dir.rglob("*") if p.is_file()] == []
+        with store.transaction():  # the next write of the same bytes succeeds
+            digest = store.put_artifact(b"payload", suffix=".bin", media_type="x/y")
+        assert store.read_artifact(digest) == b"payload"
 
 
 def test_transaction_rolls_back_on_error(tmp_path: Path):

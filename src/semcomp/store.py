@@ -3,9 +3,10 @@
 Every result a figure shows is a row here. Writes are idempotent upserts keyed
 by content hashes and method parameters, each inside a transaction, so a run
 killed at any point and started again neither duplicates nor loses rows.
-Artifacts are written to a temporary name and renamed into place before the
-row that names them is committed; an artifact without a row is harmless and
-is simply reused by the next run.
+An artifact file is written whole before the row that names it is committed, and
+only rows lead readers to files; an artifact without a row is harmless and is
+simply reused by the next run (a file cut short by a killed run is told by its
+size and rewritten, see :meth:`Store.put_artifact`).
 
 The schema version lives in ``PRAGMA user_version``; :data:`MIGRATIONS` holds
 one script per version and only ever grows.
@@ -22,6 +23,7 @@ the database as an immutable file (see :meth:`Store._connect_read_only`).
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import shlex
@@ -465,11 +467,12 @@ def content_key(*parts: Any) -> str:
     return sha256_hex(to_json(list(parts)).encode("utf-8"))[:24]
 
 
+@functools.lru_cache(maxsize=256)
 def _upsert_sql(
-    table: str, columns: list[str], key: Sequence[str], source: str | None = None
+    table: str, columns: tuple[str, ...], key: tuple[str, ...], source: str | None = None
 ) -> str:
     """The upsert of ``columns``' values, or of the rows of the query ``source`` (a SELECT
-    of ``columns`` in order)."""
+    of ``columns`` in order); memoised: stages write many rows of one shape."""
     updates = [c for c in columns if c not in key and c != "created_at"]
     action = (
         "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in updates)
@@ -658,6 +661,34 @@ def _busy_message(root: Path) -> str:
     )
 
 
+def _open_new(path: str) -> int:
+    """A file descriptor of a new, empty file at ``path``, open for writing;
+    :class:`FileExistsError` if there is one already (``O_EXCL``)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    return os.open(path, flags, 0o600)  # the mode tempfile.mkstemp gives
+
+
+def _write_exclusive(path: str, data: bytes) -> bool:
+    """Create the file ``path`` holding ``data``; False (nothing written) if a file is there.
+
+    A failed or interrupted write removes the file it created, so a file left at ``path``
+    is whole unless the process was killed mid-write; such a file is shorter than its
+    content, which :meth:`Store.put_artifact` tells by its size.
+    """
+    try:
+        fd = _open_new(path)
+    except FileExistsError:
+        return False
+    try:
+        with open(fd, "wb") as handle:
+            handle.write(data)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(path)
+        raise
+    return True
+
+
 def _write_new_file(folder: Path, data: bytes, suffix: str, target: Path) -> None:
     """Write ``data`` to a temporary file in ``folder`` and rename it to ``target``, so a
     reader never sees a partial file; a failed write leaves no temporary file."""
@@ -699,6 +730,9 @@ class Store:
         self._migrations = list(migrations) or MIGRATIONS
         self._locked = False
         self._snapshot = snapshot
+        #: the artifact folder as text, and the hash-prefix folders known to exist in it
+        self._artifacts_text = str(self.artifacts_dir)
+        self._artifact_folders: set[str] = set()
         if read_only:
             if not self.db_path.exists():
                 raise StoreError(
@@ -856,14 +890,13 @@ class Store:
 
         ``created_at`` keeps the first insertion's time.
         """
-        columns = list(row)
-        self.conn.execute(_upsert_sql(table, columns, key), [row[c] for c in columns])
+        self.conn.execute(_upsert_sql(table, tuple(row), tuple(key)), list(row.values()))
 
     def upsert_many(
         self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], key: Sequence[str]
     ) -> None:
         """:meth:`upsert` for many rows at once (values in ``columns`` order)."""
-        self.conn.executemany(_upsert_sql(table, list(columns), key), rows)
+        self.conn.executemany(_upsert_sql(table, tuple(columns), tuple(key)), rows)
 
     def upsert_select(
         self,
@@ -875,7 +908,7 @@ class Store:
     ) -> None:
         """:meth:`upsert_many` of the rows ``query`` selects (``columns`` in order): the rows
         go from one table to another inside SQLite, not through Python."""
-        self.conn.execute(_upsert_sql(table, list(columns), key, query), parameters)
+        self.conn.execute(_upsert_sql(table, tuple(columns), tuple(key), query), parameters)
 
     # ---- artifacts ---------------------------------------------------------------------
 
@@ -885,28 +918,34 @@ class Store:
     def put_artifact(self, data: bytes, *, suffix: str, media_type: str) -> str:
         """Store bytes under their SHA-256 and return the hash.
 
-        The file is written to a temporary name in the same folder and renamed,
-        so a reader never sees a partial file. Call inside a transaction so the
-        row commits with whatever refers to it.
+        A new artifact is written straight to its final name, created exclusively
+        (``O_EXCL``): identical bytes have identical names, and the row naming the file
+        commits only after the file is whole, so no reader reaches it early. A file
+        already there is kept if its size is the data's (a file is written from its
+        first byte, so one cut short by a killed run is shorter); otherwise it is
+        replaced through a temporary file and a rename. Call inside a transaction so
+        the row commits with whatever refers to it.
         """
         digest = sha256_hex(data)
-        relpath = f"{digest[:2]}/{digest}{suffix}"
-        target = self.artifact_path(relpath)
-        try:  # one stat, not exists() then stat()
-            present = target.stat().st_size == len(data)
-        except OSError:
-            present = False
-        if not present:
+        prefix = digest[:2]
+        relpath = f"{prefix}/{digest}{suffix}"
+        folder = f"{self._artifacts_text}/{prefix}"
+        target = f"{folder}/{digest}{suffix}"
+        try:
+            if prefix not in self._artifact_folders:  # a mkdir per folder, not per file
+                os.makedirs(folder, exist_ok=True)
+                self._artifact_folders.add(prefix)
             try:
-                try:
-                    _write_new_file(target.parent, data, suffix, target)
-                except FileNotFoundError:  # the folder's first file (a mkdir per file is slow)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    _write_new_file(target.parent, data, suffix, target)
-            except OSError as exc:
-                if exc.errno in NO_SPACE:
-                    raise disk_full(target, len(data)) from None
-                raise
+                created = _write_exclusive(target, data)
+            except FileNotFoundError:  # the folder went away while the store was open
+                os.makedirs(folder, exist_ok=True)
+                created = _write_exclusive(target, data)
+            if not created and os.stat(target).st_size != len(data):
+                _write_new_file(Path(folder), data, suffix, Path(target))  # a cut-short file
+        except OSError as exc:
+            if exc.errno in NO_SPACE:
+                raise disk_full(Path(target), len(data)) from None
+            raise
         self.upsert(
             "artifacts",
             {

@@ -19,7 +19,15 @@ from typing import Any, TypeVar
 from PIL import Image
 
 from semcomp.config import StudyConfig
-from semcomp.engines import BatchOutcome, BatchTask, Engine, LocalEngine, PluginFactory
+from semcomp.engines import (
+    BatchOutcome,
+    BatchTask,
+    Engine,
+    LocalEngine,
+    PluginFactory,
+    prefetched,
+)
+from semcomp.errors import ImageError, StoreError
 from semcomp.images import decode_image
 from semcomp.params import portable_value
 from semcomp.store import Store, content_key, to_json, utc_now
@@ -156,9 +164,33 @@ class StageContext:
                 self.report.items += len(batch)
                 bar.update(len(batch))
 
-    def original_image(self, original: sqlite3.Row) -> Image.Image:
-        data = self.store.read_artifact(original["artifact_hash"])
-        return decode_image(data, self.config.images.max_pixels).rgb
+    def original_images(
+        self, originals: Sequence[sqlite3.Row]
+    ) -> Iterator[Image.Image | ImageError]:
+        """Each of ``originals`` decoded to RGB, or the :class:`ImageError` that says why it
+        cannot be, in order; the next one decodes in a background thread (:func:`prefetched`)
+        while the caller codes this one (at most three decoded originals are held at once).
+        Close the iterator when stopping early."""
+        paths = self.artifact_files([o["artifact_hash"] for o in originals])
+        max_pixels = self.config.images.max_pixels
+
+        def decoded(index: int) -> Image.Image | ImageError:
+            digest = originals[index]["artifact_hash"]
+            if digest not in paths:
+                raise StoreError(f"artifact {digest} is not in the store")
+            try:
+                return decode_image(paths[digest].read_bytes(), max_pixels).rgb
+            except ImageError as exc:
+                return exc
+
+        return prefetched(decoded, len(originals), depth=1)
+
+    def failing(self) -> set[str]:
+        """Items of this stage with a failure row, settled or not (what :meth:`clear` may
+        delete): a stage that writes many items clears only these."""
+        return set(
+            self.store.column("SELECT item FROM failures WHERE stage = ?", (self.report.stage,))
+        )
 
 
 def representation_id(original_id: str, method_id: str, label: str, variant: int) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlite3 import Row
 
-from semcomp.codecs import ImageCodec
+from semcomp.engines import prefetched
 from semcomp.methods import PixelMethod
 from semcomp.stages import StageContext, batch_codecs, store_candidate
 from semcomp.stages.encode import codec_for
@@ -36,31 +36,52 @@ def run(ctx: StageContext) -> None:
         ids,
     ).fetchall()
     settled = ctx.settled()
+    todo = [row for row in pending if row["id"] not in settled]
+    ctx.report.skipped += len(pending) - len(todo)
     codecs = {method_id: codec_for(method) for method_id, method in methods.items()}
-    with ctx.bar(len(pending), "img") as bar:
-        # a transaction per chunk, not per image: a killed run redoes at most one chunk
-        for start in range(0, len(pending), CHUNK):
-            with store.transaction():
-                for row in pending[start : start + CHUNK]:
-                    _decode(ctx, row, codecs, settled)
-                    bar.update()
+    failing = ctx.failing()
+
+    chunks = [todo[start : start + CHUNK] for start in range(0, len(todo), CHUNK)]
+
+    def problems(index: int) -> list[Exception | None]:
+        """Decode the payloads of ``chunks[index]`` (in the prefetch thread while this one
+        writes the chunk before): None for each that decodes, else why it does not."""
+        found: list[Exception | None] = []
+        for row in chunks[index]:
+            try:
+                codecs[row["method_id"]].decode(store.artifact_path(row["relpath"]).read_bytes())
+            except (OSError, ValueError, SyntaxError) as exc:
+                found.append(exc)
+            else:
+                found.append(None)
+        return found
+
+    checked = prefetched(problems, len(chunks))
+    try:
+        with ctx.bar(len(todo), "img") as bar:
+            # a transaction per chunk, not per image: a killed run redoes at most one chunk
+            for chunk, chunk_problems in zip(chunks, checked, strict=True):
+                with store.transaction():
+                    for row, problem in zip(chunk, chunk_problems, strict=True):
+                        decoder = codecs[row["method_id"]].name
+                        _record(ctx, row, problem, decoder, failing)
+                        bar.update()
+    finally:
+        checked.close()  # stops the decoding thread if the stage stops early
 
 
 #: candidates written per transaction
 CHUNK = 64
 
 
-def _decode(ctx: StageContext, row: Row, codecs: dict[str, ImageCodec], settled: set[str]) -> None:
-    if row["id"] in settled:
-        ctx.report.skipped += 1
-        return
-    codec = codecs[row["method_id"]]
-    try:
-        codec.decode(ctx.store.artifact_path(row["relpath"]).read_bytes())
-    except (OSError, ValueError, SyntaxError) as exc:
+def _record(
+    ctx: StageContext, row: Row, problem: Exception | None, decoder: str, failing: set[str]
+) -> None:
+    """The candidate of a payload that decoded, or the failure of one that did not."""
+    if problem is not None:
         ctx.fail(
             row["id"],
-            f"cannot decode: {exc}",
+            f"cannot decode: {problem}",
             retryable=False,
             detail={"method_id": row["method_id"]},
         )
@@ -71,7 +92,8 @@ def _decode(ctx: StageContext, row: Row, codecs: dict[str, ImageCodec], settled:
         replicate=0,
         seed=None,
         artifact_hash=row["payload_hash"],
-        meta={"decoder": codec.name},
+        meta={"decoder": decoder},
     )
-    ctx.clear(row["id"])
+    if row["id"] in failing:
+        ctx.clear(row["id"])
     ctx.report.done += 1

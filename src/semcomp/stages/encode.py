@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from PIL import Image
+
 from semcomp.codecs import CODECS, ImageCodec, OperatingPoint, OriginalFacts
 from semcomp.errors import DiskFullError, ImageError
 from semcomp.methods import PixelMethod
@@ -55,52 +57,77 @@ def run(ctx: StageContext) -> None:
                 total += len(points)
     codecs = {m.method_id: codec_for(m) for m in methods}
     by_id = {o["id"]: o for o in originals}
-    with ctx.bar(total, "rep") as bar:
-        for original_id, work in plan.items():
-            original = by_id[original_id]
-            facts = OriginalFacts(file_bytes=original["file_bytes"], pixels=original["pixels"])
-            try:
-                image = ctx.original_image(original)
-            except ImageError as exc:
-                for method, points in work:
-                    for point in points:
-                        fail(ctx, original, method, point.label, str(exc))
-                bar.update(sum(len(points) for _, points in work))
-                continue
-            for method, points in work:
-                codec = codecs[method.method_id]
-                try:
-                    results = codec.encode(image, points, facts)
-                except (DiskFullError, MemoryError):  # the machine's trouble, not the image's
-                    raise
-                except Exception as exc:  # any codec error settles this image's points
-                    with store.transaction():
-                        for point in points:
-                            reason = f"{codec.name} cannot encode it: {type(exc).__name__}: {exc}"
-                            fail(ctx, original, method, point.label, reason)
-                    bar.update(len(points))
-                    continue
+    work = list(plan.items())
+    if not work:
+        return
+    failing = ctx.failing()
+    images = ctx.original_images([by_id[original_id] for original_id, _ in work])
+    try:
+        with ctx.bar(total, "rep") as bar:
+            # a transaction per chunk of originals: a killed run redoes at most one chunk
+            for start in range(0, len(work), CHUNK):
                 with store.transaction():
-                    for point, result in zip(points, results, strict=True):
-                        if isinstance(result, Exception):
-                            detail = getattr(result, "closest", {})
-                            fail(ctx, original, method, point.label, str(result), detail)
-                            continue
-                        store_representation(
-                            ctx,
-                            original_id=original_id,
-                            method_id=method.method_id,
-                            label=point.label,
-                            variant=0,
-                            payload=result.payload,
-                            suffix=codec.suffix,
-                            media_type=codec.media_type,
-                            rate_bits=result.rate_bits,
-                            meta=result.meta | {"target": point.kind, "target_value": point.value},
-                        )
-                        ctx.clear(item_key(original_id, method, point.label))
-                        ctx.report.done += 1
-                bar.update(len(points))
+                    for (original_id, points_of), image in zip(
+                        work[start : start + CHUNK], images, strict=False
+                    ):
+                        _encode(ctx, by_id[original_id], image, points_of, codecs, failing)
+                        bar.update(sum(len(points) for _, points in points_of))
+    finally:
+        images.close()  # stops the decoding thread if the stage stops early
+
+
+#: originals encoded per transaction
+CHUNK = 16
+
+
+def _encode(
+    ctx: StageContext,
+    original: dict,
+    image: Image.Image | ImageError,
+    work: list[tuple[PixelMethod, list[OperatingPoint]]],
+    codecs: dict[str, ImageCodec],
+    failing: set[str],
+) -> None:
+    """Code one original at its pending points of each method; write the payloads and rows
+    (inside the caller's transaction)."""
+    if isinstance(image, ImageError):
+        for method, points in work:
+            for point in points:
+                fail(ctx, original, method, point.label, str(image))
+        return
+    facts = OriginalFacts(file_bytes=original["file_bytes"], pixels=original["pixels"])
+    for method, points in work:
+        codec = codecs[method.method_id]
+        try:
+            results = codec.encode(image, points, facts)
+        except (DiskFullError, MemoryError):  # the machine's trouble, not the image's
+            raise
+        except Exception as exc:  # any codec error settles this image's points
+            for point in points:
+                reason = f"{codec.name} cannot encode it: {type(exc).__name__}: {exc}"
+                fail(ctx, original, method, point.label, reason)
+            continue
+        for point, result in zip(points, results, strict=True):
+            if isinstance(result, Exception):
+                detail = getattr(result, "closest", {})
+                fail(ctx, original, method, point.label, str(result), detail)
+                continue
+            store_representation(
+                ctx,
+                original_id=original["id"],
+                method_id=method.method_id,
+                label=point.label,
+                variant=0,
+                payload=result.payload,
+                suffix=codec.suffix,
+                media_type=codec.media_type,
+                rate_bits=result.rate_bits,
+                meta=result.meta | {"target": point.kind, "target_value": point.value},
+            )
+            key = item_key(original["id"], method, point.label)
+            if key in failing:
+                ctx.clear(key)
+            ctx.report.done += 1
 
 
 def fail(
