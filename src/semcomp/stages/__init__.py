@@ -188,9 +188,8 @@ class StageContext:
     def failing(self) -> set[str]:
         """Items of this stage with a failure row, settled or not (what :meth:`clear` may
         delete): a stage that writes many items clears only these."""
-        return set(
-            self.store.column("SELECT item FROM failures WHERE stage = ?", (self.report.stage,))
-        )
+        rows = self.store.tuples("SELECT item FROM failures WHERE stage = ?", [self.report.stage])
+        return {item for (item,) in rows}
 
 
 def representation_id(original_id: str, method_id: str, label: str, variant: int) -> str:
