@@ -550,7 +550,7 @@ class Study:
         embedded = {  # an artifact has one embedding per embedder (its key)
             e.embedder_id: len(
                 needed_hashes.intersection(
-                    self.store.hashes(
+                    self.store.column(
                         "SELECT artifact_hash FROM embeddings WHERE embedder_id = ?",
                         [e.embedder_id],
                     )

@@ -43,14 +43,16 @@ def needed_artifacts(store: Store, method_filter: tuple[str, list[str]]) -> set[
     are taken away (at 10,000 originals, 250,000 candidates, the join took about 1 s of
     CPU; ``semcomp status`` and the embed stage both count on this)."""
     where, ids = method_filter
-    needed = store.hashes(
-        f"SELECT c.artifact_hash FROM candidates c WHERE {where} "
-        f"AND c.representation_id NOT IN ({GONE_REPRESENTATIONS})",
-        ids,
+    needed = set(
+        store.column(
+            f"SELECT c.artifact_hash FROM candidates c WHERE {where} "
+            f"AND c.representation_id NOT IN ({GONE_REPRESENTATIONS})",
+            ids,
+        )
     )
-    needed.difference_update(store.hashes(NOT_IMAGES))
+    needed.difference_update(store.column(NOT_IMAGES))
     needed.update(
-        store.hashes(
+        store.column(
             "SELECT artifact_hash FROM originals WHERE id IN (SELECT original_id FROM sources)"
         )
     )
