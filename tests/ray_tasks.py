@@ -48,3 +48,24 @@ class WhereItRuns(BatchTask):
             model.stamp = uuid.uuid4().hex
         items, loader = loaded
         return [(loader, os.getpid(), model.stamp) for _ in items]
+
+
+class WhichThread(BatchTask):
+    """Each item → (thread that built the model's context, thread that loaded the batch,
+    thread that ran the model on it), as thread idents within the model's process."""
+
+    def context(self, model: Any) -> int:
+        import threading
+
+        return threading.get_ident()
+
+    def load(self, batch: Sequence[str], context: int) -> tuple[Sequence[str], int, int]:
+        import threading
+
+        return batch, context, threading.get_ident()
+
+    def infer(self, model: Any, loaded: tuple[Sequence[str], int, int], context: Any) -> list[Any]:
+        import threading
+
+        items, built, loader = loaded
+        return [(built, loader, threading.get_ident()) for _ in items]
