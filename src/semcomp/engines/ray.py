@@ -146,6 +146,34 @@ def load_batch(stage: tuple[PluginFactory, BatchTask], batch: Sequence[Any]) -> 
         return exc
 
 
+def in_a_thread_of_its_own(work: Any, *args: Any) -> Any:
+    """``work(*args)`` in a new thread that ends with it (its exception raised here).
+
+    An actor's call threads live as long as the actor: an OpenMP team that a batch's
+    preprocessing starts in one of them (a fast image processor's torch operations) would
+    stay alive beside the model thread's and slow the model (see :class:`ModelHost`); a
+    team started in this thread ends with it, as the local engine's prefetch thread's ends
+    with its stage.
+    """
+    import threading
+
+    outcome: list[Any] = []
+
+    def call() -> None:
+        try:
+            outcome.append((True, work(*args)))
+        except BaseException as exc:  # raised in the caller's thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=call, name="semcomp-load", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
 class ModelHost:
     """A Ray actor that holds at most one model and runs batches on it.
 
@@ -155,7 +183,8 @@ class ModelHost:
     it there: raised in the actor, Ray would wrap it and keep only its text.
 
     The actor runs up to ``IN_FLIGHT_PER_ACTOR`` calls at once (a threaded actor). A batch
-    that comes unloaded is loaded in its call's thread, so the next batches read and
+    that comes unloaded is loaded by its call (in a thread that ends with the load:
+    :func:`in_a_thread_of_its_own`), so the next batches read and
     decode while the model works on the current one, as the local engine's prefetch
     thread does. The model is built, run and closed on one thread of its own (``model``),
     one batch at a time, as the local engine runs it on the driver's one thread: torch's
@@ -245,8 +274,8 @@ class ModelHost:
             context = self._context(key, factory, task)
             if isinstance(context, SemcompError):
                 return context
-            try:  # in this call's thread: beside the model's work on another batch
-                value, seconds = load_timed(task, batch, context)
+            try:  # beside the model's work on another batch
+                value, seconds = in_a_thread_of_its_own(load_timed, task, batch, context)
             except SemcompError as exc:
                 return exc
         return self._on_model_thread(self._infer, key, factory, task, index, value, seconds)
