@@ -48,3 +48,27 @@ class WhereItRuns(BatchTask):
             model.stamp = uuid.uuid4().hex
         items, loader = loaded
         return [(loader, os.getpid(), model.stamp) for _ in items]
+
+
+class WhichThread(BatchTask):
+    """Each item → (thread that built the model's context, thread that loaded the batch,
+    thread that ran the model on it, the loading thread's name), as thread idents within
+    the model's process."""
+
+    def context(self, model: Any) -> int:
+        import threading
+
+        return threading.get_ident()
+
+    def load(self, batch: Sequence[str], context: int) -> tuple[Sequence[str], int, int, str]:
+        import threading
+
+        return batch, context, threading.get_ident(), threading.current_thread().name
+
+    def infer(
+        self, model: Any, loaded: tuple[Sequence[str], int, int, str], context: Any
+    ) -> list[Any]:
+        import threading
+
+        items, built, loader, name = loaded
+        return [(built, loader, threading.get_ident(), name) for _ in items]

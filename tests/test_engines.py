@@ -347,6 +347,30 @@ def test_ray_loads_in_the_actor_or_in_tasks_and_keeps_its_actor_and_model_across
     assert stamps[2] != stamps[0]  # another model replaced it
 
 
+def test_ray_actor_builds_and_runs_its_model_on_one_thread_and_loads_beside_it(ray_engine):
+    """The actor's calls run in up to three threads at once, but the model is built and
+    run on one thread of its own, for every batch (torch's OpenMP keeps a team per thread
+    that runs the model: teams in three threads slowed a small model twice over), while
+    the batches load beside it, each in a thread that ends with its load."""
+    from ray_tasks import WhichThread
+    from semcomp.captioners.fixed import FixedParams
+    from semcomp.engines import PluginFactory
+
+    factory = PluginFactory(
+        "captioner", "fixed", FixedParams(text="threads"), {"device": "cpu", "batch_size": 1}
+    )
+    batches = [[str(i)] for i in range(12)]
+    results = [r for o in ray_engine.run(factory, WhichThread(), batches) for r in o.results]
+    built = {b for b, _, _, _ in results}
+    loaders = {loader for _, loader, _, _ in results}
+    models = {m for _, _, m, _ in results}
+    assert len(results) == 12 and len(models) == 1 and built == models
+    assert not loaders & models
+    # each batch loads in a thread that ends with its load (an OpenMP team its
+    # preprocessing starts ends there, instead of living on in one of Ray's call threads)
+    assert {name for _, _, _, name in results} == {"semcomp-load"}
+
+
 def test_a_batch_that_kills_its_ray_actor_is_retried_then_stops_the_stage(tmp_path, ray_cluster):
     """A dead actor is replaced and its batch retried; a batch that kills every actor
     stops the stage with one clear line instead of being retried forever."""

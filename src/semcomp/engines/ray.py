@@ -146,6 +146,34 @@ def load_batch(stage: tuple[PluginFactory, BatchTask], batch: Sequence[Any]) -> 
         return exc
 
 
+def in_a_thread_of_its_own(work: Any, *args: Any) -> Any:
+    """``work(*args)`` in a new thread that ends with it (its exception raised here).
+
+    An actor's call threads live as long as the actor: an OpenMP team that a batch's
+    preprocessing starts in one of them (a fast image processor's torch operations) would
+    stay alive beside the model thread's and slow the model (see :class:`ModelHost`); a
+    team started in this thread ends with it, as the local engine's prefetch thread's ends
+    with its stage.
+    """
+    import threading
+
+    outcome: list[Any] = []
+
+    def call() -> None:
+        try:
+            outcome.append((True, work(*args)))
+        except BaseException as exc:  # raised in the caller's thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=call, name="semcomp-load", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
 class ModelHost:
     """A Ray actor that holds at most one model and runs batches on it.
 
@@ -154,36 +182,78 @@ class ModelHost:
     there, a bad config, ...) goes back to the driver as the batch's outcome, which raises
     it there: raised in the actor, Ray would wrap it and keep only its text.
 
-    The actor runs up to ``IN_FLIGHT_PER_ACTOR`` calls at once (a threaded actor); one
-    batch at a time is on the model (``lock``). A batch that comes unloaded is loaded in
-    its call's thread outside the lock, so the next batches read and decode while the
-    model works on the current one, as the local engine's prefetch thread does.
+    The actor runs up to ``IN_FLIGHT_PER_ACTOR`` calls at once (a threaded actor). A batch
+    that comes unloaded is loaded by its call (in a thread that ends with the load:
+    :func:`in_a_thread_of_its_own`), so the next batches read and
+    decode while the model works on the current one, as the local engine's prefetch
+    thread does. The model is built, run and closed on one thread of its own (``model``),
+    one batch at a time, as the local engine runs it on the driver's one thread: torch's
+    OpenMP keeps a team of threads per thread that runs a parallel operation, and with
+    the teams of three call threads alive at once it counts more threads than cores and
+    stops spinning between operations (a small model's many short operations then take
+    about twice as long on two quiet cores; measured in benchmarks/RESULTS.md, "Ray's
+    reconstruct stage on one model thread").
     """
 
     def __init__(self, threads: int | None):
         import threading
+        from concurrent.futures import ThreadPoolExecutor
 
         if threads is not None:
             import torch
 
             torch.set_num_threads(threads)
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards key, worker and failure
+        self.model = ThreadPoolExecutor(max_workers=1, thread_name_prefix="semcomp-model")
         self.key: str | None = None
         self.worker: ModelWorker | None = None
         self.failure: SemcompError | None = None
 
+    def _on_model_thread(self, work: Any, *args: Any) -> Any:
+        return self.model.submit(work, *args).result()
+
     def _hold(self, key: str, factory: PluginFactory, task: BatchTask) -> None:
-        if key != self.key:
-            self.release()
-            self.key = key
-            try:
-                self.worker = ModelWorker(factory, task)
-            except SemcompError as exc:
-                self.failure = exc
-                return
-        if self.worker is not None and self.worker.task != task:  # the same model, another task
-            self.worker.task = task
-            self.worker.context = task.context(self.worker.model)
+        """On the model thread: hold the model of ``key`` (built, or kept), set to ``task``."""
+        with self.lock:
+            if key != self.key:
+                self._release()
+                self.key = key
+                try:
+                    self.worker = ModelWorker(factory, task)
+                except SemcompError as exc:
+                    self.failure = exc
+                    return
+            if self.worker is not None and self.worker.task != task:  # the same model, another task
+                self.worker.task = task
+                self.worker.context = task.context(self.worker.model)
+
+    def _context(self, key: str, factory: PluginFactory, task: BatchTask) -> Any:
+        """The held model's loading context for ``task`` (or its failure), holding it first
+        (on the model thread) when it is not the one held."""
+        with self.lock:
+            if key == self.key and (self.failure is not None or self.worker.task == task):
+                return self.failure or self.worker.context
+        self._on_model_thread(self._hold, key, factory, task)
+        with self.lock:
+            return self.failure or self.worker.context
+
+    def _infer(
+        self,
+        key: str,
+        factory: PluginFactory,
+        task: BatchTask,
+        index: int,
+        value: Any,
+        seconds: Any,
+    ) -> Any:
+        """On the model thread: the batch's outcome on the model of ``key``."""
+        self._hold(key, factory, task)
+        if self.failure is not None:
+            return self.failure
+        try:
+            return self.worker.run(index, value, seconds)
+        except SemcompError as exc:
+            return exc
 
     def run(
         self,
@@ -201,29 +271,27 @@ class ModelHost:
         if loaded and task.loads:
             value, seconds = batch
         else:
-            with self.lock:
-                self._hold(key, factory, task)
-                if self.failure is not None:
-                    return self.failure
-                context = self.worker.context
-            try:  # outside the lock: beside the model's work on another batch
-                value, seconds = load_timed(task, batch, context)
+            context = self._context(key, factory, task)
+            if isinstance(context, SemcompError):
+                return context
+            try:  # beside the model's work on another batch
+                value, seconds = in_a_thread_of_its_own(load_timed, task, batch, context)
             except SemcompError as exc:
                 return exc
-        with self.lock:
-            self._hold(key, factory, task)
-            if self.failure is not None:
-                return self.failure
-            try:
-                return self.worker.run(index, value, seconds)
-            except SemcompError as exc:
-                return exc
+        return self._on_model_thread(self._infer, key, factory, task, index, value, seconds)
 
     def pid(self) -> int:
         return os.getpid()
 
     def release(self) -> None:
         """Free the model held (the next stage's model, or none, takes its place)."""
+        self._on_model_thread(self._locked_release)
+
+    def _locked_release(self) -> None:
+        with self.lock:
+            self._release()
+
+    def _release(self) -> None:
         if self.worker is not None:
             self.worker.close()
         self.key, self.worker, self.failure = None, None, None
