@@ -60,6 +60,21 @@ def packed_mapping(candidate: str) -> str:
     return "\n".join(lines)
 
 
+def answered(
+    store, prefix: Path, survey, form: str, layout: str, workers: int, failing: str
+) -> tuple[list[dict], Path]:
+    """The assignment rows of ``survey`` made by `survey make` (in ``prefix``-...) and answered
+    through its own ``form`` by simulated workers, ``failing`` failing its checks; each
+    assignment id ends with the form and layout, so several files' ids do not collide; and
+    the survey's folder."""
+    out = prefix.parent / f"{prefix.name}-{survey.id}-{form}-{layout}"
+    make_survey(store, survey, base_url="https://images.example.org", out=out, items_per_hit=3)
+    rows, _ = simulate(out, survey, workers=workers, scale_form=form, failing=frozenset({failing}))
+    for row in rows:
+        row["AssignmentId"] += f"{form}{layout}"
+    return rows, out
+
+
 def imports(store, folder: Path) -> list[tuple]:
     """(file, survey, options) in the order they are imported; the files are written here."""
     found = candidates(store)
@@ -207,13 +222,8 @@ def imports(store, folder: Path) -> list[tuple]:
         (C, "value", "json", "cp1252"),
         (A, "radio", "flat", "utf-8"),
     ):
-        out = folder / f"made-{survey.id}-{form}-{layout}"
-        make_survey(store, survey, base_url="https://images.example.org", out=out, items_per_hit=3)
-        assignments, _ = simulate(
-            out, survey, workers=4, scale_form=form, failing=frozenset({"A001WORKER"})
-        )
+        assignments, _ = answered(store, folder / "made", survey, form, layout, 4, "A001WORKER")
         for row in assignments:
-            row["AssignmentId"] += f"{form}{layout}"
             row["WorkerId"] = row["WorkerId"].replace("A002", "Aé02")
         path = write_batch_results(
             folder / f"made-{survey.id}-{form}-{layout}.csv",
@@ -364,13 +374,7 @@ def repeated(store, folder: Path) -> list[list[str]]:
     row's), with rows of every kind of problem among them; their import's summaries."""
     summaries = []
     for survey, form, layout in ((A, "value", "json"), (A, "radio", "flat"), (C, "value", "json")):
-        out = folder / f"many-{survey.id}-{form}-{layout}"
-        make_survey(store, survey, base_url="https://images.example.org", out=out, items_per_hit=3)
-        rows, _ = simulate(
-            out, survey, workers=30, scale_form=form, failing=frozenset({"A004WORKER"})
-        )
-        for row in rows:
-            row["AssignmentId"] += f"{form}{layout}"
+        rows, out = answered(store, folder / "many", survey, form, layout, 30, "A004WORKER")
         rows[5]["SubmitTime"] = "Fri Jun 08 25:00:00 PDT 2012"
         rows[7]["AssignmentId"] = rows[3]["AssignmentId"]
         rows[9]["WorkerId"] = " "
