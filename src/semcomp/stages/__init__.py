@@ -74,6 +74,9 @@ class StageContext:
     report: StageReport
     #: where batch stages run their models (the local engine unless ``--engine ray``)
     engine: Engine = field(default_factory=LocalEngine)
+    #: this stage's items with a failure row, read at the first :meth:`clear` (None
+    #: before): an item outside it has no row to delete
+    _failing: set[str] | None = field(default=None, init=False, repr=False)
 
     def fail(
         self, item: str, reason: str, *, retryable: bool = True, detail: dict | None = None
@@ -87,10 +90,22 @@ class StageContext:
             run_id=self.run_id,
             detail=detail,
         )
+        if self._failing is not None:
+            self._failing.add(item)
         self.report.failed += 1
 
     def clear(self, item: str) -> None:
-        self.store.clear_failure(self.report.stage, item)
+        """Forget ``item``'s failure in this stage, if it has one: the stage's failing items
+        are read once, so a stage writing many items issues a DELETE only for those. A
+        cleared item stays in the set (a DELETE too many is harmless; one missed after a
+        rolled-back transaction would leave a stale failure)."""
+        if self._failing is None:
+            rows = self.store.tuples(
+                "SELECT item FROM failures WHERE stage = ?", [self.report.stage]
+            )
+            self._failing = {failed for (failed,) in rows}
+        if item in self._failing:
+            self.store.clear_failure(self.report.stage, item)
 
     def clear_prefix(self, prefix: str) -> None:
         """Forget this stage's failures whose item starts with ``prefix`` (a re-read file)."""
@@ -184,12 +199,6 @@ class StageContext:
                 return exc
 
         return prefetched(decoded, len(originals), depth=1)
-
-    def failing(self) -> set[str]:
-        """Items of this stage with a failure row, settled or not (what :meth:`clear` may
-        delete): a stage that writes many items clears only these."""
-        rows = self.store.tuples("SELECT item FROM failures WHERE stage = ?", [self.report.stage])
-        return {item for (item,) in rows}
 
 
 def representation_id(original_id: str, method_id: str, label: str, variant: int) -> str:

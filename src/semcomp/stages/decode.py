@@ -39,8 +39,6 @@ def run(ctx: StageContext) -> None:
     todo = [row for row in pending if row["id"] not in settled]
     ctx.report.skipped += len(pending) - len(todo)
     codecs = {method_id: codec_for(method) for method_id, method in methods.items()}
-    failing = ctx.failing()
-
     chunks = [todo[start : start + CHUNK] for start in range(0, len(todo), CHUNK)]
 
     def problems(index: int) -> list[Exception | None]:
@@ -64,7 +62,7 @@ def run(ctx: StageContext) -> None:
                 with store.transaction():
                     for row, problem in zip(chunk, chunk_problems, strict=True):
                         decoder = codecs[row["method_id"]].name
-                        _record(ctx, row, problem, decoder, failing)
+                        _record(ctx, row, problem, decoder)
                         bar.update()
     finally:
         checked.close()  # stops the decoding thread if the stage stops early
@@ -74,9 +72,7 @@ def run(ctx: StageContext) -> None:
 CHUNK = 64
 
 
-def _record(
-    ctx: StageContext, row: Row, problem: Exception | None, decoder: str, failing: set[str]
-) -> None:
+def _record(ctx: StageContext, row: Row, problem: Exception | None, decoder: str) -> None:
     """The candidate of a payload that decoded, or the failure of one that did not."""
     if problem is not None:
         ctx.fail(
@@ -94,6 +90,5 @@ def _record(
         artifact_hash=row["payload_hash"],
         meta={"decoder": decoder},
     )
-    if row["id"] in failing:
-        ctx.clear(row["id"])
+    ctx.clear(row["id"])
     ctx.report.done += 1

@@ -60,7 +60,6 @@ def run(ctx: StageContext) -> None:
     work = list(plan.items())
     if not work:
         return
-    failing = ctx.failing()
     images = ctx.original_images([by_id[original_id] for original_id, _ in work])
     try:
         with ctx.bar(total, "rep") as bar:
@@ -70,7 +69,7 @@ def run(ctx: StageContext) -> None:
                     for (original_id, points_of), image in zip(
                         work[start : start + CHUNK], images, strict=False
                     ):
-                        _encode(ctx, by_id[original_id], image, points_of, codecs, failing)
+                        _encode(ctx, by_id[original_id], image, points_of, codecs)
                         bar.update(sum(len(points) for _, points in points_of))
     finally:
         images.close()  # stops the decoding thread if the stage stops early
@@ -86,7 +85,6 @@ def _encode(
     image: Image.Image | ImageError,
     work: list[tuple[PixelMethod, list[OperatingPoint]]],
     codecs: dict[str, ImageCodec],
-    failing: set[str],
 ) -> None:
     """Code one original at its pending points of each method; write the payloads and rows
     (inside the caller's transaction)."""
@@ -124,9 +122,7 @@ def _encode(
                 rate_bits=result.rate_bits,
                 meta=result.meta | {"target": point.kind, "target_value": point.value},
             )
-            key = item_key(original["id"], method, point.label)
-            if key in failing:
-                ctx.clear(key)
+            ctx.clear(item_key(original["id"], method, point.label))
             ctx.report.done += 1
 
 
