@@ -28,7 +28,7 @@ assignment belongs to one survey: importing it under another is an error.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -950,17 +950,16 @@ class _Reader:
         )
 
 
-def _rows_read(reader: _Reader, read: int, seen: dict) -> int:
-    """The rows :meth:`_Reader.read_chunk` read (it has read them)."""
-    return read
+def _read_each(
+    handle: Callable[[_Reader, object, dict], None], reader: _Reader, rows: Iterable, seen: dict
+) -> Iterator[int]:
+    """Read ``rows`` with ``handle`` one at a time; yields the rows read at each step (1)."""
+    for row in rows:
+        handle(reader, row, seen)
+        yield 1
 
 
-def _mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> int:
-    _read_mturk_row(reader, row, seen)
-    return 1
-
-
-def _read_mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
+def _mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
     if isinstance(row, tuple):
         reader.fail(row[0], "row", "", row[1])
         return
@@ -981,12 +980,7 @@ def _read_mturk_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen:
     reader.items(row, absent_is_blank=True)
 
 
-def _long_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> int:
-    _read_long_row(reader, row, seen)
-    return 1
-
-
-def _read_long_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
+def _long_row(reader: _Reader, row: AssignmentRow | tuple[int, str], seen: dict) -> None:
     if isinstance(row, tuple):
         reader.fail(row[0], "row", "", row[1])
         return
@@ -1148,13 +1142,14 @@ def import_ratings(
         # indexes are built once afterwards (None: not decided yet)
         rebuilt: list[str] | None = None
         if chunks is not None:  # the file parsed whole: read a chunk of rows at a time
-            rows = (
+            steps = (
                 reader.read_chunk(chunks, first, cells, times, seen)
                 for first, cells, times in chunks.cells()
             )
-            handle = _rows_read
-        for row in rows:
-            summary.rows += handle(reader, row, seen)
+        else:
+            steps = _read_each(handle, reader, rows, seen)
+        for read in steps:
+            summary.rows += read
             if reader.batch.answers() >= FLUSH_ANSWERS:
                 if rebuilt is None:
                     big = before <= FLUSH_ANSWERS

@@ -588,20 +588,6 @@ _TIME_PARTS = (
 )
 
 
-def read_times(texts: list[str]) -> dict[str, tuple[str | None, str]]:
-    """:func:`read_time` of each distinct text (stripped), as a dictionary keyed by the
-    stripped text: MTurk's usual times (:func:`usual_times`) are decoded together; any other
-    text, one by one."""
-    import pyarrow as pa
-
-    unique = list(dict.fromkeys(text.strip() for text in texts))
-    decoded = usual_times(pa.array(unique, pa.string())).tolist()
-    return {
-        text: read_time(text) if iso is None else (iso, "")
-        for text, iso in zip(unique, decoded, strict=True)
-    }
-
-
 def usual_times(texts):
     """The ISO-8601 UTC time of each of ``texts`` (a pyarrow string array) that is one of
     MTurk's usual times (``Fri Jun 08 09:21:50 PDT 2012``, a valid date in the years
