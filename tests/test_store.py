@@ -145,7 +145,35 @@ def test_migration_6_indexes_what_status_counts(tmp_path: Path):
         assert "USING COVERING INDEX scores_by_metric" in plan(
             "SELECT metric, COUNT(*) FROM scores WHERE metric IN ('a', 'b') GROUP BY metric"
         )
-        assert list(store.column(NOT_IMAGES)) == [text]
+        assert store_module.hex_hashes(store.hash_keys(NOT_IMAGES)) == [text]
+
+
+def test_hash_keys_count_sets_of_hashes_exactly_whole_or_in_parts(tmp_path: Path):
+    """Hashes read as sorted distinct 32-byte keys: duplicates counted once, a digest
+    ending in zero bytes kept whole, membership and the hashes back exact; a selection
+    whose joined text passes SQLite's length limit is read in parts, alike."""
+    digests = [hashlib.sha256(str(i).encode()).digest() for i in range(300)]
+    digests += [bytes(31) + b"\x01", bytes(30) + b"\x00\x00", bytes(32)]  # trailing zeros
+    hashes = [d.hex() for d in digests]
+    with Store(tmp_path) as store:
+        store.conn.execute("CREATE TABLE picked (hash TEXT)")
+        store.conn.executemany("INSERT INTO picked VALUES (?)", [(h,) for h in hashes * 2])
+        whole = store.hash_keys("SELECT hash FROM picked")
+        assert store_module.hex_hashes(whole) == sorted(set(hashes))
+        some = store.hash_keys("SELECT hash FROM picked WHERE rowid % 3 = 0")
+        among = store_module.keys_among(whole, some)
+        assert set(np.array(store_module.hex_hashes(whole))[among]) == {
+            h for i, h in enumerate(hashes * 2, start=1) if i % 3 == 0
+        }
+        assert not store_module.keys_among(whole, whole[:0]).any()
+        assert len(store.hash_keys("SELECT hash FROM picked WHERE 0")) == 0
+        store.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 64 * 100)  # group_concat too big
+        assert store_module.hex_hashes(store.hash_keys("SELECT hash FROM picked")) == sorted(
+            set(hashes)
+        )
+        store.conn.execute("INSERT INTO picked VALUES ('not a hash')")
+        with pytest.raises(StoreError, match="SHA-256 hex hash"):
+            store.hash_keys("SELECT hash FROM picked")
 
 
 def test_newer_database_is_refused(tmp_path: Path):

@@ -38,7 +38,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -1169,10 +1168,36 @@ class Store:
         cursor.row_factory = None
         return cursor.execute(sql, params)
 
-    def column(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
-        """The values of a one-column query, one per row (taken from each row's tuple in C:
-        sets of hashes are built from them without a Python step per row)."""
-        return map(itemgetter(0), self.tuples(sql, params))
+    def hash_keys(self, sql: str, params: Sequence[Any] = ()) -> np.ndarray:
+        """The distinct hashes a one-column query selects (SHA-256, lower-case hex, as the
+        store writes them), as their sorted 32-byte digests (numpy ``S32``).
+
+        Sets of a few hundred thousand hashes are compared and counted on these arrays
+        (`distinct_keys`, `keys_among`) with no Python string made per hash: SQLite joins
+        the hashes into one text (``group_concat``), decoded at once; in parts through the
+        cursor when that text would pass SQLite's length limit. ``hex_hashes`` turns keys
+        back into hashes."""
+        import numpy as np
+
+        try:
+            count, text = self.conn.execute(
+                f"WITH selected(hash) AS ({sql}) "
+                "SELECT COUNT(*), group_concat(hash, '') FROM selected",
+                params,
+            ).fetchone()
+            texts = [text or ""]
+        except sqlite3.DataError:  # "string or blob too big": a part at a time
+            cursor, texts, count = self.tuples(sql, params), [], 0
+            while rows := cursor.fetchmany(1 << 16):
+                count += len(rows)
+                texts.append("".join([row[0] for row in rows]))
+        try:
+            data = b"".join(map(bytes.fromhex, texts))
+        except ValueError:
+            data = b""
+        if len(data) != 32 * count:
+            raise StoreError(f"not every value of `{sql}` is a SHA-256 hex hash")
+        return distinct_keys(np.frombuffer(data, dtype="S32"))
 
     def originals(self) -> pd.DataFrame:
         return self.frame("SELECT * FROM originals ORDER BY category, name")
@@ -1185,3 +1210,33 @@ class Store:
 
     def count(self, table: str) -> int:
         return int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def distinct_keys(keys: np.ndarray) -> np.ndarray:
+    """The distinct keys of an array of fixed-size keys (`Store.hash_keys`), sorted.
+
+    A stable sort (merge runs): keys read in index order come as sorted runs and are
+    merged, not sorted again."""
+    import numpy as np
+
+    keys = np.sort(keys, kind="stable")
+    first = np.ones(len(keys), dtype=bool)
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    return keys[first]
+
+
+def keys_among(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """Which of ``keys`` are in ``sorted_keys`` (distinct and sorted), as a boolean mask."""
+    import numpy as np
+
+    if not len(sorted_keys):
+        return np.zeros(len(keys), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[at] == keys
+
+
+def hex_hashes(keys: np.ndarray) -> list[str]:
+    """The hashes (lower-case hex) of `Store.hash_keys` keys, in their order (from the
+    bytes of the whole array: one numpy key drops its trailing zero bytes)."""
+    text = keys.tobytes().hex()
+    return [text[at : at + 64] for at in range(0, len(text), 64)]

@@ -44,6 +44,7 @@ from semcomp.store import (
     SchemaOutdatedError,
     Store,
     is_writable,
+    keys_among,
     read_writer,
     to_json,
     utc_now,
@@ -545,16 +546,17 @@ class Study:
         )
         images = {m: count - not_images.get(m, 0) for m, count in candidates.items()}
         context = StageContext(self.store, self.config, 0, False, StageReport("status"))
-        needed_hashes = needed_artifacts(self.store, context.method_filter("c.method_id"))
-        needed = len(needed_hashes)
+        needed_keys = needed_artifacts(self.store, context.method_filter("c.method_id"))
+        needed = len(needed_keys)
         embedded = {  # an artifact has one embedding per embedder (its key)
-            e.embedder_id: len(
-                needed_hashes.intersection(
-                    self.store.column(
+            e.embedder_id: int(
+                keys_among(
+                    needed_keys,
+                    self.store.hash_keys(
                         "SELECT artifact_hash FROM embeddings WHERE embedder_id = ?",
                         [e.embedder_id],
-                    )
-                )
+                    ),
+                ).sum()
             )
             for e in embedders
         }

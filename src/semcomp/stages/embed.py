@@ -5,19 +5,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from semcomp.engines import BatchTask, PluginFactory, phase
 from semcomp.errors import ImageError
 from semcomp.images import DEFAULT_MAX_PIXELS, decode_image
 from semcomp.metrics.embedder import GuardedPreprocess, preprocess_each
 from semcomp.stages import StageContext
-from semcomp.store import Store, to_json, utc_now
+from semcomp.store import Store, distinct_keys, hex_hashes, keys_among, to_json, utc_now
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
-def artifacts_to_score(ctx: StageContext) -> list[str]:
-    """Artifacts similarity needs: every original and every configured method's candidate."""
-    return sorted(needed_artifacts(ctx.store, ctx.method_filter("c.method_id")))
+def artifacts_to_score(ctx: StageContext) -> np.ndarray:
+    """Artifacts similarity needs: every original and every configured method's candidate
+    (keys of `Store.hash_keys`, sorted)."""
+    return needed_artifacts(ctx.store, ctx.method_filter("c.method_id"))
+
+
+def not_embedded(ctx: StageContext, needed: np.ndarray, embedder_id: str) -> list[str]:
+    """The ``needed`` artifacts (keys) that ``embedder_id`` has not embedded and that did
+    not fail for it before (settled), as sorted hashes."""
+    have = ctx.store.hash_keys(
+        "SELECT artifact_hash FROM embeddings WHERE embedder_id = ?", [embedder_id]
+    )
+    settled = {item.split("|")[0] for item in ctx.settled() if item.endswith(f"|{embedder_id}")}
+    missing = hex_hashes(needed[~keys_among(needed, have)])
+    return [a for a in missing if a not in settled] if settled else missing
 
 
 #: representations of originals that have left the sources (few): their candidates are
@@ -33,30 +48,29 @@ GONE_REPRESENTATIONS = (
 NOT_IMAGES = "SELECT hash FROM artifacts WHERE media_type NOT LIKE 'image/%'"
 
 
-def needed_artifacts(store: Store, method_filter: tuple[str, list[str]]) -> set[str]:
-    """The hashes similarity needs: each original still in the sources, and each image
-    candidate of the configured methods (``method_filter`` on ``c.method_id``) whose
-    original still is.
+def needed_artifacts(store: Store, method_filter: tuple[str, list[str]]) -> np.ndarray:
+    """The hashes similarity needs (keys of `Store.hash_keys`, sorted): each original still
+    in the sources, and each image candidate of the configured methods (``method_filter``
+    on ``c.method_id``) whose original still is.
 
-    Read as sets of hashes, not as a join of each candidate with its artifact row: the
-    candidates come from their index by method, and the few files that are not images
-    are taken away (at 10,000 originals, 250,000 candidates, the join took about 1 s of
-    CPU; ``semcomp status`` and the embed stage both count on this)."""
+    Read as arrays of hashes, not as a join of each candidate with its artifact row, nor
+    as Python sets: the candidates come from their index by method, and the few files
+    that are not images are taken away (at 10,000 originals, 250,000 candidates, the join
+    took about 1 s of CPU and the sets 0.7 s; ``semcomp status`` and the embed stage both
+    count on this)."""
+    import numpy as np
+
     where, ids = method_filter
-    needed = set(
-        store.column(
-            f"SELECT c.artifact_hash FROM candidates c WHERE {where} "
-            f"AND c.representation_id NOT IN ({GONE_REPRESENTATIONS})",
-            ids,
-        )
+    candidates = store.hash_keys(
+        f"SELECT c.artifact_hash FROM candidates c WHERE {where} "
+        f"AND c.representation_id NOT IN ({GONE_REPRESENTATIONS})",
+        ids,
     )
-    needed.difference_update(store.column(NOT_IMAGES))
-    needed.update(
-        store.column(
-            "SELECT artifact_hash FROM originals WHERE id IN (SELECT original_id FROM sources)"
-        )
+    candidates = candidates[~keys_among(candidates, store.hash_keys(NOT_IMAGES))]
+    originals = store.hash_keys(
+        "SELECT artifact_hash FROM originals WHERE id IN (SELECT original_id FROM sources)"
     )
-    return needed
+    return distinct_keys(np.concatenate([candidates, originals]))
 
 
 @dataclass
@@ -167,18 +181,10 @@ def embedding_metrics(config: Any) -> list[Any]:
 
 
 def run(ctx: StageContext) -> None:
-    store = ctx.store
     needed = artifacts_to_score(ctx)
     for metric in embedding_metrics(ctx.config):
         embedder_id = metric.embedder_id
-        have = {
-            r[0]
-            for r in store.conn.execute(
-                "SELECT artifact_hash FROM embeddings WHERE embedder_id = ?", (embedder_id,)
-            )
-        }
-        settled = {item.split("|")[0] for item in ctx.settled() if item.endswith(f"|{embedder_id}")}
-        pending = [a for a in needed if a not in have and a not in settled]
+        pending = not_embedded(ctx, needed, embedder_id)
         ctx.report.skipped += len(needed) - len(pending)
         if not pending:
             continue

@@ -33,6 +33,7 @@ from semcomp.stages.embed import (
     LoadedImages,
     artifacts_to_score,
     embed_pending,
+    not_embedded,
     register_embedder,
 )
 from semcomp.store import content_key, to_json, utc_now
@@ -60,16 +61,9 @@ def run_set_metric(ctx: StageContext, metric_config: Any) -> None:
     params = metric_config.validated
     features_id = metric_cls.features_id(params)
     needed = artifacts_to_score(ctx)
-    if not needed:
+    if not len(needed):
         return
-    have = {
-        r[0]
-        for r in ctx.store.conn.execute(
-            "SELECT artifact_hash FROM embeddings WHERE embedder_id = ?", (features_id,)
-        )
-    }
-    settled = {item.split("|")[0] for item in ctx.settled() if item.endswith(f"|{features_id}")}
-    pending = [a for a in needed if a not in have and a not in settled]
+    pending = not_embedded(ctx, needed, features_id)
     if pending:
         batch_size = metric_config.batch_size or metric_cls.default_batch_size
         factory = PluginFactory(
