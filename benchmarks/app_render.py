@@ -29,12 +29,14 @@ import numpy as np
 from common import machine, timed
 
 QUALITIES = [5, 10, 20, 30, 40, 50, 60, 70, 80, 90]
+#: the study's two CLIP scores (the default metric's keys) and Survey A's two ratings
 METRICS = {
-    "clip_cos[bench]": "cos",
-    "clip_(cos+1)/2[bench]": "(cos+1)/2",
+    "clip_cos[ViT-L-14-336/openai]": "cos",
+    "clip_(cos+1)/2[ViT-L-14-336/openai]": "(cos+1)/2",
     "human.A.median[similarity]": "human.A.median",
     "human.A.mean[similarity]": "human.A.mean",
 }
+CAPTION = "a photo of something"
 
 
 def build_study(root: Path, originals: int) -> int:
@@ -42,18 +44,26 @@ def build_study(root: Path, originals: int) -> int:
 
     Every original, payload and candidate has its own artifact row, and every original
     and image candidate its CLIP embedding (768 zeros: the size of the study's ViT-L/14
-    vectors), as in a real study; the files themselves are not written (nothing measured
-    here reads them)."""
+    vectors), and every original its human caption, as in a real study, so that
+    `semcomp run` finds every stage done (the default metric's scores included). The stored
+    files are not written (nothing measured here reads them); each source image is, as a
+    tiny stand-in whose size and time the sources table records (its original is recorded
+    as 640×480: the rates in bits per pixel are a real photo's)."""
     import hashlib
 
+    from PIL import Image
+
     from semcomp.config import load_config
-    from semcomp.store import Store, content_key, utc_now
+    from semcomp.store import Store, content_key, to_json, utc_now
     from semcomp.study import IDENTITY_ROOT
 
     root.mkdir(parents=True)
     (root / "images").mkdir()
     (root / "external").mkdir()
-    (root / "captions.csv").write_text("image,caption\n")
+    names = [f"img{index:04d}" for index in range(originals)]
+    (root / "captions.csv").write_text(
+        "image,caption\n" + "".join(f"{name},{CAPTION}\n" for name in names)
+    )
     qualities = ", ".join(map(str, QUALITIES))
     (root / "study.toml").write_text(
         f'name = "bench-50k"\n[images]\nsource = "images"\n\n'
@@ -99,13 +109,17 @@ def build_study(root: Path, originals: int) -> int:
                 key=("name",),
             )
         originals_rows, sources, representations, candidates, scores = [], [], [], [], []
+        captions = []
         for index in range(originals):
             original = content_key("original", index)
             category = f"category_{index % 5}"
+            source = root / "images" / f"{index}.png"
+            Image.new("RGB", (8, 8), (index % 256, index // 256 % 256, 7)).save(source)
+            stat = source.stat()
             originals_rows.append(
                 (
                     original,
-                    f"img{index:04d}",
+                    names[index],
                     category,
                     f"images/{index}.png",
                     640,
@@ -119,8 +133,23 @@ def build_study(root: Path, originals: int) -> int:
                     now,
                 )
             )
-            sources.append((f"images/{index}.png", 1, 1, category, f"img{index:04d}", original))
+            sources.append(
+                (
+                    f"images/{index}.png",
+                    stat.st_size,
+                    stat.st_mtime_ns,
+                    category,
+                    names[index],
+                    original,
+                )
+            )
             for method in config.methods:
+                for point in getattr(method, "caption_points", list)():
+                    key = point.captioner_key
+                    captions.append(
+                        (content_key(original, key, 0), original, key, method.captioner,
+                         to_json(point.captioner_params), 0, CAPTION, None, "{}", None, now)
+                    )  # fmt: skip
                 replicates = getattr(method, "replicates", 1)
                 for point_index, point in enumerate(method.operating_point_labels()):
                     representation = content_key(original, method.method_id, point)
@@ -140,7 +169,7 @@ def build_study(root: Path, originals: int) -> int:
                             0,
                             payload,
                             rate_bits,
-                            '{"caption": "a photo of something"}',
+                            "{}" if method.kind == "pixel" else to_json({"caption": CAPTION}),
                             now,
                         )
                     )
@@ -185,6 +214,7 @@ def build_study(root: Path, originals: int) -> int:
             originals_rows,
         )
         conn.executemany("INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?)", sources)
+        conn.executemany("INSERT INTO captions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", captions)
         conn.executemany(
             "INSERT INTO representations VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)", representations
         )

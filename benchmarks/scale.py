@@ -1,18 +1,23 @@
-"""Whole-study cost against size: `semcomp status`, `semcomp report` and the app's first read.
+"""Whole-study cost against size: `semcomp status`, `semcomp report`, the app's first read and
+a re-run of the finished study.
 
     python benchmarks/scale.py [--sizes 1000,5000,10000] [--keep DIR]
 
 Each size is a synthetic study written through the store by ``app_render.build_study``
-(25 candidates and 4 score rows per original: two CLIP metrics and Survey A's median and
-mean rating). Each measurement runs in a fresh process and prints its wall time, its CPU
-time (user + system, every thread, and of the report's figure-writing worker process), the
-user part of it, and its peak resident memory (and the worker's, ``+`` after it):
+(25 candidates and 4 score rows per original: the default CLIP metric's two scores and
+Survey A's median and mean rating; every stage of `semcomp run` done). Each measurement
+runs in a fresh process and prints its wall time, its CPU time (user + system, every
+thread, and of the report's figure-writing worker process), the user part of it, and its
+peak resident memory (and the worker's, ``+`` after it):
 
 - ``semcomp status STUDY`` (the command, imports included);
 - ``semcomp report STUDY --no-progress`` (the command, imports included);
 - the app's first read: what ``load_study`` reads (``read_consistently(..., _read_study)``)
   and then the rate–distortion page's summary (``cached_summary``'s curve coverage and
-  bootstrap CIs), both uncached, after the imports.
+  bootstrap CIs), both uncached, after the imports;
+- ``semcomp run STUDY --no-progress`` on the finished study (the command, imports included):
+  every stage plans its work from the store and the source folder and finds it done, so
+  nothing but the planning is timed (the work per image grows linearly by construction).
 
 Then, per pair of sizes, the growth against linear, (t2 / t1) / (n2 / n1): 1.0 grows
 linearly, the target is at most 1.2. Targets (issue #16, two cores): status ≤ 1 s at
@@ -34,7 +39,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MEASURES = ("status", "report", "app read")
+MEASURES = ("status", "report", "app read", "run")
 TARGETS = {("status", 10_000): 1.0, ("report", 1_000): 10.0, ("report", 10_000): 60.0}
 
 
@@ -43,12 +48,14 @@ def measure(what: str, root: Path, out: Path) -> dict[str, float]:
     its children's: the report's figure worker), user CPU, and peak memory of each."""
     started, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if what in ("status", "report"):
+    if what in ("status", "report", "run"):
         from semcomp.cli import main
 
-        args = ["status", str(root)] if what == "status" else ["report", str(root)]
+        args = [what, str(root)]
         if what == "report":
-            args += ["--out", str(out), "--no-progress"]
+            args += ["--out", str(out)]
+        if what in ("report", "run"):
+            args += ["--no-progress"]
         stdout = sys.stdout
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the command's listing
         try:

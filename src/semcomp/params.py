@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -110,19 +110,28 @@ def portable_path(path: str | Path, study_dir: Path | str | None, anchor: str | 
     """
     if study_dir is None:
         return str(path)
-    root = Path(study_dir).resolve()
-    absolute = Path(os.path.abspath(path))
-    if absolute.is_relative_to(root):  # links kept as they are
-        relative = absolute.relative_to(root)
-    else:
-        try:
-            resolved = Path(path).resolve()
-        except (OSError, RuntimeError):  # a symlink loop: not a file to follow
-            return str(path)
-        if not resolved.is_relative_to(root):
-            return str(path)
-        relative = resolved.relative_to(root)
-    return str(Path(anchor) / relative) if anchor else relative.as_posix()
+    root = _real_folder(str(study_dir))
+    absolute = os.path.abspath(path)
+    inside = root if root.endswith(os.sep) else root + os.sep
+    if absolute.startswith(inside) or absolute == root:  # links kept as they are
+        text = absolute[len(inside) :] or "."  # a string: no Path per stored path
+        relative = text.replace(os.sep, "/")
+        return str(Path(anchor) / relative) if anchor else relative
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop: not a file to follow
+        return str(path)
+    if not resolved.is_relative_to(root):
+        return str(path)
+    relative_path = resolved.relative_to(root)
+    return str(Path(anchor) / relative_path) if anchor else relative_path.as_posix()
+
+
+@lru_cache(maxsize=64)
+def _real_folder(folder: str) -> str:
+    """A study folder's real path (links resolved), once per process: every stored path of
+    a run is made relative to it (a `semcomp run` at 10,000 originals makes 30,000)."""
+    return str(Path(folder).resolve())
 
 
 def portable_value(value: Any, study_dir: Path | str | None, anchor: str | None = None) -> Any:

@@ -577,16 +577,14 @@ class Study:
         waiting = None
         if rescan:
             ingested = {r[0] for r in conn.execute("SELECT path FROM sources")}
-            failed_paths = {
+            known = ingested | {
                 r[0] for r in conn.execute("SELECT item FROM failures WHERE stage = 'ingest'")
             }
             stored = self.config.stored_path
             waiting = sum(
                 1
                 for s in self.config.images.find_sources()
-                if not isinstance(s, SourceProblem)
-                and stored(s.path) not in ingested
-                and stored(s.path) not in failed_paths
+                if not isinstance(s, SourceProblem) and stored(s.path) not in known
             )
         rows = [StatusRow("ingest: originals", originals, waiting, ingest_failed)]
         for method in self.config.methods:

@@ -28,10 +28,10 @@ def run(ctx: StageContext) -> None:
         return
     store = ctx.store
     ids = list(methods)
-    pending = store.conn.execute(
+    pending = store.conn.execute(  # the payload's file looked up only when not decoded
         "SELECT r.id, r.method_id, r.payload_hash, a.relpath FROM representations r "
-        "JOIN artifacts a ON a.hash = r.payload_hash "
         "LEFT JOIN candidates c ON c.representation_id = r.id AND c.replicate = 0 "
+        "CROSS JOIN artifacts a ON a.hash = r.payload_hash "
         f"WHERE c.id IS NULL AND r.method_id IN ({', '.join('?' for _ in ids)})",
         ids,
     ).fetchall()

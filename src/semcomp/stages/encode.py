@@ -43,15 +43,17 @@ def run(ctx: StageContext) -> None:
     originals = ctx.originals()
     plan: dict[str, list[tuple[PixelMethod, list[OperatingPoint]]]] = defaultdict(list)
     total = 0
+    points_of_method = {m.method_id: m.operating_points() for m in methods}
     for original in originals:
         for method in methods:
+            all_points = points_of_method[method.method_id]
             points = [
                 p
-                for p in method.operating_points()
+                for p in all_points
                 if (original["id"], method.method_id, p.label) not in existing
                 and item_key(original["id"], method, p.label) not in settled
             ]
-            ctx.report.skipped += len(method.operating_points()) - len(points)
+            ctx.report.skipped += len(all_points) - len(points)
             if points:
                 plan[original["id"]].append((method, points))
                 total += len(points)
