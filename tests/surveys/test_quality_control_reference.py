@@ -1,12 +1,12 @@
-"""Quality control and the human scores give what the per-answer SQL they replace gave.
+"""The human scores give what the per-answer SQL they replace gave; the duplicate rule
+marks what it marked.
 
-``reference_duplicates`` and ``reference_scores`` are the duplicate rule and the score
-computation of commit f87f56d (one window over the repeated pairs found by a nested
-query with a CROSS JOIN; an ORDER BY over a four-table join grouped in Python). The
-survey's answers are made to disagree on everything the two orders read: two files,
-unknown and equal submit times, and values whose float sum depends on the order they are
-added in (a mean that read a group's values in another order would differ).
-"""
+``reference_scores`` is the score computation of commit f87f56d (an ORDER BY over a
+four-table join, grouped in Python); ``reference_duplicates`` that commit's duplicate rule
+(the importer's still: a faster one must match it). The survey's answers are made to
+disagree on everything the orders read: two files, unknown and equal submit times, and
+values whose float sum depends on the order they are added in (a mean that read a
+group's values in another order would differ)."""
 
 from itertools import groupby
 from operator import itemgetter
