@@ -422,3 +422,35 @@ def test_the_columnar_import_numbers_rows_as_the_record_reader_does(
         [line.replace(str(tmp_path / "records"), str(tmp_path / "columnar")) for line in lines]
         for lines in records
     ]
+
+
+def test_rows_with_fewer_answered_slots_write_through_their_own_slots(
+    store, jpeg_study, tmp_path, monkeypatch
+):
+    """``temp.fast_rows`` holds a column per slot; a row whose last slot names no image
+    (unused, unanswered) leaves it empty. Read in columns and by records: the same rows."""
+
+    def one_file(into, folder: Path) -> Path:
+        rows, _ = answered(into, folder / "few", A, "value", "json", 12, "A003WORKER")
+        for row in rows[1::2]:  # every other assignment: the last slot shows no image
+            last = max(k for k in row["inputs"] if k.endswith("_id"))[: -len("_id")]
+            row["inputs"] = {k: "" if k.startswith(last) else v for k, v in row["inputs"].items()}
+            row["answers"] = {k: v for k, v in row["answers"].items() if not k.startswith(last)}
+        return write_batch_results(folder / "few.csv", rows)
+
+    widths = []
+    flush = importer._flush
+
+    def watching(store, reader, *args):
+        widths.extend(sum(t is not None for t in row[2:]) for row in reader.batch.fast)
+        flush(store, reader, *args)
+
+    monkeypatch.setattr(importer, "_flush", watching)
+    import_ratings(store, one_file(store, tmp_path / "columnar"), A)
+    assert {2, 3} <= set(widths), sorted(set(widths))  # rows of three slots and of two
+    shutil.copytree(jpeg_study, tmp_path / "other")
+    with monkeypatch.context() as patched, Store(tmp_path / "other") as other:
+        read_by("records", patched)
+        import_ratings(other, one_file(other, tmp_path / "records"), A)
+        expected = numbered(other, tmp_path / "records")
+    assert numbered(store, tmp_path / "columnar") == expected

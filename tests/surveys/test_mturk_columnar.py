@@ -202,3 +202,27 @@ def test_an_import_checks_no_foreign_key_per_answer_and_turns_the_checks_on_agai
     with pytest.raises(ConfigError):
         import_ratings(store, results, other, mapping=write_mapping(tmp_path))
     assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("block", [64, 1 << 24])
+def test_line_ends_counted_by_block_carriage_returns_only_in_some_blocks(
+    tmp_path, block, monkeypatch
+):
+    """A block without a carriage return holds no ``\\r\\n`` (not counted there): files
+    with ``\\n`` line ends read in columns, with a lone ``\\r`` in one cell by records,
+    and ``\\r\\n`` split between two blocks still ends one line."""
+    monkeypatch.setattr(mturk, "_SCAN_BLOCK", block)
+    rows = [answered(n) for n in range(8)]
+    crlf = write_batch_results(tmp_path / "crlf.csv", rows).read_bytes()
+    lf = tmp_path / "lf.csv"
+    lf.write_bytes(crlf.replace(b"\r\n", b"\n"))
+    lone = tmp_path / "lone.csv"
+    lone.write_bytes(crlf.replace(b"\r\n", b"\n").replace(b"W3", b"W\r3", 1))
+    for path, columnar in ((tmp_path / "crlf.csv", True), (lf, True), (lone, False)):
+        header = read_batch_results(path).columns
+        found = _columnar_rows(path, csv_encoding(path), header)
+        assert (found is not None) == columnar, path.name
+        assert rows_of(path) == by_records(path)
+    if block == 64:  # some \r\n pairs are split between blocks
+        ends = [i for i in range(len(crlf)) if crlf[i : i + 2] == b"\r\n"]
+        assert any((i + 1) % block == 0 for i in ends)
