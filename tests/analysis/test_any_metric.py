@@ -236,7 +236,7 @@ def test_each_metric_figure_draws_its_iso_line(monkeypatch, tmp_path):
         drawn[out_stem.name] = axis.get_legend_handles_labels()[1]
         return []
 
-    monkeypatch.setattr(figures, "save_figure", record)
+    monkeypatch.setattr(figures, "write_figure", record)  # each figure, drawn, as written
     points = synthetic_points()
     summary = summarise(points, scores=SCORES, set_scores=SET_SCORES)
     figures.rd_figure(
