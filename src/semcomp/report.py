@@ -127,7 +127,8 @@ def bd_rate_table(
 
     info = (scores or Scores())[metric]
     statistic = summary_columns(metric, scores)[0].removeprefix(f"{metric} ")
-    options = {"statistic": statistic, "higher_is_better": info.higher_is_better}
+    # each method's efficient points found once for all its pairs
+    options = {"statistic": statistic, "higher_is_better": info.higher_is_better, "fronts": {}}
     methods = sorted(summary["method"].unique()) if not summary.empty else []
     rows = []
     for anchor in methods:

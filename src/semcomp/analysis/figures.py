@@ -365,9 +365,11 @@ def _ready() -> None:
 
 
 def _import_pyplot() -> None:
-    """The worker's second task: matplotlib imported and styled while the caller reads and
-    computes (the caller imports it only if it draws a figure itself)."""
+    """The worker's second task: matplotlib imported and styled, and its PDF backend (with
+    fontTools) imported, while the caller reads and computes (the caller imports them only
+    if it draws a figure itself)."""
     _pyplot()
+    import matplotlib.backends.backend_pdf  # noqa: F401 - imported now, used by savefig
 
 
 class _BackgroundSaver:
