@@ -270,8 +270,8 @@ def save_drawn(
     (:func:`label_panel`), and write it as :func:`save_figure` does.
 
     Inside :func:`saved_in_background` the worker draws it too: it is handed the function
-    and its arguments, so this process neither draws the figure nor needs matplotlib for
-    it. The files are those :func:`save_figure` writes of the figure drawn here."""
+    and its arguments, so this process spends no time drawing it (nor pickling a figure).
+    The files are those :func:`save_figure` writes of the figure drawn here."""
     drawing = _Drawing(draw, args, kwargs, panel_label, label_axis, _WIDTH.get())
     saver = _BACKGROUND.get()
     if saver is not None:
@@ -364,11 +364,9 @@ def _ready() -> None:
     """The worker's first task: it has started."""
 
 
-def _import_pyplot() -> None:
-    """The worker's second task: matplotlib imported and styled, and its PDF backend (with
-    fontTools) imported, while the caller reads and computes (the caller imports them only
-    if it draws a figure itself)."""
-    _pyplot()
+def _import_pdf_backend() -> None:
+    """The worker's second task: matplotlib's PDF backend (with fontTools) imported while
+    the caller reads and computes, before the first figure comes."""
     import matplotlib.backends.backend_pdf  # noqa: F401 - imported now, used by savefig
 
 
@@ -379,9 +377,12 @@ class _BackgroundSaver:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        # imported and styled once, before the fork, for both processes: the report's
+        # process needs pyplot too (bjontegaard, of the BD-rates, imports it)
+        _pyplot()
         self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
         self.pool.submit(_ready).result()  # forked now, while this process is small
-        self.pool.submit(_import_pyplot)
+        self.pool.submit(_import_pdf_backend)
         self.pending: list[tuple[Any, Any, Path, bool]] = []
 
     def submit(self, figure: Figure, out_stem: Path, tight: bool) -> list[Path]:
