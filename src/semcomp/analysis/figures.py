@@ -271,7 +271,9 @@ def save_drawn(
 
     Inside :func:`saved_in_background` the worker draws it too: it is handed the function
     and its arguments, so this process spends no time drawing it (nor pickling a figure).
-    The files are those :func:`save_figure` writes of the figure drawn here."""
+    The files are those :func:`save_figure` writes of the figure drawn here. The arguments
+    are not to be changed afterwards: this process draws from them if it takes the figure
+    over from the worker (:func:`wait_for_figures`)."""
     drawing = _Drawing(draw, args, kwargs, panel_label, label_axis, _WIDTH.get())
     saver = _BACKGROUND.get()
     if saver is not None:
