@@ -141,6 +141,39 @@ def test_the_report_labels_simulated_ratings_wherever_they_appear(rated_demo):
     assert {"mountain", "ball", "box"} & set(objects["answer"])  # aimed at the scenes
 
 
+def test_the_report_computes_the_agreement_first_and_lists_it_in_its_place(rated_demo, monkeypatch):
+    """The agreement (the report's longest bootstrap) runs before Table 1, so its figures
+    reach the figure worker early; its notes, image set and rows of left_out.csv and
+    dropped.csv stay after Table 1's and the rate comparisons', as before."""
+    from semcomp.analysis import figures
+    from semcomp.report import BD_NOTE, write_report
+
+    root, _, _ = rated_demo
+    handed = []
+    save_drawn = figures.save_drawn
+
+    def recorded(out_stem, *args, **kwargs):
+        handed.append(out_stem.name)
+        return save_drawn(out_stem, *args, **kwargs)
+
+    monkeypatch.setattr(figures, "save_drawn", recorded)
+    with Study.open(root, read_only=True) as study:
+        files = write_report(study, root / "report-order", rate="bytes")
+    assert handed.index("agreement") < handed.index("agreement_metrics") < handed.index("table1")
+    assert handed.index("agreement_metrics") < handed.index("rd_iso_pareto")
+    readme = (files.folder / "README.txt").read_text()
+    notes = readme.split("## Notes")[1]
+    assert notes.index("- Table 1") < notes.index(BD_NOTE) < notes.index("- agreement: ")
+    image_sets = readme.split("## Image sets (n)")[1].split("\n## ")[0]
+    assert image_sets.index("- table1: n = ") < image_sets.index("- agreement: n = ")
+    for name in ("left_out.csv", "dropped.csv"):
+        outputs = list(dict.fromkeys(pd.read_csv(files.folder / name)["output"]))
+        agreement = [i for i, o in enumerate(outputs) if str(o).startswith("agreement")]
+        others = [i for i, o in enumerate(outputs) if not str(o).startswith("agreement")]
+        assert not agreement or not others or max(others) < min(agreement), (name, outputs)
+    assert all(path.exists() for path in files.extra)
+
+
 def test_ratings_summary_says_the_ratings_are_simulated(rated_demo, capsys):
     root, _, _ = rated_demo
     with pytest.raises(SystemExit) as raised:

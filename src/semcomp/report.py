@@ -18,7 +18,6 @@ from semcomp.analysis.figures import (
     RANDOM_WEIGHTS_NOTE,
     grid_cells,
     image_grid,
-    label_panel,
     paper_width,
     rd_figure,
     save_figure,
@@ -128,7 +127,8 @@ def bd_rate_table(
 
     info = (scores or Scores())[metric]
     statistic = summary_columns(metric, scores)[0].removeprefix(f"{metric} ")
-    options = {"statistic": statistic, "higher_is_better": info.higher_is_better}
+    # each method's efficient points found once for all its pairs
+    options = {"statistic": statistic, "higher_is_better": info.higher_is_better, "fronts": {}}
     methods = sorted(summary["method"].unique()) if not summary.empty else []
     rows = []
     for anchor in methods:
@@ -228,7 +228,7 @@ def write_comparisons(
         agreement_metrics_figure,
         embedding_figure,
         rd_chart,
-        save_figure,
+        save_drawn,
         table1_figure,
         zero_shot_figure,
     )
@@ -266,20 +266,85 @@ def write_comparisons(
     def stated(frame: pd.DataFrame, coverage) -> pd.DataFrame:
         return frame.assign(n=coverage.n, image_set=coverage.image_set)
 
-    step("Table 1")
     scores = describe(points, scores)
     chosen = chosen_metrics(scores, points, metrics)
-    compared = common_images(points, "table1", unpaired=unpaired)
-    first = table1(covered(compared), seed=seed, scores=scores, set_scores=set_scores)
-    table(stated(first.table, compared), "table1.csv", first.satisfaction_metric)
-    figure = table1_figure(first.table, first.satisfaction_metric, scores)
-    label_panel(figure, simulated_of(first.satisfaction_metric), axis=1)
-    written += save_figure(figure, folder / "table1")
-    marked = f" ({SIMULATED})" if simulated_of(first.satisfaction_metric) else ""
-    notes.append(f"Table 1{marked}: {first.note}")
     metric = headline_metric(points, scores)
     if metric is not None and scores[metric].is_set:
         metric = None  # one value per operating point: no per-image iso-satisfaction
+
+    def write_agreement() -> None:
+        """agreement.csv and its figures."""
+        human = default_human_metric(points, scores)
+        models = scores.model(points)
+        if human and models:
+            lead = metric if metric in models else models[0]
+            step(f"agreement: bootstrap over {points['original_id'].nunique():,} images")
+            tables = []
+            for key in [lead, *(m for m in models if m != lead)]:
+                both = agreement_comparison(points, key, human, unpaired=unpaired)
+                if key == lead:
+                    agreeing = covered(both)
+                else:
+                    output = f"agreement ({key})"
+                    left_out.append(both.left_out.assign(output=output))
+                    dropped.append(both.dropped.assign(output=output))
+                correlations = oriented_agreement(both.points, key, human, scores=scores, seed=seed)
+                if not correlations.empty:
+                    tables.append(correlations.assign(image_set=both.image_set))
+            correlations = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+            table(correlations, "agreement.csv", human)
+            written.extend(
+                save_drawn(
+                    folder / "agreement",
+                    agreement_figure,
+                    agreeing,
+                    lead,
+                    human,
+                    correlations,
+                    scores,
+                    panel_label=simulated_of(human),
+                )
+            )
+            if not correlations.empty:
+                written.extend(
+                    save_drawn(
+                        folder / "agreement_metrics",
+                        agreement_metrics_figure,
+                        correlations,
+                        scores[human].display,
+                        panel_label=simulated_of(human),
+                    )
+                )
+            notes.append(f"agreement: {ORIENTED_NOTE}")
+            if simulated_of(human):
+                notes.append(f"agreement: {human} holds {SIMULATED}, not people's")
+        else:
+            notes.append(f"agreement: {MISSING_HUMAN}")
+
+    # the agreement first: its bootstrap is the longest step, and its figures then reach
+    # the figure worker while the rest is computed; what it adds to the report's lists
+    # goes back in its place, after the BD-rate (the files and README as before)
+    report_lists = (written, notes, left_out, dropped, coverage_notes)
+    before = [len(part) for part in report_lists]
+    write_agreement()
+    agreement_parts = [part[at:] for part, at in zip(report_lists, before, strict=True)]
+    for part, at in zip(report_lists, before, strict=True):
+        del part[at:]
+    step("Table 1")
+    compared = common_images(points, "table1", unpaired=unpaired)
+    first = table1(covered(compared), seed=seed, scores=scores, set_scores=set_scores)
+    table(stated(first.table, compared), "table1.csv", first.satisfaction_metric)
+    written += save_drawn(
+        folder / "table1",
+        table1_figure,
+        first.table,
+        first.satisfaction_metric,
+        scores,
+        panel_label=simulated_of(first.satisfaction_metric),
+        label_axis=1,
+    )
+    marked = f" ({SIMULATED})" if simulated_of(first.satisfaction_metric) else ""
+    notes.append(f"Table 1{marked}: {first.note}")
     step("iso-satisfaction, Pareto front, BD-rate")
     made = {} if rate_comparisons is None else rate_comparisons
 
@@ -308,7 +373,9 @@ def write_comparisons(
         level = default_iso_level(rated_points, metric)
         if simulated_of(metric):
             notes.append(f"iso-satisfaction, Pareto front and BD-rate use {metric}: {SIMULATED}")
-        figure = rd_chart(
+        written += save_drawn(
+            folder / "rd_iso_pareto",
+            rd_chart,
             drawn,
             drawn_summary,
             metric,
@@ -318,9 +385,8 @@ def write_comparisons(
             title=study.config.name,
             random_weights=random_weights,
             scores=scores,
+            panel_label=simulated_of(metric),
         )
-        label_panel(figure, simulated_of(metric))
-        written += save_figure(figure, folder / "rd_iso_pareto")
         if metric not in chosen:
             chosen = [metric, *chosen]
     _, mean_rate, _ = RATE_AXES[rate]
@@ -392,37 +458,8 @@ def write_comparisons(
         bd = pd.concat(bds, ignore_index=True) if bds else pd.DataFrame()
         table(bd, "bd_rate.csv", metric)
         notes.append(BD_NOTE)
-    human = default_human_metric(points, scores)
-    models = scores.model(points)
-    if human and models:
-        lead = metric if metric in models else models[0]
-        step(f"agreement: bootstrap over {points['original_id'].nunique():,} images")
-        tables = []
-        for key in [lead, *(m for m in models if m != lead)]:
-            both = agreement_comparison(points, key, human, unpaired=unpaired)
-            if key == lead:
-                agreeing = covered(both)
-            else:
-                output = f"agreement ({key})"
-                left_out.append(both.left_out.assign(output=output))
-                dropped.append(both.dropped.assign(output=output))
-            correlations = oriented_agreement(both.points, key, human, scores=scores, seed=seed)
-            if not correlations.empty:
-                tables.append(correlations.assign(image_set=both.image_set))
-        correlations = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-        table(correlations, "agreement.csv", human)
-        figure = agreement_figure(agreeing, lead, human, correlations, scores)
-        label_panel(figure, simulated_of(human))
-        written += save_figure(figure, folder / "agreement")
-        if not correlations.empty:
-            figure = agreement_metrics_figure(correlations, scores[human].display)
-            label_panel(figure, simulated_of(human))
-            written += save_figure(figure, folder / "agreement_metrics")
-        notes.append(f"agreement: {ORIENTED_NOTE}")
-        if simulated_of(human):
-            notes.append(f"agreement: {human} holds {SIMULATED}, not people's")
-    else:
-        notes.append(f"agreement: {MISSING_HUMAN}")
+    for part, added in zip(report_lists, agreement_parts, strict=True):
+        part.extend(added)  # the agreement's, computed first, in their place
     step("zero-shot accuracy against bpp")
     zero_shot = accuracy_against_bpp(points, scores, seed=seed, unpaired=unpaired)
     if not zero_shot.table.empty:
@@ -432,8 +469,13 @@ def write_comparisons(
             left_out.append(coverage.left_out.assign(output=output))
             dropped.append(coverage.dropped.assign(output=output))
         table(zero_shot.table, "zero_shot_bpp.csv")
-        figure = zero_shot_figure(zero_shot.table, scores, random_weights=random_weights)
-        written += save_figure(figure, folder / "zero_shot_bpp")
+        written += save_drawn(
+            folder / "zero_shot_bpp",
+            zero_shot_figure,
+            zero_shot.table,
+            scores,
+            random_weights=random_weights,
+        )
     elif zero_shot_keys(scores, points):
         notes.append("zero-shot accuracy against bpp: no method with a rate has zero-shot scores")
     step("embedding codecs")
@@ -441,7 +483,7 @@ def write_comparisons(
     notes += [f"PQVAE results {path}: {reason}" for path, reason in embedding.problems]
     if not embedding.table.empty:
         table(embedding.table, "embedding_codecs.csv")
-        written += save_figure(embedding_figure(embedding.table), folder / "embedding_codecs")
+        written += save_drawn(folder / "embedding_codecs", embedding_figure, embedding.table)
     return Comparisons(
         written=written,
         notes=notes,

@@ -236,7 +236,7 @@ def test_each_metric_figure_draws_its_iso_line(monkeypatch, tmp_path):
         drawn[out_stem.name] = axis.get_legend_handles_labels()[1]
         return []
 
-    monkeypatch.setattr(figures, "save_figure", record)
+    monkeypatch.setattr(figures, "write_figure", record)  # each figure, drawn, as written
     points = synthetic_points()
     summary = summarise(points, scores=SCORES, set_scores=SET_SCORES)
     figures.rd_figure(
@@ -270,6 +270,52 @@ def test_bd_rate_and_bd_metric_sign_conventions_for_both_directions():
     both = pd.concat([psnr, psnr.assign(method="test", rate_bytes_mean=rates / 2)])
     assert bd_rate(both, "anchor", "test", PSNR, "bytes") == pytest.approx(-50, abs=0.5)
     assert bd_metric(both, "anchor", "test", PSNR, "bytes") == pytest.approx(3, abs=0.05)
+
+
+def test_bd_rate_and_bd_metric_find_each_methods_front_once_for_every_pair(monkeypatch):
+    """With ``fronts`` (as ``bd_rate.csv`` passes for a metric's pairs), each method's
+    efficient points are found once; the values and errors are those found without."""
+    from semcomp.analysis import curves
+
+    rates = 100.0 * 2.0 ** np.arange(9)
+    lpips = 0.6 - 0.1 * np.log2(rates / 100)
+    summary = pd.concat(
+        [
+            curve("anchor", rates, lpips),
+            curve("test", rates / 2, lpips),
+            curve("third", rates * 1.5, lpips - 0.01),
+            curve("flat", rates[:1], lpips[:1]),  # one point: no BD-rate
+        ]
+    )
+    pairs = [(a, t) for a in ("anchor", "test", "third", "flat") for t in ("anchor", "test")]
+
+    def results(**fronts):
+        found = []
+        for anchor, test in pairs:
+            for function in (bd_rate, bd_metric):
+                try:
+                    found.append(
+                        function(
+                            summary, anchor, test, LPIPS, "bytes", higher_is_better=False, **fronts
+                        )
+                    )
+                except AnalysisError as exc:
+                    found.append(str(exc))
+        return found
+
+    alone = results()
+    searched = []
+    front = curves.pareto_front
+
+    def counted(frame, *args, **kwargs):
+        searched.append(frame["method"].iloc[0] if len(frame) else None)
+        return front(frame, *args, **kwargs)
+
+    monkeypatch.setattr(curves, "pareto_front", counted)
+    kept: dict = {}
+    assert results(fronts=kept) == alone
+    assert sorted(searched) == ["anchor", "flat", "test", "third"]  # once each
+    assert any("efficient operating points" in str(r) for r in alone)  # flat's error kept
 
 
 def synthetic_points() -> pd.DataFrame:

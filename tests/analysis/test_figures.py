@@ -123,6 +123,50 @@ def test_figures_saved_in_background_are_the_files_saved_here(tmp_path):
     assert (tmp_path / "worker" / "scatter.pdf").stat().st_size > 0
 
 
+def scatter_at_paper_width(points: int):
+    """A figure as wide as the paper width in effect (module level: the worker draws it)."""
+    figure = scatter_figure(points)
+    figure.set_size_inches(figures.figure_width(), 2.5)
+    return figure
+
+
+def test_figures_drawn_by_the_worker_are_the_files_drawn_here(tmp_path):
+    """``save_drawn`` hands the worker the drawing function and its arguments: it draws at
+    the caller's paper width, with the panel label, the files the caller would write."""
+    (tmp_path / "here").mkdir()
+    (tmp_path / "worker").mkdir()
+    with figures.paper_width("single"):
+        reference = scatter_at_paper_width(6000)  # drawn here, labelled and written
+        figures.label_panel(reference, "simulated ratings")
+        figures.save_figure(reference, tmp_path / "reference", tight=False)
+        with figures.saved_in_background(enabled=False):
+            figures.save_drawn(
+                tmp_path / "here" / "scatter",
+                scatter_at_paper_width,
+                6000,
+                panel_label="simulated ratings",
+                tight=False,
+            )
+        with figures.saved_in_background():
+            drawn = []
+            submit = figures._BACKGROUND.get().submit
+            figures._BACKGROUND.get().submit = lambda *a: drawn.append(a) or submit(*a)
+            written = figures.save_drawn(
+                tmp_path / "worker" / "scatter",
+                scatter_at_paper_width,
+                6000,
+                panel_label="simulated ratings",
+                tight=False,
+            )
+            assert drawn == []  # no figure drawn and pickled here
+        assert [p.name for p in written] == ["scatter.png", "scatter.pdf"]
+    expected = (tmp_path / "reference.png").read_bytes()
+    assert Image.open(tmp_path / "reference.png").size == (525, 375)  # 3.5 in: single
+    assert (tmp_path / "here" / "scatter.png").read_bytes() == expected
+    assert (tmp_path / "worker" / "scatter.png").read_bytes() == expected
+    assert (tmp_path / "worker" / "scatter.pdf").stat().st_size > 0
+
+
 def test_a_figure_the_worker_cannot_write_raises_on_leaving(tmp_path):
     import pytest
 

@@ -268,19 +268,25 @@ def _bd_curves(
     rate: str,
     statistic: str,
     higher_is_better: bool,
+    fronts: dict | None = None,
 ) -> tuple[str, str, dict[str, pd.DataFrame]]:
     """Each method's efficient operating points (its own Pareto front, with at least
-    :data:`BD_MIN_POINTS`), or :class:`AnalysisError` saying why BD-rate is undefined."""
+    :data:`BD_MIN_POINTS`), or :class:`AnalysisError` saying why BD-rate is undefined.
+    ``fronts`` keeps each method's front for later calls on the same ``summary``."""
     rate_col = rate_column(rate, summary=True)
     score_col = f"{metric} {statistic}"
     if score_col not in summary.columns:
         raise AnalysisError(f"no {statistic} of {metric} in the summary")
+    fronts = {} if fronts is None else fronts
     curves = {}
     for method in (anchor, test):
-        rows = summary[summary["method"] == method].dropna(subset=[rate_col, score_col])
-        rows = pareto_front(
-            rows[rows[rate_col] > 0], rate_col, score_col, higher_is_better=higher_is_better
-        )
+        key = (method, rate_col, score_col, higher_is_better)
+        if key not in fronts:
+            rows = summary[summary["method"] == method].dropna(subset=[rate_col, score_col])
+            fronts[key] = pareto_front(
+                rows[rows[rate_col] > 0], rate_col, score_col, higher_is_better=higher_is_better
+            )
+        rows = fronts[key]
         if len(rows) < BD_MIN_POINTS:
             better = "rising" if higher_is_better else "falling"
             raise AnalysisError(
@@ -302,6 +308,7 @@ def bd_rate(
     statistic: str = "mean",
     interpolation: str = "pchip",
     higher_is_better: bool = True,
+    fronts: dict | None = None,
 ) -> float:
     """Bjøntegaard-delta rate (%) of method ``test`` against ``anchor`` on ``metric``.
 
@@ -316,12 +323,14 @@ def bd_rate(
     summary column's suffix (``mean``, ``median``; ``value`` for a set metric).
     Raises :class:`AnalysisError` when a curve has too few points, is not monotone
     enough to invert, or the curves' score ranges overlap over less than
-    :data:`BD_MIN_OVERLAP` of their combined range.
+    :data:`BD_MIN_OVERLAP` of their combined range. ``fronts`` (a dict, empty at first)
+    keeps each method's efficient points between calls on the same ``summary``, as for
+    every pair of methods of a table.
     """
     import bjontegaard
 
     rate_col, score_col, curves = _bd_curves(
-        summary, anchor, test, metric, rate, statistic, higher_is_better
+        summary, anchor, test, metric, rate, statistic, higher_is_better, fronts
     )
     sign = 1.0 if higher_is_better else -1.0
     oriented = {m: sign * curves[m][score_col].to_numpy(dtype=float) for m in curves}
@@ -378,6 +387,7 @@ def bd_metric(
     statistic: str = "mean",
     interpolation: str = "pchip",
     higher_is_better: bool = True,
+    fronts: dict | None = None,
 ) -> float:
     """Bjøntegaard-delta of the score (BD-PSNR generalised): the mean of ``test``'s score
     minus ``anchor``'s over the rates both cover, in the metric's own units.
@@ -386,11 +396,12 @@ def bd_metric(
     better for a higher-is-better metric and worse for a lower-is-better one (a negative
     BD-LPIPS is an improvement). Same curves and errors as :func:`bd_rate`, except that
     the rate ranges (log) must overlap over :data:`BD_MIN_OVERLAP` of their span.
+    ``fronts`` as for :func:`bd_rate` (the same dict serves both).
     """
     import bjontegaard
 
     rate_col, score_col, curves = _bd_curves(
-        summary, anchor, test, metric, rate, statistic, higher_is_better
+        summary, anchor, test, metric, rate, statistic, higher_is_better, fronts
     )
     logs = {m: np.log(curves[m][rate_col].to_numpy(dtype=float)) for m in curves}
     low, high = max(v.min() for v in logs.values()), min(v.max() for v in logs.values())

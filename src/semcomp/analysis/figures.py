@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -155,6 +156,47 @@ def rd_figure(
     scores = describe(points, scores)
     iso_levels = iso_levels or {}
     keys = list(metrics) if metrics is not None else default_figure_keys(scores, points)
+    written = save_drawn(
+        out_stem,
+        rd_panels,
+        points,
+        summary,
+        keys,
+        rate=rate,
+        title=title,
+        random_weights=random_weights,
+        scores=scores,
+        tight=False,
+    )
+    if keys:
+        out_stem.mkdir(parents=True, exist_ok=True)
+    for metric in keys:
+        written += save_drawn(
+            out_stem / file_stem(metric),
+            rd_chart,
+            points,
+            summary,
+            metric,
+            rate=rate,
+            iso_level=iso_levels.get(metric),
+            title=title,
+            random_weights=random_weights,
+            scores=scores,
+        )
+    return written
+
+
+def rd_panels(
+    points: pd.DataFrame,
+    summary: pd.DataFrame,
+    keys: list[str],
+    *,
+    rate: str,
+    title: str,
+    random_weights: bool,
+    scores: Scores,
+) -> Figure:
+    """``rd.png``: one panel per metric of ``keys`` (see :func:`rd_figure`)."""
     figure, axes = panel_grid(len(keys), RD_COLUMNS - 1, 0.42)
     for axis, metric in zip(axes.flat, keys or [None], strict=False):
         if metric is None:
@@ -169,22 +211,7 @@ def rd_figure(
     if heading:
         figure.suptitle(heading, fontsize="medium")
     place_legend(figure)
-    written = save_figure(figure, out_stem, tight=False)
-    if keys:
-        out_stem.mkdir(parents=True, exist_ok=True)
-    for metric in keys:
-        chart = rd_chart(
-            points,
-            summary,
-            metric,
-            rate=rate,
-            iso_level=iso_levels.get(metric),
-            title=title,
-            random_weights=random_weights,
-            scores=scores,
-        )
-        written += save_figure(chart, out_stem / file_stem(metric))
-    return written
+    return figure
 
 
 def _pyplot():
@@ -226,6 +253,62 @@ def save_figure(figure: Figure, out_stem: Path, *, tight: bool = True) -> list[P
     if saver is not None:
         return saver.submit(figure, out_stem, tight)
     return write_figure(figure, out_stem, tight=tight)
+
+
+def save_drawn(
+    out_stem: Path,
+    draw: Callable[..., Figure],
+    /,
+    *args: Any,
+    panel_label: str = "",
+    label_axis: int = 0,
+    tight: bool = True,
+    **kwargs: Any,
+) -> list[Path]:
+    """Draw ``draw(*args, **kwargs)`` (a module-level function returning a figure) at the
+    width in effect, with ``panel_label`` under the title of panel ``label_axis``
+    (:func:`label_panel`), and write it as :func:`save_figure` does.
+
+    Inside :func:`saved_in_background` the worker draws it too: it is handed the function
+    and its arguments, so this process spends no time drawing it (nor pickling a figure).
+    The files are those :func:`save_figure` writes of the figure drawn here. The arguments
+    are not to be changed afterwards: this process draws from them if it takes the figure
+    over from the worker (:func:`wait_for_figures`)."""
+    drawing = _Drawing(draw, args, kwargs, panel_label, label_axis, _WIDTH.get())
+    saver = _BACKGROUND.get()
+    if saver is not None:
+        return saver.submit_drawing(drawing, out_stem, tight)
+    return write_figure(drawing(), out_stem, tight=tight)
+
+
+@dataclass(frozen=True)
+class _Drawing:
+    """A figure to draw: ``draw(*args, **kwargs)`` at paper width ``width``, labelled."""
+
+    draw: Callable[..., Figure]
+    args: tuple
+    kwargs: dict[str, Any]
+    panel_label: str
+    label_axis: int
+    width: str
+
+    def __call__(self) -> Figure:
+        with paper_width(self.width):
+            figure = self.draw(*self.args, **self.kwargs)
+        label_panel(figure, self.panel_label, axis=self.label_axis)
+        return figure
+
+
+@dataclass(frozen=True)
+class _Pickled:
+    """A figure drawn here, pickled for the worker."""
+
+    data: bytes
+
+    def __call__(self) -> Figure:
+        import pickle
+
+        return pickle.loads(self.data)
 
 
 #: the file types every figure is written as
@@ -270,16 +353,23 @@ def saved_in_background(enabled: bool = True) -> Iterator[None]:
         _BACKGROUND.reset(token)
 
 
-def _write_pickled(data: bytes, out_stem: Path, tight: bool) -> None:
-    """In the worker: :func:`write_figure` of a pickled figure."""
+def _write_made(data: bytes, out_stem: Path, tight: bool) -> None:
+    """In the worker: :func:`write_figure` of the figure a pickled :class:`_Drawing` or
+    :class:`_Pickled` makes."""
     import pickle
 
     _pyplot()  # the report's style (pdf.fonttype among them) before the figure is drawn
-    write_figure(pickle.loads(data), out_stem, tight=tight)
+    write_figure(pickle.loads(data)(), out_stem, tight=tight)
 
 
 def _ready() -> None:
     """The worker's first task: it has started."""
+
+
+def _import_pdf_backend() -> None:
+    """The worker's second task: matplotlib's PDF backend (with fontTools) imported while
+    the caller reads and computes, before the first figure comes."""
+    import matplotlib.backends.backend_pdf  # noqa: F401 - imported now, used by savefig
 
 
 class _BackgroundSaver:
@@ -289,21 +379,40 @@ class _BackgroundSaver:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        _pyplot()  # imported and styled once, before the fork, for both processes
+        # imported and styled once, before the fork, for both processes: the report's
+        # process needs pyplot too (bjontegaard, of the BD-rates, imports it)
+        _pyplot()
         self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
         self.pool.submit(_ready).result()  # forked now, while this process is small
-        self.pending: list[tuple[Any, bytes, Path, bool]] = []
+        self.pool.submit(_import_pdf_backend)
+        self.pending: list[tuple[Any, Any, Path, bool]] = []
 
     def submit(self, figure: Figure, out_stem: Path, tight: bool) -> list[Path]:
         import pickle
 
         try:
-            data = pickle.dumps(figure)
+            made = _Pickled(pickle.dumps(figure))
         except Exception:  # an artist that does not pickle: written here instead
             return write_figure(figure, out_stem, tight=tight)
         _pyplot().close(figure)
-        future = self.pool.submit(_write_pickled, data, out_stem, tight)
-        self.pending.append((future, data, out_stem, tight))
+        return self._hand_over(made, pickle.dumps(made), out_stem, tight)
+
+    def submit_drawing(self, drawing: _Drawing, out_stem: Path, tight: bool) -> list[Path]:
+        """Hand ``drawing`` to the worker to draw and write (drawn here and handed over as
+        a figure if its arguments do not pickle)."""
+        import pickle
+
+        try:
+            data = pickle.dumps(drawing)
+        except Exception:
+            return self.submit(drawing(), out_stem, tight)
+        return self._hand_over(drawing, data, out_stem, tight)
+
+    def _hand_over(
+        self, made: _Drawing | _Pickled, data: bytes, out_stem: Path, tight: bool
+    ) -> list[Path]:
+        future = self.pool.submit(_write_made, data, out_stem, tight)
+        self.pending.append((future, made, out_stem, tight))
         return [out_stem.with_suffix(suffix) for suffix in FIGURE_SUFFIXES]
 
     def wait(self) -> None:
@@ -312,21 +421,20 @@ class _BackgroundSaver:
         Rather than sit idle, this process writes the figures the worker has not started,
         the last first, while the worker writes the others in order (the files are the
         same either way)."""
-        import pickle
         from concurrent.futures.process import BrokenProcessPool
 
         pending, self.pending = self.pending, []
-        for future, data, out_stem, tight in reversed(pending):
+        for future, made, out_stem, tight in reversed(pending):
             if not future.cancel():  # under way (or queued for the worker): the rest too
                 break
-            write_figure(pickle.loads(data), out_stem, tight=tight)
-        for future, data, out_stem, tight in pending:
+            write_figure(made(), out_stem, tight=tight)
+        for future, made, out_stem, tight in pending:
             if future.cancelled():  # written here above
                 continue
             try:
                 future.result()
             except BrokenProcessPool:  # the worker died (killed, out of memory)
-                write_figure(pickle.loads(data), out_stem, tight=tight)
+                write_figure(made(), out_stem, tight=tight)
 
     def close(self, *, cancel: bool = False) -> None:
         """:meth:`wait`, and end the worker (``cancel``: once the figure under way is done)."""

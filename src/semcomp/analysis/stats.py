@@ -341,8 +341,9 @@ class _RankCorrelations:
         # the levels from level weights
         self.order_units = units[order]
         self.order_groups = order_groups[order]
-        self.order_starts = np.flatnonzero(np.diff(self.order_groups, prepend=-1))
-        self.untied = len(self.order_starts) == len(order)
+        starts = np.flatnonzero(np.diff(self.order_groups, prepend=-1))
+        self.untied = len(starts) == len(order)
+        self.order_ends = np.append(starts[1:] - 1, len(order) - 1)  # each tie group's last
         self.order_levels = levels[order]
         self.level_units = _membership(units, levels, n_units, n_levels)
         # Kendall: per halving pass, candidates sorted by (block, order variable, upper
@@ -383,8 +384,11 @@ class _RankCorrelations:
         n = np.einsum("ij,j->i", counts, np.bincount(self.order_units, minlength=self.n_units))
         # ranks (doubled, so they are integers) along the order variable, per candidate
         weights = np.take(counts, self.order_units, axis=1)
-        tied = weights if self.untied else np.add.reduceat(weights, self.order_starts, axis=1)
-        ranks = np.cumsum(tied, axis=1)
+        if self.untied:
+            tied, ranks = weights, np.cumsum(weights, axis=1)
+        else:  # a tie group's weight: the cumulative weight at its end less the last's
+            ranks = np.take(np.cumsum(weights, axis=1), self.order_ends, axis=1)
+            tied = np.diff(ranks, axis=1, prepend=0)
         ranks *= 2
         ranks -= tied - 1
         if not self.untied:

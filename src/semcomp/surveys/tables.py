@@ -98,7 +98,7 @@ def write_survey_files(
     """``survey_<id>_<table>.csv`` for every survey with kept ratings, and for surveys with
     several scale questions (Survey B) the dimension bars ``survey_<id>_dimensions.png/pdf``.
     Returns the files written and notes (surveys without ratings)."""
-    from semcomp.analysis.figures import label_panel, save_figure, survey_dimensions_figure
+    from semcomp.analysis.figures import save_drawn, survey_dimensions_figure
     from semcomp.surveys.simulated import SIMULATED, simulated_surveys
 
     written: list[Path] = []
@@ -121,7 +121,11 @@ def write_survey_files(
             (table.assign(rating_source=label) if label else table).to_csv(path, index=False)
             written.append(path)
         if len(tables.scale_questions) > 1 and not tables.dimensions.empty:
-            figure = survey_dimensions_figure(tables.dimensions, survey)
-            label_panel(figure, label)
-            written += save_figure(figure, folder / f"survey_{survey.id}_dimensions")
+            written += save_drawn(
+                folder / f"survey_{survey.id}_dimensions",
+                survey_dimensions_figure,
+                tables.dimensions,
+                survey,
+                panel_label=label,
+            )
     return written, notes
