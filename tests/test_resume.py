@@ -90,10 +90,12 @@ def _semcomp_run_in_child(root: Path, stderr: Path) -> None:
     """`semcomp run ROOT` in a forked child, its output to /dev/null and ``stderr``."""
     if "torch" in sys.modules:  # an OpenMP team of the parent's is not in the child
         sys.modules["torch"].set_num_threads(1)
-    with open(os.devnull, "w") as devnull, stderr.open("w") as errors:
-        os.dup2(devnull.fileno(), 1)
-        os.dup2(errors.fileno(), 2)
-        main(["run", str(root), "--no-progress"])
+    # not into the test's captured output (pytest's files are the parent's too)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the killed child never closes them)
+    sys.stderr = stderr.open("w", buffering=1)
+    os.dup2(sys.stdout.fileno(), 1)
+    os.dup2(sys.stderr.fileno(), 2)
+    main(["run", str(root), "--no-progress"])
 
 
 def semcomp_run(root: Path, stderr: Path) -> multiprocessing.Process:
