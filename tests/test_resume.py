@@ -26,7 +26,9 @@ name = "webp"
 codec = "webp"
 quality = [30, 60]
 """
-IMAGES = 40
+#: originals per kind of study: each kill below lands mid-stage (the textual kills after 10
+#: of the study's 20 captions or candidates, written a batch of 2 at a time)
+IMAGES = {"pixel": 40, "textual": 20}
 
 
 def textual_methods(blip, sd) -> str:
@@ -41,13 +43,16 @@ batch_size = 2
 
 
 @pytest.fixture(scope="module")
-def many_images(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("many")
-    for index in range(IMAGES):
-        folder = root / ("a" if index % 2 else "b")
-        folder.mkdir(exist_ok=True)
-        photo(192, 144, seed=index).save(folder / f"{index:03d}.png")
-    return root
+def many_images(tmp_path_factory) -> dict[str, Path]:
+    """Each kind's image folder: the textual study's are the first of the pixel study's."""
+    folders = {}
+    for kind, images in IMAGES.items():
+        root = folders[kind] = tmp_path_factory.mktemp(f"many-{kind}")
+        for index in range(images):
+            folder = root / ("a" if index % 2 else "b")
+            folder.mkdir(exist_ok=True)
+            photo(192, 144, seed=index).save(folder / f"{index:03d}.png")
+    return folders
 
 
 def study_rows(root: Path) -> dict[str, set]:
@@ -119,7 +124,8 @@ def methods(request, tiny_blip, tiny_sd) -> dict[str, str]:
 def references(many_images, tiny_clip, methods, tmp_path_factory) -> dict[str, Path]:
     roots = {}
     for kind, text in methods.items():
-        root = write_study(tmp_path_factory.mktemp(f"ref-{kind}"), many_images, tiny_clip, text)
+        images = many_images[kind]
+        root = write_study(tmp_path_factory.mktemp(f"ref-{kind}"), images, tiny_clip, text)
         with Study.open(root) as study:
             assert study.run(progress=False).status == "finished"
         roots[kind] = root
@@ -145,7 +151,7 @@ def test_kill_mid_stage_then_rerun(
     tmp_path, many_images, tiny_clip, methods, references, kind, table, after
 ):
     reference = study_rows(references[kind])
-    root = write_study(tmp_path / "s", many_images, tiny_clip, methods=methods[kind])
+    root = write_study(tmp_path / "s", many_images[kind], tiny_clip, methods=methods[kind])
     db = root / "study.db"
     errors = tmp_path / "killed-run.stderr"
     process = semcomp_run(root, errors)
