@@ -13,6 +13,12 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     # the CPUs: more threads than cores make a forward pass many times slower, not faster
     _share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
+    if _share <= 1:
+        # every core has a worker: a report's figure worker process would take CPU from
+        # another test worker (1-3 s per report for pickling the figures and the fork) and
+        # gain no core; figures are written in the report's process (tests/analysis/
+        # test_figures.py tests the worker)
+        os.environ.setdefault("SEMCOMP_FIGURE_WORKER", "0")
 
 import shutil
 from collections.abc import Callable
