@@ -13,6 +13,12 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     # the CPUs: more threads than cores make a forward pass many times slower, not faster
     _share = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
+    if _share <= 1:
+        # every core has a worker: a report's figure worker process would take CPU from
+        # another test worker (1-3 s per report for pickling the figures and the fork) and
+        # gain no core; figures are written in the report's process (tests/analysis/
+        # test_figures.py tests the worker)
+        os.environ.setdefault("SEMCOMP_FIGURE_WORKER", "0")
 
 import shutil
 from collections.abc import Callable
@@ -189,18 +195,19 @@ def metric_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 #: the test files that took longest on two cores (CPU seconds, benchmarks/RESULTS.md,
-#: "Issue #16: the whole test suite under 6 minutes"), longest first. pytest-xdist hands each
-#: worker a whole file, in the order of the collection: the longest go first so that the
-#: last files handed out are short and the workers finish together. Only the order
-#: depends on this list; a long file missing from it runs after these, with the slow ones
+#: "Issue #16: the whole test suite under 6 minutes" and "the test suite, second pass"),
+#: longest first. pytest-xdist hands each worker a whole file, in the order of the
+#: collection: the longest go first so that the last files handed out are short and the
+#: workers finish together. Only the order depends on this list; a long file missing from
+#: it runs after these, with the slow ones
 LONGEST_FILES = (
     "test_engines.py",
     "test_readme.py",
     "test_zero_shot_bpp.py",
-    "test_resume.py",
     "app/test_browser.py",
     "test_pqvae_readme.py",
     "downstream/test_clipcap.py",
+    "test_resume.py",
     "codecs/test_pqvae.py",
     "test_all_metrics.py",
     "test_extras.py",

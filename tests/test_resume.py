@@ -1,9 +1,9 @@
 """Killing `semcomp run` at any point and running it again loses and duplicates nothing."""
 
+import multiprocessing
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +26,9 @@ name = "webp"
 codec = "webp"
 quality = [30, 60]
 """
-IMAGES = 40
+#: originals per kind of study: each kill below lands mid-stage (the textual kills after 10
+#: of the study's 20 captions or candidates, written a batch of 2 at a time)
+IMAGES = {"pixel": 40, "textual": 20}
 
 
 def textual_methods(blip, sd) -> str:
@@ -41,13 +43,16 @@ batch_size = 2
 
 
 @pytest.fixture(scope="module")
-def many_images(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("many")
-    for index in range(IMAGES):
-        folder = root / ("a" if index % 2 else "b")
-        folder.mkdir(exist_ok=True)
-        photo(192, 144, seed=index).save(folder / f"{index:03d}.png")
-    return root
+def many_images(tmp_path_factory) -> dict[str, Path]:
+    """Each kind's image folder: the textual study's are the first of the pixel study's."""
+    folders = {}
+    for kind, images in IMAGES.items():
+        root = folders[kind] = tmp_path_factory.mktemp(f"many-{kind}")
+        for index in range(images):
+            folder = root / ("a" if index % 2 else "b")
+            folder.mkdir(exist_ok=True)
+            photo(192, 144, seed=index).save(folder / f"{index:03d}.png")
+    return folders
 
 
 def study_rows(root: Path) -> dict[str, set]:
@@ -86,13 +91,28 @@ def count(db: Path, table: str) -> int:
         return 0
 
 
-def semcomp_run(root: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "semcomp", "run", str(root), "--no-progress"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=os.environ | {"PYTHONUNBUFFERED": "1"},
+def _semcomp_run_in_child(root: Path, stderr: Path) -> None:
+    """`semcomp run ROOT` in a forked child, its output to /dev/null and ``stderr``."""
+    if "torch" in sys.modules:  # an OpenMP team of the parent's is not in the child
+        sys.modules["torch"].set_num_threads(1)
+    # not into the test's captured output (pytest's files are the parent's too)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the killed child never closes them)
+    sys.stderr = stderr.open("w", buffering=1)
+    os.dup2(sys.stdout.fileno(), 1)
+    os.dup2(sys.stderr.fileno(), 2)
+    main(["run", str(root), "--no-progress"])
+
+
+def semcomp_run(root: Path, stderr: Path) -> multiprocessing.Process:
+    """`semcomp run ROOT` in a process of its own, to be killed with SIGKILL: forked from
+    this one, whose imports (torch, open_clip, transformers, diffusers: seconds in a fresh
+    interpreter) the references' runs have done. The command line runs in a fresh process
+    elsewhere (test_readme.py re-runs the demo, test_one_writer.py runs it beside another)."""
+    process = multiprocessing.get_context("fork").Process(
+        target=_semcomp_run_in_child, args=(root, stderr), daemon=True
     )
+    process.start()
+    return process
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +124,8 @@ def methods(request, tiny_blip, tiny_sd) -> dict[str, str]:
 def references(many_images, tiny_clip, methods, tmp_path_factory) -> dict[str, Path]:
     roots = {}
     for kind, text in methods.items():
-        root = write_study(tmp_path_factory.mktemp(f"ref-{kind}"), many_images, tiny_clip, text)
+        images = many_images[kind]
+        root = write_study(tmp_path_factory.mktemp(f"ref-{kind}"), images, tiny_clip, text)
         with Study.open(root) as study:
             assert study.run(progress=False).status == "finished"
         roots[kind] = root
@@ -130,16 +151,18 @@ def test_kill_mid_stage_then_rerun(
     tmp_path, many_images, tiny_clip, methods, references, kind, table, after
 ):
     reference = study_rows(references[kind])
-    root = write_study(tmp_path / "s", many_images, tiny_clip, methods=methods[kind])
+    root = write_study(tmp_path / "s", many_images[kind], tiny_clip, methods=methods[kind])
     db = root / "study.db"
-    process = semcomp_run(root)
+    errors = tmp_path / "killed-run.stderr"
+    process = semcomp_run(root, errors)
     deadline = time.monotonic() + 120
     while count(db, table) < after:
-        assert process.poll() is None, f"run ended before the kill: {process.stderr.read()}"
+        assert process.is_alive(), f"run ended before the kill: {errors.read_text()}"
         assert time.monotonic() < deadline
         time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.kill()
+    process.join()
+    assert process.exitcode == -signal.SIGKILL
     finished = count(references[kind] / "study.db", table)
     assert 0 < count(db, table) < finished, "the kill did not land mid-stage"
 

@@ -57,3 +57,15 @@ def test_pytest_xdist_keeps_the_collection_order_of_the_files():
     addopts = pyproject["tool"]["pytest"]["ini_options"]["addopts"].split()
     assert "--dist" in addopts and addopts[addopts.index("--dist") + 1] == "loadfile"
     assert "--no-loadscope-reorder" in addopts
+
+
+def test_a_run_lists_its_slowest_tests():
+    """CI's log names the tests over 5 s, slowest first: what LONGEST_FILES is ordered by."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    pyproject = tomllib.loads((TESTS.parent / "pyproject.toml").read_text())
+    addopts = pyproject["tool"]["pytest"]["ini_options"]["addopts"].split()
+    assert "--durations=30" in addopts and "--durations-min=5" in addopts

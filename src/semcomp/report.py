@@ -704,8 +704,14 @@ def _import_ahead() -> threading.Thread:
     """Import :data:`LATER_IMPORTS` in a thread while the study is read and summarised
     (SQLite and numpy leave the interpreter to it), after the figure worker was forked.
     Nothing is computed there; an import that fails fails again, and is reported, where
-    the report needs it."""
+    the report needs it. pyplot is imported (and styled) here first: bjontegaard imports
+    it, and a module two threads import at once can be seen half-initialised by one of
+    them (the figure worker, where there is one, has imported it already)."""
     import importlib
+
+    from semcomp.analysis.figures import _pyplot
+
+    _pyplot()
 
     def load() -> None:
         for name in LATER_IMPORTS:

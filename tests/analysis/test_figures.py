@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from semcomp.analysis import figures
+
+
+@pytest.fixture(autouse=True)
+def figure_worker(monkeypatch):
+    """The figure worker as outside the suite: conftest.py turns it off (SEMCOMP_FIGURE_WORKER)
+    where every core has a test worker."""
+    monkeypatch.delenv(figures.FIGURE_WORKER_ENV, raising=False)
 
 
 def scatter_figure(points: int):
@@ -176,6 +184,51 @@ def test_a_figure_the_worker_cannot_write_raises_on_leaving(tmp_path):
         assert figures._BACKGROUND.get() is None
         figures.save_figure(scatter_figure(10), tmp_path / "scatter")
         assert (tmp_path / "scatter.png").exists()
+
+
+def test_no_figure_worker_when_the_environment_says_so(tmp_path, monkeypatch):
+    """``SEMCOMP_FIGURE_WORKER=0``: each figure is written in this process, as it comes."""
+    monkeypatch.setenv(figures.FIGURE_WORKER_ENV, "0")
+    with figures.saved_in_background():
+        assert figures._BACKGROUND.get() is None
+        figures.save_figure(scatter_figure(10), tmp_path / "scatter")
+        assert (tmp_path / "scatter.png").exists() and (tmp_path / "scatter.pdf").exists()
+    monkeypatch.setenv(figures.FIGURE_WORKER_ENV, "1")
+    with figures.saved_in_background():
+        assert figures._BACKGROUND.get() is not None
+
+
+REPORT_IMPORTS_THREAD = """
+import sys, threading
+from semcomp import report
+
+seen = []
+start = threading.Thread.start
+
+def recorded(thread):
+    seen.append((thread.name, "matplotlib.pyplot" in sys.modules))
+    start(thread)
+
+threading.Thread.start = recorded
+report._import_ahead().join()
+print(seen)
+"""
+
+
+def test_the_report_imports_pyplot_before_its_import_thread_does():
+    """The report's import-ahead thread imports bjontegaard, which imports pyplot: without a
+    figure worker (which imports pyplot before it forks), the report's own first figure
+    and that thread imported pyplot at once, and one saw it half-initialised."""
+    import os
+    import subprocess
+    import sys
+
+    env = os.environ | {figures.FIGURE_WORKER_ENV: "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", REPORT_IMPORTS_THREAD], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[('semcomp-report-imports', True)]"
 
 
 def test_log_axes_label_their_ticks_as_plain_text_like_matplotlib():

@@ -315,6 +315,8 @@ class _Pickled:
 
 #: the file types every figure is written as
 FIGURE_SUFFIXES = (".png", ".pdf")
+#: ``0`` in this environment variable: :func:`saved_in_background` starts no worker process
+FIGURE_WORKER_ENV = "SEMCOMP_FIGURE_WORKER"
 #: the figure saver of :func:`saved_in_background` in effect (None: save in this process)
 _BACKGROUND: ContextVar[_BackgroundSaver | None] = ContextVar("semcomp_figure_saver", default=None)
 
@@ -329,13 +331,17 @@ def saved_in_background(enabled: bool = True) -> Iterator[None]:
     and the files are the same as those written here.
 
     Without a second core, where processes cannot be forked (not Linux) or none can be
-    started, or with ``enabled`` False, figures are written in this process as they come.
+    started, with ``enabled`` False, or with :data:`FIGURE_WORKER_ENV` set to ``0`` (every
+    core already busy, as under parallel test workers: the worker would cost CPU, the
+    figures' pickling and its fork, and gain no core), figures are written in this process
+    as they come.
     """
     import os
     import sys
 
     saver = None
-    if enabled and sys.platform == "linux" and (os.cpu_count() or 1) >= 2:
+    wanted = enabled and os.environ.get(FIGURE_WORKER_ENV, "1") != "0"
+    if wanted and sys.platform == "linux" and (os.cpu_count() or 1) >= 2:
         try:
             saver = _BackgroundSaver()
         except OSError:  # no process could be started (a limit on processes, memory)
