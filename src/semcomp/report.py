@@ -690,15 +690,13 @@ def write_report(
     columns of a paper) or ``single`` (3.5 in, one column). The figures' files are written
     by a second process while the tables are computed
     (:func:`~semcomp.analysis.figures.saved_in_background`)."""
-    # the figures written, and the agreement computed, in a worker while the rest is
-    with paper_width(width), saved_in_background(imports=LATER_IMPORTS):
+    with paper_width(width), saved_in_background():  # figures written while it computes
         _import_ahead()
         return _write_report(study, out, **options)
 
 
 #: what the comparisons import when they come to them (the rank correlations' p-values,
-#: the BD-rate fits): a second of the report's start on two cores; the figure worker
-#: imports them too (it computes the agreement) while it waits for its first task
+#: the BD-rate fits): a second of the report's start on two cores
 LATER_IMPORTS = ("scipy.stats", "bjontegaard")
 
 

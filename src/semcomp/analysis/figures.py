@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,7 +322,7 @@ _BACKGROUND: ContextVar[_BackgroundSaver | None] = ContextVar("semcomp_figure_sa
 
 
 @contextmanager
-def saved_in_background(enabled: bool = True, *, imports: tuple[str, ...] = ()) -> Iterator[None]:
+def saved_in_background(enabled: bool = True) -> Iterator[None]:
     """Inside, :func:`save_figure` hands each figure to one worker process that writes its
     PNG and PDF (the slow part: laying out, rendering, embedding fonts) while this process
     goes on computing; on leaving, every file has been written (a worker's error is
@@ -334,8 +334,7 @@ def saved_in_background(enabled: bool = True, *, imports: tuple[str, ...] = ()) 
     started, with ``enabled`` False, or with :data:`FIGURE_WORKER_ENV` set to ``0`` (every
     core already busy, as under parallel test workers: the worker would cost CPU, the
     figures' pickling and its fork, and gain no core), figures are written in this process
-    as they come. ``imports``: modules the worker imports while it waits for its first
-    task (those of what the caller hands it with :func:`computed_in_background`).
+    as they come.
     """
     import os
     import sys
@@ -344,7 +343,7 @@ def saved_in_background(enabled: bool = True, *, imports: tuple[str, ...] = ()) 
     wanted = enabled and os.environ.get(FIGURE_WORKER_ENV, "1") != "0"
     if wanted and sys.platform == "linux" and (os.cpu_count() or 1) >= 2:
         try:
-            saver = _BackgroundSaver(imports)
+            saver = _BackgroundSaver()
         except OSError:  # no process could be started (a limit on processes, memory)
             saver = None
     if saver is None:
@@ -375,23 +374,16 @@ def _ready() -> None:
     """The worker's first task: it has started."""
 
 
-def _import_ahead(names: tuple[str, ...]) -> None:
-    """The worker's second task: matplotlib's PDF backend (with fontTools) and ``names``
-    imported while the caller reads and computes, before the first figure comes (a module
-    that fails to import fails again, and is reported, where it is used)."""
-    import importlib
-
+def _import_pdf_backend() -> None:
+    """The worker's second task: matplotlib's PDF backend (with fontTools) imported while
+    the caller reads and computes, before the first figure comes."""
     import matplotlib.backends.backend_pdf  # noqa: F401 - imported now, used by savefig
-
-    for name in names:
-        with suppress(Exception):
-            importlib.import_module(name)
 
 
 class _BackgroundSaver:
     """One forked worker process writing figures, in the order they come."""
 
-    def __init__(self, imports: tuple[str, ...] = ()) -> None:
+    def __init__(self) -> None:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -400,7 +392,7 @@ class _BackgroundSaver:
         _pyplot()
         self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
         self.pool.submit(_ready).result()  # forked now, while this process is small
-        self.pool.submit(_import_ahead, imports)
+        self.pool.submit(_import_pdf_backend)
         self.pending: list[tuple[Any, Any, Path, bool]] = []
 
     def submit(self, figure: Figure, out_stem: Path, tight: bool) -> list[Path]:
