@@ -260,38 +260,3 @@ def test_sample_images_are_drawn_once_and_pqvae_scenes_at_their_small_size(tmp_p
     rng = np.random.default_rng(0)
     small = demo.SCENES["landscape"](rng, 0, size=demo.PQVAE_SCENE_SIZE)
     assert small.size == demo.PQVAE_SCENE_SIZE and np.asarray(small).std() > 10
-
-
-def test_the_agreement_computed_in_the_figure_worker_is_the_one_computed_here(
-    rated_demo, monkeypatch
-):
-    """The report starts the agreement's bootstrap in the figure worker as soon as the
-    study is read; its tables are those computed in the report's own process."""
-    import os
-
-    from semcomp.analysis import figures
-    from semcomp.analysis.scores import describe
-    from semcomp.report import (
-        agreement_ahead,
-        agreement_keys,
-        agreement_tables,
-        rd_points,
-        study_scores,
-    )
-
-    monkeypatch.delenv(figures.FIGURE_WORKER_ENV, raising=False)
-    root, _, _ = rated_demo
-    with Study.open(root, read_only=True) as study:
-        points = rd_points(study.store, study.scope())
-        scores = study_scores(study.store).with_columns(points.columns)
-    human, keys = agreement_keys(points, describe(points, scores))
-    here = agreement_tables(points, describe(points, scores), human, keys, unpaired=False, seed=7)
-    with figures.saved_in_background():
-        handed = figures._BACKGROUND.get() is not None
-        ahead = agreement_ahead(points, scores, unpaired=False, seed=7)
-        assert ahead is not None
-        worker = ahead()
-    assert handed == ((os.cpu_count() or 1) >= 2)
-    assert len(worker) == len(here) == len(keys) > 1
-    for a, b in zip(worker, here, strict=True):
-        pd.testing.assert_frame_equal(a, b)
