@@ -38,8 +38,6 @@ from semcomp.errors import AnalysisError, ConfigError
 from semcomp.study import Study
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from semcomp.analysis.coverage import Coverage
 
 
@@ -179,60 +177,6 @@ class Comparisons:
     iso_levels: dict[str, float]
 
 
-def agreement_keys(points: pd.DataFrame, scores: Scores) -> tuple[str, list[str]] | None:
-    """The human metric the agreement measures against and the model metrics it
-    correlates with it, the headline's first (None: no human ratings or no model metric);
-    ``scores`` as :func:`~semcomp.analysis.scores.describe` gives them."""
-    from semcomp.analysis.agreement import default_human_metric
-
-    human = default_human_metric(points, scores)
-    models = scores.model(points)
-    if not human or not models:
-        return None
-    metric = headline_metric(points, scores)
-    lead = metric if metric in models else models[0]
-    return human, [lead, *(m for m in models if m != lead)]
-
-
-def agreement_tables(
-    points: pd.DataFrame,
-    scores: Scores,
-    human: str,
-    keys: list[str],
-    *,
-    unpaired: bool,
-    seed: int,
-) -> list[pd.DataFrame]:
-    """Each of ``keys``' oriented agreement with ``human`` over the originals they share
-    (its bootstrap CIs: the report's longest step), with its ``image_set``."""
-    from semcomp.analysis.agreement import oriented_agreement
-    from semcomp.analysis.coverage import agreement_comparison
-
-    tables = []
-    for key in keys:
-        both = agreement_comparison(points, key, human, unpaired=unpaired)
-        correlations = oriented_agreement(both.points, key, human, scores=scores, seed=seed)
-        tables.append(correlations.assign(image_set=both.image_set))
-    return tables
-
-
-def agreement_ahead(
-    points: pd.DataFrame, scores: Scores, *, unpaired: bool, seed: int
-) -> Callable[[], list[pd.DataFrame]] | None:
-    """:func:`agreement_tables` started in the figure worker while this process summarises
-    (:func:`~semcomp.analysis.figures.computed_in_background`); None without an agreement."""
-    from semcomp.analysis.figures import computed_in_background
-
-    scores = describe(points, scores)
-    compared = agreement_keys(points, scores)
-    if compared is None:
-        return None
-    human, keys = compared
-    return computed_in_background(
-        agreement_tables, points, scores, human, keys, unpaired=unpaired, seed=seed
-    )
-
-
 def write_comparisons(
     study: Study,
     points: pd.DataFrame,
@@ -247,7 +191,6 @@ def write_comparisons(
     metrics: list[str] | None = None,
     step: Steps | None = None,
     rate_comparisons: dict[str, Coverage] | None = None,
-    agreement: Callable[[], list[pd.DataFrame]] | None = None,
 ) -> Comparisons:
     """Table 1, iso-satisfaction, Pareto front, BD-rate, agreement and embedding-codec files.
 
@@ -263,11 +206,14 @@ def write_comparisons(
     ``metrics`` (column ``metric``, the headline's first), each at its own level
     (:func:`~semcomp.analysis.curves.default_iso_level`) in its direction and over its own
     rate comparison's originals; ``rd_iso_pareto`` draws the headline metric;
-    ``agreement.csv`` correlates every per-candidate metric with the human ratings
-    (``agreement`` gives :func:`agreement_tables` of ``points`` and ``scores`` when they
-    were started ahead, :func:`agreement_ahead`).
+    ``agreement.csv`` correlates every per-candidate metric with the human ratings.
     """
-    from semcomp.analysis.agreement import MISSING_HUMAN, ORIENTED_NOTE
+    from semcomp.analysis.agreement import (
+        MISSING_HUMAN,
+        ORIENTED_NOTE,
+        default_human_metric,
+        oriented_agreement,
+    )
     from semcomp.analysis.coverage import (
         RATE_COMPARISONS,
         agreement_comparison,
@@ -328,12 +274,13 @@ def write_comparisons(
 
     def write_agreement() -> None:
         """agreement.csv and its figures."""
-        compared = agreement_keys(points, scores)
-        if compared is not None:
-            human, keys = compared
-            lead = keys[0]
+        human = default_human_metric(points, scores)
+        models = scores.model(points)
+        if human and models:
+            lead = metric if metric in models else models[0]
             step(f"agreement: bootstrap over {points['original_id'].nunique():,} images")
-            for key in keys:
+            tables = []
+            for key in [lead, *(m for m in models if m != lead)]:
                 both = agreement_comparison(points, key, human, unpaired=unpaired)
                 if key == lead:
                     agreeing = covered(both)
@@ -341,11 +288,9 @@ def write_comparisons(
                     output = f"agreement ({key})"
                     left_out.append(both.left_out.assign(output=output))
                     dropped.append(both.dropped.assign(output=output))
-            made = agreement() if agreement is not None else None
-            tables = made or agreement_tables(
-                points, scores, human, keys, unpaired=unpaired, seed=seed
-            )
-            tables = [t for t in tables if not t.empty]
+                correlations = oriented_agreement(both.points, key, human, scores=scores, seed=seed)
+                if not correlations.empty:
+                    tables.append(correlations.assign(image_set=both.image_set))
             correlations = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
             table(correlations, "agreement.csv", human)
             written.extend(
@@ -804,8 +749,6 @@ def _write_report(
     scores = study_scores(study.store).with_columns(points.columns)
     set_scores = set_points(study.store, study.scope())
     chosen = chosen_metrics(scores, points, metrics)
-    # the agreement's bootstrap in the figure worker, idle until the first figure comes
-    agreement = agreement_ahead(points, scores, unpaired=unpaired, seed=config.seed)
     step(f"summary: bootstrap CIs over {points['original_id'].nunique():,} images")
     curves = curve_coverage(points, unpaired=unpaired)
     summary = summarise(
@@ -861,7 +804,6 @@ def _write_report(
         metrics=chosen,
         step=step,
         rate_comparisons=rate_comparisons,
-        agreement=agreement,
     )
     extra = comparisons.written
     if grid:

@@ -292,35 +292,3 @@ def test_waiting_for_the_worker_this_process_writes_the_figures_it_has_not_start
         png = f"scatter{index}.png"
         assert (tmp_path / "both" / png).read_bytes() == (tmp_path / "here" / png).read_bytes()
         assert (tmp_path / "both" / f"scatter{index}.pdf").stat().st_size > 0
-
-
-def _pid_and_sum(values: list[int]) -> tuple[int, int]:
-    import os
-
-    return os.getpid(), sum(values)
-
-
-def _fails(message: str) -> None:
-    raise ValueError(message)
-
-
-def test_a_computation_handed_to_the_figure_worker_gives_its_result_back():
-    """``computed_in_background`` runs in the figure worker (another process) inside
-    ``saved_in_background`` and here outside it, with the same result; an error it raises
-    is raised where the result is asked for; what does not pickle is computed here."""
-    import os
-
-    import pytest
-
-    here = os.getpid()
-    with figures.saved_in_background():
-        worker = figures._BACKGROUND.get() is not None  # a second core and fork
-        result = figures.computed_in_background(_pid_and_sum, [1, 2, 3])
-        failing = figures.computed_in_background(_fails, "no ratings")
-        local = figures.computed_in_background(lambda: (os.getpid(), 6))  # does not pickle
-        pid, total = result()
-        assert total == 6 and (pid != here) == worker
-        with pytest.raises(ValueError, match="no ratings"):
-            failing()
-        assert local() == (here, 6)
-    assert figures.computed_in_background(_pid_and_sum, [4])() == (here, 4)

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,8 +25,6 @@ from semcomp.analysis.scores import Scores, default_figure_keys, describe, file_
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-T = TypeVar("T")
 
 RATE_LABELS = {
     "bytes": "rate (bytes)",
@@ -451,47 +449,6 @@ class _BackgroundSaver:
                 self.wait()
         finally:
             self.pool.shutdown(wait=True, cancel_futures=cancel)
-
-
-def computed_in_background(
-    compute: Callable[..., T], /, *args: Any, **kwargs: Any
-) -> Callable[[], T]:
-    """Inside :func:`saved_in_background`, hand ``compute(*args, **kwargs)`` (a pure,
-    module-level function of data that pickles) to the figure worker, which is idle while
-    the caller reads its data; return a function that gives its result, waiting for it.
-    Outside, or where the arguments do not pickle or the worker died, the result is
-    computed here when it is asked for. An error ``compute`` raises is raised there."""
-    import pickle
-
-    saver = _BACKGROUND.get()
-    future = None
-    if saver is not None:
-        try:
-            data = pickle.dumps((compute, args, kwargs))
-        except Exception:
-            data = None
-        if data is not None:
-            future = saver.pool.submit(_computed, data)
-
-    def result() -> T:
-        from concurrent.futures.process import BrokenProcessPool
-
-        if future is not None:
-            try:
-                return future.result()
-            except BrokenProcessPool:  # the worker died (killed, out of memory)
-                pass
-        return compute(*args, **kwargs)
-
-    return result
-
-
-def _computed(data: bytes) -> Any:
-    """In the worker: the result of a pickled :func:`computed_in_background` call."""
-    import pickle
-
-    compute, args, kwargs = pickle.loads(data)
-    return compute(*args, **kwargs)
 
 
 def wait_for_figures() -> None:
