@@ -58,6 +58,24 @@ START = datetime(2012, 6, 9, 10, 0, 0)
 MTURK_TIME = "%a %b %d %H:%M:%S PDT %Y"
 
 
+def surveyed_study(root: Path):
+    """:func:`build_study` under ``root``, and Survey A made of it (5 items per HIT) under
+    ``root / "survey"``: what ``make_survey`` returns."""
+    from semcomp.store import Store
+    from semcomp.surveys.definitions import load_survey
+    from semcomp.surveys.make import make_survey
+
+    build_study(root)
+    with Store(root / "study") as store:
+        return make_survey(
+            store,
+            load_survey("A"),
+            base_url="https://bucket.example.org/semcomp-survey-a",
+            out=root / "survey",
+            items_per_hit=5,
+        )
+
+
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -209,21 +227,9 @@ def main() -> None:
     if args.child:
         child(*args.child)
         return
-    from semcomp.store import Store
-    from semcomp.surveys.definitions import load_survey
-    from semcomp.surveys.make import make_survey
-
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        build_study(root)
-        with Store(root / "study") as store:
-            made = make_survey(
-                store,
-                load_survey("A"),
-                base_url="https://bucket.example.org/semcomp-survey-a",
-                out=root / "survey",
-                items_per_hit=5,
-            )
+        made = surveyed_study(root)
         files = {}
         for layout in ("json", "flat"):
             files[layout] = root / f"results-{layout}.csv"

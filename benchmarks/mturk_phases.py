@@ -24,7 +24,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from mturk_import import build_study, write_results
+from mturk_import import surveyed_study, write_results
 
 PHASES = {
     ("importer", "read_batch_results"): "header + encoding",
@@ -75,21 +75,9 @@ def main() -> None:
     if args.child:
         child(*map(Path, args.child))
         return
-    from semcomp.store import Store
-    from semcomp.surveys.definitions import load_survey
-    from semcomp.surveys.make import make_survey
-
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        build_study(root)
-        with Store(root / "study") as store:
-            made = make_survey(
-                store,
-                load_survey("A"),
-                base_url="https://bucket.example.org/semcomp-survey-a",
-                out=root / "survey",
-                items_per_hit=5,
-            )
+        made = surveyed_study(root)
         results = root / "results.csv"
         write_results(made.hits_csv, root / "survey" / "items.csv", results, args.rows, "json")
         sources = {"this": None} | (
