@@ -292,3 +292,34 @@ def test_waiting_for_the_worker_this_process_writes_the_figures_it_has_not_start
         png = f"scatter{index}.png"
         assert (tmp_path / "both" / png).read_bytes() == (tmp_path / "here" / png).read_bytes()
         assert (tmp_path / "both" / f"scatter{index}.pdf").stat().st_size > 0
+
+
+def _figure_drawn_by(folder, name: str, seconds: float = 0.0):
+    """A small figure that records which process drew it (and takes ``seconds``)."""
+    import os
+    import time
+
+    time.sleep(seconds)
+    (folder / f"{name}.pid").write_text(str(os.getpid()))
+    return scatter_figure(10)
+
+
+def test_the_worker_is_given_one_figure_at_a_time_so_the_caller_takes_over_the_rest(tmp_path):
+    """While the worker writes a slow figure, the figures handed over after it are not
+    queued in its pool: the caller's process, when it waits, draws and writes them (the
+    last first), and every file is written once."""
+    import os
+
+    with figures.saved_in_background():
+        if figures._BACKGROUND.get() is None:  # one core, or not Linux: nothing to hand over
+            return
+        figures.save_drawn(tmp_path / "slow", _figure_drawn_by, tmp_path, "slow", 3.0)
+        for name in ("a", "b", "c"):
+            figures.save_drawn(tmp_path / name, _figure_drawn_by, tmp_path, name)
+        figures.wait_for_figures()
+    drawn_by = {n: int((tmp_path / f"{n}.pid").read_text()) for n in ("slow", "a", "b", "c")}
+    assert drawn_by["slow"] != os.getpid()
+    assert {drawn_by[n] for n in ("a", "b", "c")} == {os.getpid()}
+    for name in ("slow", "a", "b", "c"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 0
+        assert (tmp_path / f"{name}.pdf").stat().st_size > 0

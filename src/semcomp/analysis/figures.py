@@ -378,11 +378,29 @@ def _import_pdf_backend() -> None:
     import matplotlib.backends.backend_pdf  # noqa: F401 - imported now, used by savefig
 
 
+@dataclass
+class _Handed:
+    """A figure handed to :class:`_BackgroundSaver`: given to its worker (``future``) or
+    taken over by the caller's process (``here``), or neither yet."""
+
+    made: _Drawing | _Pickled
+    data: bytes
+    out_stem: Path
+    tight: bool
+    future: Any = None
+    here: bool = False
+
+
 class _BackgroundSaver:
-    """One forked worker process writing figures, in the order they come."""
+    """One forked worker process writing figures, in the order they come.
+
+    The worker is given one figure at a time (the next when it has written the last):
+    the pool would otherwise take two more into its call queue, out of reach, and the
+    caller's process, when it waits (:meth:`wait`), could not take them over."""
 
     def __init__(self) -> None:
         import multiprocessing
+        import threading
         from concurrent.futures import ProcessPoolExecutor
 
         # imported and styled once, before the fork, for both processes: the report's
@@ -391,7 +409,11 @@ class _BackgroundSaver:
         self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
         self.pool.submit(_ready).result()  # forked now, while this process is small
         self.pool.submit(_import_pdf_backend)
-        self.pending: list[tuple[Any, Any, Path, bool]] = []
+        self.pending: list[_Handed] = []
+        # held by the caller and by the pool's thread that reports a figure written (a
+        # done callback can run at once, in the thread that adds it: reentrant)
+        self.lock = threading.RLock()
+        self.stopped = False  # the pool was shut down or broke: nothing more is given
 
     def submit(self, figure: Figure, out_stem: Path, tight: bool) -> list[Path]:
         import pickle
@@ -417,30 +439,53 @@ class _BackgroundSaver:
     def _hand_over(
         self, made: _Drawing | _Pickled, data: bytes, out_stem: Path, tight: bool
     ) -> list[Path]:
-        future = self.pool.submit(_write_made, data, out_stem, tight)
-        self.pending.append((future, made, out_stem, tight))
+        with self.lock:
+            self.pending.append(_Handed(made, data, out_stem, tight))
+            self._give_next()
         return [out_stem.with_suffix(suffix) for suffix in FIGURE_SUFFIXES]
+
+    def _give_next(self, _written: Any = None) -> None:
+        """Give the worker the first figure nobody has, unless it is writing one."""
+        with self.lock:
+            if self.stopped or any(
+                h.future is not None and not h.future.done() for h in self.pending
+            ):
+                return
+            waiting = next((h for h in self.pending if h.future is None and not h.here), None)
+            if waiting is None:
+                return
+            try:
+                waiting.future = self.pool.submit(
+                    _write_made, waiting.data, waiting.out_stem, waiting.tight
+                )
+            except Exception:  # the pool is shut down or broken: written here instead
+                self.stopped = True
+                return
+            waiting.future.add_done_callback(self._give_next)
 
     def wait(self) -> None:
         """Until every figure handed over is written (here, if the worker died).
 
-        Rather than sit idle, this process writes the figures the worker has not started,
-        the last first, while the worker writes the others in order (the files are the
-        same either way)."""
+        Rather than sit idle, this process writes the figures the worker has not been
+        given, the last first, while the worker writes the others in order (the files
+        are the same either way)."""
         from concurrent.futures.process import BrokenProcessPool
 
-        pending, self.pending = self.pending, []
-        for future, made, out_stem, tight in reversed(pending):
-            if not future.cancel():  # under way (or queued for the worker): the rest too
-                break
-            write_figure(made(), out_stem, tight=tight)
-        for future, made, out_stem, tight in pending:
-            if future.cancelled():  # written here above
+        while True:
+            with self.lock:
+                left = [h for h in self.pending if h.future is None and not h.here]
+                if not left:
+                    handed, self.pending = self.pending, []
+                    break
+                left[-1].here = True
+            write_figure(left[-1].made(), left[-1].out_stem, tight=left[-1].tight)
+        for h in handed:
+            if h.here:  # written here above
                 continue
             try:
-                future.result()
+                h.future.result()
             except BrokenProcessPool:  # the worker died (killed, out of memory)
-                write_figure(made(), out_stem, tight=tight)
+                write_figure(h.made(), h.out_stem, tight=h.tight)
 
     def close(self, *, cancel: bool = False) -> None:
         """:meth:`wait`, and end the worker (``cancel``: once the figure under way is done)."""
@@ -448,6 +493,8 @@ class _BackgroundSaver:
             if not cancel:
                 self.wait()
         finally:
+            with self.lock:
+                self.stopped = True
             self.pool.shutdown(wait=True, cancel_futures=cancel)
 
 
