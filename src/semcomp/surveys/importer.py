@@ -1612,12 +1612,13 @@ def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
         ),
         dtype=[("subject", np.int64), ("question", np.int64), ("value", np.float64)],
     )
-    names = sorted(set(candidates.values())), sorted(set(questions.values()))
-    candidate_rank = _ranks(answers["subject"], candidates, names[0])
-    question_rank = _ranks(answers["question"], questions, names[1])
+    candidate_ids = sorted(set(candidates.values()))
+    question_names = sorted(set(questions.values()))
+    candidate_rank = _ranks(answers["subject"], candidates, candidate_ids)
+    question_rank = _ranks(answers["question"], questions, question_names)
     group = np.where(
         (candidate_rank >= 0) & (question_rank >= 0),
-        candidate_rank * len(names[1]) + question_rank,
+        candidate_rank * len(question_names) + question_rank,
         -1,
     )
     kept = group >= 0
@@ -1627,11 +1628,11 @@ def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
     now = utc_now()
     rows = []
     for start, end in pairwise(bounds) if len(grouped) else ():
-        candidate, question = divmod(int(grouped[start]), len(names[1]))
-        group_values = values[start:end].copy()
+        candidate, question = divmod(int(grouped[start]), len(question_names))
+        candidate_id, group_values = candidate_ids[candidate], values[start:end]
         for stat, (function, _) in SCORE_STATS.items():
-            metric = human_metric(survey.id, stat, names[1][question])
-            rows.append((names[0][candidate], metric, float(function(group_values)), None, now))
+            metric = human_metric(survey.id, stat, question_names[question])
+            rows.append((candidate_id, metric, float(function(group_values)), None, now))
     store.upsert_many(
         "scores",
         ("candidate_id", "metric", "value", "run_id", "created_at"),
