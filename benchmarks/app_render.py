@@ -54,6 +54,7 @@ def build_study(root: Path, originals: int) -> int:
     from PIL import Image
 
     from semcomp.config import load_config
+    from semcomp.methods import TextualMethod
     from semcomp.store import Store, content_key, to_json, utc_now
     from semcomp.study import IDENTITY_ROOT
 
@@ -144,7 +145,8 @@ def build_study(root: Path, originals: int) -> int:
                 )
             )
             for method in config.methods:
-                for point in getattr(method, "caption_points", list)():
+                captioned = method.caption_points() if isinstance(method, TextualMethod) else []
+                for point in captioned:
                     key = point.captioner_key
                     captions.append(
                         (content_key(original, key, 0), original, key, method.captioner,
