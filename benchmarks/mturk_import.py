@@ -97,13 +97,22 @@ def build_study(root: Path) -> None:
         study.run(progress=False, stages=["ingest", "encode", "decode"])
 
 
-def write_results(hits_csv: Path, items_csv: Path, out: Path, rows: int, layout: str) -> None:
-    """``rows`` assignments over the HITs of ``hits_csv`` in MTurk's batch-results format."""
+def write_results(
+    hits_csv: Path, items_csv: Path, out: Path, rows: int, layout: str, per_hit: int = 0
+) -> None:
+    """``rows`` assignments over the HITs of ``hits_csv`` in MTurk's batch-results format.
+
+    ``per_hit`` > 0: as a large batch is published, ``rows / per_hit`` HITs of their own
+    (their own ids and inputs), each answered by ``per_hit`` workers: a HIT shows four of
+    the survey's items and one of its attention checks, drawn at random, in a random order.
+    """
     rng = random.Random(0)
     with hits_csv.open(newline="") as handle:
         hits = list(csv.DictReader(handle))
     with items_csv.open(newline="") as handle:
         checks = {row["item_id"] for row in csv.DictReader(handle) if row["check"] == "1"}
+    if per_hit:
+        hits = drawn_hits(hits, checks, -(-rows // per_hit), rng)
     slots = [k[len("item") : -len("_id")] for k in hits[0] if k.endswith("_id")]
     answer_names = [f"item{s}__similarity" for s in slots]
     inputs = list(hits[0])
@@ -119,7 +128,11 @@ def write_results(hits_csv: Path, items_csv: Path, out: Path, rows: int, layout:
         writer = csv.writer(handle, quoting=csv.QUOTE_ALL)
         writer.writerow(header)
         for number in range(rows):
-            hit_index, worker_index = number % len(hits), number // len(hits)
+            if per_hit:  # a HIT's workers one after another, each worker in 8 HITs in a row
+                hit_index = number // per_hit
+                worker_index = hit_index // 8 * per_hit + number % per_hit
+            else:
+                hit_index, worker_index = number % len(hits), number // len(hits)
             hit = hits[hit_index]
             careless = worker_index % 50 == 0
             answers = {}
@@ -134,6 +147,7 @@ def write_results(hits_csv: Path, items_csv: Path, out: Path, rows: int, layout:
             row = {
                 "HITId": f"3HIT{hit_index:026d}",
                 **STANDARD,
+                **({"MaxAssignments": str(per_hit)} if per_hit else {}),
                 "AssignmentId": f"3ASG{number:026d}",
                 "WorkerId": f"A{worker_index:013d}",
                 "AssignmentStatus": "Rejected" if number % 100 == 7 else "Approved",
@@ -150,6 +164,30 @@ def write_results(hits_csv: Path, items_csv: Path, out: Path, rows: int, layout:
             else:
                 row |= {f"Answer.{k}": v for k, v in answers.items()}
             writer.writerow([row.get(c, "") for c in header])
+
+
+def drawn_hits(hits: list[dict], checks: set[str], count: int, rng: random.Random) -> list[dict]:
+    """``count`` HITs like ``hits`` (the input rows `survey make` wrote), each of four of
+    their items and one of their attention checks, drawn at random, in a random order."""
+    slots = [k[: -len("_id")] for k in hits[0] if k.endswith("_id")]
+    shown = {
+        hit[f"{slot}_id"]: {part: hit[f"{slot}_{part}"] for part in ("left_url", "right_url")}
+        for hit in hits
+        for slot in slots
+    }
+    items, gold = sorted(set(shown) - checks), sorted(checks & set(shown))
+    drawn = []
+    for _ in range(count):
+        chosen = [*rng.sample(items, len(slots) - 1), rng.choice(gold)]
+        rng.shuffle(chosen)
+        drawn.append(
+            {
+                f"{slot}_{part}": value
+                for slot, item in zip(slots, chosen, strict=True)
+                for part, value in {"id": item, **shown[item]}.items()
+            }
+        )
+    return drawn
 
 
 def child(kind: str, study: str, results: str) -> None:
@@ -214,6 +252,13 @@ def best(runs: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument(
+        "--assignments-per-hit",
+        type=int,
+        default=0,
+        help="publish rows / N HITs of their own, each answered by N workers (default: the "
+        "survey's 8 HITs, each answered by rows / 8 workers)",
+    )
     parser.add_argument("--child", nargs=3, metavar=("KIND", "STUDY", "RESULTS"))
     parser.add_argument(
         "--repeats", type=int, default=3, help="interleaved runs of the parse and the import"
@@ -235,7 +280,9 @@ def main() -> None:
             files[layout] = root / f"results-{layout}.csv"
             started = time.perf_counter()
             items_csv = root / "survey" / "items.csv"
-            write_results(made.hits_csv, items_csv, files[layout], args.rows, layout)
+            write_results(
+                made.hits_csv, items_csv, files[layout], args.rows, layout, args.assignments_per_hit
+            )
             size = files[layout].stat().st_size / 2**20
             print(f"wrote {layout} layout: {size:.0f} MiB in {time.perf_counter() - started:.1f} s")
             shutil.copytree(root / "study", root / f"study-{layout}")
@@ -251,8 +298,14 @@ def main() -> None:
         again = measure("import", root / "study-json-run", files["json"])
         flat = measure("import", root / "study-flat", files["flat"])
     print(f"machine: {machine()}")
+    hits = (
+        f"{-(-args.rows // args.assignments_per_hit)} HITs of {args.assignments_per_hit} "
+        f"assignments drawn from the survey's {made.items} items"
+        if args.assignments_per_hit
+        else f"{made.hits} HITs"
+    )
     print(
-        f"{args.rows} assignments x {made.items // made.hits} items ({made.hits} HITs, "
+        f"{args.rows} assignments x {made.items // made.hits} items ({hits}, "
         "1 attention check each); QC: rejected, work time < 30 s, failed checks, repeats"
     )
     print(f"{'what':<34} {'seconds':>8} {'CPU s':>7} {'rows/s':>9} {'peak MiB':>9}  outcome")

@@ -62,6 +62,7 @@ from semcomp.surveys.mturk import (
     TASK_ANSWERS,
     AssignmentRow,
     ColumnarChunks,
+    equal_rows,
     read_batch_results,
 )
 
@@ -417,13 +418,30 @@ class _Reader:
             slot: [(q, *mapping.field(q.id, slot)) for q in survey.questions]
             for slot in mapping.slots
         }
-        #: what a slot's inputs name, by (slot, the row's input cells): a HIT's rows share it
+        #: what a slot's inputs name (:meth:`_named`), by (slot, the cells of
+        #: :attr:`slot_inputs`): the rows of a HIT, and the HITs showing an item there, share it
         self.slots: dict[tuple, tuple] = {}
+        templates = (
+            (mapping.item_id,)
+            if mapping.item_id
+            else (mapping.original, mapping.candidate, mapping.method, mapping.operating_point)
+        )
+        #: per slot, the input columns :meth:`_named` reads
+        self.slot_inputs = {
+            slot: [c for t in templates if (c := mapping.input_column(t, slot))]
+            for slot in mapping.slots
+        }
         #: answer names → where each field is; (names, question, field, its cells) → answer
         self.forms: dict[tuple[str, ...], FormNames] = {}
         self.answers: dict[tuple, Answer | AnswerError | None] = {}
         #: (answer names, inputs) → :meth:`_plan`
         self.plans: dict[tuple, list[tuple]] = {}
+        #: (slot, answer names read, what the slot names) → the number standing for them
+        self.contents: dict[tuple, int] = {}
+        #: the same numbers by (the number of the answer names, the slot's key in :attr:`slots`)
+        self.tokens: dict[tuple, int] = {}
+        #: answer names → (a number, per slot the answer names its fields read)
+        self.read_names: dict[tuple[str, ...], tuple[int, list[list[str]]]] = {}
         #: (a :meth:`_plan`'s number of the slot, the slot's answer cells) → :meth:`_outcomes`
         self.outcomes: dict[tuple, list[tuple]] = {}
         #: the same keys → the slot's answer rows after their assignment and line (only for
@@ -452,125 +470,186 @@ class _Reader:
         self.unused_answered: dict[tuple, bool] = {}
 
     def read_chunk(
-        self,
-        columns: ColumnarChunks,
-        first: int,
-        cells: list[list[str]],
-        times: dict[int, list[str | None]],
-        seen: dict,
+        self, columns: ColumnarChunks, first: int, chunk, times: dict[int, list], seen: dict
     ) -> int:
-        """Read one chunk of a parsed file (:meth:`ColumnarChunks.cells`); returns its rows.
+        """Read one chunk of a parsed file (:meth:`ColumnarChunks.slices`); returns its rows.
 
-        A row with no problem of its own (a time, the work time, unreadable answers, a blank
-        id, a repeated assignment) whose slots all read as earlier rows' did (the same
-        inputs, answer names and answer cells: :attr:`tails`, or an unused slot left
-        unanswered) has those slots' answer rows after its assignment and line: it is
-        written through them (``temp.fast_tails``) without being made an
-        :class:`AssignmentRow`. Every other row is read as :func:`_mturk_row` reads it."""
-        parse, n = columns.columns, len(cells[0])
-        blank = [""] * n
-        hit_ids, assignment_ids, worker_ids, statuses, rates = (
-            [c.strip() for c in cells[i]] if i is not None else blank for i in parse.kept
-        )
-        accepted, submitted = (
-            [
-                parse.time(c.strip()) if iso is None else (iso, "")
-                for c, iso in zip(cells[i], times[i], strict=True)
-            ]
-            if i is not None
-            else [(None, "")] * n
-            for _, i in parse.times
-        )
-        works = (
-            [parse.seconds(w) if w else None for w in (c.strip() for c in cells[parse.work])]
-            if parse.work is not None
-            else [None] * n
-        )
-        inputs = list(zip(*[cells[i] for _, i in parse.inputs], strict=True)) or [()] * n
+        The chunk is read in columns: each distinct answer cell (a ``taskAnswers`` text, or
+        a flattened layout's row of answers), each distinct row of inputs, and each slot's
+        distinct (item, answer cells) is read once, however many rows share it. A row with
+        no problem of its own (a time, the work time, unreadable answers, a blank id, a
+        repeated assignment) whose slots all read as earlier rows' did (the same item and
+        answer cells: :attr:`tails`, or an unused slot left unanswered) is written through
+        those slots' answer rows (``temp.fast_tails``) without being made an
+        :class:`AssignmentRow`. Every other row is read, in its place in the file's order,
+        as :func:`_mturk_row` reads it."""
+        parse, n = columns.columns, chunk.num_rows
         names = tuple(name for name, _ in parse.answers)
-        if names == (TASK_ANSWERS,):  # the default layout: a form's answers in JSON
-            texts = [c.strip() for c in cells[parse.answers[0][1]]]
-            forms = [parse.form(text) if text else {} for text in texts]
-        elif TASK_ANSWERS in names:  # JSON beside other answer columns: row by row
-            for j, row in enumerate(zip(*cells, strict=True)):
+        if TASK_ANSWERS in names and names != (TASK_ANSWERS,):  # JSON beside other answers
+            for j, row in enumerate(columns.rows(chunk)):
                 _mturk_row(self, parse.assignment(first + j, row), seen)
             return n
-        else:  # the flattened layout: a column per answer name
-            forms, texts = None, list(zip(*[cells[i] for _, i in parse.answers], strict=True))
-        plans, numbers, counts = self.plans, self.numbers, self.tail_counts
-        tail_numbers, unused_answered = self.tail_numbers, self.unused_answered
-        batch, survey_id, source, now = self.batch, self.survey.id, self.source, self.now
-        registered, fast = batch.assignments, batch.fast
-        unfilled = (None,) * len(self.mapping.slots)
-        for j in range(n):
-            line, assignment_id, accept, submit, work = (
-                first + j,
-                assignment_ids[j],
-                accepted[j],
-                submitted[j],
-                works[j],
-            )
-            if forms is None:
-                answers = dict(zip(names, texts[j], strict=True))
-                form_names = names
-            else:
-                answers = forms[j]
-            numbered = None
-            if not (
-                type(answers) is str  # not JSON
-                or accept[1]
-                or submit[1]
-                or type(work) is str
-                or not assignment_id
-                or not worker_ids[j]
-                or not hit_ids[j]
-                or assignment_id in seen
-            ):
-                if forms is not None:
-                    form_names = tuple(answers)
-                plan = plans.get((form_names, inputs[j]))
-                if plan is not None:
-                    numbered = []
-                    cell = answers.get
-                    for _, named, _, cell_names, token in plan:
-                        key = (token, *map(cell, cell_names))
-                        number = tail_numbers.get(key)
-                        if number is not None:
-                            numbered.append(number)
-                        elif named[0] != "unused" or unused_answered.get(key, True):
-                            numbered = None  # an answer read for the first time, or unmatched
-                            break
-            if numbered is None:
-                row = parse.assignment(line, [column[j] for column in cells])
-                _mturk_row(self, row, seen)
-                continue
-            seen[assignment_id] = line
-            number = numbers.get(assignment_id)
-            if number is None:
-                number = numbers[assignment_id] = self.next_number
-                self.next_number += 1
-            registered.append(
-                (
-                    assignment_id,
-                    survey_id,
-                    hit_ids[j],
-                    worker_ids[j],
-                    statuses[j],
-                    accept[0],
-                    submit[0],
-                    work,
-                    rates[j],
-                    source,
-                    line,
-                    None,
-                    now,
-                    number,
+        blank = [""] * n
+        hit_ids, assignment_ids, worker_ids, statuses, rates = (
+            [c.strip() for c in columns.column(chunk, i).to_pylist()] if i is not None else blank
+            for i in parse.kept
+        )
+        # each row's own problems, which the record reader reports (:func:`_mturk_row`)
+        problem = _blank_or_repeated(assignment_ids, worker_ids, hit_ids, seen)
+        accepted, submitted = (
+            _chunk_times(columns, chunk, i, times[i], problem) if i is not None else [None] * n
+            for _, i in parse.times
+        )
+        works = _work_seconds(columns, chunk, problem)
+        forms, form_names, answer_of = _distinct_answers(columns, chunk, names)
+        problem |= np.array([names is None for names in form_names], dtype=bool)[answer_of]
+        slots = self._slots_read(columns, chunk, forms, form_names, answer_of)
+        found = np.empty((n, len(slots)), dtype=np.int64)
+        for k, (_, status, combo_of) in enumerate(slots):
+            found[:, k] = np.array(status, dtype=np.int64)[combo_of]
+        fast = ~problem & (found != UNREAD).all(axis=1)
+
+        numbers, batch, tail_counts = self.numbers, self.batch, self.tail_counts
+        unfilled = (None,) * found.shape[1]
+        constant = (self.survey.id, self.source, self.now)
+
+        def written_through(start: int, end: int, tails: np.ndarray) -> None:
+            """Register rows ``start:end`` and write them through ``tails`` (theirs)."""
+            ids = assignment_ids[start:end]
+            got = list(map(numbers.get, ids))
+            fresh = [j for j, number in enumerate(got) if number is None]
+            for j, number in enumerate(range(self.next_number, self.next_number + len(fresh))):
+                got[fresh[j]] = numbers[ids[fresh[j]]] = number
+            self.next_number += len(fresh)
+            lines = range(first + start, first + end)
+            survey_id, source, now = constant
+            batch.assignments.extend(
+                (a, survey_id, h, w, st, acc, sub, work, rate, source, line, None, now, number)
+                for a, h, w, st, acc, sub, work, rate, line, number in zip(
+                    ids,
+                    hit_ids[start:end],
+                    worker_ids[start:end],
+                    statuses[start:end],
+                    accepted[start:end],
+                    submitted[start:end],
+                    works[start:end],
+                    rates[start:end],
+                    lines,
+                    got,
+                    strict=True,
                 )
             )
-            fast.append((number, line, *numbered, *unfilled[len(numbered) :]))
-            for tail in numbered:
-                batch.fast_answers += counts[tail]
+            used = tails[tails >= 0].tolist()
+            if len(used) == tails.size:
+                batch.fast.extend(zip(got, lines, *tails.T.tolist(), strict=True))
+            else:  # an unused slot left unanswered: the row's other slots fill its first
+                for number, line, row in zip(got, lines, tails.tolist(), strict=True):
+                    numbered = [t for t in row if t >= 0]
+                    batch.fast.append((number, line, *numbered, *unfilled[len(numbered) :]))
+            batch.fast_answers += sum(map(tail_counts.__getitem__, used))
+            seen.update(zip(ids, lines, strict=True))
+
+        start, slow_rows = 0, None
+        candidates = np.flatnonzero(~fast).tolist()
+        for q in [*candidates, n]:
+            if q < n and not problem[q]:  # an earlier row of the chunk may have read its slots
+                tails = [status[combo_of[q]] for _, status, combo_of in slots]
+                if UNREAD not in tails:
+                    found[q] = tails
+                    continue
+            if start < q:
+                written_through(start, q, found[start:q])
+            if q == n:
+                break
+            if slow_rows is None:
+                slow_rows = dict(zip(candidates, columns.rows(chunk, candidates), strict=True))
+            _mturk_row(self, parse.assignment(first + q, slow_rows[q]), seen)
+            for slot_keys, status, combo_of in slots:  # what it read, later rows read through
+                if slot_keys[combo_of[q]] is not None:
+                    status[combo_of[q]] = self._slot_tails(*slot_keys[combo_of[q]])
+            start = q + 1
         return n
+
+    def _slots_read(
+        self, columns: ColumnarChunks, chunk, forms: list, form_names: list, answer_of: np.ndarray
+    ) -> list[tuple[list[tuple | None], list[int], np.ndarray]]:
+        """Per slot: the key in :attr:`tails` of each distinct (item, answer cells) among a
+        chunk's rows, with what the item names (``None``: unreadable answers); what each
+        reads through (:meth:`_slot_tails`); and which of them each row has. Makes the plans
+        of new (answer names, inputs)."""
+        parse, n = columns.columns, len(answer_of)
+        given = [columns.column(chunk, i) for _, i in parse.inputs]
+        inputs_of, firsts = equal_rows(given, n)
+        inputs = list(zip(*[g.take(firsts).to_pylist() for g in given], strict=True)) or [()]
+        input_names = [name for name, _ in parse.inputs]
+        shape_of = {names: k for k, names in enumerate(dict.fromkeys(form_names))}
+        shapes = np.array([shape_of[names] for names in form_names], dtype=np.int64)
+        _, pair_first, pair_of = np.unique(
+            shapes[answer_of] * len(inputs) + inputs_of, return_index=True, return_inverse=True
+        )
+        plans: list[list[tuple] | None] = []
+        for j in pair_first.tolist():
+            names, row_inputs = form_names[answer_of[j]], inputs[inputs_of[j]]
+            plan = self.plans.get((names, row_inputs)) if names is not None else None
+            if plan is None and names is not None:
+                given_inputs = dict(zip(input_names, row_inputs, strict=True))
+                plan = self.plans[(names, row_inputs)] = self._plan(given_inputs, names)
+            plans.append(plan)
+        cells_of = self._slot_cells(forms, form_names)[answer_of] + 1
+        slots = []
+        for k in range(len(self.mapping.slots)):
+            tokens = np.array([-1 if p is None else p[k][4] for p in plans], dtype=np.int64)
+            _, combo_first, combo_of = np.unique(
+                tokens[pair_of] * (len(forms) + 1) + cells_of[:, k],
+                return_index=True,
+                return_inverse=True,
+            )
+            slot_keys: list[tuple | None] = []
+            for j in combo_first.tolist():
+                plan = plans[pair_of[j]]
+                if plan is None:  # unreadable answers: a problem of the row
+                    slot_keys.append(None)
+                    continue
+                _, named, _, names_read, token = plan[k]
+                slot_keys.append(((token, *map(forms[answer_of[j]].get, names_read)), named))
+            status = [UNREAD if key is None else self._slot_tails(*key) for key in slot_keys]
+            slots.append((slot_keys, status, combo_of))
+        return slots
+
+    def _slot_cells(self, forms: list, form_names: list) -> np.ndarray:
+        """Per distinct answer (``forms``, with their answer names) and slot, a number for
+        the answer cells the slot's fields read: equal cells, equal numbers (-1: unreadable
+        answers). Read in columns (:func:`equal_rows`), a column per answer name read."""
+        import pyarrow as pa
+
+        cells_of = np.full((len(forms), len(self.mapping.slots)), -1, dtype=np.int64)
+        by_names: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        for u, names in enumerate(form_names):
+            if names is not None:
+                by_names[names].append(u)
+        numbered = 0
+        for names, these in by_names.items():
+            _, read = self._read_names(names)
+            every = [name for slot_names in read for name in slot_names]
+            cells = zip(*[tuple(map(forms[u].get, every)) for u in these], strict=True)
+            columns = [pa.array(column, type=pa.string()) for column in cells]
+            at = 0
+            for k, slot_names in enumerate(read):
+                group, _ = equal_rows(columns[at : at + len(slot_names)], len(these))
+                cells_of[these, k] = group + numbered
+                at += len(slot_names)
+            numbered += len(these)
+        return cells_of
+
+    def _slot_tails(self, key: tuple, named: tuple) -> int:
+        """A slot's answer rows (a key of :attr:`tails`) by their number in
+        ``temp.fast_tails``; :data:`UNUSED` or :data:`UNREAD`."""
+        number = self.tail_numbers.get(key)
+        if number is not None:
+            return number
+        if named[0] == "unused" and not self.unused_answered.get(key, True):
+            return UNUSED
+        return UNREAD
 
     def _number_tail(self, key: tuple, tail: list[tuple]) -> None:
         """Give a slot's answer rows after assignment and line (:attr:`tails`) their
@@ -691,7 +770,7 @@ class _Reader:
             inputs = tuple(row.inputs.items())
         plan = self.plans.get((names, inputs))
         if plan is None:
-            plan = self.plans[(names, inputs)] = self._plan(row, names, inputs)
+            plan = self.plans[(names, inputs)] = self._plan(row.inputs, names)
         head = (self.number, row.line)
         cell = row.answers.get
         tails, ratings = self.tails, self.batch.ratings
@@ -706,31 +785,48 @@ class _Reader:
                 self.matched = True
                 ratings.extend([head + answer for answer in tail])
 
-    def _plan(self, row: AssignmentRow, names: tuple[str, ...], inputs: tuple) -> list[tuple]:
+    def _plan(self, inputs: dict[str, str], names: tuple[str, ...]) -> list[tuple]:
         """Per slot, for rows with these answer names and inputs: what the inputs name
         (:meth:`_named`), the form, the answer names the slot's fields read, and a number
-        that stands for all of these in :attr:`outcomes`' keys."""
+        that stands for all of these in :attr:`outcomes`' and :attr:`tails`' keys (the same
+        for every row whose slot names the same item and reads the same answer names)."""
+        form = self._form(names)
+        number, read = self._read_names(names)
+        plan = []
+        for slot, cell_names in zip(self.mapping.slots, read, strict=True):
+            # what the slot names depends on its own inputs only (a HIT's other items aside)
+            named_by = (slot, *map(inputs.get, self.slot_inputs[slot]))
+            named = self.slots.get(named_by)
+            if named is None:
+                named = self.slots[named_by] = self._named(inputs, slot)
+            token = self.tokens.get((number, named_by))
+            if token is None:
+                content = (slot, tuple(cell_names), _named_key(named))
+                token = self.tokens[(number, named_by)] = self.contents.setdefault(
+                    content, len(self.contents)
+                )
+            plan.append((slot, named, form, cell_names, token))
+        return plan
+
+    def _form(self, names: tuple[str, ...]) -> FormNames:
+        """Where each field's answer is among these answer names (made once per names)."""
         form = self.forms.get(names)
         if form is None:
             form = self.forms[names] = FormNames(names)
-        plan = []
-        for slot in self.mapping.slots:
-            named = self.slots.get((slot, inputs))
-            if named is None:
-                named = self.slots[(slot, inputs)] = self._named(row, slot)
-            cell_names = [
-                cell for _, name, _ in self.fields[slot] for cell in form.cell_names(name)
+        return form
+
+    def _read_names(self, names: tuple[str, ...]) -> tuple[int, list[list[str]]]:
+        """A number for these answer names, and per slot the answer names its fields read
+        among them (worked out once per names)."""
+        read = self.read_names.get(names)
+        if read is None:
+            form = self._form(names)
+            slots = [
+                [cell for _, name, _ in self.fields[slot] for cell in form.cell_names(name)]
+                for slot in self.mapping.slots
             ]
-            plan.append(
-                (
-                    slot,
-                    named,
-                    form,
-                    cell_names,
-                    len(self.plans) * len(self.mapping.slots) + len(plan),
-                )
-            )
-        return plan
+            read = self.read_names[names] = (len(self.read_names), slots)
+        return read
 
     def _item(
         self,
@@ -835,26 +931,24 @@ class _Reader:
         return self.answers[key]
 
     def _named(
-        self, row: AssignmentRow, slot: str
+        self, inputs: dict[str, str], slot: str
     ) -> tuple[str, tuple[str | None, str | None], Resolved | None, str]:
-        """What the row's inputs name in ``slot``: (``"unused"`` or ``"item"``, the
+        """What a row's inputs name in ``slot``: (``"unused"`` or ``"item"``, the
         references, the resolved pair or ``None``, why not). The same for every row with
         the same inputs."""
         mapping = self.mapping
         if mapping.item_id:
-            item_id = row.inputs.get(mapping.column(mapping.item_id, slot), "").strip()
+            item_id = inputs.get(mapping.column(mapping.item_id, slot), "").strip()
             if not item_id:
                 return "unused", (None, None), None, "no image named"
             resolved = self.index.items.get(item_id)
             references: tuple[str | None, str | None] = (None, item_id)
             reason = "" if resolved else f"item id {item_id!r} was not made for this study"
         else:
-            original_ref, problem = mapping.reference(row.inputs, mapping.original, slot)
-            candidate_ref, candidate_problem = mapping.reference(
-                row.inputs, mapping.candidate, slot
-            )
-            method_ref, method_problem = mapping.reference(row.inputs, mapping.method, slot)
-            point_ref, point_problem = mapping.reference(row.inputs, mapping.operating_point, slot)
+            original_ref, problem = mapping.reference(inputs, mapping.original, slot)
+            candidate_ref, candidate_problem = mapping.reference(inputs, mapping.candidate, slot)
+            method_ref, method_problem = mapping.reference(inputs, mapping.method, slot)
+            point_ref, point_problem = mapping.reference(inputs, mapping.operating_point, slot)
             problem = problem or candidate_problem or method_problem or point_problem
             references = (original_ref or None, candidate_ref or None)
             if problem or not (original_ref or candidate_ref or method_ref):
@@ -948,6 +1042,102 @@ class _Reader:
             self.file_id,
             self.time_id,
         )
+
+
+#: a slot's tails in :meth:`_Reader.read_chunk`: not read yet; an unused slot, unanswered
+UNREAD, UNUSED = -1, -2
+
+
+def _named_key(named: tuple) -> tuple:
+    """What a slot's answer rows depend on in what its inputs name (:meth:`_Reader._named`):
+    the item, its pair and its check, or why it names none."""
+    kind, references, resolved, reason = named
+    if resolved is None:
+        return (kind, references, reason)
+    bounds = tuple(sorted(resolved.bounds.items()))
+    return (
+        kind,
+        resolved.item_id,
+        resolved.original_id,
+        resolved.candidate_id,
+        resolved.is_check,
+        bounds,
+    )
+
+
+def _blank_or_repeated(
+    assignment_ids: list[str], worker_ids: list[str], hit_ids: list[str], seen: dict
+) -> np.ndarray:
+    """Which rows lack an assignment, worker or HIT id, or repeat an assignment of an earlier
+    row (of the file: ``seen``, or of these rows): problems :func:`_mturk_row` reports."""
+    problem = np.zeros(len(assignment_ids), dtype=bool)
+    earlier: set[str] = set()
+    for j, (assignment_id, worker_id, hit_id) in enumerate(
+        zip(assignment_ids, worker_ids, hit_ids, strict=True)
+    ):
+        repeated = assignment_id in seen or assignment_id in earlier
+        if repeated or not (assignment_id and worker_id and hit_id):
+            problem[j] = True
+        else:
+            earlier.add(assignment_id)
+    return problem
+
+
+def _chunk_times(
+    columns: ColumnarChunks, chunk, i: int, times: list[str | None], problem: np.ndarray
+) -> list[str | None]:
+    """Time column ``i`` of a chunk as ISO-8601 UTC: the usual times decoded in columns
+    (``times``), any other cell as the record reader reads it (:meth:`_Columns.time`); a
+    time that cannot be read is a problem of its row."""
+    unusual = [j for j, iso in enumerate(times) if iso is None]
+    if unusual:
+        cells = columns.column(chunk, i).take(unusual).to_pylist()
+        for j, cell in zip(unusual, cells, strict=True):
+            times[j], why = columns.columns.time(cell.strip())
+            problem[j] |= bool(why)
+    return times
+
+
+def _work_seconds(columns: ColumnarChunks, chunk, problem: np.ndarray) -> list[float | None]:
+    """A chunk's work times in seconds, each distinct cell read once; a cell that is not a
+    number is a problem of its row."""
+    import pyarrow.compute as pc
+
+    parse = columns.columns
+    if parse.work is None:
+        return [None] * len(problem)
+    coded = pc.dictionary_encode(columns.column(chunk, parse.work))
+    read = [
+        parse.seconds(work) if work else None
+        for work in (cell.strip() for cell in coded.dictionary.to_pylist())
+    ]
+    read_as = coded.indices.to_numpy()
+    problem |= np.array([type(r) is str for r in read], dtype=bool)[read_as]
+    return np.array(read, dtype=object)[read_as].tolist()
+
+
+def _distinct_answers(
+    columns: ColumnarChunks, chunk, names: tuple[str, ...]
+) -> tuple[list[dict[str, str] | str], list[tuple[str, ...] | None], np.ndarray]:
+    """A chunk's distinct answer cells, each read once: their flattened answers (or why a
+    ``taskAnswers`` text is not JSON), their answer names (``None``: unreadable), and which
+    of them each row has."""
+    import pyarrow.compute as pc
+
+    parse = columns.columns
+    if names == (TASK_ANSWERS,):  # the default layout: a form's answers in JSON
+        coded = pc.dictionary_encode(columns.column(chunk, parse.answers[0][1]))
+        forms = [
+            parse.form(text) if text else {}
+            for text in (cell.strip() for cell in coded.dictionary.to_pylist())
+        ]
+        shapes = [tuple(form) if type(form) is not str else None for form in forms]
+        return forms, shapes, coded.indices.to_numpy()
+    # the flattened layout: a column per answer name
+    answered = [columns.column(chunk, i) for _, i in parse.answers]
+    answer_of, firsts = equal_rows(answered, chunk.num_rows)
+    cells = zip(*[column.take(firsts).to_pylist() for column in answered], strict=True)
+    return [dict(zip(names, row, strict=True)) for row in cells], [names] * len(firsts), answer_of
 
 
 def _read_each(
@@ -1144,8 +1334,8 @@ def import_ratings(
         rebuilt: list[str] | None = None
         if chunks is not None:  # the file parsed whole: read a chunk of rows at a time
             steps = (
-                reader.read_chunk(chunks, first, cells, times, seen)
-                for first, cells, times in chunks.cells()
+                reader.read_chunk(chunks, first, chunk, times, seen)
+                for first, chunk, times in chunks.slices()
             )
         else:
             steps = _read_each(handle, reader, rows, seen)

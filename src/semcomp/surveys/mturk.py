@@ -477,10 +477,10 @@ def _columnar_rows(path: Path, encoding: str, header: list[str]) -> Iterator[Ass
 
 @dataclass
 class ColumnarChunks:
-    """A batch-results file parsed whole: :meth:`cells` gives its rows a chunk at a
-    time, as one list of Python strings per column (``""`` for every column the rows are
-    not read from); :attr:`columns` makes an :class:`AssignmentRow` of a row's cells and
-    holds every time of the file read (:attr:`_Columns.read_times`)."""
+    """A batch-results file parsed whole: :meth:`slices` gives its rows a chunk at a
+    time, whose columns stay pyarrow's until a reader takes them (:meth:`column`) or
+    makes rows of Python strings of them (:meth:`rows`); :attr:`columns` makes an
+    :class:`AssignmentRow` of a row's cells."""
 
     columns: _Columns
     #: the parsed columns (pyarrow), of the used ones at least
@@ -495,21 +495,32 @@ class ColumnarChunks:
     #: one of MTurk's usual times (:func:`usual_times`; :meth:`_Columns.time` reads it)
     times: dict[int, object]
 
-    def cells(self) -> Iterator[tuple[int, list[list[str]], dict[int, list[str | None]]]]:
-        """(the file line of the chunk's first row, its columns' cells, its times by
-        column), chunk by chunk."""
+    def slices(self) -> Iterator[tuple[int, object, dict[int, list[str | None]]]]:
+        """(the file line of the chunk's first row, its rows of :attr:`table`, its times by
+        column), chunk by chunk: the columns stay pyarrow's (:meth:`column`, :meth:`rows`)."""
         table = self.table
         for start in range(0, table.num_rows, _CHUNK_ROWS):
-            chunk = table.slice(start, _CHUNK_ROWS)
-            blank = [""] * chunk.num_rows
             yield (
                 start + 2,
-                [
-                    chunk.column(self.position[i]).to_pylist() if i in self.used else blank
-                    for i in range(self.width)
-                ],
+                table.slice(start, _CHUNK_ROWS),
                 {i: t[start : start + _CHUNK_ROWS].tolist() for i, t in self.times.items()},
             )
+
+    def column(self, chunk, i: int | None):
+        """File column ``i`` of a chunk of :meth:`slices` as one pyarrow array (``None``
+        for a column the file lacks)."""
+        return None if i is None else chunk.column(self.position[i]).combine_chunks()
+
+    def rows(self, chunk, indices: list[int] | None = None) -> list[tuple[str, ...]]:
+        """The cells of rows ``indices`` (all: ``None``) of a chunk of :meth:`slices`, a
+        list of the file's width per row (``""`` in every column rows are not read from)."""
+        taken = chunk if indices is None else chunk.take(indices)
+        blank = [""] * taken.num_rows
+        columns = [
+            taken.column(self.position[i]).to_pylist() if i in self.used else blank
+            for i in range(self.width)
+        ]
+        return list(zip(*columns, strict=True))
 
 
 def columnar_chunks(path: Path, encoding: str, header: list[str]) -> ColumnarChunks | None:
@@ -567,6 +578,22 @@ def columnar_chunks(path: Path, encoding: str, header: list[str]) -> ColumnarChu
     return ColumnarChunks(columns, table, used, position, width, times)
 
 
+def equal_rows(columns: list, rows: int):
+    """Rows whose cells are equal in every one of ``columns`` (pyarrow string arrays of
+    ``rows`` rows; a missing cell equals missing ones only), found together: (each row's
+    group, numbered 0..k-1; the first row of each group). No column: one group."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    group = np.zeros(rows, dtype=np.int64)
+    for column in columns:
+        coded = pc.dictionary_encode(column, null_encoding="encode")
+        codes = coded.indices.to_numpy().astype(np.int64)
+        _, group = np.unique(group * (int(codes.max(initial=0)) + 1) + codes, return_inverse=True)
+    _, first = np.unique(group, return_index=True)
+    return group, first
+
+
 #: rows made Python strings at a time (the whole file's cells would hold about 1 GB at
 #: 200,000 assignments)
 _CHUNK_ROWS = 20_000
@@ -581,8 +608,8 @@ def _assignments(found: ColumnarChunks) -> Iterator[AssignmentRow]:
         columns.read_times |= {
             text.strip(): (iso, "") for text, iso in zip(column, times.tolist(), strict=True) if iso
         }
-    for first, cells, _ in found.cells():
-        for line, row in enumerate(zip(*cells, strict=True), start=first):
+    for first, chunk, _ in found.slices():
+        for line, row in enumerate(found.rows(chunk), start=first):
             yield found.columns.assignment(line, row)
 
 
