@@ -454,3 +454,52 @@ def test_rows_with_fewer_answered_slots_write_through_their_own_slots(
         import_ratings(other, one_file(other, tmp_path / "records"), A)
         expected = numbered(other, tmp_path / "records")
     assert numbered(store, tmp_path / "columnar") == expected
+
+
+def test_hits_of_their_own_showing_the_same_items_are_read_through_each_other(
+    store, jpeg_study, tmp_path, monkeypatch
+):
+    """A large batch publishes many HITs, each answered by a few workers; the same item
+    shows up in other HITs, in other slots. What a slot's answers read as depends on its
+    item and its answer cells only, so a row of a HIT of its own is written through the
+    answer rows of earlier HITs (the same item and cells), not read again; and the rows are
+    those the record reader writes."""
+
+    def one_file(into, folder: Path) -> Path:
+        rows, _ = answered(into, folder / "own", A, "value", "json", 80, "A003WORKER")
+        slots = sorted(k[: -len("_id")] for k in rows[0]["inputs"] if k.endswith("_id"))
+        moved = []
+        for number, row in enumerate(rows):  # every row a HIT of its own, its items reordered
+            order = slots[number % len(slots) :] + slots[: number % len(slots)]
+            if number % 2:
+                order.reverse()
+            inputs, answers = {}, {}
+            for slot, shown in zip(slots, order, strict=True):
+                inputs |= {
+                    k.replace(shown, slot, 1): v
+                    for k, v in row["inputs"].items()
+                    if k.startswith(shown + "_")
+                }
+                answers |= {
+                    k.replace(shown, slot, 1): v
+                    for k, v in row["answers"].items()
+                    if k.startswith(shown + "__")
+                }
+            inputs["published"] = f"batch 7, HIT {number}"  # an input of the HIT's own
+            moved.append(
+                dict(row, HITId=f"{row['HITId']}x{number}", inputs=inputs, answers=answers)
+            )
+        return write_batch_results(folder / "own.csv", moved)
+
+    fast = read_by("columnar", monkeypatch)
+    summary = import_ratings(store, one_file(store, tmp_path / "columnar"), A)
+    assert summary.ratings_new > 0 and not summary.failed
+    # many rows' slots were all read before, in other HITs: written through those answer
+    # rows (459 of 960 answers; none when slots were keyed by their HIT's inputs)
+    assert sum(fast) > summary.ratings_new // 3, (sum(fast), summary.ratings_new)
+    shutil.copytree(jpeg_study, tmp_path / "other")
+    with monkeypatch.context() as patched, Store(tmp_path / "other") as other:
+        read_by("records", patched)
+        import_ratings(other, one_file(other, tmp_path / "records"), A)
+        expected = numbered(other, tmp_path / "records")
+    assert numbered(store, tmp_path / "columnar") == expected
