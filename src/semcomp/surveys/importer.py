@@ -395,6 +395,26 @@ class _Batch:
         return len(self.ratings) + self.fast_answers
 
 
+@dataclass
+class _FileAnswers:
+    """A parsed file's distinct answer cells, read once (:meth:`_Reader._file_answers`)."""
+
+    #: the file they were read from
+    columns: ColumnarChunks
+    #: their flattened answers, or why a ``taskAnswers`` text is not JSON
+    forms: list
+    #: their answer names (``None``: unreadable)
+    form_names: list
+    #: which of them each row of the file has
+    answer_of: np.ndarray
+    #: a number per distinct answer names
+    shapes: np.ndarray
+    #: whether each is unreadable (a problem of its rows)
+    unreadable: np.ndarray
+    #: per distinct answer and slot, a number for the cells the slot reads (+1; 0: none)
+    cells_of: np.ndarray
+
+
 class _Reader:
     def __init__(
         self, path: Path, survey: SurveyDefinition, index: StudyIndex, mapping: Mapping, now: str
@@ -468,6 +488,8 @@ class _Reader:
         self.fast_tails: list[tuple] = []
         #: an unused slot's key → whether its cells answer anything
         self.unused_answered: dict[tuple, bool] = {}
+        #: the distinct answer cells of the file read in columns (:meth:`read_chunk`)
+        self.file_answers: _FileAnswers | None = None
 
     def read_chunk(
         self, columns: ColumnarChunks, first: int, chunk, times: dict[int, list], seen: dict
@@ -501,9 +523,10 @@ class _Reader:
             for _, i in parse.times
         )
         works = _work_seconds(columns, chunk, problem)
-        forms, form_names, answer_of = _distinct_answers(columns, chunk, names)
-        problem |= np.array([names is None for names in form_names], dtype=bool)[answer_of]
-        slots = self._slots_read(columns, chunk, forms, form_names, answer_of)
+        answers = self._file_answers(columns, names)
+        answer_of = answers.answer_of[first - 2 : first - 2 + n]
+        problem |= answers.unreadable[answer_of]
+        slots = self._slots_read(columns, chunk, answers, answer_of)
         found = np.empty((n, len(slots)), dtype=np.int64)
         for k, (_, status, combo_of) in enumerate(slots):
             found[:, k] = np.array(status, dtype=np.int64)[combo_of]
@@ -570,22 +593,42 @@ class _Reader:
             start = q + 1
         return n
 
+    def _file_answers(self, columns: ColumnarChunks, names: tuple[str, ...]) -> _FileAnswers:
+        """The distinct answer cells of the parsed file, each read once for the whole file
+        (:func:`_distinct_answers`), with the answer cells each slot reads in them."""
+        read = self.file_answers
+        if read is None or read.columns is not columns:
+            forms, form_names, answer_of = _distinct_answers(columns, columns.table, names)
+            shape_of = {names: k for k, names in enumerate(dict.fromkeys(form_names))}
+            read = self.file_answers = _FileAnswers(
+                columns=columns,
+                forms=forms,
+                form_names=form_names,
+                answer_of=answer_of,
+                shapes=np.array([shape_of[names] for names in form_names], dtype=np.int64),
+                unreadable=np.array([names is None for names in form_names], dtype=bool),
+                cells_of=self._slot_cells(forms, form_names) + 1,
+            )
+        return read
+
     def _slots_read(
-        self, columns: ColumnarChunks, chunk, forms: list, form_names: list, answer_of: np.ndarray
+        self, columns: ColumnarChunks, chunk, answers: _FileAnswers, answer_of: np.ndarray
     ) -> list[tuple[list[tuple | None], list[int], np.ndarray]]:
         """Per slot: the key in :attr:`tails` of each distinct (item, answer cells) among a
-        chunk's rows, with what the item names (``None``: unreadable answers); what each
-        reads through (:meth:`_slot_tails`); and which of them each row has. Makes the plans
-        of new (answer names, inputs)."""
+        chunk's rows (``answer_of``: which of the file's distinct answers each row has),
+        with what the item names (``None``: unreadable answers); what each reads through
+        (:meth:`_slot_tails`); and which of them each row has. Makes the plans of new
+        (answer names, inputs)."""
         parse, n = columns.columns, len(answer_of)
+        forms, form_names = answers.forms, answers.form_names
         given = [columns.column(chunk, i) for _, i in parse.inputs]
         inputs_of, firsts = equal_rows(given, n)
         inputs = list(zip(*[g.take(firsts).to_pylist() for g in given], strict=True)) or [()]
         input_names = [name for name, _ in parse.inputs]
-        shape_of = {names: k for k, names in enumerate(dict.fromkeys(form_names))}
-        shapes = np.array([shape_of[names] for names in form_names], dtype=np.int64)
         _, pair_first, pair_of = np.unique(
-            shapes[answer_of] * len(inputs) + inputs_of, return_index=True, return_inverse=True
+            answers.shapes[answer_of] * len(inputs) + inputs_of,
+            return_index=True,
+            return_inverse=True,
         )
         plans: list[list[tuple] | None] = []
         for j in pair_first.tolist():
@@ -595,7 +638,7 @@ class _Reader:
                 given_inputs = dict(zip(input_names, row_inputs, strict=True))
                 plan = self.plans[(names, row_inputs)] = self._plan(given_inputs, names)
             plans.append(plan)
-        cells_of = self._slot_cells(forms, form_names)[answer_of] + 1
+        cells_of = answers.cells_of[answer_of]
         slots = []
         for k in range(len(self.mapping.slots)):
             tokens = np.array([-1 if p is None else p[k][4] for p in plans], dtype=np.int64)
