@@ -304,6 +304,7 @@ def read_by(reading: str, monkeypatch) -> list[int]:
     if reading == "small":
         monkeypatch.setattr(mturk, "_CHUNK_ROWS", 7)
         monkeypatch.setattr(importer, "FLUSH_ANSWERS", 9)
+        monkeypatch.setattr(importer, "SLOW_BLOCK", 2)
     fast: list[int] = []
     flush = importer._flush
 

@@ -31,7 +31,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import compress, pairwise, repeat
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -490,6 +491,8 @@ class _Reader:
         self.unused_answered: dict[tuple, bool] = {}
         #: the distinct answer cells of the file read in columns (:meth:`read_chunk`)
         self.file_answers: _FileAnswers | None = None
+        #: the ``rating_imports`` id of the import (set once it is recorded)
+        self.import_id: int | None = None
 
     def read_chunk(
         self, columns: ColumnarChunks, first: int, chunk, times: dict[int, list], seen: dict
@@ -513,7 +516,7 @@ class _Reader:
             return n
         blank = [""] * n
         hit_ids, assignment_ids, worker_ids, statuses, rates = (
-            [c.strip() for c in columns.column(chunk, i).to_pylist()] if i is not None else blank
+            list(map(str.strip, columns.column(chunk, i).to_pylist())) if i is not None else blank
             for i in parse.kept
         )
         # each row's own problems, which the record reader reports (:func:`_mturk_row`)
@@ -534,7 +537,7 @@ class _Reader:
 
         numbers, batch, tail_counts = self.numbers, self.batch, self.tail_counts
         unfilled = (None,) * found.shape[1]
-        constant = (self.survey.id, self.source, self.now)
+        constant = (self.survey.id, self.source, self.import_id, self.now)
 
         def written_through(start: int, end: int, tails: np.ndarray) -> None:
             """Register rows ``start:end`` and write them through ``tails`` (theirs)."""
@@ -545,11 +548,11 @@ class _Reader:
                 got[fresh[j]] = numbers[ids[fresh[j]]] = number
             self.next_number += len(fresh)
             lines = range(first + start, first + end)
-            survey_id, source, now = constant
+            survey_id, source, import_id, now = map(repeat, constant)
             batch.assignments.extend(
-                (a, survey_id, h, w, st, acc, sub, work, rate, source, line, None, now, number)
-                for a, h, w, st, acc, sub, work, rate, line, number in zip(
+                zip(  # (see ASSIGNMENT_COLUMNS)
                     ids,
+                    survey_id,
                     hit_ids[start:end],
                     worker_ids[start:end],
                     statuses[start:end],
@@ -557,9 +560,12 @@ class _Reader:
                     submitted[start:end],
                     works[start:end],
                     rates[start:end],
+                    source,
                     lines,
+                    import_id,
+                    now,
                     got,
-                    strict=True,
+                    strict=False,  # the repeated ones repeat without end
                 )
             )
             used = tails[tails >= 0].tolist()
@@ -572,9 +578,9 @@ class _Reader:
             batch.fast_answers += sum(map(tail_counts.__getitem__, used))
             seen.update(zip(ids, lines, strict=True))
 
-        start, slow_rows = 0, None
+        start, slow_rows = 0, {}
         candidates = np.flatnonzero(~fast).tolist()
-        for q in [*candidates, n]:
+        for at, q in enumerate([*candidates, n]):
             if q < n and not problem[q]:  # an earlier row of the chunk may have read its slots
                 tails = [status[combo_of[q]] for _, status, combo_of in slots]
                 if UNREAD not in tails:
@@ -584,8 +590,9 @@ class _Reader:
                 written_through(start, q, found[start:q])
             if q == n:
                 break
-            if slow_rows is None:
-                slow_rows = dict(zip(candidates, columns.rows(chunk, candidates), strict=True))
+            if q not in slow_rows:  # the cells of the next candidates, a block at a time
+                block = candidates[at : at + SLOW_BLOCK]
+                slow_rows = dict(zip(block, columns.rows(chunk, block), strict=True))
             _mturk_row(self, parse.assignment(first + q, slow_rows[q]), seen)
             for slot_keys, status, combo_of in slots:  # what it read, later rows read through
                 if slot_keys[combo_of[q]] is not None:
@@ -779,7 +786,7 @@ class _Reader:
                 row.approval_rate,
                 self.source,
                 row.line,
-                None,
+                self.import_id,
                 self.now,
                 self.number,
             )
@@ -1089,6 +1096,10 @@ class _Reader:
 
 #: a slot's tails in :meth:`_Reader.read_chunk`: not read yet; an unused slot, unanswered
 UNREAD, UNUSED = -1, -2
+#: rows :meth:`_Reader.read_chunk` may read as :func:`_mturk_row` does, made Python strings
+#: at a time (in a file's first chunk every row may, but most are written through once the
+#: first rows of each item and cells are read)
+SLOW_BLOCK = 256
 
 
 def _named_key(named: tuple) -> tuple:
@@ -1113,16 +1124,17 @@ def _blank_or_repeated(
 ) -> np.ndarray:
     """Which rows lack an assignment, worker or HIT id, or repeat an assignment of an earlier
     row (of the file: ``seen``, or of these rows): problems :func:`_mturk_row` reports."""
-    problem = np.zeros(len(assignment_ids), dtype=bool)
-    earlier: set[str] = set()
-    for j, (assignment_id, worker_id, hit_id) in enumerate(
-        zip(assignment_ids, worker_ids, hit_ids, strict=True)
-    ):
-        repeated = assignment_id in seen or assignment_id in earlier
-        if repeated or not (assignment_id and worker_id and hit_id):
-            problem[j] = True
-        else:
-            earlier.add(assignment_id)
+    rows = len(assignment_ids)
+    complete = zip(assignment_ids, worker_ids, hit_ids, strict=True)
+    problem = ~np.fromiter(map(all, complete), dtype=bool, count=rows)
+    problem |= np.fromiter(map(seen.__contains__, assignment_ids), dtype=bool, count=rows)
+    kept = list(compress(assignment_ids, (~problem).tolist()))
+    if len(set(kept)) < len(kept):  # an assignment twice among these rows: the later ones
+        earlier: set[str] = set()
+        for j in np.flatnonzero(~problem).tolist():
+            if assignment_ids[j] in earlier:
+                problem[j] = True
+            earlier.add(assignment_ids[j])
     return problem
 
 
@@ -1361,7 +1373,7 @@ def import_ratings(
             "imported_at) VALUES (?, ?, ?, ?, ?, '{}', ?)",
             (survey.id, source, file_sha256(path, "ratings file"), format, to_json(options), now),
         )
-        import_id = int(cursor.lastrowid)
+        import_id = reader.import_id = int(cursor.lastrowid)
         reader.number_rows(store)
         # this file's earlier failures and unmatched answers are replaced by what it holds now
         # (an answer whose candidate the study has since gained is matched this time)
@@ -1396,8 +1408,8 @@ def import_ratings(
                         if big
                         else []
                     )
-                _flush(store, reader, summary, import_id, counted)
-        _flush(store, reader, summary, import_id, counted)
+                _flush(store, reader, summary, counted)
+        _flush(store, reader, summary, counted)
         for sql in rebuilt or []:
             store.conn.execute(sql)
         summary.assignments_unmatched = reader.unregistered
@@ -1497,12 +1509,13 @@ def quality_control_options(store: Store, survey_id: str) -> dict[str, object]:
     return DEFAULT_OPTIONS | (store.get_info(_options_key(survey_id)) or {})
 
 
-def _flush(
-    store: Store, reader: _Reader, summary: ImportSummary, import_id: int, counted: set[str]
-) -> None:
+def _flush(store: Store, reader: _Reader, summary: ImportSummary, counted: set[str]) -> None:
     """Write what the reader has collected; count new, updated and unchanged assignments."""
     written, reader.batch = reader.batch, _Batch()
-    assignments = {a[0]: (*a[:11], import_id, *a[12:]) for a in written.assignments}
+    # an assignment's last row (the long format's rows of one assignment share it)
+    assignments = dict(
+        zip(map(itemgetter(0), written.assignments), written.assignments, strict=True)
+    )
     fresh = [a for a in assignments if a not in counted]
     existing = _existing_statuses(store, fresh)
     moved = sorted(a for a, (_, survey) in existing.items() if survey != reader.survey.id)
