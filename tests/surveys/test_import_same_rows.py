@@ -425,6 +425,17 @@ def test_the_columnar_import_numbers_rows_as_the_record_reader_does(
     ]
 
 
+def assert_read_by_records_alike(store, jpeg_study, tmp_path, monkeypatch, one_file) -> None:
+    """``one_file(store, folder)``, imported by records into a copy of the study as it was,
+    leaves the integer rows its columnar import left in ``store``."""
+    shutil.copytree(jpeg_study, tmp_path / "other")
+    with monkeypatch.context() as patched, Store(tmp_path / "other") as other:
+        read_by("records", patched)
+        import_ratings(other, one_file(other, tmp_path / "records"), A)
+        expected = numbered(other, tmp_path / "records")
+    assert numbered(store, tmp_path / "columnar") == expected
+
+
 def test_rows_with_fewer_answered_slots_write_through_their_own_slots(
     store, jpeg_study, tmp_path, monkeypatch
 ):
@@ -449,12 +460,7 @@ def test_rows_with_fewer_answered_slots_write_through_their_own_slots(
     monkeypatch.setattr(importer, "_flush", watching)
     import_ratings(store, one_file(store, tmp_path / "columnar"), A)
     assert {2, 3} <= set(widths), sorted(set(widths))  # rows of three slots and of two
-    shutil.copytree(jpeg_study, tmp_path / "other")
-    with monkeypatch.context() as patched, Store(tmp_path / "other") as other:
-        read_by("records", patched)
-        import_ratings(other, one_file(other, tmp_path / "records"), A)
-        expected = numbered(other, tmp_path / "records")
-    assert numbered(store, tmp_path / "columnar") == expected
+    assert_read_by_records_alike(store, jpeg_study, tmp_path, monkeypatch, one_file)
 
 
 def test_hits_of_their_own_showing_the_same_items_are_read_through_each_other(
@@ -498,9 +504,4 @@ def test_hits_of_their_own_showing_the_same_items_are_read_through_each_other(
     # many rows' slots were all read before, in other HITs: written through those answer
     # rows (459 of 960 answers; none when slots were keyed by their HIT's inputs)
     assert sum(fast) > summary.ratings_new // 3, (sum(fast), summary.ratings_new)
-    shutil.copytree(jpeg_study, tmp_path / "other")
-    with monkeypatch.context() as patched, Store(tmp_path / "other") as other:
-        read_by("records", patched)
-        import_ratings(other, one_file(other, tmp_path / "records"), A)
-        expected = numbered(other, tmp_path / "records")
-    assert numbered(store, tmp_path / "columnar") == expected
+    assert_read_by_records_alike(store, jpeg_study, tmp_path, monkeypatch, one_file)
