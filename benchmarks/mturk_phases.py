@@ -2,6 +2,7 @@
 the file ``mturk_import.py`` writes (JSON layout), each import in a process of its own.
 
     python benchmarks/mturk_phases.py [--rows 200000] [--rounds 2] [--compare-src DIR]
+        [--assignments-per-hit N]
 
 Phases: the header and encoding; the line scan, pyarrow's parse and the times
 (``mturk.columnar_chunks``); the file's SHA-256; the writes (``_flush``); quality control;
@@ -68,6 +69,12 @@ def child(study: Path, results: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument(
+        "--assignments-per-hit",
+        type=int,
+        default=0,
+        help="HITs of their own, each answered by N workers (as mturk_import.py)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--compare-src")
     parser.add_argument("--child", nargs=2)
@@ -79,7 +86,8 @@ def main() -> None:
         root = Path(tmp)
         made = surveyed_study(root)
         results = root / "results.csv"
-        write_results(made.hits_csv, root / "survey" / "items.csv", results, args.rows, "json")
+        items = root / "survey" / "items.csv"
+        write_results(made.hits_csv, items, results, args.rows, "json", args.assignments_per_hit)
         sources = {"this": None} | (
             {args.compare_src: args.compare_src} if args.compare_src else {}
         )
