@@ -1,13 +1,16 @@
 """Importing a 200,000-row MTurk batch-results file: time and peak memory, and the ratio
 to parsing the same file with ``pandas.read_csv`` in the same run.
 
-    python benchmarks/mturk_import.py [--rows 200000]
+    python benchmarks/mturk_import.py [--rows 200000] [--assignments-per-hit N]
 
 A study of 15 photos (5 categories × 3) with JPEG at two qualities (30 candidates);
 `survey make` for Survey A (5 items per HIT, one of them an attention check: 8 HITs);
 then a results file in MTurk's exact format with ``--rows`` assignments (workers × 8 HITs,
 about 2 % of workers failing the check, 1 % of assignments rejected, random work times,
-every assignment its own accept and submit times),
+every assignment its own accept and submit times). With ``--assignments-per-hit N``, as a
+large batch is published instead: ``rows / N`` HITs of their own, each showing four of the
+survey's items and one of its checks drawn at random, each answered by N workers (a worker
+answers 8 HITs in a row, so some see a pair twice); the file is written
 in the default ``Answer.taskAnswers`` layout and in the flattened layout. Each import
 runs in its own process so that its peak resident memory is its own. Printed side by
 side: parsing the same file with ``pandas.read_csv`` (a floor: reading only), the import
