@@ -12,6 +12,7 @@ from semcomp.surveys import mturk
 from semcomp.surveys.mturk import (
     _columnar_rows,
     _rows,
+    equal_rows,
     read_batch_results,
     read_time,
     usual_times,
@@ -226,3 +227,20 @@ def test_line_ends_counted_by_block_carriage_returns_only_in_some_blocks(
     if block == 64:  # some \r\n pairs are split between blocks
         ends = [i for i in range(len(crlf)) if crlf[i : i + 2] == b"\r\n"]
         assert any((i + 1) % block == 0 for i in ends)
+
+
+def test_rows_of_equal_cells_are_grouped_together_a_missing_cell_apart_from_a_blank_one():
+    pa = pytest.importorskip("pyarrow")
+    left = pa.array(["a", "a", "b", None, "a", "", None, "a"], type=pa.string())
+    right = pa.array(["x", "y", "x", "x", "x", "x", "x", "y"], type=pa.string())
+    group, first = equal_rows([left, right], 8)
+    cells = list(zip(left.to_pylist(), right.to_pylist(), strict=True))
+    # equal cells in both columns: one group; any difference (None is not ""): another
+    assert [[cells[i] == cells[j] for j in range(8)] for i in range(8)] == [
+        [group[i] == group[j] for j in range(8)] for i in range(8)
+    ]
+    assert sorted(set(group.tolist())) == list(range(len(set(cells))))
+    assert first.tolist() == sorted(cells.index(c) for c in set(cells))  # each group's first
+    assert all(group[first[g]] == g for g in range(len(first)))
+    group, first = equal_rows([], 3)  # no column: one group
+    assert group.tolist() == [0, 0, 0] and first.tolist() == [0]
