@@ -472,6 +472,8 @@ class _Reader:
         self.store: Store | None = None
         #: assignment id → its ``id`` (those of the store, and those this import adds)
         self.numbers: dict[str, int] = {}
+        #: the assignment ids the store held when the import began
+        self.stored: set[str] = set()
         self.next_number = 1
         #: the ``id`` of the row's assignment (:meth:`items`)
         self.number = 0
@@ -715,6 +717,7 @@ class _Reader:
         self.store = store
         conn = store.conn
         self.numbers = dict(conn.execute("SELECT assignment_id, id FROM assignments"))
+        self.stored = set(self.numbers)
         self.next_number = 1 + (conn.execute("SELECT MAX(id) FROM assignments").fetchone()[0] or 0)
         self.subjects = {
             tuple(row[1:]): row[0]
@@ -1517,7 +1520,7 @@ def _flush(store: Store, reader: _Reader, summary: ImportSummary, counted: set[s
         zip(map(itemgetter(0), written.assignments), written.assignments, strict=True)
     )
     fresh = [a for a in assignments if a not in counted]
-    existing = _existing_statuses(store, fresh)
+    existing = _existing_statuses(store, [a for a in fresh if a in reader.stored])
     moved = sorted(a for a, (_, survey) in existing.items() if survey != reader.survey.id)
     if moved:
         earlier = existing[moved[0]][1]
