@@ -6,12 +6,14 @@ four-table join, grouped in Python); ``reference_duplicates`` that commit's dupl
 (the importer's still: a faster one must match it). The survey's answers are made to
 disagree on everything the orders read: two files, unknown and equal submit times, and
 values whose float sum depends on the order they are added in (a mean that read a
-group's values in another order would differ)."""
+group's values in another order would differ): fractions (read as tuples) or whole
+numbers (read as texts of integers)."""
 
 from itertools import groupby
 from operator import itemgetter
 
 import numpy as np
+import pytest
 
 from mturk_format import simulate, write_batch_results
 from semcomp.surveys import importer
@@ -106,7 +108,17 @@ def scores(store) -> list[tuple]:
     ]
 
 
-def test_duplicates_and_scores_match_the_per_answer_sql(store, tmp_path):
+#: answer values whose mean depends on the order they are added in: fractions, or whole
+#: numbers past 2**52 (read by the scores as texts of integers, not as tuples)
+ORDERED_VALUES = {
+    "fractions": "CASE assignment % 3 WHEN 0 THEN 1e16 WHEN 1 THEN -1e16 "
+    "ELSE 0 END + (assignment % 7) * 0.1 + 0.01 * length(item)",
+    "whole numbers": "4503599627370496 + (assignment % 7) * 3 + length(item)",
+}
+
+
+@pytest.mark.parametrize("values", ORDERED_VALUES)
+def test_duplicates_and_scores_match_the_per_answer_sql(store, tmp_path, monkeypatch, values):
     out = tmp_path / "survey"
     make_survey(store, A, base_url="https://images.example.org", out=out, items_per_hit=3)
     rows, _ = simulate(out, A, workers=6, failing=frozenset({"A005WORKER"}))
@@ -139,13 +151,15 @@ def test_duplicates_and_scores_match_the_per_answer_sql(store, tmp_path):
         conn.execute("UPDATE assignments SET submit_time = NULL WHERE id % 5 = 0")
         conn.execute("UPDATE assignments SET submit_time = '2012-06-08T17:00:50' WHERE id % 5 = 1")
         # a mean of these in another order rounds differently
-        conn.execute(
-            "UPDATE answers SET value = CASE assignment % 3 WHEN 0 THEN 1e16 WHEN 1 THEN -1e16 "
-            "ELSE 0 END + (assignment % 7) * 0.1 + 0.01 * length(item) WHERE value IS NOT NULL"
-        )
+        conn.execute(f"UPDATE answers SET value = {ORDERED_VALUES[values]} WHERE value IS NOT NULL")
+    whole = conn.execute("SELECT MIN(value = CAST(value AS INTEGER)) FROM answers").fetchone()[0]
+    assert whole == (values == "whole numbers")
+    if whole:  # read without a tuple per answer
+        monkeypatch.setattr(np, "fromiter", None)
     with store.transaction():
         importer.apply_quality_control(store, A.id, min_work_seconds=60, include_rejected=False)
         written = importer.write_human_scores(store, A)
+    monkeypatch.undo()
     got_excluded, got_scores = excluded(store), scores(store)
     assert written == len(got_scores) > 0
     assert sum(r[3] == "duplicate" for r in got_excluded) > 20
