@@ -27,7 +27,8 @@ assignment belongs to one survey: importing it under another is an error.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import json
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1409,33 +1410,39 @@ def _file_counts(store: Store, survey_id: str, source: str, summary: ImportSumma
     if found is None:  # no answer of the study came from this file
         return
     survey_file = (survey_id, found[0])
-    rows = store.conn.execute(
-        "SELECT COALESCE(r.excluded, '') AS rule, COUNT(*) FROM assignments a "
-        "JOIN answers r ON r.assignment = a.id JOIN rating_subjects s ON s.id = r.subject "
-        "WHERE a.survey = ? AND r.source_file = ? AND s.is_check = 0 GROUP BY rule",
-        survey_file,
-    )
-    for rule, count in rows:
-        if rule:
-            summary.excluded[rule] = count
-        else:
-            summary.kept = count
-    summary.duplicates_count = store.conn.execute(
-        "SELECT COUNT(*) FROM (SELECT DISTINCT r.source_line, r.item, a.worker_id "
+    # one pass over the file's answers (no sort): how many are not attention checks, the
+    # rule of each of those excluded, and where each duplicate is (line, slot, worker),
+    # the texts as JSON (any character). Kept: the rest, and a rule of '' as before
+    checked, rules, duplicates = store.conn.execute(
+        "SELECT SUM(s.is_check = 0), json_group_array(r.excluded) "
+        "FILTER (WHERE r.excluded IS NOT NULL AND s.is_check = 0), "
+        "json_group_array(json_array(r.source_line, CAST(r.item AS INTEGER), r.item, "
+        "a.worker_id)) FILTER (WHERE r.excluded = 'duplicate') "
         "FROM assignments a JOIN answers r ON r.assignment = a.id "
-        "WHERE a.survey = ? AND r.source_file = ? AND r.excluded = 'duplicate')",
+        "JOIN rating_subjects s ON s.id = r.subject WHERE a.survey = ? AND r.source_file = ?",
         survey_file,
-    ).fetchone()[0]
+    ).fetchone()
+    by_rule = Counter(json.loads(rules))
+    kept = (checked or 0) - by_rule.total() + by_rule.pop("", 0)
+    for rule in sorted(by_rule):
+        summary.excluded[rule] = by_rule[rule]
+    if kept:
+        summary.kept = kept
+    # the distinct (line, slot, worker) of the duplicates, in the order they are listed in
+    distinct = sorted({tuple(d) for d in json.loads(duplicates)})
+    summary.duplicates_count = len(distinct)
+    listed = [(line, item, worker) for line, _, item, worker in distinct[:LISTED]]
+    if not listed:
+        summary.duplicates = []
+        return
     summary.duplicates = [
         f"worker {worker} on line {line} (item {item or '-'}): already rated in "
         f"{Path(first_file).name} line {first_line}"
         for worker, line, item, first_file, first_line in store.conn.execute(
             # the first LISTED of them (a line is one assignment: one worker), then where
             # each was first rated (the kept answer of the same worker, pair and question)
-            "WITH listed AS (SELECT DISTINCT r.source_line, r.item, a.worker_id "
-            " FROM assignments a JOIN answers r ON r.assignment = a.id"
-            " WHERE a.survey = ? AND r.source_file = ? AND r.excluded = 'duplicate'"
-            " ORDER BY r.source_line, CAST(r.item AS INTEGER), r.item, a.worker_id LIMIT ?) "
+            "WITH listed (source_line, item, worker_id) AS (SELECT json_extract(value, '$[0]'), "
+            "json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?)) "
             "SELECT l.worker_id, l.source_line, l.item, MIN(kf.name), MIN(k.source_line) "
             "FROM listed l CROSS JOIN assignments a ON a.survey = ? AND a.worker_id = l.worker_id "
             "JOIN answers r ON r.assignment = a.id AND r.item = l.item "
@@ -1450,7 +1457,7 @@ def _file_counts(store: Store, survey_id: str, source: str, summary: ImportSumma
             "JOIN rating_names kf ON kf.id = k.source_file "
             "GROUP BY l.source_line, l.item, l.worker_id "
             "ORDER BY l.source_line, CAST(l.item AS INTEGER)",
-            (*survey_file, LISTED, *survey_file),
+            (json.dumps(listed), *survey_file),
         )
     ]
 
