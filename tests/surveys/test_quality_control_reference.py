@@ -6,12 +6,15 @@ four-table join, grouped in Python); ``reference_duplicates`` that commit's dupl
 (the importer's still: a faster one must match it). The survey's answers are made to
 disagree on everything the orders read: two files, unknown and equal submit times, and
 values whose float sum depends on the order they are added in (a mean that read a
-group's values in another order would differ)."""
+group's values in another order would differ): fractions (read as tuples) or whole
+numbers (read as texts of integers)."""
 
 from itertools import groupby
 from operator import itemgetter
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from mturk_format import simulate, write_batch_results
 from semcomp.surveys import importer
@@ -87,6 +90,54 @@ def reference_scores(store, survey) -> list[tuple]:
     return rows
 
 
+def reference_file_counts(store, survey_id: str, source: str, summary, listed: int) -> None:
+    """The import summary's counts of one file as commit b13a74f made them (three passes)."""
+    found = store.conn.execute("SELECT id FROM rating_names WHERE name = ?", (source,)).fetchone()
+    survey_file = (survey_id, found[0])
+    rows = store.conn.execute(
+        "SELECT COALESCE(r.excluded, '') AS rule, COUNT(*) FROM assignments a "
+        "JOIN answers r ON r.assignment = a.id JOIN rating_subjects s ON s.id = r.subject "
+        "WHERE a.survey = ? AND r.source_file = ? AND s.is_check = 0 GROUP BY rule",
+        survey_file,
+    )
+    for rule, count in rows:
+        if rule:
+            summary.excluded[rule] = count
+        else:
+            summary.kept = count
+    summary.duplicates_count = store.conn.execute(
+        "SELECT COUNT(*) FROM (SELECT DISTINCT r.source_line, r.item, a.worker_id "
+        "FROM assignments a JOIN answers r ON r.assignment = a.id "
+        "WHERE a.survey = ? AND r.source_file = ? AND r.excluded = 'duplicate')",
+        survey_file,
+    ).fetchone()[0]
+    summary.duplicates = [
+        f"worker {worker} on line {line} (item {item or '-'}): already rated in "
+        f"{Path(first_file).name} line {first_line}"
+        for worker, line, item, first_file, first_line in store.conn.execute(
+            "WITH listed AS (SELECT DISTINCT r.source_line, r.item, a.worker_id "
+            " FROM assignments a JOIN answers r ON r.assignment = a.id"
+            " WHERE a.survey = ? AND r.source_file = ? AND r.excluded = 'duplicate'"
+            " ORDER BY r.source_line, CAST(r.item AS INTEGER), r.item, a.worker_id LIMIT ?) "
+            "SELECT l.worker_id, l.source_line, l.item, MIN(kf.name), MIN(k.source_line) "
+            "FROM listed l CROSS JOIN assignments a ON a.survey = ? AND a.worker_id = l.worker_id "
+            "JOIN answers r ON r.assignment = a.id AND r.item = l.item "
+            "AND r.source_file = ? AND r.source_line = l.source_line "
+            "AND r.excluded = 'duplicate' "
+            "JOIN rating_subjects s ON s.id = r.subject "
+            "JOIN assignments ka ON ka.survey = a.survey AND ka.worker_id = a.worker_id "
+            "JOIN answers k ON k.assignment = ka.id AND k.question = r.question "
+            "AND k.excluded IS NULL "
+            "JOIN rating_subjects ks ON ks.id = k.subject AND ks.original_id = s.original_id "
+            "AND ks.candidate_id IS s.candidate_id AND ks.is_check = 0 "
+            "JOIN rating_names kf ON kf.id = k.source_file "
+            "GROUP BY l.source_line, l.item, l.worker_id "
+            "ORDER BY l.source_line, CAST(l.item AS INTEGER)",
+            (*survey_file, listed, *survey_file),
+        )
+    ]
+
+
 def excluded(store) -> list[tuple]:
     return [
         tuple(r)
@@ -106,7 +157,17 @@ def scores(store) -> list[tuple]:
     ]
 
 
-def test_duplicates_and_scores_match_the_per_answer_sql(store, tmp_path):
+#: answer values whose mean depends on the order they are added in: fractions, or whole
+#: numbers past 2**52 (read by the scores as texts of integers, not as tuples)
+ORDERED_VALUES = {
+    "fractions": "CASE assignment % 3 WHEN 0 THEN 1e16 WHEN 1 THEN -1e16 "
+    "ELSE 0 END + (assignment % 7) * 0.1 + 0.01 * length(item)",
+    "whole numbers": "4503599627370496 + (assignment % 7) * 3 + length(item)",
+}
+
+
+def two_files(store, tmp_path) -> None:
+    """Survey A answered by six workers, then again by the same workers in a second file."""
     out = tmp_path / "survey"
     make_survey(store, A, base_url="https://images.example.org", out=out, items_per_hit=3)
     rows, _ = simulate(out, A, workers=6, failing=frozenset({"A005WORKER"}))
@@ -134,18 +195,26 @@ def test_duplicates_and_scores_match_the_per_answer_sql(store, tmp_path):
         ).fetchall()
     )
     assert set(rules) == {"duplicate", "attention_check", "work_time"}, rules
+
+
+@pytest.mark.parametrize("values", ORDERED_VALUES)
+def test_duplicates_and_scores_match_the_per_answer_sql(store, tmp_path, monkeypatch, values):
+    two_files(store, tmp_path)
+    conn = store.conn
     with store.transaction():
         # unknown submit times (ordered last) and ties broken by file, line and slot
         conn.execute("UPDATE assignments SET submit_time = NULL WHERE id % 5 = 0")
         conn.execute("UPDATE assignments SET submit_time = '2012-06-08T17:00:50' WHERE id % 5 = 1")
         # a mean of these in another order rounds differently
-        conn.execute(
-            "UPDATE answers SET value = CASE assignment % 3 WHEN 0 THEN 1e16 WHEN 1 THEN -1e16 "
-            "ELSE 0 END + (assignment % 7) * 0.1 + 0.01 * length(item) WHERE value IS NOT NULL"
-        )
+        conn.execute(f"UPDATE answers SET value = {ORDERED_VALUES[values]} WHERE value IS NOT NULL")
+    whole = conn.execute("SELECT MIN(value = CAST(value AS INTEGER)) FROM answers").fetchone()[0]
+    assert whole == (values == "whole numbers")
+    if whole:  # read without a tuple per answer
+        monkeypatch.setattr(np, "fromiter", None)
     with store.transaction():
         importer.apply_quality_control(store, A.id, min_work_seconds=60, include_rejected=False)
         written = importer.write_human_scores(store, A)
+    monkeypatch.undo()
     got_excluded, got_scores = excluded(store), scores(store)
     assert written == len(got_scores) > 0
     assert sum(r[3] == "duplicate" for r in got_excluded) > 20
@@ -168,3 +237,43 @@ def test_duplicates_and_scores_match_the_per_answer_sql(store, tmp_path):
             ).fetchall()
             differs += float(np.mean([v for (v,) in group])) != value
     assert differs > 0, "no mean depends on the order of its values"
+
+
+def test_file_counts_match_the_three_pass_sql(store, tmp_path, monkeypatch):
+    """The summary's counts of each file, from one pass, are those the three passes gave:
+    kept and excluded answers by rule, the distinct duplicates, and which of them are
+    listed (the first by line, then by slot as a number: slot 10 after slot 2) with where
+    each was first rated."""
+    two_files(store, tmp_path)
+    conn = store.conn
+    with store.transaction():
+        # slots that sort differently as numbers and as text
+        conn.execute(
+            "UPDATE answers SET item = item || '0' WHERE item = '1' AND assignment % 2 = 0"
+        )
+        # rules the importer does not write: '' (counted as kept), and odd characters
+        conn.execute(
+            "UPDATE answers SET excluded = '' WHERE excluded IS NULL AND assignment % 11 = 0"
+        )
+        conn.execute(
+            "UPDATE answers SET excluded = 'a \"rule\", [odd]' "
+            "WHERE excluded = 'attention_check' AND item = '2'"
+        )
+    sources = [f for (f,) in conn.execute("SELECT file FROM rating_imports ORDER BY id")]
+    assert len(sources) == 2
+    seen_duplicates = 0
+    for listed in (1, 2, 3, 4, 5, 7, 11, 100):
+        monkeypatch.setattr(importer, "LISTED", listed)
+        for source in sources:
+            got, want = (
+                importer.ImportSummary(file=source, survey=A.id, format="mturk", encoding="")
+                for _ in range(2)
+            )
+            importer._file_counts(store, A.id, source, got)
+            reference_file_counts(store, A.id, source, want, listed)
+            assert vars(got) == vars(want)
+            assert list(got.excluded) == sorted(want.excluded)
+            seen_duplicates = max(seen_duplicates, got.duplicates_count)
+    assert seen_duplicates > 11
+    # the counts are this file's: both rules the importer does not write among them
+    assert {'a "rule", [odd]', "duplicate", "attention_check"} <= set(got.excluded)

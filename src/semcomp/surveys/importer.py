@@ -27,7 +27,8 @@ assignment belongs to one survey: importing it under another is an error.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import json
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1658,33 +1659,39 @@ def _file_counts(store: Store, survey_id: str, source: str, summary: ImportSumma
     if found is None:  # no answer of the study came from this file
         return
     survey_file = (survey_id, found[0])
-    rows = store.conn.execute(
-        "SELECT COALESCE(r.excluded, '') AS rule, COUNT(*) FROM assignments a "
-        "JOIN answers r ON r.assignment = a.id JOIN rating_subjects s ON s.id = r.subject "
-        "WHERE a.survey = ? AND r.source_file = ? AND s.is_check = 0 GROUP BY rule",
-        survey_file,
-    )
-    for rule, count in rows:
-        if rule:
-            summary.excluded[rule] = count
-        else:
-            summary.kept = count
-    summary.duplicates_count = store.conn.execute(
-        "SELECT COUNT(*) FROM (SELECT DISTINCT r.source_line, r.item, a.worker_id "
+    # one pass over the file's answers (no sort): how many are not attention checks, the
+    # rule of each of those excluded, and where each duplicate is (line, slot, worker),
+    # the texts as JSON (any character). Kept: the rest, and a rule of '' as before
+    checked, rules, duplicates = store.conn.execute(
+        "SELECT SUM(s.is_check = 0), json_group_array(r.excluded) "
+        "FILTER (WHERE r.excluded IS NOT NULL AND s.is_check = 0), "
+        "json_group_array(json_array(r.source_line, CAST(r.item AS INTEGER), r.item, "
+        "a.worker_id)) FILTER (WHERE r.excluded = 'duplicate') "
         "FROM assignments a JOIN answers r ON r.assignment = a.id "
-        "WHERE a.survey = ? AND r.source_file = ? AND r.excluded = 'duplicate')",
+        "JOIN rating_subjects s ON s.id = r.subject WHERE a.survey = ? AND r.source_file = ?",
         survey_file,
-    ).fetchone()[0]
+    ).fetchone()
+    by_rule = Counter(json.loads(rules))
+    kept = (checked or 0) - by_rule.total() + by_rule.pop("", 0)
+    for rule in sorted(by_rule):
+        summary.excluded[rule] = by_rule[rule]
+    if kept:
+        summary.kept = kept
+    # the distinct (line, slot, worker) of the duplicates, in the order they are listed in
+    distinct = sorted({tuple(d) for d in json.loads(duplicates)})
+    summary.duplicates_count = len(distinct)
+    listed = [(line, item, worker) for line, _, item, worker in distinct[:LISTED]]
+    if not listed:
+        summary.duplicates = []
+        return
     summary.duplicates = [
         f"worker {worker} on line {line} (item {item or '-'}): already rated in "
         f"{Path(first_file).name} line {first_line}"
         for worker, line, item, first_file, first_line in store.conn.execute(
             # the first LISTED of them (a line is one assignment: one worker), then where
             # each was first rated (the kept answer of the same worker, pair and question)
-            "WITH listed AS (SELECT DISTINCT r.source_line, r.item, a.worker_id "
-            " FROM assignments a JOIN answers r ON r.assignment = a.id"
-            " WHERE a.survey = ? AND r.source_file = ? AND r.excluded = 'duplicate'"
-            " ORDER BY r.source_line, CAST(r.item AS INTEGER), r.item, a.worker_id LIMIT ?) "
+            "WITH listed (source_line, item, worker_id) AS (SELECT json_extract(value, '$[0]'), "
+            "json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?)) "
             "SELECT l.worker_id, l.source_line, l.item, MIN(kf.name), MIN(k.source_line) "
             "FROM listed l CROSS JOIN assignments a ON a.survey = ? AND a.worker_id = l.worker_id "
             "JOIN answers r ON r.assignment = a.id AND r.item = l.item "
@@ -1699,7 +1706,7 @@ def _file_counts(store: Store, survey_id: str, source: str, summary: ImportSumma
             "JOIN rating_names kf ON kf.id = k.source_file "
             "GROUP BY l.source_line, l.item, l.worker_id "
             "ORDER BY l.source_line, CAST(l.item AS INTEGER)",
-            (*survey_file, LISTED, *survey_file),
+            (json.dumps(listed), *survey_file),
         )
     ]
 
@@ -1808,6 +1815,45 @@ def _ranks(ids: np.ndarray, names: dict[int, str], order: list[str]) -> np.ndarr
     return table[ids]
 
 
+#: the survey's kept answers with a value, in the order of their key (``answers``' primary
+#: key: no sort)
+KEPT_ANSWERS = (
+    "FROM answers WHERE assignment IN (SELECT id FROM assignments WHERE survey = ?) "
+    "AND excluded IS NULL AND value IS NOT NULL ORDER BY assignment, item"
+)
+
+
+def _kept_answers(store: Store, survey_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(subject, question, value) of the survey's kept answers with a value, in the order
+    of their key.
+
+    Where every value is a whole number (ratings on a scale), the three columns come as
+    two texts of integers, subject and question folded into one code, read by numpy: no
+    Python tuple per answer (about half the time). A whole number goes through its text
+    exactly; any other value (or subject and question ids too large to fold) reads the
+    rows as tuples, which keeps every float as stored.
+    """
+    width = store.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM rating_names").fetchone()[0]
+    subjects = store.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM rating_subjects")
+    if subjects.fetchone()[0] * width < 2**62:
+        codes, values, fractional = store.tuples(
+            f"SELECT group_concat(subject * {width} + question), "
+            "group_concat(CAST(value AS INTEGER)), SUM(value <> CAST(value AS INTEGER)) "
+            f"FROM (SELECT subject, question, value {KEPT_ANSWERS})",
+            (survey_id,),
+        ).fetchone()
+        if codes is None:  # no kept answer with a value
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
+        if not fractional:
+            subject, question = np.divmod(np.fromstring(codes, np.int64, sep=","), width)
+            return subject, question, np.fromstring(values, np.int64, sep=",").astype(np.float64)
+    answers = np.fromiter(
+        store.tuples(f"SELECT subject, question, value {KEPT_ANSWERS}", (survey_id,)),
+        dtype=[("subject", np.int64), ("question", np.int64), ("value", np.float64)],
+    )
+    return answers["subject"], answers["question"], answers["value"]
+
+
 def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
     """Replace the survey's ``human.*`` score rows with the current kept ratings. In a
     transaction; returns the number of score rows written.
@@ -1852,19 +1898,11 @@ def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
             [q.id for q in numeric],
         )
     )
-    answers = np.fromiter(
-        store.tuples(
-            "SELECT subject, question, value FROM answers WHERE assignment IN "
-            "(SELECT id FROM assignments WHERE survey = ?) AND excluded IS NULL "
-            "AND value IS NOT NULL ORDER BY assignment, item",
-            (survey.id,),
-        ),
-        dtype=[("subject", np.int64), ("question", np.int64), ("value", np.float64)],
-    )
+    subjects, question_ids, answer_values = _kept_answers(store, survey.id)
     candidate_ids = sorted(set(candidates.values()))
     question_names = sorted(set(questions.values()))
-    candidate_rank = _ranks(answers["subject"], candidates, candidate_ids)
-    question_rank = _ranks(answers["question"], questions, question_names)
+    candidate_rank = _ranks(subjects, candidates, candidate_ids)
+    question_rank = _ranks(question_ids, questions, question_names)
     group = np.where(
         (candidate_rank >= 0) & (question_rank >= 0),
         candidate_rank * len(question_names) + question_rank,
@@ -1872,7 +1910,7 @@ def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
     )
     kept = group >= 0
     order = np.argsort(group[kept], kind="stable")
-    grouped, values = group[kept][order], answers["value"][kept][order]
+    grouped, values = group[kept][order], answer_values[kept][order]
     bounds = [0, *(np.flatnonzero(grouped[1:] != grouped[:-1]) + 1), len(grouped)]
     now = utc_now()
     rows = []
