@@ -9,6 +9,7 @@ values whose float sum depends on the order they are added in (a mean that read 
 group's values in another order would differ): fractions (read as tuples) or whole
 numbers (read as texts of integers)."""
 
+import sqlite3
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
@@ -277,3 +278,33 @@ def test_file_counts_match_the_three_pass_sql(store, tmp_path, monkeypatch):
     assert seen_duplicates > 11
     # the counts are this file's: both rules the importer does not write among them
     assert {'a "rule", [odd]', "duplicate", "attention_check"} <= set(got.excluded)
+
+
+def test_scores_past_sqlites_length_limit_are_read_as_rows(store, tmp_path, monkeypatch):
+    """Kept answers too many for one text within SQLite's length limit: the scores are read
+    row by row instead, and are the same."""
+    two_files(store, tmp_path)
+    (width,) = store.conn.execute("SELECT MAX(id) + 1 FROM rating_names").fetchone()
+    (codes,) = store.conn.execute(
+        f"SELECT length(group_concat(subject * {width} + question)) FROM answers "
+        "WHERE excluded IS NULL AND value IS NOT NULL"
+    ).fetchone()
+    tuples, limited = store.tuples, []
+
+    def limited_texts(sql, params=()):  # the limit while the answers are read as texts
+        if "group_concat" not in sql:
+            return tuples(sql, params)
+        limited.append(sql)
+        store.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, codes - 1)
+        try:
+            return tuples(sql, params).fetchall()
+        finally:
+            store.conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000_000)
+
+    monkeypatch.setattr(store, "tuples", limited_texts)
+    with store.transaction():
+        written = importer.write_human_scores(store, A)
+    monkeypatch.undo()
+    assert limited  # the texts were tried
+    assert written == len(scores(store)) > 0
+    assert scores(store) == reference_scores(store, A)

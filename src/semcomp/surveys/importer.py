@@ -28,6 +28,7 @@ assignment belongs to one survey: importing it under another is an error.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -1835,14 +1836,18 @@ def _kept_answers(store: Store, survey_id: str) -> tuple[np.ndarray, np.ndarray,
     """
     width = store.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM rating_names").fetchone()[0]
     subjects = store.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM rating_subjects")
+    codes = fractional = None
     if subjects.fetchone()[0] * width < 2**62:
-        codes, values, fractional = store.tuples(
-            f"SELECT group_concat(subject * {width} + question), "
-            "group_concat(CAST(value AS INTEGER)), SUM(value <> CAST(value AS INTEGER)) "
-            f"FROM (SELECT subject, question, value {KEPT_ANSWERS})",
-            (survey_id,),
-        ).fetchone()
-        if codes is None:  # no kept answer with a value
+        try:
+            codes, values, fractional = store.tuples(
+                f"SELECT group_concat(subject * {width} + question), "
+                "group_concat(CAST(value AS INTEGER)), SUM(value <> CAST(value AS INTEGER)) "
+                f"FROM (SELECT subject, question, value {KEPT_ANSWERS})",
+                (survey_id,),
+            ).fetchone()
+        except sqlite3.DataError:  # texts past SQLite's length limit: the rows as tuples
+            fractional = True
+        if codes is None and not fractional:  # no kept answer with a value
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
         if not fractional:
             subject, question = np.divmod(np.fromstring(codes, np.int64, sep=","), width)
