@@ -1748,12 +1748,14 @@ def apply_quality_control(
     )
     # one worker, one question about one pair: the first answer counts, by submit time
     # (unknown last), then the file's first import, its line and the item slot. Only the
-    # pairs answered more than once are ordered (found in one pass; CROSS JOIN keeps that
-    # order of the joins), not every answer of the survey. A pair is numbered once (the
-    # subjects of one original and candidate: several items may show it), and the later
-    # answers are collected before they are marked (a row-value IN over the query would
-    # run it twice)
-    for table in ("rating_pairs", "duplicate_answers"):
+    # pairs answered more than once are ordered (found in one pass, then their answers in
+    # a second pass of the survey's answers, each looked up in that set), not every answer
+    # of the survey. A pair is numbered once (the subjects of one original and candidate:
+    # several items may show it), a file's place by (first import, name) once, and the
+    # later answers are collected before they are marked (a row-value IN over the query
+    # would run it twice)
+    tables = ("rating_pairs", "rating_files", "repeated_pairs", "duplicate_answers")
+    for table in tables:
         conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
     conn.execute(
         "CREATE TEMP TABLE rating_pairs "
@@ -1764,6 +1766,27 @@ def apply_quality_control(
         "candidate_id), is_check FROM rating_subjects"
     )
     conn.execute(
+        "CREATE TEMP TABLE rating_files (id INTEGER PRIMARY KEY, position INTEGER NOT NULL)"
+    )
+    conn.execute(
+        "INSERT INTO temp.rating_files SELECT fn.id, DENSE_RANK() OVER "
+        "(ORDER BY f.first_import, fn.name) FROM rating_names fn "
+        "LEFT JOIN (SELECT file, MIN(id) AS first_import FROM rating_imports GROUP BY file) f "
+        "ON f.file = fn.name"
+    )
+    conn.execute(
+        "CREATE TEMP TABLE repeated_pairs (worker_id TEXT, pair INTEGER, question INTEGER, "
+        "PRIMARY KEY (worker_id, pair, question)) WITHOUT ROWID"
+    )
+    conn.execute(
+        "INSERT INTO temp.repeated_pairs SELECT a.worker_id, p.pair, r.question"
+        " FROM assignments a JOIN answers r ON r.assignment = a.id"
+        " JOIN temp.rating_pairs p ON p.subject = r.subject"
+        " WHERE a.survey = ? AND r.excluded IS NULL AND p.is_check = 0"
+        " GROUP BY a.worker_id, p.pair, r.question HAVING COUNT(*) > 1",
+        (survey_id,),
+    )
+    conn.execute(
         "CREATE TEMP TABLE duplicate_answers (assignment INTEGER, item TEXT, question INTEGER, "
         "PRIMARY KEY (assignment, item, question)) WITHOUT ROWID"
     )
@@ -1771,28 +1794,22 @@ def apply_quality_control(
         "INSERT INTO temp.duplicate_answers"
         " SELECT assignment, item, question FROM (SELECT r.assignment, r.item, r.question,"
         "  ROW_NUMBER() OVER (PARTITION BY a.worker_id, p.pair, r.question"
-        "  ORDER BY a.submit_time IS NULL, a.submit_time, f.first_import, fn.name,"
+        "  ORDER BY a.submit_time IS NULL, a.submit_time, fp.position,"
         "  r.source_line, CAST(r.item AS INTEGER), r.item, a.assignment_id) AS position"
-        "  FROM (SELECT a.worker_id, p.pair, r.question"
-        "   FROM assignments a JOIN answers r ON r.assignment = a.id"
-        "   JOIN temp.rating_pairs p ON p.subject = r.subject"
-        "   WHERE a.survey = ? AND r.excluded IS NULL AND p.is_check = 0"
-        "   GROUP BY a.worker_id, p.pair, r.question HAVING COUNT(*) > 1) d"
-        "  CROSS JOIN assignments a ON a.survey = ? AND a.worker_id = d.worker_id"
-        "  JOIN answers r ON r.assignment = a.id AND r.question = d.question"
-        "  JOIN temp.rating_pairs p ON p.subject = r.subject AND p.pair = d.pair"
-        "  JOIN rating_names fn ON fn.id = r.source_file"
-        "  LEFT JOIN (SELECT file, MIN(id) AS first_import FROM rating_imports GROUP BY file) f"
-        "  ON f.file = fn.name"
-        "  WHERE r.excluded IS NULL AND p.is_check = 0)"
+        "  FROM assignments a JOIN answers r ON r.assignment = a.id"
+        "  JOIN temp.rating_pairs p ON p.subject = r.subject"
+        "  JOIN temp.repeated_pairs d ON d.worker_id = a.worker_id AND d.pair = p.pair"
+        "  AND d.question = r.question"
+        "  JOIN temp.rating_files fp ON fp.id = r.source_file"
+        "  WHERE a.survey = ? AND r.excluded IS NULL AND p.is_check = 0)"
         " WHERE position > 1",
-        (survey_id, survey_id),
+        (survey_id,),
     )
     conn.execute(
         "UPDATE answers SET excluded = 'duplicate' "
         "WHERE (assignment, item, question) IN (SELECT * FROM temp.duplicate_answers)"
     )
-    for table in ("rating_pairs", "duplicate_answers"):
+    for table in tables:
         conn.execute(f"DROP TABLE temp.{table}")
 
 
