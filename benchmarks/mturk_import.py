@@ -113,9 +113,11 @@ def write_results(
     with hits_csv.open(newline="") as handle:
         hits = list(csv.DictReader(handle))
     with items_csv.open(newline="") as handle:
-        checks = {row["item_id"] for row in csv.DictReader(handle) if row["check"] == "1"}
+        items = list(csv.DictReader(handle))
+    checks = {row["item_id"] for row in items if row["check"] == "1"}
     if per_hit:
-        hits = drawn_hits(hits, checks, -(-rows // per_hit), rng)
+        pairs = {row["item_id"]: (row["original_id"], row["candidate_id"]) for row in items}
+        hits = drawn_hits(hits, checks, pairs, -(-rows // per_hit), rng)
     slots = [k[len("item") : -len("_id")] for k in hits[0] if k.endswith("_id")]
     answer_names = [f"item{s}__similarity" for s in slots]
     inputs = list(hits[0])
@@ -169,19 +171,30 @@ def write_results(
             writer.writerow([row.get(c, "") for c in header])
 
 
-def drawn_hits(hits: list[dict], checks: set[str], count: int, rng: random.Random) -> list[dict]:
+def drawn_hits(
+    hits: list[dict],
+    checks: set[str],
+    pairs: dict[str, tuple[str, str]],
+    count: int,
+    rng: random.Random,
+) -> list[dict]:
     """``count`` HITs like ``hits`` (the input rows `survey make` wrote), each of four of
-    their items and one of their attention checks, drawn at random, in a random order."""
+    their items showing four different pairs (``pairs``: item → original and candidate)
+    and one of their attention checks, drawn at random, in a random order."""
     slots = [k[: -len("_id")] for k in hits[0] if k.endswith("_id")]
     shown = {
         hit[f"{slot}_id"]: {part: hit[f"{slot}_{part}"] for part in ("left_url", "right_url")}
         for hit in hits
         for slot in slots
     }
-    items, gold = sorted(set(shown) - checks), sorted(checks & set(shown))
+    by_pair: dict[tuple[str, str], list[str]] = {}
+    for item in sorted(set(shown) - checks):
+        by_pair.setdefault(pairs[item], []).append(item)
+    gold = sorted(checks & set(shown))
     drawn = []
     for _ in range(count):
-        chosen = [*rng.sample(items, len(slots) - 1), rng.choice(gold)]
+        items = [rng.choice(by_pair[pair]) for pair in rng.sample(sorted(by_pair), len(slots) - 1)]
+        chosen = [*items, rng.choice(gold)]
         rng.shuffle(chosen)
         drawn.append(
             {
