@@ -42,6 +42,30 @@ def rated_demo(all_methods_study: Path, tmp_path_factory: pytest.TempPathFactory
     return root, files, said
 
 
+@pytest.fixture(scope="module")
+def simulated_report(rated_demo):
+    """``(files, handed)``: the report (rate in bytes) of the rated demo, written once for
+    the tests that read it, and the names of its figures in the order they were handed to
+    :func:`~semcomp.analysis.figures.save_drawn` (recorded on the way, each figure saved
+    as without the recording)."""
+    from semcomp.analysis import figures
+    from semcomp.report import write_report
+
+    root, _, _ = rated_demo
+    handed: list[str] = []
+    save_drawn = figures.save_drawn
+
+    def recorded(out_stem, *args, **kwargs):
+        handed.append(out_stem.name)
+        return save_drawn(out_stem, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "save_drawn", recorded)
+        with Study.open(root, read_only=True) as study:
+            files = write_report(study, root / "report-simulated", rate="bytes")
+    return files, handed
+
+
 def test_the_demo_writes_a_pqvae_evaluation_for_the_embedding_codecs_page(all_methods_study):
     found = embedding_results(all_methods_study)
     assert found.problems == [] and [p.name for p in found.files] == ["demo-eval.json"]
@@ -112,12 +136,8 @@ def test_importing_the_simulated_ratings_again_adds_nothing(rated_demo, tmp_path
         assert (copy / "surveys" / Path(name).name).read_bytes() == Path(name).read_bytes()
 
 
-def test_the_report_labels_simulated_ratings_wherever_they_appear(rated_demo):
-    from semcomp.report import write_report
-
-    root, _, _ = rated_demo
-    with Study.open(root, read_only=True) as study:
-        files = write_report(study, root / "report-simulated", rate="bytes")
+def test_the_report_labels_simulated_ratings_wherever_they_appear(simulated_report):
+    files, _ = simulated_report
     folder = files.folder
     readme = (folder / "README.txt").read_text()
     assert f"WARNING: {SIMULATED} in survey A, B, C: ratings drawn at random" in readme
@@ -141,24 +161,13 @@ def test_the_report_labels_simulated_ratings_wherever_they_appear(rated_demo):
     assert {"mountain", "ball", "box"} & set(objects["answer"])  # aimed at the scenes
 
 
-def test_the_report_computes_the_agreement_first_and_lists_it_in_its_place(rated_demo, monkeypatch):
+def test_the_report_computes_the_agreement_first_and_lists_it_in_its_place(simulated_report):
     """The agreement (the report's longest bootstrap) runs before Table 1, so its figures
     reach the figure worker early; its notes, image set and rows of left_out.csv and
     dropped.csv stay after Table 1's and the rate comparisons', as before."""
-    from semcomp.analysis import figures
-    from semcomp.report import BD_NOTE, write_report
+    from semcomp.report import BD_NOTE
 
-    root, _, _ = rated_demo
-    handed = []
-    save_drawn = figures.save_drawn
-
-    def recorded(out_stem, *args, **kwargs):
-        handed.append(out_stem.name)
-        return save_drawn(out_stem, *args, **kwargs)
-
-    monkeypatch.setattr(figures, "save_drawn", recorded)
-    with Study.open(root, read_only=True) as study:
-        files = write_report(study, root / "report-order", rate="bytes")
+    files, handed = simulated_report
     assert handed.index("agreement") < handed.index("agreement_metrics") < handed.index("table1")
     assert handed.index("agreement_metrics") < handed.index("rd_iso_pareto")
     readme = (files.folder / "README.txt").read_text()

@@ -37,9 +37,11 @@ def rows(root):
         }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """One real single-node Ray for the whole session (2 CPUs, a small object store)."""
+    """One real single-node Ray for this module's tests (2 CPUs, a small object store),
+    shut down after them: its processes (GCS, raylet, agents, idle workers) would
+    otherwise hold memory and take CPU from the worker's later test files."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # as the engine does for a Ray it starts: workers at the tests' priority, not Ray's
     # default niceness 15 (on busy shared cores the model actor would wait for minutes)
