@@ -1251,6 +1251,7 @@ def ratings_import(
         help="Keep or exclude rejected assignments. Default: the survey's current setting "
         "(excluded at first).",
     ),
+    progress: bool = typer.Option(True, help="Show the rows read and the step under way."),
 ) -> None:
     """Import ratings with quality control; prints the import summary. The quality-control
     options apply to the whole survey; options not given keep the survey's settings."""
@@ -1268,6 +1269,7 @@ def ratings_import(
             format=format,
             min_work_seconds=min_work_seconds,
             include_rejected=include_rejected,
+            progress=_bars(progress),
         )
     for line in summary.lines():
         typer.echo(line)

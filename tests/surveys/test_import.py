@@ -8,7 +8,7 @@ import pytest
 from mturk_format import assignment, candidates, write_batch_results
 from semcomp.analysis.rd import metric_columns, rd_points
 from semcomp.errors import ConfigError
-from semcomp.surveys import mturk
+from semcomp.surveys import importer, mturk
 from semcomp.surveys.definitions import load_survey
 from semcomp.surveys.importer import import_ratings
 
@@ -674,3 +674,33 @@ def test_option_numbers_count_from_the_low_end_of_the_scale(store, tmp_path):
 def test_a_time_after_the_last_utc_year_is_unreadable_not_a_crash(text):
     value, why = mturk.read_time(text)
     assert value is None and why == "not a valid time: date value out of range"
+
+
+@pytest.mark.parametrize("reading", ["columnar", "records"])
+def test_an_import_shows_the_rows_read_and_each_step_and_is_quiet_without_progress(
+    store, tmp_path, capsys, monkeypatch, reading
+):
+    if reading == "records":
+        monkeypatch.setattr(mturk, "columnar_chunks", lambda *args: None)
+    monkeypatch.setattr(importer, "PROGRESS_AFTER", 0)  # a small file: shown at once
+    ratings = {(index, f"W{worker}"): 1 + worker for index in range(2) for worker in range(4)}
+    results = write_batch_results(tmp_path / "batch.csv", survey_a_rows(store, ratings))
+    shown = import_ratings(store, results, A, mapping=write_mapping(tmp_path), progress=True)
+    err = capsys.readouterr().err
+    for step in ("ratings import", "reading rows", "quality control", "human scores", "summary"):
+        assert step in err
+    # the rows read, out of the file's when it is parsed whole
+    assert ("8/8" if reading == "columnar" else "8 rows") in err
+    again = import_ratings(store, results, A, mapping=write_mapping(tmp_path))
+    assert capsys.readouterr().err == ""
+    assert (shown.rows, shown.kept, again.rows, again.kept) == (8, 8, 8, 8)
+
+
+def test_a_file_refused_at_once_prints_only_why(store, tmp_path, capsys):
+    """The progress shows after a second (:data:`importer.PROGRESS_AFTER`): a missing
+    column is one line on stderr, with no bar before it."""
+    results = tmp_path / "batch.csv"
+    results.write_text("HITId,WorkerId\nH1,W1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not an MTurk batch-results CSV"):
+        import_ratings(store, results, A, progress=True)
+    assert capsys.readouterr().err == ""

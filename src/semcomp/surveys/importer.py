@@ -1320,13 +1320,48 @@ def import_ratings(
     format: str = "mturk",
     min_work_seconds: float | None = None,
     include_rejected: bool | None = None,
+    progress: bool = False,
 ) -> ImportSummary:
     """Import one results file into the study store; see the module docstring.
 
     ``min_work_seconds`` and ``include_rejected`` left ``None`` keep the survey's stored
     quality-control options (at first: no work-time rule, rejected assignments excluded).
+    ``progress`` shows the rows read and the step under way on stderr once the import has
+    taken :data:`PROGRESS_AFTER` seconds (a batch of 200,000 assignments takes seconds to
+    parse, read, check and score; a file refused at once prints only why).
     """
-    path = Path(path)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc="ratings import", unit=" rows", disable=not progress, delay=PROGRESS_AFTER)
+    with bar:
+        return _import_ratings(
+            store,
+            Path(path),
+            survey,
+            mapping=mapping,
+            format=format,
+            min_work_seconds=min_work_seconds,
+            include_rejected=include_rejected,
+            bar=bar,
+        )
+
+
+#: seconds an import runs before its progress is shown
+PROGRESS_AFTER = 1.0
+
+
+def _import_ratings(
+    store: Store,
+    path: Path,
+    survey: SurveyDefinition,
+    *,
+    mapping: Path | None,
+    format: str,
+    min_work_seconds: float | None,
+    include_rejected: bool | None,
+    bar,
+) -> ImportSummary:
+    """:func:`import_ratings`, its progress on ``bar`` (tqdm)."""
     if format not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
     if not path.is_file():
@@ -1343,7 +1378,10 @@ def import_ratings(
         _check_answer_columns(chosen, survey, batch.answer_columns, path)
         reader = _Reader(path, survey, index, chosen, now)
         rows, handle = batch.rows, _mturk_row
+        bar.set_postfix_str("parsing")
         chunks = batch.chunks()
+        if chunks is not None:
+            bar.total = chunks.table.num_rows
     else:
         summary.encoding = csv_encoding(path)
         chosen = load_mapping(mapping, survey) if mapping else Mapping()
@@ -1399,8 +1437,10 @@ def import_ratings(
             )
         else:
             steps = _read_each(handle, reader, rows, seen)
+        bar.set_postfix_str("reading rows")
         for read in steps:
             summary.rows += read
+            bar.update(read)
             if reader.batch.answers() >= FLUSH_ANSWERS:
                 if rebuilt is None:
                     big = before <= FLUSH_ANSWERS
@@ -1419,9 +1459,12 @@ def import_ratings(
             store.conn.execute(sql)
         summary.assignments_unmatched = reader.unregistered
         store.set_info(_options_key(survey.id), options)
+        bar.set_postfix_str("quality control")
         apply_quality_control(store, survey.id, **options)
+        bar.set_postfix_str("human scores")
         summary.scores_written = write_human_scores(store, survey)
         summary.ratings_new = store.count("answers") - before
+        bar.set_postfix_str("summary")
         _file_counts(store, survey.id, source, summary)
         store.conn.execute(
             "UPDATE rating_imports SET summary = ? WHERE id = ?",
