@@ -1350,6 +1350,13 @@ def import_ratings(
 PROGRESS_AFTER = 1.0
 
 
+def _step(bar, what: str) -> None:
+    """Name the step under way on ``bar``; shown now once the bar shows (after
+    :data:`PROGRESS_AFTER`), else with the bar when it first shows."""
+    shown = not bar.disable and bar.format_dict["elapsed"] >= PROGRESS_AFTER
+    bar.set_postfix_str(what, refresh=shown)
+
+
 def _import_ratings(
     store: Store,
     path: Path,
@@ -1378,7 +1385,7 @@ def _import_ratings(
         _check_answer_columns(chosen, survey, batch.answer_columns, path)
         reader = _Reader(path, survey, index, chosen, now)
         rows, handle = batch.rows, _mturk_row
-        bar.set_postfix_str("parsing")
+        _step(bar, "parsing")
         chunks = batch.chunks()
         if chunks is not None:
             bar.total = chunks.table.num_rows
@@ -1437,7 +1444,7 @@ def _import_ratings(
             )
         else:
             steps = _read_each(handle, reader, rows, seen)
-        bar.set_postfix_str("reading rows")
+        _step(bar, "reading rows")
         for read in steps:
             summary.rows += read
             bar.update(read)
@@ -1459,12 +1466,12 @@ def _import_ratings(
             store.conn.execute(sql)
         summary.assignments_unmatched = reader.unregistered
         store.set_info(_options_key(survey.id), options)
-        bar.set_postfix_str("quality control")
+        _step(bar, "quality control")
         apply_quality_control(store, survey.id, **options)
-        bar.set_postfix_str("human scores")
+        _step(bar, "human scores")
         summary.scores_written = write_human_scores(store, survey)
         summary.ratings_new = store.count("answers") - before
-        bar.set_postfix_str("summary")
+        _step(bar, "summary")
         _file_counts(store, survey.id, source, summary)
         store.conn.execute(
             "UPDATE rating_imports SET summary = ? WHERE id = ?",
