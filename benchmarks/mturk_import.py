@@ -265,8 +265,8 @@ def best(runs: list[dict]) -> dict:
     return chosen
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def add_batch_options(parser: argparse.ArgumentParser) -> None:
+    """``--rows`` and ``--assignments-per-hit``: the batch :func:`write_results` writes."""
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument(
         "--assignments-per-hit",
@@ -275,6 +275,11 @@ def main() -> None:
         help="publish rows / N HITs of their own, each answered by N workers (default: the "
         "survey's 8 HITs, each answered by rows / 8 workers)",
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    add_batch_options(parser)
     parser.add_argument("--child", nargs=3, metavar=("KIND", "STUDY", "RESULTS"))
     parser.add_argument(
         "--repeats", type=int, default=3, help="interleaved runs of the parse and the import"

@@ -25,7 +25,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from mturk_import import surveyed_study, write_results
+from mturk_import import add_batch_options, surveyed_study, write_results
 
 PHASES = {
     ("importer", "read_batch_results"): "header + encoding",
@@ -68,13 +68,7 @@ def child(study: Path, results: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument(
-        "--assignments-per-hit",
-        type=int,
-        default=0,
-        help="HITs of their own, each answered by N workers (as mturk_import.py)",
-    )
+    add_batch_options(parser)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--compare-src")
     parser.add_argument("--child", nargs=2)

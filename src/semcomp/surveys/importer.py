@@ -402,8 +402,6 @@ class _Batch:
 class _FileAnswers:
     """A parsed file's distinct answer cells, read once (:meth:`_Reader._file_answers`)."""
 
-    #: the file they were read from
-    columns: ColumnarChunks
     #: their flattened answers, or why a ``taskAnswers`` text is not JSON
     forms: list
     #: their answer names (``None``: unreadable)
@@ -493,7 +491,8 @@ class _Reader:
         self.fast_tails: list[tuple] = []
         #: an unused slot's key → whether its cells answer anything
         self.unused_answered: dict[tuple, bool] = {}
-        #: the distinct answer cells of the file read in columns (:meth:`read_chunk`)
+        #: the distinct answer cells of the file read in columns (:meth:`read_chunk`; a
+        #: reader reads one file)
         self.file_answers: _FileAnswers | None = None
         #: the ``rating_imports`` id of the import (set once it is recorded)
         self.import_id: int | None = None
@@ -608,11 +607,10 @@ class _Reader:
         """The distinct answer cells of the parsed file, each read once for the whole file
         (:func:`_distinct_answers`), with the answer cells each slot reads in them."""
         read = self.file_answers
-        if read is None or read.columns is not columns:
-            forms, form_names, answer_of = _distinct_answers(columns, columns.table, names)
+        if read is None:
+            forms, form_names, answer_of = _distinct_answers(columns, names)
             shape_of = {names: k for k, names in enumerate(dict.fromkeys(form_names))}
             read = self.file_answers = _FileAnswers(
-                columns=columns,
                 forms=forms,
                 form_names=form_names,
                 answer_of=answer_of,
@@ -1177,16 +1175,16 @@ def _work_seconds(columns: ColumnarChunks, chunk, problem: np.ndarray) -> list[f
 
 
 def _distinct_answers(
-    columns: ColumnarChunks, chunk, names: tuple[str, ...]
+    columns: ColumnarChunks, names: tuple[str, ...]
 ) -> tuple[list[dict[str, str] | str], list[tuple[str, ...] | None], np.ndarray]:
-    """A chunk's distinct answer cells, each read once: their flattened answers (or why a
-    ``taskAnswers`` text is not JSON), their answer names (``None``: unreadable), and which
-    of them each row has."""
+    """A parsed file's distinct answer cells, each read once: their flattened answers (or
+    why a ``taskAnswers`` text is not JSON), their answer names (``None``: unreadable), and
+    which of them each row has."""
     import pyarrow.compute as pc
 
-    parse = columns.columns
+    parse, table = columns.columns, columns.table
     if names == (TASK_ANSWERS,):  # the default layout: a form's answers in JSON
-        coded = pc.dictionary_encode(columns.column(chunk, parse.answers[0][1]))
+        coded = pc.dictionary_encode(columns.column(table, parse.answers[0][1]))
         forms = [
             parse.form(text) if text else {}
             for text in (cell.strip() for cell in coded.dictionary.to_pylist())
@@ -1194,8 +1192,8 @@ def _distinct_answers(
         shapes = [tuple(form) if type(form) is not str else None for form in forms]
         return forms, shapes, coded.indices.to_numpy()
     # the flattened layout: a column per answer name
-    answered = [columns.column(chunk, i) for _, i in parse.answers]
-    answer_of, firsts = equal_rows(answered, chunk.num_rows)
+    answered = [columns.column(table, i) for _, i in parse.answers]
+    answer_of, firsts = equal_rows(answered, table.num_rows)
     cells = zip(*[column.take(firsts).to_pylist() for column in answered], strict=True)
     return [dict(zip(names, row, strict=True)) for row in cells], [names] * len(firsts), answer_of
 
