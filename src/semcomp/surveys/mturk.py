@@ -507,8 +507,8 @@ class ColumnarChunks:
             )
 
     def column(self, chunk, i: int | None):
-        """File column ``i`` of a chunk of :meth:`slices` as one pyarrow array (``None``
-        for a column the file lacks)."""
+        """File column ``i`` of a chunk of :meth:`slices` (or of the whole :attr:`table`)
+        as one pyarrow array (``None`` for a column the file lacks)."""
         return None if i is None else chunk.column(self.position[i]).combine_chunks()
 
     def rows(self, chunk, indices: list[int] | None = None) -> list[tuple[str, ...]]:
