@@ -33,6 +33,23 @@ def test_strict_mode_and_unreadable_files(tmp_path):
         csv_encoding(tmp_path / "missing.csv")
 
 
+@pytest.mark.parametrize(
+    ("tail", "encoding"),
+    [
+        ("é".encode() + b"b" * 10, "utf-8-sig"),  # a character split between two blocks
+        ("é".encode()[:1], "cp1252"),  # cut short at the end
+        ("é".encode()[:1] + b"b" * 10, "cp1252"),  # cut short, ASCII after it
+        (b"a\xff" + b"b" * 10, "cp1252"),  # a byte UTF-8 never has, after ASCII blocks
+    ],
+    ids=["split", "cut at the end", "cut mid-file", "invalid byte"],
+)
+def test_encoding_is_checked_across_blocks(tmp_path, tail, encoding):
+    """Blocks of ASCII are passed over, but a character across a block's end is decoded."""
+    path = tmp_path / "file.csv"
+    path.write_bytes(b"a" * ((1 << 20) - 1) + tail)
+    assert csv_encoding(path) == encoding
+
+
 def test_excel_captions_csv_keeps_its_accents(tmp_path):
     path = tmp_path / "captions.csv"
     path.write_bytes("image,caption\ncafe.jpg,A café – at noon\n".encode("cp1252"))

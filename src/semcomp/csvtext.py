@@ -32,7 +32,10 @@ def csv_encoding(path: Path, *, fallback: str | None = WINDOWS) -> str:
     try:
         with Path(path).open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
-                decoder.decode(block)
+                # an ASCII block after whole characters is valid as it is (checked about ten
+                # times faster than decoded); any other goes through the decoder
+                if not (block.isascii() and decoder.getstate()[0] == b""):
+                    decoder.decode(block)
             decoder.decode(b"", final=True)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
