@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from mturk_format import simulate, write_batch_results
-from semcomp.surveys import importer
+from semcomp.surveys import importer, quality
 from semcomp.surveys.definitions import load_survey
 from semcomp.surveys.importer import import_ratings
 from semcomp.surveys.make import make_survey
@@ -85,8 +85,8 @@ def reference_scores(store, survey) -> list[tuple]:
     rows = []
     for (candidate_id, question_id), group in groupby(cursor, key=itemgetter(0, 1)):
         values = np.fromiter((r[2] for r in group), dtype=float)
-        for stat, (function, _) in importer.SCORE_STATS.items():
-            metric = importer.human_metric(survey.id, stat, question_id)
+        for stat, (function, _) in quality.SCORE_STATS.items():
+            metric = quality.human_metric(survey.id, stat, question_id)
             rows.append((candidate_id, metric, float(function(values))))
     return rows
 
@@ -213,8 +213,8 @@ def test_duplicates_and_scores_match_the_per_answer_sql(store, tmp_path, monkeyp
     if whole:  # read without a tuple per answer
         monkeypatch.setattr(np, "fromiter", None)
     with store.transaction():
-        importer.apply_quality_control(store, A.id, min_work_seconds=60, include_rejected=False)
-        written = importer.write_human_scores(store, A)
+        quality.apply_quality_control(store, A.id, min_work_seconds=60, include_rejected=False)
+        written = quality.write_human_scores(store, A)
     monkeypatch.undo()
     got_excluded, got_scores = excluded(store), scores(store)
     assert written == len(got_scores) > 0
@@ -270,7 +270,7 @@ def test_file_counts_match_the_three_pass_sql(store, tmp_path, monkeypatch):
                 importer.ImportSummary(file=source, survey=A.id, format="mturk", encoding="")
                 for _ in range(2)
             )
-            importer._file_counts(store, A.id, source, got)
+            importer._file_counts(store, source, got, quality.SurveyAnswers.read(store, A.id))
             reference_file_counts(store, A.id, source, want, listed)
             assert vars(got) == vars(want)
             assert list(got.excluded) == sorted(want.excluded)
@@ -303,7 +303,7 @@ def test_scores_past_sqlites_length_limit_are_read_as_rows(store, tmp_path, monk
 
     monkeypatch.setattr(store, "tuples", limited_texts)
     with store.transaction():
-        written = importer.write_human_scores(store, A)
+        written = quality.write_human_scores(store, A)
     monkeypatch.undo()
     assert limited  # the texts were tried
     assert written == len(scores(store)) > 0

@@ -3,16 +3,10 @@
 Every answer is kept as a row of ``answers`` (integers; read through the ``ratings``
 view) keyed on (AssignmentId, item slot, question), so importing the same file again adds
 nothing, and a file with the same assignments but changed statuses (an approval, a
-rejection) updates them. After each import the quality-control rules are applied again
-to the whole survey and the ``human.<survey>.<stat>[<question>]`` scores are recomputed:
-
-- rejected assignments are excluded (unless ``include_rejected``);
-- assignments shorter than ``min_work_seconds`` are excluded;
-- a worker who fails an attention check (an image next to itself, or a mapping's
-  gold item) is excluded from the survey;
-- a worker who answered the same question about the same pair twice keeps the first
-  answer: by submit time (unknown times last), then by the file's first import, line
-  and item slot.
+rejection) updates them. After each import the quality-control rules
+(:mod:`semcomp.surveys.quality`: rejected and too quick assignments, workers who failed an
+attention check, answers repeated by one worker) are applied again to the whole survey,
+and the ``human.<survey>.<stat>[<question>]`` scores are recomputed.
 
 The options are the survey's: an import that does not give one keeps the survey's
 stored value (``min_work_seconds=0`` turns the work-time rule off), and a change is
@@ -28,12 +22,11 @@ assignment belongs to one survey: importing it under another is an error.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import compress, pairwise, repeat
+from itertools import compress, repeat
 from operator import itemgetter
 from pathlib import Path
 
@@ -67,6 +60,15 @@ from semcomp.surveys.mturk import (
     ColumnarChunks,
     equal_rows,
     read_batch_results,
+)
+from semcomp.surveys.quality import (
+    DUPLICATE,
+    EXCLUDED,
+    OTHER,
+    SurveyAnswers,
+    apply_quality_control,
+    groups,
+    write_human_scores,
 )
 
 STAGE = "ratings"
@@ -1465,12 +1467,12 @@ def _import_ratings(
         summary.assignments_unmatched = reader.unregistered
         store.set_info(_options_key(survey.id), options)
         _step(bar, "quality control")
-        apply_quality_control(store, survey.id, **options)
+        answers = apply_quality_control(store, survey.id, **options)
         _step(bar, "human scores")
-        summary.scores_written = write_human_scores(store, survey)
+        summary.scores_written = write_human_scores(store, survey, answers)
         summary.ratings_new = store.count("answers") - before
         _step(bar, "summary")
-        _file_counts(store, survey.id, source, summary)
+        _file_counts(store, source, summary, answers)
         store.conn.execute(
             "UPDATE rating_imports SET summary = ? WHERE id = ?",
             (to_json(vars(summary)), import_id),
@@ -1703,33 +1705,37 @@ def _existing_statuses(store: Store, assignment_ids: list[str]) -> dict[str, tup
     return found
 
 
-def _file_counts(store: Store, survey_id: str, source: str, summary: ImportSummary) -> None:
+def _file_counts(store: Store, source: str, summary: ImportSummary, answers: SurveyAnswers) -> None:
+    """The summary's counts of the file ``source`` among the survey's ``answers``: kept and
+    excluded by rule (attention checks not counted), and the duplicates (listed: the first
+    :data:`LISTED`, by line, slot and worker, with where each was first rated)."""
     found = store.conn.execute("SELECT id FROM rating_names WHERE name = ?", (source,)).fetchone()
     if found is None:  # no answer of the study came from this file
         return
-    survey_file = (survey_id, found[0])
-    # one pass over the file's answers (no sort): how many are not attention checks, the
-    # rule of each of those excluded, and where each duplicate is (line, slot, worker),
-    # the texts as JSON (any character). Kept: the rest, and a rule of '' as before
-    checked, rules, duplicates = store.conn.execute(
-        "SELECT SUM(s.is_check = 0), json_group_array(r.excluded) "
-        "FILTER (WHERE r.excluded IS NOT NULL AND s.is_check = 0), "
-        "json_group_array(json_array(r.source_line, CAST(r.item AS INTEGER), r.item, "
-        "a.worker_id)) FILTER (WHERE r.excluded = 'duplicate') "
-        "FROM assignments a JOIN answers r ON r.assignment = a.id "
-        "JOIN rating_subjects s ON s.id = r.subject WHERE a.survey = ? AND r.source_file = ?",
-        survey_file,
-    ).fetchone()
-    by_rule = Counter(json.loads(rules))
-    kept = (checked or 0) - by_rule.total() + by_rule.pop("", 0)
+    survey_file = (summary.survey, found[0])
+    here = answers.source_file == found[0]
+    counted = np.flatnonzero(here & ~answers.is_check)
+    codes = answers.excluded[counted]
+    rules = np.bincount(codes, minlength=OTHER)[:OTHER]
+    by_rule = Counter({EXCLUDED[code]: int(n) for code, n in enumerate(rules) if code and n})
+    by_rule.update(answers.others[k] for k in counted[codes == OTHER].tolist())
+    # kept: the rest, and a rule of '' as before
+    kept = len(counted) - by_rule.total() + by_rule.pop("", 0)
     for rule in sorted(by_rule):
         summary.excluded[rule] = by_rule[rule]
     if kept:
         summary.kept = kept
     # the distinct (line, slot, worker) of the duplicates, in the order they are listed in
-    distinct = sorted({tuple(d) for d in json.loads(duplicates)})
-    summary.duplicates_count = len(distinct)
-    listed = [(line, item, worker) for line, _, item, worker in distinct[:LISTED]]
+    duplicates = np.flatnonzero(here & (answers.excluded == DUPLICATE))
+    worker = answers.worker[answers.assignment[duplicates]]
+    line, item = answers.source_line[duplicates], answers.item[duplicates]
+    group = groups(line, item, worker)
+    _, first = np.unique(group, return_index=True)
+    summary.duplicates_count = len(first)
+    listed = [
+        (int(line[k]), answers.items[item[k]], answers.workers[answers.assignment[duplicates[k]]])
+        for k in first[:LISTED].tolist()
+    ]
     if not listed:
         summary.duplicates = []
         return
@@ -1758,242 +1764,3 @@ def _file_counts(store: Store, survey_id: str, source: str, summary: ImportSumma
             (json.dumps(listed), *survey_file),
         )
     ]
-
-
-#: the survey's answers (``answers`` rows; its assignments: ``a``) as a filter of ``answers``
-SURVEY_ANSWERS = "assignment IN (SELECT id FROM assignments a WHERE a.survey = ?{})"
-
-
-def apply_quality_control(
-    store: Store, survey_id: str, *, min_work_seconds: float | None, include_rejected: bool
-) -> None:
-    """Set ``excluded`` for every answer of the survey (NULL: kept). In a transaction.
-
-    Written to ``answers``; the ``ratings`` view shows it."""
-    conn = store.conn
-    # only rows that change are written
-    conn.execute(
-        f"UPDATE answers SET excluded = NULL WHERE excluded IS NOT NULL "
-        f"AND {SURVEY_ANSWERS.format('')}",
-        (survey_id,),
-    )
-    in_assignments = "UPDATE answers SET excluded = ? WHERE excluded IS NULL AND " + SURVEY_ANSWERS
-    if not include_rejected:
-        conn.execute(
-            in_assignments.format(" AND lower(a.status) = 'rejected'"), ("rejected", survey_id)
-        )
-    if min_work_seconds is not None:
-        conn.execute(
-            in_assignments.format(" AND a.work_seconds IS NOT NULL AND a.work_seconds < ?"),
-            ("work_time", survey_id, min_work_seconds),
-        )
-    conn.execute(
-        in_assignments.format(
-            " AND a.worker_id IN (SELECT f.worker_id FROM assignments f JOIN answers r "
-            "ON r.assignment = f.id WHERE f.survey = ? AND r.check_passed = 0)"
-        ),
-        ("attention_check", survey_id, survey_id),
-    )
-    # one worker, one question about one pair: the first answer counts, by submit time
-    # (unknown last), then the file's first import, its line and the item slot. Only the
-    # pairs answered more than once are ordered (found in one pass, then their answers in
-    # a second pass of the survey's answers, each looked up in that set), not every answer
-    # of the survey. A pair is numbered once (the subjects of one original and candidate:
-    # several items may show it), a file's place by (first import, name) once, and the
-    # later answers are collected before they are marked (a row-value IN over the query
-    # would run it twice)
-    tables = ("rating_pairs", "rating_files", "repeated_pairs", "duplicate_answers")
-    for table in tables:
-        conn.execute(f"DROP TABLE IF EXISTS temp.{table}")
-    conn.execute(
-        "CREATE TEMP TABLE rating_pairs "
-        "(subject INTEGER PRIMARY KEY, pair INTEGER NOT NULL, is_check INTEGER NOT NULL)"
-    )
-    conn.execute(
-        "INSERT INTO temp.rating_pairs SELECT id, MIN(id) OVER (PARTITION BY original_id, "
-        "candidate_id), is_check FROM rating_subjects"
-    )
-    conn.execute(
-        "CREATE TEMP TABLE rating_files (id INTEGER PRIMARY KEY, position INTEGER NOT NULL)"
-    )
-    conn.execute(
-        "INSERT INTO temp.rating_files SELECT fn.id, DENSE_RANK() OVER "
-        "(ORDER BY f.first_import, fn.name) FROM rating_names fn "
-        "LEFT JOIN (SELECT file, MIN(id) AS first_import FROM rating_imports GROUP BY file) f "
-        "ON f.file = fn.name"
-    )
-    conn.execute(
-        "CREATE TEMP TABLE repeated_pairs (worker_id TEXT, pair INTEGER, question INTEGER, "
-        "PRIMARY KEY (worker_id, pair, question)) WITHOUT ROWID"
-    )
-    conn.execute(
-        "INSERT INTO temp.repeated_pairs SELECT a.worker_id, p.pair, r.question"
-        " FROM assignments a JOIN answers r ON r.assignment = a.id"
-        " JOIN temp.rating_pairs p ON p.subject = r.subject"
-        " WHERE a.survey = ? AND r.excluded IS NULL AND p.is_check = 0"
-        " GROUP BY a.worker_id, p.pair, r.question HAVING COUNT(*) > 1",
-        (survey_id,),
-    )
-    conn.execute(
-        "CREATE TEMP TABLE duplicate_answers (assignment INTEGER, item TEXT, question INTEGER, "
-        "PRIMARY KEY (assignment, item, question)) WITHOUT ROWID"
-    )
-    conn.execute(
-        "INSERT INTO temp.duplicate_answers"
-        " SELECT assignment, item, question FROM (SELECT r.assignment, r.item, r.question,"
-        "  ROW_NUMBER() OVER (PARTITION BY a.worker_id, p.pair, r.question"
-        "  ORDER BY a.submit_time IS NULL, a.submit_time, fp.position,"
-        "  r.source_line, CAST(r.item AS INTEGER), r.item, a.assignment_id) AS position"
-        "  FROM assignments a JOIN answers r ON r.assignment = a.id"
-        "  JOIN temp.rating_pairs p ON p.subject = r.subject"
-        "  JOIN temp.repeated_pairs d ON d.worker_id = a.worker_id AND d.pair = p.pair"
-        "  AND d.question = r.question"
-        "  JOIN temp.rating_files fp ON fp.id = r.source_file"
-        "  WHERE a.survey = ? AND r.excluded IS NULL AND p.is_check = 0)"
-        " WHERE position > 1",
-        (survey_id,),
-    )
-    conn.execute(
-        "UPDATE answers SET excluded = 'duplicate' "
-        "WHERE (assignment, item, question) IN (SELECT * FROM temp.duplicate_answers)"
-    )
-    for table in tables:
-        conn.execute(f"DROP TABLE temp.{table}")
-
-
-def human_metric(survey_id: str, stat: str, question_id: str) -> str:
-    return f"human.{survey_id}.{stat}[{question_id}]"
-
-
-#: the statistics written as scores (``human.<survey>.<stat>[<question>]``)
-SCORE_STATS = {
-    "median": (np.median, "median of the kept ratings"),
-    "mean": (np.mean, "mean of the kept ratings"),
-}
-
-
-def _ranks(ids: np.ndarray, names: dict[int, str], order: list[str]) -> np.ndarray:
-    """For each of ``ids``, the position in ``order`` of its name in ``names`` (-1: none)."""
-    position = {name: rank for rank, name in enumerate(order)}
-    table = np.full(max([*names, int(ids.max(initial=0))]) + 1, -1, dtype=np.int64)
-    for id_, name in names.items():
-        table[id_] = position[name]
-    return table[ids]
-
-
-#: the survey's kept answers with a value, in the order of their key (``answers``' primary
-#: key: no sort)
-KEPT_ANSWERS = (
-    "FROM answers WHERE assignment IN (SELECT id FROM assignments WHERE survey = ?) "
-    "AND excluded IS NULL AND value IS NOT NULL ORDER BY assignment, item"
-)
-
-
-def _kept_answers(store: Store, survey_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(subject, question, value) of the survey's kept answers with a value, in the order
-    of their key.
-
-    Where every value is a whole number (ratings on a scale), the three columns come as
-    two texts of integers, subject and question folded into one code, read by numpy: no
-    Python tuple per answer (about half the time). A whole number goes through its text
-    exactly; any other value (or subject and question ids too large to fold) reads the
-    rows as tuples, which keeps every float as stored.
-    """
-    width = store.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM rating_names").fetchone()[0]
-    subjects = store.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM rating_subjects")
-    codes = fractional = None
-    if subjects.fetchone()[0] * width < 2**62:
-        try:
-            codes, values, fractional = store.tuples(
-                f"SELECT group_concat(subject * {width} + question), "
-                "group_concat(CAST(value AS INTEGER)), SUM(value <> CAST(value AS INTEGER)) "
-                f"FROM (SELECT subject, question, value {KEPT_ANSWERS})",
-                (survey_id,),
-            ).fetchone()
-        except sqlite3.DataError:  # texts past SQLite's length limit: the rows as tuples
-            fractional = True
-        if codes is None and not fractional:  # no kept answer with a value
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
-        if not fractional:
-            subject, question = np.divmod(np.fromstring(codes, np.int64, sep=","), width)
-            return subject, question, np.fromstring(values, np.int64, sep=",").astype(np.float64)
-    answers = np.fromiter(
-        store.tuples(f"SELECT subject, question, value {KEPT_ANSWERS}", (survey_id,)),
-        dtype=[("subject", np.int64), ("question", np.int64), ("value", np.float64)],
-    )
-    return answers["subject"], answers["question"], answers["value"]
-
-
-def write_human_scores(store: Store, survey: SurveyDefinition) -> int:
-    """Replace the survey's ``human.*`` score rows with the current kept ratings. In a
-    transaction; returns the number of score rows written.
-
-    The kept answers are read in one pass (24 bytes each in memory) and grouped with
-    numpy; each group's values keep the order a per-answer ORDER BY gives them.
-    """
-    prefix = f"human.{survey.id}."
-    store.conn.execute("DELETE FROM scores WHERE substr(metric, 1, ?) = ?", (len(prefix), prefix))
-    numeric = [q for q in survey.questions if q.numeric]
-    if not numeric:
-        return 0
-    for question in numeric:
-        for stat, (_, description) in SCORE_STATS.items():
-            store.upsert(
-                "metrics",
-                {
-                    "name": human_metric(survey.id, stat, question.id),
-                    "embedder_id": None,
-                    "formula": f"{stat}(ratings of survey {survey.id} question "
-                    f"{question.id}, {question.low}–{question.high})",
-                    "description": f"Survey {survey.id} ({survey.name}): {description} of "
-                    f"“{question.text}” per (original, candidate) after quality control",
-                    "kind": "human",
-                },
-                key=("name",),
-            )
-    # the kept answers in the order of their key (assignment, item: no sort), grouped by
-    # (candidate, question) with a stable sort of integer codes, so that each group's
-    # values are in the order they were written, as a per-answer ORDER BY would give them
-    # (a mean sums them in that order)
-    candidates = dict(
-        store.tuples(
-            "SELECT id, candidate_id FROM rating_subjects "
-            "WHERE is_check = 0 AND candidate_id IS NOT NULL"
-        )
-    )
-    placeholders = ", ".join("?" for _ in numeric)
-    questions = dict(
-        store.tuples(
-            f"SELECT id, name FROM rating_names WHERE name IN ({placeholders})",
-            [q.id for q in numeric],
-        )
-    )
-    subjects, question_ids, answer_values = _kept_answers(store, survey.id)
-    candidate_ids = sorted(set(candidates.values()))
-    question_names = sorted(set(questions.values()))
-    candidate_rank = _ranks(subjects, candidates, candidate_ids)
-    question_rank = _ranks(question_ids, questions, question_names)
-    group = np.where(
-        (candidate_rank >= 0) & (question_rank >= 0),
-        candidate_rank * len(question_names) + question_rank,
-        -1,
-    )
-    kept = group >= 0
-    order = np.argsort(group[kept], kind="stable")
-    grouped, values = group[kept][order], answer_values[kept][order]
-    bounds = [0, *(np.flatnonzero(grouped[1:] != grouped[:-1]) + 1), len(grouped)]
-    now = utc_now()
-    rows = []
-    for start, end in pairwise(bounds) if len(grouped) else ():
-        candidate, question = divmod(int(grouped[start]), len(question_names))
-        candidate_id, group_values = candidate_ids[candidate], values[start:end]
-        for stat, (function, _) in SCORE_STATS.items():
-            metric = human_metric(survey.id, stat, question_names[question])
-            rows.append((candidate_id, metric, float(function(group_values)), None, now))
-    store.upsert_many(
-        "scores",
-        ("candidate_id", "metric", "value", "run_id", "created_at"),
-        rows,
-        key=("candidate_id", "metric"),
-    )
-    return len(rows)
