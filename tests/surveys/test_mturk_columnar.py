@@ -13,6 +13,7 @@ from semcomp.surveys.mturk import (
     _columnar_rows,
     _rows,
     equal_rows,
+    iso_utc,
     read_batch_results,
     read_time,
     usual_times,
@@ -66,6 +67,25 @@ def test_times_decoded_row_by_row_in_columns_are_read_as_one_by_one():
     assert decoded[0] == "2012-06-08T16:21:50+00:00"
     assert decoded[1] == read_time(TIMES[1])[0] and decoded[-1] == decoded[0]
     assert sum(iso is not None for iso in decoded) == 5  # 4 of TIMES, the last
+
+
+def test_iso_times_formatted_together_are_pythons():
+    """:func:`iso_utc` gives :meth:`datetime.isoformat` of each UTC time, across the
+    years the usual times allow (and past them), leap days and the ends of days."""
+    from datetime import datetime, timezone
+
+    import numpy as np
+
+    first, last = (
+        datetime(*d, tzinfo=timezone.utc).timestamp()
+        for d in ((1000, 1, 1), (9999, 12, 31, 23, 59, 59))
+    )
+    stamps = np.random.default_rng(0).integers(int(first), int(last), 20_000)
+    edges = [int(first), int(last), 0, -1, 951_782_400, 951_868_799, 4_107_542_399]
+    stamps = [*edges, *stamps.tolist()]
+    assert iso_utc(np.array(stamps)) == [
+        datetime.fromtimestamp(s, timezone.utc).isoformat() for s in stamps
+    ]
 
 
 def rows_of(path: Path) -> list:

@@ -648,9 +648,38 @@ def usual_times(texts):
     ok &= (second < 60) & (date.astype("datetime64[M]") == first)
     hours = np.array(list(ZONES.values()), dtype=np.int64)[zone.filter(usual).to_numpy()]
     seconds = hour * 3600 + minute * 60 + second - hours * 3600
-    stamps = np.datetime_as_string(date.astype("datetime64[s]")[ok] + seconds[ok], unit="s")
+    stamps = date.astype("datetime64[s]").astype(np.int64)[ok] + seconds[ok]
     decoded = np.full(len(texts), None, dtype=object)
-    decoded[np.flatnonzero(usual.to_numpy(zero_copy_only=False))[ok]] = np.char.add(
-        stamps, "+00:00"
-    )
+    decoded[np.flatnonzero(usual.to_numpy(zero_copy_only=False))[ok]] = iso_utc(stamps)
     return decoded
+
+
+#: an ISO-8601 UTC time as :func:`read_time` writes it, and where its numbers go in it
+_ISO_UTC = b"0000-00-00T00:00:00+00:00"
+_ISO_PARTS = ((0, 4), (5, 2), (8, 2), (11, 2), (14, 2), (17, 2))
+
+
+def iso_utc(stamps):
+    """The ISO-8601 UTC texts (``2012-06-08T16:21:50+00:00``) of seconds since 1970 (years
+    1000-9999): the digits of all put in one ASCII buffer with numpy, cut into texts (about
+    three times faster than numpy's ``datetime_as_string`` and a join)."""
+    import numpy as np
+
+    days, seconds = np.divmod(np.asarray(stamps, dtype=np.int64), 86_400)
+    dates = days.astype("datetime64[D]")
+    months = dates.astype("datetime64[M]")
+    parts = (
+        months.astype("datetime64[Y]").astype(np.int64) + 1970,
+        months.astype(np.int64) % 12 + 1,
+        (dates - months).astype(np.int64) + 1,
+        seconds // 3600,
+        seconds // 60 % 60,
+        seconds % 60,
+    )
+    width = len(_ISO_UTC)
+    buffer = np.tile(np.frombuffer(_ISO_UTC, dtype=np.uint8), (len(days), 1))
+    for (start, digits), value in zip(_ISO_PARTS, parts, strict=True):
+        for k in range(digits):
+            buffer[:, start + digits - 1 - k] = 48 + value // 10**k % 10
+    text = buffer.tobytes().decode("ascii")
+    return [text[i : i + width] for i in range(0, len(text), width)]
