@@ -216,6 +216,8 @@ class SurveyAnswers:
                 ("ifnull(r.value <> CAST(r.value AS INTEGER), 0)", 2),  # not a whole number
             ]
         )
+        # lines and values not packed: a column's read costs about its digits, and their
+        # bounds would take another pass over the answers, dearer than packing saves
         *codes, lines, whole = read_columns(
             store,
             [e for e, _ in fields] + ["r.source_line", "ifnull(CAST(r.value AS INTEGER), 0)"],
