@@ -82,8 +82,9 @@ PACKED_BITS = 62
 def packed(fields: Sequence[tuple[str, int]]) -> list[tuple[str, list[int]]]:
     """Integer fields (an expression whose values lie in ``[0, bound)``, and the bound)
     packed in their order into as few expressions as stay below ``2**PACKED_BITS``: each
-    expression with the bounds of its fields (:func:`unpacked` takes them apart). A column
-    read is about a tenth of a second per million rows, the packing nearly free."""
+    expression with the bounds of its fields (:func:`unpacked` takes them apart). Each
+    column read is a text SQLite writes and numpy parses: packing saves the work per column,
+    not per digit (a million answers' eight columns read as five: about 1.0 → 0.9 s)."""
     columns: list[tuple[str, list[int], int]] = []
     for expression, bound in fields:
         bound = max(bound, 1)
