@@ -136,3 +136,32 @@ def test_packed_columns_come_apart_as_they_went_in(store, bounds):
     assert len(got) == len(bounds)
     for want, have in zip(values, got, strict=True):
         assert have.tolist() == want.tolist()
+
+
+def test_an_assignments_answers_changing_to_several_rules_are_written_one_by_one(store, tmp_path):
+    """Where every answer of an assignment changes but not to one rule, each is written
+    as it is: not the assignment's answers all alike."""
+    found = candidates(store)
+    pair = {"original": found[2]["original_id"], "candidate": found[2]["id"]}
+    first = {"objects": "3", "color": "3"}  # the other three questions unanswered
+    rows = [
+        assignment(1, "X", pair, first, minute=1, assignment_id="3B0000000000000000000001"),
+        assignment(2, "X", pair, B_ANSWERS, minute=2, assignment_id="3B0000000000000000000002"),
+    ]
+    import_ratings(store, write_batch_results(tmp_path / "b.csv", rows, layout="flat"), B)
+    second = {q: r for (a, _, q), r in rules(store, "B").items() if a.endswith("2")}
+    assert second == {
+        "objects": "duplicate",
+        "color": "duplicate",
+        "appearance": None,
+        "position": None,
+        "background": None,
+    }
+    with store.transaction():
+        # every answer of the second assignment held another rule before
+        store.conn.execute(
+            "UPDATE answers SET excluded = 'work_time' WHERE assignment = "
+            "(SELECT id FROM assignments WHERE assignment_id = '3B0000000000000000000002')"
+        )
+        quality.apply_quality_control(store, B.id, min_work_seconds=None, include_rejected=False)
+    assert {q: r for (a, _, q), r in rules(store, "B").items() if a.endswith("2")} == second

@@ -326,19 +326,43 @@ def apply_quality_control(
     first = np.ones(len(order), dtype=bool)
     first[1:] = group[order][1:] != group[order][:-1]
     rule[repeated[order[~first]]] = DUPLICATE
-    changed = np.flatnonzero(rule != answers.excluded)
+    _write_rules(store, answers, rule)
+    answers.excluded, answers.others = rule, {}
+    return answers
+
+
+def _write_rules(store: Store, answers: SurveyAnswers, rule: np.ndarray) -> None:
+    """Write ``rule`` where it is not what ``answers`` hold: by assignment where each of an
+    assignment's answers changes to one rule (the rules but the duplicates are an
+    assignment's: about three times cheaper than by answer), the others answer by answer."""
+    if not len(rule):
+        return
+    changed = rule != answers.excluded
+    # an assignment's answers are together (the answers are in the order of their key)
+    assignment = answers.assignment
+    starts = np.flatnonzero(np.r_[True, assignment[1:] != assignment[:-1]])
+    whole = np.logical_and.reduceat(changed, starts) & (
+        np.minimum.reduceat(rule, starts) == np.maximum.reduceat(rule, starts)
+    )
     store.conn.executemany(
-        "UPDATE answers SET excluded = ? WHERE assignment = ? AND item = ? AND question = ?",
+        "UPDATE answers SET excluded = ? WHERE assignment = ?",
         zip(
-            [EXCLUDED[r] for r in rule[changed].tolist()],
-            answers.ids[assignment[changed]].tolist(),
-            [answers.items[i] for i in answers.item[changed].tolist()],
-            answers.question[changed].tolist(),
+            [EXCLUDED[r] for r in rule[starts[whole]].tolist()],
+            answers.ids[assignment[starts[whole]]].tolist(),
             strict=True,
         ),
     )
-    answers.excluded, answers.others = rule, {}
-    return answers
+    alone = np.flatnonzero(changed & ~np.repeat(whole, np.diff(np.r_[starts, len(rule)])))
+    store.conn.executemany(
+        "UPDATE answers SET excluded = ? WHERE assignment = ? AND item = ? AND question = ?",
+        zip(
+            [EXCLUDED[r] for r in rule[alone].tolist()],
+            answers.ids[assignment[alone]].tolist(),
+            [answers.items[i] for i in answers.item[alone].tolist()],
+            answers.question[alone].tolist(),
+            strict=True,
+        ),
+    )
 
 
 def human_metric(survey_id: str, stat: str, question_id: str) -> str:
