@@ -1,6 +1,7 @@
 """Quality control read as arrays: one survey's rules leave another survey's answers alone,
 only changed rules are written, and packed integer columns come apart as they went in."""
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +166,33 @@ def test_an_assignments_answers_changing_to_several_rules_are_written_one_by_one
         )
         quality.apply_quality_control(store, B.id, min_work_seconds=None, include_rejected=False)
     assert {q: r for (a, _, q), r in rules(store, "B").items() if a.endswith("2")} == second
+
+
+@pytest.mark.parametrize("nul", [False, True], ids=["numpy", "a text ending in NUL"])
+@pytest.mark.parametrize("seed", range(2))
+def test_ranks_are_sqlites_order_of_texts_nulls_first(seed, nul):
+    """Texts ranked by numpy as SQLite orders them (by code point), NULL first, whatever
+    the characters: accents, wide and astral ones, and NUL (which numpy's strings drop at
+    the end of a text)."""
+    import random
+
+    rng = random.Random(seed)
+    alphabet = ["a", "b", "é", "\u3000", "Z", "0", "\U0001f600", " "] + ["\x00"] * nul
+    values = [
+        None
+        if rng.random() < 0.2
+        else "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4)))
+        for _ in range(300)
+    ]
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (k INTEGER, v TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?, ?)", enumerate(values))
+    expected = [
+        r
+        for (r,) in conn.execute(
+            "SELECT CASE WHEN v IS NULL THEN 0 ELSE (SELECT COUNT(DISTINCT u.v) FROM t u "
+            "WHERE u.v <= t.v) END FROM t ORDER BY k"
+        )
+    ]
+    assert any(v.endswith("\x00") for v in values if v) == nul
+    assert quality._ranks(values).tolist() == expected
