@@ -632,39 +632,41 @@ class _Reader:
         (answer names, inputs)."""
         parse, n = columns.columns, len(answer_of)
         forms, form_names = answers.forms, answers.form_names
-        given = [columns.column(chunk, i) for _, i in parse.inputs]
-        inputs_of, firsts = equal_rows(given, n)
-        inputs = list(zip(*[g.take(firsts).to_pylist() for g in given], strict=True)) or [()]
-        input_names = [name for name, _ in parse.inputs]
-        _, pair_first, pair_of = np.unique(
-            answers.shapes[answer_of] * len(inputs) + inputs_of,
-            return_index=True,
-            return_inverse=True,
-        )
-        plans: list[list[tuple] | None] = []
-        for j in pair_first.tolist():
-            names, row_inputs = form_names[answer_of[j]], inputs[inputs_of[j]]
-            plan = self.plans.get((names, row_inputs)) if names is not None else None
-            if plan is None and names is not None:
-                given_inputs = dict(zip(input_names, row_inputs, strict=True))
-                plan = self.plans[(names, row_inputs)] = self._plan(given_inputs, names)
-            plans.append(plan)
-        cells_of = answers.cells_of[answer_of]
+        given = {name: columns.column(chunk, i) for name, i in parse.inputs}
+        input_names = list(given)
+        shapes, cells_of = answers.shapes[answer_of], answers.cells_of[answer_of]
         slots = []
-        for k in range(len(self.mapping.slots)):
-            tokens = np.array([-1 if p is None else p[k][4] for p in plans], dtype=np.int64)
+        for k, slot in enumerate(self.mapping.slots):
+            # a slot's plan by (answer names, the slot's own inputs): a HIT's other items,
+            # and HITs showing the same item in the slot, share it
+            own = [given[c] for c in self.slot_inputs[slot] if c in given]
+            own_of, _ = equal_rows(own, n)
+            _, own_first, own_plan = np.unique(
+                shapes * (int(own_of.max(initial=0)) + 1) + own_of,
+                return_index=True,
+                return_inverse=True,
+            )
+            entries: list[tuple | None] = []
+            for j in own_first.tolist():
+                names = form_names[answer_of[j]]
+                if names is None:  # unreadable answers: a problem of the row
+                    entries.append(None)
+                    continue
+                row_inputs = {name: given[name][j].as_py() for name in input_names}
+                entries.append(self._slot_plan(k, row_inputs, names))
+            tokens = np.array([-1 if e is None else e[4] for e in entries], dtype=np.int64)
             _, combo_first, combo_of = np.unique(
-                tokens[pair_of] * (len(forms) + 1) + cells_of[:, k],
+                tokens[own_plan] * (len(forms) + 1) + cells_of[:, k],
                 return_index=True,
                 return_inverse=True,
             )
             slot_keys: list[tuple | None] = []
             for j in combo_first.tolist():
-                plan = plans[pair_of[j]]
-                if plan is None:  # unreadable answers: a problem of the row
+                entry = entries[own_plan[j]]
+                if entry is None:
                     slot_keys.append(None)
                     continue
-                _, named, _, names_read, token = plan[k]
+                _, named, _, names_read, token = entry
                 slot_keys.append(((token, *map(forms[answer_of[j]].get, names_read)), named))
             status = [UNREAD if key is None else self._slot_tails(*key) for key in slot_keys]
             slots.append((slot_keys, status, combo_of))
@@ -841,27 +843,30 @@ class _Reader:
                 ratings.extend([head + answer for answer in tail])
 
     def _plan(self, inputs: dict[str, str], names: tuple[str, ...]) -> list[tuple]:
-        """Per slot, for rows with these answer names and inputs: what the inputs name
-        (:meth:`_named`), the form, the answer names the slot's fields read, and a number
-        that stands for all of these in :attr:`outcomes`' and :attr:`tails`' keys (the same
-        for every row whose slot names the same item and reads the same answer names)."""
+        """Per slot, for rows with these answer names and inputs, :meth:`_slot_plan`."""
+        return [self._slot_plan(k, inputs, names) for k in range(len(self.mapping.slots))]
+
+    def _slot_plan(self, k: int, inputs: dict[str, str], names: tuple[str, ...]) -> tuple:
+        """For the ``k``-th slot of rows with these answer names and inputs: the slot, what
+        its inputs name (:meth:`_named`), the form, the answer names its fields read, and a
+        number that stands for all of these in :attr:`outcomes`' and :attr:`tails`' keys
+        (the same for every row whose slot names the same item and reads the same answer
+        names)."""
         form = self._form(names)
         number, read = self._read_names(names)
-        plan = []
-        for slot, cell_names in zip(self.mapping.slots, read, strict=True):
-            # what the slot names depends on its own inputs only (a HIT's other items aside)
-            named_by = (slot, *map(inputs.get, self.slot_inputs[slot]))
-            named = self.slots.get(named_by)
-            if named is None:
-                named = self.slots[named_by] = self._named(inputs, slot)
-            token = self.tokens.get((number, named_by))
-            if token is None:
-                content = (slot, tuple(cell_names), _named_key(named))
-                token = self.tokens[(number, named_by)] = self.contents.setdefault(
-                    content, len(self.contents)
-                )
-            plan.append((slot, named, form, cell_names, token))
-        return plan
+        slot, cell_names = self.mapping.slots[k], read[k]
+        # what the slot names depends on its own inputs only (a HIT's other items aside)
+        named_by = (slot, *map(inputs.get, self.slot_inputs[slot]))
+        named = self.slots.get(named_by)
+        if named is None:
+            named = self.slots[named_by] = self._named(inputs, slot)
+        token = self.tokens.get((number, named_by))
+        if token is None:
+            content = (slot, tuple(cell_names), _named_key(named))
+            token = self.tokens[(number, named_by)] = self.contents.setdefault(
+                content, len(self.contents)
+            )
+        return (slot, named, form, cell_names, token)
 
     def _form(self, names: tuple[str, ...]) -> FormNames:
         """Where each field's answer is among these answer names (made once per names)."""
