@@ -98,12 +98,14 @@ def packed(fields: Sequence[tuple[str, int]]) -> list[tuple[str, list[int]]]:
 
 
 def unpacked(column: np.ndarray, bounds: list[int]) -> list[np.ndarray]:
-    """The fields of a column :func:`packed` made, given their bounds."""
+    """The fields of a column :func:`packed` made, given their bounds, each in the
+    smallest integer type that holds it (a million answers' fields in a fraction of the
+    memory)."""
     fields = []
     for bound in reversed(bounds[1:]):
         column, field = np.divmod(column, bound)
-        fields.append(field)
-    return [column, *reversed(fields)]
+        fields.append(field.astype(np.min_scalar_type(-bound)))
+    return [column.astype(np.min_scalar_type(-bounds[0])), *reversed(fields)]
 
 
 def _bound(store: Store, table: str) -> int:
