@@ -628,8 +628,8 @@ class _Reader:
         """Per slot: the key in :attr:`tails` of each distinct (item, answer cells) among a
         chunk's rows (``answer_of``: which of the file's distinct answers each row has),
         with what the item names (``None``: unreadable answers); what each reads through
-        (:meth:`_slot_tails`); and which of them each row has. Makes the plans of new
-        (answer names, inputs)."""
+        (:meth:`_slot_tails`); and which of them each row has. Each slot is planned
+        (:meth:`_slot_plan`) once per distinct (answer names, the slot's own inputs)."""
         parse, n = columns.columns, len(answer_of)
         forms, form_names = answers.forms, answers.form_names
         given = {name: columns.column(chunk, i) for name, i in parse.inputs}

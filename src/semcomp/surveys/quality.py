@@ -392,10 +392,9 @@ SCORE_STATS = {
 def _places(ids: np.ndarray, names: dict[int, str], order: list[str]) -> np.ndarray:
     """For each of ``ids``, the position in ``order`` of its name in ``names`` (-1: none)."""
     position = {name: rank for rank, name in enumerate(order)}
-    table = np.full(max([*names, int(ids.max(initial=0))]) + 1, -1, dtype=np.int64)
-    for id_, name in names.items():
-        table[id_] = position[name]
-    return table[ids]
+    keys = np.array(list(names), dtype=np.int64)
+    places = np.array([position[name] for name in names.values()], dtype=np.int64)
+    return _lookup(keys, places, size=int(ids.max(initial=0)) + 1)[ids]
 
 
 def write_human_scores(
