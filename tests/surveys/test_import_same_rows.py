@@ -11,6 +11,7 @@ writes it again). Ids and paths are replaced by names, so the file does not depe
 where the study lives or on the JPEG library's bytes.
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mturk_format import assignment, candidates, simulate, write_batch_results
@@ -26,6 +28,7 @@ from semcomp.surveys import importer, mturk
 from semcomp.surveys.definitions import load_survey
 from semcomp.surveys.importer import import_ratings
 from semcomp.surveys.make import make_survey
+from semcomp.surveys.quality import SurveyAnswers
 
 GOLDEN = Path(__file__).parent / "data" / "import_rows.json"
 A, B, C = load_survey("A"), load_survey("B"), load_survey("C")
@@ -505,3 +508,72 @@ def test_hits_of_their_own_showing_the_same_items_are_read_through_each_other(
     # rows (459 of 960 answers; none when slots were keyed by their HIT's inputs)
     assert sum(fast) > summary.ratings_new // 3, (sum(fast), summary.ratings_new)
     assert_read_by_records_alike(store, jpeg_study, tmp_path, monkeypatch, one_file)
+
+
+def same_answers(kept: SurveyAnswers, read: SurveyAnswers) -> None:
+    """Field by field; the items as each answer's slot (``read`` numbers every slot of the
+    study, ``kept`` those of the import, in the same order)."""
+    assert [kept.items[i] for i in kept.item] == [read.items[i] for i in read.item]
+    assert kept.items == [i for i in read.items if i in kept.items]
+    for name in (f.name for f in dataclasses.fields(SurveyAnswers)):
+        if name in ("item", "items"):
+            continue
+        got, expected = getattr(kept, name), getattr(read, name)
+        if isinstance(expected, np.ndarray):
+            assert got.shape == expected.shape and np.array_equal(got, expected), name
+        else:
+            assert got == expected, name
+
+
+@pytest.mark.parametrize("reading", ["columnar", "small", "records"])
+def test_an_import_into_a_survey_without_answers_keeps_the_answers_it_leaves(
+    store, tmp_path, reading, monkeypatch
+):
+    """An import into a survey that held no answer gives quality control the answers it
+    wrote, kept as columns: the same, field by field, as those read back from the store
+    (other surveys' answers in the store, assignments and answers written twice, rows of
+    every kind of problem, each way of reading)."""
+    read_by(reading, monkeypatch)
+    given, apply = [], importer.apply_quality_control
+
+    def comparing(store, survey_id, *, answers=None, **options):
+        if answers is not None:
+            read = SurveyAnswers.read(
+                store, survey_id, min_work_seconds=options["min_work_seconds"]
+            )
+            same_answers(answers, read)
+        given.append(None if answers is None else len(answers.assignment))
+        return apply(store, survey_id, answers=answers, **options)
+
+    monkeypatch.setattr(importer, "apply_quality_control", comparing)
+    folder = tmp_path / "files"
+    folder.mkdir()
+
+    def forget(*surveys) -> None:
+        with store.transaction():
+            for survey in surveys:
+                store.conn.execute(
+                    "DELETE FROM answers WHERE assignment IN "
+                    "(SELECT id FROM assignments WHERE survey = ?)",
+                    (survey.id,),
+                )
+                store.conn.execute("DELETE FROM assignments WHERE survey = ?", (survey.id,))
+
+    found = candidates(store)
+    long = folder / "long.csv"  # an assignment per rater and pair, over several writes
+    long.write_text(
+        "rater,original,candidate,question,value\n"
+        + "".join(
+            f"r{r},{c['original_file']},{c['id']},{q.id},{1 + (r + k) % 5}\n"
+            for r in range(3)
+            for k, c in enumerate(found[:4])
+            for q in B.questions
+        )
+    )
+    for path, survey, options in [*imports(store, folder), (long, B, {"format": "long"})]:
+        forget(survey)  # each import the survey's first
+        import_ratings(store, path, survey, **options)
+    assert None not in given and sum(given) > 100, given
+    forget(A, C)
+    repeated(store, tmp_path)  # A, then A again (read back from the store), then C
+    assert given[-3] > 400 and given[-2] is None and given[-1] > 400, given[-3:]

@@ -11,8 +11,9 @@ After each import the rules are applied again to the survey's whole answers (eve
   name), its line, the item slot (as a number, then as text) and the AssignmentId.
 
 The first rule that applies is the answer's ``excluded`` (NULL: kept). The survey's answers
-are read once, in the order of their key, as integer arrays (:class:`SurveyAnswers`); the
-rules run on them with numpy, and only the answers whose rule changes are written. The
+are read once, in the order of their key, as integer arrays (:class:`SurveyAnswers`), or
+taken from what an import into a survey that held none wrote; the rules run on them with
+numpy, and only the answers whose rule changes are written. The
 kept answers with a value then give the ``human.<survey>.<stat>[<question>]`` scores.
 """
 
@@ -114,23 +115,35 @@ def _bound(store: Store, table: str) -> int:
     return 2**PACKED_BITS if (low or 0) < 0 else (high or 0) + 1
 
 
-def _ranks(values: list) -> np.ndarray:
+def ranks(values: list) -> np.ndarray:
     """Each of ``values``' place among the distinct values in SQLite's ascending order
     (NULL first, 0; text in byte order, which is the order of code points that numpy and
-    Python compare by). Sorted by numpy (about three times faster than by Python), unless
-    a text ends in NUL, which numpy's fixed-width strings drop."""
-    known = [v for v in values if v is not None]
-    places = np.zeros(len(values), dtype=np.int64)
-    if any(v.endswith("\0") for v in known):
-        distinct = {v: k for k, v in enumerate(sorted(set(known)), start=1)}
-        places[:] = [distinct.get(v, 0) for v in values]
+    Python compare by). Few distinct values (a worker's many answers) are sorted by Python,
+    many by numpy (about three times faster), unless a text ends in NUL, which numpy's
+    fixed-width strings drop."""
+    distinct = set(values)
+    distinct.discard(None)
+    known = [v for v in values if v is not None] if None in values else values
+    texts = np.array(known if len(distinct) * 4 > len(values) else [], dtype=str)
+    if len(texts) and (np.char.str_len(texts) == np.array(list(map(len, known)))).all():
+        _, inverse = np.unique(texts, return_inverse=True)
+        places = np.zeros(len(values), dtype=np.int64)
+        places[[v is not None for v in values] if len(known) < len(values) else ...] = inverse + 1
         return places
-    _, inverse = np.unique(np.array(known, dtype=str), return_inverse=True)
-    if len(known) == len(values):
-        places[:] = inverse + 1
-    else:
-        places[[v is not None for v in values]] = inverse + 1
-    return places
+    place = {v: k for k, v in enumerate(sorted(distinct), start=1)} | {None: 0}
+    return np.array(list(map(place.__getitem__, values)), dtype=np.int64)
+
+
+def item_order(store: Store, items: list[str]) -> list[str]:
+    """Item slots in the order quality control numbers them: as a number (SQLite's
+    ``CAST(item AS INTEGER)``), then as text."""
+    return [
+        i
+        for (i,) in store.tuples(
+            "SELECT value FROM json_each(?) ORDER BY CAST(value AS INTEGER), value",
+            (json.dumps(items),),
+        )
+    ]
 
 
 def _lookup(keys: np.ndarray, values: np.ndarray, default: int = -1, size: int = 0) -> np.ndarray:
@@ -261,19 +274,13 @@ class SurveyAnswers:
             if fraction.any():
                 value = np.array(values, dtype=np.float64)[ours]
         conn.execute("DROP TABLE temp.rating_items")
-        subjects = store.tuples(
-            "SELECT id, MIN(id) OVER (PARTITION BY original_id, candidate_id), is_check "
-            "FROM rating_subjects"
-        ).fetchall()
-        subject_ids, pairs, is_check = np.array(subjects, dtype=np.int64).reshape(-1, 3).T
-        return cls(
-            assignment=place[assignment],
+        return cls.of_columns(
+            store,
+            assignment=assignment,
             item=item,
             items=items,
             question=question,
             subject=subject,
-            pair=_lookup(subject_ids, pairs)[subject],
-            is_check=_lookup(subject_ids, is_check, 1)[subject].astype(bool),
             source_file=source_file,
             source_line=lines,
             failed=failed.astype(bool),
@@ -283,21 +290,48 @@ class SurveyAnswers:
             value=value,
             ids=ids,
             workers=workers,
-            worker=_ranks(workers),
             rejected=rejected.astype(bool),
             short=short.astype(bool),
             submit_times=submit_times,
             assignment_ids=assignment_ids,
         )
 
+    @classmethod
+    def of_columns(cls, store: Store, *, assignment: np.ndarray, ids: np.ndarray, **columns):
+        """The survey's answers from their columns (as :class:`SurveyAnswers`' fields, but
+        ``assignment`` the ``id`` of each answer's assignment, and ``pair``, ``is_check``
+        and ``worker`` not given): these found from the store's subjects and the workers."""
+        subjects = store.tuples(
+            "SELECT id, MIN(id) OVER (PARTITION BY original_id, candidate_id), is_check "
+            "FROM rating_subjects"
+        ).fetchall()
+        subject_ids, pairs, is_check = np.array(subjects, dtype=np.int64).reshape(-1, 3).T
+        subject = columns["subject"]
+        place = _lookup(ids, np.arange(len(ids)), size=assignment.max(initial=0) + 1)
+        return cls(
+            assignment=place[assignment],
+            pair=_lookup(subject_ids, pairs)[subject],
+            is_check=_lookup(subject_ids, is_check, 1)[subject].astype(bool),
+            ids=ids,
+            worker=ranks(columns["workers"]),
+            **columns,
+        )
+
 
 def apply_quality_control(
-    store: Store, survey_id: str, *, min_work_seconds: float | None, include_rejected: bool
+    store: Store,
+    survey_id: str,
+    *,
+    min_work_seconds: float | None,
+    include_rejected: bool,
+    answers: SurveyAnswers | None = None,
 ) -> SurveyAnswers:
     """Set ``excluded`` for every answer of the survey (NULL: kept); only the answers whose
     rule changes are written. In a transaction; returns the survey's answers as they are
-    now."""
-    answers = SurveyAnswers.read(store, survey_id, min_work_seconds=min_work_seconds)
+    now. ``answers``: the survey's answers as the store holds them, read with
+    ``min_work_seconds`` (read here when not given)."""
+    if answers is None:
+        answers = SurveyAnswers.read(store, survey_id, min_work_seconds=min_work_seconds)
     assignment = answers.assignment
     rule = np.full(len(assignment), KEPT, dtype=np.int64)
     if not include_rejected:
@@ -316,10 +350,10 @@ def apply_quality_control(
     of = assignment[repeated]
     involved = np.unique(of)
     submitted = np.zeros(len(answers.ids), dtype=np.int64)
-    submitted[involved] = _ranks([answers.submit_times[a] for a in involved.tolist()])
+    submitted[involved] = ranks([answers.submit_times[a] for a in involved.tolist()])
     submitted[submitted == 0] = len(involved) + 1  # unknown times last
     named = np.zeros(len(answers.ids), dtype=np.int64)
-    named[involved] = _ranks([answers.assignment_ids[a] for a in involved.tolist()])
+    named[involved] = ranks([answers.assignment_ids[a] for a in involved.tolist()])
     files = store.tuples(
         "SELECT fn.id, DENSE_RANK() OVER (ORDER BY f.first_import, fn.name) FROM rating_names fn "
         "LEFT JOIN (SELECT file, MIN(id) AS first_import FROM rating_imports GROUP BY file) f "
