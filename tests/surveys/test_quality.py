@@ -170,19 +170,23 @@ def test_an_assignments_answers_changing_to_several_rules_are_written_one_by_one
 
 @pytest.mark.parametrize("nul", [False, True], ids=["numpy", "a text ending in NUL"])
 @pytest.mark.parametrize("distinct", [1000, 20], ids=["many distinct", "few distinct"])
+@pytest.mark.parametrize("wide", [True, False], ids=["any characters", "ASCII"])
 @pytest.mark.parametrize("seed", range(2))
-def test_ranks_are_sqlites_order_of_texts_nulls_first(seed, distinct, nul):
+def test_ranks_are_sqlites_order_of_texts_nulls_first(seed, wide, distinct, nul):
     """Texts ranked as SQLite orders them (by code point), NULL first, whatever the
     characters: accents, wide and astral ones, and NUL (which numpy's strings drop at the
-    end of a text); many distinct texts are sorted by numpy, few by Python."""
+    end of a text); many distinct texts are sorted by numpy (ASCII ones as bytes), few by
+    Python."""
     import random
 
     rng = random.Random(seed)
-    alphabet = ["a", "b", "é", "\u3000", "Z", "0", "\U0001f600", " "] + ["\x00"] * nul
+    alphabet = ["a", "b", "Z", "0", " ", "~"] + ["é", "\u3000", "\U0001f600"] * wide
+    alphabet += ["\x00"] * nul
     pool = [
         "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 5))) for _ in range(distinct)
     ]
     values = [None if rng.random() < 0.2 else rng.choice(pool) for _ in range(300)]
+    values += ["b\x00", "b"] * nul
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE TABLE t (k INTEGER, v TEXT)")
     conn.executemany("INSERT INTO t VALUES (?, ?)", enumerate(values))

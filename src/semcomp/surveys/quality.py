@@ -119,17 +119,23 @@ def ranks(values: list) -> np.ndarray:
     """Each of ``values``' place among the distinct values in SQLite's ascending order
     (NULL first, 0; text in byte order, which is the order of code points that numpy and
     Python compare by). Few distinct values (a worker's many answers) are sorted by Python,
-    many by numpy (about three times faster), unless a text ends in NUL, which numpy's
-    fixed-width strings drop."""
+    many by numpy (about three times faster; ASCII texts as bytes, five times faster
+    again), unless a text ends in NUL, which numpy's fixed-width strings drop."""
     distinct = set(values)
     distinct.discard(None)
-    known = [v for v in values if v is not None] if None in values else values
-    texts = np.array(known if len(distinct) * 4 > len(values) else [], dtype=str)
-    if len(texts) and (np.char.str_len(texts) == np.array(list(map(len, known)))).all():
-        _, inverse = np.unique(texts, return_inverse=True)
-        places = np.zeros(len(values), dtype=np.int64)
-        places[[v is not None for v in values] if len(known) < len(values) else ...] = inverse + 1
-        return places
+    if len(distinct) * 4 > len(values):
+        known = [v for v in values if v is not None] if None in values else values
+        try:
+            texts = np.array(known, dtype=bytes)
+        except UnicodeEncodeError:
+            texts = np.array(known, dtype=str)
+        if (np.char.str_len(texts) == np.array(list(map(len, known)))).all():
+            _, inverse = np.unique(texts, return_inverse=True)
+            places = np.zeros(len(values), dtype=np.int64)
+            places[[v is not None for v in values] if len(known) < len(values) else ...] = (
+                inverse + 1
+            )
+            return places
     place = {v: k for k, v in enumerate(sorted(distinct), start=1)} | {None: 0}
     return np.array(list(map(place.__getitem__, values)), dtype=np.int64)
 
