@@ -16,11 +16,12 @@ runs in its own process so that its peak resident memory is its own. Printed sid
 side: parsing the same file with ``pandas.read_csv`` (a floor: reading only), the import
 of each layout, and importing the same file again (idempotent: adds nothing). Each
 time is of the call alone (``pandas.read_csv``, ``import_ratings``), not of starting
-Python and importing the libraries, in wall and in CPU seconds (a shared machine's other
-work inflates the first only). The parse and the first import run ``--repeats`` times,
-interleaved (each import into a fresh copy of the study), and the best of each is shown;
-``--compare-src DIR`` adds the import of the semcomp package under ``DIR`` (say, an export
-of the code before a change) to each round.
+Python and importing the libraries (pyarrow, and pandas, which pyarrow imports, are
+imported before an import is timed: :func:`import_libraries`), in wall and in CPU seconds (a
+shared machine's other work inflates the first only). The parse and the first import run
+``--repeats`` times, interleaved (each import into a fresh copy of the study), and the best
+of each is shown; ``--compare-src DIR`` adds the import of the semcomp package under
+``DIR`` (say, an export of the code before a change) to each round.
 """
 
 from __future__ import annotations
@@ -206,6 +207,18 @@ def drawn_hits(
     return drawn
 
 
+def import_libraries() -> None:
+    """Import the libraries an import uses before it is timed, as ``pandas`` is before its
+    parse: pyarrow's parser and compute functions, and pandas, which pyarrow imports on its
+    first conversion of a Python or numpy value (0.27-0.38 CPU s together; a command pays
+    them once per process)."""
+    import pyarrow as pa
+    import pyarrow.compute
+    import pyarrow.csv
+
+    pa.array([0])
+
+
 def child(kind: str, study: str, results: str) -> None:
     """One measurement in this process: prints a JSON line."""
     if kind == "pandas":
@@ -221,6 +234,7 @@ def child(kind: str, study: str, results: str) -> None:
         from semcomp.surveys.importer import import_ratings
 
         survey = load_survey("A")
+        import_libraries()
         with Store(Path(study)) as store:
             started, cpu = time.perf_counter(), time.process_time()
             summary = import_ratings(store, Path(results), survey, min_work_seconds=30)

@@ -25,7 +25,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from mturk_import import add_batch_options, surveyed_study, write_results
+from mturk_import import add_batch_options, import_libraries, surveyed_study, write_results
 
 PHASES = {
     ("importer", "read_batch_results"): "header + encoding",
@@ -59,6 +59,7 @@ def child(study: Path, results: Path) -> None:
     for (module, name), label in PHASES.items():
         setattr(modules[module], name, timed(getattr(modules[module], name), label))
     survey = load_survey("A")
+    import_libraries()
     with Store(study) as store:
         started = time.process_time()
         importer.import_ratings(store, results, survey, min_work_seconds=30)
