@@ -230,8 +230,9 @@ def test_line_ends_counted_by_block_carriage_returns_only_in_some_blocks(
     tmp_path, block, monkeypatch
 ):
     """A block without a carriage return holds no ``\\r\\n`` (not counted there): files
-    with ``\\n`` line ends read in columns, with a lone ``\\r`` in one cell by records,
-    and ``\\r\\n`` split between two blocks still ends one line."""
+    with ``\\n`` line ends read in columns, with a lone ``\\r`` or a NUL in one cell by
+    records (a tab or a form feed in columns), and ``\\r\\n`` split between two blocks
+    still ends one line."""
     monkeypatch.setattr(mturk, "_SCAN_BLOCK", block)
     rows = [answered(n) for n in range(8)]
     crlf = write_batch_results(tmp_path / "crlf.csv", rows).read_bytes()
@@ -239,7 +240,12 @@ def test_line_ends_counted_by_block_carriage_returns_only_in_some_blocks(
     lf.write_bytes(crlf.replace(b"\r\n", b"\n"))
     lone = tmp_path / "lone.csv"
     lone.write_bytes(crlf.replace(b"\r\n", b"\n").replace(b"W3", b"W\r3", 1))
-    for path, columnar in ((tmp_path / "crlf.csv", True), (lf, True), (lone, False)):
+    nul = tmp_path / "nul.csv"
+    nul.write_bytes(crlf.replace(b"W3", b"W\x003", 1))
+    tab = tmp_path / "tab.csv"  # other control bytes are no line ends
+    tab.write_bytes(crlf.replace(b"W3", b"W\t\x0b\x0c3", 1))
+    files = ((tmp_path / "crlf.csv", True), (lf, True), (lone, False), (nul, False), (tab, True))
+    for path, columnar in files:
         header = read_batch_results(path).columns
         found = _columnar_rows(path, csv_encoding(path), header)
         assert (found is not None) == columnar, path.name

@@ -437,11 +437,14 @@ def _one_row_per_line(path: Path) -> tuple[int, int] | None:
     carriage_returns = line_ends_after_one = 0
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(_SCAN_BLOCK), b""):
-            if b"\0" in block:
-                return None
-            carriage_returns += block.count(b"\r")
             data = np.frombuffer(block, dtype=np.uint8)
-            newlines = np.flatnonzero(data == 10)
+            # the control bytes up to \r, found in one pass (NUL, \n, \r among them)
+            control = np.flatnonzero(data <= 13)
+            kinds = data[control]
+            if (kinds == 0).any():
+                return None
+            carriage_returns += int(np.count_nonzero(kinds == 13))
+            newlines = control[kinds == 10]
             # the line ends after a carriage return: a \r before a \n of the block (looked
             # up at the line ends, not searched for: bytes.count(b"\r\n") is slower)
             inside = newlines[newlines > 0]
