@@ -1421,6 +1421,8 @@ def _import_ratings(
         summary.options_changed = "; ".join(
             f"{k} {stored[k]} → {options[k]}" for k in options if options[k] != stored[k]
         )
+    # a file parsed in columns was hashed as it was scanned
+    sha256 = chunks.sha256 if chunks is not None else file_sha256(path, "ratings file")
     before = store.count("answers")
     # a large page cache (SQLite's default is 2 MiB) keeps the ratings indexes and the rows
     # the foreign keys check in memory while a large file is upserted: 64 MiB made 300,000
@@ -1433,7 +1435,7 @@ def _import_ratings(
         cursor = store.conn.execute(
             "INSERT INTO rating_imports (survey, file, sha256, format, options, summary, "
             "imported_at) VALUES (?, ?, ?, ?, ?, '{}', ?)",
-            (survey.id, source, file_sha256(path, "ratings file"), format, to_json(options), now),
+            (survey.id, source, sha256, format, to_json(options), now),
         )
         import_id = reader.import_id = int(cursor.lastrowid)
         reader.number_rows(store)
@@ -1612,11 +1614,9 @@ def _flush(
             + f" was imported for survey {earlier}, not {reader.survey.id}; "
             f"import this file with --survey {earlier} (nothing was imported)"
         )
-    for assignment_id in fresh:
-        status = existing.get(assignment_id, (None, None))[0]
-        if status is None:
-            summary.assignments_new += 1
-        elif status != assignments[assignment_id][4]:
+    summary.assignments_new += len(fresh) - len(existing)
+    for assignment_id, (status, _) in existing.items():
+        if status != assignments[assignment_id][4]:
             summary.assignments_updated += 1
         else:
             summary.assignments_unchanged += 1

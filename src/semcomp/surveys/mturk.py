@@ -21,6 +21,7 @@ be read (an impossible date, an unknown zone) is ``None`` and a problem of its r
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -426,17 +427,20 @@ class _Columns:
 _SCAN_BLOCK = 1 << 24
 
 
-def _one_row_per_line(path: Path) -> tuple[int, int] | None:
-    """The number of lines of ``path`` and the length of its longest in bytes if each can
-    be one CSV record: ``\n`` or ``\r\n`` line ends and a final one, no blank or
-    one-character line, no NUL, none longer than :data:`MAX_LINE` bytes. ``None``
-    otherwise: such a file is left to the record reader, which says what is wrong where."""
+def _one_row_per_line(path: Path) -> tuple[int, int, str] | None:
+    """The number of lines of ``path``, the length of its longest in bytes and the file's
+    SHA-256 (taken in the same pass) if each line can be one CSV record: ``\n`` or
+    ``\r\n`` line ends and a final one, no blank or one-character line, no NUL, none
+    longer than :data:`MAX_LINE` bytes. ``None`` otherwise: such a file is left to the
+    record reader, which says what is wrong where."""
     import numpy as np
 
     lines, offset, last_end, previous, longest = 0, 0, -1, b"", 0
     carriage_returns = line_ends_after_one = 0
+    digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(_SCAN_BLOCK), b""):
+            digest.update(block)
             data = np.frombuffer(block, dtype=np.uint8)
             # the control bytes up to \r, found in one pass (NUL, \n, \r among them)
             control = np.flatnonzero(data <= 13)
@@ -463,7 +467,7 @@ def _one_row_per_line(path: Path) -> tuple[int, int] | None:
             previous = block[-1:]
     if previous != b"\n" or carriage_returns != line_ends_after_one or offset - last_end > 1:
         return None
-    return lines, longest
+    return lines, longest, digest.hexdigest()
 
 
 def _columnar_rows(path: Path, encoding: str, header: list[str]) -> Iterator[AssignmentRow] | None:
@@ -497,6 +501,8 @@ class ColumnarChunks:
     #: a time column's times, row by row: ISO-8601 UTC, or ``None`` where the cell is not
     #: one of MTurk's usual times (:func:`usual_times`; :meth:`_Columns.time` reads it)
     times: dict[int, object]
+    #: the file's SHA-256 (hex), taken as it was scanned
+    sha256: str
 
     def slices(self) -> Iterator[tuple[int, object, dict[int, list[str | None]]]]:
         """(the file line of the chunk's first row, its rows of :attr:`table`, its times by
@@ -539,7 +545,7 @@ def columnar_chunks(path: Path, encoding: str, header: list[str]) -> ColumnarChu
     scanned = _one_row_per_line(path)
     if scanned is None or scanned[0] < 2:
         return None
-    lines, longest = scanned
+    lines, longest, sha256 = scanned
     width = len(header)
     names = [f"c{i}" for i in range(width)]
     columns = _Columns(header)
@@ -578,7 +584,7 @@ def columnar_chunks(path: Path, encoding: str, header: list[str]) -> ColumnarChu
         if i is not None
     }
     del required
-    return ColumnarChunks(columns, table, used, position, width, times)
+    return ColumnarChunks(columns, table, used, position, width, times, sha256)
 
 
 def equal_rows(columns: list, rows: int):
