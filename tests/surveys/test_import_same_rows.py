@@ -510,6 +510,25 @@ def test_hits_of_their_own_showing_the_same_items_are_read_through_each_other(
     assert_read_by_records_alike(store, jpeg_study, tmp_path, monkeypatch, one_file)
 
 
+def test_a_file_partly_of_assignments_imported_before_keeps_their_ids(
+    store, jpeg_study, tmp_path, monkeypatch
+):
+    """A file whose every other row is of an assignment an earlier file imported, read in
+    columns: those keep their ids, the others are numbered after them, as the record
+    reader numbers them (runs of rows written through hold both)."""
+
+    def one_file(into, folder: Path) -> Path:
+        rows, _ = answered(into, folder / "twice", A, "value", "json", 30, "A003WORKER")
+        import_ratings(into, write_batch_results(folder / "first.csv", rows[::2]), A)
+        return write_batch_results(folder / "second.csv", rows)  # every other row known
+
+    fast = read_by("columnar", monkeypatch)
+    summary = import_ratings(store, one_file(store, tmp_path / "columnar"), A)
+    assert summary.assignments_new and summary.assignments_unchanged, vars(summary)
+    assert sum(fast) > summary.ratings_new, (sum(fast), summary.ratings_new)
+    assert_read_by_records_alike(store, jpeg_study, tmp_path, monkeypatch, one_file)
+
+
 def same_answers(kept: SurveyAnswers, read: SurveyAnswers) -> None:
     """Field by field; the items as each answer's slot (``read`` numbers every slot of the
     study, ``kept`` those of the import, in the same order)."""

@@ -555,8 +555,12 @@ class _Reader:
             ids = assignment_ids[start:end]
             got = list(map(numbers.get, ids))
             fresh = [j for j, number in enumerate(got) if number is None]
-            for j, number in enumerate(range(self.next_number, self.next_number + len(fresh))):
-                got[fresh[j]] = numbers[ids[fresh[j]]] = number
+            if len(fresh) == len(got):  # all new (the rows are of distinct assignments)
+                got = list(range(self.next_number, self.next_number + len(got)))
+                numbers.update(zip(ids, got, strict=True))
+            else:
+                for j, number in enumerate(range(self.next_number, self.next_number + len(fresh))):
+                    got[fresh[j]] = numbers[ids[fresh[j]]] = number
             self.next_number += len(fresh)
             lines = range(first + start, first + end)
             survey_id, source, import_id, now = map(repeat, constant)
