@@ -596,3 +596,56 @@ def test_an_import_into_a_survey_without_answers_keeps_the_answers_it_leaves(
     forget(A, C)
     repeated(store, tmp_path)  # A, then A again (read back from the store), then C
     assert given[-3] > 400 and given[-2] is None and given[-1] > 400, given[-3:]
+
+
+def test_answers_written_twice_or_left_without_their_assignment_are_read_from_the_store(
+    store, tmp_path, monkeypatch
+):
+    """Where the kept columns could differ from the store, quality control reads the store:
+    an answer's key written twice (the upsert leaves it once: the same outcome as without),
+    an answer left in the store without its assignment (the import's numbering gives it to
+    this survey)."""
+    read_by("records", monkeypatch)  # every answer row goes through ``_Batch.ratings``
+    given, apply = [], importer.apply_quality_control
+
+    def recording(store, survey_id, *, answers=None, **options):
+        given.append(answers)
+        return apply(store, survey_id, answers=answers, **options)
+
+    monkeypatch.setattr(importer, "apply_quality_control", recording)
+    rows, _ = answered(store, tmp_path / "twice", A, "value", "json", 8, "A003WORKER")
+    path = write_batch_results(tmp_path / "twice.csv", rows)
+    expected = import_ratings(store, path, A).lines(limit=1000)
+    assert given[-1] is not None
+    flush = importer._flush
+
+    def writing_twice(store, reader, *args):
+        reader.batch.ratings += reader.batch.ratings[:1]
+        flush(store, reader, *args)
+
+    forget = ("DELETE FROM answers", "DELETE FROM assignments", "DELETE FROM rating_imports")
+    for changed in ("twice", "orphan"):
+        with store.transaction():
+            for sql in forget:
+                store.conn.execute(sql)
+        with monkeypatch.context() as patched:
+            if changed == "twice":
+                patched.setattr(importer, "_flush", writing_twice)
+            else:
+                with importer.foreign_keys_unchecked(store), store.transaction():
+                    store.conn.execute(  # the number the import gives its first assignment
+                        "INSERT INTO answers (assignment, item, question, subject, raw, "
+                        "source_file, source_line, created_at) VALUES (1, 'x', 1, 1, '', 1, 1, 1)"
+                    )
+            got = import_ratings(store, path, A).lines(limit=1000)
+        assert given[-1] is None, changed
+        assert got == expected or changed == "orphan"
+
+
+@pytest.mark.parametrize("high", [10, 2**40], ids=["one integer key", "lexsort"])
+def test_key_order_is_a_stable_sort_by_the_keys(high):
+    rng = np.random.default_rng(0)
+    keys = [rng.integers(0, high, 500), rng.integers(0, 3, 500), rng.integers(0, high, 500)]
+    order = importer._key_order(*keys)
+    assert order.tolist() == np.lexsort(keys[::-1]).tolist()
+    assert importer._key_order(*(np.sort(k) for k in keys[:1])).tolist() == list(range(500))

@@ -395,8 +395,8 @@ class _Batch:
     #: assignment's ``id``, the line, then per slot the number of the slot's answer rows
     #: after both in ``temp.fast_tails`` (``None`` past the row's slots)
     fast: list[tuple[int | None, ...]] = field(default_factory=list)
-    #: the same rows as integer matrices (assignment, line, then per slot its number, or
-    #: a negative where the slot has no answer rows), a matrix per run of rows
+    #: the same rows as integer matrices when the import keeps what it writes (assignment,
+    #: line, then per slot its number, or :data:`UNUSED`), a matrix per run of rows
     fast_matrices: list[np.ndarray] = field(default_factory=list)
     #: how many answers :attr:`fast` stands for
     fast_answers: int = 0
@@ -504,6 +504,8 @@ class _Reader:
         self.file_answers: _FileAnswers | None = None
         #: the ``rating_imports`` id of the import (set once it is recorded)
         self.import_id: int | None = None
+        #: whether the import keeps what it writes as columns (:class:`_Written`)
+        self.keep_written = False
 
     def read_chunk(
         self, columns: ColumnarChunks, first: int, chunk, times: dict[int, list], seen: dict
@@ -591,7 +593,8 @@ class _Reader:
                     numbered = [t for t in row if t >= 0]
                     batch.fast.append((number, line, *numbered, *unfilled[len(numbered) :]))
             batch.fast_answers += sum(map(tail_counts.__getitem__, used))
-            batch.fast_matrices.append(np.column_stack((got, lines, tails)))
+            if self.keep_written:
+                batch.fast_matrices.append(np.column_stack((got, lines, tails)))
             seen.update(zip(ids, lines, strict=True))
 
         start, slow_rows = 0, {}
@@ -1443,8 +1446,10 @@ def _import_ratings(
         )
         import_id = reader.import_id = int(cursor.lastrowid)
         reader.number_rows(store)
-        # a survey with no answers yet holds only this import's after it: kept as columns
-        kept = _Written() if _holds_no_answers(store, survey.id, reader.next_number) else None
+        # a survey with nothing stored yet holds only this import's answers after it: what
+        # the import writes is kept as columns for quality control
+        kept = _Written() if _survey_is_empty(store, survey.id, reader.next_number) else None
+        reader.keep_written = kept is not None
         # this file's earlier failures and unmatched answers are replaced by what it holds now
         # (an answer whose candidate the study has since gained is matched this time)
         store.conn.execute(
@@ -1685,7 +1690,7 @@ class _Written:
         self.assignments: list[tuple] = []
         #: per write of answers, in the order written: ``(columns, None)`` of rows, or
         #: ``(None, matrix)`` of rows written through ``temp.fast_tails`` (assignment,
-        #: line, then per slot the number of its rows there; -1: none)
+        #: line, then per slot the number of its rows there, or :data:`UNUSED`)
         self.answers: list[tuple[dict | None, np.ndarray | None]] = []
         #: the rows of ``temp.fast_tails``, in the order of their numbers
         self.tails: list[tuple] = []
@@ -1755,11 +1760,12 @@ class _Written:
             columns if matrix is None else _through_tails(matrix, tails, counts)
             for columns, matrix in self.answers
         ]
+        dtypes = {name: column.dtype for name, column in tails.items()}
         answers = {
             name: np.concatenate(
-                [column[:0], *(np.asarray(part[name], dtype=column.dtype) for part in parts)]
+                [np.zeros(0, dtype), *(np.asarray(part[name], dtype=dtype) for part in parts)]
             )
-            for name, column in (tails | {"number": ids, "line": ids}).items()
+            for name, dtype in (dtypes | {"number": np.int64, "line": np.int64}).items()
         }
         # in the order of the key (assignment, item as text, question)
         number, item, question = answers["number"], answers["item"], answers["question"]
@@ -1810,7 +1816,7 @@ def _key_order(*keys: np.ndarray) -> np.ndarray:
     for column in keys:
         top = int(column.max(initial=0)) + 1
         if bound * top >= 2**62:
-            return np.lexsort((np.arange(len(key)), *keys[::-1]))
+            return np.lexsort(keys[::-1])  # a stable sort
         key, bound = key * top + column, bound * top
     if (key[1:] >= key[:-1]).all():
         return np.arange(len(key))
@@ -1819,8 +1825,9 @@ def _key_order(*keys: np.ndarray) -> np.ndarray:
 
 def _through_tails(matrix: np.ndarray, tails: dict, counts: np.ndarray) -> dict[str, np.ndarray]:
     """The answers of rows written through ``temp.fast_tails`` (``matrix``: per row its
-    assignment, line and per slot the number of its answer rows there, or -1), row by row
-    and slot by slot as written, with ``tails``' columns (``counts`` rows per number)."""
+    assignment, line and per slot the number of its answer rows there, or :data:`UNUSED`),
+    row by row and slot by slot as written, with ``tails``' columns (``counts`` rows per
+    number)."""
     rows, slots = len(matrix), matrix.shape[1] - 2
     numbers = matrix[:, 2:].ravel()
     row = np.repeat(np.arange(rows), slots)[numbers >= 0]
@@ -1893,9 +1900,10 @@ def _check_answer_columns(
         )
 
 
-def _holds_no_answers(store: Store, survey_id: str, next_number: int) -> bool:
+def _survey_is_empty(store: Store, survey_id: str, next_number: int) -> bool:
     """Whether the store holds no assignment of the survey, nor an answer of an assignment
-    numbered ``next_number`` or later (those an import adds)."""
+    numbered ``next_number`` or later (those an import adds: such an answer, left without
+    its assignment, would become one of the survey's)."""
     (found,) = store.conn.execute(
         "SELECT EXISTS (SELECT 1 FROM assignments WHERE survey = ?) "
         "OR EXISTS (SELECT 1 FROM answers WHERE assignment >= ?)",

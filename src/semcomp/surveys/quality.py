@@ -131,22 +131,25 @@ def ranks(values: list) -> np.ndarray:
             texts = np.array(known, dtype=str)
         if (np.char.str_len(texts) == np.array(list(map(len, known)))).all():
             _, inverse = np.unique(texts, return_inverse=True)
+            if len(known) == len(values):
+                return inverse.astype(np.int64) + 1
             places = np.zeros(len(values), dtype=np.int64)
-            places[[v is not None for v in values] if len(known) < len(values) else ...] = (
-                inverse + 1
-            )
+            places[[v is not None for v in values]] = inverse + 1
             return places
     place = {v: k for k, v in enumerate(sorted(distinct), start=1)} | {None: 0}
     return np.array(list(map(place.__getitem__, values)), dtype=np.int64)
 
 
+#: the order quality control numbers item slots in: as a number, then as text
+ITEM_ORDER = "CAST(item AS INTEGER), item"
+
+
 def item_order(store: Store, items: list[str]) -> list[str]:
-    """Item slots in the order quality control numbers them: as a number (SQLite's
-    ``CAST(item AS INTEGER)``), then as text."""
+    """Item slots in :data:`ITEM_ORDER`."""
     return [
         i
         for (i,) in store.tuples(
-            "SELECT value FROM json_each(?) ORDER BY CAST(value AS INTEGER), value",
+            f"SELECT item FROM (SELECT value AS item FROM json_each(?)) ORDER BY {ITEM_ORDER}",
             (json.dumps(items),),
         )
     ]
@@ -212,8 +215,8 @@ class SurveyAnswers:
             "WITHOUT ROWID"
         )
         conn.execute(
-            "INSERT INTO temp.rating_items SELECT item, DENSE_RANK() OVER "
-            "(ORDER BY CAST(item AS INTEGER), item) - 1 FROM (SELECT DISTINCT item FROM answers)"
+            f"INSERT INTO temp.rating_items SELECT item, DENSE_RANK() OVER "
+            f"(ORDER BY {ITEM_ORDER}) - 1 FROM (SELECT DISTINCT item FROM answers)"
         )
         items = [i for (i,) in conn.execute("SELECT item FROM temp.rating_items ORDER BY position")]
         workers, submit_times, assignment_ids, ids, rejected, short = read_columns(
