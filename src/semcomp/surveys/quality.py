@@ -13,8 +13,8 @@ After each import the rules are applied again to the survey's whole answers (eve
 The first rule that applies is the answer's ``excluded`` (NULL: kept). The survey's answers
 are read once, in the order of their key, as integer arrays (:class:`SurveyAnswers`), or
 taken from what an import into a survey that held none wrote; the rules run on them with
-numpy, and only the answers whose rule changes are written. The
-kept answers with a value then give the ``human.<survey>.<stat>[<question>]`` scores.
+numpy, and only the answers whose rule changes are written. The kept answers with a value
+then give the ``human.<survey>.<stat>[<question>]`` scores.
 """
 
 from __future__ import annotations
@@ -306,7 +306,9 @@ class SurveyAnswers:
         )
 
     @classmethod
-    def of_columns(cls, store: Store, *, assignment: np.ndarray, ids: np.ndarray, **columns):
+    def of_columns(
+        cls, store: Store, *, assignment: np.ndarray, ids: np.ndarray, **columns
+    ) -> SurveyAnswers:
         """The survey's answers from their columns (as :class:`SurveyAnswers`' fields, but
         ``assignment`` the ``id`` of each answer's assignment, and ``pair``, ``is_check``
         and ``worker`` not given): these found from the store's subjects and the workers."""
