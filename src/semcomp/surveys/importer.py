@@ -1746,14 +1746,15 @@ class _Written:
         ids = np.array(ids, dtype=np.int64)
         if len(ids) and not (ids[1:] > ids[:-1]).all():  # each assignment's last write, by id
             _, last = np.unique(ids[::-1], return_index=True)
-            kept = (len(ids) - 1 - last).tolist()
-            ids = ids[kept]
+            last_writes = (len(ids) - 1 - last).tolist()
+            ids = ids[last_writes]
             assignment_ids, workers, statuses, submit_times, works = (
-                [column[k] for k in kept]
+                [column[k] for k in last_writes]
                 for column in (assignment_ids, workers, statuses, submit_times, works)
             )
         rejected = {s: s.isascii() and s.lower() == "rejected" for s in set(statuses)}
         limit = float("-inf") if min_work_seconds is None else min_work_seconds
+        # the columns of ``temp.fast_tails``' rows after their number
         tails = self._columns(list(zip(*self.tails, strict=True))[1:] or [()] * 9)
         counts = np.array(tail_counts, dtype=np.int64)
         parts = [
@@ -1774,9 +1775,10 @@ class _Written:
         again = np.ones(max(len(order) - 1, 0), dtype=bool)
         for key in (number, item, question):
             again &= key[order][1:] == key[order][:-1]
+        # an answer written twice, or of no assignment (the readers write neither): the
+        # store's answers are read instead
         if again.any() or not np.isin(number, ids).all():
-            return None  # an answer written twice, or of no assignment (the readers write
-            # neither): read as stored
+            return None
         moved = np.flatnonzero(order != np.arange(len(order)))
         if len(moved):  # rows read one by one, written before the rows read through them
             window = slice(moved[0], moved[-1] + 1)
