@@ -391,13 +391,10 @@ class _Batch:
     unmatched: list[tuple] = field(default_factory=list)
     #: (item key, reason, detail)
     failures: list[tuple[str, str, dict]] = field(default_factory=list)
-    #: the rows read through earlier rows' answers (:meth:`_Reader.read_chunk`): the
-    #: assignment's ``id``, the line, then per slot the number of the slot's answer rows
-    #: after both in ``temp.fast_tails`` (``None`` past the row's slots)
-    fast: list[tuple[int | None, ...]] = field(default_factory=list)
-    #: the same rows as integer matrices when the import keeps what it writes (assignment,
-    #: line, then per slot its number, or :data:`UNUSED`), a matrix per run of rows
-    fast_matrices: list[np.ndarray] = field(default_factory=list)
+    #: the rows read through earlier rows' answers (:meth:`_Reader.read_chunk`), an integer
+    #: matrix per run of rows: the assignment's ``id``, the line, then per slot the number
+    #: of the slot's answer rows after both in ``temp.fast_tails`` (:data:`UNUSED`: none)
+    fast: list[np.ndarray] = field(default_factory=list)
     #: how many answers :attr:`fast` stands for
     fast_answers: int = 0
 
@@ -504,8 +501,6 @@ class _Reader:
         self.file_answers: _FileAnswers | None = None
         #: the ``rating_imports`` id of the import (set once it is recorded)
         self.import_id: int | None = None
-        #: whether the import keeps what it writes as columns (:class:`_Written`)
-        self.keep_written = False
 
     def read_chunk(
         self, columns: ColumnarChunks, first: int, chunk, times: dict[int, list], seen: dict
@@ -549,7 +544,6 @@ class _Reader:
         fast = ~problem & (found != UNREAD).all(axis=1)
 
         numbers, batch, tail_counts = self.numbers, self.batch, self.tail_counts
-        unfilled = (None,) * found.shape[1]
         constant = (self.survey.id, self.source, self.import_id, self.now)
 
         def written_through(start: int, end: int, tails: np.ndarray) -> None:
@@ -585,16 +579,8 @@ class _Reader:
                     strict=False,  # the repeated ones repeat without end
                 )
             )
-            used = tails[tails >= 0].tolist()
-            if len(used) == tails.size:
-                batch.fast.extend(zip(got, lines, *tails.T.tolist(), strict=True))
-            else:  # an unused slot left unanswered: the row's other slots fill its first
-                for number, line, row in zip(got, lines, tails.tolist(), strict=True):
-                    numbered = [t for t in row if t >= 0]
-                    batch.fast.append((number, line, *numbered, *unfilled[len(numbered) :]))
-            batch.fast_answers += sum(map(tail_counts.__getitem__, used))
-            if self.keep_written:
-                batch.fast_matrices.append(np.column_stack((got, lines, tails)))
+            batch.fast.append(np.column_stack((got, lines, tails)))
+            batch.fast_answers += sum(map(tail_counts.__getitem__, tails[tails >= 0].tolist()))
             seen.update(zip(ids, lines, strict=True))
 
         start, slow_rows = 0, {}
@@ -1449,7 +1435,6 @@ def _import_ratings(
         # a survey with nothing stored yet holds only this import's answers after it: what
         # the import writes is kept as columns for quality control
         kept = _Written() if _survey_is_empty(store, survey.id, reader.next_number) else None
-        reader.keep_written = kept is not None
         # this file's earlier failures and unmatched answers are replaced by what it holds now
         # (an answer whose candidate the study has since gained is matched this time)
         store.conn.execute(
@@ -1631,7 +1616,7 @@ def _flush(
             summary.assignments_unchanged += 1
     counted.update(fresh)
     if kept is not None:
-        kept.add(assignments.values(), written.ratings, written.fast_matrices, reader.fast_tails)
+        kept.add(assignments.values(), written.ratings, written.fast, reader.fast_tails)
     store.conn.executemany(ASSIGNMENT_UPSERT, assignments.values())
     store.upsert_many("answers", ANSWER_COLUMNS, written.ratings, key=ANSWER_KEY)
     if reader.fast_tails:
@@ -1642,8 +1627,10 @@ def _flush(
         reader.fast_tails = []
     if written.fast:
         slots = len(reader.mapping.slots)
+        # (an unused slot's UNUSED numbers no answer rows: it joins none below)
         store.conn.executemany(
-            f"INSERT INTO temp.fast_rows VALUES ({', '.join('?' * (2 + slots))})", written.fast
+            f"INSERT INTO temp.fast_rows VALUES ({', '.join('?' * (2 + slots))})",
+            np.concatenate(written.fast).tolist(),
         )
         # row by row, each row's slots in order (as the rows are read): the answers go in
         # the order of their key, about a third cheaper than slot by slot
@@ -1677,6 +1664,13 @@ def _flush(
     )
 
 
+#: the columns of an assignment's row :class:`_Written` keeps, by their place
+_KEPT_COLUMNS = tuple(
+    ASSIGNMENT_COLUMNS.index(c)
+    for c in ("id", "assignment_id", "worker_id", "status", "submit_time", "work_seconds")
+)
+
+
 class _Written:
     """What an import into a survey that held no answer writes, kept as columns: the
     survey's answers are then these alone, as the upserts leave them (the last write of
@@ -1705,13 +1699,10 @@ class _Written:
         tails: list[tuple],
     ) -> None:
         """One flush's writes (rows as :data:`ASSIGNMENT_COLUMNS`, :data:`ANSWER_COLUMNS`,
-        :attr:`_Batch.fast_matrices` and ``temp.fast_tails`` hold them), in the order
-        written."""
+        :attr:`_Batch.fast` and ``temp.fast_tails`` hold them), in the order written."""
         rows = list(assignments)
         if rows:
-            self.assignments.append(
-                tuple(list(map(itemgetter(k), rows)) for k in (13, 0, 3, 4, 6, 7))
-            )
+            self.assignments.append(tuple(list(map(itemgetter(k), rows)) for k in _KEPT_COLUMNS))
         if ratings:
             number, line, *tail = zip(*ratings, strict=True)
             self.answers.append((self._columns(tail) | {"number": number, "line": line}, None))
