@@ -17,8 +17,9 @@ saved as PNG, as a study stores them) go in batches of ``--batch-size`` pairs th
   tensors by hand and calls the same model's forward (or the library function), with no
   grouping by size, no per-pair failures, no out-of-memory back-off and no resizing checks.
 
-The three are timed alternately ``--repeats`` times, the engine's runs after a warm-up
-batch (model building left out), and the best time of each is kept (the machine may be
+The three are timed alternately ``--repeats`` times, the engine's runs after an untimed
+run of one batch and from the built model to the last outcome (building and closing the
+model left out; every load inside), and the best time of each is kept (the machine may be
 shared); the ratio is semcomp's throughput over the bare library's (1.00: no overhead;
 the target for model-based metrics is at least 0.8); "cpu s" and "bare cpu" are the least CPU
 seconds (user + system, all threads) of the semcomp and bare runs, and "cpu ratio" bare's
@@ -54,7 +55,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from common import machine, photo
+from common import engine_seconds, machine, photo
 
 METRICS = ("psnr", "ms-ssim", "lpips", "dists", "dreamsim", "fid", "clip", "zero-shot")
 
@@ -278,20 +279,17 @@ def cases(args: argparse.Namespace, folder: Path) -> dict[str, Callable[[], dict
     }
 
 
-def engine_seconds(case: dict, chunks: list[list], prefetch: int) -> tuple[float, float]:
-    """Wall and CPU seconds (the process's user + system, every thread) of the local engine
-    over ``chunks`` after a warm-up batch (model building and the first call left out), as
-    the score stage runs the metric."""
+def engine_run(case: dict, chunks: list[list], prefetch: int) -> tuple[float, float]:
+    """Wall and CPU seconds of the local engine over ``chunks`` as the score stage runs the
+    metric, model building and closing left out (:func:`common.engine_seconds`)."""
     from semcomp.engines import LocalEngine
 
-    batches = [chunks[0], *chunks]
-    started = cpu = 0.0
-    for outcome in LocalEngine(prefetch=prefetch).run(case["factory"], case["task"], batches):
-        if outcome.index == 0:
-            started, cpu = time.perf_counter(), time.process_time()
-        elif any(isinstance(result, Exception) for result in outcome.results):
+    engine = LocalEngine(prefetch=prefetch)
+    wall, cpu, outcomes = engine_seconds(engine, case["factory"], case["task"], chunks)
+    for outcome in outcomes:
+        if any(isinstance(result, Exception) for result in outcome.results):
             raise next(r for r in outcome.results if isinstance(r, Exception))
-    return time.perf_counter() - started, time.process_time() - cpu
+    return wall, cpu
 
 
 def measure(name: str, build: Callable[[], dict], pairs: list, args) -> dict:
@@ -312,8 +310,8 @@ def measure(name: str, build: Callable[[], dict], pairs: list, args) -> dict:
 
     semcomp, in_turn, bare_runs = [], [], []
     for _ in range(args.repeats):  # alternate, so that all three see the same load
-        semcomp.append(engine_seconds(case, engine_chunks, prefetch=2))
-        in_turn.append(engine_seconds(case, engine_chunks, prefetch=0))
+        semcomp.append(engine_run(case, engine_chunks, prefetch=2))
+        in_turn.append(engine_run(case, engine_chunks, prefetch=0))
         bare_runs.append(bare())
     case["close"]()
     # the best wall time and, apart, the least CPU time of each (load inflates both)

@@ -8,9 +8,9 @@ Each stage's work goes through the local engine exactly as ``semcomp run``
 does it (plugin factory, load/infer task; with ``--workers 0``, ``semcomp run``'s
 default, the next batches load in the engine's prefetch thread, else in that many
 DataLoader processes), on photo-like 512×384 PNG files. Reported per stage and
-batch size: images per second (after one warm-up batch), the profile's time split
-(decode, preprocess, model), and on CUDA the fraction of time the GPU was busy after
-the warm-up batch (utilisation sampled every 100 ms through NVML, i.e.
+batch size: images per second (after an untimed run of one batch; from the built model to
+the last batch's outcome), the profile's time split (decode, preprocess, model), and on CUDA
+the fraction of that time the GPU was busy (utilisation sampled every 100 ms through NVML, i.e.
 ``pip install "semcomp[bench]"``, else ``nvidia-smi -lms 100``; "n/a" and the
 reason under the table when neither works).
 
@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import machine, photo
+from common import engine_seconds, machine, photo
 from semcomp.config import EmbedderConfig
 from semcomp.engines import PREFETCH, LocalEngine, PluginFactory
 from semcomp.tiny_models import write_tiny_blip, write_tiny_open_clip, write_tiny_stable_diffusion
@@ -162,23 +162,20 @@ def measure(
     device: str,
     prefetch: int = PREFETCH,
 ):
-    """Images/s after a warm-up batch, the phase split, and the GPU busy fraction (with
-    the reason when it is not known); model building and warm-up are left out of all three."""
-    batches = [items[:batch]] + [items[i : i + batch] for i in range(0, len(items), batch)]
+    """Images/s, the phase split, and the GPU busy fraction (with the reason when it is not
+    known), after an untimed run of one batch; model building and closing are left out of
+    all three, every load is inside them (:func:`common.engine_seconds`)."""
+    batches = [items[i : i + batch] for i in range(0, len(items), batch)]
     phases: dict[str, float] = {}
-    started = None
     gpu = GpuBusy(device)
     try:
-        for outcome in LocalEngine(workers=workers, prefetch=prefetch).run(factory, task, batches):
-            if outcome.index == 0:  # warm-up: loading, cudnn autotuning, first-call costs
-                started = time.perf_counter()
-                gpu.start()
-                continue
-            for name, seconds in outcome.seconds.items():
-                phases[name] = phases.get(name, 0.0) + seconds
-        wall = time.perf_counter() - started
+        engine = LocalEngine(workers=workers, prefetch=prefetch)
+        wall, _, outcomes = engine_seconds(engine, factory, task, batches, on_start=gpu.start)
     finally:
         gpu.stop()
+    for outcome in outcomes:
+        for name, seconds in outcome.seconds.items():
+            phases[name] = phases.get(name, 0.0) + seconds
     return len(items) / wall, phases, gpu.busy, gpu.reason
 
 
@@ -188,7 +185,7 @@ def embed_beside_bare(
     """Images/s of the embed stage (local engine), of the stage loading each batch in turn
     (``prefetch=0``: the engine before its prefetch thread), of a bare sequential loop (read,
     decode, transform, forward) and of the forward pass alone, on the same files and
-    batches; best of ``repeats`` alternating timings, each after a warm-up batch."""
+    batches; best of ``repeats`` alternating timings, each after an untimed batch."""
     import torch
     from PIL import Image
 
