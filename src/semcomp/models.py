@@ -10,6 +10,7 @@ import gc
 import os
 import socket
 import sys
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -228,6 +229,17 @@ def release(*dropped: Any) -> None:
         return
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def drop_model(owner: Any, attribute: str = "model") -> None:
+    """Set ``owner``'s ``attribute`` (its model) to ``None`` and :func:`release` it, with a
+    weak reference to it: the full garbage collection is skipped when reference counting
+    has already freed the model."""
+    model = getattr(owner, attribute)
+    dropped = [weakref.ref(model)] if model is not None else []
+    setattr(owner, attribute, None)
+    del model
+    release(*dropped)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, partial
@@ -32,10 +31,10 @@ from semcomp.metrics.base import EmbeddingMetric, ScoreSpec
 from semcomp.metrics.embedder import Embedder
 from semcomp.models import (
     batches_with_backoff,
+    drop_model,
     hub_offline,
     inference_dtype,
     load_cached_or_download,
-    release,
     select_device,
 )
 
@@ -267,9 +266,7 @@ class OpenClipEmbedder(Embedder):
         return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, self.dim))
 
     def close(self) -> None:
-        dropped = [weakref.ref(self.model)] if self.model is not None else []
-        self.model = None
-        release(*dropped)
+        drop_model(self)
 
 
 def fetch_open_clip_weights(config: EmbedderConfig, *, download: bool = True) -> str:

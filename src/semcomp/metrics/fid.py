@@ -27,8 +27,8 @@ from semcomp.metrics.base import ScoreSpec, SetMetric
 from semcomp.metrics.learned import missing_packages, raise_weights_problem, seeded
 from semcomp.models import (
     batches_with_backoff,
+    drop_model,
     load_torch_weights,
-    release,
     select_device,
     torch_hub_checkpoint,
     torch_weights_problem,
@@ -158,8 +158,7 @@ class InceptionSetMetric(SetMetric):
         return np.stack(rows).astype(np.float32)
 
     def close(self) -> None:
-        self.model = None
-        release()
+        drop_model(self)
 
 
 def _factor(features: np.ndarray) -> np.ndarray:

@@ -9,7 +9,6 @@ float32 on every device: they are small, and the reference numbers are float32.
 
 from __future__ import annotations
 
-import weakref
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from typing import Any, Literal
 from semcomp.engines import phase
 from semcomp.errors import ImageError, ModelUnavailableError
 from semcomp.metrics.base import Metric, PairwiseMetric, ScoreSpec
-from semcomp.models import batches_with_backoff, is_out_of_memory, release, select_device
+from semcomp.models import batches_with_backoff, drop_model, is_out_of_memory, select_device
 from semcomp.params import PluginParams
 
 #: ``weights = "random"``: the real architecture with random backbone weights (tests, the
@@ -153,9 +152,7 @@ class LearnedPairwiseMetric(PairwiseMetric):
         return results
 
     def close(self) -> None:
-        dropped = [weakref.ref(self.model)] if self.model is not None else []
-        self.model = None
-        release(*dropped)
+        drop_model(self)
 
 
 def distance_score(
