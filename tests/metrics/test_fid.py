@@ -108,20 +108,6 @@ def test_features_batch_equals_one_by_one_and_a_degraded_set_is_further(inceptio
     assert inception.identity()["random_weights"] is True
 
 
-def test_closing_the_inception_frees_it_without_a_full_collection(monkeypatch):
-    """As every model-based metric's: a model reference counting frees needs no
-    ``gc.collect`` when its stage step ends."""
-    import gc
-    import weakref
-
-    collections = []
-    monkeypatch.setattr(gc, "collect", lambda *a: collections.append(a) or 0)
-    metric = Fid(FidParams(weights="tiny"), device="cpu", batch_size=4)
-    model = weakref.ref(metric.model)
-    metric.close()
-    assert model() is None and metric.model is None and collections == []
-
-
 def test_random_inception_at_full_size_builds_from_torchmetrics_class():
     from torchmetrics.image.fid import NoTrainInceptionV3
 

@@ -23,9 +23,9 @@ from semcomp.engines import phase
 from semcomp.errors import ConfigError
 from semcomp.models import (
     batches_with_backoff,
+    drop_model,
     inference_dtype,
     load_pretrained,
-    release,
     select_device,
 )
 from semcomp.params import PluginParams, model_source
@@ -178,5 +178,4 @@ class BlipCaptioner(Captioner):
         return [[Caption(text)] for text in texts]
 
     def close(self) -> None:
-        self.model = None
-        release()
+        drop_model(self)

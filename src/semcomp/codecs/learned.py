@@ -293,20 +293,20 @@ class CompressaiCodec(ImageCodec, BatchPlugin):
     def network(self, quality: int) -> Any:
         """The network for ``quality``; the previous one is freed first (one in memory)."""
         if self.quality != quality:
-            from semcomp.models import release, select_device
+            from semcomp.models import drop_model, select_device
 
-            self.model, self.quality = None, None
-            release()
+            self.quality = None
+            drop_model(self)
             self.torch_device = self.torch_device or select_device(self.device)
             self.model = load_zoo_model(self.params, quality, self.torch_device)  # type: ignore[arg-type]
             self.quality = quality
         return self.model
 
     def close(self) -> None:
-        from semcomp.models import release
+        from semcomp.models import drop_model
 
-        self.model, self.quality = None, None
-        release()
+        self.quality = None
+        drop_model(self)
 
     def _by_group(
         self, keys: list[Any], run: Any, results: list[Any], failure: type[Exception]

@@ -248,10 +248,9 @@ class ClipCapCaptioner:
         ]
 
     def close(self) -> None:
-        from semcomp.models import release
+        from semcomp.models import drop_model
 
-        self.captioner = None
-        release()
+        drop_model(self, "captioner")
 
 
 @dataclass(frozen=True)

@@ -592,10 +592,9 @@ class SamRegions:
         ]
 
     def close(self) -> None:
-        from semcomp.models import release
+        from semcomp.models import drop_model
 
-        self.model = None
-        release()
+        drop_model(self)
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from semcomp.engines import phase
 from semcomp.errors import ConfigError
 from semcomp.models import (
     batches_with_backoff,
+    drop_model,
     inference_dtype,
     load_pretrained,
-    release,
     select_device,
 )
 from semcomp.params import PluginParams, model_source
@@ -182,8 +182,7 @@ class DiffusersReconstructor(Reconstructor):
         ]
 
     def close(self) -> None:
-        self.pipeline = None
-        release()
+        drop_model(self, "pipeline")
 
 
 # ---- conditioned on side information (semcomp.codecs.side) ---------------------------------
