@@ -78,6 +78,42 @@ def test_one_surveys_rules_leave_another_surveys_answers_alone(store, tmp_path):
     )
 
 
+def test_a_survey_is_read_from_its_range_of_assignments_with_another_surveys_inside(
+    store, tmp_path
+):
+    """A survey's answers are read over the range of its assignments' ids: another survey
+    imported between two of its files (ids inside that range) is read and left out, one
+    imported before it (ids below the range) is not read at all."""
+    found = candidates(store)
+    pair = {"original": found[2]["original_id"], "candidate": found[2]["id"]}
+    inputs = {"original": found[1]["original_id"], "candidate": found[1]["id"]}
+    b_first = [assignment(1, "W", pair, B_ANSWERS, assignment_id="3B0000000000000000000001")]
+    import_ratings(store, write_batch_results(tmp_path / "b1.csv", b_first, layout="flat"), B)
+    a_first = [assignment(10, "Y", inputs, {"similarity": "8"}, minute=2)]
+    import_ratings(store, write_batch_results(tmp_path / "a1.csv", a_first), A)
+    b_between = [assignment(2, "Y", pair, B_ANSWERS, assignment_id="3B0000000000000000000002")]
+    import_ratings(store, write_batch_results(tmp_path / "b2.csv", b_between, layout="flat"), B)
+    before = rules(store, "B")
+    # Y answers the same pair of A again in a later file: the later answer is the duplicate
+    a_later = [assignment(11, "Y", inputs, {"similarity": "3"}, minute=3)]
+    summary = import_ratings(store, write_batch_results(tmp_path / "a2.csv", a_later), A)
+    assert summary.excluded == {"duplicate": 1} and summary.kept == 0
+    assert rules(store, "B") == before
+    scanned = []
+    store.conn.set_trace_callback(scanned.append)
+    a = quality.SurveyAnswers.read(store, A.id)
+    b = quality.SurveyAnswers.read(store, B.id)
+    store.conn.set_trace_callback(None)
+    assert sorted(a.assignment_ids) == ["3ASSIGN00000010", "3ASSIGN00000011"]
+    assert len(a.assignment) == 2 and sorted(a.excluded.tolist()) == [0, quality.DUPLICATE]
+    assert sorted(b.assignment_ids) == [r["AssignmentId"] for r in b_first + b_between]
+    assert len(b.assignment) == 10 and not b.excluded.any()
+    ranges = [q for q in scanned if "BETWEEN" in q and "FROM answers r" in q]
+    assert len(ranges) == 2 and all(
+        "BETWEEN 2 AND 4" in q or "BETWEEN 1 AND 3" in q for q in ranges
+    )
+
+
 def test_rules_applied_again_unchanged_write_nothing(store, tmp_path):
     found = candidates(store)
     inputs = {"original": found[1]["original_id"], "candidate": found[1]["id"]}

@@ -36,13 +36,16 @@ EXCLUDED = (None, "rejected", "work_time", "attention_check", "duplicate")
 KEPT, REJECTED, WORK_TIME, ATTENTION_CHECK, DUPLICATE = range(len(EXCLUDED))
 OTHER = len(EXCLUDED)
 
-#: the survey's assignments (``a``) by id; the study's answers (``r``, each with its item's
-#: place ``i``) in the order of their key (read whole: filtering them by the survey's
-#: assignments in SQLite looks each answer's assignment up, about twice a plain scan)
+#: the survey's assignments (``a``) by id; the answers (``r``, each with its item's place
+#: ``i``) of assignments from the survey's first id to its last, in the order of their key:
+#: a range of the key, read whole (an import numbers its new assignments together, so
+#: another survey's answers are mostly outside it; those inside are dropped afterwards:
+#: filtering them by the survey's assignments in SQLite looks each answer's assignment up,
+#: about twice a plain scan)
 SURVEY_ASSIGNMENTS = "FROM assignments a NOT INDEXED WHERE a.survey = ? ORDER BY a.id"
-STUDY_ANSWERS = (
+SURVEY_RANGE_ANSWERS = (
     "FROM answers r CROSS JOIN temp.rating_items i ON i.item = r.item "
-    "ORDER BY r.assignment, r.item, r.question"
+    "WHERE r.assignment BETWEEN ? AND ? ORDER BY r.assignment, r.item, r.question"
 )
 
 
@@ -209,16 +212,6 @@ class SurveyAnswers:
         cls, store: Store, survey_id: str, *, min_work_seconds: float | None = None
     ) -> SurveyAnswers:
         conn = store.conn
-        conn.execute("DROP TABLE IF EXISTS temp.rating_items")
-        conn.execute(
-            "CREATE TEMP TABLE rating_items (item TEXT PRIMARY KEY, position INTEGER NOT NULL) "
-            "WITHOUT ROWID"
-        )
-        conn.execute(
-            f"INSERT INTO temp.rating_items SELECT item, DENSE_RANK() OVER "
-            f"(ORDER BY {ITEM_ORDER}) - 1 FROM (SELECT DISTINCT item FROM answers)"
-        )
-        items = [i for (i,) in conn.execute("SELECT item FROM temp.rating_items ORDER BY position")]
         workers, submit_times, assignment_ids, ids, rejected, short = read_columns(
             store,
             (
@@ -233,6 +226,19 @@ class SurveyAnswers:
             (min_work_seconds, survey_id),
             texts=3,
         )
+        span = (int(ids[0]), int(ids[-1])) if len(ids) else (1, 0)
+        conn.execute("DROP TABLE IF EXISTS temp.rating_items")
+        conn.execute(
+            "CREATE TEMP TABLE rating_items (item TEXT PRIMARY KEY, position INTEGER NOT NULL) "
+            "WITHOUT ROWID"
+        )
+        conn.execute(
+            f"INSERT INTO temp.rating_items SELECT item, DENSE_RANK() OVER (ORDER BY "
+            f"{ITEM_ORDER}) - 1 FROM (SELECT DISTINCT item FROM answers WHERE assignment "
+            "BETWEEN ? AND ?)",
+            span,
+        )
+        items = [i for (i,) in conn.execute("SELECT item FROM temp.rating_items ORDER BY position")]
         rule = " ".join(f"WHEN '{e}' THEN {code}" for code, e in enumerate(EXCLUDED) if e)
         names = _bound(store, "rating_names")
         fields = packed(
@@ -257,15 +263,16 @@ class SurveyAnswers:
         *codes, lines, whole = read_columns(
             store,
             [e for e, _ in fields] + ["r.source_line", "ifnull(CAST(r.value AS INTEGER), 0)"],
-            STUDY_ANSWERS,
-            (),
+            SURVEY_RANGE_ANSWERS,
+            span,
         )
         columns = [
             field
             for code, (_, bounds) in zip(codes, fields, strict=True)
             for field in unpacked(code, bounds)
         ]
-        # the survey's answers (the others are other surveys')
+        # the survey's answers (the others are those of other surveys' assignments numbered
+        # inside the survey's range)
         place = _lookup(ids, np.arange(len(ids)), size=columns[0].max(initial=0) + 1)
         ours = np.flatnonzero(place[columns[0]] >= 0)
         if len(ours) < len(columns[0]):
@@ -276,7 +283,9 @@ class SurveyAnswers:
         others, value = {}, whole.astype(np.float64)
         if (excluded == OTHER).any() or fraction.any():  # texts and values as stored
             texts, values = zip(
-                *store.tuples(f"SELECT r.excluded, ifnull(r.value, 0.0) {STUDY_ANSWERS}"),
+                *store.tuples(
+                    f"SELECT r.excluded, ifnull(r.value, 0.0) {SURVEY_RANGE_ANSWERS}", span
+                ),
                 strict=True,
             )
             others = {int(k): texts[ours[k]] for k in np.flatnonzero(excluded == OTHER)}
