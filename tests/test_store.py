@@ -19,6 +19,15 @@ def test_new_store_is_at_the_latest_schema_in_wal_mode(tmp_path: Path):
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_a_writer_holds_a_large_page_cache_a_reader_sqlites_default(tmp_path: Path):
+    """A stage's or an import's transaction of many rows keeps its pages in memory."""
+    with Store(tmp_path) as store:
+        cache = store.conn.execute("PRAGMA cache_size").fetchone()[0]
+        assert cache == -store_module.WRITER_CACHE_KIB
+    with Store(tmp_path, read_only=True) as reader:
+        assert reader.conn.execute("PRAGMA cache_size").fetchone()[0] == -2000
+
+
 def test_forward_migration_keeps_rows(tmp_path: Path):
     with Store(tmp_path) as store:
         store.set_info("name", "before")

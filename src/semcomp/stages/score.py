@@ -20,7 +20,7 @@ twice. Decoded embeddings are not images: image metrics leave them out (no failu
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,21 +110,24 @@ def register_metric(
         )
 
 
+#: a score row's columns, as :func:`write_score_rows` writes them
+SCORE_COLUMNS = ("candidate_id", "metric", "value", "run_id", "created_at")
+
+
 def write_scores(ctx: StageContext, candidate_id: str, values: dict[str, float]) -> None:
     """One candidate's values (call inside a transaction)."""
-    now = utc_now()
-    for key, value in values.items():
-        ctx.store.upsert(
-            "scores",
-            {
-                "candidate_id": candidate_id,
-                "metric": key,
-                "value": float(value),
-                "run_id": ctx.run_id,
-                "created_at": now,
-            },
-            key=("candidate_id", "metric"),
-        )
+    write_score_rows(ctx, ((candidate_id, key, value) for key, value in values.items()))
+
+
+def write_score_rows(ctx: StageContext, rows: Iterable[tuple[str, str, float]]) -> None:
+    """(candidate, score key, value) rows, in one statement (call inside a transaction)."""
+    now, run_id = utc_now(), ctx.run_id
+    ctx.store.upsert_many(
+        "scores",
+        SCORE_COLUMNS,
+        ((candidate, key, float(value), run_id, now) for candidate, key, value in rows),
+        key=("candidate_id", "metric"),
+    )
 
 
 def pending_candidates(ctx: StageContext, keys: Sequence[str]) -> list[sqlite3.Row]:
@@ -206,16 +209,21 @@ def score_embeddings(ctx: StageContext, metric: Any) -> None:
         metric.embedder_id,
         [r["artifact_hash"] for r in pending] + [r["original_hash"] for r in pending],
     )
-    with store.transaction():
-        for row in pending:
-            original = vectors.get(row["original_hash"])
-            candidate = vectors.get(row["artifact_hash"])
-            if original is None or candidate is None:
-                ctx.report.skipped += 1  # the embed stage recorded why
-                continue
-            values = metric.metric_class.values(params, cosine(original, candidate))
-            write_scores(ctx, row["id"], {keys[key]: value for key, value in values.items()})
-            ctx.report.done += 1
+    scored = [r for r in pending if r["original_hash"] in vectors and r["artifact_hash"] in vectors]
+    ctx.report.skipped += len(pending) - len(scored)  # the embed stage recorded why
+    values = metric.metric_class.values
+    with store.transaction():  # every candidate's values in one statement
+        write_score_rows(
+            ctx,
+            (
+                (row["id"], keys[key], value)
+                for row in scored
+                for key, value in values(
+                    params, cosine(vectors[row["original_hash"]], vectors[row["artifact_hash"]])
+                ).items()
+            ),
+        )
+    ctx.report.done += len(scored)
 
 
 # ---- pairwise metrics: (original, candidate) images ----------------------------------------

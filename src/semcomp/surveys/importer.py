@@ -1417,11 +1417,6 @@ def _import_ratings(
     # a file parsed in columns was hashed as it was scanned
     sha256 = chunks.sha256 if chunks is not None else file_sha256(path, "ratings file")
     before = store.count("answers")
-    # a large page cache (SQLite's default is 2 MiB) keeps the ratings indexes and the rows
-    # the foreign keys check in memory while a large file is upserted: 64 MiB made 300,000
-    # answers about a fifth faster; 256 MiB takes a third less CPU than 64 MiB to upsert
-    # 250,000 (pages are held only as the import needs them)
-    store.conn.execute("PRAGMA cache_size = -262144")
     slots = len(reader.mapping.slots)
     with foreign_keys_unchecked(store), store.transaction(), fast_tables(store, slots):
         register_survey(store, survey)
