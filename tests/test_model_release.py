@@ -29,3 +29,15 @@ def test_closing_a_model_frees_it_without_a_full_collection(plugin, request, mon
     model = weakref.ref(getattr(owner, attribute))
     owner.close()
     assert model() is None and getattr(owner, attribute) is None and collections == []
+
+
+def test_a_model_weak_references_cannot_follow_is_still_collected(monkeypatch):
+    from types import SimpleNamespace
+
+    from semcomp import models
+
+    collections = []
+    monkeypatch.setattr(gc, "collect", lambda *a: collections.append(a) or 0)
+    owner = SimpleNamespace(model=("weights", "of", "a", "model"))  # a tuple: no weak refs
+    models.drop_model(owner)
+    assert owner.model is None and len(collections) == 1

@@ -234,9 +234,13 @@ def release(*dropped: Any) -> None:
 def drop_model(owner: Any, attribute: str = "model") -> None:
     """Set ``owner``'s ``attribute`` (its model) to ``None`` and :func:`release` it, with a
     weak reference to it: the full garbage collection is skipped when reference counting
-    has already freed the model."""
+    has already freed the model (and always runs for an object weak references cannot
+    follow)."""
     model = getattr(owner, attribute)
-    dropped = [weakref.ref(model)] if model is not None else []
+    try:
+        dropped = [weakref.ref(model)] if model is not None else []
+    except TypeError:  # no weak references to it (``__slots__``, a tuple, ...)
+        dropped = []
     setattr(owner, attribute, None)
     del model
     release(*dropped)
