@@ -1141,6 +1141,16 @@ class Store:
                 key=("artifact_hash", "embedder_id"),
             )
 
+    def upsert_scores(self, rows: Iterable[tuple[str, str, float, int | None, str]]) -> None:
+        """(candidate id, score key, value, run id, time) rows into ``scores``, in one
+        statement (a candidate's score is replaced; call inside a transaction)."""
+        self.upsert_many(
+            "scores",
+            ("candidate_id", "metric", "value", "run_id", "created_at"),
+            rows,
+            key=("candidate_id", "metric"),
+        )
+
     def embeddings(self, embedder_id: str, artifact_hashes: Iterable[str]) -> dict[str, np.ndarray]:
         import numpy as np
 

@@ -110,10 +110,6 @@ def register_metric(
         )
 
 
-#: a score row's columns, as :func:`write_score_rows` writes them
-SCORE_COLUMNS = ("candidate_id", "metric", "value", "run_id", "created_at")
-
-
 def write_scores(ctx: StageContext, candidate_id: str, values: dict[str, float]) -> None:
     """One candidate's values (call inside a transaction)."""
     write_score_rows(ctx, ((candidate_id, key, value) for key, value in values.items()))
@@ -122,11 +118,8 @@ def write_scores(ctx: StageContext, candidate_id: str, values: dict[str, float])
 def write_score_rows(ctx: StageContext, rows: Iterable[tuple[str, str, float]]) -> None:
     """(candidate, score key, value) rows, in one statement (call inside a transaction)."""
     now, run_id = utc_now(), ctx.run_id
-    ctx.store.upsert_many(
-        "scores",
-        SCORE_COLUMNS,
-        ((candidate, key, float(value), run_id, now) for candidate, key, value in rows),
-        key=("candidate_id", "metric"),
+    ctx.store.upsert_scores(
+        (candidate, key, float(value), run_id, now) for candidate, key, value in rows
     )
 
 

@@ -520,10 +520,5 @@ def write_human_scores(
         for stat, (function, _) in SCORE_STATS.items():
             metric = human_metric(survey.id, stat, question_names[question])
             rows.append((candidate_id, metric, float(function(group_values)), None, now))
-    store.upsert_many(
-        "scores",
-        ("candidate_id", "metric", "value", "run_id", "created_at"),
-        rows,
-        key=("candidate_id", "metric"),
-    )
+    store.upsert_scores(rows)
     return len(rows)
